@@ -1,0 +1,64 @@
+//! Events: what the rules report with every change. The store appends them
+//! in the same transaction as the change; ids are assigned at commit.
+
+use crate::{lease::LeaseId, names::TableName, time::Millis};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    LeaseRequested,
+    LeaseGranted,
+    LeaseReleased,
+    LeaseExpired,
+    LeaseRevoked,
+    LeaseCancelled,
+    TableSettingsChanged,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 7] = [
+        EventKind::LeaseRequested,
+        EventKind::LeaseGranted,
+        EventKind::LeaseReleased,
+        EventKind::LeaseExpired,
+        EventKind::LeaseRevoked,
+        EventKind::LeaseCancelled,
+        EventKind::TableSettingsChanged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::LeaseRequested => "lease_requested",
+            EventKind::LeaseGranted => "lease_granted",
+            EventKind::LeaseReleased => "lease_released",
+            EventKind::LeaseExpired => "lease_expired",
+            EventKind::LeaseRevoked => "lease_revoked",
+            EventKind::LeaseCancelled => "lease_cancelled",
+            EventKind::TableSettingsChanged => "table_settings_changed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// An event before the store has numbered it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    pub at: Millis,
+    pub kind: EventKind,
+    pub table: TableName,
+    pub lease_id: Option<LeaseId>,
+    /// Details of the change (mode, holder, token, reason, settings...).
+    pub data: serde_json::Value,
+}
+
+/// A committed event, numbered in commit order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: i64,
+    #[serde(flatten)]
+    pub event: NewEvent,
+}

@@ -1,0 +1,411 @@
+//! The lease rules: pure functions `(state, command, now) -> (state', events)`.
+//!
+//! The queue policy lives in [`may_grant`]; everything else is bookkeeping
+//! around it. Every call first settles the table (expires what is due and
+//! grants who can be), so expiry never depends on a background sweep having
+//! run.
+
+use crate::{
+    command::{AcquireRequest, Command, Reply},
+    error::RuleError,
+    event::{EventKind, NewEvent},
+    lease::{Lease, LeaseId, LeaseState, Mode, Token},
+    table::{TableSettings, TableState},
+    time::Millis,
+};
+use serde_json::json;
+
+/// The result of one command: its answer, and the events to append
+/// (also on error: settling may have expired or granted leases first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub result: Result<Reply, RuleError>,
+    pub events: Vec<NewEvent>,
+}
+
+/// Create a table (`state` is `None`) or change its settings.
+pub fn put_table(
+    state: Option<TableState>,
+    table: crate::TableName,
+    settings: TableSettings,
+    now: Millis,
+) -> (TableState, Outcome) {
+    let created = state.is_none();
+    let mut state = state.unwrap_or_else(|| TableState::new(table, settings.clone(), now));
+    let mut events = Vec::new();
+    settle(&mut state, now, &mut events);
+    if created || state.settings != settings {
+        state.settings = settings;
+        state.updated_at = now;
+        events.push(event(
+            &state,
+            now,
+            EventKind::TableSettingsChanged,
+            None,
+            json!({ "settings": state.settings, "created": created }),
+        ));
+    }
+    settle(&mut state, now, &mut events);
+    let reply = Reply::Table {
+        state: state.clone(),
+        created,
+    };
+    (
+        state,
+        Outcome {
+            result: Ok(reply),
+            events,
+        },
+    )
+}
+
+/// Apply one command to an existing table's state.
+pub fn apply(state: &mut TableState, command: &Command, now: Millis) -> Outcome {
+    let mut events = Vec::new();
+    settle(state, now, &mut events);
+    let result = match command {
+        Command::PutTable { .. } => Err(RuleError::Invalid(
+            "put_table creates tables; use rules::put_table".into(),
+        )),
+        Command::Acquire { request, .. } => acquire(state, request, now, &mut events),
+        Command::Sweep { .. } => Ok(None),
+        Command::Heartbeat {
+            lease_id,
+            token,
+            ttl_seconds,
+        } => heartbeat(state, *lease_id, *token, *ttl_seconds, now)
+            .map(|()| Some((*lease_id, false))),
+        Command::Release { lease_id, token } => {
+            release(state, *lease_id, *token, now, &mut events).map(|()| Some((*lease_id, false)))
+        }
+        Command::Revoke { lease_id, reason } => {
+            revoke(state, *lease_id, reason, now, &mut events).map(|()| Some((*lease_id, false)))
+        }
+        Command::KeepWaiting { lease_id } | Command::Lookup { lease_id } => keep_waiting(
+            state,
+            *lease_id,
+            now,
+            matches!(command, Command::KeepWaiting { .. }),
+        )
+        .map(|()| Some((*lease_id, false))),
+    };
+    settle(state, now, &mut events);
+    let result = result.map(|answer| match answer {
+        Some((id, replayed)) => lease_reply(state, id, replayed),
+        None => Reply::Table {
+            state: state.clone(),
+            created: false,
+        },
+    });
+    Outcome { result, events }
+}
+
+fn lease_reply(state: &TableState, id: LeaseId, replayed: bool) -> Reply {
+    let lease = state
+        .find(id)
+        .cloned()
+        .expect("a command answers only leases it found or created");
+    let position = (lease.state == LeaseState::Waiting)
+        .then(|| 1 + state.waiters().take_while(|w| w.id != id).count() as u32);
+    Reply::Lease {
+        lease,
+        position,
+        replayed,
+    }
+}
+
+/// Expire what is due, then grant every waiter the queue policy allows.
+pub fn settle(state: &mut TableState, now: Millis, events: &mut Vec<NewEvent>) {
+    let mut i = 0;
+    while i < state.live.len() {
+        if state.live[i].is_expired_at(now) {
+            let mut lease = state.live.remove(i);
+            let was = lease.state;
+            lease.state = LeaseState::Expired;
+            lease.ended_at = Some(now);
+            events.push(event(
+                state,
+                now,
+                EventKind::LeaseExpired,
+                Some(lease.id),
+                json!({ "mode": lease.mode, "holder": lease.holder, "token": lease.token,
+                        "was": was, "expires_at": lease.expires_at }),
+            ));
+            state.finished.push(lease);
+        } else {
+            i += 1;
+        }
+    }
+    for i in 0..state.live.len() {
+        if state.live[i].state == LeaseState::Waiting && may_grant(state, i, now) {
+            state.last_token += 1;
+            let token = state.last_token;
+            let lease = &mut state.live[i];
+            lease.state = LeaseState::Granted;
+            lease.token = Some(token);
+            lease.granted_at = Some(now);
+            lease.expires_at = now.plus_seconds(lease.ttl_seconds);
+            let (id, data) = (
+                lease.id,
+                json!({ "mode": lease.mode, "holder": lease.holder, "token": token,
+                        "expires_at": lease.expires_at }),
+            );
+            events.push(event(state, now, EventKind::LeaseGranted, Some(id), data));
+        }
+    }
+}
+
+/// The queue policy. Readers share and a writer excludes everyone; waiters
+/// are served in arrival order, except that readers may pass a waiting
+/// writer until it has waited `max_compaction_deferral_seconds`. From then
+/// on new readers queue behind it, so compaction always gets its window.
+pub fn may_grant(state: &TableState, index: usize, now: Millis) -> bool {
+    let candidate = &state.live[index];
+    let mut holders = state.holders();
+    let earlier_waiters = || {
+        state.live[..index]
+            .iter()
+            .filter(|l| l.state == LeaseState::Waiting)
+    };
+    match candidate.mode {
+        Mode::Write => holders.next().is_none() && earlier_waiters().next().is_none(),
+        Mode::Read => {
+            let writer_holds = holders.any(|h| h.mode == Mode::Write);
+            let deferral_ms = i64::from(state.settings.max_compaction_deferral_seconds) * 1000;
+            let due_writer_ahead = earlier_waiters()
+                .any(|w| w.mode == Mode::Write && now.0 - w.requested_at.0 >= deferral_ms);
+            !writer_holds && !due_writer_ahead
+        }
+    }
+}
+
+fn acquire(
+    state: &mut TableState,
+    request: &AcquireRequest,
+    now: Millis,
+    events: &mut Vec<NewEvent>,
+) -> Result<Option<(LeaseId, bool)>, RuleError> {
+    if request.mode == Mode::Write && request.pin_snapshot_id.is_some() {
+        return Err(RuleError::Invalid(
+            "pin_snapshot_id is for read leases only".into(),
+        ));
+    }
+    if let Some(key) = &request.idempotency_key {
+        let earlier = state
+            .live
+            .iter()
+            .chain(state.finished.iter())
+            .find(|l| l.idempotency_key.as_deref() == Some(key.as_str()));
+        if let Some(earlier) = earlier {
+            if earlier.mode != request.mode || earlier.holder != request.holder {
+                return Err(RuleError::IdempotencyConflict { key: key.clone() });
+            }
+            return Ok(Some((earlier.id, true)));
+        }
+    }
+    state.last_seq += 1;
+    let lease = Lease {
+        id: request.lease_id,
+        table: state.name.clone(),
+        seq: state.last_seq,
+        mode: request.mode,
+        holder: request.holder.clone(),
+        purpose: request.purpose.clone(),
+        state: LeaseState::Waiting,
+        token: None,
+        ttl_seconds: request.ttl_seconds,
+        requested_at: now,
+        granted_at: None,
+        expires_at: now.plus_seconds(request.ttl_seconds),
+        ended_at: None,
+        end_reason: None,
+        idempotency_key: request.idempotency_key.clone(),
+        pin_snapshot_id: request.pin_snapshot_id,
+    };
+    events.push(event(
+        state,
+        now,
+        EventKind::LeaseRequested,
+        Some(lease.id),
+        json!({ "mode": lease.mode, "holder": lease.holder, "purpose": lease.purpose,
+                "ttl_seconds": lease.ttl_seconds, "pin_snapshot_id": lease.pin_snapshot_id }),
+    ));
+    state.live.push(lease);
+    Ok(Some((request.lease_id, false)))
+}
+
+/// The live lease `id`, or why there is none.
+fn live_mut(state: &mut TableState, id: LeaseId) -> Result<&mut Lease, RuleError> {
+    if let Some(i) = state.live.iter().position(|l| l.id == id) {
+        return Ok(&mut state.live[i]);
+    }
+    match state.finished.iter().find(|l| l.id == id) {
+        Some(l) => Err(RuleError::LeaseEnded {
+            lease_id: id,
+            state: l.state,
+        }),
+        None => Err(RuleError::LeaseNotFound(id)),
+    }
+}
+
+fn check_token(lease: &Lease, token: Option<Token>) -> Result<(), RuleError> {
+    match token {
+        Some(t) if lease.token != Some(t) => Err(RuleError::StaleToken {
+            lease_id: lease.id,
+            presented: t,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn heartbeat(
+    state: &mut TableState,
+    id: LeaseId,
+    token: Option<Token>,
+    ttl_seconds: Option<u32>,
+    now: Millis,
+) -> Result<(), RuleError> {
+    let lease = live_mut(state, id)?;
+    check_token(lease, token)?;
+    if let Some(ttl) = ttl_seconds {
+        lease.ttl_seconds = ttl;
+    }
+    lease.expires_at = now.plus_seconds(lease.ttl_seconds);
+    Ok(())
+}
+
+fn keep_waiting(
+    state: &mut TableState,
+    id: LeaseId,
+    now: Millis,
+    touch: bool,
+) -> Result<(), RuleError> {
+    if let Some(lease) = state.live.iter_mut().find(|l| l.id == id) {
+        if touch && lease.state == LeaseState::Waiting {
+            lease.expires_at = now.plus_seconds(lease.ttl_seconds);
+        }
+        return Ok(());
+    }
+    match state.find(id) {
+        Some(_) => Ok(()),
+        None => Err(RuleError::LeaseNotFound(id)),
+    }
+}
+
+fn release(
+    state: &mut TableState,
+    id: LeaseId,
+    token: Option<Token>,
+    now: Millis,
+    events: &mut Vec<NewEvent>,
+) -> Result<(), RuleError> {
+    // A release repeated after its response was lost answers the same and
+    // changes nothing, but only for the caller that owned the lease.
+    if let Some(done) = state.finished.iter().find(|l| l.id == id) {
+        return match (done.state, token) {
+            (LeaseState::Released, Some(t)) if done.token == Some(t) => Ok(()),
+            (LeaseState::Cancelled, None) => Ok(()),
+            (LeaseState::Released | LeaseState::Cancelled, Some(t)) => Err(RuleError::StaleToken {
+                lease_id: id,
+                presented: t,
+            }),
+            (ended, _) => Err(RuleError::LeaseEnded {
+                lease_id: id,
+                state: ended,
+            }),
+        };
+    }
+    let lease = live_mut(state, id)?;
+    let (kind, new_state) = match (lease.state, token) {
+        (LeaseState::Granted, None) => return Err(RuleError::TokenRequired(id)),
+        (LeaseState::Granted, Some(_)) => {
+            check_token(lease, token)?;
+            (EventKind::LeaseReleased, LeaseState::Released)
+        }
+        (_, Some(t)) => {
+            return Err(RuleError::StaleToken {
+                lease_id: id,
+                presented: t,
+            })
+        }
+        (_, None) => (EventKind::LeaseCancelled, LeaseState::Cancelled),
+    };
+    finish(state, id, new_state, None, kind, now, events);
+    Ok(())
+}
+
+fn revoke(
+    state: &mut TableState,
+    id: LeaseId,
+    reason: &str,
+    now: Millis,
+    events: &mut Vec<NewEvent>,
+) -> Result<(), RuleError> {
+    if let Some(done) = state.finished.iter().find(|l| l.id == id) {
+        return match done.state {
+            LeaseState::Revoked => Ok(()),
+            other => Err(RuleError::LeaseEnded {
+                lease_id: id,
+                state: other,
+            }),
+        };
+    }
+    live_mut(state, id)?;
+    finish(
+        state,
+        id,
+        LeaseState::Revoked,
+        Some(reason.to_owned()),
+        EventKind::LeaseRevoked,
+        now,
+        events,
+    );
+    Ok(())
+}
+
+/// Move a live lease to its final state.
+fn finish(
+    state: &mut TableState,
+    id: LeaseId,
+    new_state: LeaseState,
+    reason: Option<String>,
+    kind: EventKind,
+    now: Millis,
+    events: &mut Vec<NewEvent>,
+) {
+    let i = state
+        .live
+        .iter()
+        .position(|l| l.id == id)
+        .expect("finish is called on a live lease");
+    let mut lease = state.live.remove(i);
+    let was = lease.state;
+    lease.state = new_state;
+    lease.ended_at = Some(now);
+    lease.end_reason = reason;
+    events.push(event(
+        state,
+        now,
+        kind,
+        Some(id),
+        json!({ "mode": lease.mode, "holder": lease.holder, "token": lease.token,
+                "was": was, "reason": lease.end_reason }),
+    ));
+    state.finished.push(lease);
+}
+
+fn event(
+    state: &TableState,
+    now: Millis,
+    kind: EventKind,
+    lease_id: Option<LeaseId>,
+    data: serde_json::Value,
+) -> NewEvent {
+    NewEvent {
+        at: now,
+        kind,
+        table: state.name.clone(),
+        lease_id,
+        data,
+    }
+}
