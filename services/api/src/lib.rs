@@ -1,1 +1,120 @@
+//! sluice's HTTP API: thin axum handlers over the store, described by
+//! OpenAPI (utoipa). Every error is the JSON error body.
 #![forbid(unsafe_code)]
+
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod waiting;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use error::ApiError;
+use sluice_core::{LeaseId, TableName};
+use sluice_store::Store;
+use std::time::Duration;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Longest a request may run; long-polls end before it.
+    pub request_timeout: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            request_timeout: Duration::from_secs(u64::from(dto::MAX_WAIT_SECONDS) + 30),
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "sluice",
+        description = "The control plane of an Iceberg data platform: leases on tables \
+                       (hydration read locks, compaction write locks) with fencing tokens, \
+                       queues and a compaction deadline; and the event log.\n\n\
+                       Errors are `{\"error\":{\"type\",\"message\"}}` with a stable `type`.",
+        license(name = "Apache-2.0")
+    ),
+    tags(
+        (name = "leases", description = "Read and write leases on tables"),
+        (name = "tables", description = "Tables and their lease settings"),
+        (name = "events", description = "The event log"),
+        (name = "operations", description = "Health and readiness"),
+    )
+)]
+struct ApiDoc;
+
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::leases::router())
+        .merge(routes::tables::router())
+        .merge(routes::events::router())
+        .merge(routes::health::router())
+}
+
+/// The OpenAPI document, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
+}
+
+pub fn router(state: AppState, config: ApiConfig) -> Router {
+    let (router, spec) = api().split_for_parts();
+    let spec = std::sync::Arc::new(spec);
+    let timeout = config.request_timeout;
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move { axum::Json((*spec).clone()) }),
+        )
+        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(move |req: Request, next: Next| async move {
+            time_limit(req, next, timeout).await
+        }))
+        .with_state(state)
+}
+
+/// Bound every request's time, answering with the JSON error body.
+async fn time_limit(req: Request, next: Next, limit: Duration) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request took longer than {} s", limit.as_secs()),
+        )
+        .into_response(),
+    }
+}
+
+pub(crate) fn parse_table(raw: &str) -> Result<TableName, ApiError> {
+    TableName::parse(raw).map_err(|e| ApiError::bad_request("invalid_table_name", e.0))
+}
+
+pub(crate) fn parse_lease_id(raw: &str) -> Result<LeaseId, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::bad_request("invalid_lease_id", format!("`{raw}` is not a lease id (a UUID)")))
+}

@@ -1,1 +1,134 @@
-fn main() {}
+//! The `sluice` binary: `serve`, `migrate`, `openapi`.
+#![forbid(unsafe_code)]
+
+mod config;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use config::{FileConfig, StorageArgs};
+use sluice_api::{ApiConfig, AppState};
+use sluice_store::Store;
+use std::path::PathBuf;
+use std::future::IntoFuture;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long in-flight requests (long-polls included) get to finish on shutdown.
+const DRAIN: Duration = Duration::from_secs(10);
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "The control plane of an Iceberg data platform")]
+struct Cli {
+    /// A TOML configuration file.
+    #[arg(long, global = true, env = "SLUICE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the migrations, then serve the API.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "SLUICE__SERVER__BIND")]
+        bind: Option<String>,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Run the database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = FileConfig::load(cli.config.as_deref())?;
+    match cli.command {
+        Cmd::Openapi => {
+            println!("{}", serde_json::to_string_pretty(&sluice_api::openapi())?);
+            Ok(())
+        }
+        Cmd::Migrate { storage } => {
+            init_logging();
+            let (store, _) = storage.resolve(&file.database);
+            Store::migrate(&store).await?;
+            tracing::info!("migrated {}", config::describe(&store));
+            Ok(())
+        }
+        Cmd::Serve { bind, storage } => {
+            init_logging();
+            let bind = bind
+                .or(file.server.bind)
+                .unwrap_or_else(|| config::DEFAULT_BIND.to_owned());
+            let (store_config, writer) = storage.resolve(&file.database);
+            serve(&bind, store_config, writer).await
+        }
+    }
+}
+
+async fn serve(bind: &str, store_config: sluice_store::StoreConfig, writer: sluice_store::WriterConfig) -> anyhow::Result<()> {
+    let store = Store::open(&store_config, writer).await?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    let app = sluice_api::router(AppState { store }, ApiConfig::default());
+    tracing::info!(
+        "sluice listening on http://{} (storage: {})",
+        listener.local_addr()?,
+        config::describe(&store_config)
+    );
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .into_future(),
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down; draining requests for up to {} s", DRAIN.as_secs());
+    stop.cancel();
+    match tokio::time::timeout(DRAIN, server).await {
+        Ok(result) => result??,
+        Err(_) => tracing::warn!("requests still open after the drain; stopping anyway"),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+}

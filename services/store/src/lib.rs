@@ -1,1 +1,232 @@
+//! The lease store: group commit over SQLite or PostgreSQL.
+//!
+//! Handlers never open transactions. They hand a [`Command`] to the writer
+//! ([`Store::execute`]); the writer drains whatever is pending, runs it in one
+//! transaction through a [`Backend`], commits, then answers every command and
+//! wakes the long-polls whose table changed. All SQL lives in this crate.
 #![forbid(unsafe_code)]
+
+mod batch;
+mod hub;
+mod postgres;
+mod rows;
+mod sqlite;
+mod sweeper;
+mod writer;
+
+pub use hub::{Hub, Wake};
+
+use futures::future::BoxFuture;
+use sluice_core::{Command, Event, EventKind, Lease, LeaseId, Millis, Reply, RuleError, TableName, TableState};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Where the state lives.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// The embedded default: one SQLite file in `data_dir`, one process.
+    Sqlite { data_dir: PathBuf },
+    /// Production: many replicas may share one database.
+    Postgres { url: String, max_connections: u32 },
+}
+
+/// Tuning of the writer.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Most commands in one transaction.
+    pub max_batch: usize,
+    /// Concurrent transactions (PostgreSQL; SQLite always uses one).
+    pub writers: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            max_batch: 256,
+            writers: 4,
+        }
+    }
+}
+
+/// A lease as read, with its place in the queue when waiting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaseView {
+    pub lease: Lease,
+    pub position: Option<u32>,
+}
+
+/// A table in a listing: its settings and how many hold or wait.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSummary {
+    pub state: TableState,
+    pub holders: u32,
+    pub waiters: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub after: i64,
+    pub table: Option<TableName>,
+    pub kind: Option<EventKind>,
+    pub limit: u32,
+}
+
+/// What a backend reports after committing a batch.
+pub struct Committed {
+    pub answers: Vec<Result<Reply, RuleError>>,
+    pub changed: std::collections::HashMap<TableName, Vec<Lease>>,
+    pub next_expiry: Option<Millis>,
+}
+
+/// The tables that hold expired live leases, and when the next one expires.
+pub struct Due {
+    pub tables: Vec<TableName>,
+    pub next_expiry: Option<Millis>,
+    pub now: Millis,
+}
+
+/// One database. A DynamoDB backend (one versioned item per table,
+/// conditional writes) implements the same four steps of `run_batch`: load
+/// the touched tables, apply the rules through `batch::apply`, write what
+/// changed, and fail the whole batch if anything moved underneath.
+pub trait Backend: Send + Sync + 'static {
+    /// Load, apply and commit `commands` as one transaction.
+    fn run_batch<'a>(&'a self, commands: &'a [Command]) -> BoxFuture<'a, Result<Committed, StoreError>>;
+    fn lease(&self, id: LeaseId) -> BoxFuture<'_, Result<Option<LeaseView>, StoreError>>;
+    fn tables<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<TableSummary>, StoreError>>;
+    fn events<'a>(&'a self, query: &'a EventQuery) -> BoxFuture<'a, Result<Vec<Event>, StoreError>>;
+    fn due(&self) -> BoxFuture<'_, Result<Due, StoreError>>;
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// How many transactions may run at once.
+    fn max_writers(&self) -> usize;
+}
+
+pub(crate) struct Job {
+    pub command: Command,
+    pub reply: oneshot::Sender<Result<Result<Reply, RuleError>, StoreError>>,
+}
+
+/// The handle the API holds. Cloning is cheap.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    jobs: mpsc::Sender<Job>,
+    hub: Arc<Hub>,
+    backend_name: &'static str,
+    _guard: Arc<Guard>,
+}
+
+/// Lives as long as the last `Store` handle: stops the background tasks and
+/// holds the SQLite data-dir lock.
+struct Guard {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _lock: Option<std::fs::File>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Store {
+    /// Connect, run the migrations, start the writer, the sweeper and (on
+    /// PostgreSQL) the cross-replica listener.
+    pub async fn open(config: &StoreConfig, writer: WriterConfig) -> Result<Store, StoreError> {
+        let hub = Arc::new(Hub::default());
+        let (backend, lock, listener, name): (Arc<dyn Backend>, _, _, _) = match config {
+            StoreConfig::Sqlite { data_dir } => {
+                let (backend, lock) = sqlite::SqliteBackend::open(data_dir).await?;
+                (Arc::new(backend), Some(lock), None, "sqlite")
+            }
+            StoreConfig::Postgres { url, max_connections } => {
+                let backend = postgres::PgBackend::open(url, *max_connections).await?;
+                let listener = backend.listen(hub.clone()).await?;
+                (Arc::new(backend), None, Some(listener), "postgres")
+            }
+        };
+        let (jobs, rx) = mpsc::channel(4096);
+        // The sweeper's next planned look; a commit with an earlier expiry moves it.
+        let planned = Arc::new(tokio::sync::watch::channel(None).0);
+        let mut tasks = writer::spawn(backend.clone(), rx, hub.clone(), planned.clone(), writer);
+        tasks.push(sweeper::spawn(backend.clone(), jobs.clone(), hub.clone(), planned));
+        tasks.extend(listener);
+        Ok(Store {
+            backend,
+            jobs,
+            hub,
+            backend_name: name,
+            _guard: Arc::new(Guard { tasks, _lock: lock }),
+        })
+    }
+
+    /// Run the migrations only.
+    pub async fn migrate(config: &StoreConfig) -> Result<(), StoreError> {
+        match config {
+            StoreConfig::Sqlite { data_dir } => sqlite::SqliteBackend::open(data_dir).await.map(|_| ()),
+            StoreConfig::Postgres { url, .. } => postgres::PgBackend::open(url, 2).await.map(|_| ()),
+        }
+    }
+
+    /// Run one command through group commit. The outer error is the
+    /// database's; the inner one is the caller's.
+    pub async fn execute(&self, command: Command) -> Result<Result<Reply, RuleError>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { command, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer dropped the command".into()))?
+    }
+
+    /// Read a lease without a transaction (long-polls re-read through this).
+    pub async fn lease(&self, id: LeaseId) -> Result<Option<LeaseView>, StoreError> {
+        self.backend.lease(id).await
+    }
+
+    pub async fn tables(&self, after: Option<&str>, limit: u32) -> Result<Vec<TableSummary>, StoreError> {
+        self.backend.tables(after, limit).await
+    }
+
+    pub async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError> {
+        self.backend.events(query).await
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.backend.ping().await
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        self.backend_name
+    }
+}
+
+/// The wall clock, for the SQLite backend (PostgreSQL uses the database's
+/// clock so that replicas agree).
+pub fn system_now() -> Millis {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    Millis(since.as_millis() as i64)
+}

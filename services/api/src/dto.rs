@@ -1,0 +1,342 @@
+//! Request and response bodies of API v1, and their validation.
+
+use crate::error::ApiError;
+use serde::{Deserialize, Serialize};
+use sluice_core::{Event, Lease, LeaseState, Millis, Mode, TableSettings};
+use sluice_store::{LeaseView, TableSummary};
+use utoipa::{IntoParams, ToSchema};
+
+pub const MAX_TTL_SECONDS: u32 = 24 * 3600;
+pub const MAX_WAIT_SECONDS: u32 = 300;
+pub const MAX_DEFERRAL_SECONDS: u32 = 30 * 24 * 3600;
+const MAX_SHORT_TEXT: usize = 256;
+const MAX_LONG_TEXT: usize = 1024;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseMode {
+    /// Hydration: readers share the table.
+    Read,
+    /// Compaction or maintenance: excludes every other lease.
+    Write,
+}
+
+impl From<LeaseMode> for Mode {
+    fn from(mode: LeaseMode) -> Mode {
+        match mode {
+            LeaseMode::Read => Mode::Read,
+            LeaseMode::Write => Mode::Write,
+        }
+    }
+}
+
+impl From<Mode> for LeaseMode {
+    fn from(mode: Mode) -> LeaseMode {
+        match mode {
+            Mode::Read => LeaseMode::Read,
+            Mode::Write => LeaseMode::Write,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseStateBody {
+    Waiting,
+    Granted,
+    Released,
+    Cancelled,
+    Expired,
+    Revoked,
+}
+
+impl From<LeaseState> for LeaseStateBody {
+    fn from(state: LeaseState) -> LeaseStateBody {
+        match state {
+            LeaseState::Waiting => LeaseStateBody::Waiting,
+            LeaseState::Granted => LeaseStateBody::Granted,
+            LeaseState::Released => LeaseStateBody::Released,
+            LeaseState::Cancelled => LeaseStateBody::Cancelled,
+            LeaseState::Expired => LeaseStateBody::Expired,
+            LeaseState::Revoked => LeaseStateBody::Revoked,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcquireBody {
+    pub mode: LeaseMode,
+    /// Who asks, e.g. the Glue job run id.
+    pub holder: String,
+    /// 1 to 86400.
+    pub ttl_seconds: i64,
+    /// Long-poll up to this many seconds for the grant (0, the default, answers at once; at most 300).
+    #[serde(default)]
+    pub wait_seconds: Option<i64>,
+    /// A retried acquire with the same key returns the same lease.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    #[serde(default)]
+    pub purpose: Option<String>,
+    /// The Iceberg snapshot a reader still needs (read leases only).
+    #[serde(default)]
+    pub pin_snapshot_id: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatBody {
+    /// The lease's token; required to prove a grant, optional while waiting.
+    #[serde(default)]
+    pub token: Option<i64>,
+    /// A new TTL from now (1 to 86400); the lease's own TTL if absent.
+    #[serde(default)]
+    pub ttl_seconds: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReleaseParams {
+    /// The lease's token; absent to cancel a waiting lease.
+    pub token: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WaitParams {
+    /// Long-poll while the lease is waiting, up to this many seconds (at most 300).
+    pub wait_seconds: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeaseBody {
+    pub lease_id: String,
+    pub table: String,
+    pub mode: LeaseMode,
+    pub state: LeaseStateBody,
+    pub holder: String,
+    /// The fencing token, once granted: strictly increasing per table.
+    pub token: Option<i64>,
+    /// 1-based place in the queue, while waiting.
+    pub position: Option<u32>,
+    pub ttl_seconds: u32,
+    pub requested_at: String,
+    pub granted_at: Option<String>,
+    /// A live lease is valid only until this instant (server clock).
+    pub expires_at: String,
+    pub ended_at: Option<String>,
+    pub end_reason: Option<String>,
+    pub purpose: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub pin_snapshot_id: Option<i64>,
+}
+
+impl LeaseBody {
+    pub fn new(lease: Lease, position: Option<u32>) -> LeaseBody {
+        LeaseBody {
+            lease_id: lease.id.to_string(),
+            table: lease.table.to_string(),
+            mode: lease.mode.into(),
+            state: lease.state.into(),
+            holder: lease.holder,
+            token: lease.token,
+            position,
+            ttl_seconds: lease.ttl_seconds,
+            requested_at: lease.requested_at.to_rfc3339(),
+            granted_at: lease.granted_at.map(Millis::to_rfc3339),
+            expires_at: lease.expires_at.to_rfc3339(),
+            ended_at: lease.ended_at.map(Millis::to_rfc3339),
+            end_reason: lease.end_reason,
+            purpose: lease.purpose,
+            idempotency_key: lease.idempotency_key,
+            pin_snapshot_id: lease.pin_snapshot_id,
+        }
+    }
+}
+
+impl From<LeaseView> for LeaseBody {
+    fn from(view: LeaseView) -> LeaseBody {
+        LeaseBody::new(view.lease, view.position)
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableLeasesBody {
+    pub table: String,
+    /// Granted leases, oldest first.
+    pub holders: Vec<LeaseBody>,
+    /// Waiting leases in queue order.
+    pub waiters: Vec<LeaseBody>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutTableBody {
+    /// How long a waiting write (compaction) request lets new readers pass
+    /// it before they queue behind it. Default 86400 (24 h); 0 to 2592000.
+    #[serde(default)]
+    pub max_compaction_deferral_seconds: Option<i64>,
+    /// The catalog the table lives in.
+    #[serde(default)]
+    pub catalog: Option<String>,
+    /// The Glue job that compacts the table.
+    #[serde(default)]
+    pub compaction_job: Option<String>,
+}
+
+impl PutTableBody {
+    pub fn settings(self) -> Result<TableSettings, ApiError> {
+        let deferral = match self.max_compaction_deferral_seconds {
+            None => sluice_core::table::DEFAULT_MAX_COMPACTION_DEFERRAL_SECONDS,
+            Some(s) => in_range("max_compaction_deferral_seconds", s, 0, MAX_DEFERRAL_SECONDS)?,
+        };
+        Ok(TableSettings {
+            max_compaction_deferral_seconds: deferral,
+            catalog: optional_text("catalog", self.catalog, MAX_SHORT_TEXT)?,
+            compaction_job: optional_text("compaction_job", self.compaction_job, MAX_SHORT_TEXT)?,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableBody {
+    pub table: String,
+    pub max_compaction_deferral_seconds: u32,
+    pub catalog: Option<String>,
+    pub compaction_job: Option<String>,
+    /// The last fencing token issued on the table (0: none yet).
+    pub last_token: i64,
+    pub holders: u32,
+    pub waiters: u32,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<TableSummary> for TableBody {
+    fn from(summary: TableSummary) -> TableBody {
+        let s = summary.state;
+        TableBody {
+            table: s.name.to_string(),
+            max_compaction_deferral_seconds: s.settings.max_compaction_deferral_seconds,
+            catalog: s.settings.catalog,
+            compaction_job: s.settings.compaction_job,
+            last_token: s.last_token,
+            holders: summary.holders,
+            waiters: summary.waiters,
+            created_at: s.created_at.to_rfc3339(),
+            updated_at: s.updated_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TablesPage {
+    pub tables: Vec<TableBody>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Return names after this one.
+    pub after: Option<String>,
+    /// 1 to 1000, default 100.
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventParams {
+    /// Return events with a larger id (default 0: from the start).
+    pub after: Option<i64>,
+    /// Only this table's events.
+    pub table: Option<String>,
+    /// Only this kind, e.g. `lease_granted`.
+    pub kind: Option<String>,
+    /// 1 to 1000, default 100.
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventBody {
+    /// Strictly increasing, in commit order.
+    pub id: i64,
+    pub at: String,
+    pub kind: String,
+    pub table: String,
+    pub lease_id: Option<String>,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+impl From<Event> for EventBody {
+    fn from(e: Event) -> EventBody {
+        EventBody {
+            id: e.id,
+            at: e.event.at.to_rfc3339(),
+            kind: e.event.kind.as_str().to_owned(),
+            table: e.event.table.to_string(),
+            lease_id: e.event.lease_id.map(|l| l.to_string()),
+            data: e.event.data,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventsPage {
+    pub events: Vec<EventBody>,
+    /// Pass as `after` to continue; equals the request's `after` when empty.
+    pub next_after: i64,
+}
+
+/// An integer field within bounds, or a 422 naming the field.
+pub fn in_range(field: &str, value: i64, min: u32, max: u32) -> Result<u32, ApiError> {
+    if value < i64::from(min) || value > i64::from(max) {
+        return Err(ApiError::invalid(format!(
+            "{field} must be between {min} and {max}, got {value}"
+        )));
+    }
+    Ok(value as u32)
+}
+
+/// Non-empty text of bounded length.
+pub fn text(field: &str, value: String, max: usize) -> Result<String, ApiError> {
+    if value.trim().is_empty() || value.len() > max {
+        return Err(ApiError::invalid(format!(
+            "{field} must be 1 to {max} characters"
+        )));
+    }
+    Ok(value)
+}
+
+pub fn optional_text(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+    value.map(|v| text(field, v, max)).transpose()
+}
+
+pub fn holder(value: String) -> Result<String, ApiError> {
+    text("holder", value, MAX_SHORT_TEXT)
+}
+
+pub fn purpose(value: Option<String>) -> Result<Option<String>, ApiError> {
+    optional_text("purpose", value, MAX_LONG_TEXT)
+}
+
+pub fn idempotency_key(value: Option<String>) -> Result<Option<String>, ApiError> {
+    optional_text("idempotency_key", value, MAX_SHORT_TEXT)
+}
+
+pub fn reason(value: String) -> Result<String, ApiError> {
+    text("reason", value, MAX_LONG_TEXT)
+}
+
+pub fn limit(value: Option<i64>) -> Result<u32, ApiError> {
+    value.map_or(Ok(100), |v| in_range("limit", v, 1, 1000))
+}

@@ -1,0 +1,48 @@
+//! The event log: every change, in commit order.
+
+use crate::dto::{self, EventBody, EventParams, EventsPage};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::Query;
+use crate::{parse_table, AppState};
+use axum::extract::State;
+use sluice_core::EventKind;
+use sluice_store::EventQuery;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_events))
+}
+
+/// Page through the event log in commit order (ids strictly increase).
+#[utoipa::path(get, path = "/v1/events", tag = "events",
+    params(EventParams),
+    responses(
+        (status = 200, description = "A page of events", body = EventsPage),
+        (status = 400, description = "Malformed query or table name", body = ErrorBody),
+        (status = 422, description = "Unknown kind or limit out of range", body = ErrorBody),
+    ))]
+async fn list_events(State(app): State<AppState>, Query(params): Query<EventParams>) -> Result<axum::Json<EventsPage>, ApiError> {
+    let after = params.after.unwrap_or(0);
+    if after < 0 {
+        return Err(ApiError::invalid("after must not be negative"));
+    }
+    let kind = match params.kind.as_deref() {
+        None => None,
+        Some(k) => Some(EventKind::parse(k).ok_or_else(|| {
+            let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+            ApiError::invalid(format!("unknown kind `{k}`; one of {}", known.join(", ")))
+        })?),
+    };
+    let query = EventQuery {
+        after,
+        table: params.table.as_deref().map(parse_table).transpose()?,
+        kind,
+        limit: dto::limit(params.limit)?,
+    };
+    let events = app.store.events(&query).await?;
+    let next_after = events.last().map_or(after, |e| e.id);
+    Ok(axum::Json(EventsPage {
+        events: events.into_iter().map(EventBody::from).collect(),
+        next_after,
+    }))
+}

@@ -1,0 +1,6 @@
+//! One module per resource; each exposes `router()`.
+
+pub mod events;
+pub mod health;
+pub mod leases;
+pub mod tables;

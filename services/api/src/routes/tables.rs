@@ -1,0 +1,115 @@
+//! Tables: registration, settings, listing, and who holds or waits.
+
+use crate::dto::{self, LeaseBody, PageParams, PutTableBody, TableBody, TableLeasesBody, TablesPage};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Json, Path, Query};
+use crate::{parse_table, AppState};
+use axum::extract::State;
+use axum::http::StatusCode;
+use sluice_core::{Command, Reply, TableState};
+use sluice_store::TableSummary;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tables))
+        .routes(routes!(put_table, get_table))
+        .routes(routes!(table_leases))
+}
+
+/// Register a table or replace its settings.
+#[utoipa::path(put, path = "/v1/tables/{table}", tag = "tables",
+    params(("table" = String, Path, description = "`namespace.table`")),
+    request_body = PutTableBody,
+    responses(
+        (status = 201, description = "Registered", body = TableBody),
+        (status = 200, description = "Settings replaced", body = TableBody),
+        (status = 400, description = "Malformed request or table name", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+    ))]
+async fn put_table(
+    State(app): State<AppState>,
+    Path(table): Path<String>,
+    Json(body): Json<PutTableBody>,
+) -> Result<(StatusCode, axum::Json<TableBody>), ApiError> {
+    let table = parse_table(&table)?;
+    let settings = body.settings()?;
+    match app.store.execute(Command::PutTable { table, settings }).await?? {
+        Reply::Table { state, created } => {
+            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+            Ok((status, axum::Json(summary(state).into())))
+        }
+        Reply::Lease { .. } => unreachable!("put_table answers a table"),
+    }
+}
+
+/// A table's settings and how many hold or wait for it.
+#[utoipa::path(get, path = "/v1/tables/{table}", tag = "tables",
+    params(("table" = String, Path, description = "`namespace.table`")),
+    responses(
+        (status = 200, description = "The table", body = TableBody),
+        (status = 400, description = "Malformed table name", body = ErrorBody),
+        (status = 404, description = "Unknown table", body = ErrorBody),
+    ))]
+async fn get_table(State(app): State<AppState>, Path(table): Path<String>) -> Result<axum::Json<TableBody>, ApiError> {
+    let state = settled(&app, &table).await?;
+    Ok(axum::Json(summary(state).into()))
+}
+
+/// The registered tables, by name, a page at a time.
+#[utoipa::path(get, path = "/v1/tables", tag = "tables",
+    params(PageParams),
+    responses(
+        (status = 200, description = "A page of tables", body = TablesPage),
+        (status = 400, description = "Malformed query", body = ErrorBody),
+        (status = 422, description = "limit out of range", body = ErrorBody),
+    ))]
+async fn list_tables(State(app): State<AppState>, Query(page): Query<PageParams>) -> Result<axum::Json<TablesPage>, ApiError> {
+    let limit = dto::limit(page.limit)?;
+    let tables = app.store.tables(page.after.as_deref(), limit).await?;
+    let next_after = (tables.len() == limit as usize).then(|| tables.last().map(|t| t.state.name.to_string())).flatten();
+    Ok(axum::Json(TablesPage {
+        tables: tables.into_iter().map(TableBody::from).collect(),
+        next_after,
+    }))
+}
+
+/// Who holds the table and who waits, in queue order.
+#[utoipa::path(get, path = "/v1/tables/{table}/leases", tag = "leases",
+    params(("table" = String, Path, description = "`namespace.table`")),
+    responses(
+        (status = 200, description = "Holders and waiters", body = TableLeasesBody),
+        (status = 400, description = "Malformed table name", body = ErrorBody),
+        (status = 404, description = "Unknown table", body = ErrorBody),
+    ))]
+async fn table_leases(State(app): State<AppState>, Path(table): Path<String>) -> Result<axum::Json<TableLeasesBody>, ApiError> {
+    let state = settled(&app, &table).await?;
+    let holders = state.holders().map(|l| LeaseBody::new(l.clone(), None)).collect();
+    let waiters = state
+        .waiters()
+        .enumerate()
+        .map(|(i, l)| LeaseBody::new(l.clone(), Some(i as u32 + 1)))
+        .collect();
+    Ok(axum::Json(TableLeasesBody {
+        table: state.name.to_string(),
+        holders,
+        waiters,
+    }))
+}
+
+/// The table's state after expiring what is due (an access sweeps).
+async fn settled(app: &AppState, table: &str) -> Result<TableState, ApiError> {
+    let table = parse_table(table)?;
+    match app.store.execute(Command::Sweep { table }).await?? {
+        Reply::Table { state, .. } => Ok(state),
+        Reply::Lease { .. } => unreachable!("sweep answers a table"),
+    }
+}
+
+fn summary(state: TableState) -> TableSummary {
+    TableSummary {
+        holders: state.holders().count() as u32,
+        waiters: state.waiters().count() as u32,
+        state,
+    }
+}

@@ -1,0 +1,100 @@
+//! Configuration: flags override environment variables (`SLUICE__SECTION__KEY`),
+//! which override the TOML file (`--config`), which overrides the defaults.
+
+use anyhow::Context;
+use serde::Deserialize;
+use sluice_store::{StoreConfig, WriterConfig};
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_BIND: &str = "127.0.0.1:7878";
+pub const DEFAULT_DATA_DIR: &str = "./sluice-data";
+
+/// The storage flags shared by `serve` and `migrate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StorageArgs {
+    /// Directory of the embedded SQLite database (used when no database URL is set).
+    #[arg(long, env = "SLUICE__DATABASE__DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (postgres://...); absent: SQLite in the data dir.
+    #[arg(long, env = "SLUICE__DATABASE__URL")]
+    pub database_url: Option<String>,
+    /// PostgreSQL connection pool size.
+    #[arg(long, env = "SLUICE__DATABASE__MAX_CONNECTIONS")]
+    pub max_connections: Option<u32>,
+    /// Concurrent group-commit transactions (PostgreSQL; SQLite uses one).
+    #[arg(long, env = "SLUICE__DATABASE__WRITERS")]
+    pub writers: Option<usize>,
+    /// Most commands in one group-commit transaction.
+    #[arg(long, env = "SLUICE__DATABASE__MAX_BATCH")]
+    pub max_batch: Option<usize>,
+}
+
+/// The TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub database: DatabaseSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub bind: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    pub url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub max_connections: Option<u32>,
+    pub writers: Option<usize>,
+    pub max_batch: Option<usize>,
+}
+
+impl FileConfig {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+        let Some(path) = path else { return Ok(FileConfig::default()) };
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+impl StorageArgs {
+    pub fn resolve(&self, file: &DatabaseSection) -> (StoreConfig, WriterConfig) {
+        let url = self.database_url.clone().or_else(|| file.url.clone());
+        let store = match url {
+            Some(url) => StoreConfig::Postgres {
+                url,
+                max_connections: self.max_connections.or(file.max_connections).unwrap_or(16),
+            },
+            None => StoreConfig::Sqlite {
+                data_dir: self
+                    .data_dir
+                    .clone()
+                    .or_else(|| file.data_dir.clone())
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            },
+        };
+        let defaults = WriterConfig::default();
+        let writer = WriterConfig {
+            max_batch: self.max_batch.or(file.max_batch).unwrap_or(defaults.max_batch),
+            writers: self.writers.or(file.writers).unwrap_or(defaults.writers),
+        };
+        (store, writer)
+    }
+}
+
+/// Where the state lives, for the start-up line (never the password).
+pub fn describe(store: &StoreConfig) -> String {
+    match store {
+        StoreConfig::Sqlite { data_dir } => format!("sqlite in {}", data_dir.display()),
+        StoreConfig::Postgres { url, .. } => {
+            let host = url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host);
+            format!("postgres at {host}")
+        }
+    }
+}

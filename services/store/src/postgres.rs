@@ -1,0 +1,406 @@
+//! The production backend: PostgreSQL, shared by any number of replicas.
+//! Tables' rows are locked in name order for the length of a batch; the
+//! database's clock decides expiry so that replicas agree; commits NOTIFY
+//! the touched tables so that other replicas wake their long-polls.
+
+use crate::batch::{self, Loaded};
+use crate::rows::{self, EventRow, LeaseRow, TableRow, LEASE_COLUMNS, LIVE, TABLE_COLUMNS};
+use crate::sqlite::{parse_names, summaries};
+use crate::{Backend, Committed, Due, EventQuery, Hub, LeaseView, StoreError, TableSummary, Wake};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use sluice_core::{Command, Event, Lease, LeaseId, Millis, TableName, TableState};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+use std::sync::Arc;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+const CHANNEL: &str = "sluice_tables";
+/// NOTIFY payloads must stay under 8000 bytes.
+const MAX_PAYLOAD: usize = 7000;
+const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::int8";
+
+pub struct PgBackend {
+    pool: PgPool,
+    /// Tells this replica's own notifications from the others'.
+    replica: String,
+}
+
+impl PgBackend {
+    pub async fn open(url: &str, max_connections: u32) -> Result<PgBackend, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(PgBackend {
+            pool,
+            replica: uuid::Uuid::now_v7().simple().to_string(),
+        })
+    }
+
+    /// Wake local long-polls when another replica commits on their table.
+    pub async fn listen(&self, hub: Arc<Hub>) -> Result<tokio::task::JoinHandle<()>, StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANNEL).await?;
+        let me = self.replica.clone();
+        Ok(tokio::spawn(async move {
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(n)) => {
+                        let Some((from, tables)) = n.payload().split_once(':') else { continue };
+                        if from == me {
+                            continue;
+                        }
+                        for table in tables.split(',') {
+                            if let Ok(table) = TableName::parse(table) {
+                                hub.publish(&table, Wake::Reload);
+                            }
+                        }
+                    }
+                    // The connection dropped and was re-established:
+                    // notifications may have been missed.
+                    Ok(None) => hub.reload_all(),
+                    Err(error) => {
+                        tracing::warn!(%error, "lost the LISTEN connection; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        hub.reload_all();
+                    }
+                }
+            }
+        }))
+    }
+
+    async fn load(tx: &mut Transaction<'_, Postgres>, commands: &[Command]) -> Result<(Loaded, Millis), StoreError> {
+        let (mut tables, lease_ids) = batch::targets(commands);
+        let ids: Vec<String> = lease_ids.iter().map(|id| id.to_string()).collect();
+        let mut loaded = Loaded::default();
+        if !ids.is_empty() {
+            let found: Vec<(String, String)> =
+                sqlx::query_as("SELECT id, table_name FROM leases WHERE id = ANY($1)")
+                    .bind(&ids)
+                    .fetch_all(&mut **tx)
+                    .await?;
+            for (id, table) in found {
+                let id: LeaseId = id.parse().map_err(|_| StoreError::Corrupt(format!("lease id {id}")))?;
+                let table = TableName::parse(&table).map_err(|e| StoreError::Corrupt(e.0))?;
+                tables.push(table.clone());
+                loaded.lease_tables.insert(id, table);
+            }
+        }
+        let names: Vec<String> = batch::lock_order(tables).into_iter().map(String::from).collect();
+        let locked: Vec<TableRow> = sqlx::query_as(&format!(
+            "SELECT {TABLE_COLUMNS} FROM sluice_tables WHERE name = ANY($1) ORDER BY name FOR UPDATE"
+        ))
+        .bind(&names)
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in locked {
+            let state = TableState::try_from(row)?;
+            loaded.tables.insert(state.name.clone(), state);
+        }
+        // Read the clock after the locks: time spent waiting for another
+        // replica's batch must not make us judge expiry in the past.
+        let now: i64 = sqlx::query_scalar(&format!("SELECT {NOW_MS}")).fetch_one(&mut **tx).await?;
+        let keys: Vec<(TableName, String)> = batch::idempotency_keys(commands);
+        let key_values: Vec<String> = keys.iter().map(|(_, k)| k.clone()).collect();
+        let leases: Vec<LeaseRow> = sqlx::query_as(&format!(
+            "SELECT {LEASE_COLUMNS} FROM leases WHERE table_name = ANY($1) AND {LIVE} \
+             UNION SELECT {LEASE_COLUMNS} FROM leases WHERE id = ANY($2) \
+             UNION SELECT {LEASE_COLUMNS} FROM leases WHERE table_name = ANY($1) AND idempotency_key = ANY($3) \
+             ORDER BY seq"
+        ))
+        .bind(&names)
+        .bind(&ids)
+        .bind(&key_values)
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in leases {
+            let lease = Lease::try_from(row)?;
+            let Some(state) = loaded.tables.get_mut(&lease.table) else { continue };
+            if lease.is_live() {
+                state.live.push(lease);
+            } else {
+                rows::add_finished(state, lease);
+            }
+        }
+        Ok((loaded, Millis(now)))
+    }
+
+    async fn write(&self, tx: &mut Transaction<'_, Postgres>, applied: &batch::Applied) -> Result<(), StoreError> {
+        if !applied.created_tables.is_empty() {
+            // A plain INSERT: if another replica created the table meanwhile,
+            // the batch fails and is retried against the committed row.
+            let t = TableColumns::of(&applied.created_tables);
+            sqlx::query(&format!(
+                "INSERT INTO sluice_tables ({TABLE_COLUMNS}) SELECT * FROM UNNEST(\
+                 $1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::int8[], $8::int8[])"
+            ))
+            .bind(&t.name)
+            .bind(&t.catalog)
+            .bind(&t.compaction_job)
+            .bind(&t.deferral)
+            .bind(&t.last_token)
+            .bind(&t.last_seq)
+            .bind(&t.created_at)
+            .bind(&t.updated_at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !applied.updated_tables.is_empty() {
+            let t = TableColumns::of(&applied.updated_tables);
+            sqlx::query(
+                "UPDATE sluice_tables AS t SET catalog = u.catalog, compaction_job = u.compaction_job, \
+                 max_compaction_deferral_seconds = u.deferral, last_token = u.last_token, \
+                 last_seq = u.last_seq, updated_at = u.updated_at \
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::int8[]) \
+                 AS u(name, catalog, compaction_job, deferral, last_token, last_seq, updated_at) \
+                 WHERE t.name = u.name",
+            )
+            .bind(&t.name)
+            .bind(&t.catalog)
+            .bind(&t.compaction_job)
+            .bind(&t.deferral)
+            .bind(&t.last_token)
+            .bind(&t.last_seq)
+            .bind(&t.updated_at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !applied.leases.is_empty() {
+            let l = &applied.leases;
+            sqlx::query(&format!(
+                "INSERT INTO leases ({LEASE_COLUMNS}) SELECT * FROM UNNEST(\
+                 $1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[], \
+                 $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[], $14::text[], $15::text[], $16::int8[]) {}",
+                rows::UPSERT_LEASE_CONFLICT
+            ))
+            .bind(l.iter().map(|l| l.id.to_string()).collect::<Vec<_>>())
+            .bind(l.iter().map(|l| l.table.to_string()).collect::<Vec<_>>())
+            .bind(l.iter().map(|l| l.seq).collect::<Vec<_>>())
+            .bind(l.iter().map(|l| l.mode.as_str()).collect::<Vec<_>>())
+            .bind(l.iter().map(|l| l.holder.as_str()).collect::<Vec<_>>())
+            .bind(l.iter().map(|l| l.purpose.as_deref()).collect::<Vec<_>>())
+            .bind(l.iter().map(|l| l.state.as_str()).collect::<Vec<_>>())
+            .bind(l.iter().map(|l| l.token).collect::<Vec<_>>())
+            .bind(l.iter().map(|l| i64::from(l.ttl_seconds)).collect::<Vec<_>>())
+            .bind(l.iter().map(|l| l.requested_at.0).collect::<Vec<_>>())
+            .bind(l.iter().map(|l| l.granted_at.map(|m| m.0)).collect::<Vec<_>>())
+            .bind(l.iter().map(|l| l.expires_at.0).collect::<Vec<_>>())
+            .bind(l.iter().map(|l| l.ended_at.map(|m| m.0)).collect::<Vec<_>>())
+            .bind(l.iter().map(|l| l.end_reason.as_deref()).collect::<Vec<_>>())
+            .bind(l.iter().map(|l| l.idempotency_key.as_deref()).collect::<Vec<_>>())
+            .bind(l.iter().map(|l| l.pin_snapshot_id).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !applied.events.is_empty() {
+            let e = &applied.events;
+            // Taken last, just before the commit: the row lock that orders
+            // event ids is held as briefly as possible.
+            let last: i64 = sqlx::query_scalar("UPDATE event_seq SET last_id = last_id + $1 RETURNING last_id")
+                .bind(e.len() as i64)
+                .fetch_one(&mut **tx)
+                .await?;
+            let first = last - e.len() as i64 + 1;
+            sqlx::query(
+                "INSERT INTO events (id, at, kind, table_name, lease_id, data) SELECT * FROM UNNEST(\
+                 $1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[])",
+            )
+            .bind((first..=last).collect::<Vec<i64>>())
+            .bind(e.iter().map(|e| e.at.0).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.table.to_string()).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.lease_id.map(|l| l.to_string())).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.data.to_string()).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
+        }
+        let mut changed: Vec<&str> = applied.leases.iter().map(|l| l.table.as_str()).collect();
+        changed.sort_unstable();
+        changed.dedup();
+        for payload in notify_payloads(&self.replica, &changed) {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(payload)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// `replica:table,table,...`, split to stay under the payload limit.
+fn notify_payloads(replica: &str, tables: &[&str]) -> Vec<String> {
+    let mut payloads = Vec::new();
+    let mut current = String::new();
+    for table in tables {
+        if !current.is_empty() && current.len() + table.len() + 1 > MAX_PAYLOAD {
+            payloads.push(std::mem::take(&mut current));
+        }
+        if current.is_empty() {
+            current = format!("{replica}:{table}");
+        } else {
+            current.push(',');
+            current.push_str(table);
+        }
+    }
+    if !current.is_empty() {
+        payloads.push(current);
+    }
+    payloads
+}
+
+/// Table rows as column arrays, for UNNEST.
+struct TableColumns {
+    name: Vec<String>,
+    catalog: Vec<Option<String>>,
+    compaction_job: Vec<Option<String>>,
+    deferral: Vec<i64>,
+    last_token: Vec<i64>,
+    last_seq: Vec<i64>,
+    created_at: Vec<i64>,
+    updated_at: Vec<i64>,
+}
+
+impl TableColumns {
+    fn of(tables: &[TableState]) -> TableColumns {
+        TableColumns {
+            name: tables.iter().map(|t| t.name.to_string()).collect(),
+            catalog: tables.iter().map(|t| t.settings.catalog.clone()).collect(),
+            compaction_job: tables.iter().map(|t| t.settings.compaction_job.clone()).collect(),
+            deferral: tables
+                .iter()
+                .map(|t| i64::from(t.settings.max_compaction_deferral_seconds))
+                .collect(),
+            last_token: tables.iter().map(|t| t.last_token).collect(),
+            last_seq: tables.iter().map(|t| t.last_seq).collect(),
+            created_at: tables.iter().map(|t| t.created_at.0).collect(),
+            updated_at: tables.iter().map(|t| t.updated_at.0).collect(),
+        }
+    }
+}
+
+impl Backend for PgBackend {
+    fn run_batch<'a>(&'a self, commands: &'a [Command]) -> BoxFuture<'a, Result<Committed, StoreError>> {
+        async move {
+            let mut tx = self.pool.begin().await?;
+            let (loaded, now) = Self::load(&mut tx, commands).await?;
+            let applied = batch::apply(loaded, commands, now);
+            if !applied.is_empty() {
+                self.write(&mut tx, &applied).await?;
+            }
+            tx.commit().await?;
+            Ok(Committed {
+                changed: applied.changed_by_table(),
+                next_expiry: applied.next_expiry(),
+                answers: applied.answers,
+            })
+        }
+        .boxed()
+    }
+
+    fn lease(&self, id: LeaseId) -> BoxFuture<'_, Result<Option<LeaseView>, StoreError>> {
+        async move {
+            let row: Option<LeaseRow> = sqlx::query_as(&format!("SELECT {LEASE_COLUMNS} FROM leases WHERE id = $1"))
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+            let Some(row) = row else { return Ok(None) };
+            let lease = Lease::try_from(row)?;
+            let position = match lease.state {
+                sluice_core::LeaseState::Waiting => {
+                    let ahead: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM leases WHERE table_name = $1 AND state = 'waiting' AND seq < $2",
+                    )
+                    .bind(lease.table.as_str())
+                    .bind(lease.seq)
+                    .fetch_one(&self.pool)
+                    .await?;
+                    Some(ahead as u32 + 1)
+                }
+                _ => None,
+            };
+            Ok(Some(LeaseView { lease, position }))
+        }
+        .boxed()
+    }
+
+    fn tables<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<TableSummary>, StoreError>> {
+        async move {
+            let rows: Vec<TableRow> = sqlx::query_as(&format!(
+                "SELECT {TABLE_COLUMNS} FROM sluice_tables WHERE name > $1 ORDER BY name LIMIT $2"
+            ))
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+            let counts: Vec<(String, String, i64)> = sqlx::query_as(&format!(
+                "SELECT table_name, state, COUNT(*) FROM leases \
+                 WHERE {LIVE} AND expires_at > {NOW_MS} AND table_name = ANY($1) \
+                 GROUP BY table_name, state"
+            ))
+            .bind(&names)
+            .fetch_all(&self.pool)
+            .await?;
+            summaries(rows, counts)
+        }
+        .boxed()
+    }
+
+    fn events<'a>(&'a self, q: &'a EventQuery) -> BoxFuture<'a, Result<Vec<Event>, StoreError>> {
+        async move {
+            let rows: Vec<EventRow> = sqlx::query_as(
+                "SELECT id, at, kind, table_name, lease_id, data FROM events \
+                 WHERE id > $1 AND ($2::text IS NULL OR table_name = $2) AND ($3::text IS NULL OR kind = $3) \
+                 ORDER BY id LIMIT $4",
+            )
+            .bind(q.after)
+            .bind(q.table.as_ref().map(|t| t.as_str()))
+            .bind(q.kind.map(|k| k.as_str()))
+            .bind(i64::from(q.limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.into_iter().map(Event::try_from).collect()
+        }
+        .boxed()
+    }
+
+    fn due(&self) -> BoxFuture<'_, Result<Due, StoreError>> {
+        async move {
+            let (now, next): (i64, Option<i64>) = sqlx::query_as(&format!(
+                "SELECT {NOW_MS}, (SELECT MIN(expires_at) FROM leases WHERE {LIVE})"
+            ))
+            .fetch_one(&self.pool)
+            .await?;
+            let tables: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT DISTINCT table_name FROM leases WHERE {LIVE} AND expires_at <= $1 LIMIT 1000"
+            ))
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(Due {
+                tables: parse_names(tables)?,
+                next_expiry: next.filter(|n| *n > now).map(Millis),
+                now: Millis(now),
+            })
+        }
+        .boxed()
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn max_writers(&self) -> usize {
+        64
+    }
+}
