@@ -1,1 +1,7 @@
+//! A typed client of the sluice API, the load generator that drives it, and
+//! the checker that proves a recorded history safe.
 #![forbid(unsafe_code)]
+
+pub mod client;
+pub mod history;
+pub mod load;

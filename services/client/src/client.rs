@@ -1,0 +1,190 @@
+//! A small typed client of API v1 (leases, tables, events).
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// A status and a JSON body, whatever the status.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The body as a lease, when the call succeeded.
+    pub fn lease(&self) -> Option<Lease> {
+        if (200..300).contains(&self.status) {
+            serde_json::from_value(self.body.clone()).ok()
+        } else {
+            None
+        }
+    }
+
+    /// The error `type`, when the call failed.
+    pub fn error_type(&self) -> Option<&str> {
+        self.body.pointer("/error/type").and_then(Value::as_str)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Lease {
+    pub lease_id: String,
+    pub table: String,
+    pub mode: String,
+    pub state: String,
+    pub holder: String,
+    pub token: Option<i64>,
+    pub position: Option<u32>,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Acquire {
+    pub mode: &'static str,
+    pub holder: String,
+    pub ttl_seconds: u32,
+    pub wait_seconds: u32,
+    pub idempotency_key: Option<String>,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(400))
+            .pool_max_idle_per_host(1024)
+            .build()
+            .expect("build the HTTP client");
+        Client {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Result<Answer> {
+        let mut request = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await?;
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok(Answer { status, body })
+    }
+
+    pub async fn put_table(&self, table: &str, settings: Value) -> reqwest::Result<Answer> {
+        self.send(
+            reqwest::Method::PUT,
+            &format!("/v1/tables/{table}"),
+            Some(&settings),
+        )
+        .await
+    }
+
+    pub async fn acquire(&self, table: &str, a: &Acquire) -> reqwest::Result<Answer> {
+        let mut body = json!({
+            "mode": a.mode, "holder": a.holder, "ttl_seconds": a.ttl_seconds,
+            "wait_seconds": a.wait_seconds,
+        });
+        if let Some(key) = &a.idempotency_key {
+            body["idempotency_key"] = json!(key);
+        }
+        self.send(
+            reqwest::Method::POST,
+            &format!("/v1/tables/{table}/leases"),
+            Some(&body),
+        )
+        .await
+    }
+
+    pub async fn lease(&self, lease_id: &str, wait_seconds: u32) -> reqwest::Result<Answer> {
+        self.send(
+            reqwest::Method::GET,
+            &format!("/v1/leases/{lease_id}?wait_seconds={wait_seconds}"),
+            None,
+        )
+        .await
+    }
+
+    pub async fn heartbeat(&self, lease_id: &str, token: Option<i64>) -> reqwest::Result<Answer> {
+        let body = json!({ "token": token });
+        self.send(
+            reqwest::Method::POST,
+            &format!("/v1/leases/{lease_id}/heartbeat"),
+            Some(&body),
+        )
+        .await
+    }
+
+    pub async fn release(&self, lease_id: &str, token: Option<i64>) -> reqwest::Result<Answer> {
+        let path = match token {
+            Some(t) => format!("/v1/leases/{lease_id}?token={t}"),
+            None => format!("/v1/leases/{lease_id}"),
+        };
+        self.send(reqwest::Method::DELETE, &path, None).await
+    }
+
+    pub async fn revoke(&self, lease_id: &str, reason: &str) -> reqwest::Result<Answer> {
+        let body = json!({ "reason": reason });
+        self.send(
+            reqwest::Method::POST,
+            &format!("/v1/leases/{lease_id}/revoke"),
+            Some(&body),
+        )
+        .await
+    }
+
+    pub async fn table_leases(&self, table: &str) -> reqwest::Result<Answer> {
+        self.send(
+            reqwest::Method::GET,
+            &format!("/v1/tables/{table}/leases"),
+            None,
+        )
+        .await
+    }
+
+    /// Every event after `after`, following `next_after` page by page.
+    pub async fn all_events(&self, after: i64, table: Option<&str>) -> anyhow::Result<Vec<Value>> {
+        let mut events = Vec::new();
+        let mut after = after;
+        loop {
+            let mut path = format!("/v1/events?after={after}&limit=1000");
+            if let Some(t) = table {
+                path.push_str(&format!("&table={t}"));
+            }
+            let answer = self.send(reqwest::Method::GET, &path, None).await?;
+            anyhow::ensure!(
+                answer.status == 200,
+                "events: {} {}",
+                answer.status,
+                answer.body
+            );
+            let page = answer.body["events"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if page.is_empty() {
+                return Ok(events);
+            }
+            after = answer.body["next_after"].as_i64().unwrap_or(after);
+            events.extend(page);
+        }
+    }
+}

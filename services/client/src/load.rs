@@ -1,0 +1,325 @@
+//! The load generator: many clients take and release random leases on many
+//! tables against one or more sluice processes, and record every grant and
+//! release (with its token) for the checker.
+
+use crate::client::{Acquire, Answer, Client};
+use crate::history::Hold;
+use serde::Serialize;
+use serde_json::json;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// One or more sluice processes; client `i` talks to `urls[i % n]`.
+    pub urls: Vec<String>,
+    pub clients: usize,
+    pub tables: usize,
+    /// Tables are named `{namespace}.t{index}`.
+    pub namespace: String,
+    pub duration: Duration,
+    /// Share of read leases, 0.0 to 1.0.
+    pub read_ratio: f64,
+    pub ttl_seconds: u32,
+    pub wait_seconds: u32,
+    /// How long a client holds each lease before releasing it.
+    pub hold: Duration,
+    /// How long to keep retrying a call whose connection failed (a replica
+    /// being restarted) before giving up on it.
+    pub retry_for: Duration,
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        LoadConfig {
+            urls: vec!["http://127.0.0.1:7878".into()],
+            clients: 16,
+            tables: 100,
+            namespace: "load".into(),
+            duration: Duration::from_secs(5),
+            read_ratio: 0.7,
+            ttl_seconds: 30,
+            wait_seconds: 30,
+            hold: Duration::ZERO,
+            retry_for: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub clients: usize,
+    pub tables: usize,
+    pub seconds: f64,
+    /// Acquires and releases answered, each counting as one.
+    pub ops: u64,
+    pub ops_per_second: f64,
+    pub grants: u64,
+    pub grant_p50_ms: f64,
+    pub grant_p99_ms: f64,
+    /// Calls answered with an unexpected status.
+    pub errors: u64,
+    /// Calls retried after a failed connection.
+    pub retries: u64,
+}
+
+pub struct LoadResult {
+    pub holds: Vec<Hold>,
+    pub summary: Summary,
+}
+
+pub fn table_name(namespace: &str, index: usize) -> String {
+    format!("{namespace}.t{index:05}")
+}
+
+/// Register the tables the load will use.
+pub async fn setup(config: &LoadConfig, settings: serde_json::Value) -> anyhow::Result<()> {
+    let client = Client::new(&config.urls[0]);
+    for i in 0..config.tables {
+        let answer = client
+            .put_table(&table_name(&config.namespace, i), settings.clone())
+            .await?;
+        anyhow::ensure!(
+            answer.status < 300,
+            "PUT table: {} {}",
+            answer.status,
+            answer.body
+        );
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Counters {
+    ops: AtomicU64,
+    errors: AtomicU64,
+    retries: AtomicU64,
+}
+
+pub async fn run(config: LoadConfig) -> anyhow::Result<LoadResult> {
+    let counters = Arc::new(Counters::default());
+    let started = Instant::now();
+    let end = started + config.duration;
+    let clients: Vec<Client> = config.urls.iter().map(|u| Client::new(u)).collect();
+    let mut tasks = Vec::new();
+    for i in 0..config.clients {
+        let client = clients[i % clients.len()].clone();
+        let (config, counters) = (config.clone(), counters.clone());
+        tasks.push(tokio::spawn(async move {
+            client_loop(i as u32, client, config, counters, end).await
+        }));
+    }
+    let mut holds = Vec::new();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        let (h, l) = task.await?;
+        holds.extend(h);
+        latencies.extend(l);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let ops = counters.ops.load(Ordering::Relaxed);
+    let summary = Summary {
+        clients: config.clients,
+        tables: config.tables,
+        seconds,
+        ops,
+        ops_per_second: ops as f64 / seconds,
+        grants: latencies.len() as u64,
+        grant_p50_ms: percentile(&latencies, 0.50),
+        grant_p99_ms: percentile(&latencies, 0.99),
+        errors: counters.errors.load(Ordering::Relaxed),
+        retries: counters.retries.load(Ordering::Relaxed),
+    };
+    Ok(LoadResult { holds, summary })
+}
+
+fn percentile(sorted_us: &[u64], q: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted_us.len() as f64 - 1.0) * q).round() as usize;
+    sorted_us[i] as f64 / 1000.0
+}
+
+async fn client_loop(
+    id: u32,
+    client: Client,
+    config: LoadConfig,
+    counters: Arc<Counters>,
+    end: Instant,
+) -> (Vec<Hold>, Vec<u64>) {
+    let mut rng =
+        XorShift(0x9E37_79B9_7F4A_7C15 ^ (u64::from(id) + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
+    let mut holds = Vec::new();
+    let mut latencies = Vec::new();
+    let give_up = end + config.retry_for;
+    while Instant::now() < end {
+        let table = table_name(&config.namespace, rng.below(config.tables as u64) as usize);
+        let mode = if rng.unit() < config.read_ratio {
+            "read"
+        } else {
+            "write"
+        };
+        let acquire = Acquire {
+            mode,
+            holder: format!("client-{id}"),
+            ttl_seconds: config.ttl_seconds,
+            wait_seconds: config.wait_seconds,
+            // A retry after a lost answer must get the same lease back.
+            idempotency_key: Some(uuid::Uuid::now_v7().to_string()),
+        };
+        let asked = Instant::now();
+        let requested_ms = wall_ms();
+        let Some(mut answer) =
+            retrying(&counters, give_up, || client.acquire(&table, &acquire)).await
+        else {
+            break;
+        };
+        counters.ops.fetch_add(1, Ordering::Relaxed);
+        while answer.status == 202 {
+            let lease_id = answer.body["lease_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let Some(next) = retrying(&counters, give_up, || {
+                client.lease(&lease_id, config.wait_seconds)
+            })
+            .await
+            else {
+                break;
+            };
+            answer = next;
+            if answer.body["state"] == "granted" {
+                answer.status = 201;
+            } else if answer.body["state"] != "waiting" {
+                answer.status = 409;
+            }
+        }
+        if answer.status != 201 {
+            if answer.status != 409 {
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
+        }
+        let granted_ack_ms = wall_ms();
+        latencies.push(asked.elapsed().as_micros() as u64);
+        let Some(lease) = answer.lease() else {
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let token = lease.token.unwrap_or_default();
+        if !config.hold.is_zero() {
+            tokio::time::sleep(config.hold).await;
+        }
+        let release_sent_ms = wall_ms();
+        let released = retrying(&counters, give_up, || {
+            client.release(&lease.lease_id, Some(token))
+        })
+        .await;
+        counters
+            .ops
+            .fetch_add(u64::from(released.is_some()), Ordering::Relaxed);
+        let release_acked = released.as_ref().is_some_and(|a| a.status == 200);
+        if released
+            .as_ref()
+            .is_some_and(|a| a.status != 200 && a.status != 409)
+        {
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        holds.push(Hold {
+            client: id,
+            table,
+            lease_id: lease.lease_id,
+            mode: mode.to_owned(),
+            token,
+            requested_ms,
+            granted_ack_ms,
+            expires_at_ms: parse_rfc3339_ms(&lease.expires_at).unwrap_or(i64::MAX),
+            release_sent_ms: Some(release_sent_ms),
+            release_acked,
+        });
+    }
+    (holds, latencies)
+}
+
+/// Call until the server answers (any status), retrying failed connections
+/// until `give_up`.
+async fn retrying<F, Fut>(counters: &Counters, give_up: Instant, mut call: F) -> Option<Answer>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = reqwest::Result<Answer>>,
+{
+    loop {
+        match call().await {
+            Ok(answer) if answer.status != 503 => return Some(answer),
+            _ if Instant::now() >= give_up => return None,
+            _ => {
+                counters.retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+pub fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, as sluice writes instants, to epoch ms.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    // Days from civil (H. Hinnant).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms)
+}
+
+/// A tiny deterministic PRNG: the load only needs spread, not quality.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The settings used for load tables: a short deferral so that writers are
+/// not starved within a short run.
+pub fn load_table_settings() -> serde_json::Value {
+    json!({ "max_compaction_deferral_seconds": 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_sluice_instants() {
+        assert_eq!(super::parse_rfc3339_ms("1970-01-01T00:00:00.000Z"), Some(0));
+        assert_eq!(
+            super::parse_rfc3339_ms("2026-11-28T02:34:56.789Z"),
+            Some(1_795_833_296_789)
+        );
+    }
+}
