@@ -1,1 +1,8 @@
+//! Black-box tests: the built `sluice` binary on SQLite and PostgreSQL.
 
+mod harness;
+
+mod crash;
+mod leases;
+mod replicas;
+mod spec;

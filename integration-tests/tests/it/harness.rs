@@ -1,0 +1,206 @@
+//! Start real sluice processes (the built binary) on SQLite or on a fresh
+//! PostgreSQL database, kill them with SIGKILL, restart them.
+
+use sluice_client::client::Client;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    pub url: String,
+    pub client: Client,
+    args: Vec<String>,
+    child: Option<Child>,
+    log: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+/// The sluice binary: `SLUICE_BIN`, or the workspace's debug build.
+pub fn binary() -> PathBuf {
+    if let Ok(path) = std::env::var("SLUICE_BIN") {
+        return PathBuf::from(path);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("debug/sluice");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --bin sluice` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// The PostgreSQL server the tests use (`DATABASE_URL`).
+pub fn admin_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A new, empty database on the test server.
+pub async fn fresh_database() -> String {
+    use sqlx::Connection;
+    let admin = admin_url();
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin}: {e}"));
+    let name = format!("sluice_it_{}", uuid::Uuid::now_v7().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create the test database");
+    let (base, _) = admin.rsplit_once('/').expect("DATABASE_URL has a database name");
+    let base = base.to_owned();
+    let query = admin.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    format!("{base}/{name}{query}")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Server {
+    /// sluice on SQLite in a fresh data dir.
+    pub async fn sqlite() -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data").display().to_string();
+        Server::start(vec!["--data-dir".into(), data], dir).await
+    }
+
+    /// sluice on a fresh PostgreSQL database.
+    pub async fn postgres() -> Server {
+        let url = fresh_database().await;
+        Server::on_database(&url).await
+    }
+
+    /// Another replica on the same PostgreSQL database.
+    pub async fn on_database(url: &str) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Server::start(vec!["--database-url".into(), url.into()], dir).await
+    }
+
+    /// Start with extra arguments after `serve` (e.g. a second process on
+    /// the same data dir), returning its exit status and output if it stops
+    /// within `within`.
+    pub fn try_serve(args: &[&str], within: Duration) -> Option<(std::process::ExitStatus, String)> {
+        let mut child = Command::new(binary())
+            .arg("serve")
+            .arg("--bind")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sluice");
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().expect("wait") {
+                let output = child.wait_with_output().expect("output");
+                let text = String::from_utf8_lossy(&output.stdout).into_owned()
+                    + &String::from_utf8_lossy(&output.stderr);
+                return Some((status, text));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        None
+    }
+
+    async fn start(storage: Vec<String>, dir: tempfile::TempDir) -> Server {
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut args = vec!["serve".into(), "--bind".into(), format!("127.0.0.1:{port}")];
+        args.extend(storage);
+        let mut server = Server {
+            client: Client::new(&url),
+            url,
+            args,
+            child: None,
+            log: dir.path().join("sluice.log"),
+            dir,
+        };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(binary())
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn sluice");
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(answer) = self.client.send(reqwest::Method::GET, "/readyz", None).await {
+                if answer.status == 200 {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("sluice exited with {status}: {}", self.log_text());
+            }
+            assert!(Instant::now() < deadline, "sluice not ready: {}", self.log_text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// SIGKILL: no shutdown, no flush, nothing.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9");
+            child.wait().expect("reap");
+        }
+    }
+
+    /// Start again with the same arguments (same port, same storage).
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Run a scenario on SQLite and on PostgreSQL: two tests, `sqlite` and `postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario($crate::harness::Server::sqlite().await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$scenario($crate::harness::Server::postgres().await).await
+            }
+        }
+    )*};
+}
