@@ -195,7 +195,12 @@ impl PutTableBody {
     pub fn settings(self) -> Result<TableSettings, ApiError> {
         let deferral = match self.max_compaction_deferral_seconds {
             None => sluice_core::table::DEFAULT_MAX_COMPACTION_DEFERRAL_SECONDS,
-            Some(s) => in_range("max_compaction_deferral_seconds", s, 0, MAX_DEFERRAL_SECONDS)?,
+            Some(s) => in_range(
+                "max_compaction_deferral_seconds",
+                s,
+                0,
+                MAX_DEFERRAL_SECONDS,
+            )?,
         };
         Ok(TableSettings {
             max_compaction_deferral_seconds: deferral,
@@ -317,7 +322,11 @@ pub fn text(field: &str, value: String, max: usize) -> Result<String, ApiError> 
     Ok(value)
 }
 
-pub fn optional_text(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+pub fn optional_text(
+    field: &str,
+    value: Option<String>,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
     value.map(|v| text(field, v, max)).transpose()
 }
 

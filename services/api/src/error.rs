@@ -79,11 +79,19 @@ impl From<StoreError> for ApiError {
         let id = uuid::Uuid::now_v7();
         tracing::error!(error_id = %id, %error, "storage failure");
         let (status, kind) = match &error {
-            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed)
-            | StoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
+            )
+            | StoreError::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+            }
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        ApiError::new(status, kind, format!("storage failure; see the server log for error id {id}"))
+        ApiError::new(
+            status,
+            kind,
+            format!("storage failure; see the server log for error id {id}"),
+        )
     }
 }
 

@@ -82,7 +82,13 @@ pub fn router(state: AppState, config: ApiConfig) -> Router {
             "/openapi.json",
             axum::routing::get(move || async move { axum::Json((*spec).clone()) }),
         )
-        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route",
+            )
+        })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
@@ -91,9 +97,9 @@ pub fn router(state: AppState, config: ApiConfig) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(move |req: Request, next: Next| async move {
-            time_limit(req, next, timeout).await
-        }))
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| async move { time_limit(req, next, timeout).await },
+        ))
         .with_state(state)
 }
 
@@ -115,6 +121,10 @@ pub(crate) fn parse_table(raw: &str) -> Result<TableName, ApiError> {
 }
 
 pub(crate) fn parse_lease_id(raw: &str) -> Result<LeaseId, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::bad_request("invalid_lease_id", format!("`{raw}` is not a lease id (a UUID)")))
+    raw.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_lease_id",
+            format!("`{raw}` is not a lease id (a UUID)"),
+        )
+    })
 }

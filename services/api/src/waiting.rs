@@ -26,7 +26,8 @@ pub async fn while_waiting(
             return fresh(store, id).await;
         }
         // Renew the waiter's place well before its TTL runs out.
-        let renew_every = Duration::from_millis(u64::from(view.lease.ttl_seconds) * 500).max(Duration::from_millis(500));
+        let renew_every = Duration::from_millis(u64::from(view.lease.ttl_seconds) * 500)
+            .max(Duration::from_millis(500));
         let tick = deadline.min(now + renew_every);
         tokio::select! {
             wake = wakes.recv() => match wake {
@@ -52,8 +53,13 @@ pub async fn while_waiting(
 
 /// Touch a waiting lease (the long-poll is its heartbeat) and read it back.
 pub async fn keep_waiting(store: &Store, id: LeaseId) -> Result<LeaseView, ApiError> {
-    match store.execute(Command::KeepWaiting { lease_id: id }).await?? {
-        Reply::Lease { lease, position, .. } => Ok(LeaseView { lease, position }),
+    match store
+        .execute(Command::KeepWaiting { lease_id: id })
+        .await??
+    {
+        Reply::Lease {
+            lease, position, ..
+        } => Ok(LeaseView { lease, position }),
         Reply::Table { .. } => unreachable!("keep-waiting answers a lease"),
     }
 }

@@ -33,7 +33,7 @@ pub enum Command {
     Sweep {
         table: TableName,
     },
-    /// Extend a lease (granted: token checked if given) or a waiter's place.
+    /// Extend a granted lease (its token required) or a waiter's place.
     Heartbeat {
         lease_id: LeaseId,
         token: Option<Token>,

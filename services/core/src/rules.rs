@@ -266,6 +266,10 @@ fn heartbeat(
     now: Millis,
 ) -> Result<(), RuleError> {
     let lease = live_mut(state, id)?;
+    // A grant is fenced: extending it takes its token. A waiter has none yet.
+    if lease.state == LeaseState::Granted && token.is_none() {
+        return Err(RuleError::TokenRequired(id));
+    }
     check_token(lease, token)?;
     if let Some(ttl) = ttl_seconds {
         lease.ttl_seconds = ttl;

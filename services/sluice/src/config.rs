@@ -57,8 +57,11 @@ pub struct DatabaseSection {
 
 impl FileConfig {
     pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
-        let Some(path) = path else { return Ok(FileConfig::default()) };
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 }
@@ -81,7 +84,10 @@ impl StorageArgs {
         };
         let defaults = WriterConfig::default();
         let writer = WriterConfig {
-            max_batch: self.max_batch.or(file.max_batch).unwrap_or(defaults.max_batch),
+            max_batch: self
+                .max_batch
+                .or(file.max_batch)
+                .unwrap_or(defaults.max_batch),
             writers: self.writers.or(file.writers).unwrap_or(defaults.writers),
         };
         (store, writer)

@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 use config::{FileConfig, StorageArgs};
 use sluice_api::{ApiConfig, AppState};
 use sluice_store::Store;
-use std::path::PathBuf;
 use std::future::IntoFuture;
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +17,11 @@ use tokio_util::sync::CancellationToken;
 const DRAIN: Duration = Duration::from_secs(10);
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "The control plane of an Iceberg data platform")]
+#[command(
+    name = "sluice",
+    version,
+    about = "The control plane of an Iceberg data platform"
+)]
 struct Cli {
     /// A TOML configuration file.
     #[arg(long, global = true, env = "SLUICE_CONFIG")]
@@ -82,7 +86,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(bind: &str, store_config: sluice_store::StoreConfig, writer: sluice_store::WriterConfig) -> anyhow::Result<()> {
+async fn serve(
+    bind: &str,
+    store_config: sluice_store::StoreConfig,
+    writer: sluice_store::WriterConfig,
+) -> anyhow::Result<()> {
     let store = Store::open(&store_config, writer).await?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
@@ -100,7 +108,10 @@ async fn serve(bind: &str, store_config: sluice_store::StoreConfig, writer: slui
             .into_future(),
     );
     shutdown_signal().await;
-    tracing::info!("shutting down; draining requests for up to {} s", DRAIN.as_secs());
+    tracing::info!(
+        "shutting down; draining requests for up to {} s",
+        DRAIN.as_secs()
+    );
     stop.cancel();
     match tokio::time::timeout(DRAIN, server).await {
         Ok(result) => result??,

@@ -3,8 +3,8 @@
 //! Backends only load before and write after.
 
 use sluice_core::{
-    command::Target, rules, Command, Lease, LeaseId, Millis, NewEvent, Reply, RuleError,
-    TableName, TableState,
+    command::Target, rules, Command, Lease, LeaseId, Millis, NewEvent, Reply, RuleError, TableName,
+    TableState,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -40,7 +40,10 @@ impl Applied {
     pub fn changed_by_table(&self) -> HashMap<TableName, Vec<Lease>> {
         let mut by_table: HashMap<TableName, Vec<Lease>> = HashMap::new();
         for lease in &self.leases {
-            by_table.entry(lease.table.clone()).or_default().push(lease.clone());
+            by_table
+                .entry(lease.table.clone())
+                .or_default()
+                .push(lease.clone());
         }
         by_table
     }
@@ -117,7 +120,8 @@ pub fn apply(mut loaded: Loaded, commands: &[Command], now: Millis) -> Applied {
         let outcome = match command {
             Command::PutTable { table, settings } => {
                 let existing = loaded.tables.remove(table);
-                let (state, outcome) = rules::put_table(existing, table.clone(), settings.clone(), now);
+                let (state, outcome) =
+                    rules::put_table(existing, table.clone(), settings.clone(), now);
                 loaded.tables.insert(table.clone(), state);
                 outcome
             }
@@ -150,7 +154,13 @@ fn diff(
     for (name, state) in after {
         let old_leases: HashMap<LeaseId, &Lease> = before
             .get(&name)
-            .map(|b| b.live.iter().chain(b.finished.iter()).map(|l| (l.id, l)).collect())
+            .map(|b| {
+                b.live
+                    .iter()
+                    .chain(b.finished.iter())
+                    .map(|l| (l.id, l))
+                    .collect()
+            })
             .unwrap_or_default();
         for lease in state.live.iter().chain(state.finished.iter()) {
             if old_leases.get(&lease.id) != Some(&lease) {

@@ -17,7 +17,9 @@ mod writer;
 pub use hub::{Hub, Wake};
 
 use futures::future::BoxFuture;
-use sluice_core::{Command, Event, EventKind, Lease, LeaseId, Millis, Reply, RuleError, TableName, TableState};
+use sluice_core::{
+    Command, Event, EventKind, Lease, LeaseId, Millis, Reply, RuleError, TableName, TableState,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -104,10 +106,18 @@ pub struct Due {
 /// changed, and fail the whole batch if anything moved underneath.
 pub trait Backend: Send + Sync + 'static {
     /// Load, apply and commit `commands` as one transaction.
-    fn run_batch<'a>(&'a self, commands: &'a [Command]) -> BoxFuture<'a, Result<Committed, StoreError>>;
+    fn run_batch<'a>(
+        &'a self,
+        commands: &'a [Command],
+    ) -> BoxFuture<'a, Result<Committed, StoreError>>;
     fn lease(&self, id: LeaseId) -> BoxFuture<'_, Result<Option<LeaseView>, StoreError>>;
-    fn tables<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<TableSummary>, StoreError>>;
-    fn events<'a>(&'a self, query: &'a EventQuery) -> BoxFuture<'a, Result<Vec<Event>, StoreError>>;
+    fn tables<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<TableSummary>, StoreError>>;
+    fn events<'a>(&'a self, query: &'a EventQuery)
+        -> BoxFuture<'a, Result<Vec<Event>, StoreError>>;
     fn due(&self) -> BoxFuture<'_, Result<Due, StoreError>>;
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// How many transactions may run at once.
@@ -154,7 +164,10 @@ impl Store {
                 let (backend, lock) = sqlite::SqliteBackend::open(data_dir).await?;
                 (Arc::new(backend), Some(lock), None, "sqlite")
             }
-            StoreConfig::Postgres { url, max_connections } => {
+            StoreConfig::Postgres {
+                url,
+                max_connections,
+            } => {
                 let backend = postgres::PgBackend::open(url, *max_connections).await?;
                 let listener = backend.listen(hub.clone()).await?;
                 (Arc::new(backend), None, Some(listener), "postgres")
@@ -164,7 +177,12 @@ impl Store {
         // The sweeper's next planned look; a commit with an earlier expiry moves it.
         let planned = Arc::new(tokio::sync::watch::channel(None).0);
         let mut tasks = writer::spawn(backend.clone(), rx, hub.clone(), planned.clone(), writer);
-        tasks.push(sweeper::spawn(backend.clone(), jobs.clone(), hub.clone(), planned));
+        tasks.push(sweeper::spawn(
+            backend.clone(),
+            jobs.clone(),
+            hub.clone(),
+            planned,
+        ));
         tasks.extend(listener);
         Ok(Store {
             backend,
@@ -178,8 +196,12 @@ impl Store {
     /// Run the migrations only.
     pub async fn migrate(config: &StoreConfig) -> Result<(), StoreError> {
         match config {
-            StoreConfig::Sqlite { data_dir } => sqlite::SqliteBackend::open(data_dir).await.map(|_| ()),
-            StoreConfig::Postgres { url, .. } => postgres::PgBackend::open(url, 2).await.map(|_| ()),
+            StoreConfig::Sqlite { data_dir } => {
+                sqlite::SqliteBackend::open(data_dir).await.map(|_| ())
+            }
+            StoreConfig::Postgres { url, .. } => {
+                postgres::PgBackend::open(url, 2).await.map(|_| ())
+            }
         }
     }
 
@@ -201,7 +223,11 @@ impl Store {
         self.backend.lease(id).await
     }
 
-    pub async fn tables(&self, after: Option<&str>, limit: u32) -> Result<Vec<TableSummary>, StoreError> {
+    pub async fn tables(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TableSummary>, StoreError> {
         self.backend.tables(after, limit).await
     }
 

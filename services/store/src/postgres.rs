@@ -51,7 +51,9 @@ impl PgBackend {
             loop {
                 match listener.try_recv().await {
                     Ok(Some(n)) => {
-                        let Some((from, tables)) = n.payload().split_once(':') else { continue };
+                        let Some((from, tables)) = n.payload().split_once(':') else {
+                            continue;
+                        };
                         if from == me {
                             continue;
                         }
@@ -74,7 +76,10 @@ impl PgBackend {
         }))
     }
 
-    async fn load(tx: &mut Transaction<'_, Postgres>, commands: &[Command]) -> Result<(Loaded, Millis), StoreError> {
+    async fn load(
+        tx: &mut Transaction<'_, Postgres>,
+        commands: &[Command],
+    ) -> Result<(Loaded, Millis), StoreError> {
         let (mut tables, lease_ids) = batch::targets(commands);
         let ids: Vec<String> = lease_ids.iter().map(|id| id.to_string()).collect();
         let mut loaded = Loaded::default();
@@ -85,13 +90,18 @@ impl PgBackend {
                     .fetch_all(&mut **tx)
                     .await?;
             for (id, table) in found {
-                let id: LeaseId = id.parse().map_err(|_| StoreError::Corrupt(format!("lease id {id}")))?;
+                let id: LeaseId = id
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("lease id {id}")))?;
                 let table = TableName::parse(&table).map_err(|e| StoreError::Corrupt(e.0))?;
                 tables.push(table.clone());
                 loaded.lease_tables.insert(id, table);
             }
         }
-        let names: Vec<String> = batch::lock_order(tables).into_iter().map(String::from).collect();
+        let names: Vec<String> = batch::lock_order(tables)
+            .into_iter()
+            .map(String::from)
+            .collect();
         let locked: Vec<TableRow> = sqlx::query_as(&format!(
             "SELECT {TABLE_COLUMNS} FROM sluice_tables WHERE name = ANY($1) ORDER BY name FOR UPDATE"
         ))
@@ -104,7 +114,9 @@ impl PgBackend {
         }
         // Read the clock after the locks: time spent waiting for another
         // replica's batch must not make us judge expiry in the past.
-        let now: i64 = sqlx::query_scalar(&format!("SELECT {NOW_MS}")).fetch_one(&mut **tx).await?;
+        let now: i64 = sqlx::query_scalar(&format!("SELECT {NOW_MS}"))
+            .fetch_one(&mut **tx)
+            .await?;
         let keys: Vec<(TableName, String)> = batch::idempotency_keys(commands);
         let key_values: Vec<String> = keys.iter().map(|(_, k)| k.clone()).collect();
         let leases: Vec<LeaseRow> = sqlx::query_as(&format!(
@@ -120,7 +132,9 @@ impl PgBackend {
         .await?;
         for row in leases {
             let lease = Lease::try_from(row)?;
-            let Some(state) = loaded.tables.get_mut(&lease.table) else { continue };
+            let Some(state) = loaded.tables.get_mut(&lease.table) else {
+                continue;
+            };
             if lease.is_live() {
                 state.live.push(lease);
             } else {
@@ -130,7 +144,11 @@ impl PgBackend {
         Ok((loaded, Millis(now)))
     }
 
-    async fn write(&self, tx: &mut Transaction<'_, Postgres>, applied: &batch::Applied) -> Result<(), StoreError> {
+    async fn write(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        applied: &batch::Applied,
+    ) -> Result<(), StoreError> {
         if !applied.created_tables.is_empty() {
             // A plain INSERT: if another replica created the table meanwhile,
             // the batch fails and is retried against the committed row.
@@ -201,10 +219,11 @@ impl PgBackend {
             let e = &applied.events;
             // Taken last, just before the commit: the row lock that orders
             // event ids is held as briefly as possible.
-            let last: i64 = sqlx::query_scalar("UPDATE event_seq SET last_id = last_id + $1 RETURNING last_id")
-                .bind(e.len() as i64)
-                .fetch_one(&mut **tx)
-                .await?;
+            let last: i64 =
+                sqlx::query_scalar("UPDATE event_seq SET last_id = last_id + $1 RETURNING last_id")
+                    .bind(e.len() as i64)
+                    .fetch_one(&mut **tx)
+                    .await?;
             let first = last - e.len() as i64 + 1;
             sqlx::query(
                 "INSERT INTO events (id, at, kind, table_name, lease_id, data) SELECT * FROM UNNEST(\
@@ -271,7 +290,10 @@ impl TableColumns {
         TableColumns {
             name: tables.iter().map(|t| t.name.to_string()).collect(),
             catalog: tables.iter().map(|t| t.settings.catalog.clone()).collect(),
-            compaction_job: tables.iter().map(|t| t.settings.compaction_job.clone()).collect(),
+            compaction_job: tables
+                .iter()
+                .map(|t| t.settings.compaction_job.clone())
+                .collect(),
             deferral: tables
                 .iter()
                 .map(|t| i64::from(t.settings.max_compaction_deferral_seconds))
@@ -285,7 +307,10 @@ impl TableColumns {
 }
 
 impl Backend for PgBackend {
-    fn run_batch<'a>(&'a self, commands: &'a [Command]) -> BoxFuture<'a, Result<Committed, StoreError>> {
+    fn run_batch<'a>(
+        &'a self,
+        commands: &'a [Command],
+    ) -> BoxFuture<'a, Result<Committed, StoreError>> {
         async move {
             let mut tx = self.pool.begin().await?;
             let (loaded, now) = Self::load(&mut tx, commands).await?;
@@ -329,7 +354,11 @@ impl Backend for PgBackend {
         .boxed()
     }
 
-    fn tables<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<TableSummary>, StoreError>> {
+    fn tables<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<TableSummary>, StoreError>> {
         async move {
             let rows: Vec<TableRow> = sqlx::query_as(&format!(
                 "SELECT {TABLE_COLUMNS} FROM sluice_tables WHERE name > $1 ORDER BY name LIMIT $2"

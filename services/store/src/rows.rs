@@ -1,8 +1,8 @@
 //! Rows as both databases return them, and their mapping to domain types.
 
 use sluice_core::{
-    Event, EventKind, Lease, LeaseId, LeaseState, Millis, Mode, NewEvent, TableName,
-    TableSettings, TableState,
+    Event, EventKind, Lease, LeaseId, LeaseState, Millis, Mode, NewEvent, TableName, TableSettings,
+    TableState,
 };
 
 use crate::StoreError;
@@ -117,7 +117,10 @@ impl TryFrom<EventRow> for Event {
                 kind: EventKind::parse(&r.kind).ok_or_else(|| corrupt("event kind", &r.kind))?,
                 table: TableName::parse(&table).map_err(|_| corrupt("table", &table))?,
                 lease_id: match r.lease_id {
-                    Some(id) => Some(id.parse::<LeaseId>().map_err(|_| corrupt("lease id", &id))?),
+                    Some(id) => Some(
+                        id.parse::<LeaseId>()
+                            .map_err(|_| corrupt("lease id", &id))?,
+                    ),
                     None => None,
                 },
                 data: serde_json::from_str(&r.data).map_err(|_| corrupt("event data", &r.data))?,

@@ -7,7 +7,9 @@ use crate::{system_now, Backend, Committed, Due, EventQuery, LeaseView, StoreErr
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use sluice_core::{Command, Event, Lease, LeaseId, Millis, NewEvent, TableName, TableState};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Sqlite, Transaction};
 use std::collections::HashMap;
 use std::fs::File;
@@ -27,7 +29,10 @@ impl SqliteBackend {
     /// Lock the data directory, open the database and migrate it.
     pub async fn open(data_dir: &Path) -> Result<(SqliteBackend, File), StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Unavailable(format!("cannot create data dir {}: {e}", data_dir.display()))
+            StoreError::Unavailable(format!(
+                "cannot create data dir {}: {e}",
+                data_dir.display()
+            ))
         })?;
         let lock = lock_data_dir(data_dir)?;
         let options = SqliteConnectOptions::new()
@@ -51,14 +56,18 @@ impl SqliteBackend {
         Ok((SqliteBackend { writer, readers }, lock))
     }
 
-    async fn load(tx: &mut Transaction<'_, Sqlite>, commands: &[Command]) -> Result<Loaded, StoreError> {
+    async fn load(
+        tx: &mut Transaction<'_, Sqlite>,
+        commands: &[Command],
+    ) -> Result<Loaded, StoreError> {
         let (mut tables, lease_ids) = batch::targets(commands);
         let mut loaded = Loaded::default();
         for id in &lease_ids {
-            let table: Option<String> = sqlx::query_scalar("SELECT table_name FROM leases WHERE id = ?")
-                .bind(id.to_string())
-                .fetch_optional(&mut **tx)
-                .await?;
+            let table: Option<String> =
+                sqlx::query_scalar("SELECT table_name FROM leases WHERE id = ?")
+                    .bind(id.to_string())
+                    .fetch_optional(&mut **tx)
+                    .await?;
             if let Some(table) = table {
                 let table = TableName::parse(&table).map_err(|e| StoreError::Corrupt(e.0))?;
                 tables.push(table.clone());
@@ -66,11 +75,12 @@ impl SqliteBackend {
             }
         }
         for name in batch::lock_order(tables) {
-            let row: Option<TableRow> =
-                sqlx::query_as(&format!("SELECT {TABLE_COLUMNS} FROM sluice_tables WHERE name = ?"))
-                    .bind(name.as_str())
-                    .fetch_optional(&mut **tx)
-                    .await?;
+            let row: Option<TableRow> = sqlx::query_as(&format!(
+                "SELECT {TABLE_COLUMNS} FROM sluice_tables WHERE name = ?"
+            ))
+            .bind(name.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
             let Some(row) = row else { continue };
             let mut state = TableState::try_from(row)?;
             let live: Vec<LeaseRow> = sqlx::query_as(&format!(
@@ -79,14 +89,18 @@ impl SqliteBackend {
             .bind(name.as_str())
             .fetch_all(&mut **tx)
             .await?;
-            state.live = live.into_iter().map(Lease::try_from).collect::<Result<_, _>>()?;
+            state.live = live
+                .into_iter()
+                .map(Lease::try_from)
+                .collect::<Result<_, _>>()?;
             loaded.tables.insert(name, state);
         }
         for id in &lease_ids {
-            let row: Option<LeaseRow> = sqlx::query_as(&format!("SELECT {LEASE_COLUMNS} FROM leases WHERE id = ?"))
-                .bind(id.to_string())
-                .fetch_optional(&mut **tx)
-                .await?;
+            let row: Option<LeaseRow> =
+                sqlx::query_as(&format!("SELECT {LEASE_COLUMNS} FROM leases WHERE id = ?"))
+                    .bind(id.to_string())
+                    .fetch_optional(&mut **tx)
+                    .await?;
             add_finished(&mut loaded, row)?;
         }
         for (table, key) in batch::idempotency_keys(commands) {
@@ -102,7 +116,10 @@ impl SqliteBackend {
         Ok(loaded)
     }
 
-    async fn write(tx: &mut Transaction<'_, Sqlite>, applied: &batch::Applied) -> Result<(), StoreError> {
+    async fn write(
+        tx: &mut Transaction<'_, Sqlite>,
+        applied: &batch::Applied,
+    ) -> Result<(), StoreError> {
         for t in &applied.created_tables {
             sqlx::query(&format!(
                 "INSERT INTO sluice_tables ({TABLE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -172,16 +189,22 @@ impl SqliteBackend {
     }
 }
 
-async fn insert_event(tx: &mut Transaction<'_, Sqlite>, id: i64, e: &NewEvent) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO events (id, at, kind, table_name, lease_id, data) VALUES (?, ?, ?, ?, ?, ?)")
-        .bind(id)
-        .bind(e.at.0)
-        .bind(e.kind.as_str())
-        .bind(e.table.as_str())
-        .bind(e.lease_id.map(|l| l.to_string()))
-        .bind(e.data.to_string())
-        .execute(&mut **tx)
-        .await?;
+async fn insert_event(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: i64,
+    e: &NewEvent,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO events (id, at, kind, table_name, lease_id, data) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(e.at.0)
+    .bind(e.kind.as_str())
+    .bind(e.table.as_str())
+    .bind(e.lease_id.map(|l| l.to_string()))
+    .bind(e.data.to_string())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -223,7 +246,10 @@ fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
 }
 
 impl Backend for SqliteBackend {
-    fn run_batch<'a>(&'a self, commands: &'a [Command]) -> BoxFuture<'a, Result<Committed, StoreError>> {
+    fn run_batch<'a>(
+        &'a self,
+        commands: &'a [Command],
+    ) -> BoxFuture<'a, Result<Committed, StoreError>> {
         async move {
             let mut tx = self.writer.begin().await?;
             let loaded = Self::load(&mut tx, commands).await?;
@@ -267,7 +293,11 @@ impl Backend for SqliteBackend {
         .boxed()
     }
 
-    fn tables<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<TableSummary>, StoreError>> {
+    fn tables<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<TableSummary>, StoreError>> {
         async move {
             let rows: Vec<TableRow> = sqlx::query_as(&format!(
                 "SELECT {TABLE_COLUMNS} FROM sluice_tables WHERE name > ? ORDER BY name LIMIT ?"
@@ -354,7 +384,10 @@ pub(crate) fn parse_names(names: Vec<String>) -> Result<Vec<TableName>, StoreErr
 }
 
 /// Join table rows with their live holder and waiter counts.
-pub(crate) fn summaries(rows: Vec<TableRow>, counts: Vec<(String, String, i64)>) -> Result<Vec<TableSummary>, StoreError> {
+pub(crate) fn summaries(
+    rows: Vec<TableRow>,
+    counts: Vec<(String, String, i64)>,
+) -> Result<Vec<TableSummary>, StoreError> {
     let mut by_table: HashMap<String, (u32, u32)> = HashMap::new();
     for (table, state, n) in counts {
         let entry = by_table.entry(table).or_default();

@@ -27,7 +27,14 @@ pub(crate) fn spawn(
                     let now = due.now;
                     for table in due.tables {
                         let (reply, answer) = oneshot::channel();
-                        if jobs.send(Job { command: Command::Sweep { table }, reply }).await.is_err() {
+                        if jobs
+                            .send(Job {
+                                command: Command::Sweep { table },
+                                reply,
+                            })
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                         let _ = answer.await;
@@ -48,7 +55,7 @@ pub(crate) fn spawn(
             // A commit that makes an earlier expiry wakes us early.
             let _ = tokio::time::timeout(sleep, changes.changed()).await;
             rounds += 1;
-            if rounds % 60 == 0 {
+            if rounds.is_multiple_of(60) {
                 hub.prune();
             }
         }

@@ -43,7 +43,12 @@ async fn next_batch(jobs: &Mutex<mpsc::Receiver<Job>>, max_batch: usize) -> Opti
     Some(batch)
 }
 
-async fn run(backend: &dyn Backend, batch: Vec<Job>, hub: &Hub, expiry: &watch::Sender<Option<Millis>>) {
+async fn run(
+    backend: &dyn Backend,
+    batch: Vec<Job>,
+    hub: &Hub,
+    expiry: &watch::Sender<Option<Millis>>,
+) {
     let commands: Vec<_> = batch.iter().map(|j| j.command.clone()).collect();
     match backend.run_batch(&commands).await {
         Ok(committed) => answer(batch, committed, hub, expiry),
@@ -63,13 +68,20 @@ async fn run(backend: &dyn Backend, batch: Vec<Job>, hub: &Hub, expiry: &watch::
         Err(error) => {
             tracing::error!(%error, "command failed");
             for job in batch {
-                let _ = job.reply.send(Err(crate::StoreError::Unavailable(error.to_string())));
+                let _ = job
+                    .reply
+                    .send(Err(crate::StoreError::Unavailable(error.to_string())));
             }
         }
     }
 }
 
-fn answer(batch: Vec<Job>, committed: Committed, hub: &Hub, expiry: &watch::Sender<Option<Millis>>) {
+fn answer(
+    batch: Vec<Job>,
+    committed: Committed,
+    hub: &Hub,
+    expiry: &watch::Sender<Option<Millis>>,
+) {
     for (job, answer) in batch.into_iter().zip(committed.answers) {
         // The caller may have gone away (client disconnected): the change is
         // committed all the same.

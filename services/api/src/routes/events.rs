@@ -21,7 +21,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 400, description = "Malformed query or table name", body = ErrorBody),
         (status = 422, description = "Unknown kind or limit out of range", body = ErrorBody),
     ))]
-async fn list_events(State(app): State<AppState>, Query(params): Query<EventParams>) -> Result<axum::Json<EventsPage>, ApiError> {
+async fn list_events(
+    State(app): State<AppState>,
+    Query(params): Query<EventParams>,
+) -> Result<axum::Json<EventsPage>, ApiError> {
     let after = params.after.unwrap_or(0);
     if after < 0 {
         return Err(ApiError::invalid("after must not be negative"));

@@ -1,6 +1,8 @@
 //! Leases: acquire (with long-poll), read, heartbeat, release, revoke.
 
-use crate::dto::{self, AcquireBody, HeartbeatBody, LeaseBody, ReleaseParams, RevokeBody, WaitParams};
+use crate::dto::{
+    self, AcquireBody, HeartbeatBody, LeaseBody, ReleaseParams, RevokeBody, WaitParams,
+};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
 use crate::{parse_lease_id, parse_table, waiting, AppState};
@@ -59,14 +61,22 @@ async fn acquire(
     // Subscribe before the acquire commits, so that a grant right after it
     // cannot slip past the long-poll.
     let wakes = (wait > 0).then(|| app.store.hub().subscribe(&table));
-    let reply = app.store.execute(Command::Acquire { table, request }).await??;
-    let Reply::Lease { lease, position, .. } = reply else {
+    let reply = app
+        .store
+        .execute(Command::Acquire { table, request })
+        .await??;
+    let Reply::Lease {
+        lease, position, ..
+    } = reply
+    else {
         unreachable!("acquire answers a lease")
     };
     let mut view = LeaseView { lease, position };
     if let Some(wakes) = wakes {
         if view.lease.state == LeaseState::Waiting {
-            view = waiting::while_waiting(&app.store, view, wakes, Duration::from_secs(wait.into())).await?;
+            view =
+                waiting::while_waiting(&app.store, view, wakes, Duration::from_secs(wait.into()))
+                    .await?;
         }
     }
     match view.lease.state {
@@ -104,7 +114,8 @@ async fn get_lease(
     if view.lease.state == LeaseState::Waiting && wait > 0 {
         let wakes = app.store.hub().subscribe(&view.lease.table);
         view = waiting::keep_waiting(&app.store, id).await?;
-        view = waiting::while_waiting(&app.store, view, wakes, Duration::from_secs(wait.into())).await?;
+        view = waiting::while_waiting(&app.store, view, wakes, Duration::from_secs(wait.into()))
+            .await?;
     } else if view.lease.is_expired_at(sluice_store::system_now()) {
         // Not swept yet: settle its table so the answer is the truth.
         view = lookup(&app, id).await?;
@@ -121,7 +132,7 @@ async fn get_lease(
     request_body = HeartbeatBody,
     responses(
         (status = 200, description = "Extended", body = LeaseBody),
-        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 400, description = "Malformed request, or a granted lease without its token", body = ErrorBody),
         (status = 404, description = "Unknown lease", body = ErrorBody),
         (status = 409, description = "Lease lost or stale token", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
@@ -195,19 +206,29 @@ async fn revoke(
 }
 
 async fn lookup(app: &AppState, id: LeaseId) -> Result<LeaseView, ApiError> {
-    match app.store.execute(Command::Lookup { lease_id: id }).await?? {
-        Reply::Lease { lease, position, .. } => Ok(LeaseView { lease, position }),
+    match app
+        .store
+        .execute(Command::Lookup { lease_id: id })
+        .await??
+    {
+        Reply::Lease {
+            lease, position, ..
+        } => Ok(LeaseView { lease, position }),
         Reply::Table { .. } => unreachable!("lookup answers a lease"),
     }
 }
 
 fn lease_answer(reply: Reply) -> Result<axum::Json<LeaseBody>, ApiError> {
     match reply {
-        Reply::Lease { lease, position, .. } => Ok(axum::Json(LeaseBody::new(lease, position))),
+        Reply::Lease {
+            lease, position, ..
+        } => Ok(axum::Json(LeaseBody::new(lease, position))),
         Reply::Table { .. } => unreachable!("lease commands answer a lease"),
     }
 }
 
 fn wait_seconds(value: Option<i64>) -> Result<u32, ApiError> {
-    value.map_or(Ok(0), |w| dto::in_range("wait_seconds", w, 0, dto::MAX_WAIT_SECONDS))
+    value.map_or(Ok(0), |w| {
+        dto::in_range("wait_seconds", w, 0, dto::MAX_WAIT_SECONDS)
+    })
 }

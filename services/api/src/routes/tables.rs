@@ -1,6 +1,8 @@
 //! Tables: registration, settings, listing, and who holds or waits.
 
-use crate::dto::{self, LeaseBody, PageParams, PutTableBody, TableBody, TableLeasesBody, TablesPage};
+use crate::dto::{
+    self, LeaseBody, PageParams, PutTableBody, TableBody, TableLeasesBody, TablesPage,
+};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
 use crate::{parse_table, AppState};
@@ -34,9 +36,17 @@ async fn put_table(
 ) -> Result<(StatusCode, axum::Json<TableBody>), ApiError> {
     let table = parse_table(&table)?;
     let settings = body.settings()?;
-    match app.store.execute(Command::PutTable { table, settings }).await?? {
+    match app
+        .store
+        .execute(Command::PutTable { table, settings })
+        .await??
+    {
         Reply::Table { state, created } => {
-            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             Ok((status, axum::Json(summary(state).into())))
         }
         Reply::Lease { .. } => unreachable!("put_table answers a table"),
@@ -51,7 +61,10 @@ async fn put_table(
         (status = 400, description = "Malformed table name", body = ErrorBody),
         (status = 404, description = "Unknown table", body = ErrorBody),
     ))]
-async fn get_table(State(app): State<AppState>, Path(table): Path<String>) -> Result<axum::Json<TableBody>, ApiError> {
+async fn get_table(
+    State(app): State<AppState>,
+    Path(table): Path<String>,
+) -> Result<axum::Json<TableBody>, ApiError> {
     let state = settled(&app, &table).await?;
     Ok(axum::Json(summary(state).into()))
 }
@@ -64,10 +77,15 @@ async fn get_table(State(app): State<AppState>, Path(table): Path<String>) -> Re
         (status = 400, description = "Malformed query", body = ErrorBody),
         (status = 422, description = "limit out of range", body = ErrorBody),
     ))]
-async fn list_tables(State(app): State<AppState>, Query(page): Query<PageParams>) -> Result<axum::Json<TablesPage>, ApiError> {
+async fn list_tables(
+    State(app): State<AppState>,
+    Query(page): Query<PageParams>,
+) -> Result<axum::Json<TablesPage>, ApiError> {
     let limit = dto::limit(page.limit)?;
     let tables = app.store.tables(page.after.as_deref(), limit).await?;
-    let next_after = (tables.len() == limit as usize).then(|| tables.last().map(|t| t.state.name.to_string())).flatten();
+    let next_after = (tables.len() == limit as usize)
+        .then(|| tables.last().map(|t| t.state.name.to_string()))
+        .flatten();
     Ok(axum::Json(TablesPage {
         tables: tables.into_iter().map(TableBody::from).collect(),
         next_after,
@@ -82,9 +100,15 @@ async fn list_tables(State(app): State<AppState>, Query(page): Query<PageParams>
         (status = 400, description = "Malformed table name", body = ErrorBody),
         (status = 404, description = "Unknown table", body = ErrorBody),
     ))]
-async fn table_leases(State(app): State<AppState>, Path(table): Path<String>) -> Result<axum::Json<TableLeasesBody>, ApiError> {
+async fn table_leases(
+    State(app): State<AppState>,
+    Path(table): Path<String>,
+) -> Result<axum::Json<TableLeasesBody>, ApiError> {
     let state = settled(&app, &table).await?;
-    let holders = state.holders().map(|l| LeaseBody::new(l.clone(), None)).collect();
+    let holders = state
+        .holders()
+        .map(|l| LeaseBody::new(l.clone(), None))
+        .collect();
     let waiters = state
         .waiters()
         .enumerate()

@@ -1133,6 +1133,9 @@ fn expected_answer(command: &Command, seen: &TableState, now: Millis) -> Expecte
         } => match lookup(*lease_id) {
             None => Refused("lease_not_found"),
             Some(l) if !l.is_live() => Refused(ended_kind(l.state)),
+            Some(l) if l.state == LeaseState::Granted && token.is_none() => {
+                Refused("token_required")
+            }
             Some(l) if token.is_some() && *token != l.token => Refused("stale_token"),
             Some(l) => Extended(l.id, now.plus_seconds(ttl_seconds.unwrap_or(l.ttl_seconds))),
         },

@@ -638,3 +638,20 @@ fn reusing_an_idempotency_key_for_a_different_request_is_a_conflict() {
     assert_eq!(error_kind(&by_holder), "idempotency_conflict");
     assert_eq!(table.state, after_first);
 }
+
+#[test]
+fn a_heartbeat_of_a_grant_without_its_token_is_refused_and_does_not_extend_it() {
+    // Arrange
+    let mut table = Table::new(DEFAULT_MAX_COMPACTION_DEFERRAL_SECONDS);
+    let lease = lease_id(1);
+    table.granted(lease, Mode::Read, 10);
+    let before = table.lease(lease).expires_at;
+    table.advance_secs(5);
+
+    // Act
+    let outcome = table.run(&heartbeat(lease, None));
+
+    // Assert
+    assert_eq!(error_kind(&outcome), "token_required");
+    assert_eq!(table.lease(lease).expires_at, before);
+}

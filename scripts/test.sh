@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Every test: formatting, lints, the rules' unit and property tests, and the
+# black-box tests of the built binary on SQLite and PostgreSQL (leases,
+# errors, long-polls, two replicas, kill -9 under load, OpenAPI drift).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+scripts/ensure-postgres.sh
+# Databases left by earlier runs (each test makes its own).
+if command -v psql >/dev/null; then
+  psql "$DATABASE_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'sluice_it_%'" 2>/dev/null |
+    while read -r db; do psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true; done
+fi
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo build --workspace --bins --quiet
+cargo test --workspace
