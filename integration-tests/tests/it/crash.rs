@@ -20,14 +20,20 @@ async fn kill_9_during_load_loses_no_acknowledged_grant_or_release(mut s: Server
         retry_for: Duration::from_secs(30),
         ..LoadConfig::default()
     };
-    load::setup(&config, load::load_table_settings()).await.unwrap();
+    load::setup(&config, load::load_table_settings())
+        .await
+        .unwrap();
     let running = tokio::spawn(load::run(config));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     s.kill9();
     tokio::time::sleep(Duration::from_millis(300)).await;
     s.restart().await;
     let result = running.await.unwrap().unwrap();
-    assert!(result.summary.retries > 0, "the crash happened under load: {:?}", result.summary);
+    assert!(
+        result.summary.retries > 0,
+        "the crash happened under load: {:?}",
+        result.summary
+    );
     assert!(result.holds.len() > 20, "{:?}", result.summary);
 
     let events = s.client.all_events(0, None).await.unwrap();
@@ -45,5 +51,13 @@ async fn a_second_process_on_the_same_data_dir_refuses_to_start() {
         .expect("the second process must stop by itself");
     assert!(!status.success());
     assert!(output.contains("another sluice process"), "{output}");
-    assert_eq!(first.client.send(reqwest::Method::GET, "/readyz", None).await.unwrap().status, 200);
+    assert_eq!(
+        first
+            .client
+            .send(reqwest::Method::GET, "/readyz", None)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
 }

@@ -34,7 +34,8 @@ pub fn binary() -> PathBuf {
 
 /// The PostgreSQL server the tests use (`DATABASE_URL`).
 pub fn admin_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// A new, empty database on the test server.
@@ -49,9 +50,14 @@ pub async fn fresh_database() -> String {
         .execute(&mut conn)
         .await
         .expect("create the test database");
-    let (base, _) = admin.rsplit_once('/').expect("DATABASE_URL has a database name");
+    let (base, _) = admin
+        .rsplit_once('/')
+        .expect("DATABASE_URL has a database name");
     let base = base.to_owned();
-    let query = admin.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    let query = admin
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
     format!("{base}/{name}{query}")
 }
 
@@ -85,7 +91,10 @@ impl Server {
     /// Start with extra arguments after `serve` (e.g. a second process on
     /// the same data dir), returning its exit status and output if it stops
     /// within `within`.
-    pub fn try_serve(args: &[&str], within: Duration) -> Option<(std::process::ExitStatus, String)> {
+    pub fn try_serve(
+        args: &[&str],
+        within: Duration,
+    ) -> Option<(std::process::ExitStatus, String)> {
         let mut child = Command::new(binary())
             .arg("serve")
             .arg("--bind")
@@ -147,15 +156,27 @@ impl Server {
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(answer) = self.client.send(reqwest::Method::GET, "/readyz", None).await {
+            if let Ok(answer) = self
+                .client
+                .send(reqwest::Method::GET, "/readyz", None)
+                .await
+            {
                 if answer.status == 200 {
                     return;
                 }
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("sluice exited with {status}: {}", self.log_text());
             }
-            assert!(Instant::now() < deadline, "sluice not ready: {}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "sluice not ready: {}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -3,6 +3,8 @@
 mod harness;
 
 mod crash;
+mod errors;
 mod leases;
 mod replicas;
 mod spec;
+mod tables;

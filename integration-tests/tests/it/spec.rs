@@ -10,7 +10,10 @@ fn committed() -> serde_json::Value {
 
 #[test]
 fn the_committed_openapi_spec_matches_the_code() {
-    let output = std::process::Command::new(binary()).arg("openapi").output().unwrap();
+    let output = std::process::Command::new(binary())
+        .arg("openapi")
+        .output()
+        .unwrap();
     assert!(output.status.success());
     let generated: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert!(
@@ -22,7 +25,11 @@ fn the_committed_openapi_spec_matches_the_code() {
 #[tokio::test]
 async fn the_served_spec_is_the_committed_one() {
     let s = Server::sqlite().await;
-    let served = s.client.send(reqwest::Method::GET, "/openapi.json", None).await.unwrap();
+    let served = s
+        .client
+        .send(reqwest::Method::GET, "/openapi.json", None)
+        .await
+        .unwrap();
     assert_eq!(served.status, 200);
     assert!(served.body == committed());
 }

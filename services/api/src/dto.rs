@@ -312,11 +312,17 @@ pub fn in_range(field: &str, value: i64, min: u32, max: u32) -> Result<u32, ApiE
     Ok(value as u32)
 }
 
-/// Non-empty text of bounded length.
+/// Non-empty text of bounded length, without control characters (which
+/// PostgreSQL cannot store, in the case of NUL, and no name needs).
 pub fn text(field: &str, value: String, max: usize) -> Result<String, ApiError> {
     if value.trim().is_empty() || value.len() > max {
         return Err(ApiError::invalid(format!(
             "{field} must be 1 to {max} characters"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::invalid(format!(
+            "{field} must not contain control characters"
         )));
     }
     Ok(value)

@@ -5,3 +5,4 @@
 pub mod client;
 pub mod history;
 pub mod load;
+pub mod wake;

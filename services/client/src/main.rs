@@ -48,6 +48,18 @@ enum Cmd {
         #[arg(long)]
         history: Option<PathBuf>,
     },
+    /// Measure how soon a long-polling writer is answered after the release
+    /// that lets it in (give two URLs to measure across replicas).
+    Wake {
+        #[arg(long, default_value = "http://127.0.0.1:7878")]
+        reader_url: String,
+        #[arg(long)]
+        writer_url: Option<String>,
+        #[arg(long, default_value = "bench.wake")]
+        table: String,
+        #[arg(long, default_value_t = 50)]
+        rounds: usize,
+    },
     /// Check a recorded history against itself and the server's event log.
     Check {
         #[arg(long, default_value = "http://127.0.0.1:7878")]
@@ -98,6 +110,26 @@ async fn main() -> anyhow::Result<()> {
                 std::fs::write(path, lines.join("\n"))?;
             }
             println!("{}", serde_json::to_string(&result.summary)?);
+            Ok(())
+        }
+        Cmd::Wake {
+            reader_url,
+            writer_url,
+            table,
+            rounds,
+        } => {
+            let writer_url = writer_url.unwrap_or_else(|| reader_url.clone());
+            let mut samples =
+                sluice_client::wake::wake_latencies(&reader_url, &writer_url, &table, rounds)
+                    .await?;
+            samples.sort_unstable();
+            let ms = |q: f64| {
+                samples[((samples.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0
+            };
+            println!(
+                "{}",
+                serde_json::json!({ "rounds": rounds, "wake_p50_ms": ms(0.5), "wake_p99_ms": ms(0.99), "wake_max_ms": ms(1.0) })
+            );
             Ok(())
         }
         Cmd::Check { url, history: path } => {

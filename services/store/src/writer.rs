@@ -67,10 +67,9 @@ async fn run(
         }
         Err(error) => {
             tracing::error!(%error, "command failed");
-            for job in batch {
-                let _ = job
-                    .reply
-                    .send(Err(crate::StoreError::Unavailable(error.to_string())));
+            // A batch of one: its command alone failed.
+            if let Some(job) = batch.into_iter().next() {
+                let _ = job.reply.send(Err(error));
             }
         }
     }

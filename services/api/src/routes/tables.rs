@@ -82,7 +82,8 @@ async fn list_tables(
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<TablesPage>, ApiError> {
     let limit = dto::limit(page.limit)?;
-    let tables = app.store.tables(page.after.as_deref(), limit).await?;
+    let after = dto::optional_text("after", page.after.filter(|a| !a.is_empty()), 1024)?;
+    let tables = app.store.tables(after.as_deref(), limit).await?;
     let next_after = (tables.len() == limit as usize)
         .then(|| tables.last().map(|t| t.state.name.to_string()))
         .flatten();
