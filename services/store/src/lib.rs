@@ -58,7 +58,7 @@ impl Default for WriterConfig {
     fn default() -> Self {
         WriterConfig {
             max_batch: 256,
-            writers: 4,
+            writers: 1,
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::rows::{self, EventRow, LeaseRow, TableRow, LEASE_COLUMNS, LIVE, TABLE
 use crate::{system_now, Backend, Committed, Due, EventQuery, LeaseView, StoreError, TableSummary};
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use sluice_core::{Command, Event, Lease, LeaseId, Millis, NewEvent, TableName, TableState};
+use sluice_core::{Command, Event, Lease, LeaseId, Millis, TableName, TableState};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -56,62 +56,73 @@ impl SqliteBackend {
         Ok((SqliteBackend { writer, readers }, lock))
     }
 
+    /// Load a batch's tables and leases. Each step is one statement whatever
+    /// the batch size (lists travel as JSON arrays): every statement is a
+    /// round trip to sqlx's SQLite worker thread.
     async fn load(
         tx: &mut Transaction<'_, Sqlite>,
         commands: &[Command],
     ) -> Result<Loaded, StoreError> {
         let (mut tables, lease_ids) = batch::targets(commands);
+        let ids: Vec<String> = lease_ids.iter().map(|id| id.to_string()).collect();
         let mut loaded = Loaded::default();
-        for id in &lease_ids {
-            let table: Option<String> =
-                sqlx::query_scalar("SELECT table_name FROM leases WHERE id = ?")
-                    .bind(id.to_string())
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            if let Some(table) = table {
-                let table = TableName::parse(&table).map_err(|e| StoreError::Corrupt(e.0))?;
-                tables.push(table.clone());
-                loaded.lease_tables.insert(*id, table);
-            }
-        }
-        for name in batch::lock_order(tables) {
-            let row: Option<TableRow> = sqlx::query_as(&format!(
-                "SELECT {TABLE_COLUMNS} FROM sluice_tables WHERE name = ?"
-            ))
-            .bind(name.as_str())
-            .fetch_optional(&mut **tx)
-            .await?;
-            let Some(row) = row else { continue };
-            let mut state = TableState::try_from(row)?;
-            let live: Vec<LeaseRow> = sqlx::query_as(&format!(
-                "SELECT {LEASE_COLUMNS} FROM leases WHERE table_name = ? AND {LIVE} ORDER BY seq"
-            ))
-            .bind(name.as_str())
+        if !ids.is_empty() {
+            let found: Vec<(String, String)> = sqlx::query_as(
+                "SELECT id, table_name FROM leases WHERE id IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(json_list(&ids))
             .fetch_all(&mut **tx)
             .await?;
-            state.live = live
-                .into_iter()
-                .map(Lease::try_from)
-                .collect::<Result<_, _>>()?;
-            loaded.tables.insert(name, state);
+            for (id, table) in found {
+                let id: LeaseId = id
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("lease id {id}")))?;
+                let table = TableName::parse(&table).map_err(|e| StoreError::Corrupt(e.0))?;
+                tables.push(table.clone());
+                loaded.lease_tables.insert(id, table);
+            }
         }
-        for id in &lease_ids {
-            let row: Option<LeaseRow> =
-                sqlx::query_as(&format!("SELECT {LEASE_COLUMNS} FROM leases WHERE id = ?"))
-                    .bind(id.to_string())
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            add_finished(&mut loaded, row)?;
+        let names: Vec<String> = batch::lock_order(tables)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let names = json_list(&names);
+        let rows: Vec<TableRow> = sqlx::query_as(&format!(
+            "SELECT {TABLE_COLUMNS} FROM sluice_tables WHERE name IN (SELECT value FROM json_each(?1))"
+        ))
+        .bind(&names)
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in rows {
+            let state = TableState::try_from(row)?;
+            loaded.tables.insert(state.name.clone(), state);
         }
-        for (table, key) in batch::idempotency_keys(commands) {
-            let row: Option<LeaseRow> = sqlx::query_as(&format!(
-                "SELECT {LEASE_COLUMNS} FROM leases WHERE table_name = ? AND idempotency_key = ?"
-            ))
-            .bind(table.as_str())
-            .bind(key)
-            .fetch_optional(&mut **tx)
-            .await?;
-            add_finished(&mut loaded, row)?;
+        let keys: Vec<String> = batch::idempotency_keys(commands)
+            .into_iter()
+            .map(|(_, k)| k)
+            .collect();
+        let leases: Vec<LeaseRow> = sqlx::query_as(&format!(
+            "SELECT {LEASE_COLUMNS} FROM leases WHERE table_name IN (SELECT value FROM json_each(?1)) AND {LIVE} \
+             UNION SELECT {LEASE_COLUMNS} FROM leases WHERE id IN (SELECT value FROM json_each(?2)) \
+             UNION SELECT {LEASE_COLUMNS} FROM leases WHERE table_name IN (SELECT value FROM json_each(?1)) \
+                 AND idempotency_key IN (SELECT value FROM json_each(?3)) \
+             ORDER BY seq"
+        ))
+        .bind(&names)
+        .bind(json_list(&ids))
+        .bind(json_list(&keys))
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in leases {
+            let lease = Lease::try_from(row)?;
+            let Some(state) = loaded.tables.get_mut(&lease.table) else {
+                continue;
+            };
+            if lease.is_live() {
+                state.live.push(lease);
+            } else {
+                rows::add_finished(state, lease);
+            }
         }
         Ok(loaded)
     }
@@ -120,105 +131,103 @@ impl SqliteBackend {
         tx: &mut Transaction<'_, Sqlite>,
         applied: &batch::Applied,
     ) -> Result<(), StoreError> {
-        for t in &applied.created_tables {
+        if !applied.created_tables.is_empty() {
             sqlx::query(&format!(
-                "INSERT INTO sluice_tables ({TABLE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO sluice_tables ({TABLE_COLUMNS}) SELECT value ->> 'name', value ->> 'catalog', \
+                 value ->> 'compaction_job', value ->> 'deferral', value ->> 'last_token', value ->> 'last_seq', \
+                 value ->> 'created_at', value ->> 'updated_at' FROM json_each(?1)"
             ))
-            .bind(t.name.as_str())
-            .bind(&t.settings.catalog)
-            .bind(&t.settings.compaction_job)
-            .bind(i64::from(t.settings.max_compaction_deferral_seconds))
-            .bind(t.last_token)
-            .bind(t.last_seq)
-            .bind(t.created_at.0)
-            .bind(t.updated_at.0)
+            .bind(tables_json(&applied.created_tables))
             .execute(&mut **tx)
             .await?;
         }
-        for t in &applied.updated_tables {
+        if !applied.updated_tables.is_empty() {
             sqlx::query(
-                "UPDATE sluice_tables SET catalog = ?, compaction_job = ?, \
-                 max_compaction_deferral_seconds = ?, last_token = ?, last_seq = ?, updated_at = ? \
-                 WHERE name = ?",
+                "UPDATE sluice_tables AS t SET catalog = u.value ->> 'catalog', \
+                 compaction_job = u.value ->> 'compaction_job', \
+                 max_compaction_deferral_seconds = u.value ->> 'deferral', \
+                 last_token = u.value ->> 'last_token', last_seq = u.value ->> 'last_seq', \
+                 updated_at = u.value ->> 'updated_at' \
+                 FROM json_each(?1) AS u WHERE t.name = u.value ->> 'name'",
             )
-            .bind(&t.settings.catalog)
-            .bind(&t.settings.compaction_job)
-            .bind(i64::from(t.settings.max_compaction_deferral_seconds))
-            .bind(t.last_token)
-            .bind(t.last_seq)
-            .bind(t.updated_at.0)
-            .bind(t.name.as_str())
+            .bind(tables_json(&applied.updated_tables))
             .execute(&mut **tx)
             .await?;
         }
-        let upsert = format!(
-            "INSERT INTO leases ({LEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) {}",
-            rows::UPSERT_LEASE_CONFLICT
-        );
-        for l in &applied.leases {
-            sqlx::query(&upsert)
-                .bind(l.id.to_string())
-                .bind(l.table.as_str())
-                .bind(l.seq)
-                .bind(l.mode.as_str())
-                .bind(&l.holder)
-                .bind(&l.purpose)
-                .bind(l.state.as_str())
-                .bind(l.token)
-                .bind(i64::from(l.ttl_seconds))
-                .bind(l.requested_at.0)
-                .bind(l.granted_at.map(|m| m.0))
-                .bind(l.expires_at.0)
-                .bind(l.ended_at.map(|m| m.0))
-                .bind(&l.end_reason)
-                .bind(&l.idempotency_key)
-                .bind(l.pin_snapshot_id)
-                .execute(&mut **tx)
-                .await?;
+        if !applied.leases.is_empty() {
+            let leases: Vec<serde_json::Value> = applied
+                .leases
+                .iter()
+                .map(|l| {
+                    serde_json::json!({
+                        "id": l.id.to_string(), "table_name": l.table.as_str(), "seq": l.seq,
+                        "mode": l.mode.as_str(), "holder": l.holder, "purpose": l.purpose,
+                        "state": l.state.as_str(), "token": l.token, "ttl_seconds": l.ttl_seconds,
+                        "requested_at": l.requested_at.0, "granted_at": l.granted_at.map(|m| m.0),
+                        "expires_at": l.expires_at.0, "ended_at": l.ended_at.map(|m| m.0),
+                        "end_reason": l.end_reason, "idempotency_key": l.idempotency_key,
+                        "pin_snapshot_id": l.pin_snapshot_id,
+                    })
+                })
+                .collect();
+            let columns: Vec<String> = LEASE_COLUMNS
+                .split(',')
+                .map(|c| format!("value ->> '{}'", c.trim()))
+                .collect();
+            // `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT.
+            sqlx::query(&format!(
+                "INSERT INTO leases ({LEASE_COLUMNS}) SELECT {} FROM json_each(?1) WHERE true {}",
+                columns.join(", "),
+                rows::UPSERT_LEASE_CONFLICT
+            ))
+            .bind(serde_json::Value::Array(leases).to_string())
+            .execute(&mut **tx)
+            .await?;
         }
         if !applied.events.is_empty() {
-            // One process writes (the data-dir lock), so the next id is max + 1.
-            let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
-                .fetch_one(&mut **tx)
-                .await?;
-            for (i, e) in applied.events.iter().enumerate() {
-                insert_event(tx, last + 1 + i as i64, e).await?;
-            }
+            let events: Vec<serde_json::Value> = applied
+                .events
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "at": e.at.0, "kind": e.kind.as_str(), "table_name": e.table.as_str(),
+                        "lease_id": e.lease_id.map(|l| l.to_string()), "data": e.data.to_string(),
+                    })
+                })
+                .collect();
+            // One process writes (the data-dir lock), so ids continue from the
+            // largest, in the batch's order.
+            sqlx::query(
+                "INSERT INTO events (id, at, kind, table_name, lease_id, data) \
+                 SELECT (SELECT COALESCE(MAX(id), 0) FROM events) + key + 1, value ->> 'at', value ->> 'kind', \
+                 value ->> 'table_name', value ->> 'lease_id', value ->> 'data' FROM json_each(?1)",
+            )
+            .bind(serde_json::Value::Array(events).to_string())
+            .execute(&mut **tx)
+            .await?;
         }
         Ok(())
     }
 }
 
-async fn insert_event(
-    tx: &mut Transaction<'_, Sqlite>,
-    id: i64,
-    e: &NewEvent,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO events (id, at, kind, table_name, lease_id, data) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(id)
-    .bind(e.at.0)
-    .bind(e.kind.as_str())
-    .bind(e.table.as_str())
-    .bind(e.lease_id.map(|l| l.to_string()))
-    .bind(e.data.to_string())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+fn json_list(items: &[String]) -> String {
+    serde_json::to_string(items).expect("strings serialize")
 }
 
-/// Put a lease named by a command into its table's state, if it is finished
-/// (live ones were loaded with the table).
-fn add_finished(loaded: &mut Loaded, row: Option<LeaseRow>) -> Result<(), StoreError> {
-    let Some(row) = row else { return Ok(()) };
-    let lease = Lease::try_from(row)?;
-    if !lease.is_live() {
-        if let Some(state) = loaded.tables.get_mut(&lease.table) {
-            rows::add_finished(state, lease);
-        }
-    }
-    Ok(())
+fn tables_json(tables: &[TableState]) -> String {
+    let rows: Vec<serde_json::Value> = tables
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "name": t.name.as_str(), "catalog": t.settings.catalog,
+                "compaction_job": t.settings.compaction_job,
+                "deferral": t.settings.max_compaction_deferral_seconds,
+                "last_token": t.last_token, "last_seq": t.last_seq,
+                "created_at": t.created_at.0, "updated_at": t.updated_at.0,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
 }
 
 fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
