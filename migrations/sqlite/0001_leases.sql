@@ -30,7 +30,6 @@ CREATE TABLE leases (
 );
 
 CREATE INDEX leases_live ON leases (table_name, seq) WHERE state IN ('waiting', 'granted');
-CREATE INDEX leases_live_expiry ON leases (expires_at) WHERE state IN ('waiting', 'granted');
 CREATE UNIQUE INDEX leases_idempotency ON leases (table_name, idempotency_key) WHERE idempotency_key IS NOT NULL;
 -- The database refuses a second grant with the same token, whatever the code does.
 CREATE UNIQUE INDEX leases_token ON leases (table_name, token) WHERE token IS NOT NULL;
@@ -45,4 +44,3 @@ CREATE TABLE events (
 );
 
 CREATE INDEX events_table ON events (table_name, id);
-CREATE INDEX events_kind ON events (kind, id);

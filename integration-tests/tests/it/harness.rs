@@ -71,9 +71,16 @@ fn free_port() -> u16 {
 impl Server {
     /// sluice on SQLite in a fresh data dir.
     pub async fn sqlite() -> Server {
+        Server::sqlite_with(&[]).await
+    }
+
+    /// sluice on SQLite in a fresh data dir, with more `serve` flags.
+    pub async fn sqlite_with(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data").display().to_string();
-        Server::start(vec!["--data-dir".into(), data], dir).await
+        let mut args = vec!["--data-dir".to_owned(), data];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Server::start(args, dir).await
     }
 
     /// sluice on a fresh PostgreSQL database.

@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod config;
 mod crash;
 mod errors;
 mod leases;

@@ -32,6 +32,9 @@ impl PgBackend {
     pub async fn open(url: &str, max_connections: u32) -> Result<PgBackend, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
+            // A ping before every checkout is a round trip per batch; a
+            // dead connection fails the batch, which is retried.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             // Generic plans of `= ANY($1)` lookups turned out to degrade as
             // history grows (5x slower batches); planning each is cheaper.
@@ -128,9 +131,11 @@ impl PgBackend {
             .map(|(t, k)| (String::from(t), k))
             .unzip();
         let leases: Vec<LeaseRow> = sqlx::query_as(&format!(
+            // UNION ALL: a lease may come twice (live and named); the
+            // duplicates are dropped below, cheaper than hashing rows here.
             "SELECT {LEASE_COLUMNS} FROM leases WHERE table_name = ANY($1) AND {LIVE} \
-             UNION SELECT {LEASE_COLUMNS} FROM leases WHERE id = ANY($2) \
-             UNION SELECT {LEASE_COLUMNS} FROM leases \
+             UNION ALL SELECT {LEASE_COLUMNS} FROM leases WHERE id = ANY($2) \
+             UNION ALL SELECT {LEASE_COLUMNS} FROM leases \
                  WHERE (table_name, idempotency_key) IN (SELECT * FROM UNNEST($3::text[], $4::text[])) \
              ORDER BY seq"
         ))
@@ -140,8 +145,12 @@ impl PgBackend {
         .bind(&keys)
         .fetch_all(&mut **tx)
         .await?;
+        let mut seen = std::collections::HashSet::new();
         for row in leases {
             let lease = Lease::try_from(row)?;
+            if !seen.insert(lease.id) {
+                continue;
+            }
             if named.contains(&lease.id) {
                 loaded.lease_tables.insert(lease.id, lease.table.clone());
             }

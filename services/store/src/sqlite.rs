@@ -45,6 +45,7 @@ impl SqliteBackend {
             .busy_timeout(Duration::from_secs(10));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .min_connections(1)
             .connect_with(options.clone())
             .await?;
