@@ -39,3 +39,29 @@ fn an_unknown_key_in_the_configuration_file_is_refused() {
     assert!(!status.success());
     assert!(output.contains("url_typo"), "{output}");
 }
+
+#[tokio::test]
+async fn migrate_creates_the_schema_on_sqlite_and_postgresql() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let status = std::process::Command::new(crate::harness::binary())
+        .args(["migrate", "--data-dir", data.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(data.join("sluice.db").exists());
+
+    let url = crate::harness::fresh_database().await;
+    let status = std::process::Command::new(crate::harness::binary())
+        .args(["migrate", "--database-url", &url])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM sluice_tables")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(tables, 0);
+}
