@@ -38,7 +38,10 @@ load() { # label, url, tables, namespace
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr)"
 echo "clients: $CLIENTS, $RUN_SECONDS s per run, read ratio 0.7, holds released at once"
 
-serve 7901 --data-dir "$work/sqlite"
+# Authentication on, as in production: every call carries a bearer token.
+export SLUICE_TOKEN
+SLUICE_TOKEN=$("$bin/sluice" token create --name bench --role admin --data-dir "$work/sqlite" 2>/dev/null)
+serve 7901 --data-dir "$work/sqlite" --auth on
 load "sqlite, 1000 tables" http://127.0.0.1:7901 1000 wide
 load "sqlite, 1 hot table" http://127.0.0.1:7901 1 hot
 printf '%-34s ' "sqlite, wake-up"
@@ -48,8 +51,9 @@ db="sluice_bench_$$"
 base="${DATABASE_URL%/*}"
 psql "$DATABASE_URL" -qc "CREATE DATABASE $db" >/dev/null
 trap 'kill "${pids[@]}" 2>/dev/null || true; sleep 0.5; psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS '"$db"'" >/dev/null 2>&1; rm -rf "$work"' EXIT
-serve 7902 --database-url "$base/$db"
-serve 7903 --database-url "$base/$db"
+SLUICE_TOKEN=$("$bin/sluice" token create --name bench --role admin --database-url "$base/$db" 2>/dev/null)
+serve 7902 --database-url "$base/$db" --auth on
+serve 7903 --database-url "$base/$db" --auth on
 load "postgres, 1000 tables" http://127.0.0.1:7902 1000 wide
 load "postgres, 1 hot table" http://127.0.0.1:7902 1 hot
 printf '%-34s ' "postgres, wake-up, one replica"

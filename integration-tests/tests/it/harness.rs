@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 pub struct Server {
     pub url: String,
     pub client: Client,
+    /// The storage flags (`--data-dir ...` or `--database-url ...`).
+    storage: Vec<String>,
     args: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
@@ -89,10 +91,57 @@ impl Server {
         Server::on_database(&url).await
     }
 
-    /// Another replica on the same PostgreSQL database.
+    /// Another replica on the same PostgreSQL database. Authentication is
+    /// turned off explicitly: the behaviour tests are about leases; the
+    /// auth tests turn it on.
     pub async fn on_database(url: &str) -> Server {
+        Server::on_database_with(url, &["--auth", "off"]).await
+    }
+
+    pub async fn on_database_with(url: &str, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
-        Server::start(vec!["--database-url".into(), url.into()], dir).await
+        let mut args = vec!["--database-url".to_owned(), url.to_owned()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Server::start(args, dir).await
+    }
+
+    /// `sluice token create` against this server's database; the token.
+    pub fn create_token(&self, name: &str, role: &str, scopes: &[&str], extra: &[&str]) -> String {
+        let mut cmd = Command::new(binary());
+        cmd.args(["token", "create", "--name", name, "--role", role]);
+        for scope in scopes {
+            cmd.args(["--scope", scope]);
+        }
+        let output = cmd
+            .args(extra)
+            .args(&self.storage)
+            .output()
+            .expect("run sluice token create");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
+    /// `sluice token revoke`.
+    pub fn revoke_token(&self, name: &str) {
+        let output = Command::new(binary())
+            .args(["token", "revoke", "--name", name])
+            .args(&self.storage)
+            .output()
+            .expect("run sluice token revoke");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// A client of this server with `token`.
+    pub fn client_with(&self, token: &str) -> Client {
+        Client::new(&self.url).with_token(Some(token.to_owned()))
     }
 
     /// Start with extra arguments after `serve` (e.g. a second process on
@@ -126,14 +175,16 @@ impl Server {
         None
     }
 
-    async fn start(storage: Vec<String>, dir: tempfile::TempDir) -> Server {
+    async fn start(flags: Vec<String>, dir: tempfile::TempDir) -> Server {
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
+        let storage = flags[..2].to_vec();
         let mut args = vec!["serve".into(), "--bind".into(), format!("127.0.0.1:{port}")];
-        args.extend(storage);
+        args.extend(flags);
         let mut server = Server {
             client: Client::new(&url),
             url,
+            storage,
             args,
             child: None,
             log: dir.path().join("sluice.log"),
@@ -229,6 +280,24 @@ macro_rules! on_both_backends {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 super::$scenario($crate::harness::Server::postgres().await).await
+            }
+        }
+    )*};
+}
+
+/// Run a scenario with authentication on, on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends_with_auth {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario($crate::harness::Server::sqlite_with(&["--auth", "on"]).await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let db = $crate::harness::fresh_database().await;
+                super::$scenario($crate::harness::Server::on_database_with(&db, &["--auth", "on"]).await).await
             }
         }
     )*};

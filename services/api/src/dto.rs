@@ -280,6 +280,9 @@ pub struct EventBody {
     pub lease_id: Option<String>,
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
+    /// The principal whose call caused it (`anonymous` without
+    /// authentication); absent for the server's own work, such as expiry.
+    pub actor: Option<String>,
 }
 
 impl From<Event> for EventBody {
@@ -291,6 +294,7 @@ impl From<Event> for EventBody {
             table: e.event.table.to_string(),
             lease_id: e.event.lease_id.map(|l| l.to_string()),
             data: e.event.data,
+            actor: e.event.actor,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! OpenAPI (utoipa). Every error is the JSON error body.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -25,6 +26,18 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub auth: std::sync::Arc<auth::Authenticator>,
+}
+
+impl AppState {
+    /// `auth_required`: every `/v1` call must present a valid token.
+    pub fn new(store: Store, auth_required: bool) -> AppState {
+        let auth = auth::Authenticator::new(store.tokens().clone(), auth_required);
+        AppState {
+            store,
+            auth: std::sync::Arc::new(auth),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -56,9 +69,69 @@ impl Default for ApiConfig {
         (name = "tables", description = "Tables and their lease settings"),
         (name = "events", description = "The event log"),
         (name = "operations", description = "Health and readiness"),
-    )
+    ),
+    modifiers(&Security)
 )]
 struct ApiDoc;
+
+/// Every `/v1` route takes a bearer token and may answer 401 (no valid
+/// token) or 403 (role or scope does not allow it).
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        let error =
+            utoipa::openapi::RefOr::Ref(utoipa::openapi::Ref::from_schema_name("ErrorBody"));
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                op.security = Some(vec![SecurityRequirement::new(
+                    "bearer",
+                    Vec::<String>::new(),
+                )]);
+                for (status, description) in [
+                    (
+                        "401",
+                        "No valid token (missing, malformed, unknown, expired or revoked)",
+                    ),
+                    ("403", "The token's role or scopes do not allow this"),
+                ] {
+                    let response = utoipa::openapi::ResponseBuilder::new()
+                        .description(description)
+                        .content(
+                            "application/json",
+                            utoipa::openapi::ContentBuilder::new()
+                                .schema(Some(error.clone()))
+                                .build(),
+                        )
+                        .build();
+                    op.responses
+                        .responses
+                        .insert(status.to_owned(), response.into());
+                }
+            }
+        }
+    }
+}
 
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -96,6 +169,10 @@ pub fn router(state: AppState, config: ApiConfig) -> Router {
                 "this route does not take that method",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(
             move |req: Request, next: Next| async move { time_limit(req, next, timeout).await },

@@ -8,6 +8,7 @@ use std::time::Duration;
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    token: Option<String>,
 }
 
 /// A status and a JSON body, whatever the status.
@@ -64,7 +65,14 @@ impl Client {
         Client {
             http,
             base: base.trim_end_matches('/').to_owned(),
+            token: None,
         }
+    }
+
+    /// The same client, sending `Authorization: Bearer <token>`.
+    pub fn with_token(mut self, token: Option<String>) -> Client {
+        self.token = token;
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -78,6 +86,9 @@ impl Client {
         body: Option<&Value>,
     ) -> reqwest::Result<Answer> {
         let mut request = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }

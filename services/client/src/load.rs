@@ -28,6 +28,8 @@ pub struct LoadConfig {
     /// How long to keep retrying a call whose connection failed (a replica
     /// being restarted) before giving up on it.
     pub retry_for: Duration,
+    /// A bearer token for servers that require one.
+    pub token: Option<String>,
 }
 
 impl Default for LoadConfig {
@@ -43,6 +45,7 @@ impl Default for LoadConfig {
             wait_seconds: 30,
             hold: Duration::ZERO,
             retry_for: Duration::from_secs(30),
+            token: None,
         }
     }
 }
@@ -75,7 +78,7 @@ pub fn table_name(namespace: &str, index: usize) -> String {
 
 /// Register the tables the load will use.
 pub async fn setup(config: &LoadConfig, settings: serde_json::Value) -> anyhow::Result<()> {
-    let client = Client::new(&config.urls[0]);
+    let client = Client::new(&config.urls[0]).with_token(config.token.clone());
     for i in 0..config.tables {
         let answer = client
             .put_table(&table_name(&config.namespace, i), settings.clone())
@@ -101,7 +104,11 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadResult> {
     let counters = Arc::new(Counters::default());
     let started = Instant::now();
     let end = started + config.duration;
-    let clients: Vec<Client> = config.urls.iter().map(|u| Client::new(u)).collect();
+    let clients: Vec<Client> = config
+        .urls
+        .iter()
+        .map(|u| Client::new(u).with_token(config.token.clone()))
+        .collect();
     let mut tasks = Vec::new();
     for i in 0..config.clients {
         let client = clients[i % clients.len()].clone();

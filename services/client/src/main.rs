@@ -13,6 +13,9 @@ use std::time::Duration;
     about = "Load generator and history checker for sluice leases"
 )]
 struct Cli {
+    /// A bearer token, for servers that require one.
+    #[arg(long, global = true, env = "SLUICE_TOKEN")]
+    token: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -71,7 +74,9 @@ enum Cmd {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let token = cli.token;
+    match cli.command {
         Cmd::Run {
             urls,
             clients,
@@ -95,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
                 ttl_seconds: ttl,
                 wait_seconds: wait,
                 hold: Duration::from_millis(hold_ms),
+                token: token.clone(),
                 ..LoadConfig::default()
             };
             if setup {
@@ -119,9 +125,14 @@ async fn main() -> anyhow::Result<()> {
             rounds,
         } => {
             let writer_url = writer_url.unwrap_or_else(|| reader_url.clone());
-            let mut samples =
-                sluice_client::wake::wake_latencies(&reader_url, &writer_url, &table, rounds)
-                    .await?;
+            let mut samples = sluice_client::wake::wake_latencies(
+                &reader_url,
+                &writer_url,
+                &table,
+                rounds,
+                token,
+            )
+            .await?;
             samples.sort_unstable();
             let ms = |q: f64| {
                 samples[((samples.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0
@@ -134,7 +145,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Check { url, history: path } => {
             let holds = history::read_holds(&std::fs::read_to_string(path)?)?;
-            let events = Client::new(&url).all_events(0, None).await?;
+            let events = Client::new(&url)
+                .with_token(token)
+                .all_events(0, None)
+                .await?;
             let mut report = Report::default();
             history::check_holds(&holds, &mut report);
             history::check_events(&holds, &events, &mut report);

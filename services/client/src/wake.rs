@@ -11,8 +11,10 @@ pub async fn wake_latencies(
     writer_url: &str,
     table: &str,
     rounds: usize,
+    token: Option<String>,
 ) -> anyhow::Result<Vec<Duration>> {
-    let (reader, writer) = (Client::new(reader_url), Client::new(writer_url));
+    let reader = Client::new(reader_url).with_token(token.clone());
+    let writer = Client::new(writer_url).with_token(token);
     let answer = reader.put_table(table, serde_json::json!({})).await?;
     anyhow::ensure!(answer.status < 300, "PUT table: {answer:?}");
     let mut samples = Vec::with_capacity(rounds);

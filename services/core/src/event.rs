@@ -53,6 +53,10 @@ pub struct NewEvent {
     pub lease_id: Option<LeaseId>,
     /// Details of the change (mode, holder, token, reason, settings...).
     pub data: serde_json::Value,
+    /// The principal whose call caused the change; none for the server's
+    /// own work (expiry found by the background sweeper).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 /// A committed event, numbered in commit order.

@@ -5,6 +5,7 @@
 //! so every rule can be property-tested.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod command;
 pub mod error;
 pub mod event;
@@ -14,6 +15,7 @@ pub mod rules;
 pub mod table;
 pub mod time;
 
+pub use auth::{Permission, Principal, Role};
 pub use command::{Command, Reply};
 pub use error::RuleError;
 pub use event::{Event, EventKind, NewEvent};

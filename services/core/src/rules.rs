@@ -411,5 +411,6 @@ fn event(
         table: state.name.clone(),
         lease_id,
         data,
+        actor: None,
     }
 }

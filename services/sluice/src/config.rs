@@ -43,6 +43,8 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     pub bind: Option<String>,
+    /// auto, on or off (see `sluice serve --help`).
+    pub auth: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

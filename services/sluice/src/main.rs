@@ -1,7 +1,8 @@
-//! The `sluice` binary: `serve`, `migrate`, `openapi`.
+//! The `sluice` binary: `serve`, `migrate`, `openapi`, `token`.
 #![forbid(unsafe_code)]
 
 mod config;
+mod token_cli;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -37,6 +38,10 @@ enum Cmd {
         /// Address to listen on.
         #[arg(long, env = "SLUICE__SERVER__BIND")]
         bind: Option<String>,
+        /// `on`: every /v1 call needs a bearer token. `off`: none does.
+        /// `auto` (default): off only for SQLite on a loopback address.
+        #[arg(long, env = "SLUICE__SERVER__AUTH", value_parser = ["auto", "on", "off"])]
+        auth: Option<String>,
         #[command(flatten)]
         storage: StorageArgs,
     },
@@ -47,6 +52,9 @@ enum Cmd {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Manage bearer tokens.
+    #[command(subcommand)]
+    Token(token_cli::TokenCmd),
 }
 
 fn main() -> std::process::ExitCode {
@@ -75,19 +83,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("migrated {}", config::describe(&store));
             Ok(())
         }
-        Cmd::Serve { bind, storage } => {
+        Cmd::Serve {
+            bind,
+            auth,
+            storage,
+        } => {
             init_logging();
             let bind = bind
-                .or(file.server.bind)
+                .or(file.server.bind.clone())
                 .unwrap_or_else(|| config::DEFAULT_BIND.to_owned());
+            let auth = auth
+                .or(file.server.auth.clone())
+                .unwrap_or_else(|| "auto".to_owned());
             let (store_config, writer) = storage.resolve(&file.database);
-            serve(&bind, store_config, writer).await
+            serve(&bind, &auth, store_config, writer).await
         }
+        Cmd::Token(cmd) => token_cli::run(cmd, &file).await,
     }
 }
 
 async fn serve(
     bind: &str,
+    auth: &str,
     store_config: sluice_store::StoreConfig,
     writer: sluice_store::WriterConfig,
 ) -> anyhow::Result<()> {
@@ -95,7 +112,26 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
-    let app = sluice_api::router(AppState { store }, ApiConfig::default());
+    let embedded = matches!(store_config, sluice_store::StoreConfig::Sqlite { .. })
+        && listener.local_addr()?.ip().is_loopback();
+    let auth_required = match auth {
+        "on" => true,
+        "off" => false,
+        "auto" => !embedded,
+        other => anyhow::bail!("--auth must be auto, on or off, not `{other}`"),
+    };
+    if !auth_required {
+        tracing::warn!(
+            "AUTHENTICATION IS OFF: anyone who can reach {} may do anything, revoke included. \
+             Fine for a first look on this machine; create tokens (`sluice token create`) and \
+             serve with `--auth on` before anyone else depends on this server.",
+            listener.local_addr()?
+        );
+        if !embedded {
+            tracing::warn!("AUTHENTICATION WAS TURNED OFF EXPLICITLY on a server that others can reach or share");
+        }
+    }
+    let app = sluice_api::router(AppState::new(store, auth_required), ApiConfig::default());
     tracing::info!(
         "sluice listening on http://{} (storage: {})",
         listener.local_addr()?,

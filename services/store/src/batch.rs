@@ -2,6 +2,7 @@
 //! table states a backend loaded, and work out exactly which rows changed.
 //! Backends only load before and write after.
 
+use crate::Request;
 use sluice_core::{
     command::Target, rules, Command, Lease, LeaseId, Millis, NewEvent, Reply, RuleError, TableName,
     TableState,
@@ -59,11 +60,11 @@ impl Applied {
 }
 
 /// The tables a batch names directly, and the leases whose table must be looked up.
-pub fn targets(commands: &[Command]) -> (Vec<TableName>, Vec<LeaseId>) {
+pub fn targets(requests: &[Request]) -> (Vec<TableName>, Vec<LeaseId>) {
     let mut tables = HashSet::new();
     let mut leases = HashSet::new();
-    for command in commands {
-        match command.target() {
+    for request in requests {
+        match request.command.target() {
             Target::Table(t) => {
                 tables.insert(t);
             }
@@ -76,10 +77,10 @@ pub fn targets(commands: &[Command]) -> (Vec<TableName>, Vec<LeaseId>) {
 }
 
 /// The idempotency keys of a batch, per table.
-pub fn idempotency_keys(commands: &[Command]) -> Vec<(TableName, String)> {
-    commands
+pub fn idempotency_keys(requests: &[Request]) -> Vec<(TableName, String)> {
+    requests
         .iter()
-        .filter_map(|c| match c {
+        .filter_map(|r| match &r.command {
             Command::Acquire { table, request } => request
                 .idempotency_key
                 .clone()
@@ -98,15 +99,15 @@ pub fn lock_order(mut tables: Vec<TableName>) -> Vec<TableName> {
 }
 
 /// Apply `commands` in arrival order to the loaded states.
-pub fn apply(mut loaded: Loaded, commands: &[Command], now: Millis) -> Applied {
+pub fn apply(mut loaded: Loaded, requests: &[Request], now: Millis) -> Applied {
     let before_tables: HashMap<TableName, TableState> = loaded
         .tables
         .iter()
         .map(|(name, state)| (name.clone(), state.clone()))
         .collect();
-    let mut answers = Vec::with_capacity(commands.len());
+    let mut answers = Vec::with_capacity(requests.len());
     let mut events = Vec::new();
-    for command in commands {
+    for Request { command, actor } in requests {
         let table = match command.target() {
             Target::Table(t) => t,
             Target::Lease(id) => match loaded.lease_tables.get(&id) {
@@ -137,7 +138,10 @@ pub fn apply(mut loaded: Loaded, commands: &[Command], now: Millis) -> Applied {
             loaded.lease_tables.insert(request.lease_id, table);
         }
         answers.push(outcome.result);
-        events.extend(outcome.events);
+        events.extend(outcome.events.into_iter().map(|mut e| {
+            e.actor = actor.clone();
+            e
+        }));
     }
     diff(before_tables, loaded.tables, answers, events)
 }

@@ -12,9 +12,11 @@ mod postgres;
 mod rows;
 mod sqlite;
 mod sweeper;
+mod tokens;
 mod writer;
 
 pub use hub::{Hub, Wake};
+pub use tokens::{TokenRecord, Tokens};
 
 use futures::future::BoxFuture;
 use sluice_core::{
@@ -84,6 +86,8 @@ pub struct EventQuery {
     pub table: Option<TableName>,
     pub kind: Option<EventKind>,
     pub limit: u32,
+    /// Only events of tables with one of these name prefixes (empty: all).
+    pub scopes: Vec<String>,
 }
 
 /// What a backend reports after committing a batch.
@@ -108,13 +112,16 @@ pub trait Backend: Send + Sync + 'static {
     /// Load, apply and commit `commands` as one transaction.
     fn run_batch<'a>(
         &'a self,
-        commands: &'a [Command],
+        requests: &'a [Request],
     ) -> BoxFuture<'a, Result<Committed, StoreError>>;
     fn lease(&self, id: LeaseId) -> BoxFuture<'_, Result<Option<LeaseView>, StoreError>>;
+    /// Tables by name after `after`, only those with one of the name
+    /// prefixes in `scopes` (empty: all).
     fn tables<'a>(
         &'a self,
         after: Option<&'a str>,
         limit: u32,
+        scopes: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<TableSummary>, StoreError>>;
     fn events<'a>(&'a self, query: &'a EventQuery)
         -> BoxFuture<'a, Result<Vec<Event>, StoreError>>;
@@ -124,8 +131,15 @@ pub trait Backend: Send + Sync + 'static {
     fn max_writers(&self) -> usize;
 }
 
-pub(crate) struct Job {
+/// A command and who asked for it (recorded with its events).
+#[derive(Debug, Clone)]
+pub struct Request {
     pub command: Command,
+    pub actor: Option<String>,
+}
+
+pub(crate) struct Job {
+    pub request: Request,
     pub reply: oneshot::Sender<Result<Result<Reply, RuleError>, StoreError>>,
 }
 
@@ -133,6 +147,7 @@ pub(crate) struct Job {
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<dyn Backend>,
+    tokens: Tokens,
     jobs: mpsc::Sender<Job>,
     hub: Arc<Hub>,
     backend_name: &'static str,
@@ -159,10 +174,11 @@ impl Store {
     /// PostgreSQL) the cross-replica listener.
     pub async fn open(config: &StoreConfig, writer: WriterConfig) -> Result<Store, StoreError> {
         let hub = Arc::new(Hub::default());
-        let (backend, lock, listener, name): (Arc<dyn Backend>, _, _, _) = match config {
+        let (backend, tokens, lock, listener, name): (Arc<dyn Backend>, _, _, _, _) = match config {
             StoreConfig::Sqlite { data_dir } => {
                 let (backend, lock) = sqlite::SqliteBackend::open(data_dir).await?;
-                (Arc::new(backend), Some(lock), None, "sqlite")
+                let tokens = Tokens::Sqlite(backend.readers.clone());
+                (Arc::new(backend), tokens, Some(lock), None, "sqlite")
             }
             StoreConfig::Postgres {
                 url,
@@ -170,7 +186,8 @@ impl Store {
             } => {
                 let backend = postgres::PgBackend::open(url, *max_connections).await?;
                 let listener = backend.listen(hub.clone()).await?;
-                (Arc::new(backend), None, Some(listener), "postgres")
+                let tokens = Tokens::Postgres(backend.pool.clone());
+                (Arc::new(backend), tokens, None, Some(listener), "postgres")
             }
         };
         let (jobs, rx) = mpsc::channel(4096);
@@ -186,6 +203,7 @@ impl Store {
         tasks.extend(listener);
         Ok(Store {
             backend,
+            tokens,
             jobs,
             hub,
             backend_name: name,
@@ -208,9 +226,19 @@ impl Store {
     /// Run one command through group commit. The outer error is the
     /// database's; the inner one is the caller's.
     pub async fn execute(&self, command: Command) -> Result<Result<Reply, RuleError>, StoreError> {
+        self.execute_as(command, None).await
+    }
+
+    /// Run one command on behalf of `actor`, who is recorded in its events.
+    pub async fn execute_as(
+        &self,
+        command: Command,
+        actor: Option<String>,
+    ) -> Result<Result<Reply, RuleError>, StoreError> {
         let (reply, answer) = oneshot::channel();
+        let request = Request { command, actor };
         self.jobs
-            .send(Job { command, reply })
+            .send(Job { request, reply })
             .await
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
         answer
@@ -227,8 +255,9 @@ impl Store {
         &self,
         after: Option<&str>,
         limit: u32,
+        scopes: &[String],
     ) -> Result<Vec<TableSummary>, StoreError> {
-        self.backend.tables(after, limit).await
+        self.backend.tables(after, limit, scopes).await
     }
 
     pub async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError> {
@@ -237,6 +266,39 @@ impl Store {
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.backend.ping().await
+    }
+
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    /// The token table alone, for the CLI: no writer, no data-dir lock (a
+    /// server may be running on the same SQLite file).
+    pub async fn open_tokens(config: &StoreConfig) -> Result<Tokens, StoreError> {
+        match config {
+            StoreConfig::Sqlite { data_dir } => {
+                std::fs::create_dir_all(data_dir).map_err(|e| {
+                    StoreError::Unavailable(format!(
+                        "cannot create data dir {}: {e}",
+                        data_dir.display()
+                    ))
+                })?;
+                let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(sqlite::connect_options(data_dir))
+                    .await?;
+                sqlite::MIGRATOR.run(&pool).await?;
+                Ok(Tokens::Sqlite(pool))
+            }
+            StoreConfig::Postgres { url, .. } => {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(url)
+                    .await?;
+                postgres::MIGRATOR.run(&pool).await?;
+                Ok(Tokens::Postgres(pool))
+            }
+        }
     }
 
     pub fn hub(&self) -> &Hub {

@@ -6,16 +6,18 @@
 use crate::batch::{self, Loaded};
 use crate::rows::{self, EventRow, LeaseRow, TableRow, LEASE_COLUMNS, LIVE, TABLE_COLUMNS};
 use crate::sqlite::{parse_names, summaries};
-use crate::{Backend, Committed, Due, EventQuery, Hub, LeaseView, StoreError, TableSummary, Wake};
+use crate::{
+    Backend, Committed, Due, EventQuery, Hub, LeaseView, Request, StoreError, TableSummary, Wake,
+};
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use sluice_core::{Command, Event, Lease, LeaseId, Millis, TableName, TableState};
+use sluice_core::{Event, Lease, LeaseId, Millis, TableName, TableState};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use std::sync::Arc;
 use std::time::Duration;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
 const CHANNEL: &str = "sluice_tables";
 /// NOTIFY payloads must stay under 8000 bytes.
@@ -23,7 +25,7 @@ const MAX_PAYLOAD: usize = 7000;
 const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::int8";
 
 pub struct PgBackend {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     /// Tells this replica's own notifications from the others'.
     replica: String,
 }
@@ -88,9 +90,9 @@ impl PgBackend {
     /// statements whatever the batch size.
     async fn load(
         tx: &mut Transaction<'_, Postgres>,
-        commands: &[Command],
+        requests: &[Request],
     ) -> Result<(Loaded, Millis), StoreError> {
-        let (tables, lease_ids) = batch::targets(commands);
+        let (tables, lease_ids) = batch::targets(requests);
         let names: Vec<String> = batch::lock_order(tables)
             .into_iter()
             .map(String::from)
@@ -126,7 +128,7 @@ impl PgBackend {
         };
         let locked_names: Vec<&str> = loaded.tables.keys().map(|t| t.as_str()).collect();
         let named: std::collections::HashSet<LeaseId> = lease_ids.into_iter().collect();
-        let (key_tables, keys): (Vec<String>, Vec<String>) = batch::idempotency_keys(commands)
+        let (key_tables, keys): (Vec<String>, Vec<String>) = batch::idempotency_keys(requests)
             .into_iter()
             .map(|(t, k)| (String::from(t), k))
             .unzip();
@@ -245,6 +247,7 @@ impl PgBackend {
             .bind(e.iter().map(|e| e.data.to_string()).collect::<Vec<_>>())
             .bind(CHANNEL)
             .bind(notify_payloads(&self.replica, &changed))
+            .bind(e.iter().map(|e| e.actor.as_deref()).collect::<Vec<_>>())
             .fetch_all(&mut **tx)
             .await?;
         Ok(())
@@ -277,10 +280,11 @@ static WRITE_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
            UPDATE event_seq SET last_id = last_id + cardinality($32::int8[]) \
            WHERE cardinality($32::int8[]) > 0 RETURNING last_id), \
          written_events AS ( \
-           INSERT INTO events (id, at, kind, table_name, lease_id, data) \
-           SELECT ids.last_id - cardinality($32::int8[]) + e.ord, e.at, e.kind, e.table_name, e.lease_id, e.data \
-           FROM ids, UNNEST($32::int8[], $33::text[], $34::text[], $35::text[], $36::text[]) \
-             WITH ORDINALITY AS e(at, kind, table_name, lease_id, data, ord)) \
+           INSERT INTO events (id, at, kind, table_name, lease_id, data, actor) \
+           SELECT ids.last_id - cardinality($32::int8[]) + e.ord, e.at, e.kind, e.table_name, e.lease_id, \
+             e.data, e.actor \
+           FROM ids, UNNEST($32::int8[], $33::text[], $34::text[], $35::text[], $36::text[], $39::text[]) \
+             WITH ORDINALITY AS e(at, kind, table_name, lease_id, data, actor, ord)) \
          SELECT pg_notify($37, payload) FROM UNNEST($38::text[]) AS payload",
         upsert = rows::UPSERT_LEASE_CONFLICT
     )
@@ -291,6 +295,11 @@ struct LockedRow {
     #[sqlx(flatten)]
     table: TableRow,
     now_ms: i64,
+}
+
+/// `column` starts with one of the prefixes in parameter `n`, or there are none.
+fn in_scopes(n: u32, column: &str) -> String {
+    format!("(cardinality(${n}::text[]) = 0 OR EXISTS (SELECT 1 FROM UNNEST(${n}::text[]) AS p WHERE starts_with({column}, p)))")
 }
 
 /// `replica:table,table,...`, split to stay under the payload limit.
@@ -350,18 +359,18 @@ impl TableColumns {
 impl Backend for PgBackend {
     fn run_batch<'a>(
         &'a self,
-        commands: &'a [Command],
+        requests: &'a [Request],
     ) -> BoxFuture<'a, Result<Committed, StoreError>> {
         async move {
             let started = std::time::Instant::now();
             let mut tx = self.pool.begin().await?;
-            let (loaded, now) = Self::load(&mut tx, commands).await?;
-            let applied = batch::apply(loaded, commands, now);
+            let (loaded, now) = Self::load(&mut tx, requests).await?;
+            let applied = batch::apply(loaded, requests, now);
             if !applied.is_empty() {
                 self.write(&mut tx, &applied).await?;
             }
             tx.commit().await?;
-            tracing::debug!(commands = commands.len(), elapsed = ?started.elapsed(), "batch committed");
+            tracing::debug!(commands = requests.len(), elapsed = ?started.elapsed(), "batch committed");
             Ok(Committed {
                 changed: applied.changed_by_table(),
                 next_expiry: applied.next_expiry(),
@@ -401,13 +410,16 @@ impl Backend for PgBackend {
         &'a self,
         after: Option<&'a str>,
         limit: u32,
+        scopes: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<TableSummary>, StoreError>> {
         async move {
             let rows: Vec<TableRow> = sqlx::query_as(&format!(
-                "SELECT {TABLE_COLUMNS} FROM sluice_tables WHERE name > $1 ORDER BY name LIMIT $2"
+                "SELECT {TABLE_COLUMNS} FROM sluice_tables WHERE name > $1 AND {} ORDER BY name LIMIT $2",
+                in_scopes(3, "name")
             ))
             .bind(after.unwrap_or(""))
             .bind(i64::from(limit))
+            .bind(scopes)
             .fetch_all(&self.pool)
             .await?;
             let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
@@ -426,15 +438,17 @@ impl Backend for PgBackend {
 
     fn events<'a>(&'a self, q: &'a EventQuery) -> BoxFuture<'a, Result<Vec<Event>, StoreError>> {
         async move {
-            let rows: Vec<EventRow> = sqlx::query_as(
-                "SELECT id, at, kind, table_name, lease_id, data FROM events \
+            let rows: Vec<EventRow> = sqlx::query_as(&format!(
+                "SELECT id, at, kind, table_name, lease_id, data, actor FROM events \
                  WHERE id > $1 AND ($2::text IS NULL OR table_name = $2) AND ($3::text IS NULL OR kind = $3) \
-                 ORDER BY id LIMIT $4",
-            )
+                 AND {} ORDER BY id LIMIT $4",
+                in_scopes(5, "table_name")
+            ))
             .bind(q.after)
             .bind(q.table.as_ref().map(|t| t.as_str()))
             .bind(q.kind.map(|k| k.as_str()))
             .bind(i64::from(q.limit))
+            .bind(&q.scopes)
             .fetch_all(&self.pool)
             .await?;
             rows.into_iter().map(Event::try_from).collect()

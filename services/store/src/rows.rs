@@ -104,6 +104,7 @@ pub struct EventRow {
     pub table_name: Option<String>,
     pub lease_id: Option<String>,
     pub data: String,
+    pub actor: Option<String>,
 }
 
 impl TryFrom<EventRow> for Event {
@@ -124,6 +125,7 @@ impl TryFrom<EventRow> for Event {
                     None => None,
                 },
                 data: serde_json::from_str(&r.data).map_err(|_| corrupt("event data", &r.data))?,
+                actor: r.actor,
             },
         })
     }

@@ -3,10 +3,12 @@
 
 use crate::batch::{self, Loaded};
 use crate::rows::{self, EventRow, LeaseRow, TableRow, LEASE_COLUMNS, LIVE, TABLE_COLUMNS};
-use crate::{system_now, Backend, Committed, Due, EventQuery, LeaseView, StoreError, TableSummary};
+use crate::{
+    system_now, Backend, Committed, Due, EventQuery, LeaseView, Request, StoreError, TableSummary,
+};
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use sluice_core::{Command, Event, Lease, LeaseId, Millis, TableName, TableState};
+use sluice_core::{Event, Lease, LeaseId, Millis, TableName, TableState};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -16,13 +18,13 @@ use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 pub struct SqliteBackend {
     /// One connection: SQLite has one writer anyway, and one connection
     /// keeps group commit to one fsync per batch.
     writer: SqlitePool,
-    readers: SqlitePool,
+    pub(crate) readers: SqlitePool,
 }
 
 impl SqliteBackend {
@@ -35,14 +37,7 @@ impl SqliteBackend {
             ))
         })?;
         let lock = lock_data_dir(data_dir)?;
-        let options = SqliteConnectOptions::new()
-            .filename(data_dir.join("sluice.db"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a commit is on disk before the writer answers.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+        let options = connect_options(data_dir);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
@@ -62,9 +57,9 @@ impl SqliteBackend {
     /// round trip to sqlx's SQLite worker thread.
     async fn load(
         tx: &mut Transaction<'_, Sqlite>,
-        commands: &[Command],
+        requests: &[Request],
     ) -> Result<Loaded, StoreError> {
-        let (mut tables, lease_ids) = batch::targets(commands);
+        let (mut tables, lease_ids) = batch::targets(requests);
         let ids: Vec<String> = lease_ids.iter().map(|id| id.to_string()).collect();
         let mut loaded = Loaded::default();
         if !ids.is_empty() {
@@ -98,7 +93,7 @@ impl SqliteBackend {
             let state = TableState::try_from(row)?;
             loaded.tables.insert(state.name.clone(), state);
         }
-        let keys: Vec<String> = batch::idempotency_keys(commands)
+        let keys: Vec<String> = batch::idempotency_keys(requests)
             .into_iter()
             .map(|(_, k)| k)
             .collect();
@@ -193,15 +188,17 @@ impl SqliteBackend {
                     serde_json::json!({
                         "at": e.at.0, "kind": e.kind.as_str(), "table_name": e.table.as_str(),
                         "lease_id": e.lease_id.map(|l| l.to_string()), "data": e.data.to_string(),
+                        "actor": e.actor,
                     })
                 })
                 .collect();
             // One process writes (the data-dir lock), so ids continue from the
             // largest, in the batch's order.
             sqlx::query(
-                "INSERT INTO events (id, at, kind, table_name, lease_id, data) \
+                "INSERT INTO events (id, at, kind, table_name, lease_id, data, actor) \
                  SELECT (SELECT COALESCE(MAX(id), 0) FROM events) + key + 1, value ->> 'at', value ->> 'kind', \
-                 value ->> 'table_name', value ->> 'lease_id', value ->> 'data' FROM json_each(?1)",
+                 value ->> 'table_name', value ->> 'lease_id', value ->> 'data', value ->> 'actor' \
+                 FROM json_each(?1)",
             )
             .bind(serde_json::Value::Array(events).to_string())
             .execute(&mut **tx)
@@ -209,6 +206,14 @@ impl SqliteBackend {
         }
         Ok(())
     }
+}
+
+/// `column` starts with one of the prefixes in parameter `n` (a JSON
+/// array), or the array is empty.
+fn in_scopes(n: u32, column: &str) -> String {
+    format!(
+        "(?{n} = '[]' OR EXISTS (SELECT 1 FROM json_each(?{n}) WHERE substr({column}, 1, length(value)) = value))"
+    )
 }
 
 fn json_list(items: &[String]) -> String {
@@ -229,6 +234,17 @@ fn tables_json(tables: &[TableState]) -> String {
         })
         .collect();
     serde_json::Value::Array(rows).to_string()
+}
+
+pub(crate) fn connect_options(data_dir: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(data_dir.join("sluice.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL: a commit is on disk before the writer answers.
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10))
 }
 
 fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
@@ -258,12 +274,12 @@ fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
 impl Backend for SqliteBackend {
     fn run_batch<'a>(
         &'a self,
-        commands: &'a [Command],
+        requests: &'a [Request],
     ) -> BoxFuture<'a, Result<Committed, StoreError>> {
         async move {
             let mut tx = self.writer.begin().await?;
-            let loaded = Self::load(&mut tx, commands).await?;
-            let applied = batch::apply(loaded, commands, system_now());
+            let loaded = Self::load(&mut tx, requests).await?;
+            let applied = batch::apply(loaded, requests, system_now());
             if !applied.is_empty() {
                 Self::write(&mut tx, &applied).await?;
             }
@@ -307,13 +323,16 @@ impl Backend for SqliteBackend {
         &'a self,
         after: Option<&'a str>,
         limit: u32,
+        scopes: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<TableSummary>, StoreError>> {
         async move {
             let rows: Vec<TableRow> = sqlx::query_as(&format!(
-                "SELECT {TABLE_COLUMNS} FROM sluice_tables WHERE name > ? ORDER BY name LIMIT ?"
+                "SELECT {TABLE_COLUMNS} FROM sluice_tables WHERE name > ?1 AND {} ORDER BY name LIMIT ?2",
+                in_scopes(3, "name")
             ))
             .bind(after.unwrap_or(""))
             .bind(i64::from(limit))
+            .bind(json_list(scopes))
             .fetch_all(&self.readers)
             .await?;
             let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
@@ -333,15 +352,17 @@ impl Backend for SqliteBackend {
 
     fn events<'a>(&'a self, q: &'a EventQuery) -> BoxFuture<'a, Result<Vec<Event>, StoreError>> {
         async move {
-            let rows: Vec<EventRow> = sqlx::query_as(
-                "SELECT id, at, kind, table_name, lease_id, data FROM events \
-                 WHERE id > ?1 AND (?2 IS NULL OR table_name = ?2) AND (?3 IS NULL OR kind = ?3) \
+            let rows: Vec<EventRow> = sqlx::query_as(&format!(
+                "SELECT id, at, kind, table_name, lease_id, data, actor FROM events \
+                 WHERE id > ?1 AND (?2 IS NULL OR table_name = ?2) AND (?3 IS NULL OR kind = ?3) AND {} \
                  ORDER BY id LIMIT ?4",
-            )
+                in_scopes(5, "table_name")
+            ))
             .bind(q.after)
             .bind(q.table.as_ref().map(|t| t.as_str()))
             .bind(q.kind.map(|k| k.as_str()))
             .bind(i64::from(q.limit))
+            .bind(json_list(&q.scopes))
             .fetch_all(&self.readers)
             .await?;
             rows.into_iter().map(Event::try_from).collect()

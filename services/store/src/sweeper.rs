@@ -2,7 +2,7 @@
 //! that stopped heartbeating is let in soon after the holder's TTL ends,
 //! even when nobody touches the table.
 
-use crate::{Backend, Hub, Job};
+use crate::{Backend, Hub, Job, Request};
 use sluice_core::{Command, Millis};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +29,10 @@ pub(crate) fn spawn(
                         let (reply, answer) = oneshot::channel();
                         if jobs
                             .send(Job {
-                                command: Command::Sweep { table },
+                                request: Request {
+                                    command: Command::Sweep { table },
+                                    actor: None,
+                                },
                                 reply,
                             })
                             .await

@@ -49,14 +49,14 @@ async fn run(
     hub: &Hub,
     expiry: &watch::Sender<Option<Millis>>,
 ) {
-    let commands: Vec<_> = batch.iter().map(|j| j.command.clone()).collect();
-    match backend.run_batch(&commands).await {
+    let requests: Vec<_> = batch.iter().map(|j| j.request.clone()).collect();
+    match backend.run_batch(&requests).await {
         Ok(committed) => answer(batch, committed, hub, expiry),
         Err(error) if batch.len() > 1 => {
             // One bad command must not fail its neighbours: retry alone.
             tracing::warn!(%error, commands = batch.len(), "batch failed; retrying its commands one by one");
             for job in batch {
-                match backend.run_batch(std::slice::from_ref(&job.command)).await {
+                match backend.run_batch(std::slice::from_ref(&job.request)).await {
                     Ok(committed) => answer(vec![job], committed, hub, expiry),
                     Err(error) => {
                         tracing::error!(%error, "command failed");

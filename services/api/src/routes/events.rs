@@ -1,11 +1,12 @@
 //! The event log: every change, in commit order.
 
+use crate::auth::Caller;
 use crate::dto::{self, EventBody, EventParams, EventsPage};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Query;
 use crate::{parse_table, AppState};
 use axum::extract::State;
-use sluice_core::EventKind;
+use sluice_core::{EventKind, Permission};
 use sluice_store::EventQuery;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -23,8 +24,10 @@ pub fn router() -> OpenApiRouter<AppState> {
     ))]
 async fn list_events(
     State(app): State<AppState>,
+    caller: Caller,
     Query(params): Query<EventParams>,
 ) -> Result<axum::Json<EventsPage>, ApiError> {
+    caller.require(Permission::ReadEvents)?;
     let after = params.after.unwrap_or(0);
     if after < 0 {
         return Err(ApiError::invalid("after must not be negative"));
@@ -36,11 +39,17 @@ async fn list_events(
             ApiError::invalid(format!("unknown kind `{k}`; one of {}", known.join(", ")))
         })?),
     };
+    let table = params.table.as_deref().map(parse_table).transpose()?;
+    if let Some(table) = &table {
+        caller.require_table(table)?;
+    }
     let query = EventQuery {
         after,
-        table: params.table.as_deref().map(parse_table).transpose()?,
+        table,
         kind,
         limit: dto::limit(params.limit)?,
+        // A scoped token sees only its tables' events.
+        scopes: caller.scopes().to_vec(),
     };
     let events = app.store.events(&query).await?;
     let next_after = events.last().map_or(after, |e| e.id);

@@ -1,5 +1,6 @@
 //! Leases: acquire (with long-poll), read, heartbeat, release, revoke.
 
+use crate::auth::Caller;
 use crate::dto::{
     self, AcquireBody, HeartbeatBody, LeaseBody, ReleaseParams, RevokeBody, WaitParams,
 };
@@ -9,7 +10,7 @@ use crate::{parse_lease_id, parse_table, waiting, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
 use sluice_core::command::AcquireRequest;
-use sluice_core::{Command, LeaseId, LeaseState, Reply, RuleError};
+use sluice_core::{Command, LeaseId, LeaseState, Permission, Reply, RuleError};
 use sluice_store::LeaseView;
 use std::time::Duration;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -44,10 +45,12 @@ pub fn router() -> OpenApiRouter<AppState> {
     ))]
 async fn acquire(
     State(app): State<AppState>,
+    caller: Caller,
     Path(table): Path<String>,
     Json(body): Json<AcquireBody>,
 ) -> Result<(StatusCode, axum::Json<LeaseBody>), ApiError> {
     let table = parse_table(&table)?;
+    caller.require_on(Permission::UseLeases, &table)?;
     let request = AcquireRequest {
         lease_id: LeaseId::new_v7(),
         mode: body.mode.into(),
@@ -63,7 +66,7 @@ async fn acquire(
     let wakes = (wait > 0).then(|| app.store.hub().subscribe(&table));
     let reply = app
         .store
-        .execute(Command::Acquire { table, request })
+        .execute_as(Command::Acquire { table, request }, caller.actor())
         .await??;
     let Reply::Lease {
         lease, position, ..
@@ -103,14 +106,17 @@ async fn acquire(
     ))]
 async fn get_lease(
     State(app): State<AppState>,
+    caller: Caller,
     Path(lease_id): Path<String>,
     Query(params): Query<WaitParams>,
 ) -> Result<axum::Json<LeaseBody>, ApiError> {
+    caller.require(Permission::ReadLeases)?;
     let id = parse_lease_id(&lease_id)?;
     let wait = wait_seconds(params.wait_seconds)?;
     let Some(mut view) = app.store.lease(id).await? else {
         return Err(RuleError::LeaseNotFound(id).into());
     };
+    caller.require_table(&view.lease.table)?;
     if view.lease.state == LeaseState::Waiting && wait > 0 {
         let wakes = app.store.hub().subscribe(&view.lease.table);
         view = waiting::keep_waiting(&app.store, id).await?;
@@ -139,10 +145,12 @@ async fn get_lease(
     ))]
 async fn heartbeat(
     State(app): State<AppState>,
+    caller: Caller,
     Path(lease_id): Path<String>,
     Json(body): Json<HeartbeatBody>,
 ) -> Result<axum::Json<LeaseBody>, ApiError> {
     let id = parse_lease_id(&lease_id)?;
+    authorize(&app, &caller, Permission::UseLeases, id).await?;
     let ttl_seconds = body
         .ttl_seconds
         .map(|t| dto::in_range("ttl_seconds", t, 1, dto::MAX_TTL_SECONDS))
@@ -152,7 +160,7 @@ async fn heartbeat(
         token: body.token,
         ttl_seconds,
     };
-    lease_answer(app.store.execute(command).await??)
+    lease_answer(app.store.execute_as(command, caller.actor()).await??)
 }
 
 /// Release a granted lease (`token` required), or cancel a waiting one
@@ -170,15 +178,17 @@ async fn heartbeat(
     ))]
 async fn release(
     State(app): State<AppState>,
+    caller: Caller,
     Path(lease_id): Path<String>,
     Query(params): Query<ReleaseParams>,
 ) -> Result<axum::Json<LeaseBody>, ApiError> {
     let id = parse_lease_id(&lease_id)?;
+    authorize(&app, &caller, Permission::UseLeases, id).await?;
     let command = Command::Release {
         lease_id: id,
         token: params.token,
     };
-    lease_answer(app.store.execute(command).await??)
+    lease_answer(app.store.execute_as(command, caller.actor()).await??)
 }
 
 /// Revoke a lease (operators): it ends at once, waiting or granted.
@@ -194,15 +204,36 @@ async fn release(
     ))]
 async fn revoke(
     State(app): State<AppState>,
+    caller: Caller,
     Path(lease_id): Path<String>,
     Json(body): Json<RevokeBody>,
 ) -> Result<axum::Json<LeaseBody>, ApiError> {
     let id = parse_lease_id(&lease_id)?;
+    authorize(&app, &caller, Permission::RevokeLeases, id).await?;
     let command = Command::Revoke {
         lease_id: id,
         reason: dto::reason(body.reason)?,
     };
-    lease_answer(app.store.execute(command).await??)
+    lease_answer(app.store.execute_as(command, caller.actor()).await??)
+}
+
+/// The role check, and for a scoped token the lease's table (one read).
+async fn authorize(
+    app: &AppState,
+    caller: &Caller,
+    permission: Permission,
+    id: LeaseId,
+) -> Result<(), ApiError> {
+    caller.require(permission)?;
+    if caller.scoped() {
+        let view = app
+            .store
+            .lease(id)
+            .await?
+            .ok_or(RuleError::LeaseNotFound(id))?;
+        caller.require_table(&view.lease.table)?;
+    }
+    Ok(())
 }
 
 async fn lookup(app: &AppState, id: LeaseId) -> Result<LeaseView, ApiError> {

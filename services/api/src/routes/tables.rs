@@ -1,5 +1,6 @@
 //! Tables: registration, settings, listing, and who holds or waits.
 
+use crate::auth::Caller;
 use crate::dto::{
     self, LeaseBody, PageParams, PutTableBody, TableBody, TableLeasesBody, TablesPage,
 };
@@ -8,7 +9,7 @@ use crate::extract::{Json, Path, Query};
 use crate::{parse_table, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
-use sluice_core::{Command, Reply, TableState};
+use sluice_core::{Command, Permission, Reply, TableState};
 use sluice_store::TableSummary;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -31,14 +32,16 @@ pub fn router() -> OpenApiRouter<AppState> {
     ))]
 async fn put_table(
     State(app): State<AppState>,
+    caller: Caller,
     Path(table): Path<String>,
     Json(body): Json<PutTableBody>,
 ) -> Result<(StatusCode, axum::Json<TableBody>), ApiError> {
     let table = parse_table(&table)?;
+    caller.require_on(Permission::ManageTables, &table)?;
     let settings = body.settings()?;
     match app
         .store
-        .execute(Command::PutTable { table, settings })
+        .execute_as(Command::PutTable { table, settings }, caller.actor())
         .await??
     {
         Reply::Table { state, created } => {
@@ -63,9 +66,10 @@ async fn put_table(
     ))]
 async fn get_table(
     State(app): State<AppState>,
+    caller: Caller,
     Path(table): Path<String>,
 ) -> Result<axum::Json<TableBody>, ApiError> {
-    let state = settled(&app, &table).await?;
+    let state = settled(&app, &caller, &table).await?;
     Ok(axum::Json(summary(state).into()))
 }
 
@@ -79,11 +83,17 @@ async fn get_table(
     ))]
 async fn list_tables(
     State(app): State<AppState>,
+    caller: Caller,
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<TablesPage>, ApiError> {
+    caller.require(Permission::ReadTables)?;
     let limit = dto::limit(page.limit)?;
     let after = dto::optional_text("after", page.after.filter(|a| !a.is_empty()), 1024)?;
-    let tables = app.store.tables(after.as_deref(), limit).await?;
+    // A scoped token sees only its tables, pages included.
+    let tables = app
+        .store
+        .tables(after.as_deref(), limit, caller.scopes())
+        .await?;
     let next_after = (tables.len() == limit as usize)
         .then(|| tables.last().map(|t| t.state.name.to_string()))
         .flatten();
@@ -103,9 +113,10 @@ async fn list_tables(
     ))]
 async fn table_leases(
     State(app): State<AppState>,
+    caller: Caller,
     Path(table): Path<String>,
 ) -> Result<axum::Json<TableLeasesBody>, ApiError> {
-    let state = settled(&app, &table).await?;
+    let state = settled(&app, &caller, &table).await?;
     let holders = state
         .holders()
         .map(|l| LeaseBody::new(l.clone(), None))
@@ -123,8 +134,9 @@ async fn table_leases(
 }
 
 /// The table's state after expiring what is due (an access sweeps).
-async fn settled(app: &AppState, table: &str) -> Result<TableState, ApiError> {
+async fn settled(app: &AppState, caller: &Caller, table: &str) -> Result<TableState, ApiError> {
     let table = parse_table(table)?;
+    caller.require_on(Permission::ReadTables, &table)?;
     match app.store.execute(Command::Sweep { table }).await?? {
         Reply::Table { state, .. } => Ok(state),
         Reply::Lease { .. } => unreachable!("sweep answers a table"),

@@ -1,0 +1,313 @@
+//! Authentication, roles, scopes and audit, on a server that requires tokens.
+
+use crate::harness::{fresh_database, Server};
+use serde_json::{json, Value};
+use sluice_client::client::Client;
+
+struct Setup {
+    server: Server,
+    admin: Client,
+    lease_id: String,
+    token: i64,
+}
+
+/// A server with auth on, two tables, and a granted lease on `sales.orders`.
+async fn setup(server: Server) -> Setup {
+    let admin = server.client_with(&server.create_token("root", "admin", &[], &[]));
+    for table in ["sales.orders", "hr.people"] {
+        let answer = admin.put_table(table, json!({})).await.unwrap();
+        assert_eq!(answer.status, 201, "{answer:?}");
+    }
+    let lease = admin
+        .send(
+            reqwest::Method::POST,
+            "/v1/tables/sales.orders/leases",
+            Some(&json!({"mode": "read", "holder": "setup", "ttl_seconds": 600})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(lease.status, 201, "{lease:?}");
+    Setup {
+        lease_id: lease.body["lease_id"].as_str().unwrap().to_owned(),
+        token: lease.body["token"].as_i64().unwrap(),
+        server,
+        admin,
+    }
+}
+
+/// Every route, what it needs, and a valid request for it.
+fn routes(lease: &str, token: i64) -> Vec<(&'static str, reqwest::Method, String, Option<Value>)> {
+    use reqwest::Method as M;
+    vec![
+        ("read_tables", M::GET, "/v1/tables".into(), None),
+        (
+            "manage_tables",
+            M::PUT,
+            "/v1/tables/sales.orders".into(),
+            Some(json!({})),
+        ),
+        (
+            "read_tables",
+            M::GET,
+            "/v1/tables/sales.orders".into(),
+            None,
+        ),
+        (
+            "read_tables",
+            M::GET,
+            "/v1/tables/sales.orders/leases".into(),
+            None,
+        ),
+        (
+            "use_leases",
+            M::POST,
+            "/v1/tables/sales.orders/leases".into(),
+            Some(json!({"mode": "read", "holder": "matrix", "ttl_seconds": 60})),
+        ),
+        ("read_leases", M::GET, format!("/v1/leases/{lease}"), None),
+        (
+            "use_leases",
+            M::POST,
+            format!("/v1/leases/{lease}/heartbeat"),
+            Some(json!({"token": token})),
+        ),
+        (
+            "revoke_leases",
+            M::POST,
+            format!("/v1/leases/{lease}/revoke"),
+            Some(json!({"reason": "matrix"})),
+        ),
+        (
+            "use_leases",
+            M::DELETE,
+            format!("/v1/leases/{lease}?token={token}"),
+            None,
+        ),
+        ("read_events", M::GET, "/v1/events".into(), None),
+    ]
+}
+
+/// What each role may do, written out independently of the server's table.
+fn allowed(role: &str, need: &str) -> bool {
+    match role {
+        "admin" => true,
+        "operator" => matches!(
+            need,
+            "read_tables" | "read_leases" | "read_events" | "revoke_leases"
+        ),
+        "scheduler" => matches!(need, "read_tables" | "read_leases"),
+        "job" => matches!(need, "read_tables" | "read_leases" | "use_leases"),
+        _ => false,
+    }
+}
+
+async fn every_route_answers_every_kind_of_caller_as_the_role_matrix_says(server: Server) {
+    let s = setup(server).await;
+    let mut callers: Vec<(String, Option<String>, Option<&str>)> = vec![
+        ("no token".into(), None, Some("missing_token")),
+        (
+            "bad token".into(),
+            Some("sluice_0000_nope".into()),
+            Some("invalid_token"),
+        ),
+        (
+            "garbage".into(),
+            Some("not a token".into()),
+            Some("invalid_token"),
+        ),
+    ];
+    let expired = s
+        .server
+        .create_token("expired", "admin", &[], &["--expires-in-days", "0"]);
+    callers.push(("expired".into(), Some(expired), Some("token_expired")));
+    let revoked = s.server.create_token("revoked", "admin", &[], &[]);
+    s.server.revoke_token("revoked");
+    callers.push(("revoked".into(), Some(revoked), Some("token_revoked")));
+    let forged = {
+        let real = s.server.create_token("forged", "admin", &[], &[]);
+        format!("{}x", &real[..real.len() - 1])
+    };
+    callers.push(("wrong secret".into(), Some(forged), Some("invalid_token")));
+    for role in ["job", "scheduler", "operator", "admin"] {
+        let token = s.server.create_token(role, role, &[], &[]);
+        callers.push((role.into(), Some(token), None));
+    }
+    let out_of_scope = s.server.create_token("hr-admin", "admin", &["hr."], &[]);
+    callers.push(("out of scope".into(), Some(out_of_scope), None));
+
+    for (who, token, refused_as) in &callers {
+        let client = Client::new(&s.server.url).with_token(token.clone());
+        for (need, method, path, body) in routes(&s.lease_id, s.token) {
+            let answer = client
+                .send(method.clone(), &path, body.as_ref())
+                .await
+                .unwrap();
+            let role = if who == "out of scope" {
+                "admin"
+            } else {
+                who.as_str()
+            };
+            let expected_type = match refused_as {
+                Some(kind) => Some(*kind),
+                None if who == "out of scope" && path != "/v1/tables" && path != "/v1/events" => {
+                    Some("out_of_scope")
+                }
+                None if !allowed(role, need) => Some("forbidden"),
+                None => None,
+            };
+            match expected_type {
+                Some(kind) => {
+                    let status = if kind.ends_with("token") || kind.starts_with("token") {
+                        401
+                    } else {
+                        403
+                    };
+                    assert_eq!(
+                        (answer.status, answer.error_type()),
+                        (status, Some(kind)),
+                        "{who} {method} {path}: {answer:?}"
+                    );
+                }
+                None => assert!(
+                    answer.status < 400 || answer.status == 409,
+                    "{who} {method} {path} must be let in: {answer:?}"
+                ),
+            }
+        }
+    }
+    // Public routes need no token.
+    let anyone = Client::new(&s.server.url);
+    for path in ["/healthz", "/readyz", "/openapi.json"] {
+        assert_eq!(
+            anyone
+                .send(reqwest::Method::GET, path, None)
+                .await
+                .unwrap()
+                .status,
+            200,
+            "{path}"
+        );
+    }
+}
+
+async fn a_scoped_token_sees_only_its_tables_in_lists_and_is_refused_elsewhere(server: Server) {
+    let s = setup(server).await;
+    let hr = s
+        .server
+        .client_with(&s.server.create_token("hr-ops", "operator", &["hr."], &[]));
+    let tables = hr
+        .send(reqwest::Method::GET, "/v1/tables", None)
+        .await
+        .unwrap();
+    let names: Vec<&str> = tables.body["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["table"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hr.people"]);
+    let events = hr
+        .send(reqwest::Method::GET, "/v1/events", None)
+        .await
+        .unwrap();
+    let seen: Vec<&str> = events.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["table"].as_str().unwrap())
+        .collect();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|t| *t == "hr.people"),
+        "{seen:?}"
+    );
+    let other = hr
+        .send(reqwest::Method::GET, "/v1/events?table=sales.orders", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (other.status, other.error_type()),
+        (403, Some("out_of_scope"))
+    );
+    let lease = hr.lease(&s.lease_id, 0).await.unwrap();
+    assert_eq!(
+        (lease.status, lease.error_type()),
+        (403, Some("out_of_scope")),
+        "no peeking at another team's lease"
+    );
+}
+
+async fn every_change_records_its_caller_in_the_event_log(server: Server) {
+    let s = setup(server).await;
+    let job = s
+        .server
+        .client_with(&s.server.create_token("ingest-job", "job", &[], &[]));
+    let oncall = s
+        .server
+        .client_with(&s.server.create_token("oncall", "operator", &[], &[]));
+    let lease = job
+        .send(
+            reqwest::Method::POST,
+            "/v1/tables/hr.people/leases",
+            Some(&json!({"mode": "write", "holder": "run-7", "ttl_seconds": 60})),
+        )
+        .await
+        .unwrap();
+    let id = lease.body["lease_id"].as_str().unwrap();
+    assert_eq!(oncall.revoke(id, "stuck").await.unwrap().status, 200);
+    let events = s.admin.all_events(0, Some("hr.people")).await.unwrap();
+    let story: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap(),
+                e["actor"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        story,
+        [
+            ("table_settings_changed", "root"),
+            ("lease_requested", "ingest-job"),
+            ("lease_granted", "ingest-job"),
+            ("lease_revoked", "oncall"),
+        ]
+    );
+}
+
+crate::on_both_backends_with_auth!(
+    every_route_answers_every_kind_of_caller_as_the_role_matrix_says,
+    a_scoped_token_sees_only_its_tables_in_lists_and_is_refused_elsewhere,
+    every_change_records_its_caller_in_the_event_log,
+);
+
+#[tokio::test]
+async fn postgresql_requires_tokens_unless_told_otherwise() {
+    let db = fresh_database().await;
+    let s = Server::on_database_with(&db, &[]).await;
+    let answer = s
+        .client
+        .send(reqwest::Method::GET, "/v1/tables", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (answer.status, answer.error_type()),
+        (401, Some("missing_token"))
+    );
+}
+
+#[tokio::test]
+async fn the_embedded_default_runs_without_tokens_and_says_so_loudly() {
+    let s = Server::sqlite().await;
+    let answer = s
+        .client
+        .send(reqwest::Method::GET, "/v1/tables", None)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    assert!(
+        s.log_text().contains("AUTHENTICATION IS OFF"),
+        "{}",
+        s.log_text()
+    );
+}

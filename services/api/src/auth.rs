@@ -1,0 +1,261 @@
+//! Authentication (bearer tokens) and authorization (roles, scopes).
+//!
+//! A token reads `sluice_<id>_<secret>`: the id finds the stored record, the
+//! secret is checked against its SHA-256 in constant time. Validated
+//! records are cached for a few seconds, so a revocation takes effect
+//! everywhere within `CACHE_FOR`.
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use sluice_core::{Millis, Permission, Principal, Role, TableName};
+use sluice_store::{TokenRecord, Tokens};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
+
+const PREFIX: &str = "sluice_";
+const CACHE_FOR: Duration = Duration::from_secs(5);
+/// Routes anyone may call: liveness, readiness, the spec.
+const PUBLIC: [&str; 3] = ["/healthz", "/readyz", "/openapi.json"];
+
+pub struct Authenticator {
+    tokens: Tokens,
+    required: bool,
+    cache: Mutex<HashMap<String, (TokenRecord, Instant)>>,
+}
+
+impl Authenticator {
+    pub fn new(tokens: Tokens, required: bool) -> Authenticator {
+        Authenticator {
+            tokens,
+            required,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn required(&self) -> bool {
+        self.required
+    }
+
+    async fn principal(&self, header: Option<&str>) -> Result<Principal, ApiError> {
+        let raw = header.ok_or_else(|| {
+            unauthenticated("missing_token", "send `Authorization: Bearer <token>`")
+        })?;
+        let token = raw.strip_prefix("Bearer ").ok_or_else(|| {
+            unauthenticated(
+                "invalid_token",
+                "the Authorization header must be `Bearer <token>`",
+            )
+        })?;
+        let (id, secret) = split(token.trim())
+            .ok_or_else(|| unauthenticated("invalid_token", "malformed token"))?;
+        let record = self.record(id).await?;
+        let presented = sha256_hex(secret);
+        let matches: bool = presented
+            .as_bytes()
+            .ct_eq(record.secret_sha256.as_bytes())
+            .into();
+        if !matches {
+            return Err(unauthenticated("invalid_token", "unknown token"));
+        }
+        if record.revoked_at.is_some() {
+            return Err(unauthenticated("token_revoked", "this token was revoked"));
+        }
+        if record
+            .expires_at
+            .is_some_and(|at| at <= sluice_store::system_now())
+        {
+            return Err(unauthenticated("token_expired", "this token has expired"));
+        }
+        Ok(Principal {
+            name: record.name,
+            role: record.role,
+            scopes: record.scopes,
+        })
+    }
+
+    async fn record(&self, id: &str) -> Result<TokenRecord, ApiError> {
+        if let Some((record, at)) = self.cache.lock().expect("token cache").get(id) {
+            if at.elapsed() < CACHE_FOR {
+                return Ok(record.clone());
+            }
+        }
+        let record = self
+            .tokens
+            .find(id)
+            .await?
+            .ok_or_else(|| unauthenticated("invalid_token", "unknown token"))?;
+        let mut cache = self.cache.lock().expect("token cache");
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(id.to_owned(), (record.clone(), Instant::now()));
+        Ok(record)
+    }
+}
+
+fn unauthenticated(kind: &'static str, message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, kind, message)
+}
+
+fn split(token: &str) -> Option<(&str, &str)> {
+    let rest = token.strip_prefix(PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    (!id.is_empty() && !secret.is_empty()).then_some((id, secret))
+}
+
+fn sha256_hex(secret: &str) -> String {
+    hex(&Sha256::digest(secret.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new token: the string to hand out once, and the record to store.
+pub fn new_token(
+    name: &str,
+    role: Role,
+    scopes: Vec<String>,
+    expires_at: Option<Millis>,
+    now: Millis,
+) -> (String, TokenRecord) {
+    // v4 UUIDs come from the OS's CSPRNG: 122 random bits each.
+    let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let record = TokenRecord {
+        id: id.clone(),
+        name: name.to_owned(),
+        role,
+        scopes,
+        secret_sha256: sha256_hex(&secret),
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+    };
+    (format!("{PREFIX}{id}_{secret}"), record)
+}
+
+/// Middleware: find the caller of every non-public route.
+pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    if PUBLIC.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    let principal = if app.auth.required() {
+        let header = req
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match app.auth.principal(header).await {
+            Ok(p) => p,
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        Principal::anonymous()
+    };
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+/// The authenticated caller, in a handler.
+pub struct Caller(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Caller, ApiError> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .map(Caller)
+            .ok_or_else(|| unauthenticated("missing_token", "send `Authorization: Bearer <token>`"))
+    }
+}
+
+impl Caller {
+    /// 403 unless the caller's role grants `permission`.
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.0.may(permission) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("role `{}` may not do this", self.0.role.as_str()),
+            ))
+        }
+    }
+
+    /// 403 unless `table` is within the caller's scopes.
+    pub fn require_table(&self, table: &TableName) -> Result<(), ApiError> {
+        if self.0.sees(table.as_str()) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "out_of_scope",
+                format!("table `{table}` is outside this token's scopes"),
+            ))
+        }
+    }
+
+    /// Both checks at once.
+    pub fn require_on(&self, permission: Permission, table: &TableName) -> Result<(), ApiError> {
+        self.require(permission)?;
+        self.require_table(table)
+    }
+
+    pub fn actor(&self) -> Option<String> {
+        Some(self.0.name.clone())
+    }
+
+    pub fn scopes(&self) -> &[String] {
+        &self.0.scopes
+    }
+
+    pub fn scoped(&self) -> bool {
+        !self.0.scopes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_token_splits_back_into_its_id_and_a_secret_matching_the_hash() {
+        let (token, record) = new_token("ci", Role::Job, vec![], None, Millis(0));
+        let (id, secret) = split(&token).unwrap();
+        assert_eq!(id, record.id);
+        assert_eq!(sha256_hex(secret), record.secret_sha256);
+        assert!(!record.secret_sha256.contains(secret));
+        let (other, _) = new_token("ci", Role::Job, vec![], None, Millis(0));
+        assert_ne!(token, other);
+    }
+
+    #[test]
+    fn malformed_tokens_do_not_split() {
+        for bad in [
+            "",
+            "sluice_",
+            "sluice_abc",
+            "sluice__secret",
+            "sluice_id_",
+            "other_id_secret",
+        ] {
+            assert!(split(bad).is_none(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Who may do what: roles, the permissions they grant, and scopes (table
+//! name prefixes) that narrow a token to part of the platform. The whole
+//! matrix is here, in one place, so it can be read and tested at once.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Glue jobs: take, heartbeat and release leases (later: batches, progress).
+    Job,
+    /// Schedulers: read tables and their queues (later: compactions, job runs).
+    Scheduler,
+    /// Operators: read everything, revoke leases (later: rewind, reset, remap, retry).
+    Operator,
+    /// Administrators: everything, including tables' settings (later: tokens, containers, jobs).
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Job, Role::Scheduler, Role::Operator, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Job => "job",
+            Role::Scheduler => "scheduler",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    pub fn allows(self, permission: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::Admin => true,
+            Role::Operator => matches!(
+                permission,
+                ReadTables | ReadLeases | ReadEvents | RevokeLeases
+            ),
+            Role::Scheduler => matches!(permission, ReadTables | ReadLeases),
+            Role::Job => matches!(permission, ReadTables | ReadLeases | UseLeases),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// List tables, read a table and its holders and waiters.
+    ReadTables,
+    /// Register tables and change their settings.
+    ManageTables,
+    /// Read a lease by id.
+    ReadLeases,
+    /// Acquire, heartbeat and release leases.
+    UseLeases,
+    /// End someone else's lease.
+    RevokeLeases,
+    /// Read the event log.
+    ReadEvents,
+}
+
+/// The caller of a request, as its token says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+    /// Table name prefixes the caller is limited to; empty: every table.
+    pub scopes: Vec<String>,
+}
+
+impl Principal {
+    /// Whoever calls a server that runs without authentication.
+    pub fn anonymous() -> Principal {
+        Principal {
+            name: "anonymous".into(),
+            role: Role::Admin,
+            scopes: Vec::new(),
+        }
+    }
+
+    pub fn may(&self, permission: Permission) -> bool {
+        self.role.allows(permission)
+    }
+
+    pub fn sees(&self, table: &str) -> bool {
+        self.scopes.is_empty()
+            || self
+                .scopes
+                .iter()
+                .any(|prefix| table.starts_with(prefix.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_admins_manage_tables_and_only_operators_and_admins_revoke() {
+        for role in Role::ALL {
+            assert_eq!(role.allows(Permission::ManageTables), role == Role::Admin);
+            assert_eq!(
+                role.allows(Permission::RevokeLeases),
+                matches!(role, Role::Operator | Role::Admin)
+            );
+            assert!(role.allows(Permission::ReadTables));
+        }
+        assert!(Role::Job.allows(Permission::UseLeases));
+        assert!(!Role::Operator.allows(Permission::UseLeases));
+        assert!(!Role::Scheduler.allows(Permission::UseLeases));
+        assert!(!Role::Job.allows(Permission::ReadEvents));
+    }
+
+    #[test]
+    fn scopes_are_name_prefixes() {
+        let p = Principal {
+            name: "team".into(),
+            role: Role::Job,
+            scopes: vec!["sales.".into(), "crm.raw".into()],
+        };
+        assert!(p.sees("sales.orders"));
+        assert!(p.sees("crm.raw_contacts"));
+        assert!(!p.sees("salesx.orders"));
+        assert!(!p.sees("hr.people"));
+        assert!(Principal::anonymous().sees("anything.at_all"));
+    }
+}

@@ -1,0 +1,119 @@
+//! `sluice token ...`: create, list and revoke bearer tokens, straight in
+//! the database (so the first admin token can be made before any exists).
+
+use crate::config::{FileConfig, StorageArgs};
+use clap::Subcommand;
+use sluice_core::{Millis, Role, TableName};
+use sluice_store::Store;
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Create a token and print it (once: only its hash is stored).
+    Create {
+        /// A unique name: who or what uses the token.
+        #[arg(long)]
+        name: String,
+        /// job, scheduler, operator or admin.
+        #[arg(long)]
+        role: String,
+        /// Limit the token to tables whose names start with this prefix
+        /// (e.g. `sales.`); repeat for several. None: every table.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Days until the token expires; none: it does not.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Revoke a token by name.
+    Revoke {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+pub async fn run(cmd: TokenCmd, file: &FileConfig) -> anyhow::Result<()> {
+    let now = sluice_store::system_now();
+    match cmd {
+        TokenCmd::Create {
+            name,
+            role,
+            scopes,
+            expires_in_days,
+            storage,
+        } => {
+            let role = Role::parse(&role).ok_or_else(|| {
+                anyhow::anyhow!("unknown role `{role}`: job, scheduler, operator or admin")
+            })?;
+            anyhow::ensure!(
+                !name.trim().is_empty() && name.len() <= 256 && !name.chars().any(char::is_control),
+                "the name must be 1 to 256 characters"
+            );
+            for scope in &scopes {
+                anyhow::ensure!(
+                    valid_scope(scope),
+                    "scope `{scope}` is not a table name prefix"
+                );
+            }
+            let expires_at = expires_in_days.map(|d| Millis(now.0 + i64::from(d) * 86_400_000));
+            let (token, record) = sluice_api::auth::new_token(&name, role, scopes, expires_at, now);
+            let tokens = Store::open_tokens(&storage.resolve(&file.database).0).await?;
+            anyhow::ensure!(
+                tokens.create(&record).await?,
+                "a token named `{name}` exists already"
+            );
+            eprintln!(
+                "created token `{name}` (role {}); it is shown only now:",
+                role.as_str()
+            );
+            println!("{token}");
+        }
+        TokenCmd::List { storage } => {
+            let tokens = Store::open_tokens(&storage.resolve(&file.database).0).await?;
+            println!(
+                "{:<24} {:<10} {:<24} {:<26} {:<26} revoked",
+                "name", "role", "scopes", "created", "expires"
+            );
+            for t in tokens.list().await? {
+                let scopes = if t.scopes.is_empty() {
+                    "*".to_owned()
+                } else {
+                    t.scopes.join(",")
+                };
+                println!(
+                    "{:<24} {:<10} {:<24} {:<26} {:<26} {}",
+                    t.name,
+                    t.role.as_str(),
+                    scopes,
+                    t.created_at.to_rfc3339(),
+                    t.expires_at.map_or("never".into(), Millis::to_rfc3339),
+                    t.revoked_at.map_or("no".into(), Millis::to_rfc3339),
+                );
+            }
+        }
+        TokenCmd::Revoke { name, storage } => {
+            let tokens = Store::open_tokens(&storage.resolve(&file.database).0).await?;
+            anyhow::ensure!(
+                tokens.revoke(&name, now).await?,
+                "no live token named `{name}`"
+            );
+            eprintln!("revoked token `{name}`; servers refuse it within 5 s");
+        }
+    }
+    Ok(())
+}
+
+/// A scope is the start of a table name: `sales.` or `sales.ord`.
+fn valid_scope(scope: &str) -> bool {
+    let probe = format!("{scope}x");
+    !scope.is_empty()
+        && (TableName::parse(&probe).is_ok() || TableName::parse(&format!("{probe}.x")).is_ok())
+}
