@@ -69,8 +69,7 @@ impl Default for ApiConfig {
         (name = "tables", description = "Tables and their lease settings"),
         (name = "events", description = "The event log"),
         (name = "operations", description = "Health and readiness"),
-    ),
-    modifiers(&Security)
+    )
 )]
 struct ApiDoc;
 
@@ -141,13 +140,21 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(routes::health::router())
 }
 
+/// The routes and their OpenAPI document.
+fn parts() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut spec) = api().split_for_parts();
+    // After the routes are in: the modifier walks every path.
+    utoipa::Modify::modify(&Security, &mut spec);
+    (router, spec)
+}
+
 /// The OpenAPI document, as served at `/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().split_for_parts().1
+    parts().1
 }
 
 pub fn router(state: AppState, config: ApiConfig) -> Router {
-    let (router, spec) = api().split_for_parts();
+    let (router, spec) = parts();
     let spec = std::sync::Arc::new(spec);
     let timeout = config.request_timeout;
     router
