@@ -9,7 +9,6 @@
 # Builds nothing: runs $SLUICE_BIN, else target/debug/sluice.
 # Environment:
 #   SLUICE_BIN          the sluice binary (default target/debug/sluice)
-#   SLUICE_TOKEN        if set, sent as `Authorization: Bearer $SLUICE_TOKEN`
 #   FUZZ_MAX_EXAMPLES   generated cases per operation (fuzzing phase) and
 #                       scenarios (stateful phase); default 100 (~15 s on 2 cores)
 #   FUZZ_SEED           hypothesis seed (default 1; fixed so runs repeat)
@@ -107,20 +106,21 @@ free_port() {
   "$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-AUTH=()
-if [ -n "${SLUICE_TOKEN:-}" ]; then
-  AUTH=(-H "Authorization: Bearer $SLUICE_TOKEN")
-fi
 
 start_server() {
   local attempt port
   for attempt in 1 2 3 4 5; do
     port=$(free_port)
     rm -rf "$WORK/data" && mkdir -p "$WORK/data"
+    # Authentication on, as the spec says, with an admin token so that every
+    # operation is reachable (schemathesis also sends requests without it).
+    SLUICE_TOKEN=$(env -u SLUICE__DATABASE__URL -u SLUICE_CONFIG \
+      "$BIN" token create --name fuzz --role admin --data-dir "$WORK/data" 2>/dev/null)
+    AUTH=(-H "Authorization: Bearer $SLUICE_TOKEN")
     # SQLite whatever the caller's environment says (test.sh exports a
     # PostgreSQL URL for other tests).
     NO_COLOR=1 env -u SLUICE__DATABASE__URL -u SLUICE_CONFIG -u SLUICE__SERVER__BIND \
-      "$BIN" serve --bind "127.0.0.1:$port" --data-dir "$WORK/data" >"$WORK/server.log" 2>&1 &
+      "$BIN" serve --bind "127.0.0.1:$port" --data-dir "$WORK/data" --auth on >"$WORK/server.log" 2>&1 &
     SERVER_PID=$!
     BASE=http://127.0.0.1:$port
     for _ in $(seq 100); do

@@ -15,3 +15,6 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo build --workspace --bins --quiet
 cargo test --workspace
+# schemathesis against the committed spec on a live server: no 5xx, no
+# response outside the spec, no invalid request accepted.
+scripts/fuzz.sh

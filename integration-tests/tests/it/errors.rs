@@ -1286,3 +1286,37 @@ async fn two_hundred_concurrent_bad_requests_never_get_a_5xx(s: Server) {
     let ready = send(c, Method::GET, "/readyz", None).await;
     assert_eq!(ready.status, 200, "{ready:?}");
 }
+
+#[tokio::test]
+async fn a_body_that_is_json_but_not_an_object_is_refused() {
+    let s = Server::sqlite().await;
+    s.client
+        .put_table("sales.orders", serde_json::json!({}))
+        .await
+        .unwrap();
+    for (path, body) in [
+        (
+            "/v1/tables/sales.orders/leases",
+            serde_json::json!(["read", "me", 60]),
+        ),
+        ("/v1/tables/sales.orders", serde_json::json!([null, null])),
+        ("/v1/tables/sales.orders", serde_json::json!(7)),
+    ] {
+        let method = if path.ends_with("leases") {
+            reqwest::Method::POST
+        } else {
+            reqwest::Method::PUT
+        };
+        let answer = s.client.send(method, path, Some(&body)).await.unwrap();
+        assert_eq!(
+            (answer.status, answer.error_type()),
+            (422, Some("invalid_request")),
+            "{path} {body}: {answer:?}"
+        );
+    }
+    let view = s.client.table_leases("sales.orders").await.unwrap();
+    assert!(
+        view.body["holders"].as_array().unwrap().is_empty(),
+        "no lease was granted"
+    );
+}
