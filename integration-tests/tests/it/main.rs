@@ -7,6 +7,7 @@ mod config;
 mod crash;
 mod errors;
 mod leases;
+mod limits;
 mod replicas;
 mod spec;
 mod tables;

@@ -69,6 +69,7 @@ impl From<RuleError> for ApiError {
             | RuleError::IdempotencyConflict { .. } => StatusCode::CONFLICT,
             RuleError::TokenRequired(_) => StatusCode::BAD_REQUEST,
             RuleError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            RuleError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
         };
         ApiError::new(status, error.kind(), error.to_string())
     }

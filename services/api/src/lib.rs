@@ -27,29 +27,43 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     pub store: Store,
     pub auth: std::sync::Arc<auth::Authenticator>,
+    /// Acquires refuse to queue behind this many waiters.
+    pub max_waiters_per_table: u32,
+    /// One permit per open long-poll.
+    pub long_polls: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
-    /// `auth_required`: every `/v1` call must present a valid token.
-    pub fn new(store: Store, auth_required: bool) -> AppState {
-        let auth = auth::Authenticator::new(store.tokens().clone(), auth_required);
+    pub fn new(store: Store, config: &ApiConfig) -> AppState {
+        let auth = auth::Authenticator::new(store.tokens().clone(), config.auth_required);
         AppState {
             store,
             auth: std::sync::Arc::new(auth),
+            max_waiters_per_table: config.max_waiters_per_table,
+            long_polls: std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_long_polls)),
         }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
+    /// Every `/v1` call must present a valid bearer token.
+    pub auth_required: bool,
     /// Longest a request may run; long-polls end before it.
     pub request_timeout: Duration,
+    /// Most leases waiting on one table; more are refused with 429.
+    pub max_waiters_per_table: u32,
+    /// Most long-polls open at once; more are refused with 429.
+    pub max_long_polls: usize,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
+            auth_required: true,
             request_timeout: Duration::from_secs(u64::from(dto::MAX_WAIT_SECONDS) + 30),
+            max_waiters_per_table: 1000,
+            max_long_polls: 10_000,
         }
     }
 }
@@ -194,10 +208,32 @@ pub fn router(state: AppState, config: ApiConfig) -> Router {
             auth::authenticate,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(limit_headers))
         .layer(axum::middleware::from_fn(
             move |req: Request, next: Next| async move { time_limit(req, next, timeout).await },
         ))
         .with_state(state)
+}
+
+/// Largest total size of a request's headers.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Refuse oversized headers with the JSON error body.
+async fn limit_headers(req: Request, next: Next) -> Response {
+    let size: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if size > MAX_HEADER_BYTES {
+        return ApiError::new(
+            axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!("request headers exceed {MAX_HEADER_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// Bound every request's time, answering with the JSON error body.

@@ -16,6 +16,8 @@ pub struct AcquireRequest {
     pub idempotency_key: Option<String>,
     pub purpose: Option<String>,
     pub pin_snapshot_id: Option<i64>,
+    /// Refuse the request if it would wait behind this many waiters already.
+    pub max_waiters: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,6 +19,8 @@ pub enum RuleError {
     },
     #[error("idempotency key `{key}` was used for a different request on this table")]
     IdempotencyConflict { key: String },
+    #[error("{limit} leases already wait for this table; try again later")]
+    QueueFull { limit: u32 },
     #[error("{0}")]
     Invalid(String),
 }
@@ -38,6 +40,7 @@ impl RuleError {
                 _ => "lease_released",
             },
             RuleError::IdempotencyConflict { .. } => "idempotency_conflict",
+            RuleError::QueueFull { .. } => "queue_full",
             RuleError::Invalid(_) => "invalid_request",
         }
     }

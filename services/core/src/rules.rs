@@ -222,15 +222,26 @@ fn acquire(
         idempotency_key: request.idempotency_key.clone(),
         pin_snapshot_id: request.pin_snapshot_id,
     };
+    let data = json!({ "mode": lease.mode, "holder": lease.holder, "purpose": lease.purpose,
+                       "ttl_seconds": lease.ttl_seconds, "pin_snapshot_id": lease.pin_snapshot_id });
+    let waiting = state.waiters().count();
+    state.live.push(lease);
+    // A full queue refuses newcomers that would have to wait; one that is
+    // granted at once takes no place in it.
+    if waiting >= request.max_waiters as usize && !may_grant(state, state.live.len() - 1, now) {
+        state.live.pop();
+        state.last_seq -= 1;
+        return Err(RuleError::QueueFull {
+            limit: request.max_waiters,
+        });
+    }
     events.push(event(
         state,
         now,
         EventKind::LeaseRequested,
-        Some(lease.id),
-        json!({ "mode": lease.mode, "holder": lease.holder, "purpose": lease.purpose,
-                "ttl_seconds": lease.ttl_seconds, "pin_snapshot_id": lease.pin_snapshot_id }),
+        Some(request.lease_id),
+        data,
     ));
-    state.live.push(lease);
     Ok(Some((request.lease_id, false)))
 }
 

@@ -45,6 +45,8 @@ pub struct ServerSection {
     pub bind: Option<String>,
     /// auto, on or off (see `sluice serve --help`).
     pub auth: Option<String>,
+    pub max_waiters_per_table: Option<u32>,
+    pub max_long_polls: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

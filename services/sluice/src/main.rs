@@ -42,6 +42,12 @@ enum Cmd {
         /// `auto` (default): off only for SQLite on a loopback address.
         #[arg(long, env = "SLUICE__SERVER__AUTH", value_parser = ["auto", "on", "off"])]
         auth: Option<String>,
+        /// Most leases that may wait on one table (default 1000).
+        #[arg(long, env = "SLUICE__SERVER__MAX_WAITERS_PER_TABLE")]
+        max_waiters_per_table: Option<u32>,
+        /// Most long-polls open at once (default 10000).
+        #[arg(long, env = "SLUICE__SERVER__MAX_LONG_POLLS")]
+        max_long_polls: Option<usize>,
         #[command(flatten)]
         storage: StorageArgs,
     },
@@ -86,6 +92,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Serve {
             bind,
             auth,
+            max_waiters_per_table,
+            max_long_polls,
             storage,
         } => {
             init_logging();
@@ -96,7 +104,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .or(file.server.auth.clone())
                 .unwrap_or_else(|| "auto".to_owned());
             let (store_config, writer) = storage.resolve(&file.database);
-            serve(&bind, &auth, store_config, writer).await
+            let defaults = ApiConfig::default();
+            let api = ApiConfig {
+                max_waiters_per_table: max_waiters_per_table
+                    .or(file.server.max_waiters_per_table)
+                    .unwrap_or(defaults.max_waiters_per_table),
+                max_long_polls: max_long_polls
+                    .or(file.server.max_long_polls)
+                    .unwrap_or(defaults.max_long_polls),
+                ..defaults
+            };
+            serve(&bind, &auth, api, store_config, writer).await
         }
         Cmd::Token(cmd) => token_cli::run(cmd, &file).await,
     }
@@ -105,6 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(
     bind: &str,
     auth: &str,
+    api: ApiConfig,
     store_config: sluice_store::StoreConfig,
     writer: sluice_store::WriterConfig,
 ) -> anyhow::Result<()> {
@@ -131,7 +150,11 @@ async fn serve(
             tracing::warn!("AUTHENTICATION WAS TURNED OFF EXPLICITLY on a server that others can reach or share");
         }
     }
-    let app = sluice_api::router(AppState::new(store, auth_required), ApiConfig::default());
+    let api = ApiConfig {
+        auth_required,
+        ..api
+    };
+    let app = sluice_api::router(AppState::new(store, &api), api);
     tracing::info!(
         "sluice listening on http://{} (storage: {})",
         listener.local_addr()?,

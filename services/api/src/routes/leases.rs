@@ -39,6 +39,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 400, description = "Malformed request", body = ErrorBody),
         (status = 404, description = "Unknown table", body = ErrorBody),
         (status = 409, description = "The idempotency key names a different or ended lease", body = ErrorBody),
+        (status = 429, description = "The table's queue is full, or too many long-polls are open", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
@@ -59,8 +60,12 @@ async fn acquire(
         idempotency_key: dto::idempotency_key(body.idempotency_key)?,
         purpose: dto::purpose(body.purpose)?,
         pin_snapshot_id: body.pin_snapshot_id,
+        max_waiters: app.max_waiters_per_table,
     };
     let wait = wait_seconds(body.wait_seconds)?;
+    // Refuse before acquiring: a lease must not be queued for a caller we
+    // then cannot answer.
+    let _permit = long_poll_permit(&app, wait)?;
     // Subscribe before the acquire commits, so that a grant right after it
     // cannot slip past the long-poll.
     let wakes = (wait > 0).then(|| app.store.hub().subscribe(&table));
@@ -103,6 +108,7 @@ async fn acquire(
         (status = 400, description = "Malformed id or query", body = ErrorBody),
         (status = 404, description = "Unknown lease", body = ErrorBody),
         (status = 422, description = "wait_seconds out of range", body = ErrorBody),
+        (status = 429, description = "Too many long-polls are open", body = ErrorBody),
     ))]
 async fn get_lease(
     State(app): State<AppState>,
@@ -113,6 +119,7 @@ async fn get_lease(
     caller.require(Permission::ReadLeases)?;
     let id = parse_lease_id(&lease_id)?;
     let wait = wait_seconds(params.wait_seconds)?;
+    let _permit = long_poll_permit(&app, wait)?;
     let Some(mut view) = app.store.lease(id).await? else {
         return Err(RuleError::LeaseNotFound(id).into());
     };
@@ -256,6 +263,27 @@ fn lease_answer(reply: Reply) -> Result<axum::Json<LeaseBody>, ApiError> {
         } => Ok(axum::Json(LeaseBody::new(lease, position))),
         Reply::Table { .. } => unreachable!("lease commands answer a lease"),
     }
+}
+
+/// A place among the open long-polls, when the call may wait.
+fn long_poll_permit(
+    app: &AppState,
+    wait: u32,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ApiError> {
+    if wait == 0 {
+        return Ok(None);
+    }
+    app.long_polls
+        .clone()
+        .try_acquire_owned()
+        .map(Some)
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_long_polls",
+                "too many long-polls are open on this server; retry shortly",
+            )
+        })
 }
 
 fn wait_seconds(value: Option<i64>) -> Result<u32, ApiError> {

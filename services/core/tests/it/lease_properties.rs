@@ -379,6 +379,7 @@ impl Harness {
                         idempotency_key: key.map(|k| format!("key-{k}")),
                         purpose: Some("property test".into()),
                         pin_snapshot_id: pin_snapshot.then_some(42),
+                        max_waiters: u32::MAX,
                     },
                 }
             }

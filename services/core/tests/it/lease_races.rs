@@ -655,3 +655,30 @@ fn a_heartbeat_of_a_grant_without_its_token_is_refused_and_does_not_extend_it() 
     assert_eq!(error_kind(&outcome), "token_required");
     assert_eq!(table.lease(lease).expires_at, before);
 }
+
+#[test]
+fn a_full_queue_refuses_a_newcomer_that_would_wait_but_not_one_granted_at_once() {
+    // Arrange: a writer holds; two readers wait; the limit is two waiters.
+    let mut table = Table::new(DEFAULT_MAX_COMPACTION_DEFERRAL_SECONDS);
+    let writer = lease_id(1);
+    table.granted(writer, Mode::Write, 60);
+    table.queued(lease_id(2), Mode::Read, 60);
+    table.queued(lease_id(3), Mode::Read, 60);
+    let before = table.state.clone();
+    let full = |id| {
+        let mut r = request(lease_id(id), Mode::Read, 60);
+        r.max_waiters = 2;
+        acquire_request(r)
+    };
+
+    // Act + Assert: a third waiter is refused and changes nothing.
+    let outcome = table.run(&full(4));
+    assert_eq!(error_kind(&outcome), "queue_full");
+    assert_eq!(table.state, before);
+
+    // Once the writer is gone the readers hold, and a reader is let in at once.
+    let token = table.token(writer);
+    table.run(&release(writer, token));
+    let outcome = table.run(&full(5));
+    assert_eq!(answered_lease(&outcome).state, LeaseState::Granted);
+}

@@ -35,6 +35,7 @@ pub fn request(id: LeaseId, mode: Mode, ttl_seconds: u32) -> AcquireRequest {
         idempotency_key: None,
         purpose: None,
         pin_snapshot_id: None,
+        max_waiters: u32::MAX,
     }
 }
 
