@@ -47,6 +47,8 @@ pub struct ServerSection {
     pub auth: Option<String>,
     pub max_waiters_per_table: Option<u32>,
     pub max_long_polls: Option<usize>,
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

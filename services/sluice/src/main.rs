@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod tls;
 mod token_cli;
 
 use anyhow::Context;
@@ -48,6 +49,12 @@ enum Cmd {
         /// Most long-polls open at once (default 10000).
         #[arg(long, env = "SLUICE__SERVER__MAX_LONG_POLLS")]
         max_long_polls: Option<usize>,
+        /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+        #[arg(long, env = "SLUICE__SERVER__TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, env = "SLUICE__SERVER__TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
         #[command(flatten)]
         storage: StorageArgs,
     },
@@ -94,6 +101,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             auth,
             max_waiters_per_table,
             max_long_polls,
+            tls_cert,
+            tls_key,
             storage,
         } => {
             init_logging();
@@ -114,7 +123,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .unwrap_or(defaults.max_long_polls),
                 ..defaults
             };
-            serve(&bind, &auth, api, store_config, writer).await
+            let tls = tls_cert
+                .or(file.server.tls_cert.clone())
+                .zip(tls_key.or(file.server.tls_key.clone()));
+            serve(&bind, &auth, tls, api, store_config, writer).await
         }
         Cmd::Token(cmd) => token_cli::run(cmd, &file).await,
     }
@@ -123,6 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(
     bind: &str,
     auth: &str,
+    tls: Option<(PathBuf, PathBuf)>,
     api: ApiConfig,
     store_config: sluice_store::StoreConfig,
     writer: sluice_store::WriterConfig,
@@ -156,16 +169,24 @@ async fn serve(
     };
     let app = sluice_api::router(AppState::new(store, &api), api);
     tracing::info!(
-        "sluice listening on http://{} (storage: {})",
+        "sluice listening on {}://{} (storage: {})",
+        if tls.is_some() { "https" } else { "http" },
         listener.local_addr()?,
         config::describe(&store_config)
     );
     let stop = CancellationToken::new();
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop.clone().cancelled_owned())
-            .into_future(),
-    );
+    let server = match tls {
+        Some((cert, key)) => tokio::spawn(
+            axum::serve(tls::TlsListener::new(listener, &cert, &key)?, app)
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .into_future(),
+        ),
+        None => tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .into_future(),
+        ),
+    };
     shutdown_signal().await;
     tracing::info!(
         "shutting down; draining requests for up to {} s",
