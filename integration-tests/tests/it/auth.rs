@@ -311,3 +311,66 @@ async fn the_embedded_default_runs_without_tokens_and_says_so_loudly() {
         s.log_text()
     );
 }
+
+#[tokio::test]
+async fn sqlite_on_a_non_loopback_address_requires_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = std::process::Command::new(crate::harness::binary())
+        .args(["serve", "--bind", &format!("0.0.0.0:{port}"), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = Client::new(&format!("http://127.0.0.1:{port}"));
+    let mut answer = None;
+    for _ in 0..100 {
+        if let Ok(a) = client.send(reqwest::Method::GET, "/v1/tables", None).await {
+            answer = Some(a);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let answer = answer.expect("the server answered");
+    assert_eq!(
+        (answer.status, answer.error_type()),
+        (401, Some("missing_token"))
+    );
+}
+
+#[tokio::test]
+async fn a_listed_token_never_shows_its_secret() {
+    let s = Server::sqlite_with(&["--auth", "on"]).await;
+    let token = s.create_token("ci-bot", "job", &["sales."], &["--expires-in-days", "30"]);
+    let secret = token.rsplit('_').next().unwrap();
+    let list = std::process::Command::new(crate::harness::binary())
+        .args(["token", "list", "--data-dir"])
+        .arg(s.data_dir())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success());
+    assert!(
+        text.contains("ci-bot") && text.contains("job") && text.contains("sales."),
+        "{text}"
+    );
+    assert!(!text.contains(secret), "the secret must never be listed");
+    let name_seen = std::fs::read_dir(s.data_dir()).unwrap().any(|file| {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap_or_default();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "only a hash of the secret is stored"
+        );
+        bytes.windows(6).any(|w| w == b"ci-bot")
+    });
+    assert!(
+        name_seen,
+        "the token's record is in the data dir (database or its WAL)"
+    );
+}
