@@ -23,8 +23,19 @@ use utoipa_axum::router::OpenApiRouter;
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// What handlers share; one `Arc`, so that handing it to each request
+/// (axum clones the state per middleware and handler) costs one increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(std::sync::Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub store: Store,
     pub auth: std::sync::Arc<auth::Authenticator>,
     /// Acquires refuse to queue behind this many waiters.
@@ -36,12 +47,12 @@ pub struct AppState {
 impl AppState {
     pub fn new(store: Store, config: &ApiConfig) -> AppState {
         let auth = auth::Authenticator::new(store.tokens().clone(), config.auth_required);
-        AppState {
+        AppState(std::sync::Arc::new(Shared {
             store,
             auth: std::sync::Arc::new(auth),
             max_waiters_per_table: config.max_waiters_per_table,
             long_polls: std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_long_polls)),
-        }
+        }))
     }
 }
 

@@ -381,29 +381,7 @@ impl Backend for PgBackend {
     }
 
     fn lease(&self, id: LeaseId) -> BoxFuture<'_, Result<Option<LeaseView>, StoreError>> {
-        async move {
-            let row: Option<LeaseRow> = sqlx::query_as(&format!("SELECT {LEASE_COLUMNS} FROM leases WHERE id = $1"))
-                .bind(id.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
-            let Some(row) = row else { return Ok(None) };
-            let lease = Lease::try_from(row)?;
-            let position = match lease.state {
-                sluice_core::LeaseState::Waiting => {
-                    let ahead: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM leases WHERE table_name = $1 AND state = 'waiting' AND seq < $2",
-                    )
-                    .bind(lease.table.as_str())
-                    .bind(lease.seq)
-                    .fetch_one(&self.pool)
-                    .await?;
-                    Some(ahead as u32 + 1)
-                }
-                _ => None,
-            };
-            Ok(Some(LeaseView { lease, position }))
-        }
-        .boxed()
+        async move { crate::rows::read_lease!(&self.pool, id) }.boxed()
     }
 
     fn tables<'a>(

@@ -146,3 +146,38 @@ pub fn add_finished(state: &mut TableState, lease: Lease) {
         state.finished.push(lease);
     }
 }
+
+/// Read a lease and its place in the queue, from either database's pool
+/// (both dialects accept `$n` parameters).
+macro_rules! read_lease {
+    ($pool:expr, $id:expr) => {{
+        let row: Option<$crate::rows::LeaseRow> = sqlx::query_as(&format!(
+            "SELECT {} FROM leases WHERE id = $1",
+            $crate::rows::LEASE_COLUMNS
+        ))
+        .bind($id.to_string())
+        .fetch_optional($pool)
+        .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                let lease = sluice_core::Lease::try_from(row)?;
+                let position = match lease.state {
+                    sluice_core::LeaseState::Waiting => {
+                        let ahead: i64 = sqlx::query_scalar(
+                            "SELECT COUNT(*) FROM leases WHERE table_name = $1 AND state = 'waiting' AND seq < $2",
+                        )
+                        .bind(lease.table.as_str())
+                        .bind(lease.seq)
+                        .fetch_one($pool)
+                        .await?;
+                        Some(ahead as u32 + 1)
+                    }
+                    _ => None,
+                };
+                Ok(Some($crate::LeaseView { lease, position }))
+            }
+        }
+    }};
+}
+pub(crate) use read_lease;

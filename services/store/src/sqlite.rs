@@ -294,29 +294,7 @@ impl Backend for SqliteBackend {
     }
 
     fn lease(&self, id: LeaseId) -> BoxFuture<'_, Result<Option<LeaseView>, StoreError>> {
-        async move {
-            let row: Option<LeaseRow> = sqlx::query_as(&format!("SELECT {LEASE_COLUMNS} FROM leases WHERE id = ?"))
-                .bind(id.to_string())
-                .fetch_optional(&self.readers)
-                .await?;
-            let Some(row) = row else { return Ok(None) };
-            let lease = Lease::try_from(row)?;
-            let position = match lease.state {
-                sluice_core::LeaseState::Waiting => {
-                    let ahead: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM leases WHERE table_name = ? AND state = 'waiting' AND seq < ?",
-                    )
-                    .bind(lease.table.as_str())
-                    .bind(lease.seq)
-                    .fetch_one(&self.readers)
-                    .await?;
-                    Some(ahead as u32 + 1)
-                }
-                _ => None,
-            };
-            Ok(Some(LeaseView { lease, position }))
-        }
-        .boxed()
+        async move { crate::rows::read_lease!(&self.readers, id) }.boxed()
     }
 
     fn tables<'a>(
