@@ -6,6 +6,7 @@ mod tls;
 mod token_cli;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use config::{FileConfig, StorageArgs};
 use sluice_api::{ApiConfig, AppState};
@@ -182,7 +183,7 @@ async fn serve(
                 .into_future(),
         ),
         None => tokio::spawn(
-            axum::serve(listener, app)
+            axum::serve(listener.tap_io(no_delay), app)
                 .with_graceful_shutdown(stop.clone().cancelled_owned())
                 .into_future(),
         ),
@@ -198,6 +199,13 @@ async fn serve(
         Err(_) => tracing::warn!("requests still open after the drain; stopping anyway"),
     }
     Ok(())
+}
+
+/// Answers are small and latency is the point: no Nagle delay.
+fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(error) = tcp.set_nodelay(true) {
+        tracing::debug!(%error, "cannot set TCP_NODELAY");
+    }
 }
 
 async fn shutdown_signal() {
