@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use sluice_core::{Millis, Permission, Principal, Role, TableName};
 use sluice_store::{TokenRecord, Tokens};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
@@ -28,7 +28,7 @@ const PUBLIC: [&str; 3] = ["/healthz", "/readyz", "/openapi.json"];
 pub struct Authenticator {
     tokens: Tokens,
     required: bool,
-    cache: Mutex<HashMap<String, (TokenRecord, Instant)>>,
+    cache: Mutex<HashMap<String, (Arc<TokenRecord>, Instant)>>,
 }
 
 impl Authenticator {
@@ -44,7 +44,7 @@ impl Authenticator {
         self.required
     }
 
-    async fn principal(&self, header: Option<&str>) -> Result<Principal, ApiError> {
+    async fn principal(&self, header: Option<&str>) -> Result<Arc<Principal>, ApiError> {
         let raw = header.ok_or_else(|| {
             unauthenticated("missing_token", "send `Authorization: Bearer <token>`")
         })?;
@@ -74,24 +74,25 @@ impl Authenticator {
         {
             return Err(unauthenticated("token_expired", "this token has expired"));
         }
-        Ok(Principal {
-            name: record.name,
+        Ok(Arc::new(Principal {
+            name: record.name.clone(),
             role: record.role,
-            scopes: record.scopes,
-        })
+            scopes: record.scopes.clone(),
+        }))
     }
 
-    async fn record(&self, id: &str) -> Result<TokenRecord, ApiError> {
+    async fn record(&self, id: &str) -> Result<Arc<TokenRecord>, ApiError> {
         if let Some((record, at)) = self.cache.lock().expect("token cache").get(id) {
             if at.elapsed() < CACHE_FOR {
                 return Ok(record.clone());
             }
         }
-        let record = self
-            .tokens
-            .find(id)
-            .await?
-            .ok_or_else(|| unauthenticated("invalid_token", "unknown token"))?;
+        let record = Arc::new(
+            self.tokens
+                .find(id)
+                .await?
+                .ok_or_else(|| unauthenticated("invalid_token", "unknown token"))?,
+        );
         let mut cache = self.cache.lock().expect("token cache");
         if cache.len() > 10_000 {
             cache.clear();
@@ -116,7 +117,13 @@ fn sha256_hex(secret: &str) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    out
 }
 
 /// A new token: the string to hand out once, and the record to store.
@@ -162,14 +169,17 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
             Err(e) => return e.into_response(),
         }
     } else {
-        Principal::anonymous()
+        ANONYMOUS.clone()
     };
     req.extensions_mut().insert(principal);
     next.run(req).await
 }
 
+static ANONYMOUS: std::sync::LazyLock<Arc<Principal>> =
+    std::sync::LazyLock::new(|| Arc::new(Principal::anonymous()));
+
 /// The authenticated caller, in a handler.
-pub struct Caller(pub Principal);
+pub struct Caller(pub Arc<Principal>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
@@ -177,7 +187,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Caller, ApiError> {
         parts
             .extensions
-            .get::<Principal>()
+            .get::<Arc<Principal>>()
             .cloned()
             .map(Caller)
             .ok_or_else(|| unauthenticated("missing_token", "send `Authorization: Bearer <token>`"))
