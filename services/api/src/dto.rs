@@ -68,16 +68,21 @@ impl From<LeaseState> for LeaseStateBody {
 pub struct AcquireBody {
     pub mode: LeaseMode,
     /// Who asks, e.g. the Glue job run id.
+    #[schema(min_length = 1, max_length = 256)]
     pub holder: String,
     /// 1 to 86400.
+    #[schema(minimum = 1, maximum = 86400)]
     pub ttl_seconds: i64,
     /// Long-poll up to this many seconds for the grant (0, the default, answers at once; at most 300).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 300)]
     pub wait_seconds: Option<i64>,
     /// A retried acquire with the same key returns the same lease.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     pub idempotency_key: Option<String>,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 1024)]
     pub purpose: Option<String>,
     /// The Iceberg snapshot a reader still needs (read leases only).
     #[serde(default)]
@@ -92,12 +97,14 @@ pub struct HeartbeatBody {
     pub token: Option<i64>,
     /// A new TTL from now (1 to 86400); the lease's own TTL if absent.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 86400)]
     pub ttl_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeBody {
+    #[schema(min_length = 1, max_length = 1024)]
     pub reason: String,
 }
 
@@ -112,6 +119,7 @@ pub struct ReleaseParams {
 #[into_params(parameter_in = Query)]
 pub struct WaitParams {
     /// Long-poll while the lease is waiting, up to this many seconds (at most 300).
+    #[param(minimum = 0, maximum = 300)]
     pub wait_seconds: Option<i64>,
 }
 
@@ -182,6 +190,7 @@ pub struct PutTableBody {
     /// How long a waiting write (compaction) request lets new readers pass
     /// it before they queue behind it. Default 86400 (24 h); 0 to 2592000.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 2592000)]
     pub max_compaction_deferral_seconds: Option<i64>,
     /// The catalog the table lives in.
     #[serde(default)]
@@ -254,6 +263,7 @@ pub struct PageParams {
     /// Return names after this one.
     pub after: Option<String>,
     /// 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -261,12 +271,14 @@ pub struct PageParams {
 #[into_params(parameter_in = Query)]
 pub struct EventParams {
     /// Return events with a larger id (default 0: from the start).
+    #[param(minimum = 0)]
     pub after: Option<i64>,
     /// Only this table's events.
     pub table: Option<String>,
     /// Only this kind, e.g. `lease_granted`.
     pub kind: Option<String>,
     /// 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
