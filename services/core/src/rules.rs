@@ -190,6 +190,11 @@ fn acquire(
             "pin_snapshot_id is for read leases only".into(),
         ));
     }
+    // The same command again (a batch retried after its commit's answer was
+    // lost): the lease it made is the answer, never a second grant.
+    if state.find(request.lease_id).is_some() {
+        return Ok(Some((request.lease_id, true)));
+    }
     if let Some(key) = &request.idempotency_key {
         let earlier = state
             .live

@@ -64,6 +64,11 @@ pub fn targets(requests: &[Request]) -> (Vec<TableName>, Vec<LeaseId>) {
     let mut tables = HashSet::new();
     let mut leases = HashSet::new();
     for request in requests {
+        // An acquire's own lease id too: if a retried batch already
+        // committed it, the rules must see it.
+        if let Command::Acquire { request, .. } = &request.command {
+            leases.insert(request.lease_id);
+        }
         match request.command.target() {
             Target::Table(t) => {
                 tables.insert(t);

@@ -682,3 +682,22 @@ fn a_full_queue_refuses_a_newcomer_that_would_wait_but_not_one_granted_at_once()
     let outcome = table.run(&full(5));
     assert_eq!(answered_lease(&outcome).state, LeaseState::Granted);
 }
+
+#[test]
+fn an_acquire_applied_twice_after_a_lost_commit_answer_returns_the_same_lease() {
+    // Arrange: the acquire committed, but its batch is retried.
+    let mut table = Table::new(DEFAULT_MAX_COMPACTION_DEFERRAL_SECONDS);
+    let id = lease_id(1);
+    let first = table.run(&acquire(id, Mode::Write, 60));
+    let granted = answered_lease(&first).clone();
+    let before = table.state.clone();
+
+    // Act
+    let again = table.run(&acquire(id, Mode::Write, 60));
+
+    // Assert: the same grant, no second token, no events.
+    assert_eq!(answered_lease(&again), &granted);
+    assert!(was_replayed(&again));
+    assert_eq!(table.state, before);
+    assert!(events(&again).is_empty());
+}
