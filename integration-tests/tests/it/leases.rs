@@ -167,7 +167,7 @@ async fn a_heartbeat_keeps_a_lease_alive_past_its_ttl(s: Server) {
         .acquire(
             "sales.orders",
             &Acquire {
-                ttl_seconds: 1,
+                ttl_seconds: 2,
                 ..read("job")
             },
         )
@@ -175,7 +175,9 @@ async fn a_heartbeat_keeps_a_lease_alive_past_its_ttl(s: Server) {
         .unwrap()
         .lease()
         .unwrap();
-    for _ in 0..4 {
+    // 3.5 s in all, past the 2 s TTL; each heartbeat leaves 1.5 s of slack
+    // for a busy test machine.
+    for _ in 0..7 {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let hb = c.heartbeat(&r.lease_id, r.token).await.unwrap();
         assert_eq!(hb.status, 200, "{hb:?}");

@@ -48,9 +48,10 @@ async fn more_long_polls_than_allowed_are_refused_with_429() {
         .unwrap();
     let open = {
         let (c, id) = (c.clone(), waiting.lease_id.clone());
-        tokio::spawn(async move { c.lease(&id, 3).await.unwrap() })
+        tokio::spawn(async move { c.lease(&id, 6).await.unwrap() })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Time for the first long-poll to take the only place.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let second = c.lease(&waiting.lease_id, 3).await.unwrap();
     assert_eq!(
         (second.status, second.error_type()),
