@@ -53,14 +53,20 @@ pub async fn while_waiting(
 
 /// Touch a waiting lease (the long-poll is its heartbeat) and read it back.
 pub async fn keep_waiting(store: &Store, id: LeaseId) -> Result<LeaseView, ApiError> {
-    match store
-        .execute(Command::KeepWaiting { lease_id: id })
-        .await??
-    {
+    execute_lease(store, Command::KeepWaiting { lease_id: id }, None).await
+}
+
+/// Run a command that concerns one lease and answer that lease.
+pub async fn execute_lease(
+    store: &Store,
+    command: Command,
+    actor: Option<String>,
+) -> Result<LeaseView, ApiError> {
+    match store.execute_as(command, actor).await?? {
         Reply::Lease {
             lease, position, ..
         } => Ok(LeaseView { lease, position }),
-        Reply::Table { .. } => unreachable!("keep-waiting answers a lease"),
+        Reply::Table { .. } => unreachable!("lease commands answer a lease"),
     }
 }
 

@@ -19,6 +19,21 @@ pub struct Loaded {
     pub lease_tables: HashMap<LeaseId, TableName>,
 }
 
+impl Loaded {
+    /// Put a loaded lease into its table's state: live ones in queue order
+    /// (load them sorted by `seq`), finished ones once.
+    pub fn place(&mut self, lease: Lease) {
+        let Some(state) = self.tables.get_mut(&lease.table) else {
+            return;
+        };
+        if lease.is_live() {
+            state.live.push(lease);
+        } else if state.find(lease.id).is_none() {
+            state.finished.push(lease);
+        }
+    }
+}
+
 /// What a backend writes, and what the writer answers.
 pub struct Applied {
     pub answers: Vec<Result<Reply, RuleError>>,
@@ -56,6 +71,16 @@ impl Applied {
             .filter(|l| l.is_live())
             .map(|l| l.expires_at)
             .min()
+    }
+}
+
+impl From<Applied> for crate::Committed {
+    fn from(applied: Applied) -> crate::Committed {
+        crate::Committed {
+            changed: applied.changed_by_table(),
+            next_expiry: applied.next_expiry(),
+            answers: applied.answers,
+        }
     }
 }
 

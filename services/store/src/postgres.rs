@@ -5,7 +5,7 @@
 
 use crate::batch::{self, Loaded};
 use crate::rows::{self, EventRow, LeaseRow, TableRow, LEASE_COLUMNS, LIVE, TABLE_COLUMNS};
-use crate::sqlite::{parse_names, summaries};
+use crate::rows::{parse_names, summaries};
 use crate::{
     Backend, Committed, Due, EventQuery, Hub, LeaseView, Request, StoreError, TableSummary, Wake,
 };
@@ -156,14 +156,7 @@ impl PgBackend {
             if named.contains(&lease.id) {
                 loaded.lease_tables.insert(lease.id, lease.table.clone());
             }
-            let Some(state) = loaded.tables.get_mut(&lease.table) else {
-                continue;
-            };
-            if lease.is_live() {
-                state.live.push(lease);
-            } else {
-                rows::add_finished(state, lease);
-            }
+            loaded.place(lease);
         }
         Ok((loaded, Millis(now)))
     }
@@ -371,11 +364,7 @@ impl Backend for PgBackend {
             }
             tx.commit().await?;
             tracing::debug!(commands = requests.len(), elapsed = ?started.elapsed(), "batch committed");
-            Ok(Committed {
-                changed: applied.changed_by_table(),
-                next_expiry: applied.next_expiry(),
-                answers: applied.answers,
-            })
+            Ok(applied.into())
         }
         .boxed()
     }

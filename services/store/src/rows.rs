@@ -5,7 +5,8 @@ use sluice_core::{
     TableState,
 };
 
-use crate::StoreError;
+use crate::{StoreError, TableSummary};
+use std::collections::HashMap;
 
 pub const LEASE_COLUMNS: &str = "id, table_name, seq, mode, holder, purpose, state, token, \
      ttl_seconds, requested_at, granted_at, expires_at, ended_at, end_reason, \
@@ -140,13 +141,6 @@ pub const UPSERT_LEASE_CONFLICT: &str = "ON CONFLICT (id) DO UPDATE SET \
      granted_at = excluded.granted_at, expires_at = excluded.expires_at, \
      ended_at = excluded.ended_at, end_reason = excluded.end_reason";
 
-/// Add a finished lease to its table's state unless it is there already.
-pub fn add_finished(state: &mut TableState, lease: Lease) {
-    if state.find(lease.id).is_none() {
-        state.finished.push(lease);
-    }
-}
-
 /// Read a lease and its place in the queue, from either database's pool
 /// (both dialects accept `$n` parameters).
 macro_rules! read_lease {
@@ -181,3 +175,35 @@ macro_rules! read_lease {
     }};
 }
 pub(crate) use read_lease;
+
+pub(crate) fn parse_names(names: Vec<String>) -> Result<Vec<TableName>, StoreError> {
+    names
+        .into_iter()
+        .map(|n| TableName::parse(&n).map_err(|e| StoreError::Corrupt(e.0)))
+        .collect()
+}
+
+/// Join table rows with their live holder and waiter counts.
+pub(crate) fn summaries(
+    rows: Vec<TableRow>,
+    counts: Vec<(String, String, i64)>,
+) -> Result<Vec<TableSummary>, StoreError> {
+    let mut by_table: HashMap<String, (u32, u32)> = HashMap::new();
+    for (table, state, n) in counts {
+        let entry = by_table.entry(table).or_default();
+        match state.as_str() {
+            "granted" => entry.0 = n as u32,
+            _ => entry.1 = n as u32,
+        }
+    }
+    rows.into_iter()
+        .map(|row| {
+            let (holders, waiters) = by_table.get(&row.name).copied().unwrap_or_default();
+            Ok(TableSummary {
+                state: TableState::try_from(row)?,
+                holders,
+                waiters,
+            })
+        })
+        .collect()
+}

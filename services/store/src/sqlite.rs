@@ -2,7 +2,9 @@
 //! process per data directory.
 
 use crate::batch::{self, Loaded};
-use crate::rows::{self, EventRow, LeaseRow, TableRow, LEASE_COLUMNS, LIVE, TABLE_COLUMNS};
+use crate::rows::{
+    self, parse_names, summaries, EventRow, LeaseRow, TableRow, LEASE_COLUMNS, LIVE, TABLE_COLUMNS,
+};
 use crate::{
     system_now, Backend, Committed, Due, EventQuery, LeaseView, Request, StoreError, TableSummary,
 };
@@ -13,7 +15,6 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Sqlite, Transaction};
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
@@ -111,14 +112,7 @@ impl SqliteBackend {
         .await?;
         for row in leases {
             let lease = Lease::try_from(row)?;
-            let Some(state) = loaded.tables.get_mut(&lease.table) else {
-                continue;
-            };
-            if lease.is_live() {
-                state.live.push(lease);
-            } else {
-                rows::add_finished(state, lease);
-            }
+            loaded.place(lease);
         }
         Ok(loaded)
     }
@@ -284,11 +278,7 @@ impl Backend for SqliteBackend {
                 Self::write(&mut tx, &applied).await?;
             }
             tx.commit().await?;
-            Ok(Committed {
-                changed: applied.changed_by_table(),
-                next_expiry: applied.next_expiry(),
-                answers: applied.answers,
-            })
+            Ok(applied.into())
         }
         .boxed()
     }
@@ -383,36 +373,4 @@ impl Backend for SqliteBackend {
     fn max_writers(&self) -> usize {
         1
     }
-}
-
-pub(crate) fn parse_names(names: Vec<String>) -> Result<Vec<TableName>, StoreError> {
-    names
-        .into_iter()
-        .map(|n| TableName::parse(&n).map_err(|e| StoreError::Corrupt(e.0)))
-        .collect()
-}
-
-/// Join table rows with their live holder and waiter counts.
-pub(crate) fn summaries(
-    rows: Vec<TableRow>,
-    counts: Vec<(String, String, i64)>,
-) -> Result<Vec<TableSummary>, StoreError> {
-    let mut by_table: HashMap<String, (u32, u32)> = HashMap::new();
-    for (table, state, n) in counts {
-        let entry = by_table.entry(table).or_default();
-        match state.as_str() {
-            "granted" => entry.0 = n as u32,
-            _ => entry.1 = n as u32,
-        }
-    }
-    rows.into_iter()
-        .map(|row| {
-            let (holders, waiters) = by_table.get(&row.name).copied().unwrap_or_default();
-            Ok(TableSummary {
-                state: TableState::try_from(row)?,
-                holders,
-                waiters,
-            })
-        })
-        .collect()
 }

@@ -10,8 +10,7 @@ use crate::{parse_lease_id, parse_table, waiting, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
 use sluice_core::command::AcquireRequest;
-use sluice_core::{Command, LeaseId, LeaseState, Permission, Reply, RuleError};
-use sluice_store::LeaseView;
+use sluice_core::{Command, LeaseId, LeaseState, Permission, RuleError};
 use std::time::Duration;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -69,17 +68,12 @@ async fn acquire(
     // Subscribe before the acquire commits, so that a grant right after it
     // cannot slip past the long-poll.
     let wakes = (wait > 0).then(|| app.store.hub().subscribe(&table));
-    let reply = app
-        .store
-        .execute_as(Command::Acquire { table, request }, caller.actor())
-        .await??;
-    let Reply::Lease {
-        lease, position, ..
-    } = reply
-    else {
-        unreachable!("acquire answers a lease")
-    };
-    let mut view = LeaseView { lease, position };
+    let mut view = waiting::execute_lease(
+        &app.store,
+        Command::Acquire { table, request },
+        caller.actor(),
+    )
+    .await?;
     if let Some(wakes) = wakes {
         if view.lease.state == LeaseState::Waiting {
             view =
@@ -131,7 +125,7 @@ async fn get_lease(
             .await?;
     } else if view.lease.is_expired_at(sluice_store::system_now()) {
         // Not swept yet: settle its table so the answer is the truth.
-        view = lookup(&app, id).await?;
+        view = waiting::execute_lease(&app.store, Command::Lookup { lease_id: id }, None).await?;
     }
     Ok(axum::Json(view.into()))
 }
@@ -167,7 +161,11 @@ async fn heartbeat(
         token: body.token,
         ttl_seconds,
     };
-    lease_answer(app.store.execute_as(command, caller.actor()).await??)
+    Ok(axum::Json(
+        waiting::execute_lease(&app.store, command, caller.actor())
+            .await?
+            .into(),
+    ))
 }
 
 /// Release a granted lease (`token` required), or cancel a waiting one
@@ -195,7 +193,11 @@ async fn release(
         lease_id: id,
         token: params.token,
     };
-    lease_answer(app.store.execute_as(command, caller.actor()).await??)
+    Ok(axum::Json(
+        waiting::execute_lease(&app.store, command, caller.actor())
+            .await?
+            .into(),
+    ))
 }
 
 /// Revoke a lease (operators): it ends at once, waiting or granted.
@@ -221,7 +223,11 @@ async fn revoke(
         lease_id: id,
         reason: dto::reason(body.reason)?,
     };
-    lease_answer(app.store.execute_as(command, caller.actor()).await??)
+    Ok(axum::Json(
+        waiting::execute_lease(&app.store, command, caller.actor())
+            .await?
+            .into(),
+    ))
 }
 
 /// The role check, and for a scoped token the lease's table (one read).
@@ -241,28 +247,6 @@ async fn authorize(
         caller.require_table(&view.lease.table)?;
     }
     Ok(())
-}
-
-async fn lookup(app: &AppState, id: LeaseId) -> Result<LeaseView, ApiError> {
-    match app
-        .store
-        .execute(Command::Lookup { lease_id: id })
-        .await??
-    {
-        Reply::Lease {
-            lease, position, ..
-        } => Ok(LeaseView { lease, position }),
-        Reply::Table { .. } => unreachable!("lookup answers a lease"),
-    }
-}
-
-fn lease_answer(reply: Reply) -> Result<axum::Json<LeaseBody>, ApiError> {
-    match reply {
-        Reply::Lease {
-            lease, position, ..
-        } => Ok(axum::Json(LeaseBody::new(lease, position))),
-        Reply::Table { .. } => unreachable!("lease commands answer a lease"),
-    }
 }
 
 /// A place among the open long-polls, when the call may wait.
