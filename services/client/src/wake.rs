@@ -46,11 +46,14 @@ pub async fn wake_latencies(
         };
         wait_for_a_waiter(&reader, table).await?;
         let released = Instant::now();
-        reader.release(&held.lease_id, held.token).await?;
+        let release = reader.release(&held.lease_id, held.token).await?;
+        anyhow::ensure!(release.status == 200, "release: {release:?}");
         let (answer, answered) = long_poll.await?;
-        let granted = answer?
+        let answer = answer?;
+        anyhow::ensure!(answer.status == 201, "write not granted: {answer:?}");
+        let granted = answer
             .lease()
-            .ok_or_else(|| anyhow::anyhow!("write not granted"))?;
+            .ok_or_else(|| anyhow::anyhow!("write not granted: {answer:?}"))?;
         samples.push(answered.duration_since(released));
         writer.release(&granted.lease_id, granted.token).await?;
     }
