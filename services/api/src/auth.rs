@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
-use sluice_core::{Millis, Permission, Principal, Role, TableName};
+use sluice_core::{Millis, Permission, Principal, Role, StreamName, TableName};
 use sluice_store::{TokenRecord, Tokens};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -225,6 +225,25 @@ impl Caller {
     pub fn require_on(&self, permission: Permission, table: &TableName) -> Result<(), ApiError> {
         self.require(permission)?;
         self.require_table(table)
+    }
+
+    /// The role check, and `stream` within the caller's scopes (scopes are
+    /// name prefixes of tables and streams alike).
+    pub fn require_stream(
+        &self,
+        permission: Permission,
+        stream: &StreamName,
+    ) -> Result<(), ApiError> {
+        self.require(permission)?;
+        if self.0.sees(stream.as_str()) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "out_of_scope",
+                format!("stream `{stream}` is outside this token's scopes"),
+            ))
+        }
     }
 
     pub fn actor(&self) -> Option<String> {

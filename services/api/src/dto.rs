@@ -273,8 +273,10 @@ pub struct EventParams {
     /// Return events with a larger id (default 0: from the start).
     #[param(minimum = 0)]
     pub after: Option<i64>,
-    /// Only this table's events.
+    /// Only this table's events (a stream's events name the table it feeds).
     pub table: Option<String>,
+    /// Only this stream's events.
+    pub stream: Option<String>,
     /// Only this kind, e.g. `lease_granted`.
     pub kind: Option<String>,
     /// 1 to 1000, default 100.
@@ -290,6 +292,9 @@ pub struct EventBody {
     pub kind: String,
     pub table: String,
     pub lease_id: Option<String>,
+    /// For a stream's events: the stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
     /// The principal whose call caused it (`anonymous` without
@@ -305,6 +310,7 @@ impl From<Event> for EventBody {
             kind: e.event.kind.as_str().to_owned(),
             table: e.event.table.to_string(),
             lease_id: e.event.lease_id.map(|l| l.to_string()),
+            stream: e.event.stream.map(String::from),
             data: e.event.data,
             actor: e.event.actor,
         }

@@ -63,10 +63,23 @@ impl IntoResponse for ApiError {
 impl From<RuleError> for ApiError {
     fn from(error: RuleError) -> ApiError {
         let status = match &error {
-            RuleError::TableNotFound(_) | RuleError::LeaseNotFound(_) => StatusCode::NOT_FOUND,
+            RuleError::TableNotFound(_)
+            | RuleError::LeaseNotFound(_)
+            | RuleError::StreamNotFound(_)
+            | RuleError::BatchNotFound(_)
+            | RuleError::VersionNotFound(_) => StatusCode::NOT_FOUND,
             RuleError::StaleToken { .. }
             | RuleError::LeaseEnded { .. }
-            | RuleError::IdempotencyConflict { .. } => StatusCode::CONFLICT,
+            | RuleError::IdempotencyConflict { .. }
+            | RuleError::StreamTableChange { .. }
+            | RuleError::BatchOpen { .. }
+            | RuleError::StaleBatchToken { .. }
+            | RuleError::BatchFinished { .. }
+            | RuleError::BatchExpired(_)
+            | RuleError::SchemaMismatch { .. }
+            | RuleError::PhaseMismatch { .. }
+            | RuleError::BookmarkRegression(_) => StatusCode::CONFLICT,
+            RuleError::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
             RuleError::TokenRequired(_) => StatusCode::BAD_REQUEST,
             RuleError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             RuleError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -7,6 +7,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod routes;
+pub mod stream_dto;
 pub mod waiting;
 
 use axum::extract::{DefaultBodyLimit, Request};
@@ -85,13 +86,15 @@ impl Default for ApiConfig {
         title = "sluice",
         description = "The control plane of an Iceberg data platform: leases on tables \
                        (hydration read locks, compaction write locks) with fencing tokens, \
-                       queues and a compaction deadline; and the event log.\n\n\
+                       queues and a compaction deadline; CDC streams whose batches advance a \
+                       LOAD -> DELTA bookmark, with history, rewind and reset; and the event log.\n\n\
                        Errors are `{\"error\":{\"type\",\"message\"}}` with a stable `type`.",
         license(name = "Apache-2.0")
     ),
     tags(
         (name = "leases", description = "Read and write leases on tables"),
         (name = "tables", description = "Tables and their lease settings"),
+        (name = "streams", description = "CDC streams: batches and the LOAD -> DELTA bookmark ingestion jobs resume from"),
         (name = "events", description = "The event log"),
         (name = "operations", description = "Health and readiness"),
     )
@@ -174,6 +177,7 @@ fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::leases::router())
         .merge(routes::tables::router())
+        .merge(routes::streams::router())
         .merge(routes::events::router())
         .merge(routes::health::router())
 }

@@ -7,13 +7,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Glue jobs: take, heartbeat and release leases (later: batches, progress).
+    /// Glue jobs: take, heartbeat and release leases; open and commit batches.
     Job,
     /// Schedulers: read tables and their queues (later: compactions, job runs).
     Scheduler,
-    /// Operators: read everything, revoke leases (later: rewind, reset, remap, retry).
+    /// Operators: read everything, revoke leases, rewind and reset bookmarks.
     Operator,
-    /// Administrators: everything, including tables' settings (later: tokens, containers, jobs).
+    /// Administrators: everything, including tables' and streams' settings.
     Admin,
 }
 
@@ -39,10 +39,13 @@ impl Role {
             Role::Admin => true,
             Role::Operator => matches!(
                 permission,
-                ReadTables | ReadLeases | ReadEvents | RevokeLeases
+                ReadTables | ReadLeases | ReadEvents | RevokeLeases | ReadStreams | RewindStreams
             ),
-            Role::Scheduler => matches!(permission, ReadTables | ReadLeases),
-            Role::Job => matches!(permission, ReadTables | ReadLeases | UseLeases),
+            Role::Scheduler => matches!(permission, ReadTables | ReadLeases | ReadStreams),
+            Role::Job => matches!(
+                permission,
+                ReadTables | ReadLeases | UseLeases | ReadStreams | UseBatches
+            ),
         }
     }
 }
@@ -61,6 +64,14 @@ pub enum Permission {
     RevokeLeases,
     /// Read the event log.
     ReadEvents,
+    /// List streams, read a stream, its bookmark, history and batches.
+    ReadStreams,
+    /// Register streams and change their settings.
+    ManageStreams,
+    /// Open, heartbeat, commit and fail batches.
+    UseBatches,
+    /// Rewind or reset a stream's bookmark.
+    RewindStreams,
 }
 
 /// The caller of a request, as its token says.
@@ -113,6 +124,22 @@ mod tests {
         assert!(!Role::Operator.allows(Permission::UseLeases));
         assert!(!Role::Scheduler.allows(Permission::UseLeases));
         assert!(!Role::Job.allows(Permission::ReadEvents));
+    }
+
+    #[test]
+    fn jobs_commit_batches_operators_rewind_admins_register_streams() {
+        for role in Role::ALL {
+            assert!(role.allows(Permission::ReadStreams));
+            assert_eq!(role.allows(Permission::ManageStreams), role == Role::Admin);
+            assert_eq!(
+                role.allows(Permission::UseBatches),
+                matches!(role, Role::Job | Role::Admin)
+            );
+            assert_eq!(
+                role.allows(Permission::RewindStreams),
+                matches!(role, Role::Operator | Role::Admin)
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,13 @@
 //! Errors a caller can cause; each maps to one 4xx with a stable type.
 
-use crate::{lease::LeaseId, lease::LeaseState, names::TableName, Token};
+use crate::{
+    lease::LeaseId,
+    lease::LeaseState,
+    names::{StreamName, TableName},
+    stream::{BatchId, BatchState, Phase},
+    time::Millis,
+    Token,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuleError {
@@ -23,6 +30,43 @@ pub enum RuleError {
     QueueFull { limit: u32 },
     #[error("{0}")]
     Invalid(String),
+    #[error("stream `{0}` is not registered (PUT /v1/streams/{0} first)")]
+    StreamNotFound(StreamName),
+    #[error("stream `{stream}` feeds table `{table}`; a stream cannot change table (register a new stream)")]
+    StreamTableChange {
+        stream: StreamName,
+        table: TableName,
+    },
+    #[error("batch {0} does not exist on this stream")]
+    BatchNotFound(BatchId),
+    #[error("batch {batch_id} of run `{run_id}` is open on this stream until {}; one batch at a time", expires_at.to_rfc3339())]
+    BatchOpen {
+        batch_id: BatchId,
+        run_id: String,
+        expires_at: Millis,
+    },
+    #[error("token {presented} is not the token of batch {batch_id}")]
+    StaleBatchToken { batch_id: BatchId, presented: Token },
+    #[error("batch {batch_id} is {} and can no longer change", state.as_str())]
+    BatchFinished {
+        batch_id: BatchId,
+        state: BatchState,
+    },
+    #[error("batch {0} expired: its run stopped heartbeating within its TTL, so its work must be redone in a new batch")]
+    BatchExpired(BatchId),
+    #[error("the batch saw schema hash {}, but the stream expects `{expected}`", got.as_deref().map_or("(none)".to_owned(), |g| format!("`{g}`")))]
+    SchemaMismatch {
+        expected: String,
+        got: Option<String>,
+    },
+    #[error("the stream is in phase {}: {detail}", phase.as_str())]
+    PhaseMismatch { phase: Phase, detail: String },
+    #[error("the bookmark cannot go back: {0}")]
+    BookmarkRegression(String),
+    #[error("the bookmark is at version {current}, not {expected}")]
+    VersionMismatch { current: i64, expected: i64 },
+    #[error("{0}")]
+    VersionNotFound(String),
 }
 
 impl RuleError {
@@ -42,6 +86,18 @@ impl RuleError {
             RuleError::IdempotencyConflict { .. } => "idempotency_conflict",
             RuleError::QueueFull { .. } => "queue_full",
             RuleError::Invalid(_) => "invalid_request",
+            RuleError::StreamNotFound(_) => "stream_not_found",
+            RuleError::StreamTableChange { .. } => "stream_table_change",
+            RuleError::BatchNotFound(_) => "batch_not_found",
+            RuleError::BatchOpen { .. } => "batch_open",
+            RuleError::StaleBatchToken { .. } => "stale_token",
+            RuleError::BatchFinished { .. } => "batch_finished",
+            RuleError::BatchExpired(_) => "batch_expired",
+            RuleError::SchemaMismatch { .. } => "schema_mismatch",
+            RuleError::PhaseMismatch { .. } => "phase_mismatch",
+            RuleError::BookmarkRegression(_) => "bookmark_regression",
+            RuleError::VersionMismatch { .. } => "version_mismatch",
+            RuleError::VersionNotFound(_) => "version_not_found",
         }
     }
 }

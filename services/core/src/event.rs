@@ -1,7 +1,11 @@
 //! Events: what the rules report with every change. The store appends them
 //! in the same transaction as the change; ids are assigned at commit.
 
-use crate::{lease::LeaseId, names::TableName, time::Millis};
+use crate::{
+    lease::LeaseId,
+    names::{StreamName, TableName},
+    time::Millis,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -14,10 +18,17 @@ pub enum EventKind {
     LeaseRevoked,
     LeaseCancelled,
     TableSettingsChanged,
+    StreamRegistered,
+    StreamSettingsChanged,
+    BatchOpened,
+    BatchCommitted,
+    BatchFailed,
+    BookmarkRewound,
+    BookmarkReset,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::LeaseRequested,
         EventKind::LeaseGranted,
         EventKind::LeaseReleased,
@@ -25,6 +36,13 @@ impl EventKind {
         EventKind::LeaseRevoked,
         EventKind::LeaseCancelled,
         EventKind::TableSettingsChanged,
+        EventKind::StreamRegistered,
+        EventKind::StreamSettingsChanged,
+        EventKind::BatchOpened,
+        EventKind::BatchCommitted,
+        EventKind::BatchFailed,
+        EventKind::BookmarkRewound,
+        EventKind::BookmarkReset,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +54,13 @@ impl EventKind {
             EventKind::LeaseRevoked => "lease_revoked",
             EventKind::LeaseCancelled => "lease_cancelled",
             EventKind::TableSettingsChanged => "table_settings_changed",
+            EventKind::StreamRegistered => "stream_registered",
+            EventKind::StreamSettingsChanged => "stream_settings_changed",
+            EventKind::BatchOpened => "batch_opened",
+            EventKind::BatchCommitted => "batch_committed",
+            EventKind::BatchFailed => "batch_failed",
+            EventKind::BookmarkRewound => "bookmark_rewound",
+            EventKind::BookmarkReset => "bookmark_reset",
         }
     }
 
@@ -49,8 +74,11 @@ impl EventKind {
 pub struct NewEvent {
     pub at: Millis,
     pub kind: EventKind,
+    /// The table the event is about (for a stream's events: the table it feeds).
     pub table: TableName,
     pub lease_id: Option<LeaseId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamName>,
     /// Details of the change (mode, holder, token, reason, settings...).
     pub data: serde_json::Value,
     /// The principal whose call caused the change; none for the server's

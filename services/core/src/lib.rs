@@ -1,4 +1,4 @@
-//! sluice's functional core: domain types, the pure lease rules and the
+//! sluice's functional core: domain types, the pure lease and stream rules and the
 //! ports (traits) that the imperative shell implements.
 //!
 //! Nothing here performs I/O or reads a clock: `now` is always an argument,
@@ -12,6 +12,8 @@ pub mod event;
 pub mod lease;
 pub mod names;
 pub mod rules;
+pub mod stream;
+pub mod stream_rules;
 pub mod table;
 pub mod time;
 
@@ -20,6 +22,8 @@ pub use command::{Command, Reply};
 pub use error::RuleError;
 pub use event::{Event, EventKind, NewEvent};
 pub use lease::{Lease, LeaseId, LeaseState, Mode, Token};
-pub use names::{NameError, TableName};
+pub use names::{NameError, StreamName, TableName};
+pub use stream::{Batch, BatchId, BatchState, Bookmark, BookmarkVersion, Phase, StreamState};
+pub use stream_rules::{StreamCommand, StreamReply};
 pub use table::{TableSettings, TableState};
 pub use time::Millis;

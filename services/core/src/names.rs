@@ -65,6 +65,57 @@ impl fmt::Display for TableName {
     }
 }
 
+/// A CDC stream's name: one or more dot-separated parts (`orders_cdc`,
+/// `sales.orders_cdc`). Token scopes match its prefix as they match tables'.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct StreamName(String);
+
+impl StreamName {
+    pub fn parse(raw: &str) -> Result<StreamName, NameError> {
+        if raw.len() > MAX_NAME_LEN {
+            return Err(NameError(format!(
+                "stream name is longer than {MAX_NAME_LEN} characters"
+            )));
+        }
+        let ok = raw.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+        if !ok {
+            return Err(NameError(format!(
+                "stream name `{raw}`: each dot-separated part must be non-empty and use only letters, digits, `_` or `-`"
+            )));
+        }
+        Ok(StreamName(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for StreamName {
+    type Error = NameError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        StreamName::parse(&value)
+    }
+}
+
+impl From<StreamName> for String {
+    fn from(value: StreamName) -> String {
+        value.0
+    }
+}
+
+impl fmt::Display for StreamName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +140,14 @@ mod tests {
             assert!(TableName::parse(bad).is_err(), "{bad} should be refused");
         }
         assert!(TableName::parse(&format!("a.{}", "x".repeat(300))).is_err());
+    }
+
+    #[test]
+    fn stream_names_may_have_one_part() {
+        assert!(StreamName::parse("orders_cdc").is_ok());
+        assert!(StreamName::parse("sales.orders-cdc").is_ok());
+        for bad in ["", ".x", "x.", "a..b", "a b", "a/b"] {
+            assert!(StreamName::parse(bad).is_err(), "{bad} should be refused");
+        }
     }
 }

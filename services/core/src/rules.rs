@@ -426,6 +426,7 @@ fn event(
         kind,
         table: state.name.clone(),
         lease_id,
+        stream: None,
         data,
         actor: None,
     }

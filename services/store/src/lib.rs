@@ -11,6 +11,7 @@ mod hub;
 mod postgres;
 mod rows;
 mod sqlite;
+mod streams;
 mod sweeper;
 mod tokens;
 mod writer;
@@ -20,7 +21,8 @@ pub use tokens::{TokenRecord, Tokens};
 
 use futures::future::BoxFuture;
 use sluice_core::{
-    Command, Event, EventKind, Lease, LeaseId, Millis, Reply, RuleError, TableName, TableState,
+    Batch, BatchId, BookmarkVersion, Command, Event, EventKind, Lease, LeaseId, Millis, Reply,
+    RuleError, StreamCommand, StreamName, StreamReply, StreamState, TableName, TableState,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -84,6 +86,7 @@ pub struct TableSummary {
 pub struct EventQuery {
     pub after: i64,
     pub table: Option<TableName>,
+    pub stream: Option<StreamName>,
     pub kind: Option<EventKind>,
     pub limit: u32,
     /// Only events of tables with one of these name prefixes (empty: all).
@@ -126,6 +129,35 @@ pub trait Backend: Send + Sync + 'static {
     fn events<'a>(&'a self, query: &'a EventQuery)
         -> BoxFuture<'a, Result<Vec<Event>, StoreError>>;
     fn due(&self) -> BoxFuture<'_, Result<Due, StoreError>>;
+    /// Load, apply and commit stream commands as one transaction.
+    fn run_stream_batch<'a>(
+        &'a self,
+        requests: &'a [StreamRequest],
+    ) -> BoxFuture<'a, Result<Vec<Result<StreamReply, RuleError>>, StoreError>>;
+    /// A stream with its open batch (in `batches`), without a transaction.
+    fn stream<'a>(
+        &'a self,
+        name: &'a StreamName,
+    ) -> BoxFuture<'a, Result<Option<StreamState>, StoreError>>;
+    /// Streams by name after `after`, limited to `scopes` like tables.
+    fn streams<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: u32,
+        scopes: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<StreamState>, StoreError>>;
+    fn batch<'a>(
+        &'a self,
+        stream: &'a StreamName,
+        id: BatchId,
+    ) -> BoxFuture<'a, Result<Option<Batch>, StoreError>>;
+    /// Bookmark versions after `after_version`, oldest first.
+    fn history<'a>(
+        &'a self,
+        stream: &'a StreamName,
+        after_version: i64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<BookmarkVersion>, StoreError>>;
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// How many transactions may run at once.
     fn max_writers(&self) -> usize;
@@ -138,17 +170,23 @@ pub struct Request {
     pub actor: Option<String>,
 }
 
-pub(crate) struct Job {
-    pub request: Request,
-    pub reply: oneshot::Sender<Result<Result<Reply, RuleError>, StoreError>>,
+/// A stream command and who asked for it (recorded in the history).
+#[derive(Debug, Clone)]
+pub struct StreamRequest {
+    pub command: StreamCommand,
+    pub actor: Option<String>,
 }
+
+type LeaseJob = writer::Job<writer::Leases>;
+type StreamJob = writer::Job<writer::Streams>;
 
 /// The handle the API holds. Cloning is cheap.
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<dyn Backend>,
     tokens: Tokens,
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<LeaseJob>,
+    stream_jobs: mpsc::Sender<StreamJob>,
     hub: Arc<Hub>,
     backend_name: &'static str,
     _guard: Arc<Guard>,
@@ -193,7 +231,18 @@ impl Store {
         let (jobs, rx) = mpsc::channel(4096);
         // The sweeper's next planned look; a commit with an earlier expiry moves it.
         let planned = Arc::new(tokio::sync::watch::channel(None).0);
-        let mut tasks = writer::spawn(backend.clone(), rx, hub.clone(), planned.clone(), writer);
+        let writers = writer.writers.clamp(1, backend.max_writers());
+        let leases = writer::Leases {
+            backend: backend.clone(),
+            hub: hub.clone(),
+            expiry: planned.clone(),
+        };
+        let mut tasks = writer::spawn(Arc::new(leases), rx, writers, &writer);
+        let (stream_jobs, rx) = mpsc::channel(4096);
+        let streams = writer::Streams {
+            backend: backend.clone(),
+        };
+        tasks.extend(writer::spawn(Arc::new(streams), rx, writers, &writer));
         tasks.push(sweeper::spawn(
             backend.clone(),
             jobs.clone(),
@@ -205,6 +254,7 @@ impl Store {
             backend,
             tokens,
             jobs,
+            stream_jobs,
             hub,
             backend_name: name,
             _guard: Arc::new(Guard { tasks, _lock: lock }),
@@ -235,15 +285,46 @@ impl Store {
         command: Command,
         actor: Option<String>,
     ) -> Result<Result<Reply, RuleError>, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let request = Request { command, actor };
-        self.jobs
-            .send(Job { request, reply })
-            .await
-            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the writer dropped the command".into()))?
+        submit(&self.jobs, Request { command, actor }).await
+    }
+
+    /// Run one stream command through group commit on behalf of `actor`.
+    pub async fn execute_stream(
+        &self,
+        command: StreamCommand,
+        actor: Option<String>,
+    ) -> Result<Result<StreamReply, RuleError>, StoreError> {
+        submit(&self.stream_jobs, StreamRequest { command, actor }).await
+    }
+
+    pub async fn stream(&self, name: &StreamName) -> Result<Option<StreamState>, StoreError> {
+        self.backend.stream(name).await
+    }
+
+    pub async fn streams(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        scopes: &[String],
+    ) -> Result<Vec<StreamState>, StoreError> {
+        self.backend.streams(after, limit, scopes).await
+    }
+
+    pub async fn batch(
+        &self,
+        stream: &StreamName,
+        id: BatchId,
+    ) -> Result<Option<Batch>, StoreError> {
+        self.backend.batch(stream, id).await
+    }
+
+    pub async fn history(
+        &self,
+        stream: &StreamName,
+        after_version: i64,
+        limit: u32,
+    ) -> Result<Vec<BookmarkVersion>, StoreError> {
+        self.backend.history(stream, after_version, limit).await
     }
 
     /// Read a lease without a transaction (long-polls re-read through this).
@@ -308,6 +389,20 @@ impl Store {
     pub fn backend_name(&self) -> &'static str {
         self.backend_name
     }
+}
+
+/// Hand a request to a writer and wait for its answer, given after the commit.
+async fn submit<G: writer::Group>(
+    jobs: &mpsc::Sender<writer::Job<G>>,
+    request: G::Request,
+) -> Result<G::Answer, StoreError> {
+    let (reply, answer) = oneshot::channel();
+    jobs.send(writer::Job { request, reply })
+        .await
+        .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+    answer
+        .await
+        .map_err(|_| StoreError::Unavailable("the writer dropped the command".into()))?
 }
 
 /// The wall clock, for the SQLite backend (PostgreSQL uses the database's

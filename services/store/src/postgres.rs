@@ -4,14 +4,20 @@
 //! the touched tables so that other replicas wake their long-polls.
 
 use crate::batch::{self, Loaded};
-use crate::rows::{self, EventRow, LeaseRow, TableRow, LEASE_COLUMNS, LIVE, TABLE_COLUMNS};
+use crate::rows::{
+    self, EventRow, LeaseRow, TableRow, EVENT_COLUMNS, LEASE_COLUMNS, LIVE, TABLE_COLUMNS,
+};
 use crate::rows::{parse_names, summaries};
 use crate::{
-    Backend, Committed, Due, EventQuery, Hub, LeaseView, Request, StoreError, TableSummary, Wake,
+    Backend, Committed, Due, EventQuery, Hub, LeaseView, Request, StoreError, StreamRequest,
+    TableSummary, Wake,
 };
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use sluice_core::{Event, Lease, LeaseId, Millis, TableName, TableState};
+use sluice_core::{
+    Batch, BatchId, BookmarkVersion, Event, Lease, LeaseId, Millis, RuleError, StreamName,
+    StreamReply, StreamState, TableName, TableState,
+};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use std::sync::Arc;
@@ -22,7 +28,7 @@ pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migr
 const CHANNEL: &str = "sluice_tables";
 /// NOTIFY payloads must stay under 8000 bytes.
 const MAX_PAYLOAD: usize = 7000;
-const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::int8";
+pub(crate) const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::int8";
 
 pub struct PgBackend {
     pub(crate) pool: PgPool,
@@ -291,7 +297,7 @@ struct LockedRow {
 }
 
 /// `column` starts with one of the prefixes in parameter `n`, or there are none.
-fn in_scopes(n: u32, column: &str) -> String {
+pub(crate) fn in_scopes(n: u32, column: &str) -> String {
     format!("(cardinality(${n}::text[]) = 0 OR EXISTS (SELECT 1 FROM UNNEST(${n}::text[]) AS p WHERE starts_with({column}, p)))")
 }
 
@@ -406,9 +412,9 @@ impl Backend for PgBackend {
     fn events<'a>(&'a self, q: &'a EventQuery) -> BoxFuture<'a, Result<Vec<Event>, StoreError>> {
         async move {
             let rows: Vec<EventRow> = sqlx::query_as(&format!(
-                "SELECT id, at, kind, table_name, lease_id, data, actor FROM events \
+                "SELECT {EVENT_COLUMNS} FROM events \
                  WHERE id > $1 AND ($2::text IS NULL OR table_name = $2) AND ($3::text IS NULL OR kind = $3) \
-                 AND {} ORDER BY id LIMIT $4",
+                 AND {} AND ($6::text IS NULL OR stream_name = $6) ORDER BY id LIMIT $4",
                 in_scopes(5, "table_name")
             ))
             .bind(q.after)
@@ -416,6 +422,7 @@ impl Backend for PgBackend {
             .bind(q.kind.map(|k| k.as_str()))
             .bind(i64::from(q.limit))
             .bind(&q.scopes)
+            .bind(q.stream.as_ref().map(|s| s.as_str()))
             .fetch_all(&self.pool)
             .await?;
             rows.into_iter().map(Event::try_from).collect()
@@ -455,5 +462,46 @@ impl Backend for PgBackend {
 
     fn max_writers(&self) -> usize {
         64
+    }
+
+    fn run_stream_batch<'a>(
+        &'a self,
+        requests: &'a [StreamRequest],
+    ) -> BoxFuture<'a, Result<Vec<Result<StreamReply, RuleError>>, StoreError>> {
+        crate::streams::postgres::run_batch(&self.pool, requests).boxed()
+    }
+
+    fn stream<'a>(
+        &'a self,
+        name: &'a StreamName,
+    ) -> BoxFuture<'a, Result<Option<StreamState>, StoreError>> {
+        async move { crate::streams::rows::read_stream!(&self.pool, name) }.boxed()
+    }
+
+    fn streams<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: u32,
+        scopes: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<StreamState>, StoreError>> {
+        crate::streams::postgres::list(&self.pool, after, limit, scopes).boxed()
+    }
+
+    fn batch<'a>(
+        &'a self,
+        stream: &'a StreamName,
+        id: BatchId,
+    ) -> BoxFuture<'a, Result<Option<Batch>, StoreError>> {
+        async move { crate::streams::rows::read_batch!(&self.pool, stream, id) }.boxed()
+    }
+
+    fn history<'a>(
+        &'a self,
+        stream: &'a StreamName,
+        after_version: i64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<BookmarkVersion>, StoreError>> {
+        async move { crate::streams::rows::read_history!(&self.pool, stream, after_version, limit) }
+            .boxed()
     }
 }

@@ -1,8 +1,8 @@
 //! Rows as both databases return them, and their mapping to domain types.
 
 use sluice_core::{
-    Event, EventKind, Lease, LeaseId, LeaseState, Millis, Mode, NewEvent, TableName, TableSettings,
-    TableState,
+    Event, EventKind, Lease, LeaseId, LeaseState, Millis, Mode, NewEvent, StreamName, TableName,
+    TableSettings, TableState,
 };
 
 use crate::{StoreError, TableSummary};
@@ -106,6 +106,25 @@ pub struct EventRow {
     pub lease_id: Option<String>,
     pub data: String,
     pub actor: Option<String>,
+    pub stream_name: Option<String>,
+}
+
+/// Columns of [`EventRow`], for SELECTs.
+pub const EVENT_COLUMNS: &str = "id, at, kind, table_name, lease_id, data, actor, stream_name";
+
+/// New events as a JSON array of rows keyed by column name.
+pub fn events_json(events: &[NewEvent]) -> String {
+    let rows: Vec<serde_json::Value> = events
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "at": e.at.0, "kind": e.kind.as_str(), "table_name": e.table.as_str(),
+                "lease_id": e.lease_id.map(|l| l.to_string()), "data": e.data.to_string(),
+                "actor": e.actor, "stream_name": e.stream.as_ref().map(|s| s.as_str()),
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
 }
 
 impl TryFrom<EventRow> for Event {
@@ -123,6 +142,10 @@ impl TryFrom<EventRow> for Event {
                         id.parse::<LeaseId>()
                             .map_err(|_| corrupt("lease id", &id))?,
                     ),
+                    None => None,
+                },
+                stream: match r.stream_name {
+                    Some(s) => Some(StreamName::parse(&s).map_err(|_| corrupt("stream", &s))?),
                     None => None,
                 },
                 data: serde_json::from_str(&r.data).map_err(|_| corrupt("event data", &r.data))?,

@@ -3,14 +3,19 @@
 
 use crate::batch::{self, Loaded};
 use crate::rows::{
-    self, parse_names, summaries, EventRow, LeaseRow, TableRow, LEASE_COLUMNS, LIVE, TABLE_COLUMNS,
+    self, parse_names, summaries, EventRow, LeaseRow, TableRow, EVENT_COLUMNS, LEASE_COLUMNS, LIVE,
+    TABLE_COLUMNS,
 };
 use crate::{
-    system_now, Backend, Committed, Due, EventQuery, LeaseView, Request, StoreError, TableSummary,
+    system_now, Backend, Committed, Due, EventQuery, LeaseView, Request, StoreError, StreamRequest,
+    TableSummary,
 };
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use sluice_core::{Event, Lease, LeaseId, Millis, TableName, TableState};
+use sluice_core::{
+    Batch, BatchId, BookmarkVersion, Event, Lease, LeaseId, Millis, RuleError, StreamName,
+    StreamReply, StreamState, TableName, TableState,
+};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -174,37 +179,34 @@ impl SqliteBackend {
             .execute(&mut **tx)
             .await?;
         }
-        if !applied.events.is_empty() {
-            let events: Vec<serde_json::Value> = applied
-                .events
-                .iter()
-                .map(|e| {
-                    serde_json::json!({
-                        "at": e.at.0, "kind": e.kind.as_str(), "table_name": e.table.as_str(),
-                        "lease_id": e.lease_id.map(|l| l.to_string()), "data": e.data.to_string(),
-                        "actor": e.actor,
-                    })
-                })
-                .collect();
-            // One process writes (the data-dir lock), so ids continue from the
-            // largest, in the batch's order.
-            sqlx::query(
-                "INSERT INTO events (id, at, kind, table_name, lease_id, data, actor) \
-                 SELECT (SELECT COALESCE(MAX(id), 0) FROM events) + key + 1, value ->> 'at', value ->> 'kind', \
-                 value ->> 'table_name', value ->> 'lease_id', value ->> 'data', value ->> 'actor' \
-                 FROM json_each(?1)",
-            )
-            .bind(serde_json::Value::Array(events).to_string())
-            .execute(&mut **tx)
-            .await?;
-        }
-        Ok(())
+        insert_events(tx, &applied.events).await
     }
+}
+
+/// Append events. One process writes (the data-dir lock), so ids continue
+/// from the largest, in the batch's order.
+pub(crate) async fn insert_events(
+    tx: &mut Transaction<'_, Sqlite>,
+    events: &[sluice_core::NewEvent],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO events (id, at, kind, table_name, lease_id, data, actor, stream_name) \
+         SELECT (SELECT COALESCE(MAX(id), 0) FROM events) + key + 1, value ->> 'at', value ->> 'kind', \
+         value ->> 'table_name', value ->> 'lease_id', value ->> 'data', value ->> 'actor', \
+         value ->> 'stream_name' FROM json_each(?1)",
+    )
+    .bind(rows::events_json(events))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// `column` starts with one of the prefixes in parameter `n` (a JSON
 /// array), or the array is empty.
-fn in_scopes(n: u32, column: &str) -> String {
+pub(crate) fn in_scopes(n: u32, column: &str) -> String {
     format!(
         "(?{n} = '[]' OR EXISTS (SELECT 1 FROM json_each(?{n}) WHERE substr({column}, 1, length(value)) = value))"
     )
@@ -321,9 +323,9 @@ impl Backend for SqliteBackend {
     fn events<'a>(&'a self, q: &'a EventQuery) -> BoxFuture<'a, Result<Vec<Event>, StoreError>> {
         async move {
             let rows: Vec<EventRow> = sqlx::query_as(&format!(
-                "SELECT id, at, kind, table_name, lease_id, data, actor FROM events \
+                "SELECT {EVENT_COLUMNS} FROM events \
                  WHERE id > ?1 AND (?2 IS NULL OR table_name = ?2) AND (?3 IS NULL OR kind = ?3) AND {} \
-                 ORDER BY id LIMIT ?4",
+                 AND (?6 IS NULL OR stream_name = ?6) ORDER BY id LIMIT ?4",
                 in_scopes(5, "table_name")
             ))
             .bind(q.after)
@@ -331,6 +333,7 @@ impl Backend for SqliteBackend {
             .bind(q.kind.map(|k| k.as_str()))
             .bind(i64::from(q.limit))
             .bind(json_list(&q.scopes))
+            .bind(q.stream.as_ref().map(|s| s.as_str()))
             .fetch_all(&self.readers)
             .await?;
             rows.into_iter().map(Event::try_from).collect()
@@ -372,5 +375,46 @@ impl Backend for SqliteBackend {
 
     fn max_writers(&self) -> usize {
         1
+    }
+
+    fn run_stream_batch<'a>(
+        &'a self,
+        requests: &'a [StreamRequest],
+    ) -> BoxFuture<'a, Result<Vec<Result<StreamReply, RuleError>>, StoreError>> {
+        crate::streams::sqlite::run_batch(&self.writer, requests).boxed()
+    }
+
+    fn stream<'a>(
+        &'a self,
+        name: &'a StreamName,
+    ) -> BoxFuture<'a, Result<Option<StreamState>, StoreError>> {
+        async move { crate::streams::rows::read_stream!(&self.readers, name) }.boxed()
+    }
+
+    fn streams<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: u32,
+        scopes: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<StreamState>, StoreError>> {
+        crate::streams::sqlite::list(&self.readers, after, limit, scopes).boxed()
+    }
+
+    fn batch<'a>(
+        &'a self,
+        stream: &'a StreamName,
+        id: BatchId,
+    ) -> BoxFuture<'a, Result<Option<Batch>, StoreError>> {
+        async move { crate::streams::rows::read_batch!(&self.readers, stream, id) }.boxed()
+    }
+
+    fn history<'a>(
+        &'a self,
+        stream: &'a StreamName,
+        after_version: i64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<BookmarkVersion>, StoreError>> {
+        async move { crate::streams::rows::read_history!(&self.readers, stream, after_version, limit) }
+            .boxed()
     }
 }

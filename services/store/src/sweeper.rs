@@ -2,7 +2,7 @@
 //! that stopped heartbeating is let in soon after the holder's TTL ends,
 //! even when nobody touches the table.
 
-use crate::{Backend, Hub, Job, Request};
+use crate::{Backend, Hub, LeaseJob, Request};
 use sluice_core::{Command, Millis};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 
 pub(crate) fn spawn(
     backend: Arc<dyn Backend>,
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<LeaseJob>,
     hub: Arc<Hub>,
     planned: Arc<watch::Sender<Option<Millis>>>,
 ) -> tokio::task::JoinHandle<()> {
@@ -28,7 +28,7 @@ pub(crate) fn spawn(
                     for table in due.tables {
                         let (reply, answer) = oneshot::channel();
                         if jobs
-                            .send(Job {
+                            .send(LeaseJob {
                                 request: Request {
                                     command: Command::Sweep { table },
                                     actor: None,

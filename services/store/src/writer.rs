@@ -1,28 +1,44 @@
 //! The writer tasks: group commit. Each drains what is pending (up to a
 //! bound), runs it as one transaction, and answers only after the commit.
+//! Leases and streams each have their own queue and writers.
 
-use crate::{Backend, Committed, Hub, Job, Wake, WriterConfig};
-use sluice_core::Millis;
+use crate::{Backend, Committed, Hub, Request, StoreError, StreamRequest, Wake, WriterConfig};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use sluice_core::{Millis, Reply, RuleError, StreamReply};
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch, Mutex};
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
-pub(crate) fn spawn(
-    backend: Arc<dyn Backend>,
-    jobs: mpsc::Receiver<Job>,
-    hub: Arc<Hub>,
-    expiry: Arc<watch::Sender<Option<Millis>>>,
-    config: WriterConfig,
+/// One kind of command that commits in groups.
+pub(crate) trait Group: Send + Sync + 'static {
+    type Request: Clone + Send + Sync + 'static;
+    type Answer: Send + 'static;
+    /// Run `requests` as one transaction and answer each, in order.
+    fn commit<'a>(
+        &'a self,
+        requests: &'a [Self::Request],
+    ) -> BoxFuture<'a, Result<Vec<Self::Answer>, StoreError>>;
+}
+
+pub(crate) struct Job<G: Group> {
+    pub request: G::Request,
+    pub reply: oneshot::Sender<Result<G::Answer, StoreError>>,
+}
+
+pub(crate) fn spawn<G: Group>(
+    group: Arc<G>,
+    jobs: mpsc::Receiver<Job<G>>,
+    writers: usize,
+    config: &WriterConfig,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let jobs = Arc::new(Mutex::new(jobs));
-    let writers = config.writers.clamp(1, backend.max_writers());
-    (0..writers)
+    let max_batch = config.max_batch.max(1);
+    (0..writers.max(1))
         .map(|_| {
-            let (backend, jobs, hub, expiry) =
-                (backend.clone(), jobs.clone(), hub.clone(), expiry.clone());
-            let max_batch = config.max_batch.max(1);
+            let (group, jobs) = (group.clone(), jobs.clone());
             tokio::spawn(async move {
                 while let Some(batch) = next_batch(&jobs, max_batch).await {
-                    run(&*backend, batch, &hub, &expiry).await;
+                    run(&*group, batch).await;
                 }
             })
         })
@@ -30,7 +46,10 @@ pub(crate) fn spawn(
 }
 
 /// Wait for one command, then take whatever else is already queued.
-async fn next_batch(jobs: &Mutex<mpsc::Receiver<Job>>, max_batch: usize) -> Option<Vec<Job>> {
+async fn next_batch<G: Group>(
+    jobs: &Mutex<mpsc::Receiver<Job<G>>>,
+    max_batch: usize,
+) -> Option<Vec<Job<G>>> {
     let mut jobs = jobs.lock().await;
     let first = jobs.recv().await?;
     let mut batch = vec![first];
@@ -43,21 +62,16 @@ async fn next_batch(jobs: &Mutex<mpsc::Receiver<Job>>, max_batch: usize) -> Opti
     Some(batch)
 }
 
-async fn run(
-    backend: &dyn Backend,
-    batch: Vec<Job>,
-    hub: &Hub,
-    expiry: &watch::Sender<Option<Millis>>,
-) {
+async fn run<G: Group>(group: &G, batch: Vec<Job<G>>) {
     let requests: Vec<_> = batch.iter().map(|j| j.request.clone()).collect();
-    match backend.run_batch(&requests).await {
-        Ok(committed) => answer(batch, committed, hub, expiry),
+    match group.commit(&requests).await {
+        Ok(answers) => answer(batch, answers),
         Err(error) if batch.len() > 1 => {
             // One bad command must not fail its neighbours: retry alone.
             tracing::warn!(%error, commands = batch.len(), "batch failed; retrying its commands one by one");
             for job in batch {
-                match backend.run_batch(std::slice::from_ref(&job.request)).await {
-                    Ok(committed) => answer(vec![job], committed, hub, expiry),
+                match group.commit(std::slice::from_ref(&job.request)).await {
+                    Ok(answers) => answer(vec![job], answers),
                     Err(error) => {
                         tracing::error!(%error, "command failed");
                         let _ = job.reply.send(Err(error));
@@ -75,27 +89,67 @@ async fn run(
     }
 }
 
-fn answer(
-    batch: Vec<Job>,
-    committed: Committed,
-    hub: &Hub,
-    expiry: &watch::Sender<Option<Millis>>,
-) {
-    for (job, answer) in batch.into_iter().zip(committed.answers) {
+fn answer<G: Group>(batch: Vec<Job<G>>, answers: Vec<G::Answer>) {
+    for (job, answer) in batch.into_iter().zip(answers) {
         // The caller may have gone away (client disconnected): the change is
         // committed all the same.
         let _ = job.reply.send(Ok(answer));
     }
-    for (table, leases) in committed.changed {
-        hub.publish(&table, Wake::Changed(Arc::new(leases)));
-    }
-    if let Some(next) = committed.next_expiry {
-        expiry.send_if_modified(|planned| match planned {
-            Some(p) if *p <= next => false,
-            _ => {
-                *planned = Some(next);
-                true
+}
+
+/// Lease commands: after the commit, wake the long-polls of the changed
+/// tables and tell the sweeper about an earlier expiry.
+pub(crate) struct Leases {
+    pub backend: Arc<dyn Backend>,
+    pub hub: Arc<Hub>,
+    pub expiry: Arc<watch::Sender<Option<Millis>>>,
+}
+
+impl Group for Leases {
+    type Request = Request;
+    type Answer = Result<Reply, RuleError>;
+
+    fn commit<'a>(
+        &'a self,
+        requests: &'a [Request],
+    ) -> BoxFuture<'a, Result<Vec<Self::Answer>, StoreError>> {
+        async move {
+            let Committed {
+                answers,
+                changed,
+                next_expiry,
+            } = self.backend.run_batch(requests).await?;
+            for (table, leases) in changed {
+                self.hub.publish(&table, Wake::Changed(Arc::new(leases)));
             }
-        });
+            if let Some(next) = next_expiry {
+                self.expiry.send_if_modified(|planned| match planned {
+                    Some(p) if *p <= next => false,
+                    _ => {
+                        *planned = Some(next);
+                        true
+                    }
+                });
+            }
+            Ok(answers)
+        }
+        .boxed()
+    }
+}
+
+/// Stream commands: nothing waits on them, so the commit is all.
+pub(crate) struct Streams {
+    pub backend: Arc<dyn Backend>,
+}
+
+impl Group for Streams {
+    type Request = StreamRequest;
+    type Answer = Result<StreamReply, RuleError>;
+
+    fn commit<'a>(
+        &'a self,
+        requests: &'a [StreamRequest],
+    ) -> BoxFuture<'a, Result<Vec<Self::Answer>, StoreError>> {
+        self.backend.run_stream_batch(requests)
     }
 }

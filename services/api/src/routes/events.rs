@@ -6,7 +6,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::Query;
 use crate::{parse_table, AppState};
 use axum::extract::State;
-use sluice_core::{EventKind, Permission};
+use sluice_core::{EventKind, Permission, StreamName};
 use sluice_store::EventQuery;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -43,9 +43,17 @@ async fn list_events(
     if let Some(table) = &table {
         caller.require_table(table)?;
     }
+    let stream = params
+        .stream
+        .as_deref()
+        .map(|s| {
+            StreamName::parse(s).map_err(|e| ApiError::bad_request("invalid_stream_name", e.0))
+        })
+        .transpose()?;
     let query = EventQuery {
         after,
         table,
+        stream,
         kind,
         limit: dto::limit(params.limit)?,
         // A scoped token sees only its tables' events.

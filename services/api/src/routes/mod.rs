@@ -3,4 +3,5 @@
 pub mod events;
 pub mod health;
 pub mod leases;
+pub mod streams;
 pub mod tables;

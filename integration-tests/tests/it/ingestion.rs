@@ -1,0 +1,618 @@
+//! An ingestion job that keeps its position only in sluice: the AWS Glue
+//! job over an AWS DMS prefix in `integration-tests/ingest/dms_ingest.py`,
+//! killed mid-load, restarted, following CDC while files arrive, and two
+//! runs racing. The job is always started the same way: the bookmark alone
+//! moves it from the full load to CDC.
+
+use crate::harness::Server;
+use crate::on_both_backends;
+use reqwest::Method;
+use serde_json::{json, Value};
+use sluice_client::client::Client;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+on_both_backends!(
+    a_job_killed_mid_load_resumes_completes_the_load_and_follows_cdc,
+    two_racing_runs_record_every_file_exactly_once,
+);
+
+const STREAM: &str = "sales.orders_cdc";
+const TABLE: &str = "sales.orders";
+/// When the full load started: CDC resumes from here once it is over.
+const CDC_START: &str = "20240501-000000000";
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ingest/dms_ingest.py")
+}
+
+/// Run blocking work (child processes, files) off the async workers.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("blocking task")
+}
+
+/// The folder DMS writes to, the job's target table, and a model of what
+/// that table must hold: LOAD rows then CDC changes, in the order written.
+struct Dms {
+    dir: tempfile::TempDir,
+    loads: Vec<String>,
+    cdcs: Vec<String>,
+    model: BTreeMap<i64, (String, i64)>,
+}
+
+impl Dms {
+    fn new() -> Dms {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("prefix")).expect("prefix dir");
+        Dms {
+            dir,
+            loads: Vec::new(),
+            cdcs: Vec::new(),
+            model: BTreeMap::new(),
+        }
+    }
+
+    fn prefix(&self) -> PathBuf {
+        self.dir.path().join("prefix")
+    }
+
+    fn target(&self) -> PathBuf {
+        self.dir.path().join("target.sqlite")
+    }
+
+    /// Full-load file `n`: every row an upsert.
+    fn load(&mut self, n: u32, rows: &[(i64, &str, i64)]) {
+        let name = format!("LOAD{n:08X}.csv");
+        let mut text = String::from("id,name,amount\n");
+        for &(id, row_name, amount) in rows {
+            text += &format!("{id},{row_name},{amount}\n");
+            self.model.insert(id, (row_name.to_owned(), amount));
+        }
+        self.write(&name, &text);
+        self.loads.push(name);
+    }
+
+    /// CDC file at commit time `stamp` (`YYYYMMDD-HHMMSSmmm`): I, U or D rows.
+    fn cdc(&mut self, stamp: &str, rows: &[(&str, i64, &str, i64)]) {
+        let name = format!("{stamp}.csv");
+        let mut text = String::from("Op,id,name,amount\n");
+        for &(op, id, row_name, amount) in rows {
+            text += &format!("{op},{id},{row_name},{amount}\n");
+            if op == "D" {
+                self.model.remove(&id);
+            } else {
+                self.model.insert(id, (row_name.to_owned(), amount));
+            }
+        }
+        self.write(&name, &text);
+        self.cdcs.push(name);
+    }
+
+    /// Write under a name the job ignores, then rename: the job sees a file
+    /// whole or not at all, as with an S3 object.
+    fn write(&self, name: &str, text: &str) {
+        let tmp = self.prefix().join(format!(".{name}.part"));
+        std::fs::write(&tmp, text).expect("write a DMS file");
+        std::fs::rename(tmp, self.prefix().join(name)).expect("publish a DMS file");
+    }
+
+    /// The model as the job's `--dump` prints a table: `[[id,name,amount],...]`.
+    fn expected(&self) -> Value {
+        self.model
+            .iter()
+            .map(|(id, (name, amount))| json!([id, name, amount]))
+            .collect()
+    }
+}
+
+/// How every run of the job is started: the same flags whatever the phase.
+#[derive(Clone)]
+struct Job {
+    url: String,
+    prefix: PathBuf,
+    target: PathBuf,
+}
+
+impl Job {
+    fn new(s: &Server, dms: &Dms) -> Job {
+        Job {
+            url: s.url.clone(),
+            prefix: dms.prefix(),
+            target: dms.target(),
+        }
+    }
+
+    fn command(&self, run_id: &str, ttl_seconds: u32) -> Command {
+        let args = [
+            "--url".to_owned(),
+            self.url.clone(),
+            "--stream".into(),
+            STREAM.into(),
+            "--prefix".into(),
+            self.prefix.display().to_string(),
+            "--target".into(),
+            self.target.display().to_string(),
+            "--run-id".into(),
+            run_id.into(),
+            "--ttl".into(),
+            ttl_seconds.to_string(),
+            "--files-per-batch".into(),
+            "1".into(),
+            "--cdc-start".into(),
+            CDC_START.into(),
+            // Generous: a run may wait for a killed run's batch to expire or
+            // for a racing run's batches on a slow machine.
+            "--wait".into(),
+            "300".into(),
+        ];
+        // The job is told nothing about phases: the bookmark decides.
+        for flag in args.iter().filter(|a| a.starts_with("--")) {
+            assert!(
+                !["load", "delta", "phase"].iter().any(|p| flag.contains(p)),
+                "{flag} is phase-specific"
+            );
+        }
+        let mut command = Command::new("python3");
+        command
+            .arg(script())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// The target's rows, as `[[id,name,amount],...]` sorted by id.
+    fn dump(&self) -> Value {
+        let output = Command::new("python3")
+            .arg(script())
+            .arg("--dump")
+            .arg("--target")
+            .arg(&self.target)
+            .output()
+            .expect("run python3");
+        assert!(output.status.success(), "{output:?}");
+        serde_json::from_slice(&output.stdout).expect("--dump prints JSON")
+    }
+}
+
+/// The hash of the job's data columns, to register as the expected one.
+fn schema_hash() -> String {
+    let output = Command::new("python3")
+        .arg(script())
+        .arg("--schema-hash")
+        .output()
+        .expect("run python3");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// A run of the job in progress.
+struct Running {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+}
+
+/// A finished run.
+#[derive(Debug)]
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Finished {
+    /// Exit 0, or fail the test with everything the job printed.
+    fn assert_success(&self) {
+        assert!(
+            self.status.success(),
+            "the job failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+    }
+}
+
+impl Running {
+    fn start(mut command: Command) -> Running {
+        let mut child = command.spawn().expect("spawn python3");
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        Running { child, stdout }
+    }
+
+    /// The next line the job prints ("" once it has exited).
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("read the job's output");
+        line
+    }
+
+    /// Wait for the end (a run that hangs is killed after a generous while).
+    /// Its output is a few lines, well within a pipe's buffer, so waiting
+    /// before reading cannot block the job.
+    fn finish(mut self, earlier: &str) -> Finished {
+        let deadline = Instant::now() + Duration::from_secs(400);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the job") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("the job did not finish within 400 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stdout = earlier.to_owned();
+        self.stdout
+            .read_to_string(&mut stdout)
+            .expect("the job's stdout");
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            pipe.read_to_string(&mut stderr).expect("the job's stderr");
+        }
+        Finished {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Running {
+    /// A test that panics mid-run leaves no job behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn run(command: Command) -> Finished {
+    Running::start(command).finish("")
+}
+
+/// The files of each batch a run committed, from its
+/// `batch <id> committed version <v> files [...]` lines.
+fn committed_files(stdout: &str) -> Vec<Vec<String>> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("batch ") && l.contains(" committed version "))
+        .map(|l| {
+            let (_, files) = l.split_once(" files ").expect("a files list");
+            serde_json::from_str::<Vec<String>>(files).expect("files as JSON")
+        })
+        .collect()
+}
+
+async fn get(c: &Client, path: &str) -> Value {
+    let answer = c.send(Method::GET, path, None).await.unwrap();
+    assert_eq!(answer.status, 200, "GET {path}: {answer:?}");
+    answer.body
+}
+
+/// Register the table and the stream over the DMS prefix.
+async fn register(c: &Client, dms: &Dms) {
+    let answer = c.put_table(TABLE, json!({})).await.unwrap();
+    assert!(answer.status == 201 || answer.status == 200, "{answer:?}");
+    let hash = blocking(schema_hash).await;
+    let body = json!({
+        "table": TABLE,
+        "source": {"kind": "dms", "prefix": dms.prefix().display().to_string()},
+        "expected_schema_hash": hash,
+    });
+    let answer = c
+        .send(Method::PUT, &format!("/v1/streams/{STREAM}"), Some(&body))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 201, "{answer:?}");
+}
+
+/// Every version of the bookmark, oldest first, across pages.
+async fn history(c: &Client) -> Vec<Value> {
+    let mut versions = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = get(
+            c,
+            &format!("/v1/streams/{STREAM}/bookmark/history?after_version={after}&limit=3"),
+        )
+        .await;
+        versions.extend(
+            page["versions"]
+                .as_array()
+                .expect("versions")
+                .iter()
+                .cloned(),
+        );
+        match page["next_after_version"].as_i64() {
+            Some(next) => {
+                assert!(next > after, "pages move forward: {page}");
+                after = next;
+            }
+            None => return versions,
+        }
+    }
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| a.iter().map(|s| s.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// What the history must tell whoever ran the job: versions 1..K with no
+/// gap, `created` then one `batch` version per commit; each LOAD file added
+/// to files_done by exactly one version; one move to phase delta, by the
+/// version that added the last LOAD file (CDC files were there already),
+/// starting at the load's start; then one CDC file per version, in order,
+/// each once and none skipped. Returns the version that added each LOAD file.
+fn check_history(versions: &[Value], dms: &Dms) -> BTreeMap<String, Vec<usize>> {
+    let story = serde_json::to_string_pretty(versions).unwrap();
+    let mut added: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut done_before: Vec<String> = Vec::new();
+    let mut to_delta = Vec::new();
+    let mut delta_files = Vec::new();
+    for (i, v) in versions.iter().enumerate() {
+        let number = i + 1;
+        assert_eq!(v["version"], json!(number), "no gap: {story}");
+        let cause = if number == 1 { "created" } else { "batch" };
+        assert_eq!(v["cause"], cause, "version {number}: {story}");
+        let done = strings(&v["load"]["files_done"]);
+        for file in done.iter().filter(|f| !done_before.contains(*f)) {
+            added.entry(file.clone()).or_default().push(number);
+        }
+        done_before = done;
+        if i > 0 && v["phase"] != versions[i - 1]["phase"] {
+            assert_eq!(v["phase"], "delta", "only forward, load to delta: {story}");
+            to_delta.push(number);
+        }
+        if let Some(file) = v["delta"]["file"].as_str() {
+            delta_files.push(file.to_owned());
+        }
+    }
+    for file in &dms.loads {
+        assert_eq!(
+            added.get(file).map(Vec::len),
+            Some(1),
+            "{file} is added by exactly one version: {added:?}\n{story}"
+        );
+    }
+    assert_eq!(added.len(), dms.loads.len(), "{added:?}");
+
+    let last_load = dms.loads.last().expect("LOAD files");
+    assert_eq!(
+        to_delta, added[last_load],
+        "the version that added {last_load} moves to delta, and no other: {story}"
+    );
+    let first_delta = &versions[to_delta[0] - 1]["delta"];
+    assert_eq!(first_delta["file"], Value::Null, "{story}");
+    assert_eq!(first_delta["commit_timestamp"], CDC_START, "{story}");
+
+    // One CDC file per version (files-per-batch 1), strictly increasing,
+    // every one of them: none twice, none skipped.
+    assert!(
+        delta_files.windows(2).all(|w| w[0] < w[1]),
+        "delta files strictly increase: {delta_files:?}"
+    );
+    assert_eq!(delta_files, dms.cdcs, "{story}");
+    assert_eq!(
+        versions.len(),
+        1 + dms.loads.len() + dms.cdcs.len(),
+        "one version per file: {story}"
+    );
+    added
+}
+
+async fn a_job_killed_mid_load_resumes_completes_the_load_and_follows_cdc(s: Server) {
+    let c = &s.client;
+    let mut dms = Dms::new();
+    register(c, &dms).await;
+    // Ids overlap across files, so later LOAD files update earlier rows.
+    dms.load(1, &[(1, "ada", 10), (2, "bob", 20), (3, "cyd", 30)]);
+    dms.load(2, &[(3, "cyd", 31), (4, "dee", 40), (5, "eve", 50)]);
+    dms.load(3, &[(5, "eve", 51), (6, "fay", 60), (7, "gus", 70)]);
+    let job = Job::new(&s, &dms);
+
+    // Run 1 merges LOAD1 and commits it, merges LOAD2 into the table, and
+    // dies before telling sluice. (TTL 5 rather than the job's 2 so that the
+    // open batch can be seen below even on a slow machine.)
+    let killed_run = {
+        let job = job.clone();
+        blocking(move || {
+            let mut command = job.command("glue-run-1", 5);
+            command.env("CRASH_AFTER_WORK", "2");
+            run(command)
+        })
+        .await
+    };
+    assert_eq!(killed_run.status.signal(), Some(9), "{killed_run:?}");
+    assert_eq!(
+        committed_files(&killed_run.stdout),
+        vec![vec!["LOAD00000001.csv".to_owned()]],
+        "{killed_run:?}"
+    );
+    let bookmark = get(c, &format!("/v1/streams/{STREAM}/bookmark")).await;
+    assert_eq!(bookmark["phase"], "load", "{bookmark}");
+    assert_eq!(
+        bookmark["load"]["files_done"],
+        json!(["LOAD00000001.csv"]),
+        "LOAD2 reached the table, not the bookmark: {bookmark}"
+    );
+    let view = get(c, &format!("/v1/streams/{STREAM}")).await;
+    let open = &view["open_batch"];
+    assert_eq!(open["run_id"], "glue-run-1", "{view}");
+    assert_eq!(open["state"], "open", "{view}");
+    let killed_batch = open["batch_id"].as_str().expect("a batch id").to_owned();
+
+    // DMS finishes the load and moves on to CDC: an update of a LOAD row, a
+    // delete, inserts (one inserted and deleted again).
+    dms.cdc(
+        "20240501-000100000",
+        &[
+            ("U", 2, "bob", 21),
+            ("D", 1, "ada", 10),
+            ("I", 8, "hal", 80),
+        ],
+    );
+    dms.cdc(
+        "20240501-000200000",
+        &[
+            ("U", 6, "fay", 61),
+            ("I", 9, "ivy", 90),
+            ("D", 9, "ivy", 90),
+            ("U", 8, "hal", 81),
+        ],
+    );
+
+    // Run 2 waits out the killed batch, redoes LOAD2, does LOAD3 (which
+    // completes the load), then both CDC files, and stops when idle.
+    let second = {
+        let job = job.clone();
+        blocking(move || run(job.command("glue-run-2", 10))).await
+    };
+    second.assert_success();
+    assert_eq!(
+        committed_files(&second.stdout),
+        [
+            "LOAD00000002.csv",
+            "LOAD00000003.csv",
+            "20240501-000100000.csv",
+            "20240501-000200000.csv"
+        ]
+        .map(|f| vec![f.to_owned()]),
+        "{second:?}"
+    );
+    let killed = get(c, &format!("/v1/streams/{STREAM}/batches/{killed_batch}")).await;
+    assert_eq!(killed["state"], "failed", "{killed}");
+    assert_eq!(killed["end_reason"], "expired", "{killed}");
+
+    // Run 3 starts with one new CDC file; two more arrive while it runs
+    // (it sleeps after each batch). It may or may not see them.
+    dms.cdc("20240501-000300000", &[("I", 10, "jon", 100)]);
+    let (dms, third) = {
+        let job = job.clone();
+        blocking(move || {
+            let mut command = job.command("glue-run-3", 10);
+            command.env("SLEEP_PER_BATCH", "1");
+            let mut running = Running::start(command);
+            let first = running.line();
+            assert!(first.starts_with("batch "), "{first}");
+            dms.cdc(
+                "20240501-000400000",
+                &[("U", 10, "jon", 101), ("D", 3, "cyd", 31)],
+            );
+            dms.cdc(
+                "20240501-000500000",
+                &[("I", 11, "kim", 110), ("U", 5, "eve", 52)],
+            );
+            (dms, running.finish(&first))
+        })
+        .await
+    };
+    third.assert_success();
+
+    // Run 4 picks up whatever run 3 did not.
+    let fourth = {
+        let job = job.clone();
+        blocking(move || run(job.command("glue-run-4", 10))).await
+    };
+    fourth.assert_success();
+    let mut later: Vec<Vec<String>> = committed_files(&third.stdout);
+    later.extend(committed_files(&fourth.stdout));
+    assert_eq!(
+        later,
+        dms.cdcs[2..]
+            .iter()
+            .map(|f| vec![f.clone()])
+            .collect::<Vec<_>>(),
+        "{third:?} {fourth:?}"
+    );
+
+    let rows = blocking(move || job.dump()).await;
+    assert_eq!(rows, dms.expected());
+
+    let versions = history(c).await;
+    let added = check_history(&versions, &dms);
+    let run_of = |file: &str| versions[added[file][0] - 1]["run_id"].clone();
+    assert_eq!(run_of("LOAD00000001.csv"), "glue-run-1");
+    assert_eq!(
+        run_of("LOAD00000002.csv"),
+        "glue-run-2",
+        "the killed run's LOAD2 was redone by the next run"
+    );
+}
+
+async fn two_racing_runs_record_every_file_exactly_once(s: Server) {
+    let c = &s.client;
+    let mut dms = Dms::new();
+    register(c, &dms).await;
+    dms.load(1, &[(1, "ada", 10), (2, "bob", 20), (3, "cyd", 30)]);
+    dms.load(2, &[(3, "cyd", 31), (4, "dee", 40)]);
+    dms.load(3, &[(4, "dee", 41), (5, "eve", 50)]);
+    dms.cdc(
+        "20240501-000100000",
+        &[
+            ("U", 1, "ada", 11),
+            ("D", 2, "bob", 20),
+            ("I", 6, "fay", 60),
+        ],
+    );
+    dms.cdc(
+        "20240501-000200000",
+        &[("D", 6, "fay", 60), ("U", 3, "cyd", 32)],
+    );
+    dms.cdc(
+        "20240501-000300000",
+        &[("I", 7, "gus", 70), ("I", 2, "bob", 22)],
+    );
+    let job = Job::new(&s, &dms);
+
+    let (a, b) = {
+        let job = job.clone();
+        blocking(move || {
+            // A short pause after each commit lets the other run, polling
+            // every 0.5 s, take turns; which run gets which file is luck.
+            let racer = |run_id: &str| {
+                let mut command = job.command(run_id, 10);
+                command.env("SLEEP_PER_BATCH", "0.6");
+                Running::start(command)
+            };
+            let (a, b) = (racer("race-a"), racer("race-b"));
+            (a.finish(""), b.finish(""))
+        })
+        .await
+    };
+    a.assert_success();
+    b.assert_success();
+
+    // Between them the two runs committed every file once.
+    let mut committed: Vec<String> = committed_files(&a.stdout)
+        .into_iter()
+        .chain(committed_files(&b.stdout))
+        .flatten()
+        .collect();
+    committed.sort();
+    let mut all: Vec<String> = dms.loads.iter().chain(&dms.cdcs).cloned().collect();
+    all.sort();
+    assert_eq!(committed, all, "{a:?} {b:?}");
+
+    let rows = blocking(move || job.dump()).await;
+    assert_eq!(rows, dms.expected());
+    let versions = history(c).await;
+    check_history(&versions, &dms);
+    for v in &versions[1..] {
+        assert!(v["run_id"] == "race-a" || v["run_id"] == "race-b", "{v}");
+    }
+}

@@ -1,0 +1,64 @@
+-- CDC streams, their batches and every version of their bookmark.
+-- JSON columns hold the bookmark's sections as the API shows them.
+CREATE TABLE streams (
+    name TEXT PRIMARY KEY NOT NULL,
+    table_name TEXT NOT NULL,
+    source TEXT NOT NULL,
+    expected_schema_hash TEXT,
+    bookmark_version INTEGER NOT NULL,
+    phase TEXT NOT NULL CHECK (phase IN ('load', 'delta')),
+    load TEXT NOT NULL,
+    delta TEXT,
+    bookmark_updated_at INTEGER NOT NULL,
+    last_token INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+
+CREATE TABLE stream_batches (
+    id TEXT PRIMARY KEY NOT NULL,
+    stream_name TEXT NOT NULL REFERENCES streams (name),
+    run_id TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('open', 'committed', 'failed')),
+    token INTEGER NOT NULL,
+    base_version INTEGER NOT NULL,
+    ttl_seconds INTEGER NOT NULL,
+    opened_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    ended_at INTEGER,
+    end_reason TEXT,
+    counts TEXT,
+    snapshot_id INTEGER,
+    schema_hash TEXT,
+    result TEXT
+);
+
+-- The database refuses a second open batch on a stream, or a reused token,
+-- whatever the code does.
+CREATE UNIQUE INDEX stream_batches_one_open ON stream_batches (stream_name) WHERE state = 'open';
+CREATE UNIQUE INDEX stream_batches_token ON stream_batches (stream_name, token);
+
+-- History is append-only; the primary key makes a fork (two versions with
+-- the same number) impossible.
+CREATE TABLE bookmark_versions (
+    stream_name TEXT NOT NULL REFERENCES streams (name),
+    version INTEGER NOT NULL,
+    phase TEXT NOT NULL CHECK (phase IN ('load', 'delta')),
+    load TEXT NOT NULL,
+    delta TEXT,
+    at INTEGER NOT NULL,
+    cause TEXT NOT NULL CHECK (cause IN ('created', 'batch', 'rewind', 'reset')),
+    batch_id TEXT,
+    run_id TEXT,
+    counts TEXT,
+    snapshot_id INTEGER,
+    rewound_to INTEGER,
+    actor TEXT,
+    reason TEXT,
+    PRIMARY KEY (stream_name, version)
+);
+
+CREATE INDEX bookmark_versions_at ON bookmark_versions (stream_name, at);
+
+ALTER TABLE events ADD COLUMN stream_name TEXT;
+CREATE INDEX events_stream ON events (stream_name, id) WHERE stream_name IS NOT NULL;

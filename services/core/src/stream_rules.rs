@@ -1,0 +1,746 @@
+//! The stream rules: pure functions over one stream's loaded state.
+//!
+//! Every command first settles the stream (an open batch whose heartbeat TTL
+//! ran out is failed), so expiry never depends on a background sweep. The
+//! bookmark changes only here, and only by a committed batch, a rewind or a
+//! reset, each one version up.
+
+use crate::{
+    error::RuleError,
+    event::{EventKind, NewEvent},
+    names::StreamName,
+    stream::{
+        Batch, BatchId, BatchState, Bookmark, BookmarkVersion, Cause, Counts, LoadProgress, Phase,
+        Position, StreamSettings, StreamState, EXPIRED,
+    },
+    time::Millis,
+};
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamCommand {
+    /// Register a stream or change its source description and expected hash.
+    Put {
+        stream: StreamName,
+        settings: StreamSettings,
+    },
+    Open {
+        stream: StreamName,
+        /// Chosen by the shell so that the rules stay deterministic.
+        batch_id: BatchId,
+        run_id: String,
+        ttl_seconds: u32,
+        if_match: Option<i64>,
+    },
+    Heartbeat {
+        stream: StreamName,
+        batch_id: BatchId,
+        token: i64,
+        ttl_seconds: Option<u32>,
+    },
+    Commit {
+        stream: StreamName,
+        batch_id: BatchId,
+        token: i64,
+        commit: Commit,
+        if_match: Option<i64>,
+    },
+    Fail {
+        stream: StreamName,
+        batch_id: BatchId,
+        token: i64,
+        reason: Option<String>,
+    },
+    Rewind {
+        stream: StreamName,
+        to: RewindTo,
+        reason: String,
+        if_match: Option<i64>,
+    },
+    Reset {
+        stream: StreamName,
+        reason: String,
+        if_match: Option<i64>,
+    },
+}
+
+impl StreamCommand {
+    pub fn stream(&self) -> &StreamName {
+        match self {
+            StreamCommand::Put { stream, .. }
+            | StreamCommand::Open { stream, .. }
+            | StreamCommand::Heartbeat { stream, .. }
+            | StreamCommand::Commit { stream, .. }
+            | StreamCommand::Fail { stream, .. }
+            | StreamCommand::Rewind { stream, .. }
+            | StreamCommand::Reset { stream, .. } => stream,
+        }
+    }
+
+    /// The batch the store must load besides the open one.
+    pub fn batch_id(&self) -> Option<BatchId> {
+        match self {
+            StreamCommand::Open { batch_id, .. }
+            | StreamCommand::Heartbeat { batch_id, .. }
+            | StreamCommand::Commit { batch_id, .. }
+            | StreamCommand::Fail { batch_id, .. } => Some(*batch_id),
+            _ => None,
+        }
+    }
+}
+
+/// What a commit reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    pub bookmark: BookmarkUpdate,
+    /// The full load is done: move to phase `delta` in the same version.
+    pub load_complete: bool,
+    pub counts: Counts,
+    pub snapshot_id: Option<i64>,
+    pub schema_hash: Option<String>,
+}
+
+/// The new position, in the section of the stream's phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BookmarkUpdate {
+    Load(LoadProgress),
+    Delta(Position),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewindTo {
+    Version(i64),
+    /// The last version written at or before this instant.
+    Time(Millis),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamReply {
+    Stream {
+        state: Box<StreamState>,
+        created: bool,
+    },
+    Batch {
+        batch: Batch,
+        /// On open: where to resume. On commit: the version it produced.
+        bookmark: Option<Bookmark>,
+        /// True when a retried call was answered from what it did before.
+        replayed: bool,
+    },
+    Bookmark(Bookmark),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamOutcome {
+    pub result: Result<StreamReply, RuleError>,
+    pub events: Vec<NewEvent>,
+}
+
+/// Create a stream (`state` is `None`) or change its settings.
+pub fn put_stream(
+    state: Option<StreamState>,
+    stream: StreamName,
+    settings: StreamSettings,
+    actor: Option<&str>,
+    now: Millis,
+) -> (Option<StreamState>, StreamOutcome) {
+    let Some(mut state) = state else {
+        let bookmark = Bookmark::empty(1, now);
+        let mut state = StreamState {
+            name: stream.clone(),
+            settings,
+            bookmark: bookmark.clone(),
+            last_token: 0,
+            created_at: now,
+            updated_at: now,
+            batches: Vec::new(),
+            versions: Vec::new(),
+        };
+        state
+            .versions
+            .push(version(&state, Cause::Created, actor, None));
+        let events = vec![event(
+            &state,
+            now,
+            EventKind::StreamRegistered,
+            json!({ "table": state.settings.table, "source": state.settings.source,
+                    "expected_schema_hash": state.settings.expected_schema_hash }),
+        )];
+        let reply = StreamReply::Stream {
+            state: Box::new(state.clone()),
+            created: true,
+        };
+        return (Some(state), ok(reply, events));
+    };
+    if state.settings.table != settings.table {
+        let error = RuleError::StreamTableChange {
+            stream,
+            table: state.settings.table.clone(),
+        };
+        return (Some(state), err(error, Vec::new()));
+    }
+    let mut events = Vec::new();
+    if state.settings != settings {
+        state.settings = settings;
+        state.updated_at = now;
+        events.push(event(
+            &state,
+            now,
+            EventKind::StreamSettingsChanged,
+            json!({ "source": state.settings.source,
+                    "expected_schema_hash": state.settings.expected_schema_hash }),
+        ));
+    }
+    let reply = StreamReply::Stream {
+        state: Box::new(state.clone()),
+        created: false,
+    };
+    (Some(state), ok(reply, events))
+}
+
+/// Apply one command other than `Put` to its stream.
+pub fn apply(
+    state: &mut StreamState,
+    command: &StreamCommand,
+    actor: Option<&str>,
+    now: Millis,
+) -> StreamOutcome {
+    let mut events = Vec::new();
+    settle(state, now, &mut events);
+    let result = match command {
+        StreamCommand::Put { .. } => Err(RuleError::Invalid(
+            "registering a stream goes through put_stream".into(),
+        )),
+        StreamCommand::Open {
+            batch_id,
+            run_id,
+            ttl_seconds,
+            if_match,
+            ..
+        } => open(
+            state,
+            *batch_id,
+            run_id,
+            *ttl_seconds,
+            *if_match,
+            now,
+            &mut events,
+        ),
+        StreamCommand::Heartbeat {
+            batch_id,
+            token,
+            ttl_seconds,
+            ..
+        } => heartbeat(state, *batch_id, *token, *ttl_seconds, now),
+        StreamCommand::Commit {
+            batch_id,
+            token,
+            commit,
+            if_match,
+            ..
+        } => commit_batch(
+            state,
+            *batch_id,
+            *token,
+            commit,
+            *if_match,
+            actor,
+            now,
+            &mut events,
+        ),
+        StreamCommand::Fail {
+            batch_id,
+            token,
+            reason,
+            ..
+        } => fail(state, *batch_id, *token, reason.clone(), now, &mut events),
+        StreamCommand::Rewind {
+            to,
+            reason,
+            if_match,
+            ..
+        } => rewind(state, *to, reason, *if_match, actor, now, &mut events),
+        StreamCommand::Reset {
+            reason, if_match, ..
+        } => reset(state, reason, *if_match, actor, now, &mut events),
+    };
+    StreamOutcome { result, events }
+}
+
+/// Fail the open batch if its heartbeat TTL ran out.
+fn settle(state: &mut StreamState, now: Millis, events: &mut Vec<NewEvent>) {
+    let expired = state
+        .batches
+        .iter()
+        .position(|b| b.is_open() && b.expires_at <= now);
+    if let Some(i) = expired {
+        end_batch(
+            state,
+            i,
+            BatchState::Failed,
+            Some(EXPIRED.into()),
+            now,
+            events,
+        );
+    }
+}
+
+fn open(
+    state: &mut StreamState,
+    batch_id: BatchId,
+    run_id: &str,
+    ttl_seconds: u32,
+    if_match: Option<i64>,
+    now: Millis,
+    events: &mut Vec<NewEvent>,
+) -> Result<StreamReply, RuleError> {
+    // A retried open whose first attempt committed gets the same answer.
+    if let Some(batch) = state.batch(batch_id) {
+        return Ok(batch_reply(
+            batch.clone(),
+            Some(state.bookmark.clone()),
+            true,
+        ));
+    }
+    if let Some(open) = state.open_batch() {
+        if open.run_id == run_id {
+            // The same run asking again (its answer was lost): same batch.
+            return Ok(batch_reply(
+                open.clone(),
+                Some(state.bookmark.clone()),
+                true,
+            ));
+        }
+        return Err(batch_open(open));
+    }
+    check_version(state, if_match)?;
+    state.last_token += 1;
+    state.updated_at = now;
+    let batch = Batch {
+        id: batch_id,
+        stream: state.name.clone(),
+        run_id: run_id.to_owned(),
+        state: BatchState::Open,
+        token: state.last_token,
+        base_version: state.bookmark.version,
+        ttl_seconds,
+        opened_at: now,
+        expires_at: now.plus_seconds(ttl_seconds),
+        ended_at: None,
+        end_reason: None,
+        counts: None,
+        snapshot_id: None,
+        schema_hash: None,
+        result: None,
+    };
+    events.push(batch_event(
+        state,
+        now,
+        EventKind::BatchOpened,
+        &batch,
+        json!({ "base_version": batch.base_version, "ttl_seconds": ttl_seconds }),
+    ));
+    state.batches.push(batch.clone());
+    Ok(batch_reply(batch, Some(state.bookmark.clone()), false))
+}
+
+fn heartbeat(
+    state: &mut StreamState,
+    batch_id: BatchId,
+    token: i64,
+    ttl_seconds: Option<u32>,
+    now: Millis,
+) -> Result<StreamReply, RuleError> {
+    let i = fenced(state, batch_id, token)?;
+    let batch = &mut state.batches[i];
+    if !batch.is_open() {
+        return Err(finished(batch));
+    }
+    if let Some(ttl) = ttl_seconds {
+        batch.ttl_seconds = ttl;
+    }
+    batch.expires_at = now.plus_seconds(batch.ttl_seconds);
+    Ok(batch_reply(batch.clone(), None, false))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn commit_batch(
+    state: &mut StreamState,
+    batch_id: BatchId,
+    token: i64,
+    commit: &Commit,
+    if_match: Option<i64>,
+    actor: Option<&str>,
+    now: Millis,
+    events: &mut Vec<NewEvent>,
+) -> Result<StreamReply, RuleError> {
+    let i = fenced(state, batch_id, token)?;
+    let batch = &state.batches[i];
+    match batch.state {
+        // A retry after a lost answer: committed batches are immutable, so
+        // answer what the commit produced.
+        BatchState::Committed => {
+            return Ok(batch_reply(batch.clone(), batch.result.clone(), true));
+        }
+        BatchState::Failed => return Err(finished(batch)),
+        BatchState::Open => {}
+    }
+    check_version(state, if_match)?;
+    if batch.base_version != state.bookmark.version {
+        // Rewind and reset refuse to run under an open batch, so this
+        // cannot happen; refuse rather than fork the history if it does.
+        return Err(RuleError::VersionMismatch {
+            current: state.bookmark.version,
+            expected: batch.base_version,
+        });
+    }
+    if let Some(expected) = &state.settings.expected_schema_hash {
+        if commit.schema_hash.as_ref() != Some(expected) {
+            return Err(RuleError::SchemaMismatch {
+                expected: expected.clone(),
+                got: commit.schema_hash.clone(),
+            });
+        }
+    }
+    let mut next = next_position(&state.bookmark, commit)?;
+    next.version = state.bookmark.version + 1;
+    next.updated_at = now;
+    state.bookmark = next.clone();
+    state.updated_at = now;
+    let batch = &mut state.batches[i];
+    batch.counts = Some(commit.counts);
+    batch.snapshot_id = commit.snapshot_id;
+    batch.schema_hash = commit.schema_hash.clone();
+    batch.result = Some(next.clone());
+    end_batch(state, i, BatchState::Committed, None, now, events);
+    let batch = state.batches[i].clone();
+    let mut entry = version(state, Cause::Batch, actor, None);
+    entry.batch_id = Some(batch.id);
+    entry.run_id = Some(batch.run_id.clone());
+    entry.counts = batch.counts;
+    entry.snapshot_id = batch.snapshot_id;
+    state.versions.push(entry);
+    Ok(batch_reply(batch, Some(next), false))
+}
+
+/// The bookmark a commit leads to, version aside; refuses a position in the
+/// wrong phase's section or one that goes back.
+fn next_position(current: &Bookmark, commit: &Commit) -> Result<Bookmark, RuleError> {
+    let mut next = current.clone();
+    match (current.phase, &commit.bookmark) {
+        (Phase::Load, BookmarkUpdate::Load(load)) => {
+            let load = load.clone().normalized();
+            let old = &current.load;
+            let lost: Vec<&String> = old
+                .files_done
+                .iter()
+                .filter(|f| load.files_done.binary_search(f).is_err())
+                .collect();
+            if !lost.is_empty() {
+                return Err(RuleError::BookmarkRegression(format!(
+                    "files_done would drop {} file(s) already done, e.g. `{}`; rewind to go back",
+                    lost.len(),
+                    lost[0]
+                )));
+            }
+            if let (Some(old_hw), new_hw) = (&old.high_water, &load.high_water) {
+                if new_hw.as_ref().is_none_or(|new| new < old_hw) {
+                    return Err(RuleError::BookmarkRegression(format!(
+                        "high_water would move back from `{old_hw}`; rewind to go back"
+                    )));
+                }
+            }
+            let cdc_start = match (&old.cdc_start, &load.cdc_start) {
+                (Some(old), Some(new)) if old != new => {
+                    return Err(RuleError::BookmarkRegression(
+                        "cdc_start was captured when the load began and cannot change during it; \
+                         reset the stream to start a new load"
+                            .into(),
+                    ))
+                }
+                (Some(old), _) => Some(old.clone()),
+                (None, new) => new.clone(),
+            };
+            next.load = LoadProgress { cdc_start, ..load };
+            if commit.load_complete {
+                next.phase = Phase::Delta;
+                next.delta = Some(next.load.cdc_start.clone().unwrap_or_default());
+            }
+        }
+        (Phase::Delta, BookmarkUpdate::Delta(position)) => {
+            if commit.load_complete {
+                return Err(RuleError::PhaseMismatch {
+                    phase: Phase::Delta,
+                    detail: "load_complete is only for commits in phase load".into(),
+                });
+            }
+            let old = current.delta.clone().unwrap_or_default();
+            for (field, old, new) in [
+                ("file", &old.file, &position.file),
+                (
+                    "commit_timestamp",
+                    &old.commit_timestamp,
+                    &position.commit_timestamp,
+                ),
+            ] {
+                if let (Some(old), Some(new)) = (old, new) {
+                    if new < old {
+                        return Err(RuleError::BookmarkRegression(format!(
+                            "delta.{field} would move back from `{old}` to `{new}`; rewind to go back"
+                        )));
+                    }
+                }
+            }
+            next.delta = Some(position.clone());
+        }
+        (phase, _) => {
+            return Err(RuleError::PhaseMismatch {
+                phase,
+                detail: format!("commit a `{}` bookmark", phase.as_str()),
+            })
+        }
+    }
+    Ok(next)
+}
+
+fn fail(
+    state: &mut StreamState,
+    batch_id: BatchId,
+    token: i64,
+    reason: Option<String>,
+    now: Millis,
+    events: &mut Vec<NewEvent>,
+) -> Result<StreamReply, RuleError> {
+    let i = fenced(state, batch_id, token)?;
+    match state.batches[i].state {
+        BatchState::Open => {
+            let reason = reason.unwrap_or_else(|| "failed by its run".into());
+            end_batch(state, i, BatchState::Failed, Some(reason), now, events);
+            Ok(batch_reply(state.batches[i].clone(), None, false))
+        }
+        // Failing twice (a retry) changes nothing.
+        BatchState::Failed => Ok(batch_reply(state.batches[i].clone(), None, true)),
+        BatchState::Committed => Err(finished(&state.batches[i])),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rewind(
+    state: &mut StreamState,
+    to: RewindTo,
+    reason: &str,
+    if_match: Option<i64>,
+    actor: Option<&str>,
+    now: Millis,
+    events: &mut Vec<NewEvent>,
+) -> Result<StreamReply, RuleError> {
+    check_version(state, if_match)?;
+    if let Some(open) = state.open_batch() {
+        return Err(batch_open(open));
+    }
+    let target = match to {
+        RewindTo::Version(v) => state
+            .versions
+            .iter()
+            .find(|e| e.bookmark.version == v)
+            .ok_or_else(|| RuleError::VersionNotFound(format!("stream has no version {v}"))),
+        RewindTo::Time(t) => state
+            .versions
+            .iter()
+            .filter(|e| e.bookmark.updated_at <= t)
+            .max_by_key(|e| e.bookmark.version)
+            .ok_or_else(|| {
+                RuleError::VersionNotFound(format!(
+                    "stream has no version written at or before {}",
+                    t.to_rfc3339()
+                ))
+            }),
+    }?;
+    let restored = target.bookmark.version;
+    let next = Bookmark {
+        version: state.bookmark.version + 1,
+        updated_at: now,
+        ..target.bookmark.clone()
+    };
+    let from = state.bookmark.version;
+    state.bookmark = next.clone();
+    state.updated_at = now;
+    let mut entry = version(state, Cause::Rewind, actor, Some(reason));
+    entry.rewound_to = Some(restored);
+    state.versions.push(entry);
+    events.push(event(
+        state,
+        now,
+        EventKind::BookmarkRewound,
+        json!({ "from_version": from, "to_version": restored, "version": next.version,
+                "reason": reason }),
+    ));
+    Ok(StreamReply::Bookmark(next))
+}
+
+fn reset(
+    state: &mut StreamState,
+    reason: &str,
+    if_match: Option<i64>,
+    actor: Option<&str>,
+    now: Millis,
+    events: &mut Vec<NewEvent>,
+) -> Result<StreamReply, RuleError> {
+    check_version(state, if_match)?;
+    if let Some(open) = state.open_batch() {
+        return Err(batch_open(open));
+    }
+    let from = state.bookmark.version;
+    let next = Bookmark::empty(from + 1, now);
+    state.bookmark = next.clone();
+    state.updated_at = now;
+    let entry = version(state, Cause::Reset, actor, Some(reason));
+    state.versions.push(entry);
+    events.push(event(
+        state,
+        now,
+        EventKind::BookmarkReset,
+        json!({ "from_version": from, "version": next.version, "reason": reason }),
+    ));
+    Ok(StreamReply::Bookmark(next))
+}
+
+/// The index of the batch, if `token` is its token.
+fn fenced(state: &StreamState, batch_id: BatchId, token: i64) -> Result<usize, RuleError> {
+    let i = state
+        .batches
+        .iter()
+        .position(|b| b.id == batch_id)
+        .ok_or(RuleError::BatchNotFound(batch_id))?;
+    if state.batches[i].token != token {
+        return Err(RuleError::StaleBatchToken {
+            batch_id,
+            presented: token,
+        });
+    }
+    Ok(i)
+}
+
+fn check_version(state: &StreamState, if_match: Option<i64>) -> Result<(), RuleError> {
+    match if_match {
+        Some(expected) if expected != state.bookmark.version => Err(RuleError::VersionMismatch {
+            current: state.bookmark.version,
+            expected,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn end_batch(
+    state: &mut StreamState,
+    i: usize,
+    to: BatchState,
+    reason: Option<String>,
+    now: Millis,
+    events: &mut Vec<NewEvent>,
+) {
+    let batch = &mut state.batches[i];
+    batch.state = to;
+    batch.ended_at = Some(now);
+    batch.end_reason = reason;
+    let batch = batch.clone();
+    let (kind, data) = match to {
+        BatchState::Committed => (
+            EventKind::BatchCommitted,
+            json!({ "version": batch.result.as_ref().map(|b| b.version), "counts": batch.counts,
+                    "snapshot_id": batch.snapshot_id }),
+        ),
+        _ => (
+            EventKind::BatchFailed,
+            json!({ "reason": batch.end_reason }),
+        ),
+    };
+    events.push(batch_event(state, now, kind, &batch, data));
+}
+
+fn finished(batch: &Batch) -> RuleError {
+    if batch.end_reason.as_deref() == Some(EXPIRED) {
+        RuleError::BatchExpired(batch.id)
+    } else {
+        RuleError::BatchFinished {
+            batch_id: batch.id,
+            state: batch.state,
+        }
+    }
+}
+
+fn batch_open(open: &Batch) -> RuleError {
+    RuleError::BatchOpen {
+        batch_id: open.id,
+        run_id: open.run_id.clone(),
+        expires_at: open.expires_at,
+    }
+}
+
+fn batch_reply(batch: Batch, bookmark: Option<Bookmark>, replayed: bool) -> StreamReply {
+    StreamReply::Batch {
+        batch,
+        bookmark,
+        replayed,
+    }
+}
+
+/// The history entry for the stream's current bookmark.
+fn version(
+    state: &StreamState,
+    cause: Cause,
+    actor: Option<&str>,
+    reason: Option<&str>,
+) -> BookmarkVersion {
+    BookmarkVersion {
+        stream: state.name.clone(),
+        bookmark: state.bookmark.clone(),
+        cause,
+        batch_id: None,
+        run_id: None,
+        counts: None,
+        snapshot_id: None,
+        rewound_to: None,
+        actor: actor.map(str::to_owned),
+        reason: reason.map(str::to_owned),
+    }
+}
+
+fn ok(reply: StreamReply, events: Vec<NewEvent>) -> StreamOutcome {
+    StreamOutcome {
+        result: Ok(reply),
+        events,
+    }
+}
+
+fn err(error: RuleError, events: Vec<NewEvent>) -> StreamOutcome {
+    StreamOutcome {
+        result: Err(error),
+        events,
+    }
+}
+
+fn event(state: &StreamState, now: Millis, kind: EventKind, data: serde_json::Value) -> NewEvent {
+    NewEvent {
+        at: now,
+        kind,
+        table: state.settings.table.clone(),
+        lease_id: None,
+        stream: Some(state.name.clone()),
+        data,
+        actor: None,
+    }
+}
+
+fn batch_event(
+    state: &StreamState,
+    now: Millis,
+    kind: EventKind,
+    batch: &Batch,
+    mut data: serde_json::Value,
+) -> NewEvent {
+    data["batch_id"] = json!(batch.id);
+    data["run_id"] = json!(batch.run_id);
+    data["token"] = json!(batch.token);
+    event(state, now, kind, data)
+}

@@ -1,0 +1,346 @@
+//! Stream, batch and bookmark-version rows as both databases hold them.
+//! The bookmark's sections, counts and the source are JSON text.
+//!
+//! Writes travel as one JSON array per table whose objects are keyed by
+//! column name: SQLite reads it with `json_each`, PostgreSQL with
+//! `jsonb_populate_recordset`, so both dialects share one encoding.
+
+use crate::StoreError;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use sluice_core::stream::{
+    Batch, BatchState, Bookmark, BookmarkVersion, Cause, LoadProgress, Phase, StreamSettings,
+    StreamState,
+};
+use sluice_core::{Millis, StreamName, TableName};
+
+pub const STREAM_COLUMNS: &str = "name, table_name, source, expected_schema_hash, \
+     bookmark_version, phase, load, delta, bookmark_updated_at, last_token, created_at, updated_at";
+
+pub const BATCH_COLUMNS: &str = "id, stream_name, run_id, state, token, base_version, \
+     ttl_seconds, opened_at, expires_at, ended_at, end_reason, counts, snapshot_id, schema_hash, result";
+
+pub const VERSION_COLUMNS: &str = "stream_name, version, phase, load, delta, at, cause, \
+     batch_id, run_id, counts, snapshot_id, rewound_to, actor, reason";
+
+/// A stream's header changes; its name, table and creation never do.
+pub const UPSERT_STREAM_CONFLICT: &str = "ON CONFLICT (name) DO UPDATE SET \
+     source = excluded.source, expected_schema_hash = excluded.expected_schema_hash, \
+     bookmark_version = excluded.bookmark_version, phase = excluded.phase, load = excluded.load, \
+     delta = excluded.delta, bookmark_updated_at = excluded.bookmark_updated_at, \
+     last_token = excluded.last_token, updated_at = excluded.updated_at";
+
+/// A batch is inserted open, then only its end and its heartbeat change.
+pub const UPSERT_BATCH_CONFLICT: &str = "ON CONFLICT (id) DO UPDATE SET \
+     state = excluded.state, ttl_seconds = excluded.ttl_seconds, expires_at = excluded.expires_at, \
+     ended_at = excluded.ended_at, end_reason = excluded.end_reason, counts = excluded.counts, \
+     snapshot_id = excluded.snapshot_id, schema_hash = excluded.schema_hash, result = excluded.result";
+
+#[derive(sqlx::FromRow)]
+pub struct StreamRow {
+    pub name: String,
+    pub table_name: String,
+    pub source: String,
+    pub expected_schema_hash: Option<String>,
+    pub bookmark_version: i64,
+    pub phase: String,
+    pub load: String,
+    pub delta: Option<String>,
+    pub bookmark_updated_at: i64,
+    pub last_token: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct BatchRow {
+    pub id: String,
+    pub stream_name: String,
+    pub run_id: String,
+    pub state: String,
+    pub token: i64,
+    pub base_version: i64,
+    pub ttl_seconds: i64,
+    pub opened_at: i64,
+    pub expires_at: i64,
+    pub ended_at: Option<i64>,
+    pub end_reason: Option<String>,
+    pub counts: Option<String>,
+    pub snapshot_id: Option<i64>,
+    pub schema_hash: Option<String>,
+    pub result: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct VersionRow {
+    pub stream_name: String,
+    pub version: i64,
+    pub phase: String,
+    pub load: String,
+    pub delta: Option<String>,
+    pub at: i64,
+    pub cause: String,
+    pub batch_id: Option<String>,
+    pub run_id: Option<String>,
+    pub counts: Option<String>,
+    pub snapshot_id: Option<i64>,
+    pub rewound_to: Option<i64>,
+    pub actor: Option<String>,
+    pub reason: Option<String>,
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what} `{value}`"))
+}
+
+fn parse_json<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|_| corrupt(what, text))
+}
+
+fn parse_opt<T: DeserializeOwned>(
+    what: &str,
+    text: Option<String>,
+) -> Result<Option<T>, StoreError> {
+    text.map(|t| parse_json(what, &t)).transpose()
+}
+
+fn stream_name(raw: &str) -> Result<StreamName, StoreError> {
+    StreamName::parse(raw).map_err(|_| corrupt("stream", raw))
+}
+
+fn phase(raw: &str) -> Result<Phase, StoreError> {
+    Phase::parse(raw).ok_or_else(|| corrupt("phase", raw))
+}
+
+impl TryFrom<StreamRow> for StreamState {
+    type Error = StoreError;
+    fn try_from(r: StreamRow) -> Result<StreamState, StoreError> {
+        Ok(StreamState {
+            name: stream_name(&r.name)?,
+            settings: StreamSettings {
+                table: TableName::parse(&r.table_name)
+                    .map_err(|_| corrupt("table", &r.table_name))?,
+                source: parse_json("source", &r.source)?,
+                expected_schema_hash: r.expected_schema_hash,
+            },
+            bookmark: Bookmark {
+                version: r.bookmark_version,
+                phase: phase(&r.phase)?,
+                load: parse_json::<LoadProgress>("load", &r.load)?,
+                delta: parse_opt("delta", r.delta)?,
+                updated_at: Millis(r.bookmark_updated_at),
+            },
+            last_token: r.last_token,
+            created_at: Millis(r.created_at),
+            updated_at: Millis(r.updated_at),
+            batches: Vec::new(),
+            versions: Vec::new(),
+        })
+    }
+}
+
+impl TryFrom<BatchRow> for Batch {
+    type Error = StoreError;
+    fn try_from(r: BatchRow) -> Result<Batch, StoreError> {
+        Ok(Batch {
+            id: r.id.parse().map_err(|_| corrupt("batch id", &r.id))?,
+            stream: stream_name(&r.stream_name)?,
+            run_id: r.run_id,
+            state: BatchState::parse(&r.state).ok_or_else(|| corrupt("batch state", &r.state))?,
+            token: r.token,
+            base_version: r.base_version,
+            ttl_seconds: u32::try_from(r.ttl_seconds)
+                .map_err(|_| corrupt("ttl", &r.ttl_seconds.to_string()))?,
+            opened_at: Millis(r.opened_at),
+            expires_at: Millis(r.expires_at),
+            ended_at: r.ended_at.map(Millis),
+            end_reason: r.end_reason,
+            counts: parse_opt("counts", r.counts)?,
+            snapshot_id: r.snapshot_id,
+            schema_hash: r.schema_hash,
+            result: parse_opt("result", r.result)?,
+        })
+    }
+}
+
+impl TryFrom<VersionRow> for BookmarkVersion {
+    type Error = StoreError;
+    fn try_from(r: VersionRow) -> Result<BookmarkVersion, StoreError> {
+        Ok(BookmarkVersion {
+            stream: stream_name(&r.stream_name)?,
+            bookmark: Bookmark {
+                version: r.version,
+                phase: phase(&r.phase)?,
+                load: parse_json("load", &r.load)?,
+                delta: parse_opt("delta", r.delta)?,
+                updated_at: Millis(r.at),
+            },
+            cause: Cause::parse(&r.cause).ok_or_else(|| corrupt("cause", &r.cause))?,
+            batch_id: match r.batch_id {
+                Some(id) => Some(id.parse().map_err(|_| corrupt("batch id", &id))?),
+                None => None,
+            },
+            run_id: r.run_id,
+            counts: parse_opt("counts", r.counts)?,
+            snapshot_id: r.snapshot_id,
+            rewound_to: r.rewound_to,
+            actor: r.actor,
+            reason: r.reason,
+        })
+    }
+}
+
+fn text<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("stream values serialize")
+}
+
+fn opt_text<T: serde::Serialize>(value: &Option<T>) -> Option<String> {
+    value.as_ref().map(text)
+}
+
+pub fn stream_json(s: &StreamState) -> Value {
+    json!({
+        "name": s.name.as_str(), "table_name": s.settings.table.as_str(),
+        "source": text(&s.settings.source), "expected_schema_hash": s.settings.expected_schema_hash,
+        "bookmark_version": s.bookmark.version, "phase": s.bookmark.phase.as_str(),
+        "load": text(&s.bookmark.load), "delta": opt_text(&s.bookmark.delta),
+        "bookmark_updated_at": s.bookmark.updated_at.0, "last_token": s.last_token,
+        "created_at": s.created_at.0, "updated_at": s.updated_at.0,
+    })
+}
+
+pub fn batch_json(b: &Batch) -> Value {
+    json!({
+        "id": b.id.to_string(), "stream_name": b.stream.as_str(), "run_id": b.run_id,
+        "state": b.state.as_str(), "token": b.token, "base_version": b.base_version,
+        "ttl_seconds": b.ttl_seconds, "opened_at": b.opened_at.0, "expires_at": b.expires_at.0,
+        "ended_at": b.ended_at.map(|m| m.0), "end_reason": b.end_reason,
+        "counts": opt_text(&b.counts), "snapshot_id": b.snapshot_id,
+        "schema_hash": b.schema_hash, "result": opt_text(&b.result),
+    })
+}
+
+pub fn version_json(v: &BookmarkVersion) -> Value {
+    json!({
+        "stream_name": v.stream.as_str(), "version": v.bookmark.version,
+        "phase": v.bookmark.phase.as_str(), "load": text(&v.bookmark.load),
+        "delta": opt_text(&v.bookmark.delta), "at": v.bookmark.updated_at.0,
+        "cause": v.cause.as_str(), "batch_id": v.batch_id.map(|b| b.to_string()),
+        "run_id": v.run_id, "counts": opt_text(&v.counts), "snapshot_id": v.snapshot_id,
+        "rewound_to": v.rewound_to, "actor": v.actor, "reason": v.reason,
+    })
+}
+
+/// A JSON array of rows, as the write statements take it.
+pub fn rows_json<T>(items: &[T], row: impl Fn(&T) -> Value) -> String {
+    Value::Array(items.iter().map(row).collect()).to_string()
+}
+
+/// Put open batches into their streams (listing reads).
+pub fn with_open_batches(
+    rows: Vec<StreamRow>,
+    open: Vec<BatchRow>,
+) -> Result<Vec<StreamState>, StoreError> {
+    let mut streams: Vec<StreamState> = rows
+        .into_iter()
+        .map(StreamState::try_from)
+        .collect::<Result<_, _>>()?;
+    for batch in open {
+        let batch = Batch::try_from(batch)?;
+        if let Some(stream) = streams.iter_mut().find(|s| s.name == batch.stream) {
+            stream.batches.push(batch);
+        }
+    }
+    Ok(streams)
+}
+
+/// The reads both dialects share (both accept `$n` parameters).
+macro_rules! read_stream {
+    ($pool:expr, $name:expr) => {{
+        use $crate::streams::rows::{BatchRow, StreamRow, BATCH_COLUMNS, STREAM_COLUMNS};
+        let row: Option<StreamRow> = sqlx::query_as(&format!(
+            "SELECT {STREAM_COLUMNS} FROM streams WHERE name = $1"
+        ))
+        .bind($name.as_str())
+        .fetch_optional($pool)
+        .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                let open: Vec<BatchRow> = sqlx::query_as(&format!(
+                    "SELECT {BATCH_COLUMNS} FROM stream_batches WHERE stream_name = $1 AND state = 'open'"
+                ))
+                .bind($name.as_str())
+                .fetch_all($pool)
+                .await?;
+                Ok($crate::streams::rows::with_open_batches(vec![row], open)?.pop())
+            }
+        }
+    }};
+}
+pub(crate) use read_stream;
+
+macro_rules! read_batch {
+    ($pool:expr, $stream:expr, $id:expr) => {{
+        use $crate::streams::rows::{BatchRow, BATCH_COLUMNS};
+        let row: Option<BatchRow> = sqlx::query_as(&format!(
+            "SELECT {BATCH_COLUMNS} FROM stream_batches WHERE id = $1 AND stream_name = $2"
+        ))
+        .bind($id.to_string())
+        .bind($stream.as_str())
+        .fetch_optional($pool)
+        .await?;
+        row.map(sluice_core::Batch::try_from).transpose()
+    }};
+}
+pub(crate) use read_batch;
+
+macro_rules! read_history {
+    ($pool:expr, $stream:expr, $after:expr, $limit:expr) => {{
+        use $crate::streams::rows::{VersionRow, VERSION_COLUMNS};
+        let rows: Vec<VersionRow> = sqlx::query_as(&format!(
+            "SELECT {VERSION_COLUMNS} FROM bookmark_versions WHERE stream_name = $1 AND version > $2 \
+             ORDER BY version LIMIT $3"
+        ))
+        .bind($stream.as_str())
+        .bind($after)
+        .bind(i64::from($limit))
+        .fetch_all($pool)
+        .await?;
+        rows.into_iter()
+            .map(sluice_core::BookmarkVersion::try_from)
+            .collect()
+    }};
+}
+pub(crate) use read_history;
+
+/// The version a rewind targets, read inside the batch's transaction.
+macro_rules! rewind_target {
+    ($tx:expr, $stream:expr, $to:expr) => {{
+        use $crate::streams::rows::{VersionRow, VERSION_COLUMNS};
+        use sluice_core::stream_rules::RewindTo;
+        let row: Option<VersionRow> = match $to {
+            RewindTo::Version(v) => {
+                sqlx::query_as(&format!(
+                    "SELECT {VERSION_COLUMNS} FROM bookmark_versions WHERE stream_name = $1 AND version = $2"
+                ))
+                .bind($stream.as_str())
+                .bind(v)
+                .fetch_optional($tx)
+                .await?
+            }
+            RewindTo::Time(t) => {
+                sqlx::query_as(&format!(
+                    "SELECT {VERSION_COLUMNS} FROM bookmark_versions WHERE stream_name = $1 AND at <= $2 \
+                     ORDER BY version DESC LIMIT 1"
+                ))
+                .bind($stream.as_str())
+                .bind(t.0)
+                .fetch_optional($tx)
+                .await?
+            }
+        };
+        row.map(sluice_core::BookmarkVersion::try_from).transpose()
+    }};
+}
+pub(crate) use rewind_target;
