@@ -6,6 +6,7 @@ mod auth;
 mod config;
 mod crash;
 mod errors;
+mod ingestion;
 mod leases;
 mod limits;
 mod replicas;
