@@ -1,4 +1,4 @@
-//! A small typed client of API v1 (leases, tables, events).
+//! A small typed client of API v1 (leases, tables, streams, events).
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -169,6 +169,109 @@ impl Client {
             None,
         )
         .await
+    }
+
+    pub async fn put_stream(&self, stream: &str, settings: &Value) -> reqwest::Result<Answer> {
+        self.send(
+            reqwest::Method::PUT,
+            &format!("/v1/streams/{stream}"),
+            Some(settings),
+        )
+        .await
+    }
+
+    /// Open a batch; the answer holds `batch_id`, `token` and the
+    /// `bookmark` to resume from.
+    pub async fn open_batch(
+        &self,
+        stream: &str,
+        run_id: &str,
+        ttl_seconds: u32,
+    ) -> reqwest::Result<Answer> {
+        let body = json!({ "run_id": run_id, "ttl_seconds": ttl_seconds });
+        self.send(
+            reqwest::Method::POST,
+            &format!("/v1/streams/{stream}/batches"),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// Commit a batch; `body` holds `token`, `bookmark`, `counts`...
+    pub async fn commit_batch(
+        &self,
+        stream: &str,
+        batch_id: &str,
+        body: &Value,
+    ) -> reqwest::Result<Answer> {
+        self.send(
+            reqwest::Method::POST,
+            &format!("/v1/streams/{stream}/batches/{batch_id}/commit"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// `action` is `heartbeat` or `fail`; `body` holds the `token`.
+    pub async fn batch_action(
+        &self,
+        stream: &str,
+        batch_id: &str,
+        action: &str,
+        body: &Value,
+    ) -> reqwest::Result<Answer> {
+        self.send(
+            reqwest::Method::POST,
+            &format!("/v1/streams/{stream}/batches/{batch_id}/{action}"),
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn bookmark(&self, stream: &str) -> reqwest::Result<Answer> {
+        self.send(
+            reqwest::Method::GET,
+            &format!("/v1/streams/{stream}/bookmark"),
+            None,
+        )
+        .await
+    }
+
+    /// `action` is `rewind` or `reset`.
+    pub async fn bookmark_action(
+        &self,
+        stream: &str,
+        action: &str,
+        body: &Value,
+    ) -> reqwest::Result<Answer> {
+        self.send(
+            reqwest::Method::POST,
+            &format!("/v1/streams/{stream}/bookmark/{action}"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// Every bookmark version, oldest first, following the pages.
+    pub async fn history(&self, stream: &str) -> anyhow::Result<Vec<Value>> {
+        let mut versions = Vec::new();
+        let mut after = 0;
+        loop {
+            let path =
+                format!("/v1/streams/{stream}/bookmark/history?after_version={after}&limit=1000");
+            let answer = self.send(reqwest::Method::GET, &path, None).await?;
+            anyhow::ensure!(
+                answer.status == 200,
+                "history: {} {}",
+                answer.status,
+                answer.body
+            );
+            versions.extend(answer.body["versions"].as_array().cloned().unwrap_or_default());
+            match answer.body["next_after_version"].as_i64() {
+                Some(next) => after = next,
+                None => return Ok(versions),
+            }
+        }
     }
 
     /// Every event after `after`, following `next_after` page by page.
