@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The figures in BENCHMARKS.md: lease operations per second and grant
 # latency with 64 clients over 1,000 tables and over 1 hot table, on SQLite
-# and on PostgreSQL; then how soon a long-polling writer is answered after
-# the release that lets it in, on one replica and across two. The load
+# and on PostgreSQL; how soon a long-polling writer is answered after the
+# release that lets it in, on one replica and across two; and batch
+# open -> commit cycles per second over 1,000 streams. The load
 # generator runs on the same machine as sluice (and PostgreSQL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,12 @@ load() { # label, url, tables, namespace
   "$bin/sluice-load" check --url "$url" --history "$work/$ns.jsonl" | sed 's/^/  /'
 }
 
+streams() { # label, url, namespace
+  printf '%-34s ' "$1"
+  "$bin/sluice-load" streams --url "$2" --clients "$CLIENTS" --streams 1000 --namespace "$3" \
+    --seconds "$RUN_SECONDS" --setup
+}
+
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr)"
 echo "clients: $CLIENTS, $RUN_SECONDS s per run, read ratio 0.7, holds released at once"
 
@@ -48,6 +55,7 @@ for run in 1 2 3; do load "sqlite, 1000 tables, run $run" http://127.0.0.1:7901 
 load "sqlite, 1 hot table" http://127.0.0.1:7901 1 hot
 printf '%-34s ' "sqlite, wake-up"
 "$bin/sluice-load" wake --reader-url http://127.0.0.1:7901 --rounds 100
+for run in 1 2; do streams "sqlite, 1000 streams, run $run" http://127.0.0.1:7901 "cdc$run"; done
 
 db="sluice_bench_$$"
 base="${DATABASE_URL%/*}"
@@ -62,3 +70,4 @@ printf '%-34s ' "postgres, wake-up, one replica"
 "$bin/sluice-load" wake --reader-url http://127.0.0.1:7902 --rounds 100
 printf '%-34s ' "postgres, wake-up, across replicas"
 "$bin/sluice-load" wake --reader-url http://127.0.0.1:7902 --writer-url http://127.0.0.1:7903 --table bench.wake2 --rounds 100
+for run in 1 2; do streams "postgres, 1000 streams, run $run" http://127.0.0.1:7902 "cdc$run"; done

@@ -266,7 +266,12 @@ impl Client {
                 answer.status,
                 answer.body
             );
-            versions.extend(answer.body["versions"].as_array().cloned().unwrap_or_default());
+            versions.extend(
+                answer.body["versions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
             match answer.body["next_after_version"].as_i64() {
                 Some(next) => after = next,
                 None => return Ok(versions),

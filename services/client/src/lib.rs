@@ -5,4 +5,5 @@
 pub mod client;
 pub mod history;
 pub mod load;
+pub mod stream_load;
 pub mod wake;

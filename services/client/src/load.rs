@@ -142,7 +142,7 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadResult> {
     Ok(LoadResult { holds, summary })
 }
 
-fn percentile(sorted_us: &[u64], q: f64) -> f64 {
+pub(crate) fn percentile(sorted_us: &[u64], q: f64) -> f64 {
     if sorted_us.is_empty() {
         return 0.0;
     }
@@ -292,7 +292,7 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
 }
 
 /// A tiny deterministic PRNG: the load only needs spread, not quality.
-struct XorShift(u64);
+pub(crate) struct XorShift(pub(crate) u64);
 
 impl XorShift {
     fn next(&mut self) -> u64 {
@@ -304,7 +304,7 @@ impl XorShift {
         x
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
 

@@ -1,16 +1,18 @@
-//! `sluice-load`: drive leases against sluice, record the history, check it.
+//! `sluice-load`: drive leases and stream batches against sluice, record the
+//! lease history, check it.
 
 use clap::{Parser, Subcommand};
 use sluice_client::client::Client;
 use sluice_client::history::{self, Report};
 use sluice_client::load::{self, LoadConfig};
+use sluice_client::stream_load::{self, StreamLoadConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
     name = "sluice-load",
-    about = "Load generator and history checker for sluice leases"
+    about = "Load generator and history checker for sluice leases and streams"
 )]
 struct Cli {
     /// A bearer token, for servers that require one.
@@ -62,6 +64,22 @@ enum Cmd {
         table: String,
         #[arg(long, default_value_t = 50)]
         rounds: usize,
+    },
+    /// Run open -> commit batch cycles on random streams; print a JSON summary.
+    Streams {
+        #[arg(long, default_value = "http://127.0.0.1:7878")]
+        url: String,
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 1000)]
+        streams: usize,
+        #[arg(long, default_value = "load")]
+        namespace: String,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Register the streams first.
+        #[arg(long)]
+        setup: bool,
     },
     /// Check a recorded history against itself and the server's event log.
     Check {
@@ -141,6 +159,30 @@ async fn main() -> anyhow::Result<()> {
                 "{}",
                 serde_json::json!({ "rounds": rounds, "wake_p50_ms": ms(0.5), "wake_p99_ms": ms(0.99), "wake_max_ms": ms(1.0) })
             );
+            Ok(())
+        }
+        Cmd::Streams {
+            url,
+            clients,
+            streams,
+            namespace,
+            seconds,
+            setup,
+        } => {
+            let config = StreamLoadConfig {
+                url,
+                clients,
+                streams,
+                namespace,
+                duration: Duration::from_secs_f64(seconds),
+                token,
+            };
+            if setup {
+                stream_load::setup(&config).await?;
+            }
+            let summary = stream_load::run(config).await?;
+            println!("{}", serde_json::to_string(&summary)?);
+            anyhow::ensure!(summary.errors == 0, "{} calls failed", summary.errors);
             Ok(())
         }
         Cmd::Check { url, history: path } => {
