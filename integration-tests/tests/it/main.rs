@@ -11,4 +11,5 @@ mod leases;
 mod limits;
 mod replicas;
 mod spec;
+mod streams;
 mod tables;

@@ -89,7 +89,8 @@ pub struct EventQuery {
     pub stream: Option<StreamName>,
     pub kind: Option<EventKind>,
     pub limit: u32,
-    /// Only events of tables with one of these name prefixes (empty: all).
+    /// Only events of tables or streams with one of these name prefixes
+    /// (empty: all).
     pub scopes: Vec<String>,
 }
 

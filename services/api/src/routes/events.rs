@@ -50,13 +50,16 @@ async fn list_events(
             StreamName::parse(s).map_err(|e| ApiError::bad_request("invalid_stream_name", e.0))
         })
         .transpose()?;
+    if let Some(stream) = &stream {
+        caller.require_stream(Permission::ReadEvents, stream)?;
+    }
     let query = EventQuery {
         after,
         table,
         stream,
         kind,
         limit: dto::limit(params.limit)?,
-        // A scoped token sees only its tables' events.
+        // A scoped token sees only the events of its tables and streams.
         scopes: caller.scopes().to_vec(),
     };
     let events = app.store.events(&query).await?;

@@ -704,6 +704,11 @@ impl Harness {
                     (LeaseState::Revoked, current.token)
                 }
                 EventKind::LeaseRequested | EventKind::TableSettingsChanged => unreachable!(),
+                stream_kind => {
+                    return Err(TestCaseError::fail(format!(
+                        "a table command emitted the stream event {stream_kind:?}"
+                    )))
+                }
             };
             let entry = shadow.get_mut(&id).expect("present");
             entry.state = next_state;

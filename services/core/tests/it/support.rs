@@ -1,10 +1,15 @@
-//! Builders and a small table-with-a-clock fixture shared by the tests.
+//! Builders and small table-with-a-clock and stream-with-a-clock fixtures
+//! shared by the tests.
 
 use sluice_core::{
     command::AcquireRequest,
     rules::{self, Outcome},
-    Command, EventKind, Lease, LeaseId, LeaseState, Millis, Mode, Reply, TableName, TableSettings,
-    TableState, Token,
+    stream::{Batch, BatchId, Bookmark, Counts, LoadProgress, Position, StreamSettings},
+    stream_rules::{
+        self, BookmarkUpdate, Commit, RewindTo, StreamCommand, StreamOutcome, StreamReply,
+    },
+    Command, EventKind, Lease, LeaseId, LeaseState, Millis, Mode, Reply, StreamName, StreamState,
+    TableName, TableSettings, TableState, Token,
 };
 
 /// An arbitrary but fixed start of time (2023-11-14), far from zero so that
@@ -206,4 +211,234 @@ pub fn events(outcome: &Outcome) -> Vec<(EventKind, Option<LeaseId>)> {
         .iter()
         .map(|e| (e.kind, e.lease_id))
         .collect()
+}
+
+// --- Streams ----------------------------------------------------------------
+
+pub fn stream_name() -> StreamName {
+    StreamName::parse("sales.orders_cdc").expect("a valid stream name")
+}
+
+pub fn batch_id(n: u128) -> BatchId {
+    BatchId(uuid::Uuid::from_u128(n))
+}
+
+pub fn stream_settings(expected_schema_hash: Option<&str>) -> StreamSettings {
+    StreamSettings {
+        table: table_name(),
+        source: serde_json::json!({ "kind": "dms", "endpoint": "orders-db" }),
+        expected_schema_hash: expected_schema_hash.map(str::to_owned),
+    }
+}
+
+/// A DMS-style change-data position.
+pub fn position(file: &str, commit_timestamp: &str) -> Position {
+    Position {
+        file: Some(file.into()),
+        commit_timestamp: Some(commit_timestamp.into()),
+        position: None,
+    }
+}
+
+/// A full-load commit: the files done so far, in-order loading's high water
+/// mark being the last of them.
+pub fn load_commit(
+    files_done: &[&str],
+    cdc_start: Option<Position>,
+    load_complete: bool,
+) -> Commit {
+    let files_done: Vec<String> = files_done.iter().map(|f| (*f).to_owned()).collect();
+    Commit {
+        bookmark: BookmarkUpdate::Load(LoadProgress {
+            high_water: files_done.iter().max().cloned(),
+            files_done,
+            cdc_start,
+        }),
+        load_complete,
+        counts: Counts {
+            inserted: 10,
+            ..Counts::default()
+        },
+        snapshot_id: Some(1),
+        schema_hash: None,
+    }
+}
+
+pub fn delta_commit(position: Position) -> Commit {
+    Commit {
+        bookmark: BookmarkUpdate::Delta(position),
+        load_complete: false,
+        counts: Counts {
+            updated: 3,
+            ..Counts::default()
+        },
+        snapshot_id: Some(2),
+        schema_hash: None,
+    }
+}
+
+/// One registered stream and the server's clock.
+#[derive(Clone)]
+pub struct Stream {
+    pub state: StreamState,
+    pub now: Millis,
+    next_batch: u128,
+}
+
+impl Stream {
+    pub fn new() -> Stream {
+        let (state, outcome) =
+            stream_rules::put_stream(None, stream_name(), stream_settings(None), None, START);
+        assert!(outcome.result.is_ok(), "{outcome:?}");
+        Stream {
+            state: state.expect("a registered stream"),
+            now: START,
+            next_batch: 1,
+        }
+    }
+
+    pub fn advance_ms(&mut self, ms: i64) {
+        self.now = Millis(self.now.0 + ms);
+    }
+
+    pub fn advance_secs(&mut self, secs: i64) {
+        self.advance_ms(secs * 1000);
+    }
+
+    pub fn run(&mut self, command: &StreamCommand) -> StreamOutcome {
+        stream_rules::apply(&mut self.state, command, Some("test"), self.now)
+    }
+
+    /// Open with a fresh batch id, as the API does for every request.
+    pub fn open(&mut self, run_id: &str, ttl_seconds: u32) -> StreamOutcome {
+        let id = batch_id(self.next_batch);
+        self.next_batch += 1;
+        self.run(&StreamCommand::Open {
+            stream: stream_name(),
+            batch_id: id,
+            run_id: run_id.into(),
+            ttl_seconds,
+            if_match: None,
+        })
+    }
+
+    /// Open and insist on a new batch: the batch and where it resumes.
+    pub fn opened(&mut self, run_id: &str, ttl_seconds: u32) -> (Batch, Bookmark) {
+        let outcome = self.open(run_id, ttl_seconds);
+        match outcome.result {
+            Ok(StreamReply::Batch {
+                batch,
+                bookmark: Some(bookmark),
+                replayed: false,
+            }) => (batch, bookmark),
+            other => panic!("{run_id} should open a new batch, got {other:?}"),
+        }
+    }
+
+    pub fn heartbeat(&mut self, batch: &Batch) -> StreamOutcome {
+        self.run(&StreamCommand::Heartbeat {
+            stream: stream_name(),
+            batch_id: batch.id,
+            token: batch.token,
+            ttl_seconds: None,
+        })
+    }
+
+    pub fn commit(&mut self, batch: &Batch, commit: Commit) -> StreamOutcome {
+        self.run(&StreamCommand::Commit {
+            stream: stream_name(),
+            batch_id: batch.id,
+            token: batch.token,
+            commit,
+            if_match: None,
+        })
+    }
+
+    /// Commit and insist that it is accepted: the version it produced.
+    pub fn committed(&mut self, batch: &Batch, commit: Commit) -> Bookmark {
+        match self.commit(batch, commit).result {
+            Ok(StreamReply::Batch {
+                bookmark: Some(bookmark),
+                replayed: false,
+                ..
+            }) => bookmark,
+            other => panic!("batch {} should commit, got {other:?}", batch.id),
+        }
+    }
+
+    pub fn fail(&mut self, batch: &Batch) -> StreamOutcome {
+        self.run(&StreamCommand::Fail {
+            stream: stream_name(),
+            batch_id: batch.id,
+            token: batch.token,
+            reason: Some("source unreachable".into()),
+        })
+    }
+
+    pub fn rewind(&mut self, to: RewindTo) -> StreamOutcome {
+        self.run(&StreamCommand::Rewind {
+            stream: stream_name(),
+            to,
+            reason: "replay from the last good version".into(),
+            if_match: None,
+        })
+    }
+
+    pub fn reset(&mut self) -> StreamOutcome {
+        self.run(&StreamCommand::Reset {
+            stream: stream_name(),
+            reason: "source re-created".into(),
+            if_match: None,
+        })
+    }
+
+    pub fn batch(&self, id: BatchId) -> &Batch {
+        self.state
+            .batch(id)
+            .unwrap_or_else(|| panic!("batch {id} is not in the stream state"))
+    }
+}
+
+/// The stable error type of a refused stream command.
+pub fn stream_error_kind(outcome: &StreamOutcome) -> &'static str {
+    match &outcome.result {
+        Err(e) => e.kind(),
+        Ok(reply) => panic!("expected an error, got {reply:?}"),
+    }
+}
+
+/// The batch answer of a successful stream command: (batch, bookmark, replayed).
+pub fn answered_batch(outcome: &StreamOutcome) -> (&Batch, Option<&Bookmark>, bool) {
+    match &outcome.result {
+        Ok(StreamReply::Batch {
+            batch,
+            bookmark,
+            replayed,
+        }) => (batch, bookmark.as_ref(), *replayed),
+        other => panic!("expected a batch answer, got {other:?}"),
+    }
+}
+
+/// The bookmark a rewind or reset answered.
+pub fn answered_bookmark(outcome: &StreamOutcome) -> &Bookmark {
+    match &outcome.result {
+        Ok(StreamReply::Bookmark(bookmark)) => bookmark,
+        other => panic!("expected a bookmark answer, got {other:?}"),
+    }
+}
+
+/// The events of a stream outcome, as (kind, batch) pairs.
+pub fn stream_events(outcome: &StreamOutcome) -> Vec<(EventKind, Option<BatchId>)> {
+    outcome
+        .events
+        .iter()
+        .map(|e| (e.kind, event_batch(&e.data)))
+        .collect()
+}
+
+/// The batch an event's data names, if any.
+pub fn event_batch(data: &serde_json::Value) -> Option<BatchId> {
+    data["batch_id"]
+        .as_str()
+        .map(|s| s.parse().expect("a batch id"))
 }
