@@ -456,6 +456,7 @@ fn write_back(
 // The harness.
 // ---------------------------------------------------------------------------
 
+/// The situations the generator must reach for the property to mean much.
 const SITUATIONS: [&str; 27] = [
     "commits",
     "commits completing the load",
@@ -1269,7 +1270,7 @@ enum Expected {
     Extended(BatchId, Millis),
     /// The batch commits and the bookmark becomes this (version and time
     /// included).
-    Committed(BatchId, Bookmark),
+    Committed(BatchId, Box<Bookmark>),
     Failed(BatchId),
     /// A new version copying this one.
     Rewound(i64),
@@ -1343,8 +1344,8 @@ fn expected_answer(command: &StreamCommand, seen: &StreamState, now: Millis) -> 
     use Expected::*;
     // A batch call: the batch, if it exists and the token is its token.
     let fenced = |id: BatchId, token: i64| match seen.batch(id) {
-        None => Err(Refused("batch_not_found")),
-        Some(b) if b.token != token => Err(Refused("stale_token")),
+        None => Err("batch_not_found"),
+        Some(b) if b.token != token => Err("stale_token"),
         Some(b) => Ok(b),
     };
     match command {
@@ -1367,7 +1368,7 @@ fn expected_answer(command: &StreamCommand, seen: &StreamState, now: Millis) -> 
             ttl_seconds,
             ..
         } => match fenced(*batch_id, *token) {
-            Err(refused) => refused,
+            Err(kind) => Refused(kind),
             Ok(b) if !b.is_open() => Refused(finished_kind(b)),
             Ok(b) => Extended(b.id, now.plus_seconds(ttl_seconds.unwrap_or(b.ttl_seconds))),
         },
@@ -1378,7 +1379,7 @@ fn expected_answer(command: &StreamCommand, seen: &StreamState, now: Millis) -> 
             if_match,
             ..
         } => match fenced(*batch_id, *token) {
-            Err(refused) => refused,
+            Err(kind) => Refused(kind),
             Ok(b) if b.state == BatchState::Committed => Replayed(b.id),
             Ok(b) if b.state == BatchState::Failed => Refused(finished_kind(b)),
             Ok(_) if !version_matches(seen, *if_match) => Refused("version_mismatch"),
@@ -1396,18 +1397,18 @@ fn expected_answer(command: &StreamCommand, seen: &StreamState, now: Millis) -> 
                 Err(kind) => Refused(kind),
                 Ok(next) => Committed(
                     b.id,
-                    Bookmark {
+                    Box::new(Bookmark {
                         version: seen.bookmark.version + 1,
                         updated_at: now,
                         ..next
-                    },
+                    }),
                 ),
             },
         },
         StreamCommand::Fail {
             batch_id, token, ..
         } => match fenced(*batch_id, *token) {
-            Err(refused) => refused,
+            Err(kind) => Refused(kind),
             Ok(b) => match b.state {
                 BatchState::Open => Failed(b.id),
                 BatchState::Failed => Replayed(b.id),
@@ -1546,6 +1547,7 @@ fn check_answer(expected: &Expected, r: &Record) -> Result<(), TestCaseError> {
             })
         }
         (Expected::Committed(id, next), StreamCommand::Commit { commit, .. }) => {
+            let next: &Bookmark = next;
             let i = batch_mut(&mut rows, *id);
             let batch = &mut rows.batches[i];
             batch.state = BatchState::Committed;

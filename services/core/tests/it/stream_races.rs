@@ -391,3 +391,29 @@ fn a_load_commit_that_drops_a_file_already_done_is_refused_until_a_rewind() {
     assert_eq!(redone.load.files_done, ["part-2", "part-3"]);
     assert_eq!(redone.version, 4);
 }
+
+#[test]
+fn a_delta_commit_that_drops_its_file_or_timestamp_is_refused_as_going_back() {
+    // Arrange: in delta at a known CDC file.
+    let mut stream = Stream::new();
+    let (batch, _) = stream.opened("run-a", TTL);
+    stream.committed(&batch, load_commit(&["part-1"], None, true));
+    let (batch, _) = stream.opened("run-a", TTL);
+    stream.committed(
+        &batch,
+        delta_commit(position("cdc-0009.csv", "2024-05-01T00:09:00Z")),
+    );
+    let before = stream.state.bookmark.clone();
+
+    // Act: an empty position would mean "from the start" for the next run.
+    let (batch, _) = stream.opened("run-a", TTL);
+    let dropped = stream.commit(&batch, delta_commit(Position::default()));
+    let mut no_file = position("cdc-0010.csv", "2024-05-01T00:10:00Z");
+    no_file.file = None;
+    let without_file = stream.commit(&batch, delta_commit(no_file));
+
+    // Assert
+    assert_eq!(stream_error_kind(&dropped), "bookmark_regression");
+    assert_eq!(stream_error_kind(&without_file), "bookmark_regression");
+    assert_eq!(stream.state.bookmark, before);
+}
