@@ -324,9 +324,10 @@ impl Backend for SqliteBackend {
         async move {
             let rows: Vec<EventRow> = sqlx::query_as(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events \
-                 WHERE id > ?1 AND (?2 IS NULL OR table_name = ?2) AND (?3 IS NULL OR kind = ?3) AND {} \
+                 WHERE id > ?1 AND (?2 IS NULL OR table_name = ?2) AND (?3 IS NULL OR kind = ?3) AND ({} OR {}) \
                  AND (?6 IS NULL OR stream_name = ?6) ORDER BY id LIMIT ?4",
-                format!("({} OR {})", in_scopes(5, "table_name"), in_scopes(5, "stream_name"))
+                in_scopes(5, "table_name"),
+                in_scopes(5, "stream_name")
             ))
             .bind(q.after)
             .bind(q.table.as_ref().map(|t| t.as_str()))
