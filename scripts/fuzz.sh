@@ -48,32 +48,7 @@ die() { log "$*"; exit 1; }
 [ -f "$SPEC" ] || die "no spec at $SPEC"
 
 # --- The tool: a venv with the pinned schemathesis (pip only when needed). ---
-ensure_venv() {
-  local want stamp have
-  want=$(sed -n 's/^schemathesis==\([^[:space:]#]*\).*/\1/p' "$REQS")
-  [ -n "$want" ] || die "$REQS pins no schemathesis==VERSION"
-  # The stamp records the requirements file the venv was built from.
-  stamp=$(cksum <"$REQS")
-  if [ -x "$VENV/bin/schemathesis" ] && [ "$(cat "$VENV/.requirements.stamp" 2>/dev/null)" = "$stamp" ]; then
-    have=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null || true)
-    [ "$have" = "$want" ] && return 0
-  fi
-  log "installing schemathesis==$want into $VENV"
-  [ -x "$VENV/bin/python" ] || "${PYTHON:-python3}" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQS"
-  printf '%s\n' "$stamp" >"$VENV/.requirements.stamp"
-}
-if command -v flock >/dev/null; then
-  # Two runs at once must not install into the same venv together.
-  mkdir -p "$VENV"
-  exec 9>"$VENV/.lock"
-  flock 9
-  ensure_venv
-  flock -u 9
-  exec 9>&-
-else
-  ensure_venv
-fi
+"$ROOT/scripts/ensure-venv.sh" "$VENV" "$REQS"
 
 # --- The server: a free port, a fresh SQLite dir, cleaned up on exit. ---
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-fuzz.XXXXXX")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: formatting, lints, the rules' unit and property tests, and the
 # black-box tests of the built binary on SQLite and PostgreSQL (leases,
-# errors, long-polls, two replicas, kill -9 under load, OpenAPI drift).
+# errors, long-polls, two replicas, kill -9 under load, streams and a
+# DMS-shaped ingestion job on Iceberg tables, OpenAPI drift).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
@@ -14,6 +15,8 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo build --workspace --bins --quiet
+# The ingestion tests run a Python job (pyiceberg) against moto's Glue and S3.
+scripts/ensure-venv.sh .venv-ingest integration-tests/ingest/requirements.txt
 cargo test --workspace
 # schemathesis against the committed spec on a live server: no 5xx, no
 # response outside the spec, no invalid request accepted.

@@ -2,7 +2,8 @@
 """Ingest an AWS DMS output prefix into a table, keeping the position in sluice.
 
 This models an AWS Glue job reading what AWS DMS writes to S3 (here a local
-folder) and merging it into a table (here a SQLite file):
+folder) and merging it into an Iceberg table in a Glue catalog (pyiceberg;
+the tests run it against moto's Glue and S3):
 
   * full-load files  LOAD00000001.csv, ... (or SEGMENTn_LOAD00000001.csv),
     columns id,name,amount;
@@ -20,10 +21,18 @@ Safety comes from two things: only one batch of a stream is open at a time
 are idempotent (upserts and deletes by primary key), so redoing a batch whose
 merge reached the table but whose commit never reached sluice is harmless.
 
-Usage:
-  dms_ingest.py --url URL --stream NAME --prefix DIR --target FILE --run-id ID
-  dms_ingest.py --dump --target FILE       print the table's rows as JSON
-  dms_ingest.py --schema-hash              print the schema hash to register
+Each batch's merge is one Iceberg commit whose snapshot records the sluice
+batch (`sluice.batch-id` in its summary); the commit to sluice carries the
+snapshot id.
+
+Usage (catalog flags: --table NS.NAME [--catalog-uri URL] [--region R]):
+  dms_ingest.py --url URL --stream NAME --prefix DIR --table NS.NAME --run-id ID
+  dms_ingest.py --setup --table NS.NAME --warehouse s3://BUCKET/   create them
+  dms_ingest.py --dump --table NS.NAME       print the table's rows as JSON
+  dms_ingest.py --snapshots --table NS.NAME  print its snapshots and batches
+  dms_ingest.py --schema-hash                print the schema hash to register
+
+Needs pyiceberg[glue,pyarrow] (integration-tests/ingest/requirements.txt).
 
 Test hooks (environment):
   CRASH_AFTER_WORK=N   SIGKILL ourselves right after the N-th merge reached the
@@ -38,11 +47,18 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import sys
 import time
 import urllib.error
 import urllib.request
+import warnings
+
+import pyarrow as pa
+from pyiceberg.catalog import load_catalog
+from pyiceberg.expressions import In
+
+# pyiceberg warns on stderr about what the job does on purpose.
+warnings.filterwarnings("ignore", message="Delete operation did not match any records")
 
 # The data columns the job knows how to merge; their hash is what the stream's
 # expected_schema_hash is set to, so sluice refuses commits of another schema.
@@ -208,52 +224,87 @@ def plan(bookmark, loads, cdcs, per_batch, cdc_start):
     return take, {"delta": {"file": last, "commit_timestamp": stamp(last), "position": None}}, False
 
 
-# --- the target: a table and its snapshots -----------------------------------
+# --- the target: an Iceberg table in a Glue catalog --------------------------
 
-def open_target(path):
-    # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a batch's
-    # merge is exactly one transaction. timeout: racing runs share the file.
-    db = sqlite3.connect(path, timeout=60, isolation_level=None)
-    db.execute("CREATE TABLE IF NOT EXISTS rows("
-               "id INTEGER PRIMARY KEY, name TEXT, amount INTEGER)")
-    db.execute("CREATE TABLE IF NOT EXISTS snapshots("
-               "id INTEGER PRIMARY KEY AUTOINCREMENT, files TEXT)")
-    return db
+ARROW_SCHEMA = pa.schema([
+    pa.field("id", pa.int64(), nullable=False),
+    pa.field("name", pa.string()),
+    pa.field("amount", pa.int64()),
+])
 
 
-def merge(db, prefix, files):
-    """Merge the files, in order, inside a transaction left open for the
-    caller to commit; returns (counts, snapshot id).
+def catalog(args):
+    """The Glue catalog; `--catalog-uri` points Glue and S3 at an emulator.
+    Credentials come from the environment (the default AWS chain)."""
+    props = {"type": "glue", "glue.region": args.region, "s3.region": args.region}
+    if args.warehouse:
+        props["warehouse"] = args.warehouse
+    if args.catalog_uri:
+        props.update({"glue.endpoint": args.catalog_uri, "s3.endpoint": args.catalog_uri})
+    for env, keys in (("AWS_ACCESS_KEY_ID", ("glue.access-key-id", "s3.access-key-id")),
+                      ("AWS_SECRET_ACCESS_KEY", ("glue.secret-access-key", "s3.secret-access-key"))):
+        if os.environ.get(env):
+            props.update({k: os.environ[env] for k in keys})
+    return load_catalog("lake", **props)
 
-    Upserts and deletes by primary key: replaying a file gives the same table."""
-    counts = {"inserted": 0, "updated": 0, "deleted": 0}
-    db.execute("BEGIN IMMEDIATE")
+
+def setup(args):
+    """Create the warehouse bucket, the namespace and the table, as the
+    platform does before any job runs."""
+    import boto3  # pyiceberg's Glue catalog brings it
+    s3 = boto3.client("s3", region_name=args.region, endpoint_url=args.catalog_uri)
+    bucket = args.warehouse.removeprefix("s3://").split("/")[0]
+    s3.create_bucket(Bucket=bucket)
+    lake = catalog(args)
+    namespace, _ = args.table.rsplit(".", 1)
+    lake.create_namespace_if_not_exists(namespace)
+    lake.create_table_if_not_exists(args.table, schema=ARROW_SCHEMA)
+
+
+def merge(table, prefix, files, properties):
+    """Stage the files' changes in one Iceberg transaction and return it,
+    uncommitted, with the counts. The last change to a key wins; rows are
+    upserted and deleted by key, so replaying files gives the same table
+    (and no new snapshot when nothing changes)."""
+    net = {}
     for name in files:
         for op, id_, row_name, amount in read_changes(os.path.join(prefix, name)):
-            if op == "D":
-                counts["deleted"] += db.execute("DELETE FROM rows WHERE id = ?", (id_,)).rowcount
-                continue
-            existed = db.execute("SELECT 1 FROM rows WHERE id = ?", (id_,)).fetchone() is not None
-            db.execute("INSERT INTO rows(id, name, amount) VALUES (?, ?, ?) "
-                       "ON CONFLICT(id) DO UPDATE SET name = excluded.name, amount = excluded.amount",
-                       (id_, row_name, amount))
-            counts["updated" if existed else "inserted"] += 1
-    snapshot_id = db.execute("INSERT INTO snapshots(files) VALUES (?)",
-                             (json.dumps(files),)).lastrowid
-    return counts, snapshot_id
+            net[id_] = None if op == "D" else {"id": id_, "name": row_name, "amount": amount}
+    upserts = [row for row in net.values() if row is not None]
+    deletes = [id_ for id_, row in net.items() if row is None]
+    counts = {"inserted": 0, "updated": 0, "deleted": 0}
+    txn = table.transaction()
+    if deletes:
+        present = table.scan(row_filter=In("id", deletes), selected_fields=("id",)).to_arrow()
+        if present.num_rows:
+            txn.delete(In("id", deletes), snapshot_properties=properties)
+            counts["deleted"] = present.num_rows
+    if upserts:
+        result = txn.upsert(pa.Table.from_pylist(upserts, schema=ARROW_SCHEMA),
+                            join_cols=["id"], snapshot_properties=properties)
+        counts["inserted"], counts["updated"] = result.rows_inserted, result.rows_updated
+    return txn, counts
 
 
-def dump(path):
-    db = open_target(path)
-    rows = db.execute("SELECT id, name, amount FROM rows ORDER BY id").fetchall()
-    print(json.dumps([list(r) for r in rows]))
+def dump(args):
+    rows = catalog(args).load_table(args.table).scan().to_arrow().to_pylist()
+    print(json.dumps(sorted([r["id"], r["name"], r["amount"]] for r in rows)))
+
+
+def snapshots(args):
+    """Every snapshot of the table with the sluice batch it records."""
+    table = catalog(args).load_table(args.table)
+    print(json.dumps([
+        {"snapshot_id": snap.snapshot_id,
+         "batch_id": snap.summary.additional_properties.get("sluice.batch-id") if snap.summary else None}
+        for snap in table.snapshots()]))
 
 
 # --- the job -----------------------------------------------------------------
 
 def run(args):
     api = Sluice(args.url, args.stream, args.token)
-    db = open_target(args.target)
+    lake = catalog(args)
     crash_after = int(os.environ.get("CRASH_AFTER_WORK") or 0)
     pause = float(os.environ.get("SLEEP_PER_BATCH") or 0)
     merges = 0
@@ -271,25 +322,28 @@ def run(args):
 
         counts, snapshot_id = {"inserted": 0, "updated": 0, "deleted": 0}, None
         if files:
+            # The snapshot names the batch that wrote it: the table's history
+            # and the bookmark's can be joined.
+            properties = {"sluice.stream": args.stream, "sluice.batch-id": batch["batch_id"],
+                          "sluice.token": str(batch["token"])}
             try:
-                counts, snapshot_id = merge(db, args.prefix, files)
+                table = lake.load_table(args.table)
+                txn, counts = merge(table, args.prefix, files, properties)
                 # Last check before the merge becomes visible in the table:
                 # is the batch still ours? (This also extends its TTL.) A run
                 # that stalled past its TTL must not overwrite what a newer
                 # run has merged since.
                 api.heartbeat(batch, args.ttl)
             except ApiError as e:
-                db.execute("ROLLBACK")
                 if e.type in LOST_BATCH:
                     print(f"lost batch {batch['batch_id']} ({e.type}); reopening", file=sys.stderr)
                     continue
                 raise
-            except (OSError, ValueError, sqlite3.Error) as e:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
+            except (OSError, ValueError) as e:
                 api.fail(batch, f"error: {e}")
                 raise
-            db.execute("COMMIT")
+            snapshot = txn.commit_transaction().current_snapshot()
+            snapshot_id = snapshot.snapshot_id if snapshot else None
             merges += 1
             if merges == crash_after:
                 # The merge is in the table; sluice never hears of it.
@@ -320,7 +374,11 @@ def main(argv=None):
     parser.add_argument("--url", help="sluice's base URL")
     parser.add_argument("--stream", help="the sluice stream, e.g. sales.orders_cdc")
     parser.add_argument("--prefix", help="the DMS output folder")
-    parser.add_argument("--target", help="the target table (a SQLite file)")
+    parser.add_argument("--table", help="the Iceberg table, namespace.name")
+    parser.add_argument("--warehouse", help="the warehouse, s3://bucket/ (for --setup)")
+    parser.add_argument("--catalog-uri", default=None,
+                        help="Glue and S3 endpoint (emulators only; default: AWS)")
+    parser.add_argument("--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
     parser.add_argument("--run-id", help="this run's id (e.g. the Glue job run id)")
     parser.add_argument("--ttl", type=int, default=2, help="batch TTL in seconds (default 2)")
     parser.add_argument("--files-per-batch", type=int, default=1)
@@ -331,8 +389,12 @@ def main(argv=None):
                         help="seconds to wait for another run's open batch (default 60)")
     parser.add_argument("--token", default=os.environ.get("SLUICE_TOKEN"),
                         help="bearer token (default: $SLUICE_TOKEN)")
+    parser.add_argument("--setup", action="store_true",
+                        help="create the warehouse bucket, namespace and table, and exit")
     parser.add_argument("--dump", action="store_true",
-                        help="print the target's rows as JSON and exit")
+                        help="print the table's rows as JSON and exit")
+    parser.add_argument("--snapshots", action="store_true",
+                        help="print the table's snapshots and the batches that wrote them, and exit")
     parser.add_argument("--schema-hash", action="store_true",
                         help="print the schema hash the job commits and exit")
     args = parser.parse_args(argv)
@@ -340,12 +402,16 @@ def main(argv=None):
     if args.schema_hash:
         print(SCHEMA_HASH)
         return 0
-    if args.dump:
-        if not args.target:
-            parser.error("--dump needs --target")
-        dump(args.target)
-        return 0
-    missing = [f"--{n.replace('_', '-')}" for n in ("url", "stream", "prefix", "target", "run_id")
+    for flag, action, needs in (("setup", setup, ("table", "warehouse")),
+                                ("dump", dump, ("table",)),
+                                ("snapshots", snapshots, ("table",))):
+        if getattr(args, flag):
+            missing = [f"--{n}" for n in needs if not getattr(args, n)]
+            if missing:
+                parser.error(f"--{flag} needs " + ", ".join(missing))
+            action(args)
+            return 0
+    missing = [f"--{n.replace('_', '-')}" for n in ("url", "stream", "prefix", "table", "run_id")
                if not getattr(args, n)]
     if missing:
         parser.error("missing " + ", ".join(missing))
@@ -357,7 +423,7 @@ def main(argv=None):
     except ApiError as e:
         print(json.dumps(e.body), file=sys.stderr)
         return 1
-    except (OSError, ValueError, sqlite3.Error) as e:
+    except (OSError, ValueError) as e:
         # OSError covers an unreachable server (urllib.error.URLError).
         print(json.dumps({"error": {"type": "job_error", "message": str(e)}}), file=sys.stderr)
         return 1

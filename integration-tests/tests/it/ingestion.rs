@@ -1,8 +1,9 @@
 //! An ingestion job that keeps its position only in sluice: the AWS Glue
 //! job over an AWS DMS prefix in `integration-tests/ingest/dms_ingest.py`,
-//! killed mid-load, restarted, following CDC while files arrive, and two
-//! runs racing. The job is always started the same way: the bookmark alone
-//! moves it from the full load to CDC.
+//! merging into a real Iceberg table (pyiceberg, Glue catalog and S3 on
+//! moto), killed mid-load, restarted, following CDC while files arrive, and
+//! two runs racing. The job is always started the same way: the bookmark
+//! alone moves it from the full load to CDC.
 
 use crate::harness::Server;
 use crate::on_both_backends;
@@ -30,6 +31,73 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ingest/dms_ingest.py")
 }
 
+/// The venv with pyiceberg and moto: `SLUICE_INGEST_VENV`, or the one
+/// `scripts/test.sh` makes.
+fn venv() -> PathBuf {
+    let venv = std::env::var("SLUICE_INGEST_VENV").map_or_else(
+        |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv-ingest"),
+        PathBuf::from,
+    );
+    assert!(
+        venv.join("bin/python").exists(),
+        "{} is missing: run `scripts/ensure-venv.sh .venv-ingest integration-tests/ingest/requirements.txt` \
+         (scripts/test.sh does)",
+        venv.display()
+    );
+    venv
+}
+
+/// The job's interpreter, with the emulator's credentials.
+fn python() -> Command {
+    let mut command = Command::new(venv().join("bin/python"));
+    command
+        .arg(script())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_DEFAULT_REGION", "us-east-1");
+    command
+}
+
+/// moto's server: Glue and S3 for the lake, one per test.
+struct Lake {
+    url: String,
+    child: Child,
+}
+
+impl Lake {
+    async fn start() -> Lake {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(venv().join("bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let lake = Lake {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = reqwest::get(format!("{}/moto-api/", lake.url)).await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return lake;
+            }
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Lake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 /// Run blocking work (child processes, files) off the async workers.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(work)
@@ -60,10 +128,6 @@ impl Dms {
 
     fn prefix(&self) -> PathBuf {
         self.dir.path().join("prefix")
-    }
-
-    fn target(&self) -> PathBuf {
-        self.dir.path().join("target.sqlite")
     }
 
     /// Full-load file `n`: every row an upsert.
@@ -116,16 +180,34 @@ impl Dms {
 struct Job {
     url: String,
     prefix: PathBuf,
-    target: PathBuf,
+    catalog_uri: String,
 }
 
 impl Job {
-    fn new(s: &Server, dms: &Dms) -> Job {
-        Job {
+    /// The job over `dms`, and its Iceberg table created in `lake`.
+    async fn new(s: &Server, dms: &Dms, lake: &Lake) -> Job {
+        let job = Job {
             url: s.url.clone(),
             prefix: dms.prefix(),
-            target: dms.target(),
-        }
+            catalog_uri: lake.url.clone(),
+        };
+        let setup = job.clone();
+        blocking(move || {
+            setup.table_output(&["--setup", "--warehouse", "s3://lake/"]);
+        })
+        .await;
+        job
+    }
+
+    /// Run the script's table subcommand (`--setup`, `--dump`...).
+    fn table_output(&self, args: &[&str]) -> Vec<u8> {
+        let output = python()
+            .args(args)
+            .args(["--table", TABLE, "--catalog-uri", &self.catalog_uri])
+            .output()
+            .expect("run the job's python");
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        output.stdout
     }
 
     fn command(&self, run_id: &str, ttl_seconds: u32) -> Command {
@@ -136,8 +218,10 @@ impl Job {
             STREAM.into(),
             "--prefix".into(),
             self.prefix.display().to_string(),
-            "--target".into(),
-            self.target.display().to_string(),
+            "--table".into(),
+            TABLE.into(),
+            "--catalog-uri".into(),
+            self.catalog_uri.clone(),
             "--run-id".into(),
             run_id.into(),
             "--ttl".into(),
@@ -158,9 +242,8 @@ impl Job {
                 "{flag} is phase-specific"
             );
         }
-        let mut command = Command::new("python3");
+        let mut command = python();
         command
-            .arg(script())
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -168,27 +251,33 @@ impl Job {
         command
     }
 
-    /// The target's rows, as `[[id,name,amount],...]` sorted by id.
+    /// The Iceberg table's rows, as `[[id,name,amount],...]` sorted by id.
     fn dump(&self) -> Value {
-        let output = Command::new("python3")
-            .arg(script())
-            .arg("--dump")
-            .arg("--target")
-            .arg(&self.target)
-            .output()
-            .expect("run python3");
-        assert!(output.status.success(), "{output:?}");
-        serde_json::from_slice(&output.stdout).expect("--dump prints JSON")
+        serde_json::from_slice(&self.table_output(&["--dump"])).expect("--dump prints JSON")
+    }
+
+    /// The table's snapshots: snapshot id -> the sluice batch that wrote it.
+    fn snapshots(&self) -> BTreeMap<i64, String> {
+        let listed: Vec<Value> = serde_json::from_slice(&self.table_output(&["--snapshots"]))
+            .expect("--snapshots prints JSON");
+        listed
+            .iter()
+            .map(|s| {
+                let batch = s["batch_id"]
+                    .as_str()
+                    .expect("every snapshot names its batch");
+                (s["snapshot_id"].as_i64().expect("an id"), batch.to_owned())
+            })
+            .collect()
     }
 }
 
 /// The hash of the job's data columns, to register as the expected one.
 fn schema_hash() -> String {
-    let output = Command::new("python3")
-        .arg(script())
+    let output = python()
         .arg("--schema-hash")
         .output()
-        .expect("run python3");
+        .expect("run the job's python");
     assert!(output.status.success(), "{output:?}");
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
@@ -222,7 +311,7 @@ impl Finished {
 
 impl Running {
     fn start(mut command: Command) -> Running {
-        let mut child = command.spawn().expect("spawn python3");
+        let mut child = command.spawn().expect("spawn the job");
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         Running { child, stdout }
     }
@@ -415,6 +504,43 @@ fn check_history(versions: &[Value], dms: &Dms) -> BTreeMap<String, Vec<usize>> 
     added
 }
 
+/// Every committed batch reported a snapshot of the Iceberg table, and
+/// every snapshot was written by a committed batch of this stream (or one
+/// of `uncommitted`, whose merge reached the table before its run died):
+/// the bookmark's history and the table's join.
+fn check_snapshots(versions: &[Value], snapshots: &BTreeMap<i64, String>, uncommitted: &[&str]) {
+    assert!(!snapshots.is_empty());
+    let batches: Vec<&str> = versions
+        .iter()
+        .filter_map(|v| v["batch_id"].as_str())
+        .collect();
+    for v in versions.iter().filter(|v| v["cause"] == "batch") {
+        if v["counts"]["inserted"] == 0
+            && v["counts"]["updated"] == 0
+            && v["counts"]["deleted"] == 0
+        {
+            // A batch that changed nothing (a redo, an empty load-complete)
+            // reports the table's current snapshot, or none.
+            if let Some(id) = v["snapshot_id"].as_i64() {
+                assert!(snapshots.contains_key(&id), "{v}");
+            }
+            continue;
+        }
+        let id = v["snapshot_id"].as_i64().unwrap_or_else(|| panic!("{v}"));
+        assert_eq!(
+            snapshots.get(&id).map(String::as_str),
+            v["batch_id"].as_str(),
+            "the snapshot of {v} names another batch: {snapshots:?}"
+        );
+    }
+    for batch in snapshots.values() {
+        assert!(
+            batches.contains(&batch.as_str()) || uncommitted.contains(&batch.as_str()),
+            "a snapshot by a batch that is not in the history: {batch}"
+        );
+    }
+}
+
 async fn a_job_killed_mid_load_resumes_completes_the_load_and_follows_cdc(s: Server) {
     let c = &s.client;
     let mut dms = Dms::new();
@@ -423,7 +549,8 @@ async fn a_job_killed_mid_load_resumes_completes_the_load_and_follows_cdc(s: Ser
     dms.load(1, &[(1, "ada", 10), (2, "bob", 20), (3, "cyd", 30)]);
     dms.load(2, &[(3, "cyd", 31), (4, "dee", 40), (5, "eve", 50)]);
     dms.load(3, &[(5, "eve", 51), (6, "fay", 60), (7, "gus", 70)]);
-    let job = Job::new(&s, &dms);
+    let lake = Lake::start().await;
+    let job = Job::new(&s, &dms, &lake).await;
 
     // Run 1 merges LOAD1 and commits it, merges LOAD2 into the table, and
     // dies before telling sluice. (TTL 5 rather than the job's 2 so that the
@@ -540,11 +667,18 @@ async fn a_job_killed_mid_load_resumes_completes_the_load_and_follows_cdc(s: Ser
         "{third:?} {fourth:?}"
     );
 
-    let rows = blocking(move || job.dump()).await;
+    let (rows, snapshots) = blocking(move || (job.dump(), job.snapshots())).await;
     assert_eq!(rows, dms.expected());
 
     let versions = history(c).await;
     let added = check_history(&versions, &dms);
+    check_snapshots(&versions, &snapshots, &[&killed_batch]);
+    // The killed run's merge of LOAD2 is in the table (a snapshot names its
+    // batch); the redo changed nothing, so it made no snapshot of its own.
+    assert!(
+        snapshots.values().any(|b| *b == killed_batch),
+        "{snapshots:?}"
+    );
     let run_of = |file: &str| versions[added[file][0] - 1]["run_id"].clone();
     assert_eq!(run_of("LOAD00000001.csv"), "glue-run-1");
     assert_eq!(
@@ -577,7 +711,8 @@ async fn two_racing_runs_record_every_file_exactly_once(s: Server) {
         "20240501-000300000",
         &[("I", 7, "gus", 70), ("I", 2, "bob", 22)],
     );
-    let job = Job::new(&s, &dms);
+    let lake = Lake::start().await;
+    let job = Job::new(&s, &dms, &lake).await;
 
     let (a, b) = {
         let job = job.clone();
@@ -608,10 +743,11 @@ async fn two_racing_runs_record_every_file_exactly_once(s: Server) {
     all.sort();
     assert_eq!(committed, all, "{a:?} {b:?}");
 
-    let rows = blocking(move || job.dump()).await;
+    let (rows, snapshots) = blocking(move || (job.dump(), job.snapshots())).await;
     assert_eq!(rows, dms.expected());
     let versions = history(c).await;
     check_history(&versions, &dms);
+    check_snapshots(&versions, &snapshots, &[]);
     for v in &versions[1..] {
         assert!(v["run_id"] == "race-a" || v["run_id"] == "race-b", "{v}");
     }
