@@ -15,7 +15,7 @@ const UNKNOWN_LEASE: &str = "0190a0b1-7c3e-7d2a-9f10-4b7e2c9d8e11";
 /// Assert `answer` is the JSON error body with this status and type and a
 /// non-empty message.
 #[track_caller]
-fn assert_error(what: &str, answer: &Answer, status: u16, kind: &str) {
+pub(crate) fn assert_error(what: &str, answer: &Answer, status: u16, kind: &str) {
     assert_eq!(
         (answer.status, answer.error_type()),
         (status, Some(kind)),
@@ -72,7 +72,7 @@ async fn send_raw(
     .unwrap()
 }
 
-async fn send(c: &Client, method: Method, path: &str, body: Option<Value>) -> Answer {
+pub(crate) async fn send(c: &Client, method: Method, path: &str, body: Option<Value>) -> Answer {
     c.send(method, path, body.as_ref()).await.unwrap()
 }
 

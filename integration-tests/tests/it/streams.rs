@@ -3,6 +3,7 @@
 //! DELTA), rewinds and resets by operators, and every error a caller can
 //! cause answered as a 4xx that changes nothing.
 
+use crate::errors::{assert_error, send};
 use crate::harness::Server;
 use crate::{on_both_backends, on_both_backends_with_auth};
 use reqwest::Method;
@@ -41,29 +42,6 @@ on_both_backends_with_auth!(
 // ---------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------
-
-/// Assert `answer` is the JSON error body with this status and type and a
-/// non-empty message.
-#[track_caller]
-fn assert_error(what: &str, answer: &Answer, status: u16, kind: &str) {
-    assert_eq!(
-        (answer.status, answer.error_type()),
-        (status, Some(kind)),
-        "{what}: {answer:?}"
-    );
-    let message = answer
-        .body
-        .pointer("/error/message")
-        .and_then(Value::as_str);
-    assert!(
-        message.is_some_and(|m| !m.trim().is_empty()),
-        "{what}: the error has no message: {answer:?}"
-    );
-}
-
-async fn send(c: &Client, method: Method, path: &str, body: Option<Value>) -> Answer {
-    c.send(method, path, body.as_ref()).await.unwrap()
-}
 
 /// A request the typed client cannot make: an `If-Match` header, or a raw
 /// body (malformed JSON). Authentication is off where this is used.

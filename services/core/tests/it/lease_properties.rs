@@ -13,11 +13,11 @@
 //! - the state after the step is settled and consistent;
 //! - across steps, tokens are never reused and finished leases never change.
 
-use crate::support::{lease_id, settings, table_name, START};
+use crate::support::{lease_id, proptest_config, settings, table_name, Coverage, START};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::strategy::ValueTree;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::TestRunner;
 use sluice_core::{
     command::AcquireRequest,
     rules::{self, Outcome},
@@ -232,17 +232,6 @@ const SITUATIONS: [&str; 16] = [
     "steps at a deferral deadline",
 ];
 
-/// How often each situation was reached.
-#[derive(Debug, Default)]
-struct Coverage(BTreeMap<&'static str, usize>);
-
-impl Coverage {
-    fn saw(&mut self, situation: &'static str) {
-        assert!(SITUATIONS.contains(&situation), "unlisted: {situation}");
-        *self.0.entry(situation).or_default() += 1;
-    }
-}
-
 struct Harness {
     state: TableState,
     now: Millis,
@@ -293,7 +282,7 @@ impl Harness {
             issued: Vec::new(),
             token_of: HashMap::new(),
             finished: HashMap::new(),
-            coverage: Coverage::default(),
+            coverage: Coverage::new(&SITUATIONS),
         }
     }
 
@@ -1185,19 +1174,8 @@ fn expected_answer(command: &Command, seen: &TableState, now: Millis) -> Expecte
 // The tests.
 // ---------------------------------------------------------------------------
 
-/// 256 cases of up to 60 steps by default; `PROPTEST_CASES` overrides.
-fn config() -> Config {
-    Config {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(256),
-        ..Config::default()
-    }
-}
-
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(proptest_config())]
 
     #[test]
     fn every_invariant_holds_after_every_step_of_random_command_sequences(
@@ -1213,7 +1191,7 @@ proptest! {
 fn the_random_sequences_reach_every_interesting_situation() {
     let mut runner = TestRunner::deterministic();
     let strategy = scenario();
-    let mut total = Coverage::default();
+    let mut total = Coverage::new(&SITUATIONS);
     for _ in 0..200 {
         let scenario = strategy
             .new_tree(&mut runner)
@@ -1223,14 +1201,7 @@ fn the_random_sequences_reach_every_interesting_situation() {
         if let Err(e) = harness.run(&scenario) {
             panic!("{e}\n{scenario:#?}");
         }
-        for (situation, count) in harness.coverage.0 {
-            *total.0.entry(situation).or_default() += count;
-        }
+        total.add(&harness.coverage);
     }
-    for situation in SITUATIONS {
-        assert!(
-            total.0.contains_key(situation),
-            "never reached: {situation} ({total:?})"
-        );
-    }
+    total.assert_every_situation_reached();
 }

@@ -20,11 +20,11 @@
 //!   phase's section forward (and load -> delta at cdc_start), a rewind
 //!   copies its target, a reset starts an empty load.
 
-use crate::support::{batch_id, stream_name, stream_settings, START};
+use crate::support::{batch_id, proptest_config, stream_name, stream_settings, Coverage, START};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::strategy::ValueTree;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::TestRunner;
 use sluice_core::stream::{
     Batch, BatchId, BatchState, Bookmark, BookmarkVersion, Cause, Counts, LoadProgress, Phase,
     Position, StreamState, EXPIRED,
@@ -487,16 +487,6 @@ const SITUATIONS: [&str; 27] = [
     "transactions at an expiry instant",
 ];
 
-#[derive(Debug, Default)]
-struct Coverage(BTreeMap<&'static str, usize>);
-
-impl Coverage {
-    fn saw(&mut self, situation: &'static str) {
-        assert!(SITUATIONS.contains(&situation), "unlisted: {situation}");
-        *self.0.entry(situation).or_default() += 1;
-    }
-}
-
 struct Worker {
     run_id: String,
     restarts: u32,
@@ -576,7 +566,7 @@ impl Harness {
             next_batch: 1,
             next_seq: 1_000,
             finished: BTreeMap::new(),
-            coverage: Coverage::default(),
+            coverage: Coverage::new(&SITUATIONS),
         }
     }
 
@@ -1751,19 +1741,8 @@ fn load_moves_forward(old: &LoadProgress, new: &LoadProgress) -> Result<(), Test
 // The tests.
 // ---------------------------------------------------------------------------
 
-/// 256 cases of up to 81 transactions by default; `PROPTEST_CASES` overrides.
-fn config() -> Config {
-    Config {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(256),
-        ..Config::default()
-    }
-}
-
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(proptest_config())]
 
     #[test]
     fn every_stream_invariant_holds_after_every_command_of_random_sequences(
@@ -1779,7 +1758,7 @@ proptest! {
 fn the_random_stream_sequences_reach_every_interesting_situation() {
     let mut runner = TestRunner::deterministic();
     let strategy = scenario();
-    let mut total = Coverage::default();
+    let mut total = Coverage::new(&SITUATIONS);
     for _ in 0..200 {
         let scenario = strategy
             .new_tree(&mut runner)
@@ -1789,15 +1768,8 @@ fn the_random_stream_sequences_reach_every_interesting_situation() {
         if let Err(e) = harness.run(&scenario) {
             panic!("{e}\n{scenario:#?}");
         }
-        for (situation, count) in harness.coverage.0 {
-            *total.0.entry(situation).or_default() += count;
-        }
+        total.add(&harness.coverage);
     }
-    eprintln!("stream coverage over 200 scenarios: {:#?}", total.0);
-    for situation in SITUATIONS {
-        assert!(
-            total.0.contains_key(situation),
-            "never reached: {situation} ({total:?})"
-        );
-    }
+    eprintln!("stream coverage over 200 scenarios: {:#?}", total.seen);
+    total.assert_every_situation_reached();
 }

@@ -12,6 +12,57 @@ use sluice_core::{
     TableName, TableSettings, TableState, Token,
 };
 
+/// Property tests run 256 cases by default; `PROPTEST_CASES` overrides.
+pub fn proptest_config() -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256),
+        ..proptest::test_runner::Config::default()
+    }
+}
+
+/// How often a property test reached each situation of its list, so that a
+/// generator which never reaches what the invariants are about is caught.
+#[derive(Debug)]
+pub struct Coverage {
+    situations: &'static [&'static str],
+    pub seen: std::collections::BTreeMap<&'static str, usize>,
+}
+
+impl Coverage {
+    pub fn new(situations: &'static [&'static str]) -> Coverage {
+        Coverage {
+            situations,
+            seen: Default::default(),
+        }
+    }
+
+    pub fn saw(&mut self, situation: &'static str) {
+        assert!(
+            self.situations.contains(&situation),
+            "unlisted: {situation}"
+        );
+        *self.seen.entry(situation).or_default() += 1;
+    }
+
+    pub fn add(&mut self, other: &Coverage) {
+        for (situation, count) in &other.seen {
+            *self.seen.entry(situation).or_default() += count;
+        }
+    }
+
+    pub fn assert_every_situation_reached(&self) {
+        for situation in self.situations {
+            assert!(
+                self.seen.contains_key(situation),
+                "never reached: {situation} ({self:?})"
+            );
+        }
+    }
+}
+
 /// An arbitrary but fixed start of time (2023-11-14), far from zero so that
 /// no arithmetic near the epoch is exercised by accident.
 pub const START: Millis = Millis(1_700_000_000_000);
