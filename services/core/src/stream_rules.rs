@@ -406,11 +406,8 @@ fn commit_batch(
             });
         }
     }
-    let mut next = next_position(&state.bookmark, commit)?;
-    next.version = state.bookmark.version + 1;
-    next.updated_at = now;
-    state.bookmark = next.clone();
-    state.updated_at = now;
+    let position = next_position(&state.bookmark, commit)?;
+    let next = advance(state, position, Cause::Batch, actor, None, now);
     let batch = &mut state.batches[i];
     batch.counts = Some(commit.counts);
     batch.snapshot_id = commit.snapshot_id;
@@ -418,12 +415,11 @@ fn commit_batch(
     batch.result = Some(next.clone());
     end_batch(state, i, BatchState::Committed, None, now, events);
     let batch = state.batches[i].clone();
-    let mut entry = version(state, Cause::Batch, actor, None);
+    let entry = latest_version(state);
     entry.batch_id = Some(batch.id);
     entry.run_id = Some(batch.run_id.clone());
     entry.counts = batch.counts;
     entry.snapshot_id = batch.snapshot_id;
-    state.versions.push(entry);
     Ok(batch_reply(batch, Some(next), false))
 }
 
@@ -541,10 +537,7 @@ fn rewind(
     now: Millis,
     events: &mut Vec<NewEvent>,
 ) -> Result<StreamReply, RuleError> {
-    check_version(state, if_match)?;
-    if let Some(open) = state.open_batch() {
-        return Err(batch_open(open));
-    }
+    refuse_under_open_batch(state, if_match)?;
     let target = match to {
         RewindTo::Version(v) => state
             .versions
@@ -563,18 +556,10 @@ fn rewind(
                 ))
             }),
     }?;
-    let restored = target.bookmark.version;
-    let next = Bookmark {
-        version: state.bookmark.version + 1,
-        updated_at: now,
-        ..target.bookmark.clone()
-    };
+    let (restored, position) = (target.bookmark.version, target.bookmark.clone());
     let from = state.bookmark.version;
-    state.bookmark = next.clone();
-    state.updated_at = now;
-    let mut entry = version(state, Cause::Rewind, actor, Some(reason));
-    entry.rewound_to = Some(restored);
-    state.versions.push(entry);
+    let next = advance(state, position, Cause::Rewind, actor, Some(reason), now);
+    latest_version(state).rewound_to = Some(restored);
     events.push(event(
         state,
         now,
@@ -593,16 +578,16 @@ fn reset(
     now: Millis,
     events: &mut Vec<NewEvent>,
 ) -> Result<StreamReply, RuleError> {
-    check_version(state, if_match)?;
-    if let Some(open) = state.open_batch() {
-        return Err(batch_open(open));
-    }
+    refuse_under_open_batch(state, if_match)?;
     let from = state.bookmark.version;
-    let next = Bookmark::empty(from + 1, now);
-    state.bookmark = next.clone();
-    state.updated_at = now;
-    let entry = version(state, Cause::Reset, actor, Some(reason));
-    state.versions.push(entry);
+    let next = advance(
+        state,
+        Bookmark::empty(from + 1, now),
+        Cause::Reset,
+        actor,
+        Some(reason),
+        now,
+    );
     events.push(event(
         state,
         now,
@@ -690,6 +675,45 @@ fn batch_reply(batch: Batch, bookmark: Option<Bookmark>, replayed: bool) -> Stre
         bookmark,
         replayed,
     }
+}
+
+/// An operator's change of the bookmark: only at the version the caller
+/// expects, and never under a live batch (it would commit on a moved base).
+fn refuse_under_open_batch(state: &StreamState, if_match: Option<i64>) -> Result<(), RuleError> {
+    check_version(state, if_match)?;
+    match state.open_batch() {
+        Some(open) => Err(batch_open(open)),
+        None => Ok(()),
+    }
+}
+
+/// Make `position` the bookmark, one version up, and append that version to
+/// the history (the caller completes the entry through [`latest_version`]).
+fn advance(
+    state: &mut StreamState,
+    position: Bookmark,
+    cause: Cause,
+    actor: Option<&str>,
+    reason: Option<&str>,
+    now: Millis,
+) -> Bookmark {
+    let next = Bookmark {
+        version: state.bookmark.version + 1,
+        updated_at: now,
+        ..position
+    };
+    state.bookmark = next.clone();
+    state.updated_at = now;
+    let entry = version(state, cause, actor, reason);
+    state.versions.push(entry);
+    next
+}
+
+fn latest_version(state: &mut StreamState) -> &mut BookmarkVersion {
+    state
+        .versions
+        .last_mut()
+        .expect("advance appended a version")
 }
 
 /// The history entry for the stream's current bookmark.

@@ -124,14 +124,7 @@ impl PgBackend {
             let state = TableState::try_from(row.table)?;
             loaded.tables.insert(state.name.clone(), state);
         }
-        let now = match now {
-            Some(now) => now,
-            None => {
-                sqlx::query_scalar(&format!("SELECT {NOW_MS}"))
-                    .fetch_one(&mut **tx)
-                    .await?
-            }
-        };
+        let now = database_now(tx, now).await?;
         let locked_names: Vec<&str> = loaded.tables.keys().map(|t| t.as_str()).collect();
         let named: std::collections::HashSet<LeaseId> = lease_ids.into_iter().collect();
         let (key_tables, keys): (Vec<String>, Vec<String>) = batch::idempotency_keys(requests)
@@ -288,6 +281,20 @@ static WRITE_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         upsert = rows::UPSERT_LEASE_CONFLICT
     )
 });
+
+/// The database's clock as read with the locked rows, or read now when the
+/// batch locked none (it only creates, or names what does not exist).
+pub(crate) async fn database_now(
+    tx: &mut Transaction<'_, Postgres>,
+    read_with_locks: Option<i64>,
+) -> Result<i64, StoreError> {
+    match read_with_locks {
+        Some(now) => Ok(now),
+        None => Ok(sqlx::query_scalar(&format!("SELECT {NOW_MS}"))
+            .fetch_one(&mut **tx)
+            .await?),
+    }
+}
 
 #[derive(sqlx::FromRow)]
 struct LockedRow {

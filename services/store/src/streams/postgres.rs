@@ -54,14 +54,7 @@ async fn load(
         let state = StreamState::try_from(row.stream)?;
         loaded.streams.insert(state.name.clone(), state);
     }
-    let now = match now {
-        Some(now) => now,
-        None => {
-            sqlx::query_scalar(&format!("SELECT {NOW_MS}"))
-                .fetch_one(&mut **tx)
-                .await?
-        }
-    };
+    let now = crate::postgres::database_now(tx, now).await?;
     let ids: Vec<String> = targets.batches.iter().map(|b| b.to_string()).collect();
     let batches: Vec<BatchRow> = sqlx::query_as(&format!(
         "SELECT {BATCH_COLUMNS} FROM stream_batches \
