@@ -78,7 +78,15 @@ pub(crate) async fn send(c: &Client, method: Method, path: &str, body: Option<Va
 
 /// A valid acquire body with `changes` merged in (`null` removes a field).
 fn acquire_body(changes: Value) -> Value {
-    let mut body = json!({ "mode": "read", "holder": "hydrate", "ttl_seconds": 60 });
+    with(
+        &json!({ "mode": "read", "holder": "hydrate", "ttl_seconds": 60 }),
+        changes,
+    )
+}
+
+/// `body` with `changes` merged in (`null` removes a field).
+pub(crate) fn with(body: &Value, changes: Value) -> Value {
+    let mut body = body.clone();
     for (key, value) in changes.as_object().expect("an object") {
         if value.is_null() {
             body.as_object_mut().unwrap().remove(key);

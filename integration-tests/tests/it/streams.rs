@@ -3,7 +3,7 @@
 //! DELTA), rewinds and resets by operators, and every error a caller can
 //! cause answered as a 4xx that changes nothing.
 
-use crate::errors::{assert_error, send};
+use crate::errors::{assert_error, send, with};
 use crate::harness::Server;
 use crate::{on_both_backends, on_both_backends_with_auth};
 use reqwest::Method;
@@ -1181,19 +1181,6 @@ async fn if_match_guards_open_commit_rewind_and_reset(s: Server) {
         .get(reqwest::header::ETAG)
         .map(|v| v.to_str().unwrap().to_owned());
     assert_eq!(etag.as_deref(), Some("\"5\""));
-}
-
-/// `body` with `changes` merged in (`null` removes a field).
-fn with(body: &Value, changes: Value) -> Value {
-    let mut body = body.clone();
-    for (key, value) in changes.as_object().expect("an object") {
-        if value.is_null() {
-            body.as_object_mut().unwrap().remove(key);
-        } else {
-            body[key] = value.clone();
-        }
-    }
-    body
 }
 
 async fn bodies_of_the_wrong_shape_are_refused_and_change_nothing(s: Server) {

@@ -147,7 +147,7 @@ pub fn put_stream(
     settings: StreamSettings,
     actor: Option<&str>,
     now: Millis,
-) -> (Option<StreamState>, StreamOutcome) {
+) -> (StreamState, StreamOutcome) {
     let Some(mut state) = state else {
         let bookmark = Bookmark::empty(1, now);
         let mut state = StreamState {
@@ -174,14 +174,14 @@ pub fn put_stream(
             state: Box::new(state.clone()),
             created: true,
         };
-        return (Some(state), ok(reply, events));
+        return (state, ok(reply, events));
     };
     if state.settings.table != settings.table {
         let error = RuleError::StreamTableChange {
             stream,
             table: state.settings.table.clone(),
         };
-        return (Some(state), err(error, Vec::new()));
+        return (state, err(error, Vec::new()));
     }
     let mut events = Vec::new();
     if state.settings != settings {
@@ -199,7 +199,7 @@ pub fn put_stream(
         state: Box::new(state.clone()),
         created: false,
     };
-    (Some(state), ok(reply, events))
+    (state, ok(reply, events))
 }
 
 /// Apply one command other than `Put` to its stream.

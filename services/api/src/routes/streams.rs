@@ -232,7 +232,10 @@ async fn rewind(
         reason: dto::reason(body.reason)?,
         if_match: if_match(&headers)?,
     };
-    bookmark_reply(&stream, execute(&app, &caller, command).await?)
+    Ok(bookmark_reply(
+        &stream,
+        execute(&app, &caller, command).await?,
+    ))
 }
 
 /// Return the stream to an empty full load (phase `load`, nothing done), as
@@ -262,7 +265,10 @@ async fn reset(
         reason: dto::reason(body.reason)?,
         if_match: if_match(&headers)?,
     };
-    bookmark_reply(&stream, execute(&app, &caller, command).await?)
+    Ok(bookmark_reply(
+        &stream,
+        execute(&app, &caller, command).await?,
+    ))
 }
 
 /// Open a batch: the answer holds its fencing token and the bookmark to
@@ -297,7 +303,7 @@ async fn open_batch(
         ttl_seconds,
         if_match: if_match(&headers)?,
     };
-    let (batch, replayed) = batch_reply(execute(&app, &caller, command).await?)?;
+    let (batch, replayed) = batch_reply(execute(&app, &caller, command).await?);
     let status = if replayed {
         StatusCode::OK
     } else {
@@ -356,7 +362,7 @@ async fn heartbeat_batch(
         ttl_seconds: body.ttl()?,
     };
     Ok(axum::Json(
-        batch_reply(execute(&app, &caller, command).await?)?.0,
+        batch_reply(execute(&app, &caller, command).await?).0,
     ))
 }
 
@@ -435,7 +441,7 @@ async fn fail_batch(
         reason: dto::optional_text("reason", body.reason, 1024)?,
     };
     Ok(axum::Json(
-        batch_reply(execute(&app, &caller, command).await?)?.0,
+        batch_reply(execute(&app, &caller, command).await?).0,
     ))
 }
 
@@ -502,21 +508,21 @@ fn bookmark_response(status: StatusCode, stream: &StreamName, bookmark: Bookmark
     with_etag((status, axum::Json(body)).into_response(), &bookmark)
 }
 
-fn bookmark_reply(stream: &StreamName, reply: StreamReply) -> Result<Response, ApiError> {
+fn bookmark_reply(stream: &StreamName, reply: StreamReply) -> Response {
     match reply {
-        StreamReply::Bookmark(bookmark) => Ok(bookmark_response(StatusCode::OK, stream, bookmark)),
+        StreamReply::Bookmark(bookmark) => bookmark_response(StatusCode::OK, stream, bookmark),
         other => unreachable!("rewind and reset answer a bookmark, not {other:?}"),
     }
 }
 
 /// A batch answer, and whether it was a replay.
-fn batch_reply(reply: StreamReply) -> Result<(BatchBody, bool), ApiError> {
+fn batch_reply(reply: StreamReply) -> (BatchBody, bool) {
     match reply {
         StreamReply::Batch {
             batch,
             bookmark,
             replayed,
-        } => Ok((BatchBody::new(batch, bookmark), replayed)),
+        } => (BatchBody::new(batch, bookmark), replayed),
         other => unreachable!("batch commands answer a batch, not {other:?}"),
     }
 }

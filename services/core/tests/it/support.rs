@@ -342,7 +342,7 @@ impl Stream {
             stream_rules::put_stream(None, stream_name(), stream_settings(None), None, START);
         assert!(outcome.result.is_ok(), "{outcome:?}");
         Stream {
-            state: state.expect("a registered stream"),
+            state,
             now: START,
             next_batch: 1,
         }

@@ -108,7 +108,7 @@ pub fn apply(mut loaded: Loaded, requests: &[StreamRequest], now: Millis) -> App
                     actor,
                     now,
                 );
-                loaded.streams.extend(state.map(|s| (stream.clone(), s)));
+                loaded.streams.insert(stream.clone(), state);
                 outcome
             }
             _ => match loaded.streams.get_mut(stream) {
