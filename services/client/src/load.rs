@@ -243,7 +243,8 @@ async fn client_loop(
             token,
             requested_ms,
             granted_ack_ms,
-            expires_at_ms: parse_rfc3339_ms(&lease.expires_at).unwrap_or(i64::MAX),
+            expires_at_ms: sluice_core::Millis::parse_rfc3339(&lease.expires_at)
+                .map_or(i64::MAX, |m| m.0),
             release_sent_ms: Some(release_sent_ms),
             release_acked,
         });
@@ -276,21 +277,6 @@ pub fn wall_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, as sluice writes instants, to epoch ms.
-pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
-    // Days from civil (H. Hinnant).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms)
-}
-
 /// A tiny deterministic PRNG: the load only needs spread, not quality.
 pub(crate) struct XorShift(pub(crate) u64);
 
@@ -317,16 +303,4 @@ impl XorShift {
 /// not starved within a short run.
 pub fn load_table_settings() -> serde_json::Value {
     json!({ "max_compaction_deferral_seconds": 1 })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn parses_sluice_instants() {
-        assert_eq!(super::parse_rfc3339_ms("1970-01-01T00:00:00.000Z"), Some(0));
-        assert_eq!(
-            super::parse_rfc3339_ms("2026-11-28T02:34:56.789Z"),
-            Some(1_795_833_296_789)
-        );
-    }
 }
