@@ -203,7 +203,7 @@ pub struct PutTableBody {
 impl PutTableBody {
     pub fn settings(self) -> Result<TableSettings, ApiError> {
         let deferral = match self.max_compaction_deferral_seconds {
-            None => sluice_core::table::DEFAULT_MAX_COMPACTION_DEFERRAL_SECONDS,
+            None => sluice_core::leases::DEFAULT_MAX_COMPACTION_DEFERRAL_SECONDS,
             Some(s) => in_range(
                 "max_compaction_deferral_seconds",
                 s,

@@ -56,7 +56,15 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // The database is down or overloaded: worth retrying shortly.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 
@@ -90,17 +98,18 @@ impl From<RuleError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
-        let id = uuid::Uuid::now_v7();
-        tracing::error!(error_id = %id, %error, "storage failure");
         let (status, kind) = match &error {
-            StoreError::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
-            )
-            | StoreError::Unavailable(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
-            }
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            StoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            StoreError::Conflict(_) => (StatusCode::CONFLICT, "storage_conflict"),
+            StoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            StoreError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
+        let id = uuid::Uuid::now_v7();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(error_id = %id, %error, "storage unavailable");
+        } else {
+            tracing::error!(error_id = %id, %error, "storage failure");
+        }
         ApiError::new(
             status,
             kind,

@@ -4,11 +4,11 @@
 use crate::dto::{in_range, optional_text, text, MAX_TTL_SECONDS};
 use crate::error::ApiError;
 use serde::{Deserialize, Serialize};
-use sluice_core::stream::{
+use sluice_core::streams::{
     Batch, BatchState, Bookmark, BookmarkVersion, Counts, LoadProgress, Phase, Position,
     StreamSettings, StreamState,
 };
-use sluice_core::stream_rules::{BookmarkUpdate, Commit};
+use sluice_core::streams::{BookmarkUpdate, Commit};
 use sluice_core::TableName;
 use utoipa::{IntoParams, ToSchema};
 
@@ -489,7 +489,7 @@ pub struct VersionBody {
 
 impl From<BookmarkVersion> for VersionBody {
     fn from(v: BookmarkVersion) -> VersionBody {
-        use sluice_core::stream::Cause;
+        use sluice_core::streams::Cause;
         VersionBody {
             bookmark: BookmarkBody::new(v.stream.as_str(), v.bookmark),
             cause: match v.cause {

@@ -3,7 +3,7 @@
 //! the waiter's heartbeat.
 
 use crate::error::ApiError;
-use sluice_core::{Command, LeaseId, LeaseState, Reply};
+use sluice_core::{LeaseCommand, LeaseId, LeaseReply, LeaseState};
 use sluice_store::{LeaseView, Store, Wake};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -33,7 +33,7 @@ pub async fn while_waiting(
             wake = wakes.recv() => match wake {
                 Ok(Wake::Changed(leases)) => {
                     if let Some(lease) = leases.iter().find(|l| l.id == id) {
-                        view = LeaseView { lease: lease.clone(), position: None };
+                        view = LeaseView { lease: lease.clone(), position: None, stale: false };
                     }
                 }
                 Ok(Wake::Reload) | Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -53,21 +53,23 @@ pub async fn while_waiting(
 
 /// Touch a waiting lease (the long-poll is its heartbeat) and read it back.
 pub async fn keep_waiting(store: &Store, id: LeaseId) -> Result<LeaseView, ApiError> {
-    execute_lease(store, Command::KeepWaiting { lease_id: id }, None).await
+    execute_lease(store, LeaseCommand::KeepWaiting { lease_id: id }, None).await
 }
 
 /// Run a command that concerns one lease and answer that lease.
 pub async fn execute_lease(
     store: &Store,
-    command: Command,
+    command: LeaseCommand,
     actor: Option<String>,
 ) -> Result<LeaseView, ApiError> {
-    match store.execute_as(command, actor).await?? {
-        Reply::Lease {
-            lease, position, ..
-        } => Ok(LeaseView { lease, position }),
-        Reply::Table { .. } => unreachable!("lease commands answer a lease"),
-    }
+    let LeaseReply {
+        lease, position, ..
+    } = store.lease_command(command, actor).await??;
+    Ok(LeaseView {
+        lease,
+        position,
+        stale: false,
+    })
 }
 
 async fn fresh(store: &Store, id: LeaseId) -> Result<LeaseView, ApiError> {

@@ -1,10 +1,10 @@
 //! Errors a caller can cause; each maps to one 4xx with a stable type.
 
 use crate::{
-    lease::LeaseId,
-    lease::LeaseState,
+    leases::lease::LeaseId,
+    leases::lease::LeaseState,
     names::{StreamName, TableName},
-    stream::{BatchId, BatchState, Phase},
+    streams::state::{BatchId, BatchState, Phase},
     time::Millis,
     Token,
 };

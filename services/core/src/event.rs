@@ -2,7 +2,7 @@
 //! in the same transaction as the change; ids are assigned at commit.
 
 use crate::{
-    lease::LeaseId,
+    leases::lease::LeaseId,
     names::{StreamName, TableName},
     time::Millis,
 };

@@ -2,11 +2,14 @@
 //! that stopped heartbeating is let in soon after the holder's TTL ends,
 //! even when nobody touches the table.
 
-use crate::{Backend, Hub, LeaseJob, Request};
-use sluice_core::{Command, Millis};
+use crate::hub::Hub;
+use crate::leases::Job;
+use crate::ports::Backend;
+use crate::writer::Slot;
+use sluice_core::{Millis, TableCommand};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 /// Longest sleep between two looks, in case a lease expiry was not seen
 /// (another replica made it).
@@ -14,7 +17,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 
 pub(crate) fn spawn(
     backend: Arc<dyn Backend>,
-    jobs: mpsc::Sender<LeaseJob>,
+    jobs: mpsc::Sender<Job>,
     hub: Arc<Hub>,
     planned: Arc<watch::Sender<Option<Millis>>>,
 ) -> tokio::task::JoinHandle<()> {
@@ -26,18 +29,13 @@ pub(crate) fn spawn(
                 Ok(due) => {
                     let now = due.now;
                     for table in due.tables {
-                        let (reply, answer) = oneshot::channel();
-                        if jobs
-                            .send(LeaseJob {
-                                request: Request {
-                                    command: Command::Sweep { table },
-                                    actor: None,
-                                },
-                                reply,
-                            })
-                            .await
-                            .is_err()
-                        {
+                        let (slot, answer) = Slot::new();
+                        let job = Job::Table {
+                            command: TableCommand::Sweep { table },
+                            actor: None,
+                            slot,
+                        };
+                        if jobs.send(job).await.is_err() {
                             return;
                         }
                         let _ = answer.await;

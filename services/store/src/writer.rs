@@ -1,33 +1,72 @@
 //! The writer tasks: group commit. Each drains what is pending (up to a
 //! bound), runs it as one transaction, and answers only after the commit.
-//! Leases and streams each have their own queue and writers.
+//! Each aggregate's commands have their own queue and writers (a [`Group`]:
+//! `leases::Leases`, `streams::Streams`).
 
-use crate::{Backend, Committed, Hub, Request, StoreError, StreamRequest, Wake, WriterConfig};
+use crate::error::StoreError;
+use crate::WriterConfig;
 use futures::future::BoxFuture;
-use futures::FutureExt;
-use sluice_core::{Millis, Reply, RuleError, StreamReply};
+use sluice_core::RuleError;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex};
 
-/// One kind of command that commits in groups.
+/// One aggregate's commands, committed in groups.
 pub(crate) trait Group: Send + Sync + 'static {
-    type Request: Clone + Send + Sync + 'static;
-    type Answer: Send + 'static;
-    /// Run `requests` as one transaction and answer each, in order.
-    fn commit<'a>(
-        &'a self,
-        requests: &'a [Self::Request],
-    ) -> BoxFuture<'a, Result<Vec<Self::Answer>, StoreError>>;
+    type Job: Pending;
+    /// Run `jobs` as one transaction, leaving each job's answer in it.
+    fn commit<'a>(&'a self, jobs: &'a mut [Self::Job]) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
-pub(crate) struct Job<G: Group> {
-    pub request: G::Request,
-    pub reply: oneshot::Sender<Result<G::Answer, StoreError>>,
+/// A queued command that can be answered.
+pub(crate) trait Pending: Send + 'static {
+    /// Send the answer the commit left in the job, or the commit's error.
+    fn finish(self, committed: Result<(), StoreError>);
+}
+
+/// What a caller awaits: the rules' answer, once committed, or the store's
+/// failure.
+pub type Answer<R> = Result<Result<R, RuleError>, StoreError>;
+
+/// Where one command's answer of type `R` is kept until the commit, and
+/// the caller it goes to.
+pub(crate) struct Slot<R> {
+    answer: Option<Result<R, RuleError>>,
+    reply: oneshot::Sender<Answer<R>>,
+}
+
+impl<R: Send + 'static> Slot<R> {
+    pub fn new() -> (Slot<R>, oneshot::Receiver<Answer<R>>) {
+        let (reply, answer) = oneshot::channel();
+        (
+            Slot {
+                answer: None,
+                reply,
+            },
+            answer,
+        )
+    }
+
+    /// The rules' answer, kept until the transaction commits (a retry of
+    /// the batch overwrites it).
+    pub fn set(&mut self, answer: Result<R, RuleError>) {
+        self.answer = Some(answer);
+    }
+
+    pub fn finish(self, committed: Result<(), StoreError>) {
+        let answer = committed.and_then(|()| {
+            self.answer.ok_or_else(|| {
+                StoreError::Internal("the batch committed without answering a command".into())
+            })
+        });
+        // The caller may have gone away (client disconnected): the change is
+        // committed all the same.
+        let _ = self.reply.send(answer);
+    }
 }
 
 pub(crate) fn spawn<G: Group>(
     group: Arc<G>,
-    jobs: mpsc::Receiver<Job<G>>,
+    jobs: mpsc::Receiver<G::Job>,
     writers: usize,
     config: &WriterConfig,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -46,10 +85,7 @@ pub(crate) fn spawn<G: Group>(
 }
 
 /// Wait for one command, then take whatever else is already queued.
-async fn next_batch<G: Group>(
-    jobs: &Mutex<mpsc::Receiver<Job<G>>>,
-    max_batch: usize,
-) -> Option<Vec<Job<G>>> {
+async fn next_batch<J>(jobs: &Mutex<mpsc::Receiver<J>>, max_batch: usize) -> Option<Vec<J>> {
     let mut jobs = jobs.lock().await;
     let first = jobs.recv().await?;
     let mut batch = vec![first];
@@ -62,94 +98,31 @@ async fn next_batch<G: Group>(
     Some(batch)
 }
 
-async fn run<G: Group>(group: &G, batch: Vec<Job<G>>) {
-    let requests: Vec<_> = batch.iter().map(|j| j.request.clone()).collect();
-    match group.commit(&requests).await {
-        Ok(answers) => answer(batch, answers),
+async fn run<G: Group>(group: &G, mut batch: Vec<G::Job>) {
+    match group.commit(&mut batch).await {
+        Ok(()) => {
+            for job in batch {
+                job.finish(Ok(()));
+            }
+        }
         Err(error) if batch.len() > 1 => {
             // One bad command must not fail its neighbours: retry alone.
             tracing::warn!(%error, commands = batch.len(), "batch failed; retrying its commands one by one");
             for job in batch {
-                match group.commit(std::slice::from_ref(&job.request)).await {
-                    Ok(answers) => answer(vec![job], answers),
-                    Err(error) => {
-                        tracing::error!(%error, "command failed");
-                        let _ = job.reply.send(Err(error));
-                    }
+                let mut one = [job];
+                let committed = group.commit(&mut one).await;
+                if let Err(error) = &committed {
+                    tracing::error!(%error, "command failed");
                 }
+                let [job] = one;
+                job.finish(committed);
             }
         }
         Err(error) => {
             tracing::error!(%error, "command failed");
-            // A batch of one: its command alone failed.
-            if let Some(job) = batch.into_iter().next() {
-                let _ = job.reply.send(Err(error));
+            for job in batch {
+                job.finish(Err(error.clone()));
             }
         }
-    }
-}
-
-fn answer<G: Group>(batch: Vec<Job<G>>, answers: Vec<G::Answer>) {
-    for (job, answer) in batch.into_iter().zip(answers) {
-        // The caller may have gone away (client disconnected): the change is
-        // committed all the same.
-        let _ = job.reply.send(Ok(answer));
-    }
-}
-
-/// Lease commands: after the commit, wake the long-polls of the changed
-/// tables and tell the sweeper about an earlier expiry.
-pub(crate) struct Leases {
-    pub backend: Arc<dyn Backend>,
-    pub hub: Arc<Hub>,
-    pub expiry: Arc<watch::Sender<Option<Millis>>>,
-}
-
-impl Group for Leases {
-    type Request = Request;
-    type Answer = Result<Reply, RuleError>;
-
-    fn commit<'a>(
-        &'a self,
-        requests: &'a [Request],
-    ) -> BoxFuture<'a, Result<Vec<Self::Answer>, StoreError>> {
-        async move {
-            let Committed {
-                answers,
-                changed,
-                next_expiry,
-            } = self.backend.run_batch(requests).await?;
-            for (table, leases) in changed {
-                self.hub.publish(&table, Wake::Changed(Arc::new(leases)));
-            }
-            if let Some(next) = next_expiry {
-                self.expiry.send_if_modified(|planned| match planned {
-                    Some(p) if *p <= next => false,
-                    _ => {
-                        *planned = Some(next);
-                        true
-                    }
-                });
-            }
-            Ok(answers)
-        }
-        .boxed()
-    }
-}
-
-/// Stream commands: nothing waits on them, so the commit is all.
-pub(crate) struct Streams {
-    pub backend: Arc<dyn Backend>,
-}
-
-impl Group for Streams {
-    type Request = StreamRequest;
-    type Answer = Result<StreamReply, RuleError>;
-
-    fn commit<'a>(
-        &'a self,
-        requests: &'a [StreamRequest],
-    ) -> BoxFuture<'a, Result<Vec<Self::Answer>, StoreError>> {
-        self.backend.run_stream_batch(requests)
     }
 }

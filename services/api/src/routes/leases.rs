@@ -9,8 +9,8 @@ use crate::extract::{Json, Path, Query};
 use crate::{parse_lease_id, parse_table, waiting, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
-use sluice_core::command::AcquireRequest;
-use sluice_core::{Command, LeaseId, LeaseState, Permission, RuleError};
+use sluice_core::leases::AcquireRequest;
+use sluice_core::{LeaseCommand, LeaseId, LeaseState, Permission, RuleError};
 use std::time::Duration;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -70,7 +70,7 @@ async fn acquire(
     let wakes = (wait > 0).then(|| app.store.hub().subscribe(&table));
     let mut view = waiting::execute_lease(
         &app.store,
-        Command::Acquire { table, request },
+        LeaseCommand::Acquire { table, request },
         caller.actor(),
     )
     .await?;
@@ -123,9 +123,10 @@ async fn get_lease(
         view = waiting::keep_waiting(&app.store, id).await?;
         view = waiting::while_waiting(&app.store, view, wakes, Duration::from_secs(wait.into()))
             .await?;
-    } else if view.lease.is_expired_at(sluice_store::system_now()) {
+    } else if view.stale {
         // Not swept yet: settle its table so the answer is the truth.
-        view = waiting::execute_lease(&app.store, Command::Lookup { lease_id: id }, None).await?;
+        view =
+            waiting::execute_lease(&app.store, LeaseCommand::Lookup { lease_id: id }, None).await?;
     }
     Ok(axum::Json(view.into()))
 }
@@ -156,7 +157,7 @@ async fn heartbeat(
         .ttl_seconds
         .map(|t| dto::in_range("ttl_seconds", t, 1, dto::MAX_TTL_SECONDS))
         .transpose()?;
-    let command = Command::Heartbeat {
+    let command = LeaseCommand::Heartbeat {
         lease_id: id,
         token: body.token,
         ttl_seconds,
@@ -189,7 +190,7 @@ async fn release(
 ) -> Result<axum::Json<LeaseBody>, ApiError> {
     let id = parse_lease_id(&lease_id)?;
     authorize(&app, &caller, Permission::UseLeases, id).await?;
-    let command = Command::Release {
+    let command = LeaseCommand::Release {
         lease_id: id,
         token: params.token,
     };
@@ -219,7 +220,7 @@ async fn revoke(
 ) -> Result<axum::Json<LeaseBody>, ApiError> {
     let id = parse_lease_id(&lease_id)?;
     authorize(&app, &caller, Permission::RevokeLeases, id).await?;
-    let command = Command::Revoke {
+    let command = LeaseCommand::Revoke {
         lease_id: id,
         reason: dto::reason(body.reason)?,
     };

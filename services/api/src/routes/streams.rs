@@ -14,8 +14,9 @@ use crate::AppState;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use sluice_core::stream_rules::RewindTo;
-use sluice_core::{BatchId, Bookmark, Millis, Permission, StreamCommand, StreamName, StreamReply};
+use sluice_core::streams::RewindTo;
+use sluice_core::streams::{BatchCommand, BatchReply, BookmarkCommand, PutStream};
+use sluice_core::{BatchId, Bookmark, Millis, Permission, StreamName};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// A commit carries the whole load bookmark, which for a large full load
@@ -61,18 +62,16 @@ async fn put_stream(
     caller.require_stream(Permission::ManageStreams, &stream)?;
     let settings = body.settings()?;
     caller.require_table(&settings.table)?;
-    let command = StreamCommand::Put { stream, settings };
-    match execute(&app, &caller, command).await? {
-        StreamReply::Stream { state, created } => {
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            Ok((status, axum::Json((*state).into())))
-        }
-        other => unreachable!("put_stream answers a stream, not {other:?}"),
-    }
+    let reply = app
+        .store
+        .put_stream(PutStream { stream, settings }, caller.actor())
+        .await??;
+    let status = if reply.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(reply.state.into())))
 }
 
 /// A stream: its settings, bookmark and open batch.
@@ -226,15 +225,16 @@ async fn rewind(
             ))
         }
     };
-    let command = StreamCommand::Rewind {
+    let command = BookmarkCommand::Rewind {
         stream: stream.clone(),
         to,
         reason: dto::reason(body.reason)?,
         if_match: if_match(&headers)?,
     };
-    Ok(bookmark_reply(
+    Ok(bookmark_response(
+        StatusCode::OK,
         &stream,
-        execute(&app, &caller, command).await?,
+        execute_bookmark(&app, &caller, command).await?,
     ))
 }
 
@@ -260,14 +260,15 @@ async fn reset(
 ) -> Result<Response, ApiError> {
     let stream = parse_stream(&stream)?;
     caller.require_stream(Permission::RewindStreams, &stream)?;
-    let command = StreamCommand::Reset {
+    let command = BookmarkCommand::Reset {
         stream: stream.clone(),
         reason: dto::reason(body.reason)?,
         if_match: if_match(&headers)?,
     };
-    Ok(bookmark_reply(
+    Ok(bookmark_response(
+        StatusCode::OK,
         &stream,
-        execute(&app, &caller, command).await?,
+        execute_bookmark(&app, &caller, command).await?,
     ))
 }
 
@@ -296,7 +297,7 @@ async fn open_batch(
     let stream = parse_stream(&stream)?;
     caller.require_stream(Permission::UseBatches, &stream)?;
     let (run_id, ttl_seconds) = body.parse()?;
-    let command = StreamCommand::Open {
+    let command = BatchCommand::Open {
         stream,
         batch_id: BatchId::new_v7(),
         run_id,
@@ -355,7 +356,7 @@ async fn heartbeat_batch(
 ) -> Result<axum::Json<BatchBody>, ApiError> {
     let stream = parse_stream(&stream)?;
     caller.require_stream(Permission::UseBatches, &stream)?;
-    let command = StreamCommand::Heartbeat {
+    let command = BatchCommand::Heartbeat {
         stream,
         batch_id: parse_batch_id(&batch_id)?,
         token: body.token,
@@ -391,28 +392,30 @@ async fn commit_batch(
 ) -> Result<Response, ApiError> {
     let stream = parse_stream(&stream)?;
     caller.require_stream(Permission::UseBatches, &stream)?;
-    let command = StreamCommand::Commit {
+    let command = BatchCommand::Commit {
         stream,
         batch_id: parse_batch_id(&batch_id)?,
         token: body.token,
         commit: body.parse()?,
         if_match: if_match(&headers)?,
     };
-    match execute(&app, &caller, command).await? {
-        StreamReply::Batch {
-            batch,
-            bookmark: Some(bookmark),
-            ..
-        } => {
-            let stream = batch.stream.clone();
-            let body = CommitResultBody {
-                batch: BatchBody::new(batch, None),
-                bookmark: BookmarkBody::new(stream.as_str(), bookmark.clone()),
-            };
-            Ok(with_etag(axum::Json(body).into_response(), &bookmark))
-        }
-        other => unreachable!("commit answers a batch and its bookmark, not {other:?}"),
-    }
+    let BatchReply {
+        batch, bookmark, ..
+    } = execute(&app, &caller, command).await?;
+    // A committed batch records the version it produced.
+    let bookmark = bookmark.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the commit answered no bookmark",
+        )
+    })?;
+    let stream = batch.stream.clone();
+    let body = CommitResultBody {
+        batch: BatchBody::new(batch, None),
+        bookmark: BookmarkBody::new(stream.as_str(), bookmark.clone()),
+    };
+    Ok(with_etag(axum::Json(body).into_response(), &bookmark))
 }
 
 /// Give up a batch: the bookmark stays where it was.
@@ -434,7 +437,7 @@ async fn fail_batch(
 ) -> Result<axum::Json<BatchBody>, ApiError> {
     let stream = parse_stream(&stream)?;
     caller.require_stream(Permission::UseBatches, &stream)?;
-    let command = StreamCommand::Fail {
+    let command = BatchCommand::Fail {
         stream,
         batch_id: parse_batch_id(&batch_id)?,
         token: body.token,
@@ -448,9 +451,20 @@ async fn fail_batch(
 async fn execute(
     app: &AppState,
     caller: &Caller,
-    command: StreamCommand,
-) -> Result<StreamReply, ApiError> {
-    Ok(app.store.execute_stream(command, caller.actor()).await??)
+    command: BatchCommand,
+) -> Result<BatchReply, ApiError> {
+    Ok(app.store.batch_command(command, caller.actor()).await??)
+}
+
+async fn execute_bookmark(
+    app: &AppState,
+    caller: &Caller,
+    command: BookmarkCommand,
+) -> Result<Bookmark, ApiError> {
+    Ok(app
+        .store
+        .bookmark_command(command, caller.actor())
+        .await??)
 }
 
 fn parse_stream(raw: &str) -> Result<StreamName, ApiError> {
@@ -508,21 +522,7 @@ fn bookmark_response(status: StatusCode, stream: &StreamName, bookmark: Bookmark
     with_etag((status, axum::Json(body)).into_response(), &bookmark)
 }
 
-fn bookmark_reply(stream: &StreamName, reply: StreamReply) -> Response {
-    match reply {
-        StreamReply::Bookmark(bookmark) => bookmark_response(StatusCode::OK, stream, bookmark),
-        other => unreachable!("rewind and reset answer a bookmark, not {other:?}"),
-    }
-}
-
 /// A batch answer, and whether it was a replay.
-fn batch_reply(reply: StreamReply) -> (BatchBody, bool) {
-    match reply {
-        StreamReply::Batch {
-            batch,
-            bookmark,
-            replayed,
-        } => (BatchBody::new(batch, bookmark), replayed),
-        other => unreachable!("batch commands answer a batch, not {other:?}"),
-    }
+fn batch_reply(reply: BatchReply) -> (BatchBody, bool) {
+    (BatchBody::new(reply.batch, reply.bookmark), reply.replayed)
 }

@@ -9,7 +9,7 @@ use crate::extract::{Json, Path, Query};
 use crate::{parse_table, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
-use sluice_core::{Command, Permission, Reply, TableState};
+use sluice_core::{Permission, TableCommand, TableState};
 use sluice_store::TableSummary;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -39,21 +39,16 @@ async fn put_table(
     let table = parse_table(&table)?;
     caller.require_on(Permission::ManageTables, &table)?;
     let settings = body.settings()?;
-    match app
+    let reply = app
         .store
-        .execute_as(Command::PutTable { table, settings }, caller.actor())
-        .await??
-    {
-        Reply::Table { state, created } => {
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            Ok((status, axum::Json(summary(state).into())))
-        }
-        Reply::Lease { .. } => unreachable!("put_table answers a table"),
-    }
+        .table(TableCommand::Put { table, settings }, caller.actor())
+        .await??;
+    let status = if reply.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(summary(reply.state).into())))
 }
 
 /// A table's settings and how many hold or wait for it.
@@ -137,10 +132,11 @@ async fn table_leases(
 async fn settled(app: &AppState, caller: &Caller, table: &str) -> Result<TableState, ApiError> {
     let table = parse_table(table)?;
     caller.require_on(Permission::ReadTables, &table)?;
-    match app.store.execute(Command::Sweep { table }).await?? {
-        Reply::Table { state, .. } => Ok(state),
-        Reply::Lease { .. } => unreachable!("sweep answers a table"),
-    }
+    let reply = app
+        .store
+        .table(TableCommand::Sweep { table }, None)
+        .await??;
+    Ok(reply.state)
 }
 
 fn summary(state: TableState) -> TableSummary {

@@ -13,17 +13,15 @@
 //! - the state after the step is settled and consistent;
 //! - across steps, tokens are never reused and finished leases never change.
 
+use crate::any_command::{self as rules, Command, Outcome, Reply};
 use crate::support::{lease_id, proptest_config, settings, table_name, Coverage, START};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use sluice_core::{
-    command::AcquireRequest,
-    rules::{self, Outcome},
-    table::DEFAULT_MAX_COMPACTION_DEFERRAL_SECONDS,
-    Command, EventKind, Lease, LeaseId, LeaseState, Millis, Mode, NewEvent, Reply, TableSettings,
-    TableState, Token,
+    leases::AcquireRequest, leases::DEFAULT_MAX_COMPACTION_DEFERRAL_SECONDS, EventKind, Lease,
+    LeaseId, LeaseState, Millis, Mode, NewEvent, TableSettings, TableState, Token,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

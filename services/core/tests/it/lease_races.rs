@@ -1,13 +1,13 @@
 //! Targeted scenarios: the races and boundaries a client or operator can
 //! run into, each named as the sentence it proves.
 
+use crate::any_command::{Command, Reply};
 use crate::support::{
     acquire, acquire_request, answered_lease, cancel, error_kind, events, heartbeat, keep_waiting,
     lease_id, lookup, release, request, revoke, settings, sweep, was_replayed, Table,
 };
 use sluice_core::{
-    table::DEFAULT_MAX_COMPACTION_DEFERRAL_SECONDS, Command, EventKind, LeaseId, LeaseState, Mode,
-    Reply,
+    leases::DEFAULT_MAX_COMPACTION_DEFERRAL_SECONDS, EventKind, LeaseId, LeaseState, Mode,
 };
 use EventKind::{
     LeaseCancelled, LeaseExpired, LeaseGranted, LeaseReleased, LeaseRequested, LeaseRevoked,

@@ -11,6 +11,7 @@
 //! - `stream_races`: targeted stream scenarios (killed runs, retried
 //!   commits, rewinds racing batches, load completion).
 
+mod any_command;
 mod lease_properties;
 mod lease_races;
 mod stream_properties;

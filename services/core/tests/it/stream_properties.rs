@@ -20,18 +20,17 @@
 //!   phase's section forward (and load -> delta at cdc_start), a rewind
 //!   copies its target, a reset starts an empty load.
 
+use crate::any_command::{self as streams, StreamCommand, StreamOutcome, StreamReply};
 use crate::support::{batch_id, proptest_config, stream_name, stream_settings, Coverage, START};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
-use sluice_core::stream::{
+use sluice_core::streams::{
     Batch, BatchId, BatchState, Bookmark, BookmarkVersion, Cause, Counts, LoadProgress, Phase,
     Position, StreamState, EXPIRED,
 };
-use sluice_core::stream_rules::{
-    self, BookmarkUpdate, Commit, RewindTo, StreamCommand, StreamOutcome, StreamReply,
-};
+use sluice_core::streams::{BookmarkUpdate, Commit, RewindTo};
 use sluice_core::{EventKind, Millis, RuleError};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -545,7 +544,7 @@ fn expected_hash(k: u8) -> String {
 impl Harness {
     fn new(dms: bool) -> Harness {
         let (state, outcome) =
-            stream_rules::put_stream(None, stream_name(), stream_settings(None), None, START);
+            streams::put_stream(None, stream_name(), stream_settings(None), None, START);
         assert!(matches!(
             outcome.result,
             Ok(StreamReply::Stream { created: true, .. })
@@ -923,7 +922,7 @@ impl Harness {
             let before = write_back(&self.rows, &loaded, &working)?;
             let outcome = match command {
                 StreamCommand::Put { stream, settings } => {
-                    let (state, outcome) = stream_rules::put_stream(
+                    let (state, outcome) = streams::put_stream(
                         Some(working.clone()),
                         stream.clone(),
                         settings.clone(),
@@ -933,7 +932,7 @@ impl Harness {
                     working = state;
                     outcome
                 }
-                command => stream_rules::apply(&mut working, command, Some(actor), now),
+                command => streams::apply_stream(&mut working, command, Some(actor), now),
             };
             let after = write_back(&self.rows, &loaded, &working)?;
             let (seen, settled) = match command {

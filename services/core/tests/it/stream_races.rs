@@ -5,8 +5,8 @@ use crate::support::{
     answered_batch, answered_bookmark, delta_commit, load_commit, position, stream_error_kind,
     stream_events, Stream,
 };
-use sluice_core::stream::{BatchState, Cause, Phase, Position, EXPIRED};
-use sluice_core::stream_rules::RewindTo;
+use sluice_core::streams::RewindTo;
+use sluice_core::streams::{BatchState, Cause, Phase, Position, EXPIRED};
 use sluice_core::EventKind::{
     BatchCommitted, BatchFailed, BatchOpened, BookmarkReset, BookmarkRewound,
 };

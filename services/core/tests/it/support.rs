@@ -1,15 +1,17 @@
 //! Builders and small table-with-a-clock and stream-with-a-clock fixtures
 //! shared by the tests.
 
+use crate::any_command::{
+    self as rules, Command, Outcome, Reply, StreamCommand, StreamOutcome, StreamReply,
+};
 use sluice_core::{
-    command::AcquireRequest,
-    rules::{self, Outcome},
-    stream::{Batch, BatchId, Bookmark, Counts, LoadProgress, Position, StreamSettings},
-    stream_rules::{
-        self, BookmarkUpdate, Commit, RewindTo, StreamCommand, StreamOutcome, StreamReply,
+    leases::AcquireRequest,
+    streams::{
+        Batch, BatchId, Bookmark, BookmarkUpdate, Commit, Counts, LoadProgress, Position, RewindTo,
+        StreamSettings,
     },
-    Command, EventKind, Lease, LeaseId, LeaseState, Millis, Mode, Reply, StreamName, StreamState,
-    TableName, TableSettings, TableState, Token,
+    EventKind, Lease, LeaseId, LeaseState, Millis, Mode, StreamName, StreamState, TableName,
+    TableSettings, TableState, Token,
 };
 
 /// Property tests run 256 cases by default; `PROPTEST_CASES` overrides.
@@ -339,7 +341,7 @@ pub struct Stream {
 impl Stream {
     pub fn new() -> Stream {
         let (state, outcome) =
-            stream_rules::put_stream(None, stream_name(), stream_settings(None), None, START);
+            rules::put_stream(None, stream_name(), stream_settings(None), None, START);
         assert!(outcome.result.is_ok(), "{outcome:?}");
         Stream {
             state,
@@ -357,7 +359,7 @@ impl Stream {
     }
 
     pub fn run(&mut self, command: &StreamCommand) -> StreamOutcome {
-        stream_rules::apply(&mut self.state, command, Some("test"), self.now)
+        rules::apply_stream(&mut self.state, command, Some("test"), self.now)
     }
 
     /// Open with a fresh batch id, as the API does for every request.

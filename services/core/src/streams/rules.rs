@@ -9,134 +9,22 @@ use crate::{
     error::RuleError,
     event::{EventKind, NewEvent},
     names::StreamName,
-    stream::{
-        Batch, BatchId, BatchState, Bookmark, BookmarkVersion, Cause, Counts, LoadProgress, Phase,
-        Position, StreamSettings, StreamState, EXPIRED,
+    streams::command::{
+        BatchCommand, BatchReply, BookmarkCommand, BookmarkUpdate, Commit, RewindTo, StreamReply,
+    },
+    streams::state::{
+        Batch, BatchId, BatchState, Bookmark, BookmarkVersion, Cause, LoadProgress, Phase,
+        StreamSettings, StreamState, EXPIRED,
     },
     time::Millis,
 };
 use serde_json::json;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamCommand {
-    /// Register a stream or change its source description and expected hash.
-    Put {
-        stream: StreamName,
-        settings: StreamSettings,
-    },
-    Open {
-        stream: StreamName,
-        /// Chosen by the shell so that the rules stay deterministic.
-        batch_id: BatchId,
-        run_id: String,
-        ttl_seconds: u32,
-        if_match: Option<i64>,
-    },
-    Heartbeat {
-        stream: StreamName,
-        batch_id: BatchId,
-        token: i64,
-        ttl_seconds: Option<u32>,
-    },
-    Commit {
-        stream: StreamName,
-        batch_id: BatchId,
-        token: i64,
-        commit: Commit,
-        if_match: Option<i64>,
-    },
-    Fail {
-        stream: StreamName,
-        batch_id: BatchId,
-        token: i64,
-        reason: Option<String>,
-    },
-    Rewind {
-        stream: StreamName,
-        to: RewindTo,
-        reason: String,
-        if_match: Option<i64>,
-    },
-    Reset {
-        stream: StreamName,
-        reason: String,
-        if_match: Option<i64>,
-    },
-}
-
-impl StreamCommand {
-    pub fn stream(&self) -> &StreamName {
-        match self {
-            StreamCommand::Put { stream, .. }
-            | StreamCommand::Open { stream, .. }
-            | StreamCommand::Heartbeat { stream, .. }
-            | StreamCommand::Commit { stream, .. }
-            | StreamCommand::Fail { stream, .. }
-            | StreamCommand::Rewind { stream, .. }
-            | StreamCommand::Reset { stream, .. } => stream,
-        }
-    }
-
-    /// The batch the store must load besides the open one.
-    pub fn batch_id(&self) -> Option<BatchId> {
-        match self {
-            StreamCommand::Open { batch_id, .. }
-            | StreamCommand::Heartbeat { batch_id, .. }
-            | StreamCommand::Commit { batch_id, .. }
-            | StreamCommand::Fail { batch_id, .. } => Some(*batch_id),
-            _ => None,
-        }
-    }
-}
-
-/// What a commit reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Commit {
-    pub bookmark: BookmarkUpdate,
-    /// The full load is done: move to phase `delta` in the same version.
-    pub load_complete: bool,
-    pub counts: Counts,
-    pub snapshot_id: Option<i64>,
-    pub schema_hash: Option<String>,
-}
-
-/// The new position, in the section of the stream's phase.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BookmarkUpdate {
-    Load(LoadProgress),
-    Delta(Position),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RewindTo {
-    Version(i64),
-    /// The last version written at or before this instant.
-    Time(Millis),
-}
-
-// One reply per command, moved straight into its answer: boxing the batch
-// would cost an allocation per call and change the shape every caller
-// matches on, for no saving.
-#[allow(clippy::large_enum_variant)]
+/// The result of one command: its answer, and the events to append (also
+/// on error: settling may have failed an expired batch first).
 #[derive(Debug, Clone, PartialEq)]
-pub enum StreamReply {
-    Stream {
-        state: Box<StreamState>,
-        created: bool,
-    },
-    Batch {
-        batch: Batch,
-        /// On open: where to resume. On commit: the version it produced.
-        bookmark: Option<Bookmark>,
-        /// True when a retried call was answered from what it did before.
-        replayed: bool,
-    },
-    Bookmark(Bookmark),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct StreamOutcome {
-    pub result: Result<StreamReply, RuleError>,
+pub struct StreamOutcome<R> {
+    pub result: Result<R, RuleError>,
     pub events: Vec<NewEvent>,
 }
 
@@ -147,7 +35,7 @@ pub fn put_stream(
     settings: StreamSettings,
     actor: Option<&str>,
     now: Millis,
-) -> (StreamState, StreamOutcome) {
+) -> (StreamState, StreamOutcome<StreamReply>) {
     let Some(mut state) = state else {
         let bookmark = Bookmark::empty(1, now);
         let mut state = StreamState {
@@ -170,8 +58,8 @@ pub fn put_stream(
             json!({ "table": state.settings.table, "source": state.settings.source,
                     "expected_schema_hash": state.settings.expected_schema_hash }),
         )];
-        let reply = StreamReply::Stream {
-            state: Box::new(state.clone()),
+        let reply = StreamReply {
+            state: state.clone(),
             created: true,
         };
         return (state, ok(reply, events));
@@ -195,27 +83,24 @@ pub fn put_stream(
                     "expected_schema_hash": state.settings.expected_schema_hash }),
         ));
     }
-    let reply = StreamReply::Stream {
-        state: Box::new(state.clone()),
+    let reply = StreamReply {
+        state: state.clone(),
         created: false,
     };
     (state, ok(reply, events))
 }
 
-/// Apply one command other than `Put` to its stream.
-pub fn apply(
+/// Apply a batch command to its stream.
+pub fn batch(
     state: &mut StreamState,
-    command: &StreamCommand,
+    command: &BatchCommand,
     actor: Option<&str>,
     now: Millis,
-) -> StreamOutcome {
+) -> StreamOutcome<BatchReply> {
     let mut events = Vec::new();
     settle(state, now, &mut events);
     let result = match command {
-        StreamCommand::Put { .. } => Err(RuleError::Invalid(
-            "registering a stream goes through put_stream".into(),
-        )),
-        StreamCommand::Open {
+        BatchCommand::Open {
             batch_id,
             run_id,
             ttl_seconds,
@@ -230,13 +115,13 @@ pub fn apply(
             now,
             &mut events,
         ),
-        StreamCommand::Heartbeat {
+        BatchCommand::Heartbeat {
             batch_id,
             token,
             ttl_seconds,
             ..
         } => heartbeat(state, *batch_id, *token, *ttl_seconds, now),
-        StreamCommand::Commit {
+        BatchCommand::Commit {
             batch_id,
             token,
             commit,
@@ -252,19 +137,33 @@ pub fn apply(
             now,
             &mut events,
         ),
-        StreamCommand::Fail {
+        BatchCommand::Fail {
             batch_id,
             token,
             reason,
             ..
         } => fail(state, *batch_id, *token, reason.clone(), now, &mut events),
-        StreamCommand::Rewind {
+    };
+    StreamOutcome { result, events }
+}
+
+/// Apply an operator's bookmark command to its stream.
+pub fn bookmark(
+    state: &mut StreamState,
+    command: &BookmarkCommand,
+    actor: Option<&str>,
+    now: Millis,
+) -> StreamOutcome<Bookmark> {
+    let mut events = Vec::new();
+    settle(state, now, &mut events);
+    let result = match command {
+        BookmarkCommand::Rewind {
             to,
             reason,
             if_match,
             ..
         } => rewind(state, *to, reason, *if_match, actor, now, &mut events),
-        StreamCommand::Reset {
+        BookmarkCommand::Reset {
             reason, if_match, ..
         } => reset(state, reason, *if_match, actor, now, &mut events),
     };
@@ -297,7 +196,7 @@ fn open(
     if_match: Option<i64>,
     now: Millis,
     events: &mut Vec<NewEvent>,
-) -> Result<StreamReply, RuleError> {
+) -> Result<BatchReply, RuleError> {
     // A retried open whose first attempt committed gets the same answer.
     if let Some(batch) = state.batch(batch_id) {
         return Ok(batch_reply(
@@ -354,7 +253,7 @@ fn heartbeat(
     token: i64,
     ttl_seconds: Option<u32>,
     now: Millis,
-) -> Result<StreamReply, RuleError> {
+) -> Result<BatchReply, RuleError> {
     let i = fenced(state, batch_id, token)?;
     let batch = &mut state.batches[i];
     if !batch.is_open() {
@@ -377,7 +276,7 @@ fn commit_batch(
     actor: Option<&str>,
     now: Millis,
     events: &mut Vec<NewEvent>,
-) -> Result<StreamReply, RuleError> {
+) -> Result<BatchReply, RuleError> {
     let i = fenced(state, batch_id, token)?;
     let batch = &state.batches[i];
     match batch.state {
@@ -513,7 +412,7 @@ fn fail(
     reason: Option<String>,
     now: Millis,
     events: &mut Vec<NewEvent>,
-) -> Result<StreamReply, RuleError> {
+) -> Result<BatchReply, RuleError> {
     let i = fenced(state, batch_id, token)?;
     match state.batches[i].state {
         BatchState::Open => {
@@ -536,7 +435,7 @@ fn rewind(
     actor: Option<&str>,
     now: Millis,
     events: &mut Vec<NewEvent>,
-) -> Result<StreamReply, RuleError> {
+) -> Result<Bookmark, RuleError> {
     refuse_under_open_batch(state, if_match)?;
     let target = match to {
         RewindTo::Version(v) => state
@@ -567,7 +466,7 @@ fn rewind(
         json!({ "from_version": from, "to_version": restored, "version": next.version,
                 "reason": reason }),
     ));
-    Ok(StreamReply::Bookmark(next))
+    Ok(next)
 }
 
 fn reset(
@@ -577,7 +476,7 @@ fn reset(
     actor: Option<&str>,
     now: Millis,
     events: &mut Vec<NewEvent>,
-) -> Result<StreamReply, RuleError> {
+) -> Result<Bookmark, RuleError> {
     refuse_under_open_batch(state, if_match)?;
     let from = state.bookmark.version;
     let next = advance(
@@ -594,7 +493,7 @@ fn reset(
         EventKind::BookmarkReset,
         json!({ "from_version": from, "version": next.version, "reason": reason }),
     ));
-    Ok(StreamReply::Bookmark(next))
+    Ok(next)
 }
 
 /// The index of the batch, if `token` is its token.
@@ -669,8 +568,8 @@ fn batch_open(open: &Batch) -> RuleError {
     }
 }
 
-fn batch_reply(batch: Batch, bookmark: Option<Bookmark>, replayed: bool) -> StreamReply {
-    StreamReply::Batch {
+fn batch_reply(batch: Batch, bookmark: Option<Bookmark>, replayed: bool) -> BatchReply {
+    BatchReply {
         batch,
         bookmark,
         replayed,
@@ -737,14 +636,14 @@ fn version(
     }
 }
 
-fn ok(reply: StreamReply, events: Vec<NewEvent>) -> StreamOutcome {
+fn ok<R>(reply: R, events: Vec<NewEvent>) -> StreamOutcome<R> {
     StreamOutcome {
         result: Ok(reply),
         events,
     }
 }
 
-fn err(error: RuleError, events: Vec<NewEvent>) -> StreamOutcome {
+fn err<R>(error: RuleError, events: Vec<NewEvent>) -> StreamOutcome<R> {
     StreamOutcome {
         result: Err(error),
         events,

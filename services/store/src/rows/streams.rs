@@ -1,14 +1,15 @@
-//! Stream, batch and bookmark-version rows as both databases hold them.
+//! Stream, batch and bookmark-version rows as both SQL dialects hold them.
 //! The bookmark's sections, counts and the source are JSON text.
 //!
 //! Writes travel as one JSON array per table whose objects are keyed by
 //! column name: SQLite reads it with `json_each`, PostgreSQL with
 //! `jsonb_populate_recordset`, so both dialects share one encoding.
 
-use crate::StoreError;
+use super::corrupt;
+use crate::error::StoreError;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use sluice_core::stream::{
+use sluice_core::streams::{
     Batch, BatchState, Bookmark, BookmarkVersion, Cause, LoadProgress, Phase, StreamSettings,
     StreamState,
 };
@@ -87,10 +88,6 @@ pub struct VersionRow {
     pub rewound_to: Option<i64>,
     pub actor: Option<String>,
     pub reason: Option<String>,
-}
-
-fn corrupt(what: &str, value: &str) -> StoreError {
-    StoreError::Corrupt(format!("{what} `{value}`"))
 }
 
 fn parse_json<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
@@ -253,94 +250,3 @@ pub fn with_open_batches(
     }
     Ok(streams)
 }
-
-/// The reads both dialects share (both accept `$n` parameters).
-macro_rules! read_stream {
-    ($pool:expr, $name:expr) => {{
-        use $crate::streams::rows::{BatchRow, StreamRow, BATCH_COLUMNS, STREAM_COLUMNS};
-        let row: Option<StreamRow> = sqlx::query_as(&format!(
-            "SELECT {STREAM_COLUMNS} FROM streams WHERE name = $1"
-        ))
-        .bind($name.as_str())
-        .fetch_optional($pool)
-        .await?;
-        match row {
-            None => Ok(None),
-            Some(row) => {
-                let open: Vec<BatchRow> = sqlx::query_as(&format!(
-                    "SELECT {BATCH_COLUMNS} FROM stream_batches WHERE stream_name = $1 AND state = 'open'"
-                ))
-                .bind($name.as_str())
-                .fetch_all($pool)
-                .await?;
-                Ok($crate::streams::rows::with_open_batches(vec![row], open)?.pop())
-            }
-        }
-    }};
-}
-pub(crate) use read_stream;
-
-macro_rules! read_batch {
-    ($pool:expr, $stream:expr, $id:expr) => {{
-        use $crate::streams::rows::{BatchRow, BATCH_COLUMNS};
-        let row: Option<BatchRow> = sqlx::query_as(&format!(
-            "SELECT {BATCH_COLUMNS} FROM stream_batches WHERE id = $1 AND stream_name = $2"
-        ))
-        .bind($id.to_string())
-        .bind($stream.as_str())
-        .fetch_optional($pool)
-        .await?;
-        row.map(sluice_core::Batch::try_from).transpose()
-    }};
-}
-pub(crate) use read_batch;
-
-macro_rules! read_history {
-    ($pool:expr, $stream:expr, $after:expr, $limit:expr) => {{
-        use $crate::streams::rows::{VersionRow, VERSION_COLUMNS};
-        let rows: Vec<VersionRow> = sqlx::query_as(&format!(
-            "SELECT {VERSION_COLUMNS} FROM bookmark_versions WHERE stream_name = $1 AND version > $2 \
-             ORDER BY version LIMIT $3"
-        ))
-        .bind($stream.as_str())
-        .bind($after)
-        .bind(i64::from($limit))
-        .fetch_all($pool)
-        .await?;
-        rows.into_iter()
-            .map(sluice_core::BookmarkVersion::try_from)
-            .collect()
-    }};
-}
-pub(crate) use read_history;
-
-/// The version a rewind targets, read inside the batch's transaction.
-macro_rules! rewind_target {
-    ($tx:expr, $stream:expr, $to:expr) => {{
-        use $crate::streams::rows::{VersionRow, VERSION_COLUMNS};
-        use sluice_core::stream_rules::RewindTo;
-        let row: Option<VersionRow> = match $to {
-            RewindTo::Version(v) => {
-                sqlx::query_as(&format!(
-                    "SELECT {VERSION_COLUMNS} FROM bookmark_versions WHERE stream_name = $1 AND version = $2"
-                ))
-                .bind($stream.as_str())
-                .bind(v)
-                .fetch_optional($tx)
-                .await?
-            }
-            RewindTo::Time(t) => {
-                sqlx::query_as(&format!(
-                    "SELECT {VERSION_COLUMNS} FROM bookmark_versions WHERE stream_name = $1 AND at <= $2 \
-                     ORDER BY version DESC LIMIT 1"
-                ))
-                .bind($stream.as_str())
-                .bind(t.0)
-                .fetch_optional($tx)
-                .await?
-            }
-        };
-        row.map(sluice_core::BookmarkVersion::try_from).transpose()
-    }};
-}
-pub(crate) use rewind_target;

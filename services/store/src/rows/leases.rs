@@ -1,11 +1,10 @@
-//! Rows as both databases return them, and their mapping to domain types.
+//! Table and lease rows as both SQL dialects hold them, and their mapping
+//! to domain types.
 
-use sluice_core::{
-    Event, EventKind, Lease, LeaseId, LeaseState, Millis, Mode, NewEvent, StreamName, TableName,
-    TableSettings, TableState,
-};
-
-use crate::{StoreError, TableSummary};
+use super::corrupt;
+use crate::error::StoreError;
+use crate::ports::TableSummary;
+use sluice_core::{Lease, LeaseState, Millis, Mode, TableName, TableSettings, TableState};
 use std::collections::HashMap;
 
 pub const LEASE_COLUMNS: &str = "id, table_name, seq, mode, holder, purpose, state, token, \
@@ -33,10 +32,6 @@ pub struct LeaseRow {
     pub end_reason: Option<String>,
     pub idempotency_key: Option<String>,
     pub pin_snapshot_id: Option<i64>,
-}
-
-fn corrupt(what: &str, value: &str) -> StoreError {
-    StoreError::Corrupt(format!("{what} `{value}`"))
 }
 
 impl TryFrom<LeaseRow> for Lease {
@@ -97,64 +92,6 @@ impl TryFrom<TableRow> for TableState {
     }
 }
 
-#[derive(sqlx::FromRow)]
-pub struct EventRow {
-    pub id: i64,
-    pub at: i64,
-    pub kind: String,
-    pub table_name: Option<String>,
-    pub lease_id: Option<String>,
-    pub data: String,
-    pub actor: Option<String>,
-    pub stream_name: Option<String>,
-}
-
-/// Columns of [`EventRow`], for SELECTs.
-pub const EVENT_COLUMNS: &str = "id, at, kind, table_name, lease_id, data, actor, stream_name";
-
-/// New events as a JSON array of rows keyed by column name.
-pub fn events_json(events: &[NewEvent]) -> String {
-    let rows: Vec<serde_json::Value> = events
-        .iter()
-        .map(|e| {
-            serde_json::json!({
-                "at": e.at.0, "kind": e.kind.as_str(), "table_name": e.table.as_str(),
-                "lease_id": e.lease_id.map(|l| l.to_string()), "data": e.data.to_string(),
-                "actor": e.actor, "stream_name": e.stream.as_ref().map(|s| s.as_str()),
-            })
-        })
-        .collect();
-    serde_json::Value::Array(rows).to_string()
-}
-
-impl TryFrom<EventRow> for Event {
-    type Error = StoreError;
-    fn try_from(r: EventRow) -> Result<Event, StoreError> {
-        let table = r.table_name.unwrap_or_default();
-        Ok(Event {
-            id: r.id,
-            event: NewEvent {
-                at: Millis(r.at),
-                kind: EventKind::parse(&r.kind).ok_or_else(|| corrupt("event kind", &r.kind))?,
-                table: TableName::parse(&table).map_err(|_| corrupt("table", &table))?,
-                lease_id: match r.lease_id {
-                    Some(id) => Some(
-                        id.parse::<LeaseId>()
-                            .map_err(|_| corrupt("lease id", &id))?,
-                    ),
-                    None => None,
-                },
-                stream: match r.stream_name {
-                    Some(s) => Some(StreamName::parse(&s).map_err(|_| corrupt("stream", &s))?),
-                    None => None,
-                },
-                data: serde_json::from_str(&r.data).map_err(|_| corrupt("event data", &r.data))?,
-                actor: r.actor,
-            },
-        })
-    }
-}
-
 pub const LIVE: &str = "state IN ('waiting', 'granted')";
 
 /// The upsert both dialects accept: a lease row is inserted once and then
@@ -164,50 +101,15 @@ pub const UPSERT_LEASE_CONFLICT: &str = "ON CONFLICT (id) DO UPDATE SET \
      granted_at = excluded.granted_at, expires_at = excluded.expires_at, \
      ended_at = excluded.ended_at, end_reason = excluded.end_reason";
 
-/// Read a lease and its place in the queue, from either database's pool
-/// (both dialects accept `$n` parameters).
-macro_rules! read_lease {
-    ($pool:expr, $id:expr) => {{
-        let row: Option<$crate::rows::LeaseRow> = sqlx::query_as(&format!(
-            "SELECT {} FROM leases WHERE id = $1",
-            $crate::rows::LEASE_COLUMNS
-        ))
-        .bind($id.to_string())
-        .fetch_optional($pool)
-        .await?;
-        match row {
-            None => Ok(None),
-            Some(row) => {
-                let lease = sluice_core::Lease::try_from(row)?;
-                let position = match lease.state {
-                    sluice_core::LeaseState::Waiting => {
-                        let ahead: i64 = sqlx::query_scalar(
-                            "SELECT COUNT(*) FROM leases WHERE table_name = $1 AND state = 'waiting' AND seq < $2",
-                        )
-                        .bind(lease.table.as_str())
-                        .bind(lease.seq)
-                        .fetch_one($pool)
-                        .await?;
-                        Some(ahead as u32 + 1)
-                    }
-                    _ => None,
-                };
-                Ok(Some($crate::LeaseView { lease, position }))
-            }
-        }
-    }};
-}
-pub(crate) use read_lease;
-
-pub(crate) fn parse_names(names: Vec<String>) -> Result<Vec<TableName>, StoreError> {
+pub fn parse_names(names: Vec<String>) -> Result<Vec<TableName>, StoreError> {
     names
         .into_iter()
-        .map(|n| TableName::parse(&n).map_err(|e| StoreError::Corrupt(e.0)))
+        .map(|n| TableName::parse(&n).map_err(|_| corrupt("table", &n)))
         .collect()
 }
 
 /// Join table rows with their live holder and waiter counts.
-pub(crate) fn summaries(
+pub fn summaries(
     rows: Vec<TableRow>,
     counts: Vec<(String, String, i64)>,
 ) -> Result<Vec<TableSummary>, StoreError> {

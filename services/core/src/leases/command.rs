@@ -1,9 +1,9 @@
 //! What callers ask of a table's lease state, and what the rules answer.
 
 use crate::{
-    lease::{Lease, LeaseId, Mode, Token},
+    leases::lease::{Lease, LeaseId, Mode, Token},
+    leases::table::{TableSettings, TableState},
     names::TableName,
-    table::{TableSettings, TableState},
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,20 +20,32 @@ pub struct AcquireRequest {
     pub max_waiters: u32,
 }
 
+/// Commands on a table as a whole; each answers the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub enum TableCommand {
     /// Create a table or change its settings.
-    PutTable {
+    Put {
         table: TableName,
         settings: TableSettings,
     },
+    /// Expire what is due, grant who can be, and answer the table's state.
+    Sweep { table: TableName },
+}
+
+impl TableCommand {
+    pub fn table(&self) -> &TableName {
+        match self {
+            TableCommand::Put { table, .. } | TableCommand::Sweep { table } => table,
+        }
+    }
+}
+
+/// Commands on one lease; each answers that lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseCommand {
     Acquire {
         table: TableName,
         request: AcquireRequest,
-    },
-    /// Expire what is due, grant who can be, and answer the table's state.
-    Sweep {
-        table: TableName,
     },
     /// Extend a granted lease (its token required) or a waiter's place.
     Heartbeat {
@@ -67,40 +79,33 @@ pub enum Target {
     Lease(LeaseId),
 }
 
-impl Command {
+impl LeaseCommand {
     pub fn target(&self) -> Target {
         match self {
-            Command::PutTable { table, .. }
-            | Command::Acquire { table, .. }
-            | Command::Sweep { table } => Target::Table(table.clone()),
-            Command::Heartbeat { lease_id, .. }
-            | Command::Release { lease_id, .. }
-            | Command::Revoke { lease_id, .. }
-            | Command::KeepWaiting { lease_id }
-            | Command::Lookup { lease_id } => Target::Lease(*lease_id),
-        }
-    }
-
-    /// An idempotency key the store must load the matching lease for.
-    pub fn idempotency_key(&self) -> Option<&str> {
-        match self {
-            Command::Acquire { request, .. } => request.idempotency_key.as_deref(),
-            _ => None,
+            LeaseCommand::Acquire { table, .. } => Target::Table(table.clone()),
+            LeaseCommand::Heartbeat { lease_id, .. }
+            | LeaseCommand::Release { lease_id, .. }
+            | LeaseCommand::Revoke { lease_id, .. }
+            | LeaseCommand::KeepWaiting { lease_id }
+            | LeaseCommand::Lookup { lease_id } => Target::Lease(*lease_id),
         }
     }
 }
 
+/// What a table command answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    Lease {
-        lease: Lease,
-        /// 1-based place among the waiters, for a waiting lease.
-        position: Option<u32>,
-        /// True when an acquire was answered from its idempotency key.
-        replayed: bool,
-    },
-    Table {
-        state: TableState,
-        created: bool,
-    },
+pub struct TableReply {
+    pub state: TableState,
+    pub created: bool,
+}
+
+/// What a lease command answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseReply {
+    pub lease: Lease,
+    /// 1-based place among the waiters, for a waiting lease.
+    pub position: Option<u32>,
+    /// True when an acquire was answered from its idempotency key (or was
+    /// the same command again).
+    pub replayed: bool,
 }

@@ -6,11 +6,11 @@
 //! run.
 
 use crate::{
-    command::{AcquireRequest, Command, Reply},
     error::RuleError,
     event::{EventKind, NewEvent},
-    lease::{Lease, LeaseId, LeaseState, Mode, Token},
-    table::{TableSettings, TableState},
+    leases::command::{AcquireRequest, LeaseCommand, LeaseReply, TableReply},
+    leases::lease::{Lease, LeaseId, LeaseState, Mode, Token},
+    leases::table::{TableSettings, TableState},
     time::Millis,
 };
 use serde_json::json;
@@ -18,8 +18,8 @@ use serde_json::json;
 /// The result of one command: its answer, and the events to append
 /// (also on error: settling may have expired or granted leases first).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    pub result: Result<Reply, RuleError>,
+pub struct Outcome<R> {
+    pub result: Result<R, RuleError>,
     pub events: Vec<NewEvent>,
 }
 
@@ -29,7 +29,7 @@ pub fn put_table(
     table: crate::TableName,
     settings: TableSettings,
     now: Millis,
-) -> (TableState, Outcome) {
+) -> (TableState, Outcome<TableReply>) {
     let created = state.is_none();
     let mut state = state.unwrap_or_else(|| TableState::new(table, settings.clone(), now));
     let mut events = Vec::new();
@@ -46,7 +46,7 @@ pub fn put_table(
         ));
     }
     settle(&mut state, now, &mut events);
-    let reply = Reply::Table {
+    let reply = TableReply {
         state: state.clone(),
         created,
     };
@@ -59,59 +59,63 @@ pub fn put_table(
     )
 }
 
-/// Apply one command to an existing table's state.
-pub fn apply(state: &mut TableState, command: &Command, now: Millis) -> Outcome {
+/// Settle a table: expire what is due, grant who can be, answer its state.
+pub fn sweep(state: &mut TableState, now: Millis) -> Outcome<TableReply> {
+    let mut events = Vec::new();
+    settle(state, now, &mut events);
+    Outcome {
+        result: Ok(TableReply {
+            state: state.clone(),
+            created: false,
+        }),
+        events,
+    }
+}
+
+/// Apply one lease command to its table's state.
+pub fn apply(state: &mut TableState, command: &LeaseCommand, now: Millis) -> Outcome<LeaseReply> {
     let mut events = Vec::new();
     settle(state, now, &mut events);
     let result = match command {
-        Command::PutTable { .. } => Err(RuleError::Invalid(
-            "put_table creates tables; use rules::put_table".into(),
-        )),
-        Command::Acquire { request, .. } => acquire(state, request, now, &mut events),
-        Command::Sweep { .. } => Ok(None),
-        Command::Heartbeat {
+        LeaseCommand::Acquire { request, .. } => acquire(state, request, now, &mut events),
+        LeaseCommand::Heartbeat {
             lease_id,
             token,
             ttl_seconds,
-        } => heartbeat(state, *lease_id, *token, *ttl_seconds, now)
-            .map(|()| Some((*lease_id, false))),
-        Command::Release { lease_id, token } => {
-            release(state, *lease_id, *token, now, &mut events).map(|()| Some((*lease_id, false)))
+        } => heartbeat(state, *lease_id, *token, *ttl_seconds, now).map(|()| (*lease_id, false)),
+        LeaseCommand::Release { lease_id, token } => {
+            release(state, *lease_id, *token, now, &mut events).map(|()| (*lease_id, false))
         }
-        Command::Revoke { lease_id, reason } => {
-            revoke(state, *lease_id, reason, now, &mut events).map(|()| Some((*lease_id, false)))
+        LeaseCommand::Revoke { lease_id, reason } => {
+            revoke(state, *lease_id, reason, now, &mut events).map(|()| (*lease_id, false))
         }
-        Command::KeepWaiting { lease_id } | Command::Lookup { lease_id } => keep_waiting(
+        LeaseCommand::KeepWaiting { lease_id } | LeaseCommand::Lookup { lease_id } => keep_waiting(
             state,
             *lease_id,
             now,
-            matches!(command, Command::KeepWaiting { .. }),
+            matches!(command, LeaseCommand::KeepWaiting { .. }),
         )
-        .map(|()| Some((*lease_id, false))),
+        .map(|()| (*lease_id, false)),
     };
     settle(state, now, &mut events);
-    let result = result.map(|answer| match answer {
-        Some((id, replayed)) => lease_reply(state, id, replayed),
-        None => Reply::Table {
-            state: state.clone(),
-            created: false,
-        },
-    });
+    let result = result.and_then(|(id, replayed)| lease_reply(state, id, replayed));
     Outcome { result, events }
 }
 
-fn lease_reply(state: &TableState, id: LeaseId, replayed: bool) -> Reply {
+/// The lease a command found or created. Settling moves a lease between
+/// `live` and `finished`, never out of the table, so it is there.
+fn lease_reply(state: &TableState, id: LeaseId, replayed: bool) -> Result<LeaseReply, RuleError> {
     let lease = state
         .find(id)
         .cloned()
-        .expect("a command answers only leases it found or created");
+        .ok_or(RuleError::LeaseNotFound(id))?;
     let position = (lease.state == LeaseState::Waiting)
         .then(|| 1 + state.waiters().take_while(|w| w.id != id).count() as u32);
-    Reply::Lease {
+    Ok(LeaseReply {
         lease,
         position,
         replayed,
-    }
+    })
 }
 
 /// Expire what is due, then grant every waiter the queue policy allows.
@@ -184,7 +188,7 @@ fn acquire(
     request: &AcquireRequest,
     now: Millis,
     events: &mut Vec<NewEvent>,
-) -> Result<Option<(LeaseId, bool)>, RuleError> {
+) -> Result<(LeaseId, bool), RuleError> {
     if request.mode == Mode::Write && request.pin_snapshot_id.is_some() {
         return Err(RuleError::Invalid(
             "pin_snapshot_id is for read leases only".into(),
@@ -193,7 +197,7 @@ fn acquire(
     // The same command again (a batch retried after its commit's answer was
     // lost): the lease it made is the answer, never a second grant.
     if state.find(request.lease_id).is_some() {
-        return Ok(Some((request.lease_id, true)));
+        return Ok((request.lease_id, true));
     }
     if let Some(key) = &request.idempotency_key {
         let earlier = state
@@ -205,7 +209,7 @@ fn acquire(
             if earlier.mode != request.mode || earlier.holder != request.holder {
                 return Err(RuleError::IdempotencyConflict { key: key.clone() });
             }
-            return Ok(Some((earlier.id, true)));
+            return Ok((earlier.id, true));
         }
     }
     state.last_seq += 1;
@@ -247,7 +251,7 @@ fn acquire(
         Some(request.lease_id),
         data,
     ));
-    Ok(Some((request.lease_id, false)))
+    Ok((request.lease_id, false))
 }
 
 /// The live lease `id`, or why there is none.

@@ -1,7 +1,7 @@
 //! A table's lease state, as the rules see it: settings, counters and the
 //! live leases in queue order.
 
-use crate::{lease::Lease, names::TableName, time::Millis, Token};
+use crate::{leases::lease::Lease, names::TableName, time::Millis, Token};
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_MAX_COMPACTION_DEFERRAL_SECONDS: u32 = 24 * 3600;

@@ -1,0 +1,154 @@
+//! The store's ports: one trait per aggregate, each implemented once per
+//! backend (`sqlite/`, `postgres/`, a file per aggregate inside). A backend
+//! is the sum of its ports plus what the whole database answers (its name,
+//! a ping, how many transactions may run at once).
+//!
+//! Writes go through `transact_*`: the backend loads what the targets name
+//! (locked, in a fixed order), hands the state to a pure `apply` that the
+//! database-neutral half (`leases.rs`, `streams.rs`) supplies, writes the
+//! changes it returns, and commits. Backends never see commands.
+
+use crate::error::StoreError;
+use crate::{leases, streams};
+use futures::future::BoxFuture;
+use sluice_core::{
+    Batch, BatchId, BookmarkVersion, Event, EventKind, Lease, LeaseId, Millis, Role, StreamName,
+    StreamState, TableName, TableState,
+};
+
+/// Computes a transaction's changes from the state it loaded, at the
+/// database's `now`.
+pub type Apply<'a, Loaded, Changes> = &'a mut (dyn FnMut(Loaded, Millis) -> Changes + Send);
+
+/// Tables and their leases.
+pub trait LeasePort: Send + Sync + 'static {
+    fn transact_leases<'a>(
+        &'a self,
+        targets: &'a leases::Targets,
+        apply: Apply<'a, leases::Loaded, leases::Changes>,
+    ) -> BoxFuture<'a, Result<leases::Changes, StoreError>>;
+    /// A lease and its place in the queue, read without a transaction.
+    fn lease(&self, id: LeaseId) -> BoxFuture<'_, Result<Option<LeaseView>, StoreError>>;
+    /// Tables by name after `after`, only those with one of the name
+    /// prefixes in `scopes` (empty: all).
+    fn tables<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: u32,
+        scopes: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<TableSummary>, StoreError>>;
+    /// The tables whose live leases have expired, and the next expiry.
+    fn due(&self) -> BoxFuture<'_, Result<Due, StoreError>>;
+}
+
+/// CDC streams, their batches and bookmark history.
+pub trait StreamPort: Send + Sync + 'static {
+    fn transact_streams<'a>(
+        &'a self,
+        targets: &'a streams::Targets,
+        apply: Apply<'a, streams::Loaded, streams::Changes>,
+    ) -> BoxFuture<'a, Result<streams::Changes, StoreError>>;
+    /// A stream with its open batch (in `batches`).
+    fn stream<'a>(
+        &'a self,
+        name: &'a StreamName,
+    ) -> BoxFuture<'a, Result<Option<StreamState>, StoreError>>;
+    /// Streams by name after `after`, limited to `scopes` like tables.
+    fn streams<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: u32,
+        scopes: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<StreamState>, StoreError>>;
+    fn batch<'a>(
+        &'a self,
+        stream: &'a StreamName,
+        id: BatchId,
+    ) -> BoxFuture<'a, Result<Option<Batch>, StoreError>>;
+    /// Bookmark versions after `after_version`, oldest first.
+    fn history<'a>(
+        &'a self,
+        stream: &'a StreamName,
+        after_version: i64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<BookmarkVersion>, StoreError>>;
+}
+
+/// Bearer tokens. They change rarely and outside the hot paths, so they are
+/// plain statements, not group-committed commands.
+pub trait TokenPort: Send + Sync + 'static {
+    fn find<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<TokenRecord>, StoreError>>;
+    fn list(&self) -> BoxFuture<'_, Result<Vec<TokenRecord>, StoreError>>;
+    /// Store a new token; `false` if the name is taken.
+    fn create<'a>(&'a self, token: &'a TokenRecord) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Revoke the token named `name`; `false` if there is none (or it was
+    /// revoked already).
+    fn revoke<'a>(&'a self, name: &'a str, now: Millis) -> BoxFuture<'a, Result<bool, StoreError>>;
+}
+
+/// The event log, appended to by every aggregate's transactions.
+pub trait EventPort: Send + Sync + 'static {
+    fn events<'a>(&'a self, query: &'a EventQuery)
+        -> BoxFuture<'a, Result<Vec<Event>, StoreError>>;
+}
+
+/// One database: every port, and what concerns the whole of it.
+pub trait Backend: LeasePort + StreamPort + TokenPort + EventPort {
+    fn name(&self) -> &'static str;
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// How many transactions may run at once.
+    fn max_writers(&self) -> usize;
+}
+
+/// A lease as read, with its place in the queue when waiting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaseView {
+    pub lease: Lease,
+    pub position: Option<u32>,
+    /// Live by its state but past its expiry by the store's clock
+    /// (PostgreSQL's on PostgreSQL, so that replicas agree): not swept yet,
+    /// so its state is not the truth until its table is settled.
+    pub stale: bool,
+}
+
+/// A table in a listing: its settings and how many hold or wait.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSummary {
+    pub state: TableState,
+    pub holders: u32,
+    pub waiters: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub after: i64,
+    pub table: Option<TableName>,
+    pub stream: Option<StreamName>,
+    pub kind: Option<EventKind>,
+    pub limit: u32,
+    /// Only events of tables or streams with one of these name prefixes
+    /// (empty: all).
+    pub scopes: Vec<String>,
+}
+
+/// The tables that hold expired live leases, and when the next one expires.
+pub struct Due {
+    pub tables: Vec<TableName>,
+    pub next_expiry: Option<Millis>,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRecord {
+    /// The public part of the token, used to find it.
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    /// Table name prefixes; empty: every table.
+    pub scopes: Vec<String>,
+    /// Hex SHA-256 of the secret part.
+    pub secret_sha256: String,
+    pub created_at: Millis,
+    pub expires_at: Option<Millis>,
+    pub revoked_at: Option<Millis>,
+}

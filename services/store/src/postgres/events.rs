@@ -1,0 +1,34 @@
+//! The event log on PostgreSQL (each aggregate's write statement appends
+//! its events, ids from the `event_seq` counter row in commit order).
+
+use super::{in_scopes, PgBackend};
+use crate::error::StoreError;
+use crate::ports::{EventPort, EventQuery};
+use crate::rows::events::{EventRow, EVENT_COLUMNS};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use sluice_core::Event;
+
+impl EventPort for PgBackend {
+    fn events<'a>(&'a self, q: &'a EventQuery) -> BoxFuture<'a, Result<Vec<Event>, StoreError>> {
+        async move {
+            let rows: Vec<EventRow> = sqlx::query_as(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events \
+                 WHERE id > $1 AND ($2::text IS NULL OR table_name = $2) AND ($3::text IS NULL OR kind = $3) \
+                 AND ({} OR {}) AND ($6::text IS NULL OR stream_name = $6) ORDER BY id LIMIT $4",
+                in_scopes(5, "table_name"),
+                in_scopes(5, "stream_name")
+            ))
+            .bind(q.after)
+            .bind(q.table.as_ref().map(|t| t.as_str()))
+            .bind(q.kind.map(|k| k.as_str()))
+            .bind(i64::from(q.limit))
+            .bind(&q.scopes)
+            .bind(q.stream.as_ref().map(|s| s.as_str()))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.into_iter().map(Event::try_from).collect()
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,68 @@
+//! Bearer tokens on PostgreSQL.
+
+use super::PgBackend;
+use crate::error::StoreError;
+use crate::ports::{TokenPort, TokenRecord};
+use crate::rows::tokens::{scopes_text, TokenRow, INSERT_TOKEN, REVOKE_TOKEN, TOKEN_COLUMNS};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use sluice_core::Millis;
+
+impl TokenPort for PgBackend {
+    fn find<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<TokenRecord>, StoreError>> {
+        async move {
+            let row: Option<TokenRow> = sqlx::query_as(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(TokenRecord::try_from).transpose()
+        }
+        .boxed()
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<TokenRecord>, StoreError>> {
+        async move {
+            let rows: Vec<TokenRow> = sqlx::query_as(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY name"
+            ))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.into_iter().map(TokenRecord::try_from).collect()
+        }
+        .boxed()
+    }
+
+    fn create<'a>(&'a self, t: &'a TokenRecord) -> BoxFuture<'a, Result<bool, StoreError>> {
+        async move {
+            let inserted = sqlx::query(INSERT_TOKEN)
+                .bind(&t.id)
+                .bind(&t.name)
+                .bind(t.role.as_str())
+                .bind(scopes_text(&t.scopes))
+                .bind(&t.secret_sha256)
+                .bind(t.created_at.0)
+                .bind(t.expires_at.map(|m| m.0))
+                .bind(t.revoked_at.map(|m| m.0))
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            Ok(inserted == 1)
+        }
+        .boxed()
+    }
+
+    fn revoke<'a>(&'a self, name: &'a str, now: Millis) -> BoxFuture<'a, Result<bool, StoreError>> {
+        async move {
+            let done = sqlx::query(REVOKE_TOKEN)
+                .bind(now.0)
+                .bind(name)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            Ok(done == 1)
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,50 @@
+//! Bearer-token rows as both SQL dialects hold them: who a token names, its
+//! role and scopes, and a SHA-256 of its secret (the secret itself is never
+//! stored).
+
+use super::corrupt;
+use crate::error::StoreError;
+use crate::ports::TokenRecord;
+use sluice_core::{Millis, Role};
+
+#[derive(sqlx::FromRow)]
+pub struct TokenRow {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub scopes: String,
+    pub secret_sha256: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+pub const TOKEN_COLUMNS: &str =
+    "id, name, role, scopes, secret_sha256, created_at, expires_at, revoked_at";
+
+impl TryFrom<TokenRow> for TokenRecord {
+    type Error = StoreError;
+    fn try_from(r: TokenRow) -> Result<TokenRecord, StoreError> {
+        Ok(TokenRecord {
+            role: Role::parse(&r.role).ok_or_else(|| corrupt("role", &r.role))?,
+            scopes: serde_json::from_str(&r.scopes).map_err(|_| corrupt("scopes", &r.scopes))?,
+            id: r.id,
+            name: r.name,
+            secret_sha256: r.secret_sha256,
+            created_at: Millis(r.created_at),
+            expires_at: r.expires_at.map(Millis),
+            revoked_at: r.revoked_at.map(Millis),
+        })
+    }
+}
+
+/// The token insert both dialects accept (`$n` parameters).
+pub const INSERT_TOKEN: &str = "INSERT INTO api_tokens (id, name, role, scopes, secret_sha256, \
+     created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING";
+
+pub const REVOKE_TOKEN: &str =
+    "UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL";
+
+pub fn scopes_text(scopes: &[String]) -> String {
+    serde_json::to_string(scopes).expect("scopes serialize")
+}
