@@ -63,7 +63,7 @@ pub async fn fresh_database() -> String {
     format!("{base}/{name}{query}")
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

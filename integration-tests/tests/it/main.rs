@@ -1,6 +1,7 @@
 //! Black-box tests: the built `sluice` binary on SQLite and PostgreSQL.
 
 mod harness;
+mod own_postgres;
 
 mod auth;
 mod config;
@@ -9,6 +10,7 @@ mod errors;
 mod ingestion;
 mod leases;
 mod limits;
+mod pg_restart;
 mod replicas;
 mod spec;
 mod streams;

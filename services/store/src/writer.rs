@@ -108,11 +108,21 @@ async fn run<G: Group>(group: &G, mut batch: Vec<G::Job>) {
         Err(error) if batch.len() > 1 => {
             // One bad command must not fail its neighbours: retry alone.
             tracing::warn!(%error, commands = batch.len(), "batch failed; retrying its commands one by one");
+            let mut down: Option<StoreError> = None;
             for job in batch {
+                // Once the database is gone, the rest would each wait for a
+                // connection in turn: fail them now; their callers get 503.
+                if let Some(error) = &down {
+                    job.finish(Err(error.clone()));
+                    continue;
+                }
                 let mut one = [job];
                 let committed = group.commit(&mut one).await;
                 if let Err(error) = &committed {
                     tracing::error!(%error, "command failed");
+                    if matches!(error, StoreError::Unavailable(_)) {
+                        down = Some(error.clone());
+                    }
                 }
                 let [job] = one;
                 job.finish(committed);

@@ -21,6 +21,11 @@ use std::time::Duration;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
+/// Longest wait for a pooled connection (or a new one) before giving up:
+/// also how long a call waits while the database is down before it answers
+/// 503 (a command retried alone after its batch failed may wait twice).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The database's clock in milliseconds, as SQL.
 const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::int8";
 
@@ -37,7 +42,7 @@ impl PgBackend {
             // A ping before every checkout is a round trip per batch; a
             // dead connection fails the batch, which is retried.
             .test_before_acquire(false)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             // Generic plans of `= ANY($1)` lookups turned out to degrade as
             // history grows (5x slower batches); planning each is cheaper.
             .connect_with(

@@ -16,8 +16,8 @@ const MAX_PAYLOAD: usize = 7000;
 impl PgBackend {
     /// Wake local long-polls when another replica commits on their table.
     pub async fn listen(&self, hub: Arc<Hub>) -> Result<tokio::task::JoinHandle<()>, StoreError> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(CHANNEL).await?;
+        let mut listener = subscribe(&self.pool).await?;
+        let pool = self.pool.clone();
         let me = self.replica.clone();
         Ok(tokio::spawn(async move {
             loop {
@@ -40,13 +40,29 @@ impl PgBackend {
                     Ok(None) => hub.reload_all(),
                     Err(error) => {
                         tracing::warn!(%error, "lost the LISTEN connection; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        // A new listener, and only once it listens wake
+                        // everyone to re-read: what was committed until
+                        // then was not heard.
+                        listener = loop {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            match subscribe(&pool).await {
+                                Ok(listener) => break listener,
+                                Err(error) => tracing::debug!(%error, "LISTEN not back yet"),
+                            }
+                        };
                         hub.reload_all();
                     }
                 }
             }
         }))
     }
+}
+
+/// A connection listening on the channel.
+async fn subscribe(pool: &sqlx::PgPool) -> Result<PgListener, StoreError> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
 }
 
 /// `replica:table,table,...`, split to stay under the payload limit.
