@@ -21,12 +21,6 @@ pub enum StoreError {
     Internal(String),
 }
 
-impl StoreError {
-    pub(crate) fn corrupt(what: &str, value: &str) -> StoreError {
-        StoreError::Internal(format!("stored data is not valid: {what} `{value}`"))
-    }
-}
-
 /// SQLSTATE classes and codes that mean "try again": connection exceptions
 /// (08), insufficient resources (53), operator intervention such as a
 /// shutdown or a server still starting (57), serialization failure and

@@ -173,7 +173,7 @@ pub(crate) fn apply(mut loaded: Loaded, jobs: &mut [Job], now: Millis) -> Change
         .collect();
     let mut events = Vec::new();
     for job in jobs {
-        let produced = match job {
+        let (new_events, actor) = match job {
             Job::Table {
                 command,
                 actor,
@@ -185,7 +185,6 @@ pub(crate) fn apply(mut loaded: Loaded, jobs: &mut [Job], now: Millis) -> Change
                 slot,
             } => (apply_lease(&mut loaded, command, now, slot), actor),
         };
-        let (new_events, actor) = produced;
         events.extend(new_events.into_iter().map(|mut e| {
             e.actor = actor.clone();
             e

@@ -174,32 +174,22 @@ pub(crate) fn apply(mut loaded: Loaded, jobs: &mut [Job], now: Millis) -> Change
                 command,
                 actor,
                 slot,
-            } => match loaded.streams.get_mut(command.stream()) {
-                Some(state) => {
-                    let outcome = rules::batch(state, command, actor.as_deref(), now);
-                    slot.set(outcome.result);
-                    (outcome.events, actor)
-                }
-                None => {
-                    slot.set(Err(RuleError::StreamNotFound(command.stream().clone())));
-                    continue;
-                }
-            },
+            } => {
+                let events = on_stream(&mut loaded, command.stream(), slot, |state| {
+                    rules::batch(state, command, actor.as_deref(), now)
+                });
+                (events, actor)
+            }
             Job::Bookmark {
                 command,
                 actor,
                 slot,
-            } => match loaded.streams.get_mut(command.stream()) {
-                Some(state) => {
-                    let outcome = rules::bookmark(state, command, actor.as_deref(), now);
-                    slot.set(outcome.result);
-                    (outcome.events, actor)
-                }
-                None => {
-                    slot.set(Err(RuleError::StreamNotFound(command.stream().clone())));
-                    continue;
-                }
-            },
+            } => {
+                let events = on_stream(&mut loaded, command.stream(), slot, |state| {
+                    rules::bookmark(state, command, actor.as_deref(), now)
+                });
+                (events, actor)
+            }
         };
         events.extend(new_events.into_iter().map(|mut e| {
             e.actor = actor.clone();
@@ -207,6 +197,27 @@ pub(crate) fn apply(mut loaded: Loaded, jobs: &mut [Job], now: Millis) -> Change
         }));
     }
     diff(before, loaded.streams, events)
+}
+
+/// Run `rule` on a registered stream and keep its answer in `slot`; the
+/// events to append.
+fn on_stream<R>(
+    loaded: &mut Loaded,
+    stream: &StreamName,
+    slot: &mut Slot<R>,
+    rule: impl FnOnce(&mut StreamState) -> rules::StreamOutcome<R>,
+) -> Vec<NewEvent> {
+    match loaded.streams.get_mut(stream) {
+        Some(state) => {
+            let outcome = rule(state);
+            slot.set(outcome.result);
+            outcome.events
+        }
+        None => {
+            slot.set(Err(RuleError::StreamNotFound(stream.clone())));
+            Vec::new()
+        }
+    }
 }
 
 fn diff(

@@ -34,7 +34,7 @@ pub(crate) struct Slot<R> {
     reply: oneshot::Sender<Answer<R>>,
 }
 
-impl<R: Send + 'static> Slot<R> {
+impl<R> Slot<R> {
     pub fn new() -> (Slot<R>, oneshot::Receiver<Answer<R>>) {
         let (reply, answer) = oneshot::channel();
         (

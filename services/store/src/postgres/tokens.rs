@@ -3,7 +3,8 @@
 use super::PgBackend;
 use crate::error::StoreError;
 use crate::ports::{TokenPort, TokenRecord};
-use crate::rows::tokens::{scopes_text, TokenRow, INSERT_TOKEN, REVOKE_TOKEN, TOKEN_COLUMNS};
+use crate::rows::json_list;
+use crate::rows::tokens::{TokenRow, INSERT_TOKEN, REVOKE_TOKEN, TOKEN_COLUMNS};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use sluice_core::Millis;
@@ -40,7 +41,7 @@ impl TokenPort for PgBackend {
                 .bind(&t.id)
                 .bind(&t.name)
                 .bind(t.role.as_str())
-                .bind(scopes_text(&t.scopes))
+                .bind(json_list(&t.scopes))
                 .bind(&t.secret_sha256)
                 .bind(t.created_at.0)
                 .bind(t.expires_at.map(|m| m.0))

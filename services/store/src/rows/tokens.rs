@@ -44,7 +44,3 @@ pub const INSERT_TOKEN: &str = "INSERT INTO api_tokens (id, name, role, scopes, 
 
 pub const REVOKE_TOKEN: &str =
     "UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL";
-
-pub fn scopes_text(scopes: &[String]) -> String {
-    serde_json::to_string(scopes).expect("scopes serialize")
-}
