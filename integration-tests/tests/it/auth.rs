@@ -1,8 +1,8 @@
 //! Authentication, roles, scopes and audit, on a server that requires tokens.
 
 use crate::harness::{fresh_database, Server};
+use crate::raw::Client;
 use serde_json::{json, Value};
-use sluice_client::client::Client;
 
 struct Setup {
     server: Server,

@@ -20,7 +20,7 @@ async fn kill_9_during_load_loses_no_acknowledged_grant_or_release(mut s: Server
         retry_for: Duration::from_secs(30),
         ..LoadConfig::default()
     };
-    load::setup(&config, load::load_table_settings())
+    load::setup(&config, &load::load_table_settings())
         .await
         .unwrap();
     let running = tokio::spawn(load::run(config));
@@ -36,7 +36,7 @@ async fn kill_9_during_load_loses_no_acknowledged_grant_or_release(mut s: Server
     );
     assert!(result.holds.len() > 20, "{:?}", result.summary);
 
-    let events = s.client.all_events(0, None).await.unwrap();
+    let events = s.client.typed().all_events(0, None).await.unwrap();
     let mut report = Report::default();
     history::check_holds(&result.holds, &mut report);
     history::check_events(&result.holds, &events, &mut report);

@@ -4,9 +4,9 @@
 use crate::harness::Server;
 use crate::leases::{read, table, write};
 use crate::on_both_backends;
+use crate::raw::{Acquire, Answer, Client, Lease};
 use reqwest::Method;
 use serde_json::{json, Value};
-use sluice_client::client::{Acquire, Answer, Client, Lease};
 use std::time::Duration;
 
 const ORDERS: &str = "sales.orders";

@@ -1,7 +1,7 @@
 //! Start real sluice processes (the built binary) on SQLite or on a fresh
 //! PostgreSQL database, kill them with SIGKILL, restart them.
 
-use sluice_client::client::Client;
+use crate::raw::Client;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

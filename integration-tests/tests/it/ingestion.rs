@@ -7,9 +7,9 @@
 
 use crate::harness::Server;
 use crate::on_both_backends;
+use crate::raw::Client;
 use reqwest::Method;
 use serde_json::{json, Value};
-use sluice_client::client::Client;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;

@@ -2,8 +2,8 @@
 
 use crate::harness::Server;
 use crate::on_both_backends;
+use crate::raw::{Acquire, Client};
 use serde_json::json;
-use sluice_client::client::{Acquire, Client};
 use std::time::Duration;
 
 pub fn read(holder: &str) -> Acquire {

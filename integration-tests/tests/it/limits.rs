@@ -2,8 +2,8 @@
 
 use crate::harness::Server;
 use crate::leases::{read, table, write};
+use crate::raw::Acquire;
 use serde_json::json;
-use sluice_client::client::Acquire;
 use std::time::Duration;
 
 #[tokio::test]

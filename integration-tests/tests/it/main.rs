@@ -2,6 +2,7 @@
 
 mod harness;
 mod own_postgres;
+mod raw;
 
 mod auth;
 mod config;
@@ -15,3 +16,4 @@ mod replicas;
 mod spec;
 mod streams;
 mod tables;
+mod typed_client;

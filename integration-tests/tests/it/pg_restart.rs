@@ -7,8 +7,8 @@
 
 use crate::harness::Server;
 use crate::own_postgres::PgServer;
+use crate::raw::Acquire;
 use serde_json::{json, Value};
-use sluice_client::client::Acquire;
 use sluice_client::history::{self, Report};
 use sluice_client::load::{self, LoadConfig};
 use sluice_client::wake;
@@ -42,7 +42,7 @@ async fn a_postgres_restart_under_load_answers_503_then_recovers_and_stays_safe(
         retry_for: Duration::from_secs(30),
         ..LoadConfig::default()
     };
-    load::setup(&config, load::load_table_settings())
+    load::setup(&config, &load::load_table_settings())
         .await
         .unwrap();
     let _logs = LogsOnFailure(&pg, [&a, &b]);
@@ -152,7 +152,7 @@ async fn a_postgres_restart_under_load_answers_503_then_recovers_and_stays_safe(
         result.summary
     );
 
-    let events = a.client.all_events(0, None).await.unwrap();
+    let events = a.client.typed().all_events(0, None).await.unwrap();
     let mut report = Report::default();
     history::check_holds(&result.holds, &mut report);
     history::check_events(&result.holds, &events, &mut report);

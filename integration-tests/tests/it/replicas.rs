@@ -43,7 +43,7 @@ async fn a_short_load_across_two_replicas_passes_the_checker() {
         hold: Duration::from_millis(2),
         ..LoadConfig::default()
     };
-    load::setup(&config, load::load_table_settings())
+    load::setup(&config, &load::load_table_settings())
         .await
         .unwrap();
     let result = load::run(config).await.unwrap();
@@ -56,7 +56,7 @@ async fn a_short_load_across_two_replicas_passes_the_checker() {
     let writes = result.holds.iter().filter(|h| h.mode == "write").count();
     assert!(writes > 5, "writers must get through: {writes}");
 
-    let events = a.client.all_events(0, None).await.unwrap();
+    let events = a.client.typed().all_events(0, None).await.unwrap();
     let mut report = Report::default();
     history::check_holds(&result.holds, &mut report);
     history::check_events(&result.holds, &events, &mut report);

@@ -5,10 +5,10 @@
 
 use crate::errors::{assert_error, send, with};
 use crate::harness::Server;
+use crate::raw::{Answer, Client};
 use crate::{on_both_backends, on_both_backends_with_auth};
 use reqwest::Method;
 use serde_json::{json, Value};
-use sluice_client::client::{Answer, Client};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 

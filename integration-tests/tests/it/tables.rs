@@ -3,9 +3,9 @@
 use crate::harness::Server;
 use crate::leases::{read, table, write};
 use crate::on_both_backends;
+use crate::raw::{Answer, Client};
 use reqwest::Method;
 use serde_json::{json, Value};
-use sluice_client::client::{Answer, Client};
 
 const ORDERS: &str = "sales.orders";
 

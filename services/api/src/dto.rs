@@ -39,7 +39,7 @@ impl From<Mode> for LeaseMode {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LeaseStateBody {
     Waiting,
@@ -63,7 +63,7 @@ impl From<LeaseState> for LeaseStateBody {
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcquireBody {
     pub mode: LeaseMode,
@@ -89,7 +89,7 @@ pub struct AcquireBody {
     pub pin_snapshot_id: Option<i64>,
 }
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatBody {
     /// The lease's token; required to prove a grant, optional while waiting.
@@ -101,7 +101,7 @@ pub struct HeartbeatBody {
     pub ttl_seconds: Option<i64>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeBody {
     #[schema(min_length = 1, max_length = 1024)]
@@ -123,7 +123,7 @@ pub struct WaitParams {
     pub wait_seconds: Option<i64>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LeaseBody {
     pub lease_id: String,
     pub table: String,
@@ -175,7 +175,7 @@ impl From<LeaseView> for LeaseBody {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TableLeasesBody {
     pub table: String,
     /// Granted leases, oldest first.
@@ -184,7 +184,7 @@ pub struct TableLeasesBody {
     pub waiters: Vec<LeaseBody>,
 }
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutTableBody {
     /// How long a waiting write (compaction) request lets new readers pass
@@ -219,7 +219,7 @@ impl PutTableBody {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TableBody {
     pub table: String,
     pub max_compaction_deferral_seconds: u32,
@@ -250,7 +250,7 @@ impl From<TableSummary> for TableBody {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TablesPage {
     pub tables: Vec<TableBody>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -284,7 +284,7 @@ pub struct EventParams {
     pub limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EventBody {
     /// Strictly increasing, in commit order.
     pub id: i64,
@@ -293,7 +293,7 @@ pub struct EventBody {
     pub table: String,
     pub lease_id: Option<String>,
     /// For a stream's events: the stream.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
@@ -317,7 +317,7 @@ impl From<Event> for EventBody {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EventsPage {
     pub events: Vec<EventBody>,
     /// Pass as `after` to continue; equals the request's `after` when empty.

@@ -11,6 +11,7 @@ pub mod stream_dto;
 pub mod waiting;
 
 use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -18,6 +19,7 @@ use error::ApiError;
 use sluice_core::{LeaseId, TableName};
 use sluice_store::Store;
 use std::time::Duration;
+use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -204,16 +206,10 @@ pub fn router(state: AppState, config: ApiConfig) -> Router {
             "/openapi.json",
             axum::routing::get(move || async move { axum::Json((*spec).clone()) }),
         )
-        .fallback(|| async {
-            ApiError::new(
-                axum::http::StatusCode::NOT_FOUND,
-                "not_found",
-                "no such route",
-            )
-        })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
-                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "this route does not take that method",
             )
@@ -224,16 +220,22 @@ pub fn router(state: AppState, config: ApiConfig) -> Router {
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(limit_headers))
-        .layer(axum::middleware::from_fn(
-            move |req: Request, next: Next| async move { time_limit(req, next, timeout).await },
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
         ))
+        .layer(axum::middleware::map_response(move |response: Response| {
+            timed_out_body(response, timeout)
+        }))
         .with_state(state)
 }
 
 /// Largest total size of a request's headers.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-/// Refuse oversized headers with the JSON error body.
+/// Refuse oversized headers with the JSON error body. (hyper's own buffer
+/// limit closes the connection with an empty 431; tower-http has no header
+/// limit.)
 async fn limit_headers(req: Request, next: Next) -> Response {
     let size: usize = req
         .headers()
@@ -242,7 +244,7 @@ async fn limit_headers(req: Request, next: Next) -> Response {
         .sum();
     if size > MAX_HEADER_BYTES {
         return ApiError::new(
-            axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "headers_too_large",
             format!("request headers exceed {MAX_HEADER_BYTES} bytes"),
         )
@@ -251,17 +253,20 @@ async fn limit_headers(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// Bound every request's time, answering with the JSON error body.
-async fn time_limit(req: Request, next: Next, limit: Duration) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            format!("the request took longer than {} s", limit.as_secs()),
-        )
-        .into_response(),
+/// tower-http's timeout answers an empty 503: give it the JSON error body.
+async fn timed_out_body(response: Response, limit: Duration) -> Response {
+    let empty = !response
+        .headers()
+        .contains_key(axum::http::header::CONTENT_TYPE);
+    if response.status() != StatusCode::SERVICE_UNAVAILABLE || !empty {
+        return response;
     }
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "timeout",
+        format!("the request took longer than {} s", limit.as_secs()),
+    )
+    .into_response()
 }
 
 pub(crate) fn parse_table(raw: &str) -> Result<TableName, ApiError> {

@@ -20,7 +20,7 @@ const MAX_POSITION_TEXT: usize = 1024;
 pub const MAX_FILES_DONE: usize = 20_000;
 const MAX_SOURCE_BYTES: usize = 16 * 1024;
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutStreamBody {
     /// The Iceberg table the stream feeds, `namespace.table`.
@@ -150,7 +150,7 @@ impl From<LoadProgress> for LoadBody {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PhaseBody {
     /// The full load: `load` says which files are done.
@@ -168,7 +168,7 @@ impl From<Phase> for PhaseBody {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BookmarkBody {
     pub stream: String,
     /// Grows by one with every change; send it as `If-Match` to act only
@@ -228,7 +228,7 @@ impl From<Counts> for CountsBody {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BatchStateBody {
     Open,
@@ -246,7 +246,7 @@ impl From<BatchState> for BatchStateBody {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BatchBody {
     pub batch_id: String,
     pub stream: String,
@@ -257,7 +257,7 @@ pub struct BatchBody {
     /// The bookmark version the batch started from.
     pub base_version: i64,
     /// On open: the bookmark to resume from.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bookmark: Option<BookmarkBody>,
     pub ttl_seconds: u32,
     pub opened_at: String,
@@ -297,7 +297,7 @@ impl BatchBody {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct StreamBody {
     pub stream: String,
     pub table: String,
@@ -333,14 +333,14 @@ impl From<StreamState> for StreamBody {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct StreamsPage {
     pub streams: Vec<StreamBody>,
     /// Pass as `after` for the next page; absent on the last page.
     pub next_after: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenBatchBody {
     /// Who opens: the Glue job run id. The same run opening again while its
@@ -364,7 +364,7 @@ impl OpenBatchBody {
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchHeartbeatBody {
     pub token: i64,
@@ -383,7 +383,7 @@ impl BatchHeartbeatBody {
 }
 
 /// The new position: exactly one section, the one of the stream's phase.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BookmarkUpdateBody {
     #[serde(default)]
@@ -392,7 +392,7 @@ pub struct BookmarkUpdateBody {
     pub delta: Option<PositionBody>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommitBody {
     pub token: i64,
@@ -434,14 +434,14 @@ impl CommitBody {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CommitResultBody {
     pub batch: BatchBody,
     /// The version the commit produced.
     pub bookmark: BookmarkBody,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailBatchBody {
     pub token: i64,
@@ -461,7 +461,7 @@ pub struct HistoryParams {
     pub limit: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CauseBody {
     Created,
@@ -470,7 +470,7 @@ pub enum CauseBody {
     Reset,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct VersionBody {
     #[serde(flatten)]
     pub bookmark: BookmarkBody,
@@ -509,7 +509,7 @@ impl From<BookmarkVersion> for VersionBody {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct HistoryPage {
     /// Oldest first.
     pub versions: Vec<VersionBody>,
@@ -517,7 +517,7 @@ pub struct HistoryPage {
     pub next_after_version: Option<i64>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RewindBody {
     /// Restore this version...
@@ -531,7 +531,7 @@ pub struct RewindBody {
     pub reason: String,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetBody {
     #[schema(min_length = 1, max_length = 1024)]

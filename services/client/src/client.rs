@@ -1,8 +1,61 @@
-//! A small typed client of API v1 (leases, tables, streams, events).
+//! The typed client of API v1: each call sends the API's own request type
+//! and answers the API's own response type, or an [`Error`] that says
+//! whether the server refused (with its error `type`) or was not reached.
+//! The wire types come from `sluice_api`, so the client cannot drift from
+//! the server.
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sluice_api::dto::{
+    AcquireBody, EventBody, EventsPage, HeartbeatBody, LeaseBody, PutTableBody, RevokeBody,
+    TableBody, TableLeasesBody, TablesPage,
+};
+use sluice_api::error::ErrorDetail;
+use sluice_api::stream_dto::{
+    BatchBody, BatchHeartbeatBody, BookmarkBody, CommitBody, CommitResultBody, FailBatchBody,
+    HistoryPage, OpenBatchBody, PutStreamBody, ResetBody, RewindBody, StreamBody, StreamsPage,
+    VersionBody,
+};
 use std::time::Duration;
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server answered with an error body.
+    #[error("{status} {}: {}", .error.kind, .error.message)]
+    Api { status: u16, error: ErrorDetail },
+    /// No answer: the connection failed, was cut, or timed out.
+    #[error("no answer: {0}")]
+    Transport(#[from] reqwest::Error),
+    /// An answer that is not what the API promises.
+    #[error("{status}: unexpected answer: {detail}")]
+    Unexpected { status: u16, detail: String },
+}
+
+impl Error {
+    /// The HTTP status, when the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Api { status, .. } | Error::Unexpected { status, .. } => Some(*status),
+            Error::Transport(_) => None,
+        }
+    }
+
+    /// The error `type` the server gave, e.g. `stale_token`.
+    pub fn kind(&self) -> Option<&str> {
+        match self {
+            Error::Api { error, .. } => Some(&error.kind),
+            _ => None,
+        }
+    }
+
+    /// Worth trying again unchanged: no answer, or the server said it was
+    /// unavailable (503) or busy (429).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Transport(_)) || matches!(self.status(), Some(503 | 429))
+    }
+}
 
 #[derive(Clone)]
 pub struct Client {
@@ -11,53 +64,25 @@ pub struct Client {
     token: Option<String>,
 }
 
-/// A status and a JSON body, whatever the status.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    pub status: u16,
-    pub body: Value,
-}
-
-impl Answer {
-    /// The body as a lease, when the call succeeded.
-    pub fn lease(&self) -> Option<Lease> {
-        if (200..300).contains(&self.status) {
-            serde_json::from_value(self.body.clone()).ok()
-        } else {
-            None
+/// Path segments are names the API validates (`namespace.table`, UUIDs),
+/// which never need escaping; query values might.
+fn query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
         }
     }
-
-    /// The error `type`, when the call failed.
-    pub fn error_type(&self) -> Option<&str> {
-        self.body.pointer("/error/type").and_then(Value::as_str)
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct Lease {
-    pub lease_id: String,
-    pub table: String,
-    pub mode: String,
-    pub state: String,
-    pub holder: String,
-    pub token: Option<i64>,
-    pub position: Option<u32>,
-    pub expires_at: String,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Acquire {
-    pub mode: &'static str,
-    pub holder: String,
-    pub ttl_seconds: u32,
-    pub wait_seconds: u32,
-    pub idempotency_key: Option<String>,
+    out
 }
 
 impl Client {
     pub fn new(base: &str) -> Client {
         let http = reqwest::Client::builder()
+            // Longer than the longest long-poll the API allows.
             .timeout(Duration::from_secs(400))
             .pool_max_idle_per_host(1024)
             .build()
@@ -79,12 +104,12 @@ impl Client {
         &self.base
     }
 
-    pub async fn send(
+    async fn call<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
-        body: Option<&Value>,
-    ) -> reqwest::Result<Answer> {
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<T> {
         let mut request = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
@@ -95,84 +120,104 @@ impl Client {
         let response = request.send().await?;
         let status = response.status().as_u16();
         let bytes = response.bytes().await?;
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Ok(Answer { status, body })
+        if (200..300).contains(&status) {
+            return serde_json::from_slice(&bytes).map_err(|e| Error::Unexpected {
+                status,
+                detail: e.to_string(),
+            });
+        }
+        match serde_json::from_slice::<sluice_api::error::ErrorBody>(&bytes) {
+            Ok(body) => Err(Error::Api {
+                status,
+                error: body.error,
+            }),
+            Err(_) => Err(Error::Unexpected {
+                status,
+                detail: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            }),
+        }
     }
 
-    pub async fn put_table(&self, table: &str, settings: Value) -> reqwest::Result<Answer> {
-        self.send(
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call(reqwest::Method::GET, path, None::<&()>).await
+    }
+
+    async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    // Tables
+
+    /// Register a table, or change its settings.
+    pub async fn put_table(&self, table: &str, settings: &PutTableBody) -> Result<TableBody> {
+        self.call(
             reqwest::Method::PUT,
             &format!("/v1/tables/{table}"),
-            Some(&settings),
+            Some(settings),
         )
         .await
     }
 
-    pub async fn acquire(&self, table: &str, a: &Acquire) -> reqwest::Result<Answer> {
-        let mut body = json!({
-            "mode": a.mode, "holder": a.holder, "ttl_seconds": a.ttl_seconds,
-            "wait_seconds": a.wait_seconds,
-        });
-        if let Some(key) = &a.idempotency_key {
-            body["idempotency_key"] = json!(key);
+    pub async fn table(&self, table: &str) -> Result<TableBody> {
+        self.get(&format!("/v1/tables/{table}")).await
+    }
+
+    /// One page of tables, by name, after `after`.
+    pub async fn tables(&self, after: Option<&str>, limit: u32) -> Result<TablesPage> {
+        let mut path = format!("/v1/tables?limit={limit}");
+        if let Some(after) = after {
+            path.push_str(&format!("&after={}", query_value(after)));
         }
-        self.send(
-            reqwest::Method::POST,
-            &format!("/v1/tables/{table}/leases"),
-            Some(&body),
-        )
+        self.get(&path).await
+    }
+
+    /// Who holds the table and who waits, in queue order.
+    pub async fn table_leases(&self, table: &str) -> Result<TableLeasesBody> {
+        self.get(&format!("/v1/tables/{table}/leases")).await
+    }
+
+    // Leases
+
+    /// Ask for a lease; granted or waiting is in the answer's `state`.
+    pub async fn acquire(&self, table: &str, ask: &AcquireBody) -> Result<LeaseBody> {
+        self.post(&format!("/v1/tables/{table}/leases"), ask).await
+    }
+
+    /// A lease; while it waits, long-poll up to `wait_seconds` for a change.
+    pub async fn lease(&self, lease_id: &str, wait_seconds: u32) -> Result<LeaseBody> {
+        self.get(&format!(
+            "/v1/leases/{lease_id}?wait_seconds={wait_seconds}"
+        ))
         .await
     }
 
-    pub async fn lease(&self, lease_id: &str, wait_seconds: u32) -> reqwest::Result<Answer> {
-        self.send(
-            reqwest::Method::GET,
-            &format!("/v1/leases/{lease_id}?wait_seconds={wait_seconds}"),
-            None,
-        )
-        .await
+    pub async fn heartbeat(&self, lease_id: &str, body: &HeartbeatBody) -> Result<LeaseBody> {
+        self.post(&format!("/v1/leases/{lease_id}/heartbeat"), body)
+            .await
     }
 
-    pub async fn heartbeat(&self, lease_id: &str, token: Option<i64>) -> reqwest::Result<Answer> {
-        let body = json!({ "token": token });
-        self.send(
-            reqwest::Method::POST,
-            &format!("/v1/leases/{lease_id}/heartbeat"),
-            Some(&body),
-        )
-        .await
-    }
-
-    pub async fn release(&self, lease_id: &str, token: Option<i64>) -> reqwest::Result<Answer> {
+    /// Release a granted lease (with its token) or cancel a waiting one.
+    pub async fn release(&self, lease_id: &str, token: Option<i64>) -> Result<LeaseBody> {
         let path = match token {
             Some(t) => format!("/v1/leases/{lease_id}?token={t}"),
             None => format!("/v1/leases/{lease_id}"),
         };
-        self.send(reqwest::Method::DELETE, &path, None).await
+        self.call(reqwest::Method::DELETE, &path, None::<&()>).await
     }
 
-    pub async fn revoke(&self, lease_id: &str, reason: &str) -> reqwest::Result<Answer> {
-        let body = json!({ "reason": reason });
-        self.send(
-            reqwest::Method::POST,
-            &format!("/v1/leases/{lease_id}/revoke"),
-            Some(&body),
-        )
-        .await
+    pub async fn revoke(&self, lease_id: &str, reason: &str) -> Result<LeaseBody> {
+        let body = RevokeBody {
+            reason: reason.to_owned(),
+        };
+        self.post(&format!("/v1/leases/{lease_id}/revoke"), &body)
+            .await
     }
 
-    pub async fn table_leases(&self, table: &str) -> reqwest::Result<Answer> {
-        self.send(
-            reqwest::Method::GET,
-            &format!("/v1/tables/{table}/leases"),
-            None,
-        )
-        .await
-    }
+    // Streams
 
-    pub async fn put_stream(&self, stream: &str, settings: &Value) -> reqwest::Result<Answer> {
-        self.send(
+    /// Register a stream, or change its settings.
+    pub async fn put_stream(&self, stream: &str, settings: &PutStreamBody) -> Result<StreamBody> {
+        self.call(
             reqwest::Method::PUT,
             &format!("/v1/streams/{stream}"),
             Some(settings),
@@ -180,130 +225,118 @@ impl Client {
         .await
     }
 
-    /// Open a batch; the answer holds `batch_id`, `token` and the
-    /// `bookmark` to resume from.
-    pub async fn open_batch(
+    pub async fn stream(&self, stream: &str) -> Result<StreamBody> {
+        self.get(&format!("/v1/streams/{stream}")).await
+    }
+
+    /// One page of streams, by name, after `after`.
+    pub async fn streams(&self, after: Option<&str>, limit: u32) -> Result<StreamsPage> {
+        let mut path = format!("/v1/streams?limit={limit}");
+        if let Some(after) = after {
+            path.push_str(&format!("&after={}", query_value(after)));
+        }
+        self.get(&path).await
+    }
+
+    /// Open a batch: its token, and the bookmark to resume from.
+    pub async fn open_batch(&self, stream: &str, body: &OpenBatchBody) -> Result<BatchBody> {
+        self.post(&format!("/v1/streams/{stream}/batches"), body)
+            .await
+    }
+
+    pub async fn heartbeat_batch(
         &self,
         stream: &str,
-        run_id: &str,
-        ttl_seconds: u32,
-    ) -> reqwest::Result<Answer> {
-        let body = json!({ "run_id": run_id, "ttl_seconds": ttl_seconds });
-        self.send(
-            reqwest::Method::POST,
-            &format!("/v1/streams/{stream}/batches"),
-            Some(&body),
+        batch_id: &str,
+        body: &BatchHeartbeatBody,
+    ) -> Result<BatchBody> {
+        self.post(
+            &format!("/v1/streams/{stream}/batches/{batch_id}/heartbeat"),
+            body,
         )
         .await
     }
 
-    /// Commit a batch; `body` holds `token`, `bookmark`, `counts`...
     pub async fn commit_batch(
         &self,
         stream: &str,
         batch_id: &str,
-        body: &Value,
-    ) -> reqwest::Result<Answer> {
-        self.send(
-            reqwest::Method::POST,
+        body: &CommitBody,
+    ) -> Result<CommitResultBody> {
+        self.post(
             &format!("/v1/streams/{stream}/batches/{batch_id}/commit"),
-            Some(body),
+            body,
         )
         .await
     }
 
-    /// `action` is `heartbeat` or `fail`; `body` holds the `token`.
-    pub async fn batch_action(
+    pub async fn fail_batch(
         &self,
         stream: &str,
         batch_id: &str,
-        action: &str,
-        body: &Value,
-    ) -> reqwest::Result<Answer> {
-        self.send(
-            reqwest::Method::POST,
-            &format!("/v1/streams/{stream}/batches/{batch_id}/{action}"),
-            Some(body),
+        body: &FailBatchBody,
+    ) -> Result<BatchBody> {
+        self.post(
+            &format!("/v1/streams/{stream}/batches/{batch_id}/fail"),
+            body,
         )
         .await
     }
 
-    pub async fn bookmark(&self, stream: &str) -> reqwest::Result<Answer> {
-        self.send(
-            reqwest::Method::GET,
-            &format!("/v1/streams/{stream}/bookmark"),
-            None,
-        )
-        .await
+    pub async fn bookmark(&self, stream: &str) -> Result<BookmarkBody> {
+        self.get(&format!("/v1/streams/{stream}/bookmark")).await
     }
 
-    /// `action` is `rewind` or `reset`.
-    pub async fn bookmark_action(
-        &self,
-        stream: &str,
-        action: &str,
-        body: &Value,
-    ) -> reqwest::Result<Answer> {
-        self.send(
-            reqwest::Method::POST,
-            &format!("/v1/streams/{stream}/bookmark/{action}"),
-            Some(body),
-        )
-        .await
+    pub async fn rewind(&self, stream: &str, body: &RewindBody) -> Result<BookmarkBody> {
+        self.post(&format!("/v1/streams/{stream}/bookmark/rewind"), body)
+            .await
+    }
+
+    pub async fn reset(&self, stream: &str, body: &ResetBody) -> Result<BookmarkBody> {
+        self.post(&format!("/v1/streams/{stream}/bookmark/reset"), body)
+            .await
     }
 
     /// Every bookmark version, oldest first, following the pages.
-    pub async fn history(&self, stream: &str) -> anyhow::Result<Vec<Value>> {
+    pub async fn history(&self, stream: &str) -> Result<Vec<VersionBody>> {
         let mut versions = Vec::new();
         let mut after = 0;
         loop {
-            let path =
-                format!("/v1/streams/{stream}/bookmark/history?after_version={after}&limit=1000");
-            let answer = self.send(reqwest::Method::GET, &path, None).await?;
-            anyhow::ensure!(
-                answer.status == 200,
-                "history: {} {}",
-                answer.status,
-                answer.body
-            );
-            versions.extend(
-                answer.body["versions"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default(),
-            );
-            match answer.body["next_after_version"].as_i64() {
+            let page: HistoryPage = self
+                .get(&format!(
+                    "/v1/streams/{stream}/bookmark/history?after_version={after}&limit=1000"
+                ))
+                .await?;
+            versions.extend(page.versions);
+            match page.next_after_version {
                 Some(next) => after = next,
                 None => return Ok(versions),
             }
         }
     }
 
-    /// Every event after `after`, following `next_after` page by page.
-    pub async fn all_events(&self, after: i64, table: Option<&str>) -> anyhow::Result<Vec<Value>> {
+    // Events
+
+    /// One page of events after `after`, optionally of one table.
+    pub async fn events(&self, after: i64, table: Option<&str>, limit: u32) -> Result<EventsPage> {
+        let mut path = format!("/v1/events?after={after}&limit={limit}");
+        if let Some(table) = table {
+            path.push_str(&format!("&table={}", query_value(table)));
+        }
+        self.get(&path).await
+    }
+
+    /// Every event after `after`, following the pages to the end.
+    pub async fn all_events(&self, after: i64, table: Option<&str>) -> Result<Vec<EventBody>> {
         let mut events = Vec::new();
         let mut after = after;
         loop {
-            let mut path = format!("/v1/events?after={after}&limit=1000");
-            if let Some(t) = table {
-                path.push_str(&format!("&table={t}"));
-            }
-            let answer = self.send(reqwest::Method::GET, &path, None).await?;
-            anyhow::ensure!(
-                answer.status == 200,
-                "events: {} {}",
-                answer.status,
-                answer.body
-            );
-            let page = answer.body["events"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            if page.is_empty() {
+            let page = self.events(after, table, 1000).await?;
+            if page.events.is_empty() {
                 return Ok(events);
             }
-            after = answer.body["next_after"].as_i64().unwrap_or(after);
-            events.extend(page);
+            after = page.next_after;
+            events.extend(page.events);
         }
     }
 }

@@ -2,7 +2,7 @@
 //! it safe: against what clients saw, and against the server's event log.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use sluice_api::dto::EventBody;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// One lease as a client lived it. Times are the client's wall clock in ms;
@@ -102,7 +102,7 @@ fn belief_end(h: &Hold) -> i64 {
 /// and release is there (none lost, even across a crash), and replaying the
 /// log in id order never grants a write lease beside another lease or a
 /// token out of order.
-pub fn check_events(holds: &[Hold], events: &[Value], report: &mut Report) {
+pub fn check_events(holds: &[Hold], events: &[EventBody], report: &mut Report) {
     report.events += events.len();
     let mut granted: HashMap<String, i64> = HashMap::new();
     let mut released: HashSet<String> = HashSet::new();
@@ -110,21 +110,21 @@ pub fn check_events(holds: &[Hold], events: &[Value], report: &mut Report) {
     // table -> (live holders: lease -> mode, last token)
     let mut tables: HashMap<String, (HashMap<String, String>, i64)> = HashMap::new();
     for e in events {
-        let id = e["id"].as_i64().unwrap_or(0);
+        let id = e.id;
         if id <= last_id {
             report
                 .violations
                 .push(format!("event id {id} after {last_id}: not increasing"));
         }
         last_id = id;
-        let kind = e["kind"].as_str().unwrap_or("");
-        let table = e["table"].as_str().unwrap_or("").to_owned();
-        let lease = e["lease_id"].as_str().unwrap_or("").to_owned();
+        let kind = e.kind.as_str();
+        let table = e.table.clone();
+        let lease = e.lease_id.clone().unwrap_or_default();
         let (live, last_token) = tables.entry(table.clone()).or_default();
         match kind {
             "lease_granted" => {
-                let mode = e["data"]["mode"].as_str().unwrap_or("").to_owned();
-                let token = e["data"]["token"].as_i64().unwrap_or(0);
+                let mode = e.data["mode"].as_str().unwrap_or("").to_owned();
+                let token = e.data["token"].as_i64().unwrap_or(0);
                 if token <= *last_token {
                     report.violations.push(format!(
                         "{table}: event {id} grants token {token} after {last_token}"

@@ -2,10 +2,10 @@
 //! tables against one or more sluice processes, and record every grant and
 //! release (with its token) for the checker.
 
-use crate::client::{Acquire, Answer, Client};
+use crate::client::{self, Client};
 use crate::history::Hold;
 use serde::Serialize;
-use serde_json::json;
+use sluice_api::dto::{AcquireBody, LeaseMode, LeaseStateBody, PutTableBody};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -77,18 +77,14 @@ pub fn table_name(namespace: &str, index: usize) -> String {
 }
 
 /// Register the tables the load will use.
-pub async fn setup(config: &LoadConfig, settings: serde_json::Value) -> anyhow::Result<()> {
+pub async fn setup(config: &LoadConfig, settings: &PutTableBody) -> anyhow::Result<()> {
     let client = Client::new(&config.urls[0]).with_token(config.token.clone());
     for i in 0..config.tables {
-        let answer = client
-            .put_table(&table_name(&config.namespace, i), settings.clone())
-            .await?;
-        anyhow::ensure!(
-            answer.status < 300,
-            "PUT table: {} {}",
-            answer.status,
-            answer.body
-        );
+        let table = table_name(&config.namespace, i);
+        client
+            .put_table(&table, settings)
+            .await
+            .map_err(|e| anyhow::anyhow!("PUT table {table}: {e}"))?;
     }
     Ok(())
 }
@@ -165,57 +161,59 @@ async fn client_loop(
     while Instant::now() < end {
         let table = table_name(&config.namespace, rng.below(config.tables as u64) as usize);
         let mode = if rng.unit() < config.read_ratio {
-            "read"
+            LeaseMode::Read
         } else {
-            "write"
+            LeaseMode::Write
         };
-        let acquire = Acquire {
+        let acquire = AcquireBody {
             mode,
             holder: format!("client-{id}"),
-            ttl_seconds: config.ttl_seconds,
-            wait_seconds: config.wait_seconds,
+            ttl_seconds: i64::from(config.ttl_seconds),
+            wait_seconds: Some(i64::from(config.wait_seconds)),
             // A retry after a lost answer must get the same lease back.
             idempotency_key: Some(uuid::Uuid::now_v7().to_string()),
+            purpose: None,
+            pin_snapshot_id: None,
         };
         let asked = Instant::now();
         let requested_ms = wall_ms();
-        let Some(mut answer) =
-            retrying(&counters, give_up, || client.acquire(&table, &acquire)).await
+        let Some(answer) = retrying(&counters, give_up, || client.acquire(&table, &acquire)).await
         else {
             break;
         };
         counters.ops.fetch_add(1, Ordering::Relaxed);
-        while answer.status == 202 {
-            let lease_id = answer.body["lease_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
+        let mut lease = match answer {
+            Ok(lease) => lease,
+            Err(_) => {
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
+        while matches!(lease.state, LeaseStateBody::Waiting) {
             let Some(next) = retrying(&counters, give_up, || {
-                client.lease(&lease_id, config.wait_seconds)
+                client.lease(&lease.lease_id, config.wait_seconds)
             })
             .await
             else {
                 break;
             };
-            answer = next;
-            if answer.body["state"] == "granted" {
-                answer.status = 201;
-            } else if answer.body["state"] != "waiting" {
-                answer.status = 409;
+            match next {
+                Ok(next) => lease = next,
+                Err(_) => break,
             }
         }
-        if answer.status != 201 {
-            if answer.status != 409 {
+        match lease.state {
+            LeaseStateBody::Granted => {}
+            // Gave up waiting, or the poll failed.
+            LeaseStateBody::Waiting => {
                 counters.errors.fetch_add(1, Ordering::Relaxed);
+                continue;
             }
-            continue;
+            // Expired or revoked while it waited: the server's call.
+            _ => continue,
         }
         let granted_ack_ms = wall_ms();
         latencies.push(asked.elapsed().as_micros() as u64);
-        let Some(lease) = answer.lease() else {
-            counters.errors.fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
         let token = lease.token.unwrap_or_default();
         if !config.hold.is_zero() {
             tokio::time::sleep(config.hold).await;
@@ -228,18 +226,18 @@ async fn client_loop(
         counters
             .ops
             .fetch_add(u64::from(released.is_some()), Ordering::Relaxed);
-        let release_acked = released.as_ref().is_some_and(|a| a.status == 200);
-        if released
-            .as_ref()
-            .is_some_and(|a| a.status != 200 && a.status != 409)
-        {
-            counters.errors.fetch_add(1, Ordering::Relaxed);
+        let release_acked = matches!(released, Some(Ok(_)));
+        // 409: it ended on its own (expired, revoked) before the release.
+        if let Some(Err(e)) = &released {
+            if e.status() != Some(409) {
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
         }
         holds.push(Hold {
             client: id,
             table,
             lease_id: lease.lease_id,
-            mode: mode.to_owned(),
+            mode: sluice_core::Mode::from(mode).as_str().to_owned(),
             token,
             requested_ms,
             granted_ack_ms,
@@ -252,21 +250,27 @@ async fn client_loop(
     (holds, latencies)
 }
 
-/// Call until the server answers (any status), retrying failed connections
-/// until `give_up`.
-async fn retrying<F, Fut>(counters: &Counters, give_up: Instant, mut call: F) -> Option<Answer>
+/// Call until the server answers anything but "unavailable", retrying
+/// failed connections and 503s until `give_up`.
+async fn retrying<T, F, Fut>(
+    counters: &Counters,
+    give_up: Instant,
+    mut call: F,
+) -> Option<client::Result<T>>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = reqwest::Result<Answer>>,
+    Fut: std::future::Future<Output = client::Result<T>>,
 {
     loop {
         match call().await {
-            Ok(answer) if answer.status != 503 => return Some(answer),
-            _ if Instant::now() >= give_up => return None,
-            _ => {
+            Err(e) if e.is_transient() && e.status() != Some(429) => {
+                if Instant::now() >= give_up {
+                    return None;
+                }
                 counters.retries.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            answer => return Some(answer),
         }
     }
 }
@@ -301,6 +305,9 @@ impl XorShift {
 
 /// The settings used for load tables: a short deferral so that writers are
 /// not starved within a short run.
-pub fn load_table_settings() -> serde_json::Value {
-    json!({ "max_compaction_deferral_seconds": 1 })
+pub fn load_table_settings() -> PutTableBody {
+    PutTableBody {
+        max_compaction_deferral_seconds: Some(1),
+        ..PutTableBody::default()
+    }
 }

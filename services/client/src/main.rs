@@ -122,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
                 ..LoadConfig::default()
             };
             if setup {
-                load::setup(&config, load::load_table_settings()).await?;
+                load::setup(&config, &load::load_table_settings()).await?;
             }
             let result = load::run(config).await?;
             if let Some(path) = history {

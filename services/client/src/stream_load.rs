@@ -5,6 +5,9 @@ use crate::client::Client;
 use crate::load::{percentile, XorShift};
 use serde::Serialize;
 use serde_json::json;
+use sluice_api::stream_dto::{
+    BookmarkUpdateBody, CommitBody, CountsBody, LoadBody, OpenBatchBody, PutStreamBody,
+};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
@@ -44,17 +47,15 @@ pub fn stream_name(namespace: &str, index: usize) -> String {
 pub async fn setup(config: &StreamLoadConfig) -> anyhow::Result<()> {
     let client = Client::new(&config.url).with_token(config.token.clone());
     for i in 0..config.streams {
-        let settings = json!({ "table": format!("{}.t{i:05}", config.namespace),
-                               "source": { "kind": "bench" } });
-        let answer = client
+        let settings = PutStreamBody {
+            table: format!("{}.t{i:05}", config.namespace),
+            source: Some(json!({ "kind": "bench" })),
+            expected_schema_hash: None,
+        };
+        client
             .put_stream(&stream_name(&config.namespace, i), &settings)
-            .await?;
-        anyhow::ensure!(
-            answer.status == 200 || answer.status == 201,
-            "register stream {i}: {} {}",
-            answer.status,
-            answer.body
-        );
+            .await
+            .map_err(|e| anyhow::anyhow!("register stream {i}: {e}"))?;
     }
     Ok(())
 }
@@ -116,37 +117,52 @@ async fn client_loop(
     while Instant::now() < deadline {
         let stream = stream_name(&config.namespace, rng.below(config.streams as u64) as usize);
         let sent = Instant::now();
-        let opened = client.open_batch(&stream, &run_id, 60).await?;
+        let open = OpenBatchBody {
+            run_id: run_id.clone(),
+            ttl_seconds: Some(60),
+        };
+        let opened = client.open_batch(&stream, &open).await;
         tally.open_us.push(sent.elapsed().as_micros() as u64);
-        match opened.status {
-            200 | 201 => {}
-            409 => {
+        let batch = match opened {
+            Ok(batch) => batch,
+            Err(e) if e.status() == Some(409) => {
                 tally.conflicts += 1;
                 continue;
             }
-            _ => {
+            Err(crate::client::Error::Transport(e)) => return Err(e.into()),
+            Err(_) => {
                 tally.errors += 1;
                 continue;
             }
-        }
-        let batch = &opened.body;
-        let version = batch["bookmark"]["version"].as_i64().unwrap_or(0);
+        };
+        let version = batch.bookmark.as_ref().map_or(0, |b| b.version);
         // A growing high-water mark: the bookmark stays one small row
         // however long the run.
-        let body = json!({
-            "token": batch["token"],
-            "bookmark": { "load": { "high_water": format!("LOAD{:012}.csv", version + 1) } },
-            "counts": { "inserted": 100, "updated": 10, "deleted": 1 },
-            "snapshot_id": version + 1,
-        });
-        let batch_id = batch["batch_id"].as_str().unwrap_or_default();
+        let body = CommitBody {
+            token: batch.token,
+            bookmark: BookmarkUpdateBody {
+                load: Some(LoadBody {
+                    high_water: Some(format!("LOAD{:012}.csv", version + 1)),
+                    ..LoadBody::default()
+                }),
+                delta: None,
+            },
+            load_complete: false,
+            counts: CountsBody {
+                inserted: 100,
+                updated: 10,
+                deleted: 1,
+            },
+            snapshot_id: Some(version + 1),
+            schema_hash: None,
+        };
         let sent = Instant::now();
-        let committed = client.commit_batch(&stream, batch_id, &body).await?;
+        let committed = client.commit_batch(&stream, &batch.batch_id, &body).await;
         tally.commit_us.push(sent.elapsed().as_micros() as u64);
-        if committed.status == 200 {
-            tally.cycles += 1;
-        } else {
-            tally.errors += 1;
+        match committed {
+            Ok(_) => tally.cycles += 1,
+            Err(crate::client::Error::Transport(e)) => return Err(e.into()),
+            Err(_) => tally.errors += 1,
         }
     }
     Ok(tally)

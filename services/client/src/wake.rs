@@ -3,8 +3,21 @@
 //! replica), the reader releases; the time from sending the release to the
 //! writer's answer is one sample.
 
-use crate::client::{Acquire, Client};
+use crate::client::Client;
+use sluice_api::dto::{AcquireBody, LeaseMode, LeaseStateBody, PutTableBody};
 use std::time::{Duration, Instant};
+
+fn ask(mode: LeaseMode, holder: String, wait_seconds: i64) -> AcquireBody {
+    AcquireBody {
+        mode,
+        holder,
+        ttl_seconds: 60,
+        wait_seconds: Some(wait_seconds),
+        idempotency_key: None,
+        purpose: None,
+        pin_snapshot_id: None,
+    }
+}
 
 pub async fn wake_latencies(
     reader_url: &str,
@@ -15,45 +28,33 @@ pub async fn wake_latencies(
 ) -> anyhow::Result<Vec<Duration>> {
     let reader = Client::new(reader_url).with_token(token.clone());
     let writer = Client::new(writer_url).with_token(token);
-    let answer = reader.put_table(table, serde_json::json!({})).await?;
-    anyhow::ensure!(answer.status < 300, "PUT table: {answer:?}");
+    reader.put_table(table, &PutTableBody::default()).await?;
     let mut samples = Vec::with_capacity(rounds);
     for round in 0..rounds {
-        let read = Acquire {
-            mode: "read",
-            holder: format!("reader-{round}"),
-            ttl_seconds: 60,
-            ..Acquire::default()
-        };
         let held = reader
-            .acquire(table, &read)
-            .await?
-            .lease()
-            .ok_or_else(|| anyhow::anyhow!("read not granted"))?;
+            .acquire(table, &ask(LeaseMode::Read, format!("reader-{round}"), 0))
+            .await?;
+        anyhow::ensure!(
+            matches!(held.state, LeaseStateBody::Granted),
+            "read not granted: {held:?}"
+        );
         let long_poll = {
             let (writer, table) = (writer.clone(), table.to_owned());
             tokio::spawn(async move {
-                let write = Acquire {
-                    mode: "write",
-                    holder: format!("writer-{round}"),
-                    ttl_seconds: 60,
-                    wait_seconds: 30,
-                    ..Acquire::default()
-                };
+                let write = ask(LeaseMode::Write, format!("writer-{round}"), 30);
                 let answer = writer.acquire(&table, &write).await;
                 (answer, Instant::now())
             })
         };
         wait_for_a_waiter(&reader, table).await?;
         let released = Instant::now();
-        let release = reader.release(&held.lease_id, held.token).await?;
-        anyhow::ensure!(release.status == 200, "release: {release:?}");
+        reader.release(&held.lease_id, held.token).await?;
         let (answer, answered) = long_poll.await?;
-        let answer = answer?;
-        anyhow::ensure!(answer.status == 201, "write not granted: {answer:?}");
-        let granted = answer
-            .lease()
-            .ok_or_else(|| anyhow::anyhow!("write not granted: {answer:?}"))?;
+        let granted = answer?;
+        anyhow::ensure!(
+            matches!(granted.state, LeaseStateBody::Granted),
+            "write not granted: {granted:?}"
+        );
         samples.push(answered.duration_since(released));
         writer.release(&granted.lease_id, granted.token).await?;
     }
@@ -62,11 +63,7 @@ pub async fn wake_latencies(
 
 async fn wait_for_a_waiter(client: &Client, table: &str) -> anyhow::Result<()> {
     for _ in 0..500 {
-        let view = client.table_leases(table).await?;
-        if view.body["waiters"]
-            .as_array()
-            .is_some_and(|w| !w.is_empty())
-        {
+        if !client.table_leases(table).await?.waiters.is_empty() {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -13,10 +13,6 @@ impl Millis {
         Millis(self.0.saturating_add(i64::from(seconds) * 1000))
     }
 
-    pub fn seconds_since(self, earlier: Millis) -> i64 {
-        (self.0 - earlier.0) / 1000
-    }
-
     /// RFC 3339 in UTC with millisecond precision, for API responses.
     pub fn to_rfc3339(self) -> String {
         let secs = self.0.div_euclid(1000);
