@@ -118,7 +118,8 @@ async fn every_route_answers_every_kind_of_caller_as_the_role_matrix_says(server
     ];
     let expired = s
         .server
-        .create_token("expired", "admin", &[], &["--expires-in-days", "0"]);
+        .create_token("expired", "admin", &[], &["--expires-in-days", "1"]);
+    s.server.expire_token("expired").await;
     callers.push(("expired".into(), Some(expired), Some("token_expired")));
     let revoked = s.server.create_token("revoked", "admin", &[], &[]);
     s.server.revoke_token("revoked");
@@ -373,4 +374,58 @@ async fn a_listed_token_never_shows_its_secret() {
         name_seen,
         "the token's record is in the data dir (database or its WAL)"
     );
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive_and_two_credentials_are_refused() {
+    let s = Server::sqlite_with(&["--auth", "on"]).await;
+    let token = s.create_token("job", "job", &[], &[]);
+    let http = reqwest::Client::new();
+    let get = |values: Vec<String>| {
+        let mut request = http.get(format!("{}/v1/tables", s.url));
+        for v in values {
+            request = request.header(reqwest::header::AUTHORIZATION, v);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            (status, body["error"]["type"].as_str().map(str::to_owned))
+        }
+    };
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        assert_eq!(
+            get(vec![format!("{scheme} {token}")]).await,
+            (200, None),
+            "scheme `{scheme}`"
+        );
+    }
+    assert_eq!(
+        get(vec![format!("Basic {token}")]).await,
+        (401, Some("invalid_token".into()))
+    );
+    let other = s.create_token("other", "admin", &[], &[]);
+    assert_eq!(
+        get(vec![format!("Bearer {token}"), format!("Bearer {other}")]).await,
+        (400, Some("duplicate_authorization".into())),
+        "two credentials: neither is picked"
+    );
+}
+
+#[tokio::test]
+async fn a_token_expires_between_one_day_and_ten_years() {
+    let s = Server::sqlite_with(&["--auth", "on"]).await;
+    for days in ["0", "3651", "4294967295"] {
+        let output = s.try_create_token("t", "job", &[], &["--expires-in-days", days]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{days} days accepted");
+        assert!(stderr.contains("1..=3650"), "{days}: {stderr}");
+    }
+    let token = s.create_token("t", "job", &[], &["--expires-in-days", "3650"]);
+    let answer = s
+        .client_with(&token)
+        .send(reqwest::Method::GET, "/v1/tables", None)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
 }

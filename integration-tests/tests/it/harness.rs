@@ -107,22 +107,62 @@ impl Server {
 
     /// `sluice token create` against this server's database; the token.
     pub fn create_token(&self, name: &str, role: &str, scopes: &[&str], extra: &[&str]) -> String {
-        let mut cmd = Command::new(binary());
-        cmd.args(["token", "create", "--name", name, "--role", role]);
-        for scope in scopes {
-            cmd.args(["--scope", scope]);
-        }
-        let output = cmd
-            .args(extra)
-            .args(&self.storage)
-            .output()
-            .expect("run sluice token create");
+        let output = self.try_create_token(name, role, scopes, extra);
         assert!(
             output.status.success(),
             "{}",
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
+    /// `sluice token create`, whether or not it succeeds.
+    pub fn try_create_token(
+        &self,
+        name: &str,
+        role: &str,
+        scopes: &[&str],
+        extra: &[&str],
+    ) -> std::process::Output {
+        let mut cmd = Command::new(binary());
+        cmd.args(["token", "create", "--name", name, "--role", role]);
+        for scope in scopes {
+            cmd.args(["--scope", scope]);
+        }
+        cmd.args(extra)
+            .args(&self.storage)
+            .output()
+            .expect("run sluice token create")
+    }
+
+    /// Make a token's expiry pass, in the database (the CLI only makes
+    /// tokens that expire at least a day from now).
+    pub async fn expire_token(&self, name: &str) {
+        use sqlx::Connection;
+        let sql = "UPDATE api_tokens SET expires_at = 1 WHERE name = $1";
+        let changed = match self.storage.as_slice() {
+            [flag, dir] if flag == "--data-dir" => {
+                let url = format!("sqlite://{dir}/sluice.db");
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query(sql)
+                    .bind(name)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap()
+                    .rows_affected()
+            }
+            [flag, url] if flag == "--database-url" => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query(sql)
+                    .bind(name)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap()
+                    .rows_affected()
+            }
+            other => panic!("unknown storage {other:?}"),
+        };
+        assert_eq!(changed, 1, "token {name}");
     }
 
     /// `sluice token revoke`.

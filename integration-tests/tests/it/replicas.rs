@@ -74,6 +74,12 @@ async fn runs_racing_on_two_replicas_never_fork_a_streams_history() {
         Server::on_database(&db).await,
     );
     let streams = ["cdc.orders", "cdc.customers"];
+    let answer = a
+        .client
+        .put_table("sales.orders", serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 201, "{answer:?}");
     for stream in streams {
         let answer = a
             .client

@@ -29,6 +29,9 @@ on_both_backends!(
     if_match_guards_open_commit_rewind_and_reset,
     bodies_of_the_wrong_shape_are_refused_and_change_nothing,
     retried_opens_commits_and_fails_answer_what_the_first_one_did,
+    a_second_commit_with_a_different_body_is_refused_and_changes_nothing,
+    absent_counts_are_zero_and_a_rewind_into_the_future_is_refused,
+    a_stream_needs_its_table_registered,
     a_heartbeat_keeps_a_batch_alive_past_its_ttl,
     a_full_load_of_20000_files_fits_in_one_bookmark,
     kill_9_keeps_the_bookmark_its_history_and_the_open_batch,
@@ -105,8 +108,11 @@ fn batch_path(stream: &str, batch: &str) -> String {
     format!("/v1/streams/{stream}/batches/{batch}")
 }
 
-/// Register `stream` feeding `table`, with `extra` settings.
+/// Register `table` (if it is not yet) and `stream` feeding it, with
+/// `extra` settings.
 async fn register(c: &Client, stream: &str, table: &str, extra: Value) {
+    let answer = c.put_table(table, json!({})).await.unwrap();
+    assert!(answer.status < 300, "register {table}: {answer:?}");
     let mut body = json!({ "table": table });
     for (key, value) in extra.as_object().expect("an object") {
         body[key] = value.clone();
@@ -1657,32 +1663,96 @@ async fn streams_are_listed_a_page_at_a_time_and_a_scoped_token_sees_only_its_ow
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scoped_token_sees_the_events_of_its_streams_and_no_others() {
+async fn a_scoped_token_needs_both_the_stream_and_its_table_in_scope() {
     let s = Server::sqlite_with(&["--auth", "on"]).await;
     let admin = s.client_with(&s.create_token("root", "admin", &[], &[]));
     register(&admin, "hr.people_cdc", "hr.people", json!({})).await;
+    register(&admin, "sales.orders_cdc", "sales.orders", json!({})).await;
     let sales = s.client_with(&s.create_token("sales-ops", "operator", &["sales."], &[]));
 
     let by_table = send(&sales, Method::GET, "/v1/events?table=hr.people", None).await;
     let by_stream = send(&sales, Method::GET, "/v1/events?stream=hr.people_cdc", None).await;
-
     assert_error("events of another table", &by_table, 403, "out_of_scope");
     assert_error("events of another stream", &by_stream, 403, "out_of_scope");
 
-    // A stream in scope feeding a table out of scope: its events are the
-    // stream's, so the scoped token sees them, filtered or not.
-    register(&admin, "sales.people_cdc", "hr.people", json!({})).await;
-    for path in ["/v1/events?stream=sales.people_cdc", "/v1/events"] {
+    // A stream named in scope, feeding a table out of scope, opens no door
+    // to that table: not its batches, its bookmark, its events or itself.
+    register(&admin, "sales.hrfeed", "hr.payroll", json!({})).await;
+    let job = s.client_with(&s.create_token("sales-job", "job", &["sales."], &[]));
+    let opened = job.open_batch("sales.hrfeed", "glue-1", TTL).await.unwrap();
+    assert_error("opening a batch", &opened, 403, "out_of_scope");
+    let message = opened.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("hr.payroll"), "names the table: {message}");
+    let batch = open(&admin, "sales.hrfeed", "glue-admin").await;
+    let commit = job
+        .commit_batch(
+            "sales.hrfeed",
+            &batch_id(&batch),
+            &load_commit(token(&batch), &[load_file(1)]),
+        )
+        .await
+        .unwrap();
+    assert_error("committing its batch", &commit, 403, "out_of_scope");
+    let fail = job
+        .batch_action(
+            "sales.hrfeed",
+            &batch_id(&batch),
+            "fail",
+            &json!({ "token": token(&batch) }),
+        )
+        .await
+        .unwrap();
+    assert_error("failing its batch", &fail, 403, "out_of_scope");
+    let reset = sales
+        .bookmark_action("sales.hrfeed", "reset", &json!({ "reason": "mine now" }))
+        .await
+        .unwrap();
+    assert_error("resetting its bookmark", &reset, 403, "out_of_scope");
+    for path in [
+        "/v1/streams/sales.hrfeed",
+        "/v1/streams/sales.hrfeed/bookmark",
+        "/v1/streams/sales.hrfeed/bookmark/history",
+        "/v1/events?stream=sales.hrfeed",
+    ] {
         let answer = send(&sales, Method::GET, path, None).await;
-        assert_eq!(answer.status, 200, "{path}: {answer:?}");
-        let streams: Vec<&str> = answer.body["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["stream"].as_str().unwrap_or("-"))
-            .collect();
-        assert_eq!(streams, ["sales.people_cdc"], "{path}");
+        assert_error(path, &answer, 403, "out_of_scope");
     }
+    assert_eq!(
+        get_stream(&admin, "sales.hrfeed").await["open_batch"]["batch_id"],
+        json!(batch_id(&batch)),
+        "the batch is still open, untouched"
+    );
+
+    // Lists: only what is in scope on both counts.
+    let events = send(&sales, Method::GET, "/v1/events", None).await;
+    assert_eq!(events.status, 200, "{events:?}");
+    let seen: HashSet<(&str, &str)> = events.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["table"].as_str().unwrap(),
+                e["stream"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert!(
+        seen.iter().all(|(table, _)| table.starts_with("sales.")),
+        "no event of another table: {seen:?}"
+    );
+    assert!(
+        seen.contains(&("sales.orders", "sales.orders_cdc")),
+        "{seen:?}"
+    );
+    let listed = send(&sales, Method::GET, "/v1/streams", None).await;
+    let names: Vec<&str> = listed.body["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stream"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sales.orders_cdc"], "{listed:?}");
 }
 
 // ---------------------------------------------------------------------
@@ -1733,4 +1803,91 @@ async fn kill_9_keeps_the_bookmark_its_history_and_the_open_batch(mut s: Server)
         "tokens keep growing across the restart"
     );
     assert_one_file_per_version(&c.history(STREAM).await.unwrap());
+}
+
+async fn a_second_commit_with_a_different_body_is_refused_and_changes_nothing(s: Server) {
+    let c = &s.client;
+    register(c, STREAM, TABLE, json!({})).await;
+    let batch = open(c, STREAM, "glue-1").await;
+    let first = load_commit(token(&batch), &[load_file(1)]);
+    commit(c, STREAM, &batch, &first).await;
+    let before = state_of(c, STREAM).await;
+
+    // More files and a completed load, under the committed batch's token:
+    // answering 200 would drop LOAD2 and the completion silently.
+    let mut different = load_commit(token(&batch), &[load_file(1), load_file(2)]);
+    different["load_complete"] = json!(true);
+    let refused = c
+        .commit_batch(STREAM, &batch_id(&batch), &different)
+        .await
+        .unwrap();
+    assert_error("a different commit", &refused, 409, "batch_committed");
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("version 2"),
+        "names the version: {message}"
+    );
+    let other_counts = with(&first, json!({ "counts": { "inserted": 99 } }));
+    let refused = c
+        .commit_batch(STREAM, &batch_id(&batch), &other_counts)
+        .await
+        .unwrap();
+    assert_error("other counts", &refused, 409, "batch_committed");
+    assert_unchanged("a different commit", &before, &state_of(c, STREAM).await);
+
+    // The same commit again is a retry: answered as the first one was.
+    let again = commit(c, STREAM, &batch, &first).await;
+    assert_eq!(again["bookmark"]["version"], 2);
+    assert_unchanged("an identical retry", &before, &state_of(c, STREAM).await);
+}
+
+async fn absent_counts_are_zero_and_a_rewind_into_the_future_is_refused(s: Server) {
+    let c = &s.client;
+    register(c, STREAM, TABLE, json!({})).await;
+    let batch = open(c, STREAM, "glue-1").await;
+    let partial = json!({
+        "token": token(&batch),
+        "bookmark": { "load": { "files_done": [load_file(1)] } },
+        "counts": { "inserted": 10 },
+    });
+    let done = commit(c, STREAM, &batch, &partial).await;
+    assert_eq!(
+        done["batch"]["counts"],
+        json!({ "inserted": 10, "updated": 0, "deleted": 0 })
+    );
+
+    let before = state_of(c, STREAM).await;
+    let future = c
+        .bookmark_action(
+            STREAM,
+            "rewind",
+            &json!({ "to_time": "2099-01-01T00:00:00Z", "reason": "typo" }),
+        )
+        .await
+        .unwrap();
+    assert_error("a rewind into the future", &future, 422, "invalid_request");
+    assert_unchanged(
+        "a rewind into the future",
+        &before,
+        &state_of(c, STREAM).await,
+    );
+}
+
+async fn a_stream_needs_its_table_registered(s: Server) {
+    let c = &s.client;
+    let answer = c
+        .put_stream(STREAM, &json!({ "table": "sales.unregistered" }))
+        .await
+        .unwrap();
+    assert_error("an unregistered table", &answer, 404, "table_not_found");
+    let message = answer.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("sales.unregistered"),
+        "names it: {message}"
+    );
+    let missing = c
+        .send(Method::GET, &stream_path(STREAM), None)
+        .await
+        .unwrap();
+    assert_error("the stream", &missing, 404, "stream_not_found");
 }

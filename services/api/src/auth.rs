@@ -48,12 +48,17 @@ impl Authenticator {
         let raw = header.ok_or_else(|| {
             unauthenticated("missing_token", "send `Authorization: Bearer <token>`")
         })?;
-        let token = raw.strip_prefix("Bearer ").ok_or_else(|| {
-            unauthenticated(
-                "invalid_token",
-                "the Authorization header must be `Bearer <token>`",
-            )
-        })?;
+        // The scheme is case-insensitive (RFC 7235); the token is not.
+        let token = raw
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
+            .ok_or_else(|| {
+                unauthenticated(
+                    "invalid_token",
+                    "the Authorization header must be `Bearer <token>`",
+                )
+            })?;
         let (id, secret) = split(token.trim())
             .ok_or_else(|| unauthenticated("invalid_token", "malformed token"))?;
         let record = self.record(id).await?;
@@ -160,10 +165,20 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
         return next.run(req).await;
     }
     let principal = if app.auth.required() {
-        let header = req
+        let mut headers = req
             .headers()
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+            .get_all(axum::http::header::AUTHORIZATION)
+            .iter();
+        let header = headers.next().and_then(|v| v.to_str().ok());
+        // Two credentials: which one a proxy or the server would honour is
+        // a guess, so refuse rather than pick one.
+        if headers.next().is_some() {
+            return ApiError::bad_request(
+                "duplicate_authorization",
+                "send one Authorization header, not several",
+            )
+            .into_response();
+        }
         match app.auth.principal(header).await {
             Ok(p) => p,
             Err(e) => return e.into_response(),

@@ -84,6 +84,7 @@ impl From<RuleError> for ApiError {
             | RuleError::StaleBatchToken { .. }
             | RuleError::BatchFinished { .. }
             | RuleError::BatchExpired(_)
+            | RuleError::BatchCommitted { .. }
             | RuleError::SchemaMismatch { .. }
             | RuleError::PhaseMismatch { .. }
             | RuleError::BookmarkRegression(_) => StatusCode::CONFLICT,

@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use error::ApiError;
-use sluice_core::{LeaseId, TableName};
+use sluice_core::{LeaseId, StreamName, TableName};
 use sluice_store::Store;
 use std::time::Duration;
 use tower_http::timeout::TimeoutLayer;
@@ -45,6 +45,9 @@ pub struct Shared {
     pub max_waiters_per_table: u32,
     /// One permit per open long-poll.
     pub long_polls: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The table each stream feeds, for scope checks: a stream's table
+    /// never changes once registered, so what was read once stays true.
+    pub stream_tables: std::sync::Mutex<std::collections::HashMap<StreamName, TableName>>,
 }
 
 impl AppState {
@@ -55,6 +58,7 @@ impl AppState {
             auth: std::sync::Arc::new(auth),
             max_waiters_per_table: config.max_waiters_per_table,
             long_polls: std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_long_polls)),
+            stream_tables: Default::default(),
         }))
     }
 }

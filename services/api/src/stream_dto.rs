@@ -197,10 +197,14 @@ impl BookmarkBody {
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CountsBody {
+    /// Absent counts are 0.
+    #[serde(default)]
     #[schema(minimum = 0)]
     pub inserted: i64,
+    #[serde(default)]
     #[schema(minimum = 0)]
     pub updated: i64,
+    #[serde(default)]
     #[schema(minimum = 0)]
     pub deleted: i64,
 }

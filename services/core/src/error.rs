@@ -52,6 +52,8 @@ pub enum RuleError {
         batch_id: BatchId,
         state: BatchState,
     },
+    #[error("batch {batch_id} was already committed, as bookmark version {version}, with a different body; a retry must send the same commit")]
+    BatchCommitted { batch_id: BatchId, version: i64 },
     #[error("batch {0} expired: its run stopped heartbeating within its TTL, so its work must be redone in a new batch")]
     BatchExpired(BatchId),
     #[error("the batch saw schema hash {}, but the stream expects `{expected}`", got.as_deref().map_or("(none)".to_owned(), |g| format!("`{g}`")))]
@@ -92,6 +94,7 @@ impl RuleError {
             RuleError::BatchOpen { .. } => "batch_open",
             RuleError::StaleBatchToken { .. } => "stale_token",
             RuleError::BatchFinished { .. } => "batch_finished",
+            RuleError::BatchCommitted { .. } => "batch_committed",
             RuleError::BatchExpired(_) => "batch_expired",
             RuleError::SchemaMismatch { .. } => "schema_mismatch",
             RuleError::PhaseMismatch { .. } => "phase_mismatch",

@@ -6,6 +6,9 @@ use clap::Subcommand;
 use sluice_core::{Millis, Role, TableName};
 use sluice_store::Store;
 
+/// A token is meant to be rotated; ten years is already past any audit.
+const MAX_EXPIRY_DAYS: u32 = 3650;
+
 #[derive(Subcommand)]
 pub enum TokenCmd {
     /// Create a token and print it (once: only its hash is stored).
@@ -20,8 +23,9 @@ pub enum TokenCmd {
         /// (e.g. `sales.`); repeat for several. None: every table.
         #[arg(long = "scope")]
         scopes: Vec<String>,
-        /// Days until the token expires; none: it does not.
-        #[arg(long)]
+        /// Days until the token expires, 1 to 3650 (ten years); none: it
+        /// does not.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_EXPIRY_DAYS as i64))]
         expires_in_days: Option<u32>,
         #[command(flatten)]
         storage: StorageArgs,

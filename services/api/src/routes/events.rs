@@ -4,9 +4,10 @@ use crate::auth::Caller;
 use crate::dto::{self, EventBody, EventParams, EventsPage};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Query;
+use crate::routes::streams::authorized;
 use crate::{parse_table, AppState};
 use axum::extract::State;
-use sluice_core::{EventKind, Permission, StreamName};
+use sluice_core::{EventKind, Permission};
 use sluice_store::EventQuery;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -43,16 +44,10 @@ async fn list_events(
     if let Some(table) = &table {
         caller.require_table(table)?;
     }
-    let stream = params
-        .stream
-        .as_deref()
-        .map(|s| {
-            StreamName::parse(s).map_err(|e| ApiError::bad_request("invalid_stream_name", e.0))
-        })
-        .transpose()?;
-    if let Some(stream) = &stream {
-        caller.require_stream(Permission::ReadEvents, stream)?;
-    }
+    let stream = match params.stream.as_deref() {
+        Some(raw) => Some(authorized(&app, &caller, Permission::ReadEvents, raw).await?),
+        None => None,
+    };
     let query = EventQuery {
         after,
         table,

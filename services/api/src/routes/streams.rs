@@ -14,6 +14,7 @@ use crate::AppState;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use sluice_core::leases::TableCommand;
 use sluice_core::streams::RewindTo;
 use sluice_core::streams::{BatchCommand, BatchReply, BookmarkCommand, PutStream};
 use sluice_core::{BatchId, Bookmark, Millis, Permission, StreamName};
@@ -50,6 +51,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 201, description = "Registered at bookmark version 1 (phase `load`, nothing done)", body = StreamBody),
         (status = 200, description = "Settings changed", body = StreamBody),
         (status = 400, description = "Malformed request or stream name", body = ErrorBody),
+        (status = 404, description = "The table is not registered", body = ErrorBody),
         (status = 409, description = "The stream feeds another table", body = ErrorBody),
     ))]
 async fn put_stream(
@@ -58,10 +60,19 @@ async fn put_stream(
     Path(stream): Path<String>,
     Json(body): Json<PutStreamBody>,
 ) -> Result<(StatusCode, axum::Json<StreamBody>), ApiError> {
-    let stream = parse_stream(&stream)?;
-    caller.require_stream(Permission::ManageStreams, &stream)?;
+    let stream = authorized(&app, &caller, Permission::ManageStreams, &stream).await?;
     let settings = body.settings()?;
     caller.require_table(&settings.table)?;
+    // As leases do, a stream needs its table registered (404 naming it);
+    // tables are never deleted, so the check cannot go stale.
+    app.store
+        .table(
+            TableCommand::Sweep {
+                table: settings.table.clone(),
+            },
+            None,
+        )
+        .await??;
     let reply = app
         .store
         .put_stream(PutStream { stream, settings }, caller.actor())
@@ -87,7 +98,7 @@ async fn get_stream(
     caller: Caller,
     Path(stream): Path<String>,
 ) -> Result<axum::Json<StreamBody>, ApiError> {
-    let stream = readable(&caller, &stream)?;
+    let stream = authorized(&app, &caller, Permission::ReadStreams, &stream).await?;
     let state = app
         .store
         .stream(&stream)
@@ -139,7 +150,7 @@ async fn get_bookmark(
     caller: Caller,
     Path(stream): Path<String>,
 ) -> Result<Response, ApiError> {
-    let stream = readable(&caller, &stream)?;
+    let stream = authorized(&app, &caller, Permission::ReadStreams, &stream).await?;
     let state = app
         .store
         .stream(&stream)
@@ -168,7 +179,7 @@ async fn history(
     Path(stream): Path<String>,
     Query(params): Query<HistoryParams>,
 ) -> Result<axum::Json<HistoryPage>, ApiError> {
-    let stream = readable(&caller, &stream)?;
+    let stream = authorized(&app, &caller, Permission::ReadStreams, &stream).await?;
     let limit = dto::limit(params.limit)?;
     let after = params.after_version.unwrap_or(0);
     if after < 0 {
@@ -207,8 +218,7 @@ async fn rewind(
     Path(stream): Path<String>,
     Json(body): Json<RewindBody>,
 ) -> Result<Response, ApiError> {
-    let stream = parse_stream(&stream)?;
-    caller.require_stream(Permission::RewindStreams, &stream)?;
+    let stream = authorized(&app, &caller, Permission::RewindStreams, &stream).await?;
     let to = match (body.to_version, body.to_time) {
         (Some(v), None) if v >= 1 => RewindTo::Version(v),
         (Some(v), None) => {
@@ -258,8 +268,7 @@ async fn reset(
     Path(stream): Path<String>,
     Json(body): Json<ResetBody>,
 ) -> Result<Response, ApiError> {
-    let stream = parse_stream(&stream)?;
-    caller.require_stream(Permission::RewindStreams, &stream)?;
+    let stream = authorized(&app, &caller, Permission::RewindStreams, &stream).await?;
     let command = BookmarkCommand::Reset {
         stream: stream.clone(),
         reason: dto::reason(body.reason)?,
@@ -294,8 +303,7 @@ async fn open_batch(
     Path(stream): Path<String>,
     Json(body): Json<OpenBatchBody>,
 ) -> Result<(StatusCode, axum::Json<BatchBody>), ApiError> {
-    let stream = parse_stream(&stream)?;
-    caller.require_stream(Permission::UseBatches, &stream)?;
+    let stream = authorized(&app, &caller, Permission::UseBatches, &stream).await?;
     let (run_id, ttl_seconds) = body.parse()?;
     let command = BatchCommand::Open {
         stream,
@@ -327,7 +335,7 @@ async fn get_batch(
     caller: Caller,
     Path((stream, batch_id)): Path<(String, String)>,
 ) -> Result<axum::Json<BatchBody>, ApiError> {
-    let stream = readable(&caller, &stream)?;
+    let stream = authorized(&app, &caller, Permission::ReadStreams, &stream).await?;
     let id = parse_batch_id(&batch_id)?;
     let batch = app
         .store
@@ -354,8 +362,7 @@ async fn heartbeat_batch(
     Path((stream, batch_id)): Path<(String, String)>,
     Json(body): Json<BatchHeartbeatBody>,
 ) -> Result<axum::Json<BatchBody>, ApiError> {
-    let stream = parse_stream(&stream)?;
-    caller.require_stream(Permission::UseBatches, &stream)?;
+    let stream = authorized(&app, &caller, Permission::UseBatches, &stream).await?;
     let command = BatchCommand::Heartbeat {
         stream,
         batch_id: parse_batch_id(&batch_id)?,
@@ -390,8 +397,7 @@ async fn commit_batch(
     Path((stream, batch_id)): Path<(String, String)>,
     Json(body): Json<CommitBody>,
 ) -> Result<Response, ApiError> {
-    let stream = parse_stream(&stream)?;
-    caller.require_stream(Permission::UseBatches, &stream)?;
+    let stream = authorized(&app, &caller, Permission::UseBatches, &stream).await?;
     let command = BatchCommand::Commit {
         stream,
         batch_id: parse_batch_id(&batch_id)?,
@@ -435,8 +441,7 @@ async fn fail_batch(
     Path((stream, batch_id)): Path<(String, String)>,
     Json(body): Json<FailBatchBody>,
 ) -> Result<axum::Json<BatchBody>, ApiError> {
-    let stream = parse_stream(&stream)?;
-    caller.require_stream(Permission::UseBatches, &stream)?;
+    let stream = authorized(&app, &caller, Permission::UseBatches, &stream).await?;
     let command = BatchCommand::Fail {
         stream,
         batch_id: parse_batch_id(&batch_id)?,
@@ -471,9 +476,38 @@ fn parse_stream(raw: &str) -> Result<StreamName, ApiError> {
     StreamName::parse(raw).map_err(|e| ApiError::bad_request("invalid_stream_name", e.0))
 }
 
-fn readable(caller: &Caller, raw: &str) -> Result<StreamName, ApiError> {
+/// The stream named in a path, once the caller may act on it: the role
+/// grants `permission`, and both the stream and the table it feeds are in
+/// the token's scopes (a stream in scope must not open a door to a table
+/// that is not). An unknown stream passes, to be answered 404 by the call.
+pub(crate) async fn authorized(
+    app: &AppState,
+    caller: &Caller,
+    permission: Permission,
+    raw: &str,
+) -> Result<StreamName, ApiError> {
     let stream = parse_stream(raw)?;
-    caller.require_stream(Permission::ReadStreams, &stream)?;
+    caller.require_stream(permission, &stream)?;
+    if caller.scopes().is_empty() {
+        return Ok(stream);
+    }
+    let known = app
+        .stream_tables
+        .lock()
+        .expect("not poisoned")
+        .get(&stream)
+        .cloned();
+    let table = match known {
+        Some(table) => Some(table),
+        None => app.store.stream(&stream).await?.map(|state| {
+            let table = state.settings.table;
+            (app.stream_tables.lock().expect("not poisoned")).insert(stream.clone(), table.clone());
+            table
+        }),
+    };
+    if let Some(table) = table {
+        caller.require_table(&table)?;
+    }
     Ok(stream)
 }
 

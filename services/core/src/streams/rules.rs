@@ -283,7 +283,17 @@ fn commit_batch(
         // A retry after a lost answer: committed batches are immutable, so
         // answer what the commit produced.
         BatchState::Committed => {
-            return Ok(batch_reply(batch.clone(), batch.result.clone(), true));
+            return match &batch.result {
+                Some(result) if same_commit(batch, result, commit) => {
+                    Ok(batch_reply(batch.clone(), Some(result.clone()), true))
+                }
+                // Anything else would be dropped while its run believes it
+                // landed.
+                result => Err(RuleError::BatchCommitted {
+                    batch_id,
+                    version: result.as_ref().map_or(0, |r| r.version),
+                }),
+            };
         }
         BatchState::Failed => return Err(finished(batch)),
         BatchState::Open => {}
@@ -320,6 +330,33 @@ fn commit_batch(
     entry.counts = batch.counts;
     entry.snapshot_id = batch.snapshot_id;
     Ok(batch_reply(batch, Some(next), false))
+}
+
+/// Whether `commit`, sent again for a committed batch, is the commit that
+/// produced `result`: the same counts, snapshot and schema, and a position
+/// that leads where the first one did.
+fn same_commit(batch: &Batch, result: &Bookmark, commit: &Commit) -> bool {
+    let position = match &commit.bookmark {
+        BookmarkUpdate::Load(load) => {
+            let load = load.clone().normalized();
+            let completed = result.phase == Phase::Delta;
+            load.files_done == result.load.files_done
+                && load.high_water == result.load.high_water
+                // Omitted, cdc_start kept the value captured earlier.
+                && load
+                    .cdc_start
+                    .as_ref()
+                    .is_none_or(|c| Some(c) == result.load.cdc_start.as_ref())
+                && commit.load_complete == completed
+        }
+        BookmarkUpdate::Delta(position) => {
+            !commit.load_complete && result.delta.as_ref() == Some(position)
+        }
+    };
+    position
+        && batch.counts == Some(commit.counts)
+        && batch.snapshot_id == commit.snapshot_id
+        && batch.schema_hash == commit.schema_hash
 }
 
 /// The bookmark a commit leads to, version aside; refuses a position in the
@@ -436,6 +473,17 @@ fn rewind(
     now: Millis,
     events: &mut Vec<NewEvent>,
 ) -> Result<Bookmark, RuleError> {
+    if let RewindTo::Time(t) = &to {
+        // The latest version at a future instant is today's: a rewind
+        // that would only copy it is a mistyped date.
+        if *t > now {
+            return Err(RuleError::Invalid(format!(
+                "to_time {} is in the future (the server's clock says {})",
+                t.to_rfc3339(),
+                now.to_rfc3339()
+            )));
+        }
+    }
     refuse_under_open_batch(state, if_match)?;
     let target = match to {
         RewindTo::Version(v) => state

@@ -165,6 +165,11 @@ enum Op {
         token: TokenChoice,
         reason: bool,
     },
+    /// Send one of the commits sent before again, unchanged (its answer
+    /// was lost).
+    RetryCommit {
+        pick: Index,
+    },
     Rewind {
         target: Target,
         if_match: IfMatch,
@@ -343,6 +348,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => heartbeat,
         20 => commit,
         2 => fail,
+        3 => any::<Index>().prop_map(|pick| Op::RetryCommit { pick }),
         2 => (target(), if_match()).prop_map(|(target, if_match)| Op::Rewind { target, if_match }),
         1 => if_match().prop_map(|if_match| Op::Reset { if_match }),
         1 => prop::option::of(0u8..2)
@@ -456,12 +462,13 @@ fn write_back(
 // ---------------------------------------------------------------------------
 
 /// The situations the generator must reach for the property to mean much.
-const SITUATIONS: [&str; 27] = [
+const SITUATIONS: [&str; 28] = [
     "commits",
     "commits completing the load",
     "completions without cdc_start",
     "delta commits",
     "commit replays",
+    "different commits of a committed batch refused",
     "open replays",
     "batch_open refusals",
     "expiries",
@@ -505,6 +512,8 @@ struct Harness {
     next_seq: u64,
     /// Every finished batch as it was first seen finished.
     finished: BTreeMap<BatchId, Batch>,
+    /// Every commit sent, for retries.
+    sent_commits: Vec<StreamCommand>,
     coverage: Coverage,
 }
 
@@ -565,6 +574,7 @@ impl Harness {
             next_batch: 1,
             next_seq: 1_000,
             finished: BTreeMap::new(),
+            sent_commits: Vec::new(),
             coverage: Coverage::new(&SITUATIONS),
         }
     }
@@ -856,8 +866,18 @@ impl Harness {
                     },
                     if_match: self.resolve_if_match(&commit.if_match),
                 };
+                self.sent_commits.push(command.clone());
                 (command, RUNNER)
             }
+            Op::RetryCommit { pick } => match self.sent_commits.len() {
+                0 => self.resolve(&Op::Open {
+                    worker: 0,
+                    ttl_seconds: 10,
+                    restart: false,
+                    if_match: IfMatch::Absent,
+                }),
+                n => (self.sent_commits[pick.index(n)].clone(), RUNNER),
+            },
             Op::Fail {
                 who,
                 pick,
@@ -982,7 +1002,14 @@ impl Harness {
     }
 
     fn check(&mut self, r: &Record) -> Result<(), TestCaseError> {
-        let expected = expected_answer(r.command, &r.seen, r.now);
+        // A version, from the history written so far or this transaction's.
+        let version = |v: i64| {
+            (self.rows.versions.iter())
+                .chain(&r.seen.versions)
+                .find(|e| e.bookmark.version == v)
+                .map(|e| e.bookmark.clone())
+        };
+        let expected = expected_answer(r.command, &r.seen, r.now, &version);
         check_answer(&expected, r)?;
         self.check_invariants(r)?;
         check_new_versions(r)?;
@@ -1188,6 +1215,9 @@ impl Harness {
                 }
             }
             (Expected::Replayed(_), StreamCommand::Commit { .. }) => c.saw("commit replays"),
+            (Expected::Refused("batch_committed"), _) => {
+                c.saw("different commits of a committed batch refused")
+            }
             (Expected::Replayed(_), StreamCommand::Open { .. }) => c.saw("open replays"),
             (Expected::Opened, _) if r.settled.is_some() => c.saw("opens after an expiry"),
             (Expected::Extended(..), _) => c.saw("heartbeats"),
@@ -1329,7 +1359,12 @@ fn expected_position(current: &Bookmark, commit: &Commit) -> Result<Bookmark, &'
     Ok(next)
 }
 
-fn expected_answer(command: &StreamCommand, seen: &StreamState, now: Millis) -> Expected {
+fn expected_answer(
+    command: &StreamCommand,
+    seen: &StreamState,
+    now: Millis,
+    version: &dyn Fn(i64) -> Option<Bookmark>,
+) -> Expected {
     use Expected::*;
     // A batch call: the batch, if it exists and the token is its token.
     let fenced = |id: BatchId, token: i64| match seen.batch(id) {
@@ -1369,7 +1404,26 @@ fn expected_answer(command: &StreamCommand, seen: &StreamState, now: Millis) -> 
             ..
         } => match fenced(*batch_id, *token) {
             Err(kind) => Refused(kind),
-            Ok(b) if b.state == BatchState::Committed => Replayed(b.id),
+            // A retry replays only if it is the commit that was made: the
+            // same figures, and from the batch's base the same bookmark.
+            Ok(b) if b.state == BatchState::Committed => {
+                let same_position = version(b.base_version)
+                    .and_then(|base| expected_position(&base, commit).ok())
+                    .zip(b.result.as_ref())
+                    .is_some_and(|(next, result)| {
+                        (next.phase, &next.load, &next.delta)
+                            == (result.phase, &result.load, &result.delta)
+                    });
+                if same_position
+                    && b.counts == Some(commit.counts)
+                    && b.snapshot_id == commit.snapshot_id
+                    && b.schema_hash == commit.schema_hash
+                {
+                    Replayed(b.id)
+                } else {
+                    Refused("batch_committed")
+                }
+            }
             Ok(b) if b.state == BatchState::Failed => Refused(finished_kind(b)),
             Ok(_) if !version_matches(seen, *if_match) => Refused("version_mismatch"),
             Ok(b) if b.base_version != seen.bookmark.version => Refused("version_mismatch"),
@@ -1405,7 +1459,9 @@ fn expected_answer(command: &StreamCommand, seen: &StreamState, now: Millis) -> 
             },
         },
         StreamCommand::Rewind { to, if_match, .. } => {
-            if !version_matches(seen, *if_match) {
+            if matches!(to, RewindTo::Time(t) if *t > now) {
+                Refused("invalid_request")
+            } else if !version_matches(seen, *if_match) {
                 Refused("version_mismatch")
             } else if seen.open_batch().is_some() {
                 Refused("batch_open")

@@ -10,6 +10,7 @@ use sluice_core::streams::{BatchState, Cause, Phase, Position, EXPIRED};
 use sluice_core::EventKind::{
     BatchCommitted, BatchFailed, BatchOpened, BookmarkReset, BookmarkRewound,
 };
+use sluice_core::RuleError;
 
 const TTL: u32 = 30;
 
@@ -134,10 +135,9 @@ fn a_commit_retried_after_its_answer_was_lost_replays_the_same_version() {
     assert_eq!(produced.version, 2);
     let after_first = stream.state.clone();
 
-    // Act: the client retries with the same token (and, being confused, a
-    // different payload).
+    // Act: the client retries the same commit with the same token.
     stream.advance_secs(3);
-    let retry = stream.commit(&batch, load_commit(&["part-1", "part-9"], None, true));
+    let retry = stream.commit(&batch, load_commit(&["part-1"], None, false));
 
     // Assert
     let (committed, bookmark, replayed) = answered_batch(&retry);
@@ -153,6 +153,28 @@ fn a_commit_retried_after_its_answer_was_lost_replays_the_same_version() {
     let late_retry = stream.commit(&batch, load_commit(&["part-1"], None, false));
     assert_eq!(answered_batch(&late_retry).1, Some(&produced));
     assert_eq!(stream.state.bookmark, moved_on);
+}
+
+#[test]
+fn a_different_commit_of_a_committed_batch_is_refused_naming_the_version_it_made() {
+    // Arrange
+    let mut stream = Stream::new();
+    let (batch, _) = stream.opened("run-a", TTL);
+    stream.committed(&batch, load_commit(&["part-1"], None, false));
+    let after_first = stream.state.clone();
+
+    // Act: a confused client sends more files and completes the load.
+    let different = stream.commit(&batch, load_commit(&["part-1", "part-9"], None, true));
+
+    // Assert: refused, not answered as if it had landed.
+    match &different.result {
+        Err(RuleError::BatchCommitted { batch_id, version }) => {
+            assert_eq!((*batch_id, *version), (batch.id, 2));
+        }
+        other => panic!("expected batch_committed, got {other:?}"),
+    }
+    assert!(different.events.is_empty());
+    assert_eq!(stream.state, after_first, "nothing changed");
 }
 
 #[test]

@@ -14,8 +14,9 @@ impl EventPort for SqliteBackend {
         async move {
             let rows: Vec<EventRow> = sqlx::query_as(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events \
-                 WHERE id > ?1 AND (?2 IS NULL OR table_name = ?2) AND (?3 IS NULL OR kind = ?3) AND ({} OR {}) \
+                 WHERE id > ?1 AND (?2 IS NULL OR table_name = ?2) AND (?3 IS NULL OR kind = ?3) AND {} AND (stream_name IS NULL OR {}) \
                  AND (?6 IS NULL OR stream_name = ?6) ORDER BY id LIMIT ?4",
+                // A stream's event needs its stream and its table in scope.
                 in_scopes(5, "table_name"),
                 in_scopes(5, "stream_name")
             ))

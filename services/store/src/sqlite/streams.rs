@@ -65,8 +65,10 @@ impl StreamPort for SqliteBackend {
     ) -> BoxFuture<'a, Result<Vec<StreamState>, StoreError>> {
         async move {
             let rows: Vec<StreamRow> = sqlx::query_as(&format!(
-                "SELECT {STREAM_COLUMNS} FROM streams WHERE name > ?1 AND {} ORDER BY name LIMIT ?2",
-                in_scopes(3, "name")
+                // A stream is seen only with the table it feeds.
+                "SELECT {STREAM_COLUMNS} FROM streams WHERE name > ?1 AND {} AND {} ORDER BY name LIMIT ?2",
+                in_scopes(3, "name"),
+                in_scopes(3, "table_name")
             ))
             .bind(after.unwrap_or(""))
             .bind(i64::from(limit))
