@@ -593,6 +593,8 @@ on_both_backends!(
     text_with_a_nul_character_is_never_a_5xx,
     a_tables_page_after_a_name_with_a_nul_character_is_never_a_5xx,
     two_hundred_concurrent_bad_requests_never_get_a_5xx,
+    a_body_naming_a_key_twice_is_refused_with_400_and_changes_nothing,
+    control_and_bidi_characters_in_holders_runs_and_sources_are_refused,
 );
 
 async fn invalid_table_settings_are_refused_with_422_and_register_nothing(s: Server) {
@@ -1327,4 +1329,114 @@ async fn a_body_that_is_json_but_not_an_object_is_refused() {
         view.body["holders"].as_array().unwrap().is_empty(),
         "no lease was granted"
     );
+}
+
+async fn a_body_naming_a_key_twice_is_refused_with_400_and_changes_nothing(s: Server) {
+    // Arrange
+    let c = &s.client;
+    table(c, ORDERS, json!({})).await;
+    let acquire = r#"{"mode":"read","holder":"h","ttl_seconds":60,"mode":"write"}"#;
+    let nested = r#"{"table":"sales.orders","source":{"dms":{"task":"a","task":"b"}}}"#;
+
+    // Act
+    let lease = send_raw(
+        &s,
+        Method::POST,
+        &acquire_path(ORDERS),
+        Some("application/json"),
+        acquire,
+    )
+    .await;
+    let stream = send_raw(
+        &s,
+        Method::PUT,
+        "/v1/streams/sales.orders_cdc",
+        Some("application/json"),
+        nested,
+    )
+    .await;
+
+    // Assert: 400 naming the key; no lease, no stream.
+    assert_error("a lease asked twice over", &lease, 400, "duplicate_key");
+    assert!(
+        lease.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`mode`"),
+        "{lease:?}"
+    );
+    assert_error("a nested duplicate", &stream, 400, "duplicate_key");
+    let view = c.table_leases(ORDERS).await.unwrap();
+    assert_eq!(view.body["waiters"], json!([]));
+    assert_eq!(view.body["holders"], json!([]));
+    let missing = send(c, Method::GET, "/v1/streams/sales.orders_cdc", None).await;
+    assert_error("the stream", &missing, 404, "stream_not_found");
+}
+
+async fn control_and_bidi_characters_in_holders_runs_and_sources_are_refused(s: Server) {
+    // Arrange
+    let c = &s.client;
+    table(c, ORDERS, json!({})).await;
+    let stream_path = "/v1/streams/sales.orders_cdc";
+    let stream = |source: Value| json!({ "table": ORDERS, "source": source });
+    let cases = [
+        (
+            "holder with U+202E",
+            Method::POST,
+            acquire_path(ORDERS),
+            acquire_body(json!({ "holder": "job\u{202E}txt.exe" })),
+        ),
+        (
+            "holder with U+2066",
+            Method::POST,
+            acquire_path(ORDERS),
+            acquire_body(json!({ "holder": "job\u{2066}x" })),
+        ),
+        (
+            "NUL in a source value",
+            Method::PUT,
+            stream_path.to_owned(),
+            stream(json!({ "task": "a\u{0}b" })),
+        ),
+        (
+            "NUL in a source key",
+            Method::PUT,
+            stream_path.to_owned(),
+            stream(json!({ "ta\u{0}sk": "a" })),
+        ),
+        (
+            "escape in a nested source list",
+            Method::PUT,
+            stream_path.to_owned(),
+            stream(json!({ "files": ["ok", "\u{1b}[31mred"] })),
+        ),
+    ];
+
+    // Act + Assert
+    for (what, method, path, body) in cases {
+        let answer = send(c, method, &path, Some(body)).await;
+        assert_error(what, &answer, 422, "invalid_request");
+    }
+    let view = c.table_leases(ORDERS).await.unwrap();
+    assert_eq!(view.body["holders"], json!([]), "no lease was made");
+    let missing = send(c, Method::GET, stream_path, None).await;
+    assert_error("the stream", &missing, 404, "stream_not_found");
+
+    // A run id is a name too.
+    let registered = send(
+        c,
+        Method::PUT,
+        stream_path,
+        Some(stream(json!({ "kind": "dms" }))),
+    )
+    .await;
+    assert_eq!(registered.status, 201, "{registered:?}");
+    let open = send(
+        c,
+        Method::POST,
+        "/v1/streams/sales.orders_cdc/batches",
+        Some(json!({ "run_id": "jr_\u{202E}1" })),
+    )
+    .await;
+    assert_error("run id with U+202E", &open, 422, "invalid_request");
 }

@@ -359,7 +359,54 @@ pub fn optional_text(
 }
 
 pub fn holder(value: String) -> Result<String, ApiError> {
-    text("holder", value, MAX_SHORT_TEXT)
+    identity_text("holder", value, MAX_SHORT_TEXT)
+}
+
+/// Text that names who acts (a holder, a run): also without the Unicode
+/// controls that reorder how it is shown (U+202E makes `evil\u{202E}txt.exe`
+/// read as `evilexe.txt`), so that what an operator reads is what it is.
+pub fn identity_text(field: &str, value: String, max: usize) -> Result<String, ApiError> {
+    let value = text(field, value, max)?;
+    if value.chars().any(is_bidi_control) {
+        return Err(ApiError::invalid(format!(
+            "{field} must not contain bidirectional text controls"
+        )));
+    }
+    Ok(value)
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A free JSON document whose keys and strings have no control characters
+/// (PostgreSQL cannot store NUL; no description needs the others).
+pub fn clean_json(field: &str, value: &serde_json::Value) -> Result<(), ApiError> {
+    let dirty = |s: &str| s.chars().any(char::is_control);
+    let found = match value {
+        serde_json::Value::String(s) => dirty(s),
+        serde_json::Value::Array(items) => {
+            return items.iter().try_for_each(|v| clean_json(field, v));
+        }
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                if dirty(key) {
+                    return Err(ApiError::invalid(format!(
+                        "{field} must not contain control characters (in a key)"
+                    )));
+                }
+                clean_json(field, v)?;
+            }
+            false
+        }
+        _ => false,
+    };
+    if found {
+        return Err(ApiError::invalid(format!(
+            "{field} must not contain control characters"
+        )));
+    }
+    Ok(())
 }
 
 pub fn purpose(value: Option<String>) -> Result<Option<String>, ApiError> {

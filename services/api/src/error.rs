@@ -2,7 +2,7 @@
 //! of every failure onto it. Server-side failures are logged with an id and
 //! answered with that id only.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -116,19 +116,6 @@ impl From<StoreError> for ApiError {
             kind,
             format!("storage failure; see the server log for error id {id}"),
         )
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> ApiError {
-        let kind = match &rejection {
-            JsonRejection::JsonSyntaxError(_) => "malformed_json",
-            JsonRejection::JsonDataError(_) => "invalid_request",
-            JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
-            _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-            _ => "bad_request",
-        };
-        ApiError::new(rejection.status(), kind, rejection.body_text())
     }
 }
 

@@ -1,7 +1,7 @@
 //! Request and response bodies of the stream, batch and bookmark routes,
 //! and their validation.
 
-use crate::dto::{in_range, optional_text, text, MAX_TTL_SECONDS};
+use crate::dto::{clean_json, identity_text, in_range, optional_text, text, MAX_TTL_SECONDS};
 use crate::error::ApiError;
 use serde::{Deserialize, Serialize};
 use sluice_core::streams::{
@@ -43,6 +43,7 @@ impl PutStreamBody {
             Some(v @ serde_json::Value::Object(_)) => v,
             Some(_) => return Err(ApiError::invalid("source must be a JSON object")),
         };
+        clean_json("source", &source)?;
         if source.to_string().len() > MAX_SOURCE_BYTES {
             return Err(ApiError::invalid(format!(
                 "source must be at most {MAX_SOURCE_BYTES} bytes of JSON"
@@ -364,7 +365,7 @@ impl OpenBatchBody {
             .map_or(Ok(DEFAULT_BATCH_TTL_SECONDS), |t| {
                 in_range("ttl_seconds", t, 1, MAX_TTL_SECONDS)
             })?;
-        Ok((text("run_id", self.run_id, MAX_SHORT_TEXT)?, ttl))
+        Ok((identity_text("run_id", self.run_id, MAX_SHORT_TEXT)?, ttl))
     }
 }
 
