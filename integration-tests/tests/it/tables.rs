@@ -65,6 +65,7 @@ on_both_backends!(
     tables_are_listed_by_name_a_page_at_a_time,
     a_settings_change_is_recorded_as_a_table_settings_changed_event,
     lowering_the_deferral_to_zero_makes_a_new_reader_queue_behind_a_waiting_writer_at_once,
+    names_that_differ_only_in_case_are_one_table_to_glue_so_the_second_is_refused,
 );
 
 async fn a_table_is_registered_with_201_and_its_settings_replaced_with_200(s: Server) {
@@ -342,4 +343,30 @@ async fn lowering_the_deferral_to_zero_makes_a_new_reader_queue_behind_a_waiting
         "granted",
         "then the reader"
     );
+}
+
+async fn names_that_differ_only_in_case_are_one_table_to_glue_so_the_second_is_refused(s: Server) {
+    let c = &s.client;
+    table(c, "salesX.t", json!({})).await;
+    for alike in ["salesx.t", "SALESX.T", "salesX.T"] {
+        let answer = c.put_table(alike, json!({})).await.unwrap();
+        crate::errors::assert_error(alike, &answer, 409, "table_name_conflict");
+        let message = answer.body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("`salesX.t`"),
+            "names the registered one: {message}"
+        );
+    }
+    // The registered spelling still takes settings; the others hold no lease.
+    let again = c.put_table("salesX.t", json!({})).await.unwrap();
+    assert_eq!(again.status, 200, "{again:?}");
+    let lease = c.acquire("salesx.t", &read("hydrate")).await.unwrap();
+    crate::errors::assert_error(
+        "a lease on the other spelling",
+        &lease,
+        404,
+        "table_not_found",
+    );
+    let names: Vec<String> = pages(c, 10).await.concat();
+    assert_eq!(names, ["salesX.t"]);
 }

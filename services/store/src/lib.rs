@@ -304,6 +304,14 @@ impl Store {
         self.backend.lease(id).await
     }
 
+    /// The registered table whose name differs from `name` only in case.
+    pub async fn table_named_alike(
+        &self,
+        name: &sluice_core::TableName,
+    ) -> Result<Option<sluice_core::TableName>, StoreError> {
+        self.backend.table_named_alike(name).await
+    }
+
     pub async fn tables(
         &self,
         after: Option<&str>,

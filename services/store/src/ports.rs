@@ -37,6 +37,11 @@ pub trait LeasePort: Send + Sync + 'static {
         limit: u32,
         scopes: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<TableSummary>, StoreError>>;
+    /// The registered table whose name differs from `name` only in case.
+    fn table_named_alike<'a>(
+        &'a self,
+        name: &'a TableName,
+    ) -> BoxFuture<'a, Result<Option<TableName>, StoreError>>;
     /// The tables whose live leases have expired, and the next expiry.
     fn due(&self) -> BoxFuture<'_, Result<Due, StoreError>>;
 }

@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 201, description = "Registered", body = TableBody),
         (status = 200, description = "Settings replaced", body = TableBody),
         (status = 400, description = "Malformed request or table name", body = ErrorBody),
+        (status = 409, description = "A registered table's name differs only in case", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
     ))]
 async fn put_table(
@@ -39,6 +40,17 @@ async fn put_table(
     let table = parse_table(&table)?;
     caller.require_on(Permission::ManageTables, &table)?;
     let settings = body.settings()?;
+    // Glue folds case: `salesX.t` beside `salesx.t` would be two locks on
+    // one table. (A unique index on the folded name backs this up.)
+    if let Some(existing) = app.store.table_named_alike(&table).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "table_name_conflict",
+            format!(
+                "table `{table}` differs only in case from the registered `{existing}`,                  which the Glue catalog treats as the same table; use `{existing}`"
+            ),
+        ));
+    }
     let reply = app
         .store
         .table(TableCommand::Put { table, settings }, caller.actor())

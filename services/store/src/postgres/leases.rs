@@ -13,7 +13,7 @@ use crate::rows::leases::{
 };
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use sluice_core::{Lease, LeaseId, Millis, TableState};
+use sluice_core::{Lease, LeaseId, Millis, TableName, TableState};
 use sqlx::{Postgres, Transaction};
 
 impl LeasePort for PgBackend {
@@ -56,6 +56,26 @@ impl LeasePort for PgBackend {
                 lease,
                 position: row.ahead.map(|ahead| ahead as u32 + 1),
             }))
+        }
+        .boxed()
+    }
+
+    fn table_named_alike<'a>(
+        &'a self,
+        name: &'a TableName,
+    ) -> BoxFuture<'a, Result<Option<TableName>, StoreError>> {
+        async move {
+            let found: Option<String> = sqlx::query_scalar(
+                "SELECT name FROM sluice_tables WHERE lower(name) = lower($1) AND name <> $1",
+            )
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+            found
+                .map(|n| {
+                    TableName::parse(&n).map_err(|_| crate::rows::corrupt("sluice_tables.name", &n))
+                })
+                .transpose()
         }
         .boxed()
     }

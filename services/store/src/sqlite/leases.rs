@@ -67,6 +67,26 @@ impl LeasePort for SqliteBackend {
         .boxed()
     }
 
+    fn table_named_alike<'a>(
+        &'a self,
+        name: &'a TableName,
+    ) -> BoxFuture<'a, Result<Option<TableName>, StoreError>> {
+        async move {
+            let found: Option<String> = sqlx::query_scalar(
+                "SELECT name FROM sluice_tables WHERE lower(name) = lower(?1) AND name <> ?1",
+            )
+            .bind(name.as_str())
+            .fetch_optional(&self.readers)
+            .await?;
+            found
+                .map(|n| {
+                    TableName::parse(&n).map_err(|_| crate::rows::corrupt("sluice_tables.name", &n))
+                })
+                .transpose()
+        }
+        .boxed()
+    }
+
     fn tables<'a>(
         &'a self,
         after: Option<&'a str>,

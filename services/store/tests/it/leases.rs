@@ -104,3 +104,31 @@ async fn an_unknown_table_or_lease_is_the_callers_error_not_the_stores() {
         assert_eq!(missing.unwrap_err().kind(), "lease_not_found", "{}", b.name);
     }
 }
+
+#[tokio::test]
+async fn a_name_differing_only_in_case_finds_the_registered_table_and_cannot_be_stored() {
+    for b in both().await {
+        let store = &b.store;
+        put_table(store, "salesX.orders").await;
+        let alike = table("salesx.orders");
+        let found = store.table_named_alike(&alike).await.unwrap();
+        assert_eq!(found, Some(table("salesX.orders")), "{}", b.name);
+        let exact = store.table_named_alike(&table("salesX.orders")).await;
+        assert_eq!(exact.unwrap(), None, "{}: not its own twin", b.name);
+
+        // Past the API's check (two racing registrations), the folded
+        // unique index refuses the second.
+        let put = TableCommand::Put {
+            table: alike,
+            settings: Default::default(),
+        };
+        let second = store.table(put, None).await;
+        assert!(second.is_err(), "{}: {second:?}", b.name);
+        assert_eq!(
+            store.tables(None, 10, &[]).await.unwrap().len(),
+            1,
+            "{}",
+            b.name
+        );
+    }
+}

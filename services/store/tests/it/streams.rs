@@ -21,11 +21,21 @@ async fn run(store: &Store, command: BatchCommand) -> BatchReply {
         .expect("the rules accept")
 }
 
+/// Register `name`, feeding the table `orders` of its first part's namespace.
 async fn register(store: &Store, name: &str) {
+    register_on(
+        store,
+        name,
+        &format!("{}.orders", name.split('.').next().unwrap()),
+    )
+    .await
+}
+
+async fn register_on(store: &Store, name: &str, table_name: &str) {
     let command = PutStream {
         stream: stream(name),
         settings: StreamSettings {
-            table: table("sales.orders"),
+            table: table(table_name),
             source: serde_json::json!({"kind": "dms"}),
             expected_schema_hash: None,
         },
@@ -171,6 +181,10 @@ async fn stream_listings_page_by_name_carry_open_batches_and_honour_scopes() {
         assert!(all[1].batches.is_empty(), "{}", b.name);
         let page = store.streams(Some("hr.feed"), 1, &[]).await.unwrap();
         assert_eq!(page[0].name.as_str(), "sales.a", "{}", b.name);
+        let scoped = store.streams(None, 10, &["hr.".into()]).await.unwrap();
+        assert_eq!(scoped.len(), 1, "{}", b.name);
+        // In scope by its name, not by its table: not listed.
+        register_on(store, "hr.payroll_feed", "finance.payroll").await;
         let scoped = store.streams(None, 10, &["hr.".into()]).await.unwrap();
         assert_eq!(scoped.len(), 1, "{}", b.name);
     }
