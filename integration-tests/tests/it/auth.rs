@@ -169,8 +169,13 @@ async fn every_route_answers_every_kind_of_caller_as_the_role_matrix_says(server
                         "{who} {method} {path}: {answer:?}"
                     );
                 }
+                // Past the role and scope checks; the setup's lease is
+                // root's, so another principal's heartbeat or release is
+                // refused as not its own (proved on its own below).
                 None => assert!(
-                    answer.status < 400 || answer.status == 409,
+                    answer.status < 400
+                        || answer.status == 409
+                        || answer.error_type() == Some("not_owner"),
                     "{who} {method} {path} must be let in: {answer:?}"
                 ),
             }
@@ -277,10 +282,170 @@ async fn every_change_records_its_caller_in_the_event_log(server: Server) {
 }
 
 crate::on_both_backends_with_auth!(
+    only_the_principal_that_took_a_lease_or_opened_a_batch_acts_on_it,
     every_route_answers_every_kind_of_caller_as_the_role_matrix_says,
     a_scoped_token_sees_only_its_tables_in_lists_and_is_refused_elsewhere,
     every_change_records_its_caller_in_the_event_log,
 );
+
+async fn only_the_principal_that_took_a_lease_or_opened_a_batch_acts_on_it(server: Server) {
+    // Arrange: two jobs in the same scope; the tokens they hold are visible
+    // to both (tables show `last_token`, streams their open batch).
+    let s = setup(server).await;
+    let a = s
+        .server
+        .client_with(&s.server.create_token("job-a", "job", &["sales."], &[]));
+    let b = s
+        .server
+        .client_with(&s.server.create_token("job-b", "job", &["sales."], &[]));
+    let oncall = s
+        .server
+        .client_with(&s.server.create_token("oncall", "operator", &[], &[]));
+    let lease = a
+        .send(
+            reqwest::Method::POST,
+            "/v1/tables/sales.orders/leases",
+            Some(&json!({"mode": "read", "holder": "a", "ttl_seconds": 600, "idempotency_key": "k1"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(lease.status, 201, "{lease:?}");
+    let (id, token) = (
+        lease.body["lease_id"].as_str().unwrap().to_owned(),
+        lease.body["token"].as_i64(),
+    );
+    let stream = s
+        .admin
+        .send(
+            reqwest::Method::PUT,
+            "/v1/streams/sales.orders_cdc",
+            Some(&json!({"table": "sales.orders"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stream.status, 201, "{stream:?}");
+    let batch = a
+        .send(
+            reqwest::Method::POST,
+            "/v1/streams/sales.orders_cdc/batches",
+            Some(&json!({"run_id": "jr_a"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(batch.status, 201, "{batch:?}");
+    let batch_id = batch.body["batch_id"].as_str().unwrap().to_owned();
+    let batch_token = batch.body["token"].as_i64().unwrap();
+    let batch_path = format!("/v1/streams/sales.orders_cdc/batches/{batch_id}");
+
+    // Act: job B uses what it can read.
+    let attempts = [
+        (
+            reqwest::Method::POST,
+            format!("/v1/leases/{id}/heartbeat"),
+            Some(json!({"token": token})),
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/v1/leases/{id}?token={}", token.unwrap()),
+            None,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("{batch_path}/heartbeat"),
+            Some(json!({"token": batch_token})),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("{batch_path}/fail"),
+            Some(json!({"token": batch_token})),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("{batch_path}/commit"),
+            Some(
+                json!({"token": batch_token, "bookmark": {"load": {"files_done": ["LOAD1.csv"]}}}),
+            ),
+        ),
+        // Naming A's run does not hand over A's batch and token.
+        (
+            reqwest::Method::POST,
+            "/v1/streams/sales.orders_cdc/batches".to_owned(),
+            Some(json!({"run_id": "jr_a"})),
+        ),
+    ];
+    for (method, path, body) in &attempts {
+        let answer = b.send(method.clone(), path, body.as_ref()).await.unwrap();
+        // Assert
+        assert_eq!(
+            (answer.status, answer.error_type()),
+            (403, Some("not_owner")),
+            "job-b {method} {path}: {answer:?}"
+        );
+        assert!(answer.body.get("token").is_none(), "no token handed over");
+    }
+    // Nor does A's idempotency key.
+    let same_key = b
+        .send(
+            reqwest::Method::POST,
+            "/v1/tables/sales.orders/leases",
+            Some(&json!({"mode": "read", "holder": "a", "ttl_seconds": 600, "idempotency_key": "k1"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        same_key.error_type(),
+        Some("idempotency_conflict"),
+        "{same_key:?}"
+    );
+
+    // Every refusal is in the log, with who tried.
+    let events = s.admin.all_events(0, None).await.unwrap();
+    let refused: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["kind"] == "access_refused")
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap(),
+                e["data"]["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("job-b", "heartbeat"),
+            ("job-b", "release"),
+            ("job-b", "heartbeat"),
+            ("job-b", "fail"),
+            ("job-b", "commit"),
+            ("job-b", "open"),
+        ]
+    );
+
+    // A's lease and batch are untouched: A still acts, an operator revokes.
+    let beat = a
+        .send(
+            reqwest::Method::POST,
+            &format!("/v1/leases/{id}/heartbeat"),
+            Some(&json!({"token": token})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(beat.status, 200, "{beat:?}");
+    let revoked = oncall.revoke(&id, "stuck").await.unwrap();
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    let committed = a
+        .send(
+            reqwest::Method::POST,
+            &format!("{batch_path}/commit"),
+            Some(
+                &json!({"token": batch_token, "bookmark": {"load": {"files_done": ["LOAD1.csv"]}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(committed.status, 200, "{committed:?}");
+}
 
 #[tokio::test]
 async fn postgresql_requires_tokens_unless_told_otherwise() {

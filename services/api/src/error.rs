@@ -76,6 +76,7 @@ impl From<RuleError> for ApiError {
             | RuleError::StreamNotFound(_)
             | RuleError::BatchNotFound(_)
             | RuleError::VersionNotFound(_) => StatusCode::NOT_FOUND,
+            RuleError::NotOwner { .. } => StatusCode::FORBIDDEN,
             RuleError::StaleToken { .. }
             | RuleError::LeaseEnded { .. }
             | RuleError::IdempotencyConflict { .. }

@@ -147,7 +147,7 @@ impl utoipa::Modify for Security {
                         "401",
                         "No valid token (missing, malformed, unknown, expired or revoked)",
                     ),
-                    ("403", "The token's role or scopes do not allow this"),
+                    ("403", "The token's role or scopes do not allow this, or the lease or batch belongs to another principal (`not_owner`)"),
                 ];
                 if op.request_body.is_some() {
                     statuses.extend([

@@ -52,6 +52,8 @@ pub enum RuleError {
         batch_id: BatchId,
         state: BatchState,
     },
+    #[error("{what} belongs to `{owner}`: only the principal that took it may act on it with its token (operators end a lease by revoking it)")]
+    NotOwner { what: String, owner: String },
     #[error("batch {batch_id} was already committed, as bookmark version {version}, with a different body; a retry must send the same commit")]
     BatchCommitted { batch_id: BatchId, version: i64 },
     #[error("batch {0} expired: its run stopped heartbeating within its TTL, so its work must be redone in a new batch")]
@@ -95,6 +97,7 @@ impl RuleError {
             RuleError::StaleBatchToken { .. } => "stale_token",
             RuleError::BatchFinished { .. } => "batch_finished",
             RuleError::BatchCommitted { .. } => "batch_committed",
+            RuleError::NotOwner { .. } => "not_owner",
             RuleError::BatchExpired(_) => "batch_expired",
             RuleError::SchemaMismatch { .. } => "schema_mismatch",
             RuleError::PhaseMismatch { .. } => "phase_mismatch",

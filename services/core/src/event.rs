@@ -25,10 +25,12 @@ pub enum EventKind {
     BatchFailed,
     BookmarkRewound,
     BookmarkReset,
+    /// A call on a lease or batch by a principal other than its own.
+    AccessRefused,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::LeaseRequested,
         EventKind::LeaseGranted,
         EventKind::LeaseReleased,
@@ -43,6 +45,7 @@ impl EventKind {
         EventKind::BatchFailed,
         EventKind::BookmarkRewound,
         EventKind::BookmarkReset,
+        EventKind::AccessRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +64,7 @@ impl EventKind {
             EventKind::BatchFailed => "batch_failed",
             EventKind::BookmarkRewound => "bookmark_rewound",
             EventKind::BookmarkReset => "bookmark_reset",
+            EventKind::AccessRefused => "access_refused",
         }
     }
 

@@ -183,7 +183,10 @@ pub(crate) fn apply(mut loaded: Loaded, jobs: &mut [Job], now: Millis) -> Change
                 command,
                 actor,
                 slot,
-            } => (apply_lease(&mut loaded, command, now, slot), actor),
+            } => (
+                apply_lease(&mut loaded, command, actor.as_deref(), now, slot),
+                actor,
+            ),
         };
         events.extend(new_events.into_iter().map(|mut e| {
             e.actor = actor.clone();
@@ -221,6 +224,7 @@ fn apply_table(
 fn apply_lease(
     loaded: &mut Loaded,
     command: &LeaseCommand,
+    actor: Option<&str>,
     now: Millis,
     slot: &mut Slot<LeaseReply>,
 ) -> Vec<NewEvent> {
@@ -238,7 +242,7 @@ fn apply_lease(
         slot.set(Err(RuleError::TableNotFound(table)));
         return Vec::new();
     };
-    let outcome = rules::apply(state, command, now);
+    let outcome = rules::apply(state, command, actor, now);
     if let LeaseCommand::Acquire { request, .. } = command {
         loaded.lease_tables.insert(request.lease_id, table);
     }

@@ -122,6 +122,11 @@ pub struct Lease {
     pub idempotency_key: Option<String>,
     /// The Iceberg snapshot a reader still needs (read leases only).
     pub pin_snapshot_id: Option<i64>,
+    /// Who acquired it (the token's name, `anonymous` without
+    /// authentication): only they heartbeat or release it, because a
+    /// fencing token is visible to every reader of the table. None for
+    /// leases recorded before owners were.
+    pub principal: Option<String>,
 }
 
 impl Lease {

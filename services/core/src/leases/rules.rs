@@ -73,18 +73,29 @@ pub fn sweep(state: &mut TableState, now: Millis) -> Outcome<TableReply> {
 }
 
 /// Apply one lease command to its table's state.
-pub fn apply(state: &mut TableState, command: &LeaseCommand, now: Millis) -> Outcome<LeaseReply> {
+/// `actor` is who asks: it becomes an acquired lease's owner, and only the
+/// owner may heartbeat or release a lease.
+pub fn apply(
+    state: &mut TableState,
+    command: &LeaseCommand,
+    actor: Option<&str>,
+    now: Millis,
+) -> Outcome<LeaseReply> {
     let mut events = Vec::new();
     settle(state, now, &mut events);
     let result = match command {
-        LeaseCommand::Acquire { request, .. } => acquire(state, request, now, &mut events),
+        LeaseCommand::Acquire { request, .. } => acquire(state, request, actor, now, &mut events),
         LeaseCommand::Heartbeat {
             lease_id,
             token,
             ttl_seconds,
-        } => heartbeat(state, *lease_id, *token, *ttl_seconds, now).map(|()| (*lease_id, false)),
+        } => owned(state, *lease_id, actor, "heartbeat", now, &mut events)
+            .and_then(|()| heartbeat(state, *lease_id, *token, *ttl_seconds, now))
+            .map(|()| (*lease_id, false)),
         LeaseCommand::Release { lease_id, token } => {
-            release(state, *lease_id, *token, now, &mut events).map(|()| (*lease_id, false))
+            owned(state, *lease_id, actor, "release", now, &mut events)
+                .and_then(|()| release(state, *lease_id, *token, now, &mut events))
+                .map(|()| (*lease_id, false))
         }
         LeaseCommand::Revoke { lease_id, reason } => {
             revoke(state, *lease_id, reason, now, &mut events).map(|()| (*lease_id, false))
@@ -183,9 +194,40 @@ pub fn may_grant(state: &TableState, index: usize, now: Millis) -> bool {
     }
 }
 
+/// Only the principal that acquired a lease acts on it: anyone who reads
+/// the table sees its token, so the token alone proves nothing. A refusal
+/// is recorded. (A lease of unknown id is left to the command to answer.)
+fn owned(
+    state: &TableState,
+    id: LeaseId,
+    actor: Option<&str>,
+    action: &str,
+    now: Millis,
+    events: &mut Vec<NewEvent>,
+) -> Result<(), RuleError> {
+    let Some(owner) = state.find(id).and_then(|l| l.principal.as_deref()) else {
+        return Ok(());
+    };
+    if Some(owner) == actor {
+        return Ok(());
+    }
+    events.push(event(
+        state,
+        now,
+        EventKind::AccessRefused,
+        Some(id),
+        json!({ "action": action, "owner": owner }),
+    ));
+    Err(RuleError::NotOwner {
+        what: format!("lease {id}"),
+        owner: owner.to_owned(),
+    })
+}
+
 fn acquire(
     state: &mut TableState,
     request: &AcquireRequest,
+    actor: Option<&str>,
     now: Millis,
     events: &mut Vec<NewEvent>,
 ) -> Result<(LeaseId, bool), RuleError> {
@@ -206,7 +248,15 @@ fn acquire(
             .chain(state.finished.iter())
             .find(|l| l.idempotency_key.as_deref() == Some(key.as_str()));
         if let Some(earlier) = earlier {
-            if earlier.mode != request.mode || earlier.holder != request.holder {
+            // Another principal's key is not a retry of theirs: answering
+            // it would hand over their lease and token.
+            if earlier.mode != request.mode
+                || earlier.holder != request.holder
+                || earlier
+                    .principal
+                    .as_deref()
+                    .is_some_and(|p| Some(p) != actor)
+            {
                 return Err(RuleError::IdempotencyConflict { key: key.clone() });
             }
             return Ok((earlier.id, true));
@@ -230,6 +280,7 @@ fn acquire(
         end_reason: None,
         idempotency_key: request.idempotency_key.clone(),
         pin_snapshot_id: request.pin_snapshot_id,
+        principal: actor.map(str::to_owned),
     };
     let data = json!({ "mode": lease.mode, "holder": lease.holder, "purpose": lease.purpose,
                        "ttl_seconds": lease.ttl_seconds, "pin_snapshot_id": lease.pin_snapshot_id });

@@ -112,6 +112,7 @@ pub fn batch(
             run_id,
             *ttl_seconds,
             *if_match,
+            actor,
             now,
             &mut events,
         ),
@@ -120,29 +121,33 @@ pub fn batch(
             token,
             ttl_seconds,
             ..
-        } => heartbeat(state, *batch_id, *token, *ttl_seconds, now),
+        } => owned(state, *batch_id, actor, "heartbeat", now, &mut events)
+            .and_then(|()| heartbeat(state, *batch_id, *token, *ttl_seconds, now)),
         BatchCommand::Commit {
             batch_id,
             token,
             commit,
             if_match,
             ..
-        } => commit_batch(
-            state,
-            *batch_id,
-            *token,
-            commit,
-            *if_match,
-            actor,
-            now,
-            &mut events,
-        ),
+        } => owned(state, *batch_id, actor, "commit", now, &mut events).and_then(|()| {
+            commit_batch(
+                state,
+                *batch_id,
+                *token,
+                commit,
+                *if_match,
+                actor,
+                now,
+                &mut events,
+            )
+        }),
         BatchCommand::Fail {
             batch_id,
             token,
             reason,
             ..
-        } => fail(state, *batch_id, *token, reason.clone(), now, &mut events),
+        } => owned(state, *batch_id, actor, "fail", now, &mut events)
+            .and_then(|()| fail(state, *batch_id, *token, reason.clone(), now, &mut events)),
     };
     StreamOutcome { result, events }
 }
@@ -188,12 +193,46 @@ fn settle(state: &mut StreamState, now: Millis, events: &mut Vec<NewEvent>) {
     }
 }
 
+/// Only the principal that opened a batch acts on it: anyone who reads the
+/// stream sees its token, so the token alone proves nothing. A refusal is
+/// recorded. (A batch of unknown id is left to the command to answer.)
+fn owned(
+    state: &StreamState,
+    batch_id: BatchId,
+    actor: Option<&str>,
+    action: &str,
+    now: Millis,
+    events: &mut Vec<NewEvent>,
+) -> Result<(), RuleError> {
+    let Some(batch) = state.batch(batch_id) else {
+        return Ok(());
+    };
+    match batch.principal.as_deref() {
+        Some(owner) if Some(owner) != actor => {
+            events.push(batch_event(
+                state,
+                now,
+                EventKind::AccessRefused,
+                batch,
+                json!({ "action": action, "owner": owner }),
+            ));
+            Err(RuleError::NotOwner {
+                what: format!("batch {batch_id}"),
+                owner: owner.to_owned(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn open(
     state: &mut StreamState,
     batch_id: BatchId,
     run_id: &str,
     ttl_seconds: u32,
     if_match: Option<i64>,
+    actor: Option<&str>,
     now: Millis,
     events: &mut Vec<NewEvent>,
 ) -> Result<BatchReply, RuleError> {
@@ -205,16 +244,14 @@ fn open(
             true,
         ));
     }
-    if let Some(open) = state.open_batch() {
+    if let Some(open) = state.open_batch().cloned() {
         if open.run_id == run_id {
-            // The same run asking again (its answer was lost): same batch.
-            return Ok(batch_reply(
-                open.clone(),
-                Some(state.bookmark.clone()),
-                true,
-            ));
+            // The same run asking again (its answer was lost): same batch;
+            // but another principal naming the run must not get its token.
+            owned(state, open.id, actor, "open", now, events)?;
+            return Ok(batch_reply(open, Some(state.bookmark.clone()), true));
         }
-        return Err(batch_open(open));
+        return Err(batch_open(&open));
     }
     check_version(state, if_match)?;
     state.last_token += 1;
@@ -235,6 +272,7 @@ fn open(
         snapshot_id: None,
         schema_hash: None,
         result: None,
+        principal: actor.map(str::to_owned),
     };
     events.push(batch_event(
         state,

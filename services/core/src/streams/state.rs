@@ -212,6 +212,10 @@ pub struct Batch {
     pub schema_hash: Option<String>,
     /// The bookmark a committed batch produced (answered again on a retry).
     pub result: Option<Bookmark>,
+    /// Who opened it: only they heartbeat, commit or fail it (its token is
+    /// visible to every reader of the stream). None for batches recorded
+    /// before owners were.
+    pub principal: Option<String>,
 }
 
 impl Batch {

@@ -99,10 +99,23 @@ pub fn put_table(
     (state, table_outcome(outcome))
 }
 
-/// Apply any command to an existing table, as the store would.
+/// Who calls, in tests where one principal does everything.
+pub const ACTOR: &str = "job";
+
+/// Apply any command to an existing table, as the store would, as `ACTOR`.
 pub fn apply(state: &mut TableState, command: &Command, now: Millis) -> Outcome {
+    apply_as(state, command, Some(ACTOR), now)
+}
+
+/// Apply any command to an existing table, as the store would, as `actor`.
+pub fn apply_as(
+    state: &mut TableState,
+    command: &Command,
+    actor: Option<&str>,
+    now: Millis,
+) -> Outcome {
     let lease = |command: LeaseCommand, state: &mut TableState| {
-        lease_outcome(rules::apply(state, &command, now))
+        lease_outcome(rules::apply(state, &command, actor, now))
     };
     match command.clone() {
         Command::PutTable { table, settings } => {

@@ -14,6 +14,7 @@
 mod any_command;
 mod lease_properties;
 mod lease_races;
+mod ownership;
 mod stream_properties;
 mod stream_races;
 mod support;

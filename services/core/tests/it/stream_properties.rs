@@ -1569,6 +1569,7 @@ fn check_answer(expected: &Expected, r: &Record) -> Result<(), TestCaseError> {
                 snapshot_id: None,
                 schema_hash: None,
                 result: None,
+                principal: Some((*actor).to_owned()),
             };
             rows.last_token += 1;
             rows.updated_at = now;

@@ -279,6 +279,7 @@ impl PgBackend {
             .bind(CHANNEL)
             .bind(notify_payloads(&self.replica, &changed))
             .bind(e.iter().map(|e| e.actor.as_deref()).collect::<Vec<_>>())
+            .bind(l.iter().map(|l| l.principal.as_deref()).collect::<Vec<_>>())
             .fetch_all(&mut **tx)
             .await?;
         Ok(())
@@ -306,7 +307,7 @@ static WRITE_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
            INSERT INTO leases ({LEASE_COLUMNS}) SELECT * FROM UNNEST( \
              $16::text[], $17::text[], $18::int8[], $19::text[], $20::text[], $21::text[], $22::text[], \
              $23::int8[], $24::int8[], $25::int8[], $26::int8[], $27::int8[], $28::int8[], $29::text[], \
-             $30::text[], $31::int8[]) {upsert}), \
+             $30::text[], $31::int8[], $40::text[]) {upsert}), \
          ids AS ( \
            UPDATE event_seq SET last_id = last_id + cardinality($32::int8[]) \
            WHERE cardinality($32::int8[]) > 0 RETURNING last_id), \

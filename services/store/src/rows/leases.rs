@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 pub const LEASE_COLUMNS: &str = "id, table_name, seq, mode, holder, purpose, state, token, \
      ttl_seconds, requested_at, granted_at, expires_at, ended_at, end_reason, \
-     idempotency_key, pin_snapshot_id";
+     idempotency_key, pin_snapshot_id, principal";
 
 pub const TABLE_COLUMNS: &str = "name, catalog, compaction_job, max_compaction_deferral_seconds, \
      last_token, last_seq, created_at, updated_at";
@@ -32,6 +32,7 @@ pub struct LeaseRow {
     pub end_reason: Option<String>,
     pub idempotency_key: Option<String>,
     pub pin_snapshot_id: Option<i64>,
+    pub principal: Option<String>,
 }
 
 impl TryFrom<LeaseRow> for Lease {
@@ -55,6 +56,7 @@ impl TryFrom<LeaseRow> for Lease {
             end_reason: r.end_reason,
             idempotency_key: r.idempotency_key,
             pin_snapshot_id: r.pin_snapshot_id,
+            principal: r.principal,
         })
     }
 }

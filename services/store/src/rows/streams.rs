@@ -19,7 +19,7 @@ pub const STREAM_COLUMNS: &str = "name, table_name, source, expected_schema_hash
      bookmark_version, phase, load, delta, bookmark_updated_at, last_token, created_at, updated_at";
 
 pub const BATCH_COLUMNS: &str = "id, stream_name, run_id, state, token, base_version, \
-     ttl_seconds, opened_at, expires_at, ended_at, end_reason, counts, snapshot_id, schema_hash, result";
+     ttl_seconds, opened_at, expires_at, ended_at, end_reason, counts, snapshot_id, schema_hash, result, principal";
 
 pub const VERSION_COLUMNS: &str = "stream_name, version, phase, load, delta, at, cause, \
      batch_id, run_id, counts, snapshot_id, rewound_to, actor, reason";
@@ -70,6 +70,7 @@ pub struct BatchRow {
     pub snapshot_id: Option<i64>,
     pub schema_hash: Option<String>,
     pub result: Option<String>,
+    pub principal: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -156,6 +157,7 @@ impl TryFrom<BatchRow> for Batch {
             snapshot_id: r.snapshot_id,
             schema_hash: r.schema_hash,
             result: parse_opt("result", r.result)?,
+            principal: r.principal,
         })
     }
 }
@@ -214,6 +216,7 @@ pub fn batch_json(b: &Batch) -> Value {
         "ended_at": b.ended_at.map(|m| m.0), "end_reason": b.end_reason,
         "counts": opt_text(&b.counts), "snapshot_id": b.snapshot_id,
         "schema_hash": b.schema_hash, "result": opt_text(&b.result),
+        "principal": b.principal,
     })
 }
 

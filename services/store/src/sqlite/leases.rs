@@ -240,7 +240,7 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, applied: &Changes) -> Result<()
                     "requested_at": l.requested_at.0, "granted_at": l.granted_at.map(|m| m.0),
                     "expires_at": l.expires_at.0, "ended_at": l.ended_at.map(|m| m.0),
                     "end_reason": l.end_reason, "idempotency_key": l.idempotency_key,
-                    "pin_snapshot_id": l.pin_snapshot_id,
+                    "pin_snapshot_id": l.pin_snapshot_id, "principal": l.principal,
                 })
             })
             .collect();
