@@ -2,22 +2,22 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod server;
 mod tls;
 mod token_cli;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use config::{FileConfig, StorageArgs};
 use sluice_api::{ApiConfig, AppState};
 use sluice_store::Store;
-use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// How long in-flight requests (long-polls included) get to finish on shutdown.
 const DRAIN: Duration = Duration::from_secs(10);
+const DEFAULT_HEADER_READ_TIMEOUT_SECONDS: u64 = 15;
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +50,15 @@ enum Cmd {
         /// Most long-polls open at once (default 10000).
         #[arg(long, env = "SLUICE__SERVER__MAX_LONG_POLLS")]
         max_long_polls: Option<usize>,
+        /// Close a connection whose request headers are not all in this
+        /// many seconds after the server starts waiting for them (also how
+        /// long an idle kept-alive connection stays open; default 15).
+        #[arg(long, env = "SLUICE__SERVER__HEADER_READ_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+        header_read_timeout_seconds: Option<u64>,
+        /// Most client connections open at once; more are answered 503 and
+        /// closed (default: the open-file limit minus 256).
+        #[arg(long, env = "SLUICE__SERVER__MAX_OPEN_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+        max_open_connections: Option<u64>,
         /// Serve HTTPS with this PEM certificate chain (with --tls-key).
         #[arg(long, env = "SLUICE__SERVER__TLS_CERT", requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -102,6 +111,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             auth,
             max_waiters_per_table,
             max_long_polls,
+            header_read_timeout_seconds,
+            max_open_connections,
             tls_cert,
             tls_key,
             storage,
@@ -127,7 +138,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let tls = tls_cert
                 .or(file.server.tls_cert.clone())
                 .zip(tls_key.or(file.server.tls_key.clone()));
-            serve(&bind, &auth, tls, api, store_config, writer).await
+            let http = server::ServerConfig {
+                header_read_timeout: Duration::from_secs(
+                    header_read_timeout_seconds
+                        .or(file.server.header_read_timeout_seconds)
+                        .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT_SECONDS),
+                ),
+                max_connections: max_open_connections
+                    .or(file.server.max_open_connections)
+                    .map_or_else(server::ServerConfig::default_max_connections, |m| {
+                        m as usize
+                    }),
+                drain: DRAIN,
+            };
+            serve(&bind, &auth, tls, api, http, store_config, writer).await
         }
         Cmd::Token(cmd) => token_cli::run(cmd, &file).await,
     }
@@ -138,11 +162,12 @@ async fn serve(
     auth: &str,
     tls: Option<(PathBuf, PathBuf)>,
     api: ApiConfig,
+    http: server::ServerConfig,
     store_config: sluice_store::StoreConfig,
     writer: sluice_store::WriterConfig,
 ) -> anyhow::Result<()> {
     let store = Store::open(&store_config, writer).await?;
-    let listener = tokio::net::TcpListener::bind(bind)
+    let listener = server::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
     let embedded = matches!(store_config, sluice_store::StoreConfig::Sqlite { .. })
@@ -168,44 +193,23 @@ async fn serve(
         auth_required,
         ..api
     };
+    let acceptor = tls
+        .map(|(cert, key)| tls::acceptor(&cert, &key))
+        .transpose()?;
     let app = sluice_api::router(AppState::new(store, &api), api);
     tracing::info!(
-        "sluice listening on {}://{} (storage: {})",
-        if tls.is_some() { "https" } else { "http" },
+        "sluice listening on {}://{} (storage: {}; at most {} connections)",
+        if acceptor.is_some() { "https" } else { "http" },
         listener.local_addr()?,
-        config::describe(&store_config)
+        config::describe(&store_config),
+        http.max_connections
     );
     let stop = CancellationToken::new();
-    let server = match tls {
-        Some((cert, key)) => tokio::spawn(
-            axum::serve(tls::TlsListener::new(listener, &cert, &key)?, app)
-                .with_graceful_shutdown(stop.clone().cancelled_owned())
-                .into_future(),
-        ),
-        None => tokio::spawn(
-            axum::serve(listener.tap_io(no_delay), app)
-                .with_graceful_shutdown(stop.clone().cancelled_owned())
-                .into_future(),
-        ),
-    };
+    let server = tokio::spawn(server::serve(listener, app, acceptor, http, stop.clone()));
     shutdown_signal().await;
-    tracing::info!(
-        "shutting down; draining requests for up to {} s",
-        DRAIN.as_secs()
-    );
     stop.cancel();
-    match tokio::time::timeout(DRAIN, server).await {
-        Ok(result) => result??,
-        Err(_) => tracing::warn!("requests still open after the drain; stopping anyway"),
-    }
+    server.await?;
     Ok(())
-}
-
-/// Answers are small and latency is the point: no Nagle delay.
-fn no_delay(tcp: &mut tokio::net::TcpStream) {
-    if let Err(error) = tcp.set_nodelay(true) {
-        tracing::debug!(%error, "cannot set TCP_NODELAY");
-    }
 }
 
 async fn shutdown_signal() {
