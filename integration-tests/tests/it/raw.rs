@@ -256,7 +256,24 @@ impl Client {
     }
 
     /// Every bookmark version, oldest first, following the pages.
+    /// Every bookmark version, oldest first and whole: the pages list
+    /// summaries, so each version is then read on its own.
     pub async fn history(&self, stream: &str) -> anyhow::Result<Vec<Value>> {
+        let mut whole = Vec::new();
+        for summary in self.history_summaries(stream).await? {
+            let path = format!(
+                "/v1/streams/{stream}/bookmark/history/{}",
+                summary["version"]
+            );
+            let answer = self.send(reqwest::Method::GET, &path, None).await?;
+            anyhow::ensure!(answer.status == 200, "version: {answer:?}");
+            whole.push(answer.body);
+        }
+        Ok(whole)
+    }
+
+    /// Every page of the history, as listed.
+    pub async fn history_summaries(&self, stream: &str) -> anyhow::Result<Vec<Value>> {
         let mut versions = Vec::new();
         let mut after = 0;
         loop {

@@ -34,6 +34,7 @@ on_both_backends!(
     a_stream_needs_its_table_registered,
     a_heartbeat_keeps_a_batch_alive_past_its_ttl,
     a_full_load_of_20000_files_fits_in_one_bookmark,
+    a_history_page_of_large_loads_counts_their_files_and_stays_small,
     kill_9_keeps_the_bookmark_its_history_and_the_open_batch,
 );
 
@@ -1577,6 +1578,64 @@ async fn a_full_load_of_20000_files_fits_in_one_bookmark(s: Server) {
     body["load_complete"] = json!(true);
     let done = commit(c, STREAM, &next, &body).await;
     assert_eq!(done["bookmark"]["phase"], "delta");
+}
+
+async fn a_history_page_of_large_loads_counts_their_files_and_stays_small(s: Server) {
+    // Arrange: twelve versions that each hold a 20,000-file load (each of
+    // them was a page entry of ~400 KB, and a page of 1000 of them 400 MB).
+    let c = &s.client;
+    register(c, STREAM, TABLE, json!({})).await;
+    let files: Vec<String> = (1..=20_000).map(load_file).collect();
+    for run in 0..12 {
+        let batch = open(c, STREAM, &format!("glue-{run}")).await;
+        commit(c, STREAM, &batch, &load_commit(token(&batch), &files)).await;
+    }
+
+    // Act
+    let path = format!("{}/bookmark/history?limit=1000", stream_path(STREAM));
+    let response = reqwest::get(format!("{}{path}", s.url)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let bytes = response.bytes().await.unwrap();
+    let page: Value = serde_json::from_slice(&bytes).unwrap();
+    let whole = send(
+        c,
+        Method::GET,
+        &format!("{}/bookmark/history/13", stream_path(STREAM)),
+        None,
+    )
+    .await;
+
+    // Assert: the page counts, the version lists.
+    assert!(
+        bytes.len() < 64 * 1024,
+        "a page of 13 versions took {} bytes",
+        bytes.len()
+    );
+    let versions = page["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 13);
+    assert_eq!(versions[12]["load"]["files_done_count"], 20_000);
+    assert!(
+        versions[12]["load"].get("files_done").is_none(),
+        "{}",
+        versions[12]
+    );
+    assert_eq!(page["next_after_version"], Value::Null);
+    assert_eq!(whole.status, 200, "{whole:?}");
+    assert_eq!(strings(&whole.body["load"]["files_done"]), files);
+    assert_eq!(whole.body["cause"], "batch");
+    let missing = send(
+        c,
+        Method::GET,
+        &format!("{}/bookmark/history/14", stream_path(STREAM)),
+        None,
+    )
+    .await;
+    assert_error(
+        "a version not yet written",
+        &missing,
+        404,
+        "version_not_found",
+    );
 }
 
 // ---------------------------------------------------------------------

@@ -192,13 +192,13 @@ async fn a_stream_runs_open_commit_fail_and_reset_through_typed_bodies() {
     assert_eq!(reset.version, 3);
     let history = c.history("sales.orders_cdc").await.unwrap();
     assert_eq!(
-        history
-            .iter()
-            .map(|v| v.bookmark.version)
-            .collect::<Vec<_>>(),
+        history.iter().map(|v| v.version).collect::<Vec<_>>(),
         [1, 2, 3]
     );
-    assert_eq!(history[1].snapshot_id, Some(7));
+    assert_eq!(history[1].meta.snapshot_id, Some(7));
+    assert_eq!(history[1].load.files_done_count, 1);
+    let whole = c.version("sales.orders_cdc", 2).await.unwrap();
+    assert_eq!(whole.bookmark.load.files_done, ["LOAD00000001.csv"]);
     assert_eq!(
         c.bookmark("sales.orders_cdc").await.unwrap().version,
         3,

@@ -10,6 +10,7 @@ use sluice_core::streams::{
 };
 use sluice_core::streams::{BookmarkUpdate, Commit};
 use sluice_core::TableName;
+use sluice_store::VersionSummary;
 use utoipa::{IntoParams, ToSchema};
 
 /// The TTL of a batch whose open does not name one.
@@ -475,10 +476,9 @@ pub enum CauseBody {
     Reset,
 }
 
+/// What a version records besides the position: how and why it was made.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct VersionBody {
-    #[serde(flatten)]
-    pub bookmark: BookmarkBody,
+pub struct VersionMeta {
     pub cause: CauseBody,
     pub batch_id: Option<String>,
     pub run_id: Option<String>,
@@ -492,11 +492,10 @@ pub struct VersionBody {
     pub reason: Option<String>,
 }
 
-impl From<BookmarkVersion> for VersionBody {
-    fn from(v: BookmarkVersion) -> VersionBody {
+impl VersionMeta {
+    fn of(v: &BookmarkVersion) -> VersionMeta {
         use sluice_core::streams::Cause;
-        VersionBody {
-            bookmark: BookmarkBody::new(v.stream.as_str(), v.bookmark),
+        VersionMeta {
             cause: match v.cause {
                 Cause::Created => CauseBody::Created,
                 Cause::Batch => CauseBody::Batch,
@@ -504,20 +503,81 @@ impl From<BookmarkVersion> for VersionBody {
                 Cause::Reset => CauseBody::Reset,
             },
             batch_id: v.batch_id.map(|b| b.to_string()),
-            run_id: v.run_id,
+            run_id: v.run_id.clone(),
             counts: v.counts.map(CountsBody::from),
             snapshot_id: v.snapshot_id,
             rewound_to: v.rewound_to,
-            actor: v.actor,
-            reason: v.reason,
+            actor: v.actor.clone(),
+            reason: v.reason.clone(),
+        }
+    }
+}
+
+/// One version, whole.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VersionBody {
+    #[serde(flatten)]
+    pub bookmark: BookmarkBody,
+    #[serde(flatten)]
+    pub meta: VersionMeta,
+}
+
+impl From<BookmarkVersion> for VersionBody {
+    fn from(v: BookmarkVersion) -> VersionBody {
+        VersionBody {
+            meta: VersionMeta::of(&v),
+            bookmark: BookmarkBody::new(v.stream.as_str(), v.bookmark),
+        }
+    }
+}
+
+/// The load section as a page of history shows it: the files done are
+/// counted, not listed (a full load can list 20,000).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LoadSummaryBody {
+    pub files_done_count: usize,
+    pub high_water: Option<String>,
+    pub cdc_start: Option<PositionBody>,
+}
+
+/// A version as a page of history lists it; GET the version for its list
+/// of files done.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VersionSummaryBody {
+    pub stream: String,
+    pub version: i64,
+    pub phase: PhaseBody,
+    pub load: LoadSummaryBody,
+    pub delta: Option<PositionBody>,
+    pub updated_at: String,
+    #[serde(flatten)]
+    pub meta: VersionMeta,
+}
+
+impl From<VersionSummary> for VersionSummaryBody {
+    fn from(s: VersionSummary) -> VersionSummaryBody {
+        let meta = VersionMeta::of(&s.version);
+        let b = s.version.bookmark;
+        VersionSummaryBody {
+            stream: s.version.stream.to_string(),
+            version: b.version,
+            phase: b.phase.into(),
+            load: LoadSummaryBody {
+                files_done_count: s.files_done,
+                high_water: b.load.high_water,
+                cdc_start: b.load.cdc_start.map(PositionBody::from),
+            },
+            delta: b.delta.map(PositionBody::from),
+            updated_at: b.updated_at.to_rfc3339(),
+            meta,
         }
     }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct HistoryPage {
-    /// Oldest first.
-    pub versions: Vec<VersionBody>,
+    /// Oldest first; at most `limit`, and at most 1 MiB of them.
+    pub versions: Vec<VersionSummaryBody>,
     /// Pass as `after_version` for the next page; absent on the last page.
     pub next_after_version: Option<i64>,
 }

@@ -14,7 +14,7 @@ use sluice_api::error::ErrorDetail;
 use sluice_api::stream_dto::{
     BatchBody, BatchHeartbeatBody, BookmarkBody, CommitBody, CommitResultBody, FailBatchBody,
     HistoryPage, OpenBatchBody, PutStreamBody, ResetBody, RewindBody, StreamBody, StreamsPage,
-    VersionBody,
+    VersionBody, VersionSummaryBody,
 };
 use std::time::Duration;
 
@@ -297,8 +297,9 @@ impl Client {
             .await
     }
 
-    /// Every bookmark version, oldest first, following the pages.
-    pub async fn history(&self, stream: &str) -> Result<Vec<VersionBody>> {
+    /// Every bookmark version, oldest first, following the pages; each
+    /// counts its files done (`version` lists them).
+    pub async fn history(&self, stream: &str) -> Result<Vec<VersionSummaryBody>> {
         let mut versions = Vec::new();
         let mut after = 0;
         loop {
@@ -313,6 +314,12 @@ impl Client {
                 None => return Ok(versions),
             }
         }
+    }
+
+    /// One bookmark version, whole.
+    pub async fn version(&self, stream: &str, version: i64) -> Result<VersionBody> {
+        self.get(&format!("/v1/streams/{stream}/bookmark/history/{version}"))
+            .await
     }
 
     // Events

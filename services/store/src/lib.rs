@@ -26,7 +26,7 @@ pub use error::StoreError;
 pub use hub::{Hub, Wake};
 pub use ports::{
     Backend, Due, EventPort, EventQuery, LeasePort, LeaseView, StreamPort, TableSummary, TokenPort,
-    TokenRecord,
+    TokenRecord, VersionSummary,
 };
 pub use writer::Answer;
 
@@ -295,8 +295,16 @@ impl Store {
         stream: &StreamName,
         after_version: i64,
         limit: u32,
-    ) -> Result<Vec<BookmarkVersion>, StoreError> {
+    ) -> Result<Vec<VersionSummary>, StoreError> {
         self.backend.history(stream, after_version, limit).await
+    }
+
+    pub async fn version(
+        &self,
+        stream: &StreamName,
+        version: i64,
+    ) -> Result<Option<BookmarkVersion>, StoreError> {
+        self.backend.version(stream, version).await
     }
 
     /// Read a lease without a transaction (long-polls re-read through this).

@@ -70,13 +70,28 @@ pub trait StreamPort: Send + Sync + 'static {
         stream: &'a StreamName,
         id: BatchId,
     ) -> BoxFuture<'a, Result<Option<Batch>, StoreError>>;
-    /// Bookmark versions after `after_version`, oldest first.
+    /// Bookmark versions after `after_version`, oldest first, without
+    /// their lists of files done (a full load's can be 20,000 long).
     fn history<'a>(
         &'a self,
         stream: &'a StreamName,
         after_version: i64,
         limit: u32,
-    ) -> BoxFuture<'a, Result<Vec<BookmarkVersion>, StoreError>>;
+    ) -> BoxFuture<'a, Result<Vec<VersionSummary>, StoreError>>;
+    /// One bookmark version, whole.
+    fn version<'a>(
+        &'a self,
+        stream: &'a StreamName,
+        version: i64,
+    ) -> BoxFuture<'a, Result<Option<BookmarkVersion>, StoreError>>;
+}
+
+/// A history entry as a page shows it: its `load.files_done` is left empty
+/// and only counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionSummary {
+    pub version: BookmarkVersion,
+    pub files_done: usize,
 }
 
 /// Bearer tokens. They change rarely and outside the hot paths, so they are

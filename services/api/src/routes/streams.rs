@@ -8,7 +8,7 @@ use crate::extract::{Json, Path, Query};
 use crate::stream_dto::{
     BatchBody, BatchHeartbeatBody, BookmarkBody, CommitBody, CommitResultBody, FailBatchBody,
     HistoryPage, HistoryParams, OpenBatchBody, PutStreamBody, ResetBody, RewindBody, StreamBody,
-    StreamsPage,
+    StreamsPage, VersionBody, VersionSummaryBody,
 };
 use crate::AppState;
 use axum::extract::{DefaultBodyLimit, State};
@@ -33,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(put_stream, get_stream))
         .routes(routes!(get_bookmark))
         .routes(routes!(history))
+        .routes(routes!(version))
         .routes(routes!(rewind))
         .routes(routes!(reset))
         .routes(routes!(open_batch))
@@ -164,7 +165,9 @@ async fn get_bookmark(
 }
 
 /// Every version of the bookmark, oldest first: who changed it, how (a
-/// committed batch, a rewind, a reset) and why.
+/// committed batch, a rewind, a reset) and why. Each lists its files done
+/// by count only (GET the version for the list); a page ends at `limit`
+/// versions or 1 MiB, whichever comes first.
 #[utoipa::path(get, path = "/v1/streams/{stream}/bookmark/history", tag = "streams",
     params(("stream" = String, Path, description = "Stream name"), HistoryParams),
     responses(
@@ -185,17 +188,58 @@ async fn history(
     if after < 0 {
         return Err(ApiError::invalid("after_version must not be negative"));
     }
-    let versions = app.store.history(&stream, after, limit).await?;
-    if versions.is_empty() && app.store.stream(&stream).await?.is_none() {
+    let summaries = app.store.history(&stream, after, limit).await?;
+    if summaries.is_empty() && app.store.stream(&stream).await?.is_none() {
         return Err(sluice_core::RuleError::StreamNotFound(stream).into());
     }
-    let next_after_version = (versions.len() == limit as usize)
-        .then(|| versions.last().map(|v| v.bookmark.version))
-        .flatten();
+    // More may follow when the store filled the page or the byte bound cut it.
+    let mut more = summaries.len() == limit as usize;
+    let mut versions = Vec::with_capacity(summaries.len());
+    let mut bytes = 0;
+    for summary in summaries {
+        let body = VersionSummaryBody::from(summary);
+        bytes += serde_json::to_vec(&body).map_or(0, |b| b.len());
+        if bytes > MAX_HISTORY_PAGE_BYTES && !versions.is_empty() {
+            more = true;
+            break;
+        }
+        versions.push(body);
+    }
+    let next_after_version = more.then(|| versions.last().map(|v| v.version)).flatten();
     Ok(axum::Json(HistoryPage {
-        versions: versions.into_iter().map(Into::into).collect(),
+        versions,
         next_after_version,
     }))
+}
+
+/// A history page stops adding versions past this size.
+const MAX_HISTORY_PAGE_BYTES: usize = 1024 * 1024;
+
+/// One version of the bookmark, whole: its files done listed.
+#[utoipa::path(get, path = "/v1/streams/{stream}/bookmark/history/{version}", tag = "streams",
+    params(("stream" = String, Path, description = "Stream name"),
+        ("version" = i64, Path, description = "The version")),
+    responses(
+        (status = 200, description = "The version", body = VersionBody),
+        (status = 400, description = "Malformed stream name or version", body = ErrorBody),
+        (status = 404, description = "Unknown stream or version", body = ErrorBody),
+    ))]
+async fn version(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((stream, version)): Path<(String, i64)>,
+) -> Result<axum::Json<VersionBody>, ApiError> {
+    let stream = authorized(&app, &caller, Permission::ReadStreams, &stream).await?;
+    match app.store.version(&stream, version).await? {
+        Some(v) => Ok(axum::Json(v.into())),
+        None if app.store.stream(&stream).await?.is_none() => {
+            Err(sluice_core::RuleError::StreamNotFound(stream).into())
+        }
+        None => Err(sluice_core::RuleError::VersionNotFound(format!(
+            "stream `{stream}` has no version {version}"
+        ))
+        .into()),
+    }
 }
 
 /// Restore an earlier position as a new version (history is never

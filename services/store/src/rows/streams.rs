@@ -7,6 +7,7 @@
 
 use super::corrupt;
 use crate::error::StoreError;
+use crate::ports::VersionSummary;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use sluice_core::streams::{
@@ -89,6 +90,40 @@ pub struct VersionRow {
     pub rewound_to: Option<i64>,
     pub actor: Option<String>,
     pub reason: Option<String>,
+}
+
+/// A version row whose `load` lost its file list, and that list's length.
+#[derive(sqlx::FromRow)]
+pub struct SummaryRow {
+    #[sqlx(flatten)]
+    pub version: VersionRow,
+    pub files_done_count: i64,
+}
+
+impl TryFrom<SummaryRow> for VersionSummary {
+    type Error = StoreError;
+    fn try_from(r: SummaryRow) -> Result<VersionSummary, StoreError> {
+        Ok(VersionSummary {
+            files_done: usize::try_from(r.files_done_count)
+                .map_err(|_| corrupt("files_done count", &r.files_done_count.to_string()))?,
+            version: r.version.try_into()?,
+        })
+    }
+}
+
+/// The columns of a version row in `VERSION_COLUMNS` order, with `load`
+/// replaced by `load` (the dialect's expression for it without its file
+/// list) and `files_done_count` (the list's length) appended.
+pub fn summary_columns(load: &str, files_done_count: &str) -> String {
+    let columns: Vec<&str> = VERSION_COLUMNS
+        .split(',')
+        .map(str::trim)
+        .map(|c| if c == "load" { load } else { c })
+        .collect();
+    format!(
+        "{}, {files_done_count} AS files_done_count",
+        columns.join(", ")
+    )
 }
 
 fn parse_json<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {

@@ -3,7 +3,7 @@
 
 use super::{in_scopes, insert_events, now, SqliteBackend};
 use crate::error::StoreError;
-use crate::ports::{Apply, StreamPort};
+use crate::ports::{Apply, StreamPort, VersionSummary};
 use crate::rows::json_list;
 use crate::rows::streams::{
     self as rows, BatchRow, StreamRow, VersionRow, BATCH_COLUMNS, STREAM_COLUMNS,
@@ -111,18 +111,41 @@ impl StreamPort for SqliteBackend {
         stream: &'a StreamName,
         after_version: i64,
         limit: u32,
-    ) -> BoxFuture<'a, Result<Vec<BookmarkVersion>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<VersionSummary>, StoreError>> {
         async move {
-            let rows: Vec<VersionRow> = sqlx::query_as(&format!(
-                "SELECT {VERSION_COLUMNS} FROM bookmark_versions WHERE stream_name = ?1 AND version > ?2 \
-                 ORDER BY version LIMIT ?3"
+            let rows: Vec<rows::SummaryRow> = sqlx::query_as(&format!(
+                "SELECT {} FROM bookmark_versions WHERE stream_name = ?1 AND version > ?2 \
+                 ORDER BY version LIMIT ?3",
+                // The file list stays in the database: only its length leaves.
+                rows::summary_columns(
+                    "json_set(load, '$.files_done', json('[]')) AS load",
+                    "COALESCE(json_array_length(load, '$.files_done'), 0)"
+                )
             ))
             .bind(stream.as_str())
             .bind(after_version)
             .bind(i64::from(limit))
             .fetch_all(&self.readers)
             .await?;
-            rows.into_iter().map(BookmarkVersion::try_from).collect()
+            rows.into_iter().map(VersionSummary::try_from).collect()
+        }
+        .boxed()
+    }
+
+    fn version<'a>(
+        &'a self,
+        stream: &'a StreamName,
+        version: i64,
+    ) -> BoxFuture<'a, Result<Option<BookmarkVersion>, StoreError>> {
+        async move {
+            let row: Option<VersionRow> = sqlx::query_as(&format!(
+                "SELECT {VERSION_COLUMNS} FROM bookmark_versions WHERE stream_name = ?1 AND version = ?2"
+            ))
+            .bind(stream.as_str())
+            .bind(version)
+            .fetch_optional(&self.readers)
+            .await?;
+            row.map(BookmarkVersion::try_from).transpose()
         }
         .boxed()
     }

@@ -128,12 +128,48 @@ async fn a_committed_batch_and_its_bookmark_version_read_back() {
         );
 
         let history = store.history(&stream("sales.cdc"), 0, 10).await.unwrap();
-        let versions: Vec<i64> = history.iter().map(|v| v.bookmark.version).collect();
+        let versions: Vec<i64> = history.iter().map(|s| s.version.bookmark.version).collect();
         assert_eq!(versions, [1, 2], "{}", b.name);
-        assert_eq!(history[1].batch_id, Some(batch_id), "{}", b.name);
-        assert_eq!(history[1].actor.as_deref(), Some("test"), "{}", b.name);
+        assert_eq!(history[1].version.batch_id, Some(batch_id), "{}", b.name);
+        assert_eq!(
+            history[1].version.actor.as_deref(),
+            Some("test"),
+            "{}",
+            b.name
+        );
         let later = store.history(&stream("sales.cdc"), 1, 10).await.unwrap();
         assert_eq!(later.len(), 1, "{}", b.name);
+
+        // A page counts the files done; the version, read alone, lists them.
+        let whole = store
+            .version(&stream("sales.cdc"), 2)
+            .await
+            .unwrap()
+            .expect("stored");
+        assert!(!whole.bookmark.load.files_done.is_empty(), "{}", b.name);
+        assert_eq!(
+            history[1].files_done,
+            whole.bookmark.load.files_done.len(),
+            "{}",
+            b.name
+        );
+        assert!(
+            history[1].version.bookmark.load.files_done.is_empty(),
+            "{}",
+            b.name
+        );
+        let listed = &history[1].version.bookmark;
+        assert_eq!(
+            (listed.phase, &listed.load.high_water, &listed.delta),
+            (
+                whole.bookmark.phase,
+                &whole.bookmark.load.high_water,
+                &whole.bookmark.delta
+            ),
+            "{}: the rest of the position is listed",
+            b.name
+        );
+        assert_eq!(store.version(&stream("sales.cdc"), 9).await.unwrap(), None);
     }
 }
 
@@ -162,7 +198,12 @@ async fn a_rewind_reads_its_target_inside_the_transaction() {
         let bookmark = store.bookmark_command(rewind, None).await.unwrap().unwrap();
         assert_eq!(bookmark.version, 2, "{}", b.name);
         let history = store.history(&stream("sales.cdc"), 0, 10).await.unwrap();
-        assert_eq!(history.last().unwrap().rewound_to, Some(1), "{}", b.name);
+        assert_eq!(
+            history.last().unwrap().version.rewound_to,
+            Some(1),
+            "{}",
+            b.name
+        );
     }
 }
 
