@@ -4,7 +4,10 @@
 #
 # Fails on any 5xx and on any response that breaks the spec (status code,
 # content type, headers, body schema), and on invalid input that is not
-# refused with a 4xx (negative_data_rejection).
+# refused with a 4xx (negative_data_rejection). Then a second, shorter pass
+# with a job token scoped to one table (the out-of-scope refusals), and
+# scripts/duplicate-keys.py (a body naming a key twice, on every operation
+# with a body: 400 duplicate_key).
 #
 # Builds nothing: runs $SLUICE_BIN, else target/debug/sluice.
 # Environment:
@@ -161,6 +164,40 @@ rc=$?
 set -e
 FUZZ_PID=
 log "schemathesis exited $rc after $((SECONDS - start))s"
+
+# Refusals schemathesis does not reach on its own: a token scoped to one
+# table (every other table and stream answers 403 out_of_scope, which must
+# be in the spec and the JSON error body), and bodies naming a key twice.
+if [ "$rc" -eq 0 ]; then
+  SCOPED=$(env -u SLUICE__DATABASE__URL -u SLUICE_CONFIG \
+    "$BIN" token create --name fuzz-scoped --role job --scope fuzz.a --data-dir "$WORK/data" 2>/dev/null)
+  scoped=(
+    "$VENV/bin/schemathesis" run "$SPEC"
+    --url "$BASE"
+    --checks "$CHECKS"
+    --max-examples $(( (MAX_EXAMPLES + 3) / 4 ))
+    --seed "$SEED"
+    --workers "$WORKERS"
+    --continue-on-failure
+    --request-timeout 30
+    --generation-database none
+    --phases fuzzing
+    -H "Authorization: Bearer $SCOPED"
+    "$@"
+  )
+  log "running the scoped pass"
+  (cd "$WORK" && exec "${scoped[@]}") &
+  FUZZ_PID=$!
+  set +e
+  wait "$FUZZ_PID"
+  rc=$?
+  set -e
+  FUZZ_PID=
+  log "scoped schemathesis exited $rc"
+fi
+if [ "$rc" -eq 0 ]; then
+  "$VENV/bin/python" "$ROOT/scripts/duplicate-keys.py" "$SPEC" "$BASE" "$SLUICE_TOKEN" >&2 || rc=1
+fi
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
   log "the server died during the run; its log:"
   tail -n 50 "$WORK/server.log" | sed 's/^/  | /' >&2
