@@ -165,6 +165,23 @@ impl Server {
         assert_eq!(changed, 1, "token {name}");
     }
 
+    /// One integer from this server's database (an inspection query).
+    pub async fn sql_i64(&self, sql: &str) -> i64 {
+        use sqlx::Connection;
+        match self.storage.as_slice() {
+            [flag, dir] if flag == "--data-dir" => {
+                let url = format!("sqlite://{dir}/sluice.db");
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+            }
+            [flag, url] if flag == "--database-url" => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+            }
+            other => panic!("unknown storage {other:?}"),
+        }
+    }
+
     /// `sluice token revoke`.
     pub fn revoke_token(&self, name: &str) {
         let output = Command::new(binary())

@@ -125,6 +125,14 @@ pub(crate) fn targets(jobs: &[Job]) -> Targets {
     }
 }
 
+/// A new bookmark version, with its load as stored (whole, or what it
+/// added to the version before: see `rows::streams::stored_load`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewVersion {
+    pub version: BookmarkVersion,
+    pub load: String,
+}
+
 /// What a backend writes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Changes {
@@ -133,7 +141,7 @@ pub struct Changes {
     /// New or changed batches.
     pub batches: Vec<Batch>,
     /// New bookmark versions.
-    pub versions: Vec<BookmarkVersion>,
+    pub versions: Vec<NewVersion>,
     pub events: Vec<NewEvent>,
 }
 
@@ -244,9 +252,16 @@ fn diff(
                 .cloned(),
         );
         let old_versions = old.map_or(0, |o| o.versions.len());
-        applied
-            .versions
-            .extend(state.versions[old_versions..].iter().cloned());
+        // Each new version is stored against the one before it: the
+        // loaded bookmark for the first, then each other in turn.
+        let mut previous = old.map(|o| o.bookmark.load.files_done.as_slice());
+        for version in &state.versions[old_versions..] {
+            applied.versions.push(NewVersion {
+                load: crate::rows::streams::stored_load(version, previous),
+                version: version.clone(),
+            });
+            previous = Some(version.bookmark.load.files_done.as_slice());
+        }
         let header_changed = old.is_none_or(|o| {
             o.settings != state.settings
                 || o.bookmark != state.bookmark

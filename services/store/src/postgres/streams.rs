@@ -119,8 +119,10 @@ impl StreamPort for PgBackend {
                  ORDER BY version LIMIT $3",
                 // The file list stays in the database: only its length leaves.
                 rows::summary_columns(
-                    r#"(load::jsonb || '{"files_done": []}'::jsonb)::text AS load"#,
-                    "COALESCE(jsonb_array_length(load::jsonb -> 'files_done'), 0)::int8"
+                    r#"((load::jsonb - 'files_added' - 'files_done_count')
+                       || '{"files_done": []}'::jsonb)::text AS load"#,
+                    "COALESCE(jsonb_array_length(load::jsonb -> 'files_done'), \
+                     (load::jsonb ->> 'files_done_count')::int8, 0)::int8"
                 )
             ))
             .bind(stream.as_str())
@@ -139,14 +141,12 @@ impl StreamPort for PgBackend {
         version: i64,
     ) -> BoxFuture<'a, Result<Option<BookmarkVersion>, StoreError>> {
         async move {
-            let row: Option<VersionRow> = sqlx::query_as(&format!(
-                "SELECT {VERSION_COLUMNS} FROM bookmark_versions WHERE stream_name = $1 AND version = $2"
-            ))
-            .bind(stream.as_str())
-            .bind(version)
-            .fetch_optional(&self.pool)
-            .await?;
-            row.map(BookmarkVersion::try_from).transpose()
+            let chain: Vec<VersionRow> = sqlx::query_as(&chain_query("version = $2"))
+                .bind(stream.as_str())
+                .bind(version)
+                .fetch_all(&self.pool)
+                .await?;
+            rows::rebuild(chain)
         }
         .boxed()
     }
@@ -205,28 +205,32 @@ async fn rewind_target(
     stream: &StreamName,
     to: RewindTo,
 ) -> Result<Option<BookmarkVersion>, StoreError> {
-    let row: Option<VersionRow> = match to {
-        RewindTo::Version(v) => {
-            sqlx::query_as(&format!(
-                "SELECT {VERSION_COLUMNS} FROM bookmark_versions WHERE stream_name = $1 AND version = $2"
-            ))
-            .bind(stream.as_str())
-            .bind(v)
-            .fetch_optional(&mut **tx)
-            .await?
-        }
-        RewindTo::Time(t) => {
-            sqlx::query_as(&format!(
-                "SELECT {VERSION_COLUMNS} FROM bookmark_versions WHERE stream_name = $1 AND at <= $2 \
-                 ORDER BY version DESC LIMIT 1"
-            ))
-            .bind(stream.as_str())
-            .bind(t.0)
-            .fetch_optional(&mut **tx)
-            .await?
-        }
+    let (target, value) = match to {
+        RewindTo::Version(v) => ("version = $2", v),
+        RewindTo::Time(t) => ("at <= $2", t.0),
     };
-    row.map(BookmarkVersion::try_from).transpose()
+    let chain: Vec<VersionRow> = sqlx::query_as(&chain_query(target))
+        .bind(stream.as_str())
+        .bind(value)
+        .fetch_all(&mut **tx)
+        .await?;
+    rows::rebuild(chain)
+}
+
+/// The rows that make up the last version of stream $1 matching `target`
+/// (a condition on $2): from the last whole one before it (see
+/// `rows::streams::stored_load`), oldest first.
+fn chain_query(target: &str) -> String {
+    format!(
+        "SELECT {VERSION_COLUMNS} FROM bookmark_versions WHERE stream_name = $1 \
+         AND version <= (SELECT version FROM bookmark_versions WHERE stream_name = $1 AND {target} \
+           ORDER BY version DESC LIMIT 1) \
+         AND version >= (SELECT b.version FROM bookmark_versions b WHERE b.stream_name = $1 \
+           AND b.version <= (SELECT version FROM bookmark_versions WHERE stream_name = $1 AND {target} \
+             ORDER BY version DESC LIMIT 1) \
+           AND NOT jsonb_exists(b.load::jsonb, 'files_added') ORDER BY b.version DESC LIMIT 1) \
+         ORDER BY version"
+    )
 }
 
 /// Streams, batches, versions and events in one statement. The event

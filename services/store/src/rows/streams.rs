@@ -8,13 +8,15 @@
 use super::corrupt;
 use crate::error::StoreError;
 use crate::ports::VersionSummary;
+use crate::streams::NewVersion;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use sluice_core::streams::{
-    Batch, BatchState, Bookmark, BookmarkVersion, Cause, LoadProgress, Phase, StreamSettings,
-    StreamState,
+    Batch, BatchState, Bookmark, BookmarkVersion, Cause, LoadProgress, Phase, Position,
+    StreamSettings, StreamState,
 };
 use sluice_core::{Millis, StreamName, TableName};
+use std::collections::BTreeSet;
 
 pub const STREAM_COLUMNS: &str = "name, table_name, source, expected_schema_hash, \
      bookmark_version, phase, load, delta, bookmark_updated_at, last_token, created_at, updated_at";
@@ -197,31 +199,132 @@ impl TryFrom<BatchRow> for Batch {
     }
 }
 
+/// A version row whose `load` is whole (it lists `files_done`).
 impl TryFrom<VersionRow> for BookmarkVersion {
     type Error = StoreError;
     fn try_from(r: VersionRow) -> Result<BookmarkVersion, StoreError> {
-        Ok(BookmarkVersion {
-            stream: stream_name(&r.stream_name)?,
-            bookmark: Bookmark {
-                version: r.version,
-                phase: phase(&r.phase)?,
-                load: parse_json("load", &r.load)?,
-                delta: parse_opt("delta", r.delta)?,
-                updated_at: Millis(r.at),
-            },
-            cause: Cause::parse(&r.cause).ok_or_else(|| corrupt("cause", &r.cause))?,
-            batch_id: match r.batch_id {
-                Some(id) => Some(id.parse().map_err(|_| corrupt("batch id", &id))?),
-                None => None,
-            },
-            run_id: r.run_id,
-            counts: parse_opt("counts", r.counts)?,
-            snapshot_id: r.snapshot_id,
-            rewound_to: r.rewound_to,
-            actor: r.actor,
-            reason: r.reason,
-        })
+        let load = parse_json("load", &r.load)?;
+        version_of(r, load)
     }
+}
+
+fn version_of(r: VersionRow, load: LoadProgress) -> Result<BookmarkVersion, StoreError> {
+    Ok(BookmarkVersion {
+        stream: stream_name(&r.stream_name)?,
+        bookmark: Bookmark {
+            version: r.version,
+            phase: phase(&r.phase)?,
+            load,
+            delta: parse_opt("delta", r.delta)?,
+            updated_at: Millis(r.at),
+        },
+        cause: Cause::parse(&r.cause).ok_or_else(|| corrupt("cause", &r.cause))?,
+        batch_id: match r.batch_id {
+            Some(id) => Some(id.parse().map_err(|_| corrupt("batch id", &id))?),
+            None => None,
+        },
+        run_id: r.run_id,
+        counts: parse_opt("counts", r.counts)?,
+        snapshot_id: r.snapshot_id,
+        rewound_to: r.rewound_to,
+        actor: r.actor,
+        reason: r.reason,
+    })
+}
+
+// How a version's load is stored. A committed batch can only add files to
+// the version before it (the rules refuse a commit that drops one), so a
+// batch version whose list is long keeps only the files it added, with
+// the list's length; a created, rewound or reset version keeps its whole
+// list, and so does every `WHOLE_EVERY`th. Read back, a version adds up
+// the files from the last whole one: at most `WHOLE_EVERY` rows, however
+// long the history. A full load of 20,000 files then costs its list once
+// (and once per `WHOLE_EVERY` versions), not once per version.
+
+/// Lists up to this long are stored whole: cheaper than adding up.
+const WHOLE_UP_TO: usize = 64;
+/// One version in this many is stored whole.
+pub const WHOLE_EVERY: i64 = 256;
+
+/// The load of a version stored as what it added to the one before.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AddedLoad {
+    files_added: Vec<String>,
+    files_done_count: usize,
+    high_water: Option<String>,
+    cdc_start: Option<Position>,
+}
+
+/// The `load` column of a new version, given the files of the version
+/// before it.
+pub fn stored_load(v: &BookmarkVersion, previous: Option<&[String]>) -> String {
+    let load = &v.bookmark.load;
+    let delta_worthy = v.cause == Cause::Batch
+        && load.files_done.len() > WHOLE_UP_TO
+        && v.bookmark.version % WHOLE_EVERY != 0;
+    match previous
+        .filter(|_| delta_worthy)
+        .and_then(|p| added(p, &load.files_done))
+    {
+        Some(files_added) => text(&AddedLoad {
+            files_added,
+            files_done_count: load.files_done.len(),
+            high_water: load.high_water.clone(),
+            cdc_start: load.cdc_start.clone(),
+        }),
+        None => text(load),
+    }
+}
+
+/// `files` less `previous` (both sorted, each once), if `files` holds all
+/// of `previous`.
+fn added(previous: &[String], files: &[String]) -> Option<Vec<String>> {
+    let mut rest = previous.iter().peekable();
+    let mut added = Vec::new();
+    for file in files {
+        if rest.peek() == Some(&file) {
+            rest.next();
+        } else {
+            added.push(file.clone());
+        }
+    }
+    rest.peek().is_none().then_some(added)
+}
+
+/// The last of `chain` (one stream's version rows, oldest first, starting
+/// at a whole one) whole: the files of those before it added up.
+pub fn rebuild(chain: Vec<VersionRow>) -> Result<Option<BookmarkVersion>, StoreError> {
+    let mut files: Option<BTreeSet<String>> = None;
+    let mut last = None;
+    for row in chain {
+        let load = match serde_json::from_str::<AddedLoad>(&row.load) {
+            Ok(added) => {
+                let done = files
+                    .as_mut()
+                    .ok_or_else(|| corrupt("version chain without a whole start", &row.load))?;
+                done.extend(added.files_added);
+                if done.len() != added.files_done_count {
+                    return Err(corrupt("files_done_count", &row.load));
+                }
+                LoadProgress {
+                    files_done: Vec::new(),
+                    high_water: added.high_water,
+                    cdc_start: added.cdc_start,
+                }
+            }
+            Err(_) => {
+                let mut whole: LoadProgress = parse_json("load", &row.load)?;
+                files = Some(std::mem::take(&mut whole.files_done).into_iter().collect());
+                whole
+            }
+        };
+        last = Some((row, load));
+    }
+    let Some((row, mut load)) = last else {
+        return Ok(None);
+    };
+    load.files_done = files.unwrap_or_default().into_iter().collect();
+    version_of(row, load).map(Some)
 }
 
 fn text<T: serde::Serialize>(value: &T) -> String {
@@ -255,10 +358,11 @@ pub fn batch_json(b: &Batch) -> Value {
     })
 }
 
-pub fn version_json(v: &BookmarkVersion) -> Value {
+pub fn version_json(new: &NewVersion) -> Value {
+    let v = &new.version;
     json!({
         "stream_name": v.stream.as_str(), "version": v.bookmark.version,
-        "phase": v.bookmark.phase.as_str(), "load": text(&v.bookmark.load),
+        "phase": v.bookmark.phase.as_str(), "load": new.load,
         "delta": opt_text(&v.bookmark.delta), "at": v.bookmark.updated_at.0,
         "cause": v.cause.as_str(), "batch_id": v.batch_id.map(|b| b.to_string()),
         "run_id": v.run_id, "counts": opt_text(&v.counts), "snapshot_id": v.snapshot_id,
