@@ -407,7 +407,9 @@ async fn register(c: &Client, dms: &Dms) {
     assert_eq!(answer.status, 201, "{answer:?}");
 }
 
-/// Every version of the bookmark, oldest first, across pages.
+/// Every version of the bookmark, oldest first and whole: pages of three
+/// summaries, then each version read on its own (pages count files done,
+/// versions list them).
 async fn history(c: &Client) -> Vec<Value> {
     let mut versions = Vec::new();
     let mut after = 0;
@@ -417,13 +419,22 @@ async fn history(c: &Client) -> Vec<Value> {
             &format!("/v1/streams/{STREAM}/bookmark/history?after_version={after}&limit=3"),
         )
         .await;
-        versions.extend(
-            page["versions"]
-                .as_array()
-                .expect("versions")
-                .iter()
-                .cloned(),
-        );
+        for summary in page["versions"].as_array().expect("versions") {
+            let version = summary["version"].as_i64().expect("a version");
+            let whole = get(
+                c,
+                &format!("/v1/streams/{STREAM}/bookmark/history/{version}"),
+            )
+            .await;
+            assert_eq!(
+                summary["load"]["files_done_count"].as_u64(),
+                whole["load"]["files_done"]
+                    .as_array()
+                    .map(|f| f.len() as u64),
+                "the page counts what the version lists"
+            );
+            versions.push(whole);
+        }
         match page["next_after_version"].as_i64() {
             Some(next) => {
                 assert!(next > after, "pages move forward: {page}");

@@ -218,3 +218,28 @@ async fn connections_past_the_cap_are_answered_503_and_closed_and_the_cap_frees_
     assert_eq!(ok.status(), 200);
     drop(idle);
 }
+
+#[tokio::test]
+async fn the_listen_backlog_is_the_systems_not_128() {
+    // A burst of long-polls queues in the kernel's accept queue; at 128 it
+    // overflowed and connections waited for SYN retries.
+    let Ok(somaxconn) = std::fs::read_to_string("/proc/sys/net/core/somaxconn") else {
+        return; // not Linux
+    };
+    let somaxconn: u64 = somaxconn.trim().parse().unwrap();
+    let s = Server::sqlite().await;
+    let port = s.url.rsplit(':').next().unwrap().to_owned();
+    // For a listening socket, `ss` shows the backlog as its Send-Q.
+    let output = std::process::Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2) is installed");
+    let line = String::from_utf8(output.stdout).unwrap();
+    let backlog: u64 = line
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("ss printed {line:?}"))
+        .parse()
+        .unwrap();
+    assert_eq!(backlog, somaxconn.min(65_535), "{line}");
+}
