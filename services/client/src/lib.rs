@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod etcd_load;
 pub mod history;
 pub mod load;
 pub mod stream_load;

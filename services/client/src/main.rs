@@ -81,6 +81,18 @@ enum Cmd {
         #[arg(long)]
         setup: bool,
     },
+    /// The peer: take and release etcd locks the same way (etcd's v3 JSON
+    /// gateway); print a JSON summary.
+    Etcd {
+        #[arg(long, default_value = "http://127.0.0.1:2379")]
+        url: String,
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 1000)]
+        tables: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
     /// Check a recorded history against itself and the server's event log.
     Check {
         #[arg(long, default_value = "http://127.0.0.1:7878")]
@@ -183,6 +195,22 @@ async fn main() -> anyhow::Result<()> {
             let summary = stream_load::run(config).await?;
             println!("{}", serde_json::to_string(&summary)?);
             anyhow::ensure!(summary.errors == 0, "{} calls failed", summary.errors);
+            Ok(())
+        }
+        Cmd::Etcd {
+            url,
+            clients,
+            tables,
+            seconds,
+        } => {
+            let summary = sluice_client::etcd_load::run(sluice_client::etcd_load::EtcdLoadConfig {
+                url,
+                clients,
+                tables,
+                duration: Duration::from_secs_f64(seconds),
+            })
+            .await?;
+            println!("{}", serde_json::to_string(&summary)?);
             Ok(())
         }
         Cmd::Check { url, history: path } => {
