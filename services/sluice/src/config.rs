@@ -3,8 +3,9 @@
 
 use anyhow::Context;
 use serde::Deserialize;
-use sluice_store::{StoreConfig, WriterConfig};
+use sluice_store::{Retention, StoreConfig, WriterConfig};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:7878";
 pub const DEFAULT_DATA_DIR: &str = "./sluice-data";
@@ -27,6 +28,14 @@ pub struct StorageArgs {
     /// Most commands in one group-commit transaction.
     #[arg(long, env = "SLUICE__DATABASE__MAX_BATCH")]
     pub max_batch: Option<usize>,
+    /// Days finished leases and batches and events are kept before they are
+    /// pruned (default 30; bookmark versions are always kept).
+    #[arg(long, env = "SLUICE__DATABASE__HISTORY_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub history_retention_days: Option<u32>,
+    /// The event log's most recent events, kept whatever their age
+    /// (default 100000).
+    #[arg(long, env = "SLUICE__DATABASE__HISTORY_KEEP_EVENTS")]
+    pub history_keep_events: Option<u32>,
 }
 
 /// The TOML file.
@@ -61,6 +70,8 @@ pub struct DatabaseSection {
     pub max_connections: Option<u32>,
     pub writers: Option<usize>,
     pub max_batch: Option<usize>,
+    pub history_retention_days: Option<u32>,
+    pub history_keep_events: Option<u32>,
 }
 
 impl FileConfig {
@@ -97,6 +108,18 @@ impl StorageArgs {
                 .or(file.max_batch)
                 .unwrap_or(defaults.max_batch),
             writers: self.writers.or(file.writers).unwrap_or(defaults.writers),
+            retention: Retention {
+                keep_for: self
+                    .history_retention_days
+                    .or(file.history_retention_days)
+                    .map_or(defaults.retention.keep_for, |days| {
+                        Duration::from_secs(u64::from(days) * 86_400)
+                    }),
+                keep_events: self
+                    .history_keep_events
+                    .or(file.history_keep_events)
+                    .map_or(defaults.retention.keep_events, i64::from),
+            },
         };
         (store, writer)
     }

@@ -16,6 +16,7 @@ mod hub;
 pub mod leases;
 mod ports;
 mod postgres;
+mod pruner;
 mod rows;
 mod sqlite;
 pub mod streams;
@@ -28,6 +29,7 @@ pub use ports::{
     Backend, Due, EventPort, EventQuery, LeasePort, LeaseView, StreamPort, TableSummary, TokenPort,
     TokenRecord, VersionSummary,
 };
+pub use pruner::Retention;
 pub use writer::Answer;
 
 use sluice_core::{
@@ -55,6 +57,8 @@ pub struct WriterConfig {
     pub max_batch: usize,
     /// Concurrent transactions (PostgreSQL; SQLite always uses one).
     pub writers: usize,
+    /// How long finished history is kept before the pruner deletes it.
+    pub retention: Retention,
 }
 
 impl Default for WriterConfig {
@@ -62,6 +66,7 @@ impl Default for WriterConfig {
         WriterConfig {
             max_batch: 256,
             writers: 1,
+            retention: Retention::default(),
         }
     }
 }
@@ -141,6 +146,7 @@ impl Store {
             hub.clone(),
             planned,
         ));
+        tasks.push(pruner::spawn(backend.clone(), writer.retention));
         tasks.extend(listener);
         Ok(Store {
             backend,
@@ -327,6 +333,12 @@ impl Store {
         scopes: &[String],
     ) -> Result<Vec<TableSummary>, StoreError> {
         self.backend.tables(after, limit, scopes).await
+    }
+
+    /// Delete the history older than `before` now (the background pruner
+    /// does this every minute with the configured retention); rows deleted.
+    pub async fn prune(&self, before: Millis, keep_events: i64) -> Result<u64, StoreError> {
+        pruner::prune(self.backend.as_ref(), before, keep_events).await
     }
 
     pub async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError> {

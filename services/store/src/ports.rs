@@ -42,6 +42,9 @@ pub trait LeasePort: Send + Sync + 'static {
         &'a self,
         name: &'a TableName,
     ) -> BoxFuture<'a, Result<Option<TableName>, StoreError>>;
+    /// Delete up to `limit` of the oldest finished leases that ended before
+    /// `before`; how many went.
+    fn prune_leases(&self, before: Millis, limit: u32) -> BoxFuture<'_, Result<u64, StoreError>>;
     /// The tables whose live leases have expired, and the next expiry.
     fn due(&self) -> BoxFuture<'_, Result<Due, StoreError>>;
 }
@@ -78,6 +81,9 @@ pub trait StreamPort: Send + Sync + 'static {
         after_version: i64,
         limit: u32,
     ) -> BoxFuture<'a, Result<Vec<VersionSummary>, StoreError>>;
+    /// Delete up to `limit` of the oldest finished batches that ended
+    /// before `before` (bookmark versions are kept); how many went.
+    fn prune_batches(&self, before: Millis, limit: u32) -> BoxFuture<'_, Result<u64, StoreError>>;
     /// One bookmark version, whole.
     fn version<'a>(
         &'a self,
@@ -110,6 +116,14 @@ pub trait TokenPort: Send + Sync + 'static {
 pub trait EventPort: Send + Sync + 'static {
     fn events<'a>(&'a self, query: &'a EventQuery)
         -> BoxFuture<'a, Result<Vec<Event>, StoreError>>;
+    /// Delete up to `limit` of the oldest events written before `before`,
+    /// never one of the last `keep_last`; how many went.
+    fn prune_events(
+        &self,
+        before: Millis,
+        keep_last: i64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<u64, StoreError>>;
 }
 
 /// One database: every port, and what concerns the whole of it.

@@ -7,7 +7,7 @@ use crate::ports::{EventPort, EventQuery};
 use crate::rows::events::{EventRow, EVENT_COLUMNS};
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use sluice_core::Event;
+use sluice_core::{Event, Millis};
 
 impl EventPort for PgBackend {
     fn events<'a>(&'a self, q: &'a EventQuery) -> BoxFuture<'a, Result<Vec<Event>, StoreError>> {
@@ -29,6 +29,31 @@ impl EventPort for PgBackend {
             .fetch_all(&self.pool)
             .await?;
             rows.into_iter().map(Event::try_from).collect()
+        }
+        .boxed()
+    }
+
+    fn prune_events(
+        &self,
+        before: Millis,
+        keep_last: i64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        async move {
+            // The oldest `limit` by id, of which those written before the
+            // cutoff: ids follow commit order, so the walk stays at the
+            // start of the log.
+            let done = sqlx::query(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events \
+                 WHERE id <= (SELECT COALESCE(MAX(id), 0) FROM events) - $2 ORDER BY id LIMIT $3) \
+                 AND at < $1",
+            )
+            .bind(before.0)
+            .bind(keep_last)
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected())
         }
         .boxed()
     }

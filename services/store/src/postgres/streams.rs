@@ -135,6 +135,22 @@ impl StreamPort for PgBackend {
         .boxed()
     }
 
+    fn prune_batches(&self, before: Millis, limit: u32) -> BoxFuture<'_, Result<u64, StoreError>> {
+        async move {
+            let done = sqlx::query(
+                "DELETE FROM stream_batches WHERE id IN (SELECT id FROM stream_batches \
+                 WHERE id < $1 AND state <> 'open' ORDER BY id LIMIT $3) AND ended_at < $2",
+            )
+            .bind(crate::rows::v7_floor(before))
+            .bind(before.0)
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected())
+        }
+        .boxed()
+    }
+
     fn version<'a>(
         &'a self,
         stream: &'a StreamName,

@@ -19,3 +19,15 @@ pub(crate) fn corrupt(what: &str, value: &str) -> StoreError {
 pub fn json_list<S: serde::Serialize>(items: &[S]) -> String {
     serde_json::to_string(items).expect("strings serialize")
 }
+
+/// The text form of the smallest UUIDv7 minted at `at`: ids (leases,
+/// batches) are v7, so every id minted before `at` sorts below it, and
+/// pruning walks the primary key instead of scanning the table.
+pub fn v7_floor(at: sluice_core::Millis) -> String {
+    let ms = at.0.max(0) as u64 & 0xFFFF_FFFF_FFFF;
+    format!(
+        "{:08x}-{:04x}-0000-0000-000000000000",
+        ms >> 16,
+        ms & 0xFFFF
+    )
+}

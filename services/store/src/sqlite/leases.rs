@@ -87,6 +87,23 @@ impl LeasePort for SqliteBackend {
         .boxed()
     }
 
+    fn prune_leases(&self, before: Millis, limit: u32) -> BoxFuture<'_, Result<u64, StoreError>> {
+        async move {
+            // The oldest finished ones by id (ids are UUIDv7: time order).
+            let done = sqlx::query(&format!(
+                "DELETE FROM leases WHERE id IN (SELECT id FROM leases WHERE id < ?1 AND NOT ({LIVE}) \
+                 ORDER BY id LIMIT ?3) AND ended_at < ?2"
+            ))
+            .bind(crate::rows::v7_floor(before))
+            .bind(before.0)
+            .bind(i64::from(limit))
+            .execute(&self.writer)
+            .await?;
+            Ok(done.rows_affected())
+        }
+        .boxed()
+    }
+
     fn tables<'a>(
         &'a self,
         after: Option<&'a str>,

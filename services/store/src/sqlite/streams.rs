@@ -13,7 +13,7 @@ use crate::streams::{Changes, Loaded, Targets};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use sluice_core::streams::RewindTo;
-use sluice_core::{Batch, BatchId, BookmarkVersion, StreamName, StreamState};
+use sluice_core::{Batch, BatchId, BookmarkVersion, Millis, StreamName, StreamState};
 use sqlx::{Sqlite, Transaction};
 
 impl StreamPort for SqliteBackend {
@@ -130,6 +130,22 @@ impl StreamPort for SqliteBackend {
             .fetch_all(&self.readers)
             .await?;
             rows.into_iter().map(VersionSummary::try_from).collect()
+        }
+        .boxed()
+    }
+
+    fn prune_batches(&self, before: Millis, limit: u32) -> BoxFuture<'_, Result<u64, StoreError>> {
+        async move {
+            let done = sqlx::query(
+                "DELETE FROM stream_batches WHERE id IN (SELECT id FROM stream_batches \
+                 WHERE id < ?1 AND state <> 'open' ORDER BY id LIMIT ?3) AND ended_at < ?2",
+            )
+            .bind(crate::rows::v7_floor(before))
+            .bind(before.0)
+            .bind(i64::from(limit))
+            .execute(&self.writer)
+            .await?;
+            Ok(done.rows_affected())
         }
         .boxed()
     }

@@ -4,6 +4,7 @@
 
 mod events;
 mod leases;
+mod retention;
 mod streams;
 mod support;
 mod tokens;
