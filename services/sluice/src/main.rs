@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How long in-flight requests (long-polls included) get to finish on shutdown.
 const DRAIN: Duration = Duration::from_secs(10);
-const DEFAULT_HEADER_READ_TIMEOUT_SECONDS: u64 = 15;
+/// hyper's own default; long enough that kept-alive client pools rarely
+/// find their connection closed under them.
+const DEFAULT_HEADER_READ_TIMEOUT_SECONDS: u64 = 30;
 
 #[derive(Parser)]
 #[command(
@@ -52,7 +54,7 @@ enum Cmd {
         max_long_polls: Option<usize>,
         /// Close a connection whose request headers are not all in this
         /// many seconds after the server starts waiting for them (also how
-        /// long an idle kept-alive connection stays open; default 15).
+        /// long an idle kept-alive connection stays open; default 30).
         #[arg(long, env = "SLUICE__SERVER__HEADER_READ_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         header_read_timeout_seconds: Option<u64>,
         /// Most client connections open at once; more are answered 503 and
