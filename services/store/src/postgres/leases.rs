@@ -3,7 +3,7 @@
 //! statement.
 
 use super::notify::{notify_payloads, CHANNEL};
-use super::{database_now, in_scopes, PgBackend, NOW_MS};
+use super::{database_now, in_scopes, prune_finished, PgBackend, NOW_MS};
 use crate::error::StoreError;
 use crate::leases::{Changes, Loaded, Targets};
 use crate::ports::{Apply, Due, LeasePort, LeaseView, TableSummary};
@@ -81,20 +81,8 @@ impl LeasePort for PgBackend {
     }
 
     fn prune_leases(&self, before: Millis, limit: u32) -> BoxFuture<'_, Result<u64, StoreError>> {
-        async move {
-            // The oldest finished ones by id (ids are UUIDv7: time order).
-            let done = sqlx::query(&format!(
-                "DELETE FROM leases WHERE id IN (SELECT id FROM leases WHERE id < $1 AND NOT ({LIVE}) \
-                 ORDER BY id LIMIT $3) AND ended_at < $2"
-            ))
-            .bind(crate::rows::v7_floor(before))
-            .bind(before.0)
-            .bind(i64::from(limit))
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected())
-        }
-        .boxed()
+        let finished = format!("NOT ({LIVE})");
+        async move { prune_finished(&self.pool, "leases", &finished, before, limit).await }.boxed()
     }
 
     fn tables<'a>(

@@ -3,7 +3,7 @@
 //! database's clock decides expiry, and every change is written by one
 //! statement.
 
-use super::{database_now, in_scopes, PgBackend, NOW_MS};
+use super::{database_now, in_scopes, prune_finished, PgBackend, NOW_MS};
 use crate::error::StoreError;
 use crate::ports::{Apply, StreamPort, VersionSummary};
 use crate::rows::events::events_json;
@@ -137,16 +137,14 @@ impl StreamPort for PgBackend {
 
     fn prune_batches(&self, before: Millis, limit: u32) -> BoxFuture<'_, Result<u64, StoreError>> {
         async move {
-            let done = sqlx::query(
-                "DELETE FROM stream_batches WHERE id IN (SELECT id FROM stream_batches \
-                 WHERE id < $1 AND state <> 'open' ORDER BY id LIMIT $3) AND ended_at < $2",
+            prune_finished(
+                &self.pool,
+                "stream_batches",
+                "state <> 'open'",
+                before,
+                limit,
             )
-            .bind(crate::rows::v7_floor(before))
-            .bind(before.0)
-            .bind(i64::from(limit))
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected())
+            .await
         }
         .boxed()
     }

@@ -2,7 +2,7 @@
 //! size (lists travel as JSON arrays: every statement is a round trip to
 //! sqlx's SQLite worker thread).
 
-use super::{in_scopes, insert_events, now, SqliteBackend};
+use super::{in_scopes, insert_events, now, prune_finished, SqliteBackend};
 use crate::error::StoreError;
 use crate::leases::{Changes, Loaded, Targets};
 use crate::ports::{Apply, Due, LeasePort, LeaseView, TableSummary};
@@ -88,20 +88,9 @@ impl LeasePort for SqliteBackend {
     }
 
     fn prune_leases(&self, before: Millis, limit: u32) -> BoxFuture<'_, Result<u64, StoreError>> {
-        async move {
-            // The oldest finished ones by id (ids are UUIDv7: time order).
-            let done = sqlx::query(&format!(
-                "DELETE FROM leases WHERE id IN (SELECT id FROM leases WHERE id < ?1 AND NOT ({LIVE}) \
-                 ORDER BY id LIMIT ?3) AND ended_at < ?2"
-            ))
-            .bind(crate::rows::v7_floor(before))
-            .bind(before.0)
-            .bind(i64::from(limit))
-            .execute(&self.writer)
-            .await?;
-            Ok(done.rows_affected())
-        }
-        .boxed()
+        let finished = format!("NOT ({LIVE})");
+        async move { prune_finished(&self.writer, "leases", &finished, before, limit).await }
+            .boxed()
     }
 
     fn tables<'a>(

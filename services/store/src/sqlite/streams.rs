@@ -1,7 +1,7 @@
 //! Streams, batches and bookmark versions on SQLite: one statement per step
 //! whatever the batch size (lists travel as JSON arrays).
 
-use super::{in_scopes, insert_events, now, SqliteBackend};
+use super::{in_scopes, insert_events, now, prune_finished, SqliteBackend};
 use crate::error::StoreError;
 use crate::ports::{Apply, StreamPort, VersionSummary};
 use crate::rows::json_list;
@@ -136,16 +136,14 @@ impl StreamPort for SqliteBackend {
 
     fn prune_batches(&self, before: Millis, limit: u32) -> BoxFuture<'_, Result<u64, StoreError>> {
         async move {
-            let done = sqlx::query(
-                "DELETE FROM stream_batches WHERE id IN (SELECT id FROM stream_batches \
-                 WHERE id < ?1 AND state <> 'open' ORDER BY id LIMIT ?3) AND ended_at < ?2",
+            prune_finished(
+                &self.writer,
+                "stream_batches",
+                "state <> 'open'",
+                before,
+                limit,
             )
-            .bind(crate::rows::v7_floor(before))
-            .bind(before.0)
-            .bind(i64::from(limit))
-            .execute(&self.writer)
-            .await?;
-            Ok(done.rows_affected())
+            .await
         }
         .boxed()
     }
