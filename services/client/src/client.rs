@@ -64,20 +64,9 @@ pub struct Client {
     token: Option<String>,
 }
 
-/// Path segments are names the API validates (`namespace.table`, UUIDs),
-/// which never need escaping; query values might.
-fn query_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
+/// Query parameters; reqwest encodes them. (Path segments are names the
+/// API validates, `namespace.table` or UUIDs, which never need escaping.)
+type Params<'a> = &'a [(&'a str, String)];
 
 impl Client {
     pub fn new(base: &str) -> Client {
@@ -108,9 +97,13 @@ impl Client {
         &self,
         method: reqwest::Method,
         path: &str,
+        params: Params<'_>,
         body: Option<&(impl Serialize + ?Sized)>,
     ) -> Result<T> {
-        let mut request = self.http.request(method, format!("{}{}", self.base, path));
+        let mut request = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .query(params);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
@@ -138,42 +131,46 @@ impl Client {
         }
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        self.call(reqwest::Method::GET, path, None::<&()>).await
+    async fn get<T: DeserializeOwned>(&self, path: &str, params: Params<'_>) -> Result<T> {
+        self.call(reqwest::Method::GET, path, params, None::<&()>)
+            .await
     }
 
     async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
-        self.call(reqwest::Method::POST, path, Some(body)).await
+        self.call(reqwest::Method::POST, path, &[], Some(body))
+            .await
+    }
+
+    async fn put<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
+        self.call(reqwest::Method::PUT, path, &[], Some(body)).await
+    }
+
+    /// A page: `limit`, and `after` when given.
+    fn page(after: Option<&str>, limit: u32) -> Vec<(&'static str, String)> {
+        let mut params = vec![("limit", limit.to_string())];
+        params.extend(after.map(|a| ("after", a.to_owned())));
+        params
     }
 
     // Tables
 
     /// Register a table, or change its settings.
     pub async fn put_table(&self, table: &str, settings: &PutTableBody) -> Result<TableBody> {
-        self.call(
-            reqwest::Method::PUT,
-            &format!("/v1/tables/{table}"),
-            Some(settings),
-        )
-        .await
+        self.put(&format!("/v1/tables/{table}"), settings).await
     }
 
     pub async fn table(&self, table: &str) -> Result<TableBody> {
-        self.get(&format!("/v1/tables/{table}")).await
+        self.get(&format!("/v1/tables/{table}"), &[]).await
     }
 
     /// One page of tables, by name, after `after`.
     pub async fn tables(&self, after: Option<&str>, limit: u32) -> Result<TablesPage> {
-        let mut path = format!("/v1/tables?limit={limit}");
-        if let Some(after) = after {
-            path.push_str(&format!("&after={}", query_value(after)));
-        }
-        self.get(&path).await
+        self.get("/v1/tables", &Self::page(after, limit)).await
     }
 
     /// Who holds the table and who waits, in queue order.
     pub async fn table_leases(&self, table: &str) -> Result<TableLeasesBody> {
-        self.get(&format!("/v1/tables/{table}/leases")).await
+        self.get(&format!("/v1/tables/{table}/leases"), &[]).await
     }
 
     // Leases
@@ -185,10 +182,8 @@ impl Client {
 
     /// A lease; while it waits, long-poll up to `wait_seconds` for a change.
     pub async fn lease(&self, lease_id: &str, wait_seconds: u32) -> Result<LeaseBody> {
-        self.get(&format!(
-            "/v1/leases/{lease_id}?wait_seconds={wait_seconds}"
-        ))
-        .await
+        let wait = [("wait_seconds", wait_seconds.to_string())];
+        self.get(&format!("/v1/leases/{lease_id}"), &wait).await
     }
 
     pub async fn heartbeat(&self, lease_id: &str, body: &HeartbeatBody) -> Result<LeaseBody> {
@@ -198,11 +193,13 @@ impl Client {
 
     /// Release a granted lease (with its token) or cancel a waiting one.
     pub async fn release(&self, lease_id: &str, token: Option<i64>) -> Result<LeaseBody> {
-        let path = match token {
-            Some(t) => format!("/v1/leases/{lease_id}?token={t}"),
-            None => format!("/v1/leases/{lease_id}"),
-        };
-        self.call(reqwest::Method::DELETE, &path, None::<&()>).await
+        let token: Vec<_> = token
+            .map(|t| ("token", t.to_string()))
+            .into_iter()
+            .collect();
+        let path = format!("/v1/leases/{lease_id}");
+        self.call(reqwest::Method::DELETE, &path, &token, None::<&()>)
+            .await
     }
 
     pub async fn revoke(&self, lease_id: &str, reason: &str) -> Result<LeaseBody> {
@@ -217,25 +214,16 @@ impl Client {
 
     /// Register a stream, or change its settings.
     pub async fn put_stream(&self, stream: &str, settings: &PutStreamBody) -> Result<StreamBody> {
-        self.call(
-            reqwest::Method::PUT,
-            &format!("/v1/streams/{stream}"),
-            Some(settings),
-        )
-        .await
+        self.put(&format!("/v1/streams/{stream}"), settings).await
     }
 
     pub async fn stream(&self, stream: &str) -> Result<StreamBody> {
-        self.get(&format!("/v1/streams/{stream}")).await
+        self.get(&format!("/v1/streams/{stream}"), &[]).await
     }
 
     /// One page of streams, by name, after `after`.
     pub async fn streams(&self, after: Option<&str>, limit: u32) -> Result<StreamsPage> {
-        let mut path = format!("/v1/streams?limit={limit}");
-        if let Some(after) = after {
-            path.push_str(&format!("&after={}", query_value(after)));
-        }
-        self.get(&path).await
+        self.get("/v1/streams", &Self::page(after, limit)).await
     }
 
     /// Open a batch: its token, and the bookmark to resume from.
@@ -284,7 +272,8 @@ impl Client {
     }
 
     pub async fn bookmark(&self, stream: &str) -> Result<BookmarkBody> {
-        self.get(&format!("/v1/streams/{stream}/bookmark")).await
+        self.get(&format!("/v1/streams/{stream}/bookmark"), &[])
+            .await
     }
 
     pub async fn rewind(&self, stream: &str, body: &RewindBody) -> Result<BookmarkBody> {
@@ -303,10 +292,12 @@ impl Client {
         let mut versions = Vec::new();
         let mut after = 0;
         loop {
+            let params = [
+                ("after_version", after.to_string()),
+                ("limit", "1000".to_owned()),
+            ];
             let page: HistoryPage = self
-                .get(&format!(
-                    "/v1/streams/{stream}/bookmark/history?after_version={after}&limit=1000"
-                ))
+                .get(&format!("/v1/streams/{stream}/bookmark/history"), &params)
                 .await?;
             versions.extend(page.versions);
             match page.next_after_version {
@@ -318,19 +309,20 @@ impl Client {
 
     /// One bookmark version, whole.
     pub async fn version(&self, stream: &str, version: i64) -> Result<VersionBody> {
-        self.get(&format!("/v1/streams/{stream}/bookmark/history/{version}"))
-            .await
+        self.get(
+            &format!("/v1/streams/{stream}/bookmark/history/{version}"),
+            &[],
+        )
+        .await
     }
 
     // Events
 
     /// One page of events after `after`, optionally of one table.
     pub async fn events(&self, after: i64, table: Option<&str>, limit: u32) -> Result<EventsPage> {
-        let mut path = format!("/v1/events?after={after}&limit={limit}");
-        if let Some(table) = table {
-            path.push_str(&format!("&table={}", query_value(table)));
-        }
-        self.get(&path).await
+        let mut params = vec![("after", after.to_string()), ("limit", limit.to_string())];
+        params.extend(table.map(|t| ("table", t.to_owned())));
+        self.get("/v1/events", &params).await
     }
 
     /// Every event after `after`, following the pages to the end.
