@@ -182,9 +182,17 @@ where
 
 /// Answer a connection over the cap with the JSON error body and close it.
 async fn refuse(mut tcp: TcpStream, max: usize) {
-    let body = format!(
-        "{{\"error\":{{\"type\":\"too_many_connections\",\"message\":\"the server holds its maximum of {max} open connections; retry shortly\"}}}}"
-    );
+    // The API's own error body, written by hand only around it: there is
+    // no connection to serve it on.
+    let body = serde_json::to_string(&sluice_api::error::ErrorBody {
+        error: sluice_api::error::ErrorDetail {
+            kind: "too_many_connections".into(),
+            message: format!(
+                "the server holds its maximum of {max} open connections; retry shortly"
+            ),
+        },
+    })
+    .expect("an error body serializes");
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
          connection: close\r\ncontent-length: {}\r\n\r\n{body}",
