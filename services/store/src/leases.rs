@@ -51,6 +51,10 @@ pub struct Targets {
     pub leases: Vec<LeaseId>,
     /// Idempotency keys per table: the leases they name are loaded too.
     pub idempotency_keys: Vec<(TableName, String)>,
+    /// The ids the batch's acquires would create (also in `leases`): new
+    /// unless an earlier attempt of the same batch committed them, which a
+    /// backend that saw every commit knows without asking the database.
+    pub fresh: Vec<(LeaseId, TableName)>,
 }
 
 /// What a backend loads, under lock, for one batch.
@@ -70,9 +74,11 @@ impl Loaded {
         let Some(state) = self.tables.get_mut(&lease.table) else {
             return;
         };
-        if lease.is_live() {
+        if state.find(lease.id).is_some() {
+            // Already placed (by another of the statements that load it).
+        } else if lease.is_live() {
             state.live.push(lease);
-        } else if state.find(lease.id).is_none() {
+        } else {
             state.finished.push(lease);
         }
     }
@@ -123,6 +129,7 @@ pub(crate) fn targets(jobs: &[Job]) -> Targets {
     let mut tables = HashSet::new();
     let mut leases = HashSet::new();
     let mut idempotency_keys = Vec::new();
+    let mut fresh = Vec::new();
     for job in jobs {
         match job {
             Job::Table { command, .. } => {
@@ -133,6 +140,7 @@ pub(crate) fn targets(jobs: &[Job]) -> Targets {
                     // Its own lease id too: if a retried batch already
                     // committed it, the rules must see it.
                     leases.insert(request.lease_id);
+                    fresh.push((request.lease_id, table.clone()));
                     if let Some(key) = &request.idempotency_key {
                         idempotency_keys.push((table.clone(), key.clone()));
                     }
@@ -152,6 +160,7 @@ pub(crate) fn targets(jobs: &[Job]) -> Targets {
         tables: lock_order(tables.into_iter().collect()),
         leases: leases.into_iter().collect(),
         idempotency_keys,
+        fresh,
     }
 }
 

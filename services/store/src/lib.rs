@@ -14,6 +14,7 @@
 mod error;
 mod hub;
 pub mod leases;
+mod live;
 mod ports;
 mod postgres;
 mod pruner;

@@ -5,6 +5,7 @@
 use super::{in_scopes, insert_events, now, prune_finished, SqliteBackend};
 use crate::error::StoreError;
 use crate::leases::{Changes, Loaded, Targets};
+use crate::live::LiveTables;
 use crate::ports::{Apply, Due, LeasePort, LeaseView, TableSummary};
 use crate::rows::corrupt;
 use crate::rows::json_list;
@@ -24,14 +25,30 @@ impl LeasePort for SqliteBackend {
         apply: Apply<'a, Loaded, Changes>,
     ) -> BoxFuture<'a, Result<Changes, StoreError>> {
         async move {
-            let mut tx = self.writer.begin().await?;
-            let loaded = load(&mut tx, targets).await?;
-            let changes = apply(loaded, now());
-            if !changes.is_empty() {
-                write(&mut tx, &changes).await?;
+            // One writer: the batch holds the cache from load to commit.
+            let mut live = self.live.lock().await;
+            let attempt = async {
+                let mut tx = self.writer.begin().await?;
+                let loaded = load(&mut tx, targets, &mut live).await?;
+                #[cfg(debug_assertions)]
+                same_as_on_disk(&mut tx, targets, &loaded).await?;
+                let changes = apply(loaded, now());
+                if !changes.is_empty() {
+                    write(&mut tx, &changes).await?;
+                }
+                tx.commit().await?;
+                Ok::<_, StoreError>(changes)
+            };
+            match attempt.await {
+                Ok(changes) => {
+                    live.commit(&changes);
+                    Ok(changes)
+                }
+                Err(error) => {
+                    live.clear();
+                    Err(error)
+                }
             }
-            tx.commit().await?;
-            Ok(changes)
         }
         .boxed()
     }
@@ -149,18 +166,34 @@ impl LeasePort for SqliteBackend {
     }
 }
 
-/// Load a batch's tables and leases. Each step is one statement whatever
-/// the batch size (lists travel as JSON arrays): every statement is a
-/// round trip to sqlx's SQLite worker thread.
-async fn load(tx: &mut Transaction<'_, Sqlite>, targets: &Targets) -> Result<Loaded, StoreError> {
+/// Load a batch's tables and leases: the held ones from the cache, the
+/// rest from the database (and then held). Each step is one statement
+/// whatever the batch size (lists travel as JSON arrays: every statement is
+/// a round trip to sqlx's SQLite worker thread), and a batch on held tables
+/// that names no finished lease runs none.
+async fn load(
+    tx: &mut Transaction<'_, Sqlite>,
+    targets: &Targets,
+    live: &mut LiveTables,
+) -> Result<Loaded, StoreError> {
     let mut tables = targets.tables.clone();
-    let ids: Vec<String> = targets.leases.iter().map(|id| id.to_string()).collect();
     let mut loaded = Loaded::default();
-    if !ids.is_empty() {
+    // Leases not held live: finished ones, unknown ones, and new ones on a
+    // table not held (an earlier attempt may have committed them).
+    let mut ask: Vec<String> = Vec::new();
+    for id in &targets.leases {
+        if let Some(table) = live.table_of(*id) {
+            tables.push(table.clone());
+            loaded.lease_tables.insert(*id, table.clone());
+        } else if !fresh_on_held_table(targets, *id, live) {
+            ask.push(id.to_string());
+        }
+    }
+    if !ask.is_empty() {
         let found: Vec<(String, String)> = sqlx::query_as(
             "SELECT id, table_name FROM leases WHERE id IN (SELECT value FROM json_each(?1))",
         )
-        .bind(json_list(&ids))
+        .bind(json_list(&ask))
         .fetch_all(&mut **tx)
         .await?;
         for (id, table) in found {
@@ -174,40 +207,116 @@ async fn load(tx: &mut Transaction<'_, Sqlite>, targets: &Targets) -> Result<Loa
     // no lock order to keep).
     tables.sort();
     tables.dedup();
-    let names: Vec<&str> = tables.iter().map(|t| t.as_str()).collect();
-    let names = json_list(&names);
-    let rows: Vec<TableRow> = sqlx::query_as(&format!(
-        "SELECT {TABLE_COLUMNS} FROM sluice_tables WHERE name IN (SELECT value FROM json_each(?1))"
-    ))
-    .bind(&names)
-    .fetch_all(&mut **tx)
-    .await?;
-    for row in rows {
-        let state = TableState::try_from(row)?;
-        loaded.tables.insert(state.name.clone(), state);
+    let mut unheld: Vec<&str> = Vec::new();
+    for table in &tables {
+        match live.get(table) {
+            Some(state) => {
+                loaded.tables.insert(table.clone(), state.clone());
+            }
+            None => unheld.push(table.as_str()),
+        }
     }
+    if !unheld.is_empty() {
+        let names = json_list(&unheld);
+        let rows: Vec<TableRow> = sqlx::query_as(&format!(
+            "SELECT {TABLE_COLUMNS} FROM sluice_tables WHERE name IN (SELECT value FROM json_each(?1))"
+        ))
+        .bind(&names)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut read = Loaded::default();
+        for row in rows {
+            let state = TableState::try_from(row)?;
+            read.tables.insert(state.name.clone(), state);
+        }
+        let leases: Vec<LeaseRow> = sqlx::query_as(&format!(
+            "SELECT {LEASE_COLUMNS} FROM leases WHERE table_name IN (SELECT value FROM json_each(?1)) \
+             AND {LIVE} ORDER BY seq"
+        ))
+        .bind(&names)
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in leases {
+            read.place(Lease::try_from(row)?);
+        }
+        for (name, state) in read.tables {
+            live.insert(&state);
+            loaded.tables.insert(name, state);
+        }
+    }
+    // Finished leases the commands name, by id or idempotency key, so that
+    // repeated calls are answered as the first was.
     let keys: Vec<&str> = targets
         .idempotency_keys
         .iter()
         .map(|(_, k)| k.as_str())
         .collect();
-    let leases: Vec<LeaseRow> = sqlx::query_as(&format!(
-        "SELECT {LEASE_COLUMNS} FROM leases WHERE table_name IN (SELECT value FROM json_each(?1)) AND {LIVE} \
-         UNION SELECT {LEASE_COLUMNS} FROM leases WHERE id IN (SELECT value FROM json_each(?2)) \
-         UNION SELECT {LEASE_COLUMNS} FROM leases WHERE table_name IN (SELECT value FROM json_each(?1)) \
-             AND idempotency_key IN (SELECT value FROM json_each(?3)) \
-         ORDER BY seq"
-    ))
-    .bind(&names)
-    .bind(json_list(&ids))
-    .bind(json_list(&keys))
-    .fetch_all(&mut **tx)
-    .await?;
-    for row in leases {
-        let lease = Lease::try_from(row)?;
-        loaded.place(lease);
+    if !ask.is_empty() || !keys.is_empty() {
+        let names: Vec<&str> = tables.iter().map(|t| t.as_str()).collect();
+        let leases: Vec<LeaseRow> = sqlx::query_as(&format!(
+            "SELECT {LEASE_COLUMNS} FROM leases WHERE id IN (SELECT value FROM json_each(?2)) \
+             UNION SELECT {LEASE_COLUMNS} FROM leases WHERE table_name IN (SELECT value FROM json_each(?1)) \
+                 AND idempotency_key IN (SELECT value FROM json_each(?3)) \
+             ORDER BY seq"
+        ))
+        .bind(json_list(&names))
+        .bind(json_list(&ask))
+        .bind(json_list(&keys))
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in leases {
+            loaded.place(Lease::try_from(row)?);
+        }
     }
     Ok(loaded)
+}
+
+/// Debug builds (every test) check each batch's cached state against the
+/// database's: a cache that drifted would decide on leases that are not
+/// on disk.
+#[cfg(debug_assertions)]
+async fn same_as_on_disk(
+    tx: &mut Transaction<'_, Sqlite>,
+    targets: &Targets,
+    cached: &Loaded,
+) -> Result<(), StoreError> {
+    let disk = load(tx, targets, &mut LiveTables::default()).await?;
+    let ids = |t: &TableState| {
+        let mut ids: Vec<LeaseId> = t.finished.iter().map(|l| l.id).collect();
+        ids.sort();
+        ids
+    };
+    for (name, on_disk) in &disk.tables {
+        let held = cached.tables.get(name);
+        assert!(
+            held.is_some_and(|held| {
+                held.settings == on_disk.settings
+                    && held.last_token == on_disk.last_token
+                    && held.last_seq == on_disk.last_seq
+                    && held.created_at == on_disk.created_at
+                    && held.updated_at == on_disk.updated_at
+                    && held.live == on_disk.live
+                    && ids(held) == ids(on_disk)
+            }),
+            "the cached state of {name} is not the database's: {held:?} != {on_disk:?}"
+        );
+    }
+    assert_eq!(cached.tables.len(), disk.tables.len(), "cached tables");
+    assert_eq!(
+        cached.lease_tables, disk.lease_tables,
+        "cached lease tables"
+    );
+    Ok(())
+}
+
+/// Whether a lease one of the batch's acquires creates is new for sure:
+/// its table is held, so every commit on it went through the cache, and
+/// the cache does not hold the lease.
+fn fresh_on_held_table(targets: &Targets, id: LeaseId, live: &LiveTables) -> bool {
+    targets
+        .fresh
+        .iter()
+        .any(|(fresh, table)| *fresh == id && live.get(table).is_some())
 }
 
 async fn write(tx: &mut Transaction<'_, Sqlite>, applied: &Changes) -> Result<(), StoreError> {

@@ -29,6 +29,8 @@ pub struct SqliteBackend {
     /// keeps group commit to one fsync per batch.
     writer: SqlitePool,
     readers: SqlitePool,
+    /// The live state of the tables the writer has touched (`live.rs`).
+    live: tokio::sync::Mutex<crate::live::LiveTables>,
     /// Held while the backend lives: one process per data directory.
     _lock: Option<File>,
 }
@@ -43,7 +45,10 @@ impl SqliteBackend {
             .max_connections(1)
             .test_before_acquire(false)
             .min_connections(1)
-            .connect_with(options.clone())
+            // A page cache large enough for the hot leaf pages of every
+            // index a busy month of history leaves (SQLite's default is
+            // 2 MiB: the events index alone then misses on most inserts).
+            .connect_with(options.clone().pragma("cache_size", "-32768"))
             .await?;
         MIGRATOR.run(&writer).await?;
         let readers = SqlitePoolOptions::new()
@@ -53,6 +58,7 @@ impl SqliteBackend {
         Ok(SqliteBackend {
             writer,
             readers,
+            live: Default::default(),
             _lock: Some(lock),
         })
     }
@@ -69,6 +75,7 @@ impl SqliteBackend {
         Ok(SqliteBackend {
             writer: pool.clone(),
             readers: pool,
+            live: Default::default(),
             _lock: None,
         })
     }
