@@ -12,7 +12,8 @@
 #
 # Environment: RUN_SECONDS (default 20), CLIENTS (64), TABLES (1000),
 # DATABASE_URL (the PostgreSQL server to use; default the local one),
-# PROFILE (release; `debug` only to try the script quickly).
+# PROFILE (release; `debug` only to try the script quickly), SYSTEMS (which
+# to run, default "sqlite postgres etcd"; the ratios need etcd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN_SECONDS="${RUN_SECONDS:-20}"
@@ -20,7 +21,9 @@ CLIENTS="${CLIENTS:-64}"
 TABLES="${TABLES:-1000}"
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 scripts/ensure-postgres.sh
-if ! command -v etcd >/dev/null; then
+SYSTEMS="${SYSTEMS:-sqlite postgres etcd}"
+runs() { [[ " $SYSTEMS " == *" $1 "* ]]; }
+if runs etcd && ! command -v etcd >/dev/null; then
   echo "installing etcd-server from Debian's packages" >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
 fi
@@ -121,15 +124,20 @@ sluice_runs() { # label, storage flags...
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
 }
 
+if runs sqlite; then
 with_db=no
 sluice_runs "sluice on SQLite" --data-dir "$work/sqlite"
+fi
 
+if runs postgres; then
 db="sluice_cpu_$$"
 psql "$DATABASE_URL" -qc "CREATE DATABASE $db" >/dev/null
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS '"$db"'" >/dev/null 2>&1; rm -rf "$work"' EXIT
 with_db=yes
 sluice_runs "sluice on PostgreSQL" --database-url "${DATABASE_URL%/*}/$db"
+fi
 
+if runs etcd; then
 # The peer: one etcd member, fsync on (its default), on free ports.
 client_port=$(free_port); peer_port=$(free_port)
 etcd --name bench --data-dir "$work/etcd" \
@@ -147,12 +155,14 @@ measure "etcd $(etcd --version | head -1 | awk '{print $3}'), $TABLES locks" "$e
   "$bin/sluice-load" etcd --url "$etcd_url" --clients "$CLIENTS" --tables "$TABLES" --seconds "$RUN_SECONDS"
 measure "etcd, 1 hot lock" "$etcd_pid" no \
   "$bin/sluice-load" etcd --url "$etcd_url" --clients "$CLIENTS" --tables 1 --seconds "$RUN_SECONDS"
+fi
 
 echo "$(nproc) cores, $CLIENTS clients, $RUN_SECONDS s per run; CPU in µs per operation (acquire or release; lock or unlock)"
 printf '%s\n' "${rows[@]}" | python3 -c '
 import json, sys
 rows = [json.loads(l) for l in sys.stdin]
-peer = {"read": rows[-2]["ops_per_second"], "write": rows[-1]["ops_per_second"]}
+etcd = [r for r in rows if r["label"].startswith("etcd")]
+peer = {"read": etcd[0]["ops_per_second"], "write": etcd[1]["ops_per_second"]} if etcd else {"read": float("nan"), "write": float("nan")}
 print("%-40s %9s %8s %8s %9s %8s %8s %7s %6s" % ("run", "ops/s", "p50 ms", "p99 ms", "server", "db", "load", "errors", "×etcd"))
 for r in rows:
     shape = "write" if ("hot" in r["label"]) else "read"

@@ -48,7 +48,14 @@ impl SqliteBackend {
             // A page cache large enough for the hot leaf pages of every
             // index a busy month of history leaves (SQLite's default is
             // 2 MiB: the events index alone then misses on most inserts).
-            .connect_with(options.clone().pragma("cache_size", "-32768"))
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("cache_size", "-32768")
+                    // Checkpoint every ~16 MiB of WAL rather than 4 MiB: a
+                    // page changed by many batches is copied back once.
+                    .pragma("wal_autocheckpoint", "4000"),
+            )
             .await?;
         MIGRATOR.run(&writer).await?;
         let readers = SqlitePoolOptions::new()
