@@ -13,7 +13,9 @@
 # Environment: RUN_SECONDS (default 20), CLIENTS (64), TABLES (1000),
 # DATABASE_URL (the PostgreSQL server to use; default the local one),
 # PROFILE (release; `debug` only to try the script quickly), SYSTEMS (which
-# to run, default "sqlite postgres etcd"; the ratios need etcd).
+# to run, default "sqlite postgres etcd"; the ratios need etcd), ROUNDS
+# (default 1: the systems measured in turn that many times, each round on
+# fresh storage; the ratio of a round is to that round's etcd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN_SECONDS="${RUN_SECONDS:-20}"
@@ -22,6 +24,7 @@ TABLES="${TABLES:-1000}"
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 scripts/ensure-postgres.sh
 SYSTEMS="${SYSTEMS:-sqlite postgres etcd}"
+ROUNDS="${ROUNDS:-1}"
 runs() { [[ " $SYSTEMS " == *" $1 "* ]]; }
 if runs etcd && ! command -v etcd >/dev/null; then
   echo "installing etcd-server from Debian's packages" >&2
@@ -124,23 +127,31 @@ sluice_runs() { # label, storage flags...
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
 }
 
+dbs=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true
+  for d in "${dbs[@]}"; do psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $d" >/dev/null 2>&1; done
+  rm -rf "$work"' EXIT
+for round in $(seq 1 "$ROUNDS"); do
+# Dirty pages left by the build (or the last round) would slow the fsyncs
+# of the first system measured.
+sync
 if runs sqlite; then
 with_db=no
-sluice_runs "sluice on SQLite" --data-dir "$work/sqlite"
+sluice_runs "r$round sluice on SQLite" --data-dir "$work/sqlite-$round"
 fi
 
 if runs postgres; then
-db="sluice_cpu_$$"
+db="sluice_cpu_$$_$round"
 psql "$DATABASE_URL" -qc "CREATE DATABASE $db" >/dev/null
-trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS '"$db"'" >/dev/null 2>&1; rm -rf "$work"' EXIT
+dbs+=("$db")
 with_db=yes
-sluice_runs "sluice on PostgreSQL" --database-url "${DATABASE_URL%/*}/$db"
+sluice_runs "r$round sluice on PostgreSQL" --database-url "${DATABASE_URL%/*}/$db"
 fi
 
 if runs etcd; then
 # The peer: one etcd member, fsync on (its default), on free ports.
 client_port=$(free_port); peer_port=$(free_port)
-etcd --name bench --data-dir "$work/etcd" \
+etcd --name bench --data-dir "$work/etcd-$round" \
   --listen-client-urls "http://127.0.0.1:$client_port" --advertise-client-urls "http://127.0.0.1:$client_port" \
   --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
   --initial-cluster "bench=http://127.0.0.1:$peer_port" --log-level error >"$work/etcd.log" 2>&1 &
@@ -151,21 +162,33 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 etcd_url="http://127.0.0.1:$client_port"
-measure "etcd $(etcd --version | head -1 | awk '{print $3}'), $TABLES locks" "$etcd_pid" no \
+
+measure "r$round etcd $(etcd --version | head -1 | awk '{print $3}'), $TABLES locks" "$etcd_pid" no \
   "$bin/sluice-load" etcd --url "$etcd_url" --clients "$CLIENTS" --tables "$TABLES" --seconds "$RUN_SECONDS"
-measure "etcd, 1 hot lock" "$etcd_pid" no \
+measure "r$round etcd, 1 hot lock" "$etcd_pid" no \
   "$bin/sluice-load" etcd --url "$etcd_url" --clients "$CLIENTS" --tables 1 --seconds "$RUN_SECONDS"
+kill "$etcd_pid"; wait "$etcd_pid" 2>/dev/null || true
 fi
+
+done
 
 echo "$(nproc) cores, $CLIENTS clients, $RUN_SECONDS s per run; CPU in µs per operation (acquire or release; lock or unlock)"
 printf '%s\n' "${rows[@]}" | python3 -c '
 import json, sys
+from collections import defaultdict
 rows = [json.loads(l) for l in sys.stdin]
-etcd = [r for r in rows if r["label"].startswith("etcd")]
-peer = {"read": etcd[0]["ops_per_second"], "write": etcd[1]["ops_per_second"]} if etcd else {"read": float("nan"), "write": float("nan")}
-print("%-40s %9s %8s %8s %9s %8s %8s %7s %6s" % ("run", "ops/s", "p50 ms", "p99 ms", "server", "db", "load", "errors", "×etcd"))
+shape = lambda r: "write" if "hot" in r["label"] else "read"
+peer = {(r["label"].split()[0], shape(r)): r["ops_per_second"] for r in rows if r["label"].split()[1].startswith("etcd")}
+nan = float("nan")
+print("%-44s %9s %8s %8s %9s %8s %8s %7s %6s" % ("run", "ops/s", "p50 ms", "p99 ms", "server", "db", "load", "errors", "×etcd"))
+by_config = defaultdict(list)
 for r in rows:
-    shape = "write" if ("hot" in r["label"]) else "read"
-    print("%-40s %9.0f %8.2f %8.2f %9.1f %8.1f %8.1f %7d %6.2f" % (r["label"], r["ops_per_second"], r["p50"], r["p99"],
-          r["server_us"], r["db_us"], r["load_us"], r["errors"], r["ops_per_second"] / peer[shape]))
+    rnd, config = r["label"].split(" ", 1)
+    ratio = r["ops_per_second"] / peer.get((rnd, shape(r)), nan)
+    by_config[config].append((r["ops_per_second"], peer.get((rnd, shape(r)), nan)))
+    print("%-44s %9.0f %8.2f %8.2f %9.1f %8.1f %8.1f %7d %6.2f" % (r["label"], r["ops_per_second"], r["p50"], r["p99"],
+          r["server_us"], r["db_us"], r["load_us"], r["errors"], ratio))
+print("mean over rounds (ops/s, and the sum of ops/s over the sum of etcd ops/s of the same rounds):")
+for config, runs in by_config.items():
+    print("  %-42s %9.0f %6.2f" % (config, sum(o for o, _ in runs) / len(runs), sum(o for o, _ in runs) / sum(p for _, p in runs)))
 '
