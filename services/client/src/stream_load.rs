@@ -43,12 +43,18 @@ pub fn stream_name(namespace: &str, index: usize) -> String {
     format!("{namespace}.s{index:05}")
 }
 
-/// Register the streams the load will use.
+/// Register the streams the load will use, each on a table of its own
+/// (registered first: a stream needs its table).
 pub async fn setup(config: &StreamLoadConfig) -> anyhow::Result<()> {
     let client = Client::new(&config.url).with_token(config.token.clone());
     for i in 0..config.streams {
+        let table = format!("{}.t{i:05}", config.namespace);
+        client
+            .put_table(&table, &sluice_api::dto::PutTableBody::default())
+            .await
+            .map_err(|e| anyhow::anyhow!("PUT table {table}: {e}"))?;
         let settings = PutStreamBody {
-            table: format!("{}.t{i:05}", config.namespace),
+            table,
             source: Some(json!({ "kind": "bench" })),
             expected_schema_hash: None,
         };
