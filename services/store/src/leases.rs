@@ -68,8 +68,9 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Put a loaded lease into its table's state: live ones in queue order
-    /// (load them sorted by `seq`), finished ones once.
+    /// Put a loaded lease into its table's state, once however many of the
+    /// load's statements return it: live ones in queue order (load them
+    /// sorted by `seq`), finished ones beside them.
     pub fn place(&mut self, lease: Lease) {
         let Some(state) = self.tables.get_mut(&lease.table) else {
             return;

@@ -48,16 +48,11 @@ impl LiveTables {
     /// every written lease (a live one takes its place in the queue, a
     /// finished one leaves it). Tables not held are left to be read later.
     pub fn commit(&mut self, changes: &Changes) {
+        // A new table had no leases before this batch's, which follow.
         for table in &changes.created_tables {
-            match self.tables.get_mut(&table.name) {
-                Some(held) => set_header(held, table),
-                // A new table had no leases before this batch's, which follow.
-                None => {
-                    let mut header = table.clone();
-                    header.live.clear();
-                    self.insert(&header);
-                }
-            }
+            let mut header = table.clone();
+            header.live.clear();
+            self.insert(&header);
         }
         for table in &changes.updated_tables {
             if let Some(held) = self.tables.get_mut(&table.name) {

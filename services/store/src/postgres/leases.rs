@@ -176,8 +176,8 @@ impl PgBackend {
             .map(|(t, k)| (t.as_str(), k.as_str()))
             .unzip();
         let leases: Vec<LeaseRow> = sqlx::query_as(&format!(
-            // UNION ALL: a lease may come twice (live and named); the
-            // duplicates are dropped below, cheaper than hashing rows here.
+            // UNION ALL: a lease may come twice (live and named); `place`
+            // keeps the first, cheaper than hashing rows here.
             "SELECT {LEASE_COLUMNS} FROM leases WHERE table_name = ANY($1) AND {LIVE} \
              UNION ALL SELECT {LEASE_COLUMNS} FROM leases WHERE id = ANY($2) \
              UNION ALL SELECT {LEASE_COLUMNS} FROM leases \
@@ -190,12 +190,8 @@ impl PgBackend {
         .bind(&keys)
         .fetch_all(&mut **tx)
         .await?;
-        let mut seen = std::collections::HashSet::new();
         for row in leases {
             let lease = Lease::try_from(row)?;
-            if !seen.insert(lease.id) {
-                continue;
-            }
             if named.contains(&lease.id) {
                 loaded.lease_tables.insert(lease.id, lease.table.clone());
             }

@@ -17,6 +17,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use sluice_core::{Lease, LeaseId, LeaseState, Millis, TableName, TableState};
 use sqlx::{Sqlite, Transaction};
+use std::collections::HashSet;
 
 impl LeasePort for SqliteBackend {
     fn transact_leases<'a>(
@@ -180,12 +181,20 @@ async fn load(
     let mut loaded = Loaded::default();
     // Leases not held live: finished ones, unknown ones, and new ones on a
     // table not held (an earlier attempt may have committed them).
+    // A new lease on a held table is new for sure: every commit on the
+    // table went through the cache, and the cache does not hold it.
+    let fresh: HashSet<LeaseId> = targets
+        .fresh
+        .iter()
+        .filter(|(_, table)| live.get(table).is_some())
+        .map(|(id, _)| *id)
+        .collect();
     let mut ask: Vec<String> = Vec::new();
     for id in &targets.leases {
         if let Some(table) = live.table_of(*id) {
             tables.push(table.clone());
             loaded.lease_tables.insert(*id, table.clone());
-        } else if !fresh_on_held_table(targets, *id, live) {
+        } else if !fresh.contains(id) {
             ask.push(id.to_string());
         }
     }
@@ -307,16 +316,6 @@ async fn same_as_on_disk(
         "cached lease tables"
     );
     Ok(())
-}
-
-/// Whether a lease one of the batch's acquires creates is new for sure:
-/// its table is held, so every commit on it went through the cache, and
-/// the cache does not hold the lease.
-fn fresh_on_held_table(targets: &Targets, id: LeaseId, live: &LiveTables) -> bool {
-    targets
-        .fresh
-        .iter()
-        .any(|(fresh, table)| *fresh == id && live.get(table).is_some())
 }
 
 async fn write(tx: &mut Transaction<'_, Sqlite>, applied: &Changes) -> Result<(), StoreError> {
