@@ -6,6 +6,7 @@
 //! alone moves it from the full load to CDC.
 
 use crate::harness::Server;
+use crate::lake::{venv, Lake};
 use crate::on_both_backends;
 use crate::raw::Client;
 use reqwest::Method;
@@ -31,22 +32,6 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ingest/dms_ingest.py")
 }
 
-/// The venv with pyiceberg and moto: `SLUICE_INGEST_VENV`, or the one
-/// `scripts/test.sh` makes.
-fn venv() -> PathBuf {
-    let venv = std::env::var("SLUICE_INGEST_VENV").map_or_else(
-        |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv-ingest"),
-        PathBuf::from,
-    );
-    assert!(
-        venv.join("bin/python").exists(),
-        "{} is missing: run `scripts/ensure-venv.sh .venv-ingest integration-tests/ingest/requirements.txt` \
-         (scripts/test.sh does)",
-        venv.display()
-    );
-    venv
-}
-
 /// The job's interpreter, with the emulator's credentials.
 fn python() -> Command {
     let mut command = Command::new(venv().join("bin/python"));
@@ -58,46 +43,6 @@ fn python() -> Command {
     command
 }
 
-/// moto's server: Glue and S3 for the lake, one per test.
-struct Lake {
-    url: String,
-    child: Child,
-}
-
-impl Lake {
-    async fn start() -> Lake {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new(venv().join("bin/moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let lake = Lake {
-            url: format!("http://127.0.0.1:{port}"),
-            child,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ready = reqwest::get(format!("{}/moto-api/", lake.url)).await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                return lake;
-            }
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Lake {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 /// Run blocking work (child processes, files) off the async workers.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(work)

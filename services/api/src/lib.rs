@@ -7,6 +7,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod routes;
+pub mod snapshot_dto;
 pub mod stream_dto;
 pub mod waiting;
 
@@ -16,6 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use error::ApiError;
+use sluice_core::snapshots::CatalogPort;
 use sluice_core::{LeaseId, StreamName, TableName};
 use sluice_store::Store;
 use std::time::Duration;
@@ -48,10 +50,19 @@ pub struct Shared {
     /// The table each stream feeds, for scope checks: a stream's table
     /// never changes once registered, so what was read once stays true.
     pub stream_tables: std::sync::Mutex<std::collections::HashMap<StreamName, TableName>>,
+    /// The Iceberg catalogs tables live in.
+    pub catalogs: std::sync::Arc<dyn CatalogPort>,
+    /// Tells the snapshot-log watcher of snapshots that calls name.
+    pub nudges: sluice_store::Nudges,
 }
 
 impl AppState {
-    pub fn new(store: Store, config: &ApiConfig) -> AppState {
+    pub fn new(
+        store: Store,
+        catalogs: std::sync::Arc<dyn CatalogPort>,
+        nudges: sluice_store::Nudges,
+        config: &ApiConfig,
+    ) -> AppState {
         let auth = auth::Authenticator::new(store.tokens().clone(), config.auth_required);
         AppState(std::sync::Arc::new(Shared {
             store,
@@ -59,6 +70,8 @@ impl AppState {
             max_waiters_per_table: config.max_waiters_per_table,
             long_polls: std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_long_polls)),
             stream_tables: Default::default(),
+            catalogs,
+            nudges,
         }))
     }
 }
@@ -183,6 +196,7 @@ fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::leases::router())
         .merge(routes::tables::router())
+        .merge(routes::snapshots::router())
         .merge(routes::streams::router())
         .merge(routes::events::router())
         .merge(routes::health::router())

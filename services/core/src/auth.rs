@@ -39,12 +39,21 @@ impl Role {
             Role::Admin => true,
             Role::Operator => matches!(
                 permission,
-                ReadTables | ReadLeases | ReadEvents | RevokeLeases | ReadStreams | RewindStreams
+                ReadTables
+                    | RefreshTables
+                    | ReadLeases
+                    | ReadEvents
+                    | RevokeLeases
+                    | ReadStreams
+                    | RewindStreams
             ),
-            Role::Scheduler => matches!(permission, ReadTables | ReadLeases | ReadStreams),
+            Role::Scheduler => matches!(
+                permission,
+                ReadTables | RefreshTables | ReadLeases | ReadStreams
+            ),
             Role::Job => matches!(
                 permission,
-                ReadTables | ReadLeases | UseLeases | ReadStreams | UseBatches
+                ReadTables | RefreshTables | ReadLeases | UseLeases | ReadStreams | UseBatches
             ),
         }
     }
@@ -56,6 +65,8 @@ pub enum Permission {
     ReadTables,
     /// Register tables and change their settings.
     ManageTables,
+    /// Re-read a table's metadata from its catalog (harmless: it only reads).
+    RefreshTables,
     /// Read a lease by id.
     ReadLeases,
     /// Acquire, heartbeat and release leases.

@@ -27,10 +27,12 @@ pub enum EventKind {
     BookmarkReset,
     /// A call on a lease or batch by a principal other than its own.
     AccessRefused,
+    /// A refresh of a table's snapshot log found new or expired snapshots.
+    TableSnapshotsChanged,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 15] = [
+    pub const ALL: [EventKind; 16] = [
         EventKind::LeaseRequested,
         EventKind::LeaseGranted,
         EventKind::LeaseReleased,
@@ -46,6 +48,7 @@ impl EventKind {
         EventKind::BookmarkRewound,
         EventKind::BookmarkReset,
         EventKind::AccessRefused,
+        EventKind::TableSnapshotsChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +68,7 @@ impl EventKind {
             EventKind::BookmarkRewound => "bookmark_rewound",
             EventKind::BookmarkReset => "bookmark_reset",
             EventKind::AccessRefused => "access_refused",
+            EventKind::TableSnapshotsChanged => "table_snapshots_changed",
         }
     }
 

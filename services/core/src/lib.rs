@@ -11,6 +11,7 @@ pub mod error;
 pub mod event;
 pub mod leases;
 pub mod names;
+pub mod snapshots;
 pub mod streams;
 pub mod time;
 

@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use serde::Deserialize;
+use sluice_iceberg::CatalogConfig;
 use sluice_store::{Retention, StoreConfig, WriterConfig};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -46,6 +47,51 @@ pub struct FileConfig {
     pub server: ServerSection,
     #[serde(default)]
     pub database: DatabaseSection,
+    #[serde(default)]
+    pub iceberg: IcebergSection,
+    /// Iceberg catalogs by name (`[catalogs.NAME]`).
+    #[serde(default)]
+    pub catalogs: std::collections::BTreeMap<String, CatalogConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IcebergSection {
+    /// The catalog of tables that name none.
+    pub default_catalog: Option<String>,
+    pub refresh_interval_seconds: Option<u64>,
+}
+
+/// The name of the embedded catalog.
+pub const EMBEDDED_CATALOG: &str = "local";
+pub const DEFAULT_REFRESH_INTERVAL_SECONDS: u64 = 30;
+
+/// The catalogs to connect and the default one. With none configured, the
+/// embedded SQLite store gets the embedded catalog (`local`, a SQLite file
+/// and a warehouse folder in its data directory), so that sluice works
+/// offline; a PostgreSQL deployment gets none (its replicas share no disk).
+pub fn catalogs(
+    file: &FileConfig,
+    store: &StoreConfig,
+    default_flag: Option<String>,
+) -> (Vec<CatalogConfig>, Option<String>) {
+    let mut configs: Vec<CatalogConfig> = file
+        .catalogs
+        .iter()
+        .map(|(name, c)| CatalogConfig {
+            name: name.clone(),
+            ..c.clone()
+        })
+        .collect();
+    if configs.is_empty() {
+        if let StoreConfig::Sqlite { data_dir } = store {
+            configs.push(CatalogConfig::embedded(EMBEDDED_CATALOG, data_dir));
+        }
+    }
+    let default = default_flag
+        .or_else(|| file.iceberg.default_catalog.clone())
+        .or_else(|| (configs.len() == 1).then(|| configs[0].name.clone()));
+    (configs, default)
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -67,6 +67,14 @@ enum Cmd {
         /// The PEM private key of --tls-cert.
         #[arg(long, env = "SLUICE__SERVER__TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// The Iceberg catalog of tables that name none (default: the only
+        /// configured one, or the embedded `local` one on SQLite).
+        #[arg(long, env = "SLUICE__ICEBERG__DEFAULT_CATALOG")]
+        default_catalog: Option<String>,
+        /// Seconds between two refreshes of every table's snapshot log
+        /// (default 30).
+        #[arg(long, env = "SLUICE__ICEBERG__REFRESH_INTERVAL_SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+        refresh_interval_seconds: Option<u64>,
         #[command(flatten)]
         storage: StorageArgs,
     },
@@ -117,6 +125,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             max_open_connections,
             tls_cert,
             tls_key,
+            default_catalog,
+            refresh_interval_seconds,
             storage,
         } => {
             init_logging();
@@ -153,12 +163,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }),
                 drain: DRAIN,
             };
-            serve(&bind, &auth, tls, api, http, store_config, writer).await
+            let (catalogs, default_catalog) =
+                config::catalogs(&file, &store_config, default_catalog);
+            let iceberg = Iceberg {
+                catalogs,
+                default_catalog,
+                refresh_interval: Duration::from_secs(
+                    refresh_interval_seconds
+                        .or(file.iceberg.refresh_interval_seconds)
+                        .unwrap_or(config::DEFAULT_REFRESH_INTERVAL_SECONDS),
+                ),
+            };
+            serve(&bind, &auth, tls, api, http, store_config, writer, iceberg).await
         }
         Cmd::Token(cmd) => token_cli::run(cmd, &file).await,
     }
 }
 
+/// The Iceberg catalogs and how often the snapshot logs are refreshed.
+struct Iceberg {
+    catalogs: Vec<sluice_iceberg::CatalogConfig>,
+    default_catalog: Option<String>,
+    refresh_interval: Duration,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     bind: &str,
     auth: &str,
@@ -167,8 +196,15 @@ async fn serve(
     http: server::ServerConfig,
     store_config: sluice_store::StoreConfig,
     writer: sluice_store::WriterConfig,
+    iceberg: Iceberg,
 ) -> anyhow::Result<()> {
     let store = Store::open(&store_config, writer).await?;
+    let catalogs: std::sync::Arc<dyn sluice_core::snapshots::CatalogPort> = std::sync::Arc::new(
+        sluice_iceberg::Catalogs::connect(&iceberg.catalogs, iceberg.default_catalog.as_deref())
+            .await?,
+    );
+    let (nudges, watcher) =
+        sluice_store::spawn_watcher(store.clone(), catalogs.clone(), iceberg.refresh_interval);
     let listener = server::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
@@ -198,7 +234,7 @@ async fn serve(
     let acceptor = tls
         .map(|(cert, key)| tls::acceptor(&cert, &key))
         .transpose()?;
-    let app = sluice_api::router(AppState::new(store, &api), api);
+    let app = sluice_api::router(AppState::new(store, catalogs, nudges, &api), api);
     tracing::info!(
         "sluice listening on {}://{} (storage: {}; at most {} connections)",
         if acceptor.is_some() { "https" } else { "http" },
@@ -211,6 +247,7 @@ async fn serve(
     shutdown_signal().await;
     stop.cancel();
     server.await?;
+    watcher.abort();
     Ok(())
 }
 

@@ -19,6 +19,7 @@ mod ports;
 mod postgres;
 mod pruner;
 mod rows;
+mod snapshot_log;
 mod sqlite;
 pub mod streams;
 mod sweeper;
@@ -27,16 +28,17 @@ mod writer;
 pub use error::StoreError;
 pub use hub::{Hub, Wake};
 pub use ports::{
-    Backend, Due, EventPort, EventQuery, LeasePort, LeaseView, StreamPort, TableSummary, TokenPort,
-    TokenRecord, VersionSummary,
+    Backend, CatalogState, Due, EventPort, EventQuery, LeasePort, LeaseView, SnapshotChanges,
+    SnapshotPort, StreamPort, TableSummary, TokenPort, TokenRecord, VersionSummary,
 };
 pub use pruner::Retention;
+pub use snapshot_log::{spawn_watcher, Nudges, RefreshError, Refreshed};
 pub use writer::Answer;
 
 use sluice_core::{
     Batch, BatchCommand, BatchId, BatchReply, Bookmark, BookmarkCommand, BookmarkVersion, Event,
     LeaseCommand, LeaseId, LeaseReply, Millis, PutStream, StreamName, StreamReply, StreamState,
-    TableCommand, TableReply,
+    TableCommand, TableName, TableReply,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -334,6 +336,41 @@ impl Store {
         scopes: &[String],
     ) -> Result<Vec<TableSummary>, StoreError> {
         self.backend.tables(after, limit, scopes).await
+    }
+
+    /// The catalog a registered table names (`Some(None)`: the default);
+    /// `None` when it is not registered.
+    pub async fn table_catalog(
+        &self,
+        table: &TableName,
+    ) -> Result<Option<Option<String>>, StoreError> {
+        self.backend.table_catalog(table).await
+    }
+
+    /// What the last refresh of `table` read, or why it failed.
+    pub async fn catalog_state(
+        &self,
+        table: &TableName,
+    ) -> Result<Option<CatalogState>, StoreError> {
+        self.backend.catalog_state(table).await
+    }
+
+    /// A page of `table`'s snapshot log after `(sequence_number, id)`.
+    pub async fn snapshots(
+        &self,
+        table: &TableName,
+        after: (i64, i64),
+        limit: u32,
+    ) -> Result<Vec<sluice_core::snapshots::Snapshot>, StoreError> {
+        self.backend.snapshots(table, after, limit).await
+    }
+
+    /// Every snapshot the log holds for `table` (lag walks them).
+    pub async fn snapshot_log(
+        &self,
+        table: &TableName,
+    ) -> Result<Vec<sluice_core::snapshots::Snapshot>, StoreError> {
+        self.backend.snapshot_log(table).await
     }
 
     /// Delete the history older than `before` now (the background pruner

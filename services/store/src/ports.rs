@@ -11,9 +11,10 @@
 use crate::error::StoreError;
 use crate::{leases, streams};
 use futures::future::BoxFuture;
+use sluice_core::snapshots::{Refresh, Snapshot, SnapshotId};
 use sluice_core::{
-    Batch, BatchId, BookmarkVersion, Event, EventKind, Lease, LeaseId, Millis, Role, StreamName,
-    StreamState, TableName, TableState,
+    Batch, BatchId, BookmarkVersion, Event, EventKind, Lease, LeaseId, Millis, NewEvent, Role,
+    StreamName, StreamState, TableName, TableState,
 };
 
 /// Computes a transaction's changes from the state it loaded, at the
@@ -126,8 +127,82 @@ pub trait EventPort: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<u64, StoreError>>;
 }
 
+/// The table snapshot log. Refreshes are rare and off the hot paths, so
+/// they are plain transactions, not group-committed commands.
+pub trait SnapshotPort: Send + Sync + 'static {
+    /// The catalog a registered table names (`Some(None)`: none, the
+    /// default); `None` when the table is not registered.
+    fn table_catalog<'a>(
+        &'a self,
+        table: &'a TableName,
+    ) -> BoxFuture<'a, Result<Option<Option<String>>, StoreError>>;
+    /// Record a refresh in one transaction with the table's catalog-state
+    /// row locked, so that replicas refreshing one table at once agree on
+    /// what was new: `apply` gets the ids the log holds (each with whether
+    /// it is marked expired) and says what to write.
+    fn record_refresh<'a>(
+        &'a self,
+        table: &'a TableName,
+        catalog: &'a str,
+        apply: Apply<'a, Vec<(SnapshotId, bool)>, SnapshotChanges>,
+    ) -> BoxFuture<'a, Result<SnapshotChanges, StoreError>>;
+    /// Record why a refresh failed; what the last success read stays.
+    fn record_refresh_error<'a>(
+        &'a self,
+        table: &'a TableName,
+        catalog: &'a str,
+        message: &'a str,
+        at: Millis,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn catalog_state<'a>(
+        &'a self,
+        table: &'a TableName,
+    ) -> BoxFuture<'a, Result<Option<CatalogState>, StoreError>>;
+    /// Snapshots after `(sequence_number, snapshot_id)`, in that order.
+    fn snapshots<'a>(
+        &'a self,
+        table: &'a TableName,
+        after: (i64, SnapshotId),
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<Snapshot>, StoreError>>;
+    /// Whether the log holds snapshot `id` of `table`.
+    fn has_snapshot<'a>(
+        &'a self,
+        table: &'a TableName,
+        id: SnapshotId,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Every snapshot the log holds for `table`, in no order.
+    fn snapshot_log<'a>(
+        &'a self,
+        table: &'a TableName,
+    ) -> BoxFuture<'a, Result<Vec<Snapshot>, StoreError>>;
+}
+
+/// What one refresh writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotChanges {
+    pub refresh: Refresh,
+    pub metadata_location: Option<String>,
+    pub current_snapshot_id: Option<SnapshotId>,
+    pub refreshed_at: Millis,
+    /// Written when the log changed.
+    pub event: Option<NewEvent>,
+}
+
+/// What the last refresh of a table read, or why it failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogState {
+    pub table: TableName,
+    pub catalog: String,
+    pub metadata_location: Option<String>,
+    pub current_snapshot_id: Option<SnapshotId>,
+    pub refreshed_at: Option<Millis>,
+    pub error: Option<String>,
+    pub error_at: Option<Millis>,
+}
+
 /// One database: every port, and what concerns the whole of it.
-pub trait Backend: LeasePort + StreamPort + TokenPort + EventPort {
+pub trait Backend: LeasePort + StreamPort + TokenPort + EventPort + SnapshotPort {
     fn name(&self) -> &'static str;
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// How many transactions may run at once.

@@ -3,5 +3,6 @@
 pub mod events;
 pub mod health;
 pub mod leases;
+pub mod snapshots;
 pub mod streams;
 pub mod tables;

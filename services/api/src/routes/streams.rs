@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use sluice_core::leases::TableCommand;
 use sluice_core::streams::RewindTo;
 use sluice_core::streams::{BatchCommand, BatchReply, BookmarkCommand, PutStream};
-use sluice_core::{BatchId, Bookmark, Millis, Permission, StreamName};
+use sluice_core::{BatchId, Bookmark, Millis, Permission, StreamName, TableName};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// A commit carries the whole load bookmark, which for a large full load
@@ -461,6 +461,12 @@ async fn commit_batch(
         )
     })?;
     let stream = batch.stream.clone();
+    // A snapshot the log does not hold yet: refresh the table soon.
+    if let Some(snapshot) = batch.snapshot_id {
+        if let Some(table) = stream_table(&app, &stream).await? {
+            app.nudges.saw(table, snapshot);
+        }
+    }
     let body = CommitResultBody {
         batch: BatchBody::new(batch, None),
         bookmark: BookmarkBody::new(stream.as_str(), bookmark.clone()),
@@ -535,24 +541,29 @@ pub(crate) async fn authorized(
     if caller.scopes().is_empty() {
         return Ok(stream);
     }
+    if let Some(table) = stream_table(app, &stream).await? {
+        caller.require_table(&table)?;
+    }
+    Ok(stream)
+}
+
+/// The table a registered stream feeds (it never changes, so it is read
+/// once per process).
+async fn stream_table(app: &AppState, stream: &StreamName) -> Result<Option<TableName>, ApiError> {
     let known = app
         .stream_tables
         .lock()
         .expect("not poisoned")
-        .get(&stream)
+        .get(stream)
         .cloned();
-    let table = match known {
+    Ok(match known {
         Some(table) => Some(table),
-        None => app.store.stream(&stream).await?.map(|state| {
+        None => app.store.stream(stream).await?.map(|state| {
             let table = state.settings.table;
             (app.stream_tables.lock().expect("not poisoned")).insert(stream.clone(), table.clone());
             table
         }),
-    };
-    if let Some(table) = table {
-        caller.require_table(&table)?;
-    }
-    Ok(stream)
+    })
 }
 
 fn parse_batch_id(raw: &str) -> Result<BatchId, ApiError> {

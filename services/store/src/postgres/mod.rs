@@ -8,6 +8,7 @@
 mod events;
 mod leases;
 mod notify;
+mod snapshots;
 mod streams;
 mod tokens;
 
@@ -43,12 +44,7 @@ impl PgBackend {
             // dead connection fails the batch, which is retried.
             .test_before_acquire(false)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            // Generic plans of `= ANY($1)` lookups turned out to degrade as
-            // history grows (5x slower batches); planning each is cheaper.
-            .connect_with(
-                url.parse::<sqlx::postgres::PgConnectOptions>()?
-                    .options([("plan_cache_mode", "force_custom_plan")]),
-            )
+            .connect_with(connect_options(url)?)
             .await?;
         MIGRATOR.run(&pool).await?;
         Ok(PgBackend {
@@ -56,6 +52,20 @@ impl PgBackend {
             replica: uuid::Uuid::now_v7().simple().to_string(),
         })
     }
+}
+
+/// Custom plans unless the URL says otherwise (`?options=-c
+/// plan_cache_mode=...`): generic plans of the batch statements halve a
+/// lone client's latency but cost a third of the throughput at 64 clients
+/// over 1,000 tables, and once made batches 5x slower as history grew
+/// (BENCHMARKS.md, `scripts/plan-cache.sh`).
+fn connect_options(url: &str) -> Result<sqlx::postgres::PgConnectOptions, StoreError> {
+    let options = url.parse::<sqlx::postgres::PgConnectOptions>()?;
+    Ok(if url.contains("plan_cache_mode") {
+        options
+    } else {
+        options.options([("plan_cache_mode", "force_custom_plan")])
+    })
 }
 
 /// The database's clock as read with the locked rows, or read now when the
@@ -70,6 +80,31 @@ async fn database_now(
             .fetch_one(&mut **tx)
             .await?),
     }
+}
+
+/// Append events outside a group-commit batch. Run it last before the
+/// commit: the counter row stays locked until then, which keeps event ids
+/// in commit order across replicas.
+async fn insert_events(
+    tx: &mut Transaction<'_, Postgres>,
+    events: &[sluice_core::NewEvent],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "WITH ids AS (UPDATE event_seq SET last_id = last_id + jsonb_array_length($1::jsonb) \
+           RETURNING last_id) \
+         INSERT INTO events (id, at, kind, table_name, lease_id, data, actor, stream_name) \
+         SELECT ids.last_id - jsonb_array_length($1::jsonb) + e.ord, (e.value ->> 'at')::int8, \
+           e.value ->> 'kind', e.value ->> 'table_name', e.value ->> 'lease_id', e.value ->> 'data', \
+           e.value ->> 'actor', e.value ->> 'stream_name' \
+         FROM ids, jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(value, ord)",
+    )
+    .bind(crate::rows::events::events_json(events))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Delete up to `limit` of the oldest rows of `table` that are `finished`

@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod leases;
+pub mod snapshots;
 pub mod streams;
 pub mod tokens;
 

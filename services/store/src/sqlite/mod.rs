@@ -5,6 +5,7 @@
 
 mod events;
 mod leases;
+mod snapshots;
 mod streams;
 mod tokens;
 

@@ -1,0 +1,99 @@
+"""Real Iceberg tables for sluice's tests, through pyiceberg.
+
+    lake.py CATALOG_JSON create TABLE
+    lake.py CATALOG_JSON append TABLE ROWS     -> prints the new snapshot id
+    lake.py CATALOG_JSON expire TABLE SNAPSHOT_ID
+    lake.py CATALOG_JSON snapshots TABLE       -> JSON: pyiceberg's view
+
+CATALOG_JSON is the pyiceberg catalog's properties as a JSON object, with
+a "name" (e.g. {"name": "lake", "type": "glue", ...} for moto's Glue and S3,
+or {"name": "local", "type": "sql", "uri": "sqlite:///...", ...}).
+"""
+
+import json
+import sys
+
+import pyarrow as pa
+from pyiceberg.catalog import load_catalog
+from pyiceberg.schema import Schema
+from pyiceberg.types import LongType, NestedField, StringType
+
+SCHEMA = Schema(
+    NestedField(1, "id", LongType(), required=False),
+    NestedField(2, "name", StringType(), required=False),
+)
+
+
+def catalog(props):
+    props = dict(props)
+    name = props.pop("name")
+    return load_catalog(name, **props)
+
+
+def make_bucket(props):
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=props["s3.endpoint"],
+        region_name=props["s3.region"],
+        aws_access_key_id=props["s3.access-key-id"],
+        aws_secret_access_key=props["s3.secret-access-key"],
+    )
+    bucket = props["warehouse"].split("/")[2]
+    if bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=bucket)
+
+
+def main(argv):
+    props, command, table = json.loads(argv[1]), argv[2], argv[3]
+    cat = catalog(props)
+    namespace = table.rsplit(".", 1)[0]
+    if command == "create":
+        if props.get("type") == "glue":
+            make_bucket(props)
+        try:
+            cat.create_namespace(namespace)
+        except Exception:  # already there
+            pass
+        cat.create_table(table, schema=SCHEMA)
+    elif command == "append":
+        t = cat.load_table(table)
+        rows = int(argv[4])
+        start = len(t.metadata.snapshots) * 1000
+        df = pa.table(
+            {
+                "id": pa.array(range(start, start + rows), pa.int64()),
+                "name": pa.array([f"row-{i}" for i in range(rows)], pa.string()),
+            }
+        )
+        t.append(df)
+        print(t.current_snapshot().snapshot_id)
+    elif command == "expire":
+        t = cat.load_table(table)
+        t.maintenance.expire_snapshots().by_id(int(argv[4])).commit()
+    elif command == "snapshots":
+        t = cat.load_table(table)
+        print(
+            json.dumps(
+                {
+                    "current_snapshot_id": t.metadata.current_snapshot_id,
+                    "snapshots": [
+                        {
+                            "snapshot_id": s.snapshot_id,
+                            "parent_id": s.parent_snapshot_id,
+                            "sequence_number": s.sequence_number,
+                            "timestamp_ms": s.timestamp_ms,
+                            "operation": s.summary.operation.value if s.summary else None,
+                        }
+                        for s in sorted(t.metadata.snapshots, key=lambda s: s.sequence_number)
+                    ],
+                }
+            )
+        )
+    else:
+        raise SystemExit(f"unknown command {command}")
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,500 @@
+//! The table snapshot log from real Iceberg metadata: tables created and
+//! appended to by pyiceberg in moto's Glue catalog and S3, read by sluice
+//! through the `iceberg` crate's Glue catalog; and the embedded SQL
+//! catalog that the SQLite default gets with no configuration.
+
+use crate::harness::{fresh_database, Server};
+use crate::lake::{venv, Lake};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const TABLE: &str = "sales.orders";
+
+/// pyiceberg on the given catalog (`integration-tests/iceberg/lake.py`).
+fn lake_py(catalog: &Value, args: &[&str]) -> String {
+    let output = Command::new(venv().join("bin/python"))
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("iceberg/lake.py"))
+        .arg(catalog.to_string())
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .expect("run lake.py");
+    assert!(
+        output.status.success(),
+        "lake.py {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+async fn py(catalog: &Value, args: &[&str]) -> String {
+    let (catalog, args) = (
+        catalog.clone(),
+        args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        lake_py(&catalog, &args)
+    })
+    .await
+    .expect("lake.py task")
+}
+
+/// pyiceberg's properties for moto's Glue catalog and S3.
+fn glue_catalog(lake: &Lake) -> Value {
+    json!({
+        "name": "lake", "type": "glue",
+        "glue.endpoint": lake.url, "glue.region": "us-east-1",
+        "glue.access-key-id": "testing", "glue.secret-access-key": "testing",
+        "s3.endpoint": lake.url, "s3.region": "us-east-1",
+        "s3.access-key-id": "testing", "s3.secret-access-key": "testing",
+        "warehouse": "s3://lake/",
+    })
+}
+
+/// sluice's configuration of the same catalog (secrets from the
+/// environment, as production would keep them).
+fn glue_config(dir: &Path, lake: &Lake) -> PathBuf {
+    let path = dir.join("sluice.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[catalogs.lake]
+kind = "glue"
+uri = "{url}"
+warehouse = "s3://lake/"
+region = "us-east-1"
+[catalogs.lake.properties]
+aws_access_key_id = "env:LAKE_KEY_ID"
+aws_secret_access_key = "env:LAKE_SECRET"
+"s3.endpoint" = "{url}"
+"s3.path-style-access" = "true"
+"#,
+            url = lake.url
+        ),
+    )
+    .expect("write config");
+    path
+}
+
+async fn on_lake(postgres: bool, extra: &[&str]) -> (Server, Lake, tempfile::TempDir) {
+    let lake = Lake::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = glue_config(dir.path(), &lake).display().to_string();
+    std::env::set_var("LAKE_KEY_ID", "testing");
+    std::env::set_var("LAKE_SECRET", "testing");
+    let mut args = vec!["--config", config.as_str()];
+    args.extend_from_slice(extra);
+    let server = if postgres {
+        let db = fresh_database().await;
+        let mut args = args.clone();
+        args.extend_from_slice(&["--auth", "off"]);
+        Server::on_database_with(&db, &args).await
+    } else {
+        Server::sqlite_with(&args).await
+    };
+    (server, lake, dir)
+}
+
+async fn snapshots_page(server: &Server, query: &str) -> Value {
+    let answer = server
+        .client
+        .send(
+            Method::GET,
+            &format!("/v1/tables/{TABLE}/snapshots{query}"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.body
+}
+
+/// Every snapshot in the log, all pages.
+async fn all_snapshots(server: &Server) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut query = "?limit=2".to_owned();
+    loop {
+        let page = snapshots_page(server, &query).await;
+        all.extend(page["snapshots"].as_array().unwrap().iter().cloned());
+        match page["next_after"].as_str() {
+            Some(next) => query = format!("?limit=2&after={next}"),
+            None => return all,
+        }
+    }
+}
+
+async fn refresh(server: &Server) -> Value {
+    let answer = server
+        .client
+        .send(Method::POST, &format!("/v1/tables/{TABLE}/refresh"), None)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.body
+}
+
+/// The log, compared field by field with pyiceberg's own view of the table.
+fn assert_log_matches(log: &[Value], pyiceberg: &Value) {
+    let live: Vec<&Value> = log.iter().filter(|s| s["expired_at"].is_null()).collect();
+    let theirs = pyiceberg["snapshots"].as_array().unwrap();
+    assert_eq!(
+        live.len(),
+        theirs.len(),
+        "log {log:?}\npyiceberg {pyiceberg}"
+    );
+    for (ours, theirs) in live.iter().zip(theirs) {
+        assert_eq!(
+            ours["snapshot_id"], theirs["snapshot_id"],
+            "{ours} vs {theirs}"
+        );
+        // pyiceberg forgets the parent of a snapshot whose parent expired;
+        // the log keeps it (lag walks the chain through expired snapshots).
+        let parent_expired = theirs["parent_id"].is_null()
+            && log
+                .iter()
+                .any(|s| s["snapshot_id"] == ours["parent_id"] && s["expired_at"].is_string());
+        if !parent_expired {
+            assert_eq!(ours["parent_id"], theirs["parent_id"], "{ours} vs {theirs}");
+        }
+        assert_eq!(
+            ours["sequence_number"], theirs["sequence_number"],
+            "{ours} vs {theirs}"
+        );
+        assert_eq!(ours["operation"], theirs["operation"], "{ours} vs {theirs}");
+        let ms = theirs["timestamp_ms"].as_i64().unwrap();
+        assert_eq!(
+            sluice_core::Millis::parse_rfc3339(ours["committed_at"].as_str().unwrap()),
+            Some(sluice_core::Millis(ms))
+        );
+    }
+}
+
+async fn the_log_follows_appends_and_expiry_on_glue(postgres: bool) {
+    let (server, lake, _dir) = on_lake(postgres, &["--refresh-interval-seconds", "3600"]).await;
+    let catalog = glue_catalog(&lake);
+    let c = &server.client;
+    assert_eq!(
+        c.put_table(TABLE, json!({ "catalog": "lake" }))
+            .await
+            .unwrap()
+            .status,
+        201
+    );
+
+    // Registered in sluice, not yet in the catalog.
+    let missing = c
+        .send(Method::POST, &format!("/v1/tables/{TABLE}/refresh"), None)
+        .await
+        .unwrap();
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    assert_eq!(missing.error_type(), Some("iceberg_table_not_found"));
+    let page = snapshots_page(&server, "").await;
+    assert!(
+        page["catalog_state"]["refresh_error"].as_str().is_some(),
+        "{page}"
+    );
+
+    py(&catalog, &["create", TABLE]).await;
+    let empty = refresh(&server).await;
+    assert_eq!(empty["current_snapshot_id"], Value::Null);
+    assert_eq!(empty["added"], json!([]));
+
+    let mut ids = Vec::new();
+    for rows in [3, 1, 4] {
+        ids.push(py(&catalog, &["append", TABLE, &rows.to_string()]).await);
+    }
+    let first = refresh(&server).await;
+    let added: Vec<String> = first["added"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    assert_eq!(added, ids, "{first}");
+    assert_eq!(first["current_snapshot_id"].to_string(), ids[2]);
+    let theirs: Value = serde_json::from_str(&py(&catalog, &["snapshots", TABLE]).await).unwrap();
+    assert_log_matches(&all_snapshots(&server).await, &theirs);
+
+    // A refresh with nothing new changes nothing.
+    let again = refresh(&server).await;
+    assert_eq!(
+        (again["added"].clone(), again["expired"].clone()),
+        (json!([]), json!([]))
+    );
+
+    // Two more appends, then the oldest snapshot expires.
+    ids.push(py(&catalog, &["append", TABLE, "2"]).await);
+    ids.push(py(&catalog, &["append", TABLE, "5"]).await);
+    py(&catalog, &["expire", TABLE, &ids[0]]).await;
+    let second = refresh(&server).await;
+    let added: Vec<String> = second["added"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    assert_eq!(added, ids[3..]);
+    assert_eq!(second["expired"].to_string(), format!("[{}]", ids[0]));
+    let log = all_snapshots(&server).await;
+    assert_eq!(
+        log.len(),
+        5,
+        "the expired snapshot stays in the log, marked"
+    );
+    assert!(log[0]["expired_at"].is_string(), "{:?}", log[0]);
+    let theirs: Value = serde_json::from_str(&py(&catalog, &["snapshots", TABLE]).await).unwrap();
+    assert_log_matches(&log, &theirs);
+    let state = &snapshots_page(&server, "").await["catalog_state"];
+    assert_eq!(state["current_snapshot_id"].to_string(), ids[4]);
+    assert_eq!(state["refresh_error"], Value::Null);
+    assert!(state["metadata_location"]
+        .as_str()
+        .unwrap()
+        .starts_with("s3://lake/"));
+
+    // Each refresh that changed the log is an event.
+    let events = c
+        .send(Method::GET, "/v1/events?kind=table_snapshots_changed", None)
+        .await
+        .unwrap();
+    let events = events.body["events"].as_array().unwrap().clone();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[1]["data"]["added"], 2);
+    assert_eq!(
+        events[1]["data"]["expired_ids"].to_string(),
+        format!("[{}]", ids[0])
+    );
+    // The catalog's secrets are in none of it.
+    assert!(!server.log_text().contains("LAKE_SECRET"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_follows_appends_and_expiry_on_glue_sqlite() {
+    the_log_follows_appends_and_expiry_on_glue(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_follows_appends_and_expiry_on_glue_postgres() {
+    the_log_follows_appends_and_expiry_on_glue(true).await
+}
+
+/// The watcher refreshes every table by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_refreshes_the_log_by_itself() {
+    let (server, lake, _dir) = on_lake(true, &["--refresh-interval-seconds", "1"]).await;
+    let catalog = glue_catalog(&lake);
+    py(&catalog, &["create", TABLE]).await;
+    assert_eq!(
+        server
+            .client
+            .put_table(TABLE, json!({ "catalog": "lake" }))
+            .await
+            .unwrap()
+            .status,
+        201
+    );
+    let id = py(&catalog, &["append", TABLE, "1"]).await;
+    assert!(
+        wait_for_snapshot(&server, &id, Duration::from_secs(20)).await,
+        "the watcher never recorded {id}"
+    );
+}
+
+/// A committed batch that names a snapshot the log does not hold gets its
+/// table refreshed at once, long before the watcher's next round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_naming_a_new_snapshot_refreshes_its_table() {
+    let (server, lake, _dir) = on_lake(false, &["--refresh-interval-seconds", "86400"]).await;
+    let catalog = glue_catalog(&lake);
+    let c = &server.client;
+    py(&catalog, &["create", TABLE]).await;
+    assert_eq!(
+        c.put_table(TABLE, json!({ "catalog": "lake" }))
+            .await
+            .unwrap()
+            .status,
+        201
+    );
+    let stream = "sales.orders_cdc";
+    assert_eq!(
+        c.put_stream(stream, &json!({ "table": TABLE }))
+            .await
+            .unwrap()
+            .status,
+        201
+    );
+    let id = py(&catalog, &["append", TABLE, "1"]).await;
+    let opened = c.open_batch(stream, "run-1", 60).await.unwrap();
+    assert_eq!(opened.status, 201, "{}", opened.body);
+    let batch = opened.body["batch_id"].as_str().unwrap().to_owned();
+    let body = json!({
+        "token": opened.body["token"],
+        "bookmark": { "load": { "files_done": ["LOAD00000001.csv"] } },
+        "snapshot_id": id.parse::<i64>().unwrap(),
+    });
+    let committed = c.commit_batch(stream, &batch, &body).await.unwrap();
+    assert_eq!(committed.status, 200, "{}", committed.body);
+    assert!(
+        wait_for_snapshot(&server, &id, Duration::from_secs(20)).await,
+        "the batch's snapshot {id} was never recorded"
+    );
+}
+
+async fn wait_for_snapshot(server: &Server, id: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let page = snapshots_page(server, "?limit=1000").await;
+        if page["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["snapshot_id"].as_i64().map(|n| n.to_string()).as_deref() == Some(id))
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// With no configuration, the SQLite default reads the embedded catalog: a
+/// SQLite file and a warehouse folder in its data directory, where
+/// pyiceberg's SQL catalog creates the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_catalog_needs_no_configuration() {
+    let server = Server::sqlite_with(&["--refresh-interval-seconds", "3600"]).await;
+    let data = server.data_dir();
+    let catalog = json!({
+        "name": "local", "type": "sql",
+        "uri": format!("sqlite:///{}", data.join("catalog.db").display()),
+        "warehouse": format!("file://{}", data.join("warehouse").display()),
+    });
+    py(&catalog, &["create", TABLE]).await;
+    let id = py(&catalog, &["append", TABLE, "3"]).await;
+    assert_eq!(
+        server
+            .client
+            .put_table(TABLE, json!({}))
+            .await
+            .unwrap()
+            .status,
+        201
+    );
+    let refreshed = refresh(&server).await;
+    assert_eq!(refreshed["catalog"], "local");
+    assert_eq!(refreshed["added"].to_string(), format!("[{id}]"));
+    let theirs: Value = serde_json::from_str(&py(&catalog, &["snapshots", TABLE]).await).unwrap();
+    assert_log_matches(&all_snapshots(&server).await, &theirs);
+}
+
+/// What a caller can get wrong: each a 4xx with the JSON error body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_and_page_refusals() {
+    let server = Server::sqlite_with(&["--refresh-interval-seconds", "3600"]).await;
+    let c = &server.client;
+    let unknown = c
+        .send(Method::POST, "/v1/tables/no.such/refresh", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (unknown.status, unknown.error_type()),
+        (404, Some("table_not_found"))
+    );
+    let unknown = c
+        .send(Method::GET, "/v1/tables/no.such/snapshots", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (unknown.status, unknown.error_type()),
+        (404, Some("table_not_found"))
+    );
+    assert_eq!(
+        c.put_table("a.elsewhere", json!({ "catalog": "nope" }))
+            .await
+            .unwrap()
+            .status,
+        201
+    );
+    let unconfigured = c
+        .send(Method::POST, "/v1/tables/a.elsewhere/refresh", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (unconfigured.status, unconfigured.error_type()),
+        (409, Some("catalog_not_configured")),
+        "{}",
+        unconfigured.body
+    );
+    assert_eq!(
+        c.put_table("a.missing", json!({})).await.unwrap().status,
+        201
+    );
+    let missing = c
+        .send(Method::POST, "/v1/tables/a.missing/refresh", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (missing.status, missing.error_type()),
+        (404, Some("iceberg_table_not_found"))
+    );
+    for query in ["?after=nonsense", "?after=1:x", "?limit=0", "?limit=1001"] {
+        let bad = c
+            .send(
+                Method::GET,
+                &format!("/v1/tables/a.missing/snapshots{query}"),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(bad.status, 422, "{query}: {}", bad.body);
+        assert!(bad.error_type().is_some());
+    }
+    let bad_name = c
+        .send(Method::POST, "/v1/tables/no-dot/refresh", None)
+        .await
+        .unwrap();
+    assert_eq!(bad_name.status, 400, "{}", bad_name.body);
+}
+
+/// Refreshing is open to every role on its own tables, never outside its scopes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_follows_roles_and_scopes() {
+    let server = Server::sqlite_with(&["--auth", "on", "--refresh-interval-seconds", "3600"]).await;
+    let admin = server.client_with(&server.create_token("admin", "admin", &[], &[]));
+    assert_eq!(
+        admin.put_table("sales.t", json!({})).await.unwrap().status,
+        201
+    );
+    assert_eq!(
+        admin.put_table("hr.t", json!({})).await.unwrap().status,
+        201
+    );
+    let job = server.client_with(&server.create_token("job", "job", &["sales."], &[]));
+    let own = job
+        .send(Method::POST, "/v1/tables/sales.t/refresh", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        own.error_type(),
+        Some("iceberg_table_not_found"),
+        "{}",
+        own.body
+    );
+    let other = job
+        .send(Method::POST, "/v1/tables/hr.t/refresh", None)
+        .await
+        .unwrap();
+    assert_eq!(other.status, 403, "{}", other.body);
+    let anonymous = server
+        .client
+        .send(Method::POST, "/v1/tables/sales.t/refresh", None)
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status, 401);
+}

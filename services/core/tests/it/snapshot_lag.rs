@@ -1,0 +1,98 @@
+//! The snapshot log's rules: what a refresh adds and expires, and the lag
+//! of an applied snapshot behind the current one.
+
+use proptest::prelude::*;
+use sluice_core::snapshots::{lag, refresh, Snapshot};
+use sluice_core::Millis;
+
+fn chain(n: usize, first_ms: i64, step_ms: i64) -> Vec<Snapshot> {
+    (0..n)
+        .map(|i| Snapshot {
+            id: 1000 + i as i64 * 7,
+            parent_id: (i > 0).then(|| 1000 + (i as i64 - 1) * 7),
+            sequence_number: i as i64 + 1,
+            timestamp: Millis(first_ms + i as i64 * step_ms),
+            operation: "append".into(),
+            summary: Default::default(),
+            expired_at: None,
+        })
+        .collect()
+}
+
+proptest! {
+    #[test]
+    fn lag_counts_the_ancestry_after_the_applied_snapshot(
+        n in 1usize..40, applied in 0usize..40, expire_below in 0usize..40,
+        step in 1i64..100_000,
+    ) {
+        let applied = applied % n;
+        let mut log = chain(n, 1_000_000, step);
+        // Expiring old snapshots does not cut the chain: the log keeps them.
+        for s in log.iter_mut().take(expire_below.min(n - 1)) {
+            s.expired_at = Some(Millis(9));
+        }
+        let now = Millis(1_000_000 + n as i64 * step + 5_000);
+        let got = lag(&log, Some(log[n - 1].id), Some(log[applied].id), now);
+        prop_assert_eq!(got.snapshots_behind, (n - 1 - applied) as u64);
+        let expected_seconds = if applied == n - 1 { 0 } else { (now.0 - log[applied + 1].timestamp.0) / 1000 };
+        prop_assert_eq!(got.seconds_behind, expected_seconds);
+        prop_assert!(!got.diverged);
+        prop_assert_eq!(got.applied_expired, applied < expire_below.min(n - 1));
+    }
+
+    #[test]
+    fn a_refresh_adds_each_unknown_snapshot_once_and_expires_each_missing_one(
+        n in 0usize..30, known_upto in 0usize..30, listed_from in 0usize..30,
+    ) {
+        let all = chain(n, 0, 10);
+        let known: Vec<(i64, bool)> = all.iter().take(known_upto).map(|s| (s.id, false)).collect();
+        let listed: Vec<Snapshot> = all.iter().skip(listed_from).cloned().collect();
+        let r = refresh(&known, &listed);
+        let added: Vec<i64> = r.added.iter().map(|s| s.id).collect();
+        let want_added: Vec<i64> = all.iter().enumerate()
+            .filter(|(i, _)| *i >= known_upto && *i >= listed_from).map(|(_, s)| s.id).collect();
+        prop_assert_eq!(added, want_added);
+        let want_expired: Vec<i64> = all.iter().enumerate()
+            .filter(|(i, _)| *i < known_upto && *i < listed_from).map(|(_, s)| s.id).collect();
+        prop_assert_eq!(r.expired, want_expired);
+    }
+}
+
+#[test]
+fn nothing_applied_yet_is_behind_by_the_whole_ancestry() {
+    let log = chain(3, 10_000, 1_000);
+    let got = lag(&log, Some(log[2].id), None, Millis(20_000));
+    assert_eq!(got.snapshots_behind, 3);
+    assert_eq!(got.seconds_behind, 10);
+    assert!(!got.diverged);
+}
+
+#[test]
+fn an_empty_table_is_caught_up() {
+    let got = lag(&[], None, None, Millis(5));
+    assert_eq!(
+        (got.snapshots_behind, got.seconds_behind, got.diverged),
+        (0, 0, false)
+    );
+}
+
+#[test]
+fn an_applied_snapshot_outside_the_ancestry_is_diverged() {
+    let mut log = chain(3, 0, 1_000);
+    let mut side = log[1].clone();
+    side.id = 99;
+    side.sequence_number = 9;
+    log.push(side);
+    let got = lag(&log, Some(log[2].id), Some(99), Millis(10_000));
+    assert!(got.diverged);
+    assert_eq!(got.snapshots_behind, 3);
+}
+
+#[test]
+fn a_snapshot_marked_expired_is_not_expired_twice_nor_re_added() {
+    let all = chain(2, 0, 10);
+    let known = vec![(all[0].id, true), (all[1].id, false)];
+    let r = refresh(&known, &all[..1]);
+    assert!(r.added.is_empty());
+    assert_eq!(r.expired, vec![all[1].id]);
+}

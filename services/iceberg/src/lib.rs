@@ -1,0 +1,159 @@
+//! Iceberg table metadata, read through the `iceberg` crate's catalogs:
+//! AWS Glue for production, the REST catalog (Lakekeeper, Polaris, S3
+//! Tables), and an embedded SQL catalog on SQLite with a local-folder
+//! warehouse, so that sluice works offline. Catalogs are named in the
+//! configuration; a table names its catalog (or gets the default one).
+#![forbid(unsafe_code)]
+
+mod config;
+
+pub use config::{CatalogConfig, CatalogKind};
+
+use iceberg::{Catalog, CatalogBuilder, ErrorKind, NamespaceIdent, TableIdent};
+use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
+use sluice_core::snapshots::{CatalogError, CatalogFuture, CatalogPort, Snapshot, TableMetadata};
+use sluice_core::{Millis, TableName};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Every configured catalog, connected.
+pub struct Catalogs {
+    default: Option<String>,
+    catalogs: HashMap<String, Arc<dyn Catalog>>,
+}
+
+impl Catalogs {
+    /// Connect each catalog. A catalog that cannot be built (bad
+    /// properties, an unreachable SQL catalog database) is a start-up error.
+    pub async fn connect(
+        configs: &[CatalogConfig],
+        default: Option<&str>,
+    ) -> anyhow::Result<Catalogs> {
+        let mut catalogs: HashMap<String, Arc<dyn Catalog>> = HashMap::new();
+        for config in configs {
+            let catalog = connect(config)
+                .await
+                .map_err(|e| anyhow::anyhow!("catalog `{}`: {e}", config.name))?;
+            catalogs.insert(config.name.clone(), catalog);
+        }
+        if let Some(default) = default {
+            anyhow::ensure!(
+                catalogs.contains_key(default),
+                "the default catalog `{default}` is not configured"
+            );
+        }
+        Ok(Catalogs {
+            default: default.map(str::to_owned),
+            catalogs,
+        })
+    }
+
+    /// A catalog by name, to create tables through in tests and tools.
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Catalog>> {
+        self.catalogs.get(name).cloned()
+    }
+}
+
+async fn connect(config: &CatalogConfig) -> iceberg::Result<Arc<dyn Catalog>> {
+    let props = config.properties();
+    let resolving = Arc::new(OpenDalResolvingStorageFactory::new());
+    Ok(match config.kind {
+        // The Glue catalog picks S3 storage by itself.
+        CatalogKind::Glue => Arc::new(
+            iceberg_catalog_glue::GlueCatalogBuilder::default()
+                .load(&config.name, props)
+                .await?,
+        ),
+        CatalogKind::Rest => Arc::new(
+            iceberg_catalog_rest::RestCatalogBuilder::default()
+                .with_storage_factory(resolving)
+                .load(&config.name, props)
+                .await?,
+        ),
+        CatalogKind::Sql => Arc::new(
+            iceberg_catalog_sql::SqlCatalogBuilder::default()
+                .with_storage_factory(resolving)
+                .load(&config.name, props)
+                .await?,
+        ),
+    })
+}
+
+/// `a.b.table` is table `table` in namespace `a.b` (Glue allows one level).
+pub fn table_ident(table: &TableName) -> TableIdent {
+    let name = table.as_str();
+    let (namespace, table) = name.rsplit_once('.').unwrap_or(("default", name));
+    TableIdent::new(
+        NamespaceIdent::from_vec(namespace.split('.').map(str::to_owned).collect())
+            .unwrap_or_else(|_| NamespaceIdent::new(namespace.to_owned())),
+        table.to_owned(),
+    )
+}
+
+impl CatalogPort for Catalogs {
+    fn default_catalog(&self) -> Option<&str> {
+        self.default.as_deref()
+    }
+
+    fn table_metadata<'a>(&'a self, catalog: &'a str, table: &'a TableName) -> CatalogFuture<'a> {
+        Box::pin(async move {
+            let Some(client) = self.catalogs.get(catalog) else {
+                return Err(CatalogError::UnknownCatalog(catalog.to_owned()));
+            };
+            let ident = table_ident(table);
+            let loaded = match client.load_table(&ident).await {
+                Ok(loaded) => loaded,
+                Err(e) => return Err(classify(client.as_ref(), catalog, &ident, e).await),
+            };
+            let metadata = loaded.metadata();
+            let snapshots = metadata
+                .snapshots()
+                .map(|s| Snapshot {
+                    id: s.snapshot_id(),
+                    parent_id: s.parent_snapshot_id(),
+                    sequence_number: s.sequence_number(),
+                    timestamp: Millis(s.timestamp_ms()),
+                    operation: s.summary().operation.as_str().to_owned(),
+                    summary: s
+                        .summary()
+                        .additional_properties
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect::<BTreeMap<_, _>>(),
+                    expired_at: None,
+                })
+                .collect();
+            Ok(TableMetadata {
+                metadata_location: loaded.metadata_location().map(str::to_owned),
+                current_snapshot_id: metadata.current_snapshot_id(),
+                snapshots,
+            })
+        })
+    }
+}
+
+/// Tell a missing table from a catalog that failed: not every catalog says
+/// `TableNotFound` (Glue's client reports an SDK error), so ask once more.
+async fn classify(
+    client: &dyn Catalog,
+    catalog: &str,
+    ident: &TableIdent,
+    error: iceberg::Error,
+) -> CatalogError {
+    let missing = match error.kind() {
+        ErrorKind::TableNotFound | ErrorKind::NamespaceNotFound => true,
+        _ => matches!(client.table_exists(ident).await, Ok(false)),
+    };
+    if missing {
+        CatalogError::NoSuchTable {
+            catalog: catalog.to_owned(),
+            table: ident.to_string(),
+        }
+    } else {
+        tracing::warn!(catalog, table = %ident, error = %error, "catalog read failed");
+        CatalogError::Unavailable {
+            catalog: catalog.to_owned(),
+            message: error.message().to_owned(),
+        }
+    }
+}
