@@ -14,7 +14,8 @@ if command -v psql >/dev/null; then
 fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-cargo build --workspace --bins --quiet
+# --all-targets: the same features as `cargo test` below, so nothing builds twice.
+cargo build --workspace --all-targets --quiet
 # The ingestion tests run a Python job (pyiceberg) against moto's Glue and S3.
 scripts/ensure-venv.sh .venv-ingest integration-tests/ingest/requirements.txt
 cargo test --workspace

@@ -3,6 +3,7 @@
     lake.py CATALOG_JSON create TABLE
     lake.py CATALOG_JSON append TABLE ROWS     -> prints the new snapshot id
     lake.py CATALOG_JSON expire TABLE SNAPSHOT_ID
+    lake.py CATALOG_JSON expire-older-than TABLE RFC3339
     lake.py CATALOG_JSON snapshots TABLE       -> JSON: pyiceberg's view
 
 CATALOG_JSON is the pyiceberg catalog's properties as a JSON object, with
@@ -72,6 +73,11 @@ def main(argv):
     elif command == "expire":
         t = cat.load_table(table)
         t.maintenance.expire_snapshots().by_id(int(argv[4])).commit()
+    elif command == "expire-older-than":
+        from datetime import datetime
+
+        t = cat.load_table(table)
+        t.maintenance.expire_snapshots().older_than(datetime.fromisoformat(argv[4])).commit()
     elif command == "snapshots":
         t = cat.load_table(table)
         print(

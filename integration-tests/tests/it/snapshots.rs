@@ -101,6 +101,21 @@ async fn on_lake(postgres: bool, extra: &[&str]) -> (Server, Lake, tempfile::Tem
     (server, lake, dir)
 }
 
+/// A server on a fresh lake whose table `TABLE` exists in the lake and is
+/// registered in sluice.
+async fn lake_table(postgres: bool, refresh_interval: &str) -> (Server, Lake, tempfile::TempDir) {
+    let (server, lake, dir) =
+        on_lake(postgres, &["--refresh-interval-seconds", refresh_interval]).await;
+    py(&glue_catalog(&lake), &["create", TABLE]).await;
+    let registered = server
+        .client
+        .put_table(TABLE, json!({ "catalog": "lake" }))
+        .await
+        .unwrap();
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    (server, lake, dir)
+}
+
 async fn snapshots_page(server: &Server, query: &str) -> Value {
     let answer = server
         .client
@@ -284,21 +299,99 @@ async fn the_log_follows_appends_and_expiry_on_glue_postgres() {
     the_log_follows_appends_and_expiry_on_glue(true).await
 }
 
+/// Retention names the oldest snapshot a reader needs, and expiring at the
+/// timestamp it answers keeps that snapshot (and removes what is older).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_at_the_retention_point_keeps_what_readers_pinned() {
+    let (server, lake, _dir) = lake_table(false, "3600").await;
+    let catalog = glue_catalog(&lake);
+    let c = &server.client;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(py(&catalog, &["append", TABLE, "1"]).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The reader pins the second snapshot before sluice has seen any:
+    // retention reads the catalog itself rather than guess.
+    let pinned = c
+        .send(
+            Method::POST,
+            &format!("/v1/tables/{TABLE}/leases"),
+            Some(
+                &json!({ "mode": "read", "holder": "hydrate-1", "ttl_seconds": 300,
+                          "pin_snapshot_id": ids[1].parse::<i64>().unwrap() }),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pinned.status, 201, "{}", pinned.body);
+    let retention = |server: &Server| {
+        let c = server.client.clone();
+        async move {
+            let answer = c
+                .send(Method::GET, &format!("/v1/tables/{TABLE}/retention"), None)
+                .await
+                .unwrap();
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            answer.body
+        }
+    };
+    let held = retention(&server).await;
+    assert_eq!(
+        held["oldest_needed_snapshot_id"].to_string(),
+        ids[1],
+        "{held}"
+    );
+    assert_eq!(held["pinned"].to_string(), format!("[{}]", ids[1]));
+    assert_eq!(held["readers"], 1);
+    let log = all_snapshots(&server).await;
+    assert_eq!(held["safe_older_than"], log[1]["committed_at"], "{held}");
+
+    py(
+        &catalog,
+        &[
+            "expire-older-than",
+            TABLE,
+            held["safe_older_than"].as_str().unwrap(),
+        ],
+    )
+    .await;
+    let theirs: Value = serde_json::from_str(&py(&catalog, &["snapshots", TABLE]).await).unwrap();
+    let left: Vec<String> = theirs["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["snapshot_id"].to_string())
+        .collect();
+    assert_eq!(
+        left,
+        ids[1..],
+        "expiry kept the pinned snapshot and what follows, no more"
+    );
+
+    // Released: nothing holds snapshots back any more.
+    let lease = pinned.body["lease_id"].as_str().unwrap();
+    let token = pinned.body["token"].as_i64().unwrap();
+    let released = c
+        .send(
+            Method::DELETE,
+            &format!("/v1/leases/{lease}?token={token}"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(released.status, 200, "{}", released.body);
+    let free = retention(&server).await;
+    assert_eq!(free["oldest_needed_snapshot_id"], Value::Null, "{free}");
+    assert_eq!(free["readers"], 0);
+    assert!(free["safe_older_than"].is_string());
+}
+
 /// The watcher refreshes every table by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watcher_refreshes_the_log_by_itself() {
-    let (server, lake, _dir) = on_lake(true, &["--refresh-interval-seconds", "1"]).await;
+    let (server, lake, _dir) = lake_table(true, "1").await;
     let catalog = glue_catalog(&lake);
-    py(&catalog, &["create", TABLE]).await;
-    assert_eq!(
-        server
-            .client
-            .put_table(TABLE, json!({ "catalog": "lake" }))
-            .await
-            .unwrap()
-            .status,
-        201
-    );
     let id = py(&catalog, &["append", TABLE, "1"]).await;
     assert!(
         wait_for_snapshot(&server, &id, Duration::from_secs(20)).await,
@@ -310,17 +403,9 @@ async fn the_watcher_refreshes_the_log_by_itself() {
 /// table refreshed at once, long before the watcher's next round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_naming_a_new_snapshot_refreshes_its_table() {
-    let (server, lake, _dir) = on_lake(false, &["--refresh-interval-seconds", "86400"]).await;
+    let (server, lake, _dir) = lake_table(false, "86400").await;
     let catalog = glue_catalog(&lake);
     let c = &server.client;
-    py(&catalog, &["create", TABLE]).await;
-    assert_eq!(
-        c.put_table(TABLE, json!({ "catalog": "lake" }))
-            .await
-            .unwrap()
-            .status,
-        201
-    );
     let stream = "sales.orders_cdc";
     assert_eq!(
         c.put_stream(stream, &json!({ "table": TABLE }))

@@ -45,6 +45,7 @@ pub struct CatalogStateBody {
     pub refreshed_at: Option<String>,
     /// Why the last refresh failed, when it did (cleared by a success).
     pub refresh_error: Option<String>,
+    /// Since when refreshes have been failing with that error.
     pub refresh_error_at: Option<String>,
 }
 
@@ -122,4 +123,23 @@ pub fn parse_cursor(raw: Option<&str>) -> Option<(i64, i64)> {
             Some((seq.parse().ok()?, id.parse().ok()?))
         }
     }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RetentionBody {
+    pub table: String,
+    /// As of the last refresh of the snapshot log.
+    pub current_snapshot_id: Option<i64>,
+    /// The oldest snapshot a live read lease needs (its pin, or the
+    /// snapshot current when an unpinned reader was let in).
+    pub oldest_needed_snapshot_id: Option<i64>,
+    /// Pass to `expire_snapshots(older_than=…)`: it keeps every snapshot a
+    /// reader needs. Null: a reader needs a snapshot sluice cannot place
+    /// (the log holds nothing yet), so expire nothing.
+    pub safe_older_than: Option<String>,
+    /// Live read leases counted: granted ones, and waiting ones with a pin.
+    pub readers: u32,
+    /// The snapshots those leases pinned.
+    pub pinned: Vec<i64>,
+    pub log_refreshed_at: Option<String>,
 }

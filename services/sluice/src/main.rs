@@ -203,8 +203,15 @@ async fn serve(
         sluice_iceberg::Catalogs::connect(&iceberg.catalogs, iceberg.default_catalog.as_deref())
             .await?,
     );
-    let (nudges, watcher) =
-        sluice_store::spawn_watcher(store.clone(), catalogs.clone(), iceberg.refresh_interval);
+    // No catalog, nothing to refresh (a PostgreSQL deployment before its
+    // catalogs are configured).
+    let (nudges, watcher) = if iceberg.catalogs.is_empty() {
+        (sluice_store::Nudges::nowhere(), None)
+    } else {
+        let (nudges, task) =
+            sluice_store::spawn_watcher(store.clone(), catalogs.clone(), iceberg.refresh_interval);
+        (nudges, Some(task))
+    };
     let listener = server::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
@@ -247,7 +254,9 @@ async fn serve(
     shutdown_signal().await;
     stop.cancel();
     server.await?;
-    watcher.abort();
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     Ok(())
 }
 

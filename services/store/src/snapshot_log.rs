@@ -105,6 +105,11 @@ impl Store {
 pub struct Nudges(mpsc::Sender<(TableName, i64)>);
 
 impl Nudges {
+    /// Nudges that go nowhere (no catalog is configured, so no watcher).
+    pub fn nowhere() -> Nudges {
+        Nudges(mpsc::channel(1).0)
+    }
+
     /// `table` has a snapshot `snapshot_id` (a batch or a progress report
     /// said so): refresh the table unless the log holds it already. Never
     /// waits: when the watcher is busy, its next round catches up.

@@ -5,13 +5,13 @@ use crate::dto;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Path, Query};
 use crate::snapshot_dto::{
-    cursor, parse_cursor, RefreshBody, SnapshotBody, SnapshotParams, SnapshotsPage,
+    cursor, parse_cursor, RefreshBody, RetentionBody, SnapshotBody, SnapshotParams, SnapshotsPage,
 };
 use crate::{parse_table, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
-use sluice_core::snapshots::CatalogError;
-use sluice_core::{Permission, RuleError};
+use sluice_core::snapshots::{self, CatalogError};
+use sluice_core::{Permission, RuleError, TableCommand};
 use sluice_store::RefreshError;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -19,6 +19,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(refresh))
         .routes(routes!(snapshots))
+        .routes(routes!(retention))
 }
 
 /// Read the table's metadata from its catalog now and bring its snapshot
@@ -80,6 +81,70 @@ async fn snapshots(
         catalog_state,
         snapshots: snapshots.into_iter().map(SnapshotBody::from).collect(),
         next_after,
+    }))
+}
+
+/// What snapshot expiry may remove now: the oldest snapshot a live read
+/// lease (held, or waiting with a pin) still needs, and the
+/// `expire_snapshots(older_than=…)` timestamp that keeps it.
+#[utoipa::path(get, path = "/v1/tables/{table}/retention", tag = "tables",
+    params(("table" = String, Path, description = "`namespace.table`")),
+    responses(
+        (status = 200, description = "The safe expiry point", body = RetentionBody),
+        (status = 400, description = "Malformed table name", body = ErrorBody),
+        (status = 404, description = "Unknown table", body = ErrorBody),
+    ))]
+async fn retention(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(table): Path<String>,
+) -> Result<axum::Json<RetentionBody>, ApiError> {
+    let table = parse_table(&table)?;
+    caller.require_on(Permission::ReadTables, &table)?;
+    let state = app
+        .store
+        .table(
+            TableCommand::Sweep {
+                table: table.clone(),
+            },
+            None,
+        )
+        .await??
+        .state;
+    let readers = snapshots::readers(&state.live);
+    let mut log = app.store.snapshot_log(&table).await?;
+    let unknown_pin = readers
+        .iter()
+        .filter_map(|r| r.pin)
+        .any(|pin| !log.iter().any(|s| s.id == pin));
+    if unknown_pin {
+        // A pin the log has not seen yet: read the catalog once before
+        // answering (a failure leaves the conservative answer below).
+        if app
+            .store
+            .refresh_snapshots(app.catalogs.as_ref(), &table, caller.actor().as_deref())
+            .await
+            .is_ok()
+        {
+            log = app.store.snapshot_log(&table).await?;
+        }
+    }
+    let catalog_state = app.store.catalog_state(&table).await?;
+    let current = catalog_state.as_ref().and_then(|c| c.current_snapshot_id);
+    let r = snapshots::retention(&log, current, &readers, sluice_store::system_now());
+    let mut pinned: Vec<i64> = readers.iter().filter_map(|r| r.pin).collect();
+    pinned.sort_unstable();
+    pinned.dedup();
+    Ok(axum::Json(RetentionBody {
+        table: table.to_string(),
+        current_snapshot_id: current,
+        oldest_needed_snapshot_id: r.oldest_needed,
+        safe_older_than: r.safe_older_than.map(|t| t.to_rfc3339()),
+        readers: readers.len() as u32,
+        pinned,
+        log_refreshed_at: catalog_state
+            .and_then(|c| c.refreshed_at)
+            .map(|t| t.to_rfc3339()),
     }))
 }
 

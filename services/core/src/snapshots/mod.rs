@@ -1,7 +1,7 @@
 //! The table snapshot log: each registered table's Iceberg snapshots as
 //! sluice last read them from the table's catalog, and the pure rules over
 //! it (what a refresh changes, how far behind the current snapshot an
-//! applied one is).
+//! applied one is, and what expiry may remove).
 //!
 //! The catalog itself is a port ([`CatalogPort`]): the shell reads table
 //! metadata through the `iceberg` crate; the rules only see what it read.
@@ -9,7 +9,9 @@
 mod catalog;
 mod lag;
 mod log;
+mod retention;
 
 pub use catalog::{CatalogError, CatalogFuture, CatalogPort, TableMetadata};
 pub use lag::{lag, Lag};
 pub use log::{refresh, Refresh, Snapshot, SnapshotId};
+pub use retention::{readers, retention, Reader, Retention, CLOCK_SKEW_MS};

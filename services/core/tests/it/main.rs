@@ -15,7 +15,7 @@ mod any_command;
 mod lease_properties;
 mod lease_races;
 mod ownership;
-mod snapshot_lag;
+mod snapshot_rules;
 mod stream_properties;
 mod stream_races;
 mod support;

@@ -97,9 +97,13 @@ pub const RECORD_SUCCESS: &str = "UPDATE table_catalog_state SET catalog = $2, \
      metadata_location = $3, current_snapshot_id = $4, refreshed_at = $5, error = NULL, \
      error_at = NULL WHERE table_name = $1";
 
+/// The same failure again writes nothing (the watcher retries every table
+/// every round): `error_at` says since when it has been failing so.
 pub const RECORD_FAILURE: &str = "INSERT INTO table_catalog_state (table_name, catalog, error, \
      error_at) VALUES ($1, $2, $3, $4) ON CONFLICT (table_name) DO UPDATE SET \
-     catalog = excluded.catalog, error = excluded.error, error_at = excluded.error_at";
+     catalog = excluded.catalog, error = excluded.error, error_at = excluded.error_at \
+     WHERE table_catalog_state.error IS DISTINCT FROM excluded.error \
+     OR table_catalog_state.catalog IS DISTINCT FROM excluded.catalog";
 
 pub fn summary_json(snapshot: &Snapshot) -> String {
     serde_json::to_string(&snapshot.summary).expect("strings serialize")

@@ -1,8 +1,8 @@
-//! The snapshot log's rules: what a refresh adds and expires, and the lag
-//! of an applied snapshot behind the current one.
+//! The snapshot log's rules: what a refresh adds and expires, the lag of an
+//! applied snapshot behind the current one, and what expiry may remove.
 
 use proptest::prelude::*;
-use sluice_core::snapshots::{lag, refresh, Snapshot};
+use sluice_core::snapshots::{lag, refresh, retention, Reader, Snapshot, CLOCK_SKEW_MS};
 use sluice_core::Millis;
 
 fn chain(n: usize, first_ms: i64, step_ms: i64) -> Vec<Snapshot> {
@@ -20,6 +20,39 @@ fn chain(n: usize, first_ms: i64, step_ms: i64) -> Vec<Snapshot> {
 }
 
 proptest! {
+    /// Expiring at the safe timestamp removes no snapshot a reader needs:
+    /// neither a pinned one nor the one current when an unpinned reader was
+    /// let in.
+    #[test]
+    fn expiry_at_the_safe_time_keeps_what_every_reader_needs(
+        n in 1usize..30,
+        pins in proptest::collection::vec(proptest::option::of(0usize..30), 0..6),
+        grants in proptest::collection::vec(0i64..400_000, 0..6),
+    ) {
+        let log = chain(n, 100_000, 10_000);
+        let readers: Vec<Reader> = pins.iter().zip(grants.iter().chain(std::iter::repeat(&0)))
+            .map(|(pin, granted)| Reader {
+                pin: pin.map(|i| log[i % n].id),
+                granted_at: Millis(100_000 + granted),
+            })
+            .collect();
+        let now = Millis(1_000_000);
+        let r = retention(&log, Some(log[n - 1].id), &readers, now);
+        for reader in &readers {
+            let needed = match reader.pin {
+                Some(pin) => log.iter().find(|s| s.id == pin),
+                None => log.iter().rev().find(|s| s.timestamp.0 <= reader.granted_at.0 - CLOCK_SKEW_MS)
+                    .or(log.first()),
+            };
+            let safe = r.safe_older_than.expect("a log with snapshots places every reader");
+            if let Some(needed) = needed {
+                prop_assert!(needed.timestamp >= safe, "{needed:?} expired by {r:?}");
+            }
+        }
+        prop_assert!(r.safe_older_than.is_some_and(|t| t <= now));
+        prop_assert_eq!(r.oldest_needed.is_none(), readers.is_empty());
+    }
+
     #[test]
     fn lag_counts_the_ancestry_after_the_applied_snapshot(
         n in 1usize..40, applied in 0usize..40, expire_below in 0usize..40,
@@ -95,4 +128,40 @@ fn a_snapshot_marked_expired_is_not_expired_twice_nor_re_added() {
     let r = refresh(&known, &all[..1]);
     assert!(r.added.is_empty());
     assert_eq!(r.expired, vec![all[1].id]);
+}
+
+#[test]
+fn with_no_reader_everything_but_the_current_snapshot_may_go() {
+    let log = chain(3, 0, 1_000);
+    let r = retention(&log, Some(log[2].id), &[], Millis(50_000));
+    assert_eq!(
+        (r.oldest_needed, r.safe_older_than),
+        (None, Some(Millis(50_000)))
+    );
+}
+
+#[test]
+fn a_pin_the_log_does_not_know_keeps_everything_the_log_has() {
+    let log = chain(3, 7_000, 1_000);
+    let reader = Reader {
+        pin: Some(424242),
+        granted_at: Millis(9_000),
+    };
+    let r = retention(&log, Some(log[2].id), &[reader], Millis(50_000));
+    assert_eq!(
+        (r.oldest_needed, r.safe_older_than),
+        (Some(log[0].id), Some(Millis(7_000)))
+    );
+}
+
+#[test]
+fn a_reader_on_a_table_the_log_holds_nothing_of_stops_all_expiry() {
+    let reader = Reader {
+        pin: Some(1),
+        granted_at: Millis(9_000),
+    };
+    assert_eq!(
+        retention(&[], None, &[reader], Millis(50_000)).safe_older_than,
+        None
+    );
 }
