@@ -6,6 +6,7 @@ mod raw;
 
 mod auth;
 mod config;
+mod containers;
 mod crash;
 mod errors;
 mod ingestion;

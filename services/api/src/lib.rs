@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod container_dto;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -114,6 +115,7 @@ impl Default for ApiConfig {
         (name = "leases", description = "Read and write leases on tables"),
         (name = "tables", description = "Tables and their lease settings"),
         (name = "streams", description = "CDC streams: batches and the LOAD -> DELTA bookmark ingestion jobs resume from"),
+        (name = "containers", description = "Consumer data containers: where hydrations copy tables and consumer views live"),
         (name = "events", description = "The event log"),
         (name = "operations", description = "Health and readiness"),
     )
@@ -197,6 +199,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(routes::leases::router())
         .merge(routes::tables::router())
         .merge(routes::snapshots::router())
+        .merge(routes::containers::router())
         .merge(routes::streams::router())
         .merge(routes::events::router())
         .merge(routes::health::router())

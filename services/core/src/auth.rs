@@ -41,6 +41,7 @@ impl Role {
                 permission,
                 ReadTables
                     | RefreshTables
+                    | ReadContainers
                     | ReadLeases
                     | ReadEvents
                     | RevokeLeases
@@ -49,11 +50,17 @@ impl Role {
             ),
             Role::Scheduler => matches!(
                 permission,
-                ReadTables | RefreshTables | ReadLeases | ReadStreams
+                ReadTables | RefreshTables | ReadContainers | ReadLeases | ReadStreams
             ),
             Role::Job => matches!(
                 permission,
-                ReadTables | RefreshTables | ReadLeases | UseLeases | ReadStreams | UseBatches
+                ReadTables
+                    | RefreshTables
+                    | ReadContainers
+                    | ReadLeases
+                    | UseLeases
+                    | ReadStreams
+                    | UseBatches
             ),
         }
     }
@@ -67,6 +74,10 @@ pub enum Permission {
     ManageTables,
     /// Re-read a table's metadata from its catalog (harmless: it only reads).
     RefreshTables,
+    /// List and read consumer data containers (never their secrets).
+    ReadContainers,
+    /// Register containers and change them.
+    ManageContainers,
     /// Read a lease by id.
     ReadLeases,
     /// Acquire, heartbeat and release leases.

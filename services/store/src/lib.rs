@@ -28,8 +28,9 @@ mod writer;
 pub use error::StoreError;
 pub use hub::{Hub, Wake};
 pub use ports::{
-    Backend, CatalogState, Due, EventPort, EventQuery, LeasePort, LeaseView, SnapshotChanges,
-    SnapshotPort, StreamPort, TableSummary, TokenPort, TokenRecord, VersionSummary,
+    Backend, CatalogState, ContainerPort, Due, EventPort, EventQuery, LeasePort, LeaseView,
+    SnapshotChanges, SnapshotPort, StreamPort, TableSummary, TokenPort, TokenRecord,
+    VersionSummary,
 };
 pub use pruner::Retention;
 pub use snapshot_log::{spawn_watcher, Nudges, RefreshError, Refreshed};
@@ -336,6 +337,29 @@ impl Store {
         scopes: &[String],
     ) -> Result<Vec<TableSummary>, StoreError> {
         self.backend.tables(after, limit, scopes).await
+    }
+
+    /// Register or replace a container; `true` when it is new.
+    pub async fn put_container(
+        &self,
+        container: &sluice_core::containers::Container,
+    ) -> Result<bool, StoreError> {
+        self.backend.put_container(container).await
+    }
+
+    pub async fn container(
+        &self,
+        name: &sluice_core::containers::ContainerName,
+    ) -> Result<Option<sluice_core::containers::Container>, StoreError> {
+        self.backend.container(name).await
+    }
+
+    pub async fn containers(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<sluice_core::containers::Container>, StoreError> {
+        self.backend.containers(after, limit).await
     }
 
     /// The catalog a registered table names (`Some(None)`: the default);

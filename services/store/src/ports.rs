@@ -11,6 +11,7 @@
 use crate::error::StoreError;
 use crate::{leases, streams};
 use futures::future::BoxFuture;
+use sluice_core::containers::{Container, ContainerName};
 use sluice_core::snapshots::{Refresh, Snapshot, SnapshotId};
 use sluice_core::{
     Batch, BatchId, BookmarkVersion, Event, EventKind, Lease, LeaseId, Millis, NewEvent, Role,
@@ -201,8 +202,29 @@ pub struct CatalogState {
     pub error_at: Option<Millis>,
 }
 
+/// Consumer data containers. They change rarely: plain statements.
+pub trait ContainerPort: Send + Sync + 'static {
+    /// Register or replace a container; `true` when it is new.
+    fn put_container<'a>(
+        &'a self,
+        container: &'a Container,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn container<'a>(
+        &'a self,
+        name: &'a ContainerName,
+    ) -> BoxFuture<'a, Result<Option<Container>, StoreError>>;
+    /// Containers by name after `after`.
+    fn containers<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<Container>, StoreError>>;
+}
+
 /// One database: every port, and what concerns the whole of it.
-pub trait Backend: LeasePort + StreamPort + TokenPort + EventPort + SnapshotPort {
+pub trait Backend:
+    LeasePort + StreamPort + TokenPort + EventPort + SnapshotPort + ContainerPort
+{
     fn name(&self) -> &'static str;
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// How many transactions may run at once.

@@ -1,5 +1,6 @@
 //! One module per resource; each exposes `router()`.
 
+pub mod containers;
 pub mod events;
 pub mod health;
 pub mod leases;

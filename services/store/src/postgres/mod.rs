@@ -5,6 +5,7 @@
 //! file owns the pool, the clock and the scope filter; the aggregates'
 //! files beside it call down into it.
 
+mod containers;
 mod events;
 mod leases;
 mod notify;

@@ -2,6 +2,7 @@
 //! lists, row structs and their mapping to domain types, where the two
 //! dialects agree. Dialect code calls down into these, never the reverse.
 
+pub mod containers;
 pub mod events;
 pub mod leases;
 pub mod snapshots;

@@ -3,6 +3,7 @@
 //! scope filter and the event insert; the aggregates' files beside it
 //! (`leases.rs`, `streams.rs`, `tokens.rs`, `events.rs`) call down into it.
 
+mod containers;
 mod events;
 mod leases;
 mod snapshots;

@@ -1,0 +1,89 @@
+//! Bodies of the container routes. A container's secret is never in one.
+
+use crate::error::ApiError;
+use serde::{Deserialize, Serialize};
+use sluice_core::containers::{Connection, Container, ContainerKind};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerKindBody {
+    /// PostgreSQL or Aurora PostgreSQL.
+    Postgres,
+    /// Athena views in a Glue database.
+    Glue,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutContainerBody {
+    pub kind: ContainerKindBody,
+    /// `postgres`: a `postgres://` URL, or `env:VAR`, the environment
+    /// variable of the sluice process that holds one (the secret then
+    /// stays outside sluice). Never shown back with its password.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `glue`: the Glue database the views live in.
+    #[serde(default)]
+    pub database: Option<String>,
+}
+
+impl PutContainerBody {
+    pub fn kind(self) -> Result<ContainerKind, ApiError> {
+        match (self.kind, self.url, self.database) {
+            (ContainerKindBody::Postgres, Some(url), None) => Ok(ContainerKind::Postgres {
+                connection: Connection::parse(&url).map_err(|e| ApiError::invalid(e.0))?,
+            }),
+            (ContainerKindBody::Glue, None, Some(database)) => {
+                ContainerKind::glue(&database).map_err(|e| ApiError::invalid(e.0))
+            }
+            (ContainerKindBody::Postgres, _, _) => Err(ApiError::invalid(
+                "a `postgres` container takes `url` (and no `database`)",
+            )),
+            (ContainerKindBody::Glue, _, _) => Err(ApiError::invalid(
+                "a `glue` container takes `database` (and no `url`)",
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ContainerBody {
+    pub name: String,
+    pub kind: ContainerKindBody,
+    /// `postgres`: the URL with its password replaced by `***`, or the
+    /// `env:VAR` reference.
+    pub url: Option<String>,
+    /// `glue`: the Glue database.
+    pub database: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<Container> for ContainerBody {
+    fn from(c: Container) -> ContainerBody {
+        let (kind, url, database) = match c.kind {
+            ContainerKind::Postgres { connection } => (
+                ContainerKindBody::Postgres,
+                Some(connection.redacted()),
+                None,
+            ),
+            ContainerKind::Glue { database } => (ContainerKindBody::Glue, None, Some(database)),
+        };
+        ContainerBody {
+            name: c.name.to_string(),
+            kind,
+            url,
+            database,
+            created_at: c.created_at.to_rfc3339(),
+            updated_at: c.updated_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ContainersPage {
+    pub containers: Vec<ContainerBody>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<String>,
+}

@@ -1,0 +1,124 @@
+//! Consumer data containers: registration and reading, never their secrets.
+
+use crate::auth::Caller;
+use crate::container_dto::{ContainerBody, ContainersPage, PutContainerBody};
+use crate::dto::{self, PageParams};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Json, Path, Query};
+use crate::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use sluice_core::containers::{Container, ContainerName};
+use sluice_core::Permission;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_containers))
+        .routes(routes!(put_container, get_container))
+}
+
+fn parse_name(raw: &str) -> Result<ContainerName, ApiError> {
+    ContainerName::parse(raw).map_err(|e| ApiError::bad_request("invalid_container_name", e.0))
+}
+
+/// Register a container or replace it.
+#[utoipa::path(put, path = "/v1/containers/{name}", tag = "containers",
+    params(("name" = String, Path, description = "1 to 128 letters, digits, `_` or `-`")),
+    request_body = PutContainerBody,
+    responses(
+        (status = 201, description = "Registered", body = ContainerBody),
+        (status = 200, description = "Replaced", body = ContainerBody),
+        (status = 400, description = "Malformed request or name", body = ErrorBody),
+        (status = 422, description = "A field is missing or invalid for the kind", body = ErrorBody),
+    ))]
+async fn put_container(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Json(body): Json<PutContainerBody>,
+) -> Result<(StatusCode, axum::Json<ContainerBody>), ApiError> {
+    let name = parse_name(&name)?;
+    caller.require(Permission::ManageContainers)?;
+    let kind = body.kind()?;
+    let now = sluice_store::system_now();
+    let created = app
+        .store
+        .put_container(&Container {
+            name: name.clone(),
+            kind,
+            created_at: now,
+            updated_at: now,
+        })
+        .await?;
+    let stored = app
+        .store
+        .container(&name)
+        .await?
+        .ok_or_else(not_found(&name))?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(stored.into())))
+}
+
+/// A container, its secret left out.
+#[utoipa::path(get, path = "/v1/containers/{name}", tag = "containers",
+    params(("name" = String, Path, description = "The container's name")),
+    responses(
+        (status = 200, description = "The container", body = ContainerBody),
+        (status = 400, description = "Malformed name", body = ErrorBody),
+        (status = 404, description = "Unknown container (`container_not_found`)", body = ErrorBody),
+    ))]
+async fn get_container(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<axum::Json<ContainerBody>, ApiError> {
+    let name = parse_name(&name)?;
+    caller.require(Permission::ReadContainers)?;
+    let found = app
+        .store
+        .container(&name)
+        .await?
+        .ok_or_else(not_found(&name))?;
+    Ok(axum::Json(found.into()))
+}
+
+/// The containers, by name, a page at a time.
+#[utoipa::path(get, path = "/v1/containers", tag = "containers",
+    params(PageParams),
+    responses(
+        (status = 200, description = "A page of containers", body = ContainersPage),
+        (status = 400, description = "Malformed query", body = ErrorBody),
+        (status = 422, description = "limit out of range", body = ErrorBody),
+    ))]
+async fn list_containers(
+    State(app): State<AppState>,
+    caller: Caller,
+    Query(page): Query<PageParams>,
+) -> Result<axum::Json<ContainersPage>, ApiError> {
+    caller.require(Permission::ReadContainers)?;
+    let limit = dto::limit(page.limit)?;
+    let after = dto::optional_text("after", page.after.filter(|a| !a.is_empty()), 1024)?;
+    let containers = app.store.containers(after.as_deref(), limit).await?;
+    let next_after = (containers.len() == limit as usize)
+        .then(|| containers.last().map(|c| c.name.to_string()))
+        .flatten();
+    Ok(axum::Json(ContainersPage {
+        containers: containers.into_iter().map(ContainerBody::from).collect(),
+        next_after,
+    }))
+}
+
+fn not_found(name: &ContainerName) -> impl FnOnce() -> ApiError + '_ {
+    move || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "container_not_found",
+            format!("no container named `{name}`"),
+        )
+    }
+}

@@ -1,0 +1,218 @@
+//! Consumer data containers: where hydrations copy tables to and where
+//! consumer views live. A PostgreSQL (Aurora) container holds a connection
+//! URL, or a reference `env:VAR` to one, so that the secret stays outside
+//! sluice; a Glue container is an Athena database in the Glue catalog.
+//! Whatever is stored, what is shown never carries a password.
+
+use crate::time::Millis;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ContainerError(pub String);
+
+/// A container's name: 1 to 128 letters, digits, `_` or `-`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ContainerName(String);
+
+impl ContainerName {
+    pub fn parse(raw: &str) -> Result<ContainerName, ContainerError> {
+        let ok = (1..=128).contains(&raw.len())
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if ok {
+            Ok(ContainerName(raw.to_owned()))
+        } else {
+            Err(ContainerError(format!(
+                "container name `{raw}` must be 1 to 128 letters, digits, `_` or `-`"
+            )))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ContainerName {
+    type Error = ContainerError;
+    fn try_from(raw: String) -> Result<ContainerName, ContainerError> {
+        ContainerName::parse(&raw)
+    }
+}
+
+impl From<ContainerName> for String {
+    fn from(name: ContainerName) -> String {
+        name.0
+    }
+}
+
+impl std::fmt::Display for ContainerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How sluice reaches a PostgreSQL container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    /// The URL is in this environment variable of the sluice process.
+    Env(String),
+    /// The URL itself, kept in sluice's store (never shown with its password).
+    Url(String),
+}
+
+impl Connection {
+    /// `env:VAR` or a `postgres://` / `postgresql://` URL.
+    pub fn parse(raw: &str) -> Result<Connection, ContainerError> {
+        if let Some(var) = raw.strip_prefix("env:") {
+            let ok = !var.is_empty()
+                && var.len() <= 256
+                && !var.starts_with(|c: char| c.is_ascii_digit())
+                && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            return if ok {
+                Ok(Connection::Env(var.to_owned()))
+            } else {
+                Err(ContainerError(
+                    "`env:` must name an environment variable (letters, digits, `_`)".into(),
+                ))
+            };
+        }
+        let scheme_ok = raw.starts_with("postgres://") || raw.starts_with("postgresql://");
+        if !scheme_ok || raw.len() > 2048 || raw.chars().any(char::is_control) {
+            return Err(ContainerError(
+                "url must be `postgres://...` or `env:VAR` (a variable holding one)".into(),
+            ));
+        }
+        Ok(Connection::Url(raw.to_owned()))
+    }
+
+    /// As stored: `env:VAR`, or the URL.
+    pub fn stored(&self) -> String {
+        match self {
+            Connection::Env(var) => format!("env:{var}"),
+            Connection::Url(url) => url.clone(),
+        }
+    }
+
+    /// As shown: the reference, or the URL with its password (in the
+    /// user-info part or a `password=` parameter) replaced by `***`.
+    pub fn redacted(&self) -> String {
+        match self {
+            Connection::Env(var) => format!("env:{var}"),
+            Connection::Url(url) => redact_url(url),
+        }
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    // Everything before the last `@` is taken as user info: a password may
+    // hold `/`, `?` or `@` unescaped, and hiding too much is safe where
+    // hiding too little is not.
+    let (userinfo, after) = match rest.rsplit_once('@') {
+        Some((userinfo, after)) => (Some(userinfo), after),
+        None => (None, rest),
+    };
+    let userinfo = userinfo.map_or_else(String::new, |u| match u.split_once(':') {
+        Some((user, _password)) => format!("{user}:***@"),
+        None => format!("{u}@"),
+    });
+    let after = match after.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => after.to_owned(),
+    };
+    format!("{scheme}://{userinfo}{after}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerKind {
+    Postgres {
+        connection: Connection,
+    },
+    /// Athena views in this Glue database.
+    Glue {
+        database: String,
+    },
+}
+
+impl ContainerKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ContainerKind::Postgres { .. } => "postgres",
+            ContainerKind::Glue { .. } => "glue",
+        }
+    }
+
+    /// A Glue database name: 1 to 255 lower-case letters, digits or `_`
+    /// (Glue folds case; Athena refuses the rest).
+    pub fn glue(database: &str) -> Result<ContainerKind, ContainerError> {
+        let ok = (1..=255).contains(&database.len())
+            && database
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if ok {
+            Ok(ContainerKind::Glue {
+                database: database.to_owned(),
+            })
+        } else {
+            Err(ContainerError(format!(
+                "Glue database `{database}` must be 1 to 255 lower-case letters, digits or `_`"
+            )))
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub name: ContainerName,
+    pub kind: ContainerKind,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Connection;
+
+    fn shown(url: &str) -> String {
+        Connection::parse(url).expect("valid").redacted()
+    }
+
+    #[test]
+    fn a_shown_url_never_holds_its_password() {
+        let cases = [
+            (
+                "postgres://u:secret@h:5432/db",
+                "postgres://u:***@h:5432/db",
+            ),
+            ("postgresql://u@h/db", "postgresql://u@h/db"),
+            (
+                "postgres://h/db?sslmode=require",
+                "postgres://h/db?sslmode=require",
+            ),
+            (
+                "postgres://h/db?user=u&PASSWORD=secret",
+                "postgres://h/db?user=u&PASSWORD=***",
+            ),
+            ("postgres://u:se/cr?et@h/db", "postgres://u:***@h/db"),
+            ("postgres://u:se@cret@h/db", "postgres://u:***@h/db"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(shown(url), want, "{url}");
+            assert!(!shown(url).contains("secret") && !shown(url).contains("cr?et"));
+        }
+        assert_eq!(shown("env:AURORA_URL"), "env:AURORA_URL");
+    }
+}
