@@ -75,7 +75,8 @@ impl From<RuleError> for ApiError {
             | RuleError::LeaseNotFound(_)
             | RuleError::StreamNotFound(_)
             | RuleError::BatchNotFound(_)
-            | RuleError::VersionNotFound(_) => StatusCode::NOT_FOUND,
+            | RuleError::VersionNotFound(_)
+            | RuleError::HydrationNotFound(_) => StatusCode::NOT_FOUND,
             RuleError::NotOwner { .. } => StatusCode::FORBIDDEN,
             RuleError::StaleToken { .. }
             | RuleError::LeaseEnded { .. }
@@ -88,10 +89,13 @@ impl From<RuleError> for ApiError {
             | RuleError::BatchCommitted { .. }
             | RuleError::SchemaMismatch { .. }
             | RuleError::PhaseMismatch { .. }
-            | RuleError::BookmarkRegression(_) => StatusCode::CONFLICT,
+            | RuleError::BookmarkRegression(_)
+            | RuleError::HydrationEnded { .. } => StatusCode::CONFLICT,
             RuleError::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
             RuleError::TokenRequired(_) => StatusCode::BAD_REQUEST,
-            RuleError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            RuleError::Invalid(_) | RuleError::SnapshotNotFound { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             RuleError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
         };
         ApiError::new(status, error.kind(), error.to_string())

@@ -7,6 +7,7 @@ pub mod container_dto;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod hydration_dto;
 pub mod routes;
 pub mod snapshot_dto;
 pub mod stream_dto;
@@ -116,6 +117,7 @@ impl Default for ApiConfig {
         (name = "tables", description = "Tables and their lease settings"),
         (name = "streams", description = "CDC streams: batches and the LOAD -> DELTA bookmark ingestion jobs resume from"),
         (name = "containers", description = "Consumer data containers: where hydrations copy tables and consumer views live"),
+        (name = "hydrations", description = "Copies of a table into a container: progress, lag, and the read lease that pins what they need"),
         (name = "events", description = "The event log"),
         (name = "operations", description = "Health and readiness"),
     )
@@ -200,6 +202,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(routes::tables::router())
         .merge(routes::snapshots::router())
         .merge(routes::containers::router())
+        .merge(routes::hydrations::router())
         .merge(routes::streams::router())
         .merge(routes::events::router())
         .merge(routes::health::router())

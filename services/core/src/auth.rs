@@ -42,6 +42,8 @@ impl Role {
                 ReadTables
                     | RefreshTables
                     | ReadContainers
+                    | ReadHydrations
+                    | CancelHydrations
                     | ReadLeases
                     | ReadEvents
                     | RevokeLeases
@@ -50,13 +52,20 @@ impl Role {
             ),
             Role::Scheduler => matches!(
                 permission,
-                ReadTables | RefreshTables | ReadContainers | ReadLeases | ReadStreams
+                ReadTables
+                    | RefreshTables
+                    | ReadContainers
+                    | ReadHydrations
+                    | ReadLeases
+                    | ReadStreams
             ),
             Role::Job => matches!(
                 permission,
                 ReadTables
                     | RefreshTables
                     | ReadContainers
+                    | ReadHydrations
+                    | RunHydrations
                     | ReadLeases
                     | UseLeases
                     | ReadStreams
@@ -78,6 +87,12 @@ pub enum Permission {
     ReadContainers,
     /// Register containers and change them.
     ManageContainers,
+    /// List and read hydrations with their progress and lag.
+    ReadHydrations,
+    /// Create hydrations and report their progress (under their lease).
+    RunHydrations,
+    /// Cancel anyone's hydration.
+    CancelHydrations,
     /// Read a lease by id.
     ReadLeases,
     /// Acquire, heartbeat and release leases.

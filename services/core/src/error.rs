@@ -1,6 +1,7 @@
 //! Errors a caller can cause; each maps to one 4xx with a stable type.
 
 use crate::{
+    hydrations::{HydrationId, HydrationState},
     leases::lease::LeaseId,
     leases::lease::LeaseState,
     names::{StreamName, TableName},
@@ -71,6 +72,16 @@ pub enum RuleError {
     VersionMismatch { current: i64, expected: i64 },
     #[error("{0}")]
     VersionNotFound(String),
+    #[error("hydration {0} does not exist")]
+    HydrationNotFound(HydrationId),
+    #[error("hydration {id} is {}{}", state.as_str(), reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    HydrationEnded {
+        id: HydrationId,
+        state: HydrationState,
+        reason: Option<String>,
+    },
+    #[error("snapshot {snapshot_id} is not in table `{table}`'s snapshot log, even after a refresh from its catalog")]
+    SnapshotNotFound { table: TableName, snapshot_id: i64 },
 }
 
 impl RuleError {
@@ -104,6 +115,12 @@ impl RuleError {
             RuleError::BookmarkRegression(_) => "bookmark_regression",
             RuleError::VersionMismatch { .. } => "version_mismatch",
             RuleError::VersionNotFound(_) => "version_not_found",
+            RuleError::HydrationNotFound(_) => "hydration_not_found",
+            RuleError::HydrationEnded { state, .. } => match state {
+                HydrationState::Stale => "hydration_stale",
+                _ => "hydration_ended",
+            },
+            RuleError::SnapshotNotFound { .. } => "snapshot_not_found",
         }
     }
 }

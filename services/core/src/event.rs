@@ -29,10 +29,13 @@ pub enum EventKind {
     AccessRefused,
     /// A refresh of a table's snapshot log found new or expired snapshots.
     TableSnapshotsChanged,
+    HydrationCreated,
+    /// A hydration moved between states (progress, lag, its lease ending).
+    HydrationStateChanged,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 16] = [
+    pub const ALL: [EventKind; 18] = [
         EventKind::LeaseRequested,
         EventKind::LeaseGranted,
         EventKind::LeaseReleased,
@@ -49,6 +52,8 @@ impl EventKind {
         EventKind::BookmarkReset,
         EventKind::AccessRefused,
         EventKind::TableSnapshotsChanged,
+        EventKind::HydrationCreated,
+        EventKind::HydrationStateChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +74,8 @@ impl EventKind {
             EventKind::BookmarkReset => "bookmark_reset",
             EventKind::AccessRefused => "access_refused",
             EventKind::TableSnapshotsChanged => "table_snapshots_changed",
+            EventKind::HydrationCreated => "hydration_created",
+            EventKind::HydrationStateChanged => "hydration_state_changed",
         }
     }
 

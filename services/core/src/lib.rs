@@ -10,6 +10,7 @@ pub mod auth;
 pub mod containers;
 pub mod error;
 pub mod event;
+pub mod hydrations;
 pub mod leases;
 pub mod names;
 pub mod snapshots;

@@ -9,6 +9,11 @@ use crate::ports::Backend;
 use crate::writer::{Group, Pending, Slot};
 use futures::future::BoxFuture;
 use futures::FutureExt;
+use sluice_core::hydrations::{
+    self, Hydration, HydrationId, LogView, NewHydration, ProgressReport, LEASE_PURPOSE,
+};
+use sluice_core::leases::AcquireRequest;
+use sluice_core::Token;
 use sluice_core::{
     leases::rules, leases::Target, Lease, LeaseCommand, LeaseId, LeaseReply, Millis, NewEvent,
     RuleError, TableCommand, TableName, TableReply, TableState,
@@ -31,6 +36,49 @@ pub(crate) enum Job {
         actor: Option<String>,
         slot: Slot<LeaseReply>,
     },
+    Hydration {
+        command: Box<HydrationCommand>,
+        actor: Option<String>,
+        slot: Box<Slot<HydrationReply>>,
+    },
+    /// A table's snapshot log changed: recompute its hydrations' lag.
+    Relag {
+        table: TableName,
+        log: Arc<LogView>,
+        slot: Slot<u32>,
+    },
+}
+
+/// Commands on a hydration: each runs the lease rules on its read lease
+/// and the hydration rules on it, in one batch.
+#[derive(Debug, Clone)]
+pub enum HydrationCommand {
+    Create {
+        new: NewHydration,
+        lease: AcquireRequest,
+        log: Arc<LogView>,
+    },
+    Progress {
+        id: HydrationId,
+        token: Token,
+        report: ProgressReport,
+        log: Arc<LogView>,
+    },
+    Cancel {
+        id: HydrationId,
+        reason: String,
+    },
+}
+
+/// A hydration and its read lease, as a command left them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HydrationReply {
+    pub hydration: Hydration,
+    pub lease: LeaseReply,
+    /// True when this command made it `live`.
+    pub became_live: bool,
+    /// True when a create was answered from its idempotency key.
+    pub replayed: bool,
 }
 
 impl Pending for Job {
@@ -38,6 +86,8 @@ impl Pending for Job {
         match self {
             Job::Table { slot, .. } => slot.finish(committed),
             Job::Lease { slot, .. } => slot.finish(committed),
+            Job::Hydration { slot, .. } => slot.finish(committed),
+            Job::Relag { slot, .. } => slot.finish(committed),
         }
     }
 }
@@ -55,6 +105,10 @@ pub struct Targets {
     /// unless an earlier attempt of the same batch committed them, which a
     /// backend that saw every commit knows without asking the database.
     pub fresh: Vec<(LeaseId, TableName)>,
+    /// Hydrations named by id (their leases are in `leases`).
+    pub hydrations: Vec<HydrationId>,
+    /// Tables whose every unfinished hydration is loaded (also in `tables`).
+    pub hydration_tables: Vec<TableName>,
 }
 
 /// What a backend loads, under lock, for one batch.
@@ -65,9 +119,35 @@ pub struct Loaded {
     pub tables: HashMap<TableName, TableState>,
     /// The table of every lease a command names, where it exists.
     pub lease_tables: HashMap<LeaseId, TableName>,
+    /// The hydrations [`Loaded::hydrations_to_load`] names.
+    pub hydrations: HashMap<HydrationId, Hydration>,
 }
 
 impl Loaded {
+    /// What a backend loads of hydrations once the tables are in: the
+    /// named ones, those of every hydration lease on the loaded tables (so
+    /// that a lease ending fails its hydration in the same batch), and
+    /// every unfinished one of the relagged tables. Nothing on a batch that
+    /// touches no hydration: the lease path pays nothing for them.
+    pub fn hydrations_to_load(&self, targets: &Targets) -> (Vec<String>, Vec<String>) {
+        let mut ids: Vec<String> = targets.hydrations.iter().map(|id| id.to_string()).collect();
+        for state in self.tables.values() {
+            for lease in state.live.iter().chain(state.finished.iter()) {
+                if lease.purpose.as_deref() == Some(LEASE_PURPOSE) {
+                    ids.push(lease.id.to_string());
+                }
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let tables = targets
+            .hydration_tables
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        (ids, tables)
+    }
+
     /// Put a loaded lease into its table's state, once however many of the
     /// load's statements return it: live ones in queue order (load them
     /// sorted by `seq`), finished ones beside them.
@@ -92,12 +172,15 @@ pub struct Changes {
     pub updated_tables: Vec<TableState>,
     /// New or changed leases.
     pub leases: Vec<Lease>,
+    /// New or changed hydrations.
+    pub hydrations: Vec<Hydration>,
     pub events: Vec<NewEvent>,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.created_tables.is_empty()
+        self.hydrations.is_empty()
+            && self.created_tables.is_empty()
             && self.updated_tables.is_empty()
             && self.leases.is_empty()
             && self.events.is_empty()
@@ -131,8 +214,29 @@ pub(crate) fn targets(jobs: &[Job]) -> Targets {
     let mut leases = HashSet::new();
     let mut idempotency_keys = Vec::new();
     let mut fresh = Vec::new();
+    let mut hydrations = Vec::new();
+    let mut hydration_tables = Vec::new();
     for job in jobs {
         match job {
+            Job::Hydration { command, .. } => match command.as_ref() {
+                HydrationCommand::Create { new, lease, .. } => {
+                    tables.insert(new.table.clone());
+                    leases.insert(lease.lease_id);
+                    fresh.push((lease.lease_id, new.table.clone()));
+                    hydrations.push(new.id);
+                    if let Some(key) = &lease.idempotency_key {
+                        idempotency_keys.push((new.table.clone(), key.clone()));
+                    }
+                }
+                HydrationCommand::Progress { id, .. } | HydrationCommand::Cancel { id, .. } => {
+                    leases.insert(*id);
+                    hydrations.push(*id);
+                }
+            },
+            Job::Relag { table, .. } => {
+                tables.insert(table.clone());
+                hydration_tables.push(table.clone());
+            }
             Job::Table { command, .. } => {
                 tables.insert(command.table().clone());
             }
@@ -162,6 +266,8 @@ pub(crate) fn targets(jobs: &[Job]) -> Targets {
         leases: leases.into_iter().collect(),
         idempotency_keys,
         fresh,
+        hydrations,
+        hydration_tables,
     }
 }
 
@@ -181,21 +287,43 @@ pub(crate) fn apply(mut loaded: Loaded, jobs: &mut [Job], now: Millis) -> Change
         .iter()
         .map(|(name, state)| (name.clone(), state.clone()))
         .collect();
+    let before_hydrations = loaded.hydrations.clone();
     let mut events = Vec::new();
     for job in jobs {
         let (new_events, actor) = match job {
+            Job::Hydration {
+                command,
+                actor,
+                slot,
+            } => (
+                apply_hydration(&mut loaded, command, actor.as_deref(), now, slot),
+                actor.clone(),
+            ),
+            Job::Relag { table, log, slot } => {
+                let mut events = Vec::new();
+                let mut changed = 0;
+                for h in loaded.hydrations.values_mut() {
+                    if &h.table == table {
+                        let before = h.clone();
+                        hydrations::rules::relag(h, log, now, &mut events);
+                        changed += u32::from(*h != before);
+                    }
+                }
+                slot.set(Ok(changed));
+                (events, None)
+            }
             Job::Table {
                 command,
                 actor,
                 slot,
-            } => (apply_table(&mut loaded, command, now, slot), actor),
+            } => (apply_table(&mut loaded, command, now, slot), actor.clone()),
             Job::Lease {
                 command,
                 actor,
                 slot,
             } => (
                 apply_lease(&mut loaded, command, actor.as_deref(), now, slot),
-                actor,
+                actor.clone(),
             ),
         };
         events.extend(new_events.into_iter().map(|mut e| {
@@ -203,7 +331,151 @@ pub(crate) fn apply(mut loaded: Loaded, jobs: &mut [Job], now: Millis) -> Change
             e
         }));
     }
-    diff(before_tables, loaded.tables, events)
+    // A hydration whose read lease ended in this batch (expired, revoked,
+    // released) fails with it.
+    for h in loaded.hydrations.values_mut() {
+        if let Some(lease) = loaded.tables.get(&h.table).and_then(|t| t.find(h.id)) {
+            hydrations::rules::follow_lease(h, lease, now, &mut events);
+        }
+    }
+    let mut changes = diff(before_tables, loaded.tables, events);
+    changes.hydrations = loaded
+        .hydrations
+        .into_values()
+        .filter(|h| before_hydrations.get(&h.id) != Some(h))
+        .collect();
+    changes
+}
+
+fn apply_hydration(
+    loaded: &mut Loaded,
+    command: &HydrationCommand,
+    actor: Option<&str>,
+    now: Millis,
+    slot: &mut Slot<HydrationReply>,
+) -> Vec<NewEvent> {
+    let mut events = Vec::new();
+    let result = hydration_command(loaded, command, actor, now, &mut events);
+    slot.set(result);
+    events
+}
+
+fn hydration_command(
+    loaded: &mut Loaded,
+    command: &HydrationCommand,
+    actor: Option<&str>,
+    now: Millis,
+    events: &mut Vec<NewEvent>,
+) -> Result<HydrationReply, RuleError> {
+    match command {
+        HydrationCommand::Create { new, lease, log } => {
+            let state = loaded
+                .tables
+                .get_mut(&new.table)
+                .ok_or_else(|| RuleError::TableNotFound(new.table.clone()))?;
+            let acquire = LeaseCommand::Acquire {
+                table: new.table.clone(),
+                request: lease.clone(),
+            };
+            let outcome = rules::apply(state, &acquire, actor, now);
+            events.extend(outcome.events);
+            let reply = outcome.result?;
+            loaded
+                .lease_tables
+                .insert(reply.lease.id, new.table.clone());
+            // A replay (same idempotency key, or this batch retried)
+            // answers the hydration its lease was created for.
+            if let Some(existing) = loaded.hydrations.get(&reply.lease.id) {
+                return Ok(HydrationReply {
+                    hydration: existing.clone(),
+                    lease: reply,
+                    became_live: false,
+                    replayed: true,
+                });
+            }
+            if reply.lease.id != new.id {
+                return Err(RuleError::IdempotencyConflict {
+                    key: lease.idempotency_key.clone().unwrap_or_default(),
+                });
+            }
+            let (hydration, event) = hydrations::rules::create(new.clone(), log, actor, now);
+            events.push(event);
+            loaded.hydrations.insert(hydration.id, hydration.clone());
+            Ok(HydrationReply {
+                hydration,
+                lease: reply,
+                became_live: false,
+                replayed: false,
+            })
+        }
+        HydrationCommand::Progress {
+            id,
+            token,
+            report,
+            log,
+        } => {
+            let (state, h) = hydration_and_table(loaded, *id)?;
+            if h.state.is_final() {
+                return Err(RuleError::HydrationEnded {
+                    id: h.id,
+                    state: h.state,
+                    reason: h.reason.clone(),
+                });
+            }
+            rules::pin_snapshot(state, *id, *token, actor, report.snapshot_id, now, events)?;
+            let became_live = hydrations::rules::progress(h, report, log, now, events)?;
+            Ok(HydrationReply {
+                hydration: h.clone(),
+                lease: lease_of(state, *id)?,
+                became_live,
+                replayed: false,
+            })
+        }
+        HydrationCommand::Cancel { id, reason } => {
+            let (state, h) = hydration_and_table(loaded, *id)?;
+            hydrations::rules::cancel(h, reason, now, events)?;
+            rules::end(
+                state,
+                *id,
+                &format!("hydration cancelled: {reason}"),
+                now,
+                events,
+            );
+            Ok(HydrationReply {
+                hydration: h.clone(),
+                lease: lease_of(state, *id)?,
+                became_live: false,
+                replayed: false,
+            })
+        }
+    }
+}
+
+fn hydration_and_table(
+    loaded: &mut Loaded,
+    id: HydrationId,
+) -> Result<(&mut TableState, &mut Hydration), RuleError> {
+    let h = loaded
+        .hydrations
+        .get_mut(&id)
+        .ok_or(RuleError::HydrationNotFound(id))?;
+    let state = loaded
+        .tables
+        .get_mut(&h.table)
+        .ok_or_else(|| RuleError::TableNotFound(h.table.clone()))?;
+    Ok((state, h))
+}
+
+fn lease_of(state: &TableState, id: LeaseId) -> Result<LeaseReply, RuleError> {
+    let lease = state
+        .find(id)
+        .cloned()
+        .ok_or(RuleError::LeaseNotFound(id))?;
+    Ok(LeaseReply {
+        lease,
+        position: None,
+        replayed: false,
+    })
 }
 
 fn apply_table(
@@ -294,6 +566,7 @@ fn diff(
         created_tables,
         updated_tables,
         leases,
+        hydrations: Vec::new(),
         events,
     }
 }

@@ -13,6 +13,7 @@
 
 mod error;
 mod hub;
+mod hydrations;
 pub mod leases;
 mod live;
 mod ports;
@@ -27,10 +28,11 @@ mod writer;
 
 pub use error::StoreError;
 pub use hub::{Hub, Wake};
+pub use leases::{HydrationCommand, HydrationReply};
 pub use ports::{
-    Backend, CatalogState, ContainerPort, Due, EventPort, EventQuery, LeasePort, LeaseView,
-    SnapshotChanges, SnapshotPort, StreamPort, TableSummary, TokenPort, TokenRecord,
-    VersionSummary,
+    Backend, CatalogState, ContainerPort, Due, EventPort, EventQuery, HydrationPort,
+    HydrationQuery, LeasePort, LeaseView, SnapshotChanges, SnapshotPort, StreamPort, TableSummary,
+    TokenPort, TokenRecord, VersionSummary,
 };
 pub use pruner::Retention;
 pub use snapshot_log::{spawn_watcher, Nudges, RefreshError, Refreshed};

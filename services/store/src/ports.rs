@@ -12,6 +12,7 @@ use crate::error::StoreError;
 use crate::{leases, streams};
 use futures::future::BoxFuture;
 use sluice_core::containers::{Container, ContainerName};
+use sluice_core::hydrations::{Hydration, HydrationId, HydrationState};
 use sluice_core::snapshots::{Refresh, Snapshot, SnapshotId};
 use sluice_core::{
     Batch, BatchId, BookmarkVersion, Event, EventKind, Lease, LeaseId, Millis, NewEvent, Role,
@@ -221,9 +222,31 @@ pub trait ContainerPort: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Vec<Container>, StoreError>>;
 }
 
+/// Hydrations, read outside transactions (they are written by the lease
+/// group: `leases.rs`).
+pub trait HydrationPort: Send + Sync + 'static {
+    fn hydration(&self, id: HydrationId) -> BoxFuture<'_, Result<Option<Hydration>, StoreError>>;
+    /// Hydrations by id after `query.after`, filtered.
+    fn hydrations<'a>(
+        &'a self,
+        query: &'a HydrationQuery,
+    ) -> BoxFuture<'a, Result<Vec<Hydration>, StoreError>>;
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HydrationQuery {
+    pub after: Option<HydrationId>,
+    pub state: Option<HydrationState>,
+    pub table: Option<TableName>,
+    pub container: Option<ContainerName>,
+    pub limit: u32,
+    /// Only hydrations of tables with one of these name prefixes.
+    pub scopes: Vec<String>,
+}
+
 /// One database: every port, and what concerns the whole of it.
 pub trait Backend:
-    LeasePort + StreamPort + TokenPort + EventPort + SnapshotPort + ContainerPort
+    LeasePort + StreamPort + TokenPort + EventPort + SnapshotPort + ContainerPort + HydrationPort
 {
     fn name(&self) -> &'static str;
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;

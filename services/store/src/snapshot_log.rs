@@ -96,6 +96,11 @@ impl Store {
             .backend
             .record_refresh(table, &catalog, &mut apply)
             .await?;
+        if changes.event.is_some() {
+            // New or expired snapshots move the lag of its hydrations (and
+            // may make one stale).
+            self.relag(table).await?;
+        }
         Ok(Refreshed { catalog, changes })
     }
 }

@@ -18,7 +18,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(put_container, get_container))
 }
 
-fn parse_name(raw: &str) -> Result<ContainerName, ApiError> {
+pub(crate) fn parse_name(raw: &str) -> Result<ContainerName, ApiError> {
     ContainerName::parse(raw).map_err(|e| ApiError::bad_request("invalid_container_name", e.0))
 }
 
@@ -113,7 +113,7 @@ async fn list_containers(
     }))
 }
 
-fn not_found(name: &ContainerName) -> impl FnOnce() -> ApiError + '_ {
+pub(crate) fn not_found(name: &ContainerName) -> impl FnOnce() -> ApiError + '_ {
     move || {
         ApiError::new(
             StatusCode::NOT_FOUND,

@@ -251,7 +251,7 @@ async fn authorize(
 }
 
 /// A place among the open long-polls, when the call may wait.
-fn long_poll_permit(
+pub(crate) fn long_poll_permit(
     app: &AppState,
     wait: u32,
 ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ApiError> {
@@ -271,7 +271,7 @@ fn long_poll_permit(
         })
 }
 
-fn wait_seconds(value: Option<i64>) -> Result<u32, ApiError> {
+pub(crate) fn wait_seconds(value: Option<i64>) -> Result<u32, ApiError> {
     value.map_or(Ok(0), |w| {
         dto::in_range("wait_seconds", w, 0, dto::MAX_WAIT_SECONDS)
     })

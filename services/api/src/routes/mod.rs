@@ -3,6 +3,7 @@
 pub mod containers;
 pub mod events;
 pub mod health;
+pub mod hydrations;
 pub mod leases;
 pub mod snapshots;
 pub mod streams;

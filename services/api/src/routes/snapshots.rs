@@ -148,7 +148,7 @@ async fn retention(
     }))
 }
 
-fn refresh_error(e: RefreshError) -> ApiError {
+pub(crate) fn refresh_error(e: RefreshError) -> ApiError {
     match e {
         RefreshError::NotRegistered(table) => RuleError::TableNotFound(table).into(),
         RefreshError::Store(e) => e.into(),

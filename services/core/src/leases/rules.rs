@@ -305,6 +305,55 @@ fn acquire(
     Ok((request.lease_id, false))
 }
 
+/// Move a granted read lease's pin to `snapshot_id`, fenced by its token
+/// and held by its owner (a hydration's progress: the snapshot it needs
+/// moves forward as it applies).
+pub fn pin_snapshot(
+    state: &mut TableState,
+    id: LeaseId,
+    token: Token,
+    actor: Option<&str>,
+    snapshot_id: i64,
+    now: Millis,
+    events: &mut Vec<NewEvent>,
+) -> Result<(), RuleError> {
+    settle(state, now, events);
+    owned(state, id, actor, "progress", now, events)?;
+    let lease = live_mut(state, id)?;
+    if lease.state != LeaseState::Granted {
+        return Err(RuleError::Invalid(format!(
+            "lease {id} is still waiting: report progress once it is granted"
+        )));
+    }
+    check_token(lease, Some(token))?;
+    lease.pin_snapshot_id = Some(snapshot_id);
+    Ok(())
+}
+
+/// End a live lease for good (its hydration was cancelled); an ended one
+/// stays as it is.
+pub fn end(
+    state: &mut TableState,
+    id: LeaseId,
+    reason: &str,
+    now: Millis,
+    events: &mut Vec<NewEvent>,
+) {
+    settle(state, now, events);
+    if state.live.iter().any(|l| l.id == id) {
+        finish(
+            state,
+            id,
+            LeaseState::Revoked,
+            Some(reason.to_owned()),
+            EventKind::LeaseRevoked,
+            now,
+            events,
+        );
+        settle(state, now, events);
+    }
+}
+
 /// The live lease `id`, or why there is none.
 fn live_mut(state: &mut TableState, id: LeaseId) -> Result<&mut Lease, RuleError> {
     if let Some(i) = state.live.iter().position(|l| l.id == id) {

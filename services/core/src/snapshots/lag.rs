@@ -12,6 +12,8 @@ pub struct Lag {
     /// `now` minus the commit time of the oldest unapplied snapshot, in
     /// whole seconds; 0 when caught up.
     pub seconds_behind: i64,
+    /// The commit time of the oldest unapplied snapshot (`None`: caught up).
+    pub oldest_unapplied_at: Option<Millis>,
     /// The applied snapshot is no longer in the table: what came after it
     /// cannot be read incrementally any more.
     pub applied_expired: bool,
@@ -60,6 +62,7 @@ pub fn lag(
     Lag {
         snapshots_behind: behind,
         seconds_behind,
+        oldest_unapplied_at: oldest_unapplied,
         applied_expired: applied_expired && applied != current,
         diverged: !found,
     }

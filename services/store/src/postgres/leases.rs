@@ -25,7 +25,8 @@ impl LeasePort for PgBackend {
         async move {
             let started = std::time::Instant::now();
             let mut tx = self.pool.begin().await?;
-            let (loaded, now) = Self::load(&mut tx, targets).await?;
+            let (mut loaded, now) = Self::load(&mut tx, targets).await?;
+            super::hydrations::load(&mut tx, targets, &mut loaded).await?;
             let changes = apply(loaded, now);
             if !changes.is_empty() {
                 self.write(&mut tx, &changes).await?;
@@ -216,6 +217,7 @@ impl PgBackend {
         let mut changed: Vec<&str> = l.iter().map(|l| l.table.as_str()).collect();
         changed.sort_unstable();
         changed.dedup();
+        super::hydrations::write(tx, &applied.hydrations).await?;
         sqlx::query(&WRITE_BATCH)
             .bind(&created.name)
             .bind(&created.catalog)

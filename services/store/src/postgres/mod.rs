@@ -7,6 +7,7 @@
 
 mod containers;
 mod events;
+mod hydrations;
 mod leases;
 mod notify;
 mod snapshots;

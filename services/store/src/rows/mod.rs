@@ -4,6 +4,7 @@
 
 pub mod containers;
 pub mod events;
+pub mod hydrations;
 pub mod leases;
 pub mod snapshots;
 pub mod streams;

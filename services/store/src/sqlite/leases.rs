@@ -30,9 +30,10 @@ impl LeasePort for SqliteBackend {
             let mut live = self.live.lock().await;
             let attempt = async {
                 let mut tx = self.writer.begin().await?;
-                let loaded = load(&mut tx, targets, &mut live).await?;
+                let mut loaded = load(&mut tx, targets, &mut live).await?;
                 #[cfg(debug_assertions)]
                 same_as_on_disk(&mut tx, targets, &loaded).await?;
+                super::hydrations::load(&mut tx, targets, &mut loaded).await?;
                 let changes = apply(loaded, now());
                 if !changes.is_empty() {
                     write(&mut tx, &changes).await?;
@@ -372,6 +373,7 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, applied: &Changes) -> Result<()
         .execute(&mut **tx)
         .await?;
     }
+    super::hydrations::write(tx, &applied.hydrations).await?;
     insert_events(tx, &applied.events).await
 }
 

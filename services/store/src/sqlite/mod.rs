@@ -5,6 +5,7 @@
 
 mod containers;
 mod events;
+mod hydrations;
 mod leases;
 mod snapshots;
 mod streams;

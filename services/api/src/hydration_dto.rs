@@ -1,0 +1,232 @@
+//! Bodies of the hydration routes.
+
+use crate::dto::LeaseBody;
+use serde::{Deserialize, Serialize};
+use sluice_core::hydrations::{Hydration, HydrationPhase, HydrationState};
+use sluice_core::Millis;
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateHydrationBody {
+    /// The Iceberg table to copy (registered with `PUT /v1/tables/{table}`).
+    pub table: String,
+    /// The container to copy it into (`PUT /v1/containers/{name}`).
+    pub container: String,
+    /// The physical table it fills there: `name` or `schema.name`.
+    pub target: String,
+    /// Consumer views to point at `target` once it is live.
+    #[serde(default)]
+    pub views: Vec<String>,
+    /// The columns the views will expose from `target`, when a schema
+    /// change adds or drops some on purpose; absent: the ones they expose
+    /// today.
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// `live` once at most this many snapshots behind (default 0).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub lag_threshold_snapshots: Option<i64>,
+    /// The snapshot it starts from (default: the table's current one).
+    /// Pinned by its read lease until progress moves the pin.
+    #[serde(default)]
+    pub pin_snapshot_id: Option<i64>,
+    /// The read lease's TTL (default 600, at most 86400); the job
+    /// heartbeats it through `POST /v1/leases/{lease_id}/heartbeat`.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 86400)]
+    pub lease_ttl_seconds: Option<i64>,
+    /// Long-poll up to this many seconds for the lease (default 0, at most 300).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 300)]
+    pub wait_seconds: Option<i64>,
+    /// Who runs it, e.g. the Glue job run id (default `hydration`).
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
+    pub holder: Option<String>,
+    /// A retried create with the same key answers the same hydration.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseBody {
+    Snapshot,
+    CatchingUp,
+}
+
+impl From<PhaseBody> for HydrationPhase {
+    fn from(p: PhaseBody) -> HydrationPhase {
+        match p {
+            PhaseBody::Snapshot => HydrationPhase::Snapshot,
+            PhaseBody::CatchingUp => HydrationPhase::CatchingUp,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressBody {
+    /// The read lease's fencing token.
+    pub token: i64,
+    pub phase: PhaseBody,
+    /// The last snapshot whose data is in the container (it becomes the
+    /// lease's pin).
+    pub snapshot_id: i64,
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub rows_copied: Option<i64>,
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub rows_total: Option<i64>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelBody {
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 1024)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HydrationStateBody {
+    Pending,
+    Snapshot,
+    CatchingUp,
+    Live,
+    Failed,
+    Cancelled,
+    Superseded,
+    Stale,
+}
+
+impl From<HydrationState> for HydrationStateBody {
+    fn from(s: HydrationState) -> HydrationStateBody {
+        match s {
+            HydrationState::Pending => HydrationStateBody::Pending,
+            HydrationState::Snapshot => HydrationStateBody::Snapshot,
+            HydrationState::CatchingUp => HydrationStateBody::CatchingUp,
+            HydrationState::Live => HydrationStateBody::Live,
+            HydrationState::Failed => HydrationStateBody::Failed,
+            HydrationState::Cancelled => HydrationStateBody::Cancelled,
+            HydrationState::Superseded => HydrationStateBody::Superseded,
+            HydrationState::Stale => HydrationStateBody::Stale,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProgressView {
+    pub rows_copied: Option<u64>,
+    pub rows_total: Option<u64>,
+    /// `rows_copied / rows_total`, 0 to 100, when both are known.
+    pub percent: Option<f64>,
+    pub applied_snapshot_id: Option<i64>,
+    pub reported_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LagView {
+    /// Snapshots in the current snapshot's ancestry after the applied one.
+    pub snapshots: u64,
+    /// Now minus the commit time of the oldest unapplied snapshot (0 when
+    /// caught up).
+    pub seconds: i64,
+    pub oldest_unapplied_at: Option<String>,
+    /// The applied snapshot is not in the current snapshot's ancestry (the
+    /// table was rolled back past it).
+    pub diverged: bool,
+    /// The table's current snapshot, as of its last refresh.
+    pub current_snapshot_id: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HydrationBody {
+    pub id: String,
+    pub table: String,
+    pub container: String,
+    pub target: String,
+    pub views: Vec<String>,
+    pub columns: Option<Vec<String>>,
+    pub state: HydrationStateBody,
+    pub lag_threshold_snapshots: u32,
+    pub progress: ProgressView,
+    pub lag: LagView,
+    /// Why it failed, went stale, was cancelled or superseded.
+    pub reason: Option<String>,
+    /// Its read lease (same id as the hydration).
+    pub lease_id: String,
+    /// The read lease as this call left it (create, progress, cancel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseBody>,
+    pub principal: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub ended_at: Option<String>,
+}
+
+impl HydrationBody {
+    pub fn new(h: Hydration, lease: Option<LeaseBody>, now: Millis) -> HydrationBody {
+        let percent = match (h.progress.rows_copied, h.progress.rows_total) {
+            (Some(c), Some(t)) if t > 0 => Some((c as f64 * 100.0 / t as f64).min(100.0)),
+            (Some(_), Some(_)) => Some(100.0),
+            _ => None,
+        };
+        HydrationBody {
+            id: h.id.to_string(),
+            lease_id: h.id.to_string(),
+            table: h.table.to_string(),
+            container: h.container.to_string(),
+            target: h.target,
+            views: h.views,
+            columns: h.columns,
+            state: h.state.into(),
+            lag_threshold_snapshots: h.lag_threshold_snapshots,
+            progress: ProgressView {
+                rows_copied: h.progress.rows_copied,
+                rows_total: h.progress.rows_total,
+                percent,
+                applied_snapshot_id: h.progress.applied_snapshot_id,
+                reported_at: h.progress.reported_at.map(Millis::to_rfc3339),
+            },
+            lag: LagView {
+                snapshots: h.lag.snapshots_behind,
+                seconds: h.lag.seconds_behind(now),
+                oldest_unapplied_at: h.lag.oldest_unapplied_at.map(Millis::to_rfc3339),
+                diverged: h.lag.diverged,
+                current_snapshot_id: h.lag.current_snapshot_id,
+            },
+            reason: h.reason,
+            lease,
+            principal: h.principal,
+            created_at: h.created_at.to_rfc3339(),
+            updated_at: h.updated_at.to_rfc3339(),
+            ended_at: h.ended_at.map(Millis::to_rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HydrationParams {
+    /// Only hydrations in this state.
+    pub state: Option<String>,
+    pub table: Option<String>,
+    pub container: Option<String>,
+    /// Return hydrations after this id (the previous page's `next_after`).
+    pub after: Option<String>,
+    /// 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HydrationsPage {
+    pub hydrations: Vec<HydrationBody>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<String>,
+}

@@ -1,0 +1,387 @@
+//! Hydrations: create (acquiring the read lease, with long-poll), report
+//! progress under the lease's token, read, list, cancel.
+
+use crate::auth::Caller;
+use crate::dto::{self, LeaseBody};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Json, Path, Query};
+use crate::hydration_dto::{
+    CancelBody, CreateHydrationBody, HydrationBody, HydrationParams, HydrationsPage, ProgressBody,
+};
+use crate::routes::containers::{not_found, parse_name};
+use crate::routes::leases::{long_poll_permit, wait_seconds};
+use crate::routes::snapshots::refresh_error;
+use crate::{parse_table, waiting, AppState};
+use axum::extract::State;
+use axum::http::StatusCode;
+use sluice_core::hydrations::{
+    rules, Hydration, HydrationId, HydrationState, LogView, NewHydration, ProgressReport,
+    LEASE_PURPOSE,
+};
+use sluice_core::leases::AcquireRequest;
+use sluice_core::{LeaseId, LeaseState, Mode, Permission, RuleError, TableName};
+use sluice_store::{HydrationCommand, HydrationQuery, HydrationReply, LeaseView};
+use std::sync::Arc;
+use std::time::Duration;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(get_hydration))
+        .routes(routes!(progress))
+        .routes(routes!(cancel))
+}
+
+const DEFAULT_LEASE_TTL_SECONDS: i64 = 600;
+
+fn parse_id(raw: &str) -> Result<HydrationId, ApiError> {
+    raw.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_hydration_id",
+            format!("`{raw}` is not a hydration id (a UUID)"),
+        )
+    })
+}
+
+/// Create a hydration and acquire its read lease.
+///
+/// Answers 201 with the hydration and its lease, granted or still waiting
+/// (the request long-polls up to `wait_seconds`; follow a waiting lease with
+/// `GET /v1/leases/{lease_id}?wait_seconds=N`). The lease pins
+/// `pin_snapshot_id` (default: the table's current snapshot). The job
+/// heartbeats the lease through the lease API and reports progress with its
+/// token. The same `idempotency_key` answers the same hydration.
+#[utoipa::path(post, path = "/v1/hydrations", tag = "hydrations",
+    request_body = CreateHydrationBody,
+    responses(
+        (status = 201, description = "Created; its lease granted or waiting", body = HydrationBody),
+        (status = 200, description = "The same idempotency key: the hydration it created", body = HydrationBody),
+        (status = 400, description = "Malformed request, table or container name", body = ErrorBody),
+        (status = 404, description = "Unknown table (`table_not_found`) or container (`container_not_found`)", body = ErrorBody),
+        (status = 409, description = "The idempotency key names another lease", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 429, description = "The table's queue is full, or too many long-polls are open", body = ErrorBody),
+    ))]
+async fn create(
+    State(app): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreateHydrationBody>,
+) -> Result<(StatusCode, axum::Json<HydrationBody>), ApiError> {
+    let table = parse_table(&body.table)?;
+    caller.require_on(Permission::RunHydrations, &table)?;
+    let container = parse_name(&body.container)?;
+    let id = LeaseId::new_v7();
+    let new = NewHydration {
+        id,
+        table: table.clone(),
+        container: container.clone(),
+        target: body.target,
+        views: body.views,
+        columns: body.columns,
+        lag_threshold_snapshots: body.lag_threshold_snapshots.map_or(Ok(0), |n| {
+            dto::in_range("lag_threshold_snapshots", n, 0, 1_000_000)
+        })?,
+    };
+    rules::check_new(&new)?;
+    let ttl = dto::in_range(
+        "lease_ttl_seconds",
+        body.lease_ttl_seconds.unwrap_or(DEFAULT_LEASE_TTL_SECONDS),
+        1,
+        dto::MAX_TTL_SECONDS,
+    )?;
+    let holder = dto::holder(body.holder.unwrap_or_else(|| LEASE_PURPOSE.to_owned()))?;
+    let idempotency_key = dto::idempotency_key(body.idempotency_key)?;
+    let wait = wait_seconds(body.wait_seconds)?;
+    app.store
+        .container(&container)
+        .await?
+        .ok_or_else(not_found(&container))?;
+    if app.store.table_catalog(&table).await?.is_none() {
+        return Err(RuleError::TableNotFound(table).into());
+    }
+    let log = log_for(&app, &table, None, caller.actor().as_deref()).await?;
+    let lease = AcquireRequest {
+        lease_id: id,
+        mode: Mode::Read,
+        holder,
+        ttl_seconds: ttl,
+        idempotency_key,
+        purpose: Some(LEASE_PURPOSE.to_owned()),
+        pin_snapshot_id: body.pin_snapshot_id.or(log.current),
+        max_waiters: app.max_waiters_per_table,
+    };
+    let _permit = long_poll_permit(&app, wait)?;
+    let wakes = (wait > 0).then(|| app.store.hub().subscribe(&table));
+    let reply = app
+        .store
+        .hydration_command(
+            HydrationCommand::Create {
+                new,
+                lease,
+                log: Arc::new(log),
+            },
+            caller.actor(),
+        )
+        .await??;
+    let status = if reply.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let HydrationReply {
+        hydration, lease, ..
+    } = reply;
+    let mut view = LeaseView {
+        lease: lease.lease,
+        position: lease.position,
+        stale: false,
+    };
+    if let Some(wakes) = wakes {
+        if view.lease.state == LeaseState::Waiting {
+            view =
+                waiting::while_waiting(&app.store, view, wakes, Duration::from_secs(wait.into()))
+                    .await?;
+        }
+    }
+    Ok((
+        status,
+        axum::Json(HydrationBody::new(
+            hydration,
+            Some(view.into()),
+            sluice_store::system_now(),
+        )),
+    ))
+}
+
+/// Report a hydration's progress under its read lease's token.
+///
+/// Moves the lease's pin to `snapshot_id` and recomputes the lag from the
+/// table's snapshot log (refreshed from the catalog first when it does not
+/// hold `snapshot_id` yet). In phase `catching_up`, a hydration at most
+/// `lag_threshold_snapshots` behind becomes `live`; one whose applied
+/// snapshot was expired from the table becomes `stale`.
+#[utoipa::path(post, path = "/v1/hydrations/{id}/progress", tag = "hydrations",
+    params(("id" = String, Path, description = "The hydration id (also its lease's)")),
+    request_body = ProgressBody,
+    responses(
+        (status = 200, description = "Recorded", body = HydrationBody),
+        (status = 400, description = "Malformed request or id", body = ErrorBody),
+        (status = 403, description = "Not the principal that created it (`not_owner`)", body = ErrorBody),
+        (status = 404, description = "Unknown hydration", body = ErrorBody),
+        (status = 409, description = "Stale token, lease ended (`lease_expired`, `lease_revoked`...), or the hydration ended (`hydration_ended`, `hydration_stale`)", body = ErrorBody),
+        (status = 422, description = "Invalid field, a phase or snapshot going back, or a snapshot the table does not have (`snapshot_not_found`)", body = ErrorBody),
+        (status = 503, description = "The catalog could not be read (`catalog_unavailable`)", body = ErrorBody),
+    ))]
+async fn progress(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<ProgressBody>,
+) -> Result<axum::Json<HydrationBody>, ApiError> {
+    let id = parse_id(&id)?;
+    caller.require(Permission::RunHydrations)?;
+    let rows = |field: &str, v: Option<i64>| {
+        v.map(|n| {
+            u64::try_from(n).map_err(|_| ApiError::invalid(format!("{field} cannot be negative")))
+        })
+        .transpose()
+    };
+    let report = ProgressReport {
+        phase: body.phase.into(),
+        snapshot_id: body.snapshot_id,
+        rows_copied: rows("rows_copied", body.rows_copied)?,
+        rows_total: rows("rows_total", body.rows_total)?,
+    };
+    let h = found(&app, &caller, id).await?;
+    let log = log_for(
+        &app,
+        &h.table,
+        Some(body.snapshot_id),
+        caller.actor().as_deref(),
+    )
+    .await?;
+    let reply = app
+        .store
+        .hydration_command(
+            HydrationCommand::Progress {
+                id,
+                token: body.token,
+                report,
+                log: Arc::new(log),
+            },
+            caller.actor(),
+        )
+        .await??;
+    Ok(axum::Json(answer(reply)))
+}
+
+/// Cancel a hydration: it ends `cancelled` and its read lease is ended.
+///
+/// Its creator may cancel it; operators and admins cancel anyone's.
+#[utoipa::path(post, path = "/v1/hydrations/{id}/cancel", tag = "hydrations",
+    params(("id" = String, Path, description = "The hydration id")),
+    request_body = CancelBody,
+    responses(
+        (status = 200, description = "Cancelled", body = HydrationBody),
+        (status = 400, description = "Malformed request or id", body = ErrorBody),
+        (status = 403, description = "Neither its creator nor an operator", body = ErrorBody),
+        (status = 404, description = "Unknown hydration", body = ErrorBody),
+        (status = 409, description = "It has ended already (`hydration_ended`, `hydration_stale`)", body = ErrorBody),
+        (status = 422, description = "Invalid reason", body = ErrorBody),
+    ))]
+async fn cancel(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<CancelBody>,
+) -> Result<axum::Json<HydrationBody>, ApiError> {
+    let id = parse_id(&id)?;
+    let h = found(&app, &caller, id).await?;
+    let own = h.principal.is_some() && h.principal == caller.actor();
+    if !(own && caller.require(Permission::RunHydrations).is_ok()) {
+        caller.require(Permission::CancelHydrations)?;
+    }
+    let reason = body
+        .reason
+        .map(dto::reason)
+        .transpose()?
+        .unwrap_or_else(|| "cancelled by its caller".to_owned());
+    let reply = app
+        .store
+        .hydration_command(HydrationCommand::Cancel { id, reason }, caller.actor())
+        .await??;
+    Ok(axum::Json(answer(reply)))
+}
+
+/// A hydration with its progress and lag (answered from the store).
+#[utoipa::path(get, path = "/v1/hydrations/{id}", tag = "hydrations",
+    params(("id" = String, Path, description = "The hydration id")),
+    responses(
+        (status = 200, description = "The hydration", body = HydrationBody),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 403, description = "Its table is outside the token's scopes", body = ErrorBody),
+        (status = 404, description = "Unknown hydration", body = ErrorBody),
+    ))]
+async fn get_hydration(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<HydrationBody>, ApiError> {
+    let id = parse_id(&id)?;
+    caller.require(Permission::ReadHydrations)?;
+    let h = found(&app, &caller, id).await?;
+    Ok(axum::Json(HydrationBody::new(
+        h,
+        None,
+        sluice_store::system_now(),
+    )))
+}
+
+/// Hydrations by id (creation order), filtered, a page at a time, with
+/// their lag: one query per page, no catalog call.
+#[utoipa::path(get, path = "/v1/hydrations", tag = "hydrations",
+    params(HydrationParams),
+    responses(
+        (status = 200, description = "A page of hydrations", body = HydrationsPage),
+        (status = 400, description = "Malformed query, table or container name", body = ErrorBody),
+        (status = 422, description = "Unknown state, or limit out of range", body = ErrorBody),
+    ))]
+async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    Query(params): Query<HydrationParams>,
+) -> Result<axum::Json<HydrationsPage>, ApiError> {
+    caller.require(Permission::ReadHydrations)?;
+    let limit = dto::limit(params.limit)?;
+    let state = params
+        .state
+        .map(|s| {
+            HydrationState::parse(&s).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "state must be one of {}",
+                    HydrationState::ALL.map(|s| s.as_str()).join(", ")
+                ))
+            })
+        })
+        .transpose()?;
+    let table = params.table.as_deref().map(parse_table).transpose()?;
+    let container = params.container.as_deref().map(parse_name).transpose()?;
+    let after = params
+        .after
+        .filter(|a| !a.is_empty())
+        .map(|a| parse_id(&a))
+        .transpose()?;
+    let query = HydrationQuery {
+        after,
+        state,
+        table,
+        container,
+        limit,
+        scopes: caller.scopes().to_vec(),
+    };
+    let found = app.store.hydrations(&query).await?;
+    let next_after = (found.len() == limit as usize)
+        .then(|| found.last().map(|h| h.id.to_string()))
+        .flatten();
+    let now = sluice_store::system_now();
+    Ok(axum::Json(HydrationsPage {
+        hydrations: found
+            .into_iter()
+            .map(|h| HydrationBody::new(h, None, now))
+            .collect(),
+        next_after,
+    }))
+}
+
+/// The hydration, if it exists and its table is in the caller's scopes.
+async fn found(app: &AppState, caller: &Caller, id: HydrationId) -> Result<Hydration, ApiError> {
+    let h = app
+        .store
+        .hydration(id)
+        .await?
+        .ok_or(RuleError::HydrationNotFound(id))?;
+    caller.require_table(&h.table)?;
+    Ok(h)
+}
+
+/// The table's snapshot log, refreshed from its catalog first when it was
+/// never read or does not hold `needed` yet. Without any catalog to read
+/// (none configured), the log is what it is.
+async fn log_for(
+    app: &AppState,
+    table: &TableName,
+    needed: Option<i64>,
+    actor: Option<&str>,
+) -> Result<LogView, ApiError> {
+    let log = app.store.log_view(table).await?;
+    let never_read = app.store.catalog_state(table).await?.is_none();
+    let missing = needed.is_some_and(|id| !log.snapshots.iter().any(|s| s.id == id));
+    if !(never_read || missing) || app.catalogs.default_catalog().is_none() && never_read {
+        return Ok(log);
+    }
+    match app
+        .store
+        .refresh_snapshots(app.catalogs.as_ref(), table, actor)
+        .await
+    {
+        Ok(_) => Ok(app.store.log_view(table).await?),
+        // An unreadable catalog is worth a retry when a snapshot is missing;
+        // otherwise the log as it stands is the answer.
+        Err(e) if missing => Err(refresh_error(e)),
+        Err(e) => {
+            tracing::warn!(%table, error = %e, "snapshot log refresh failed");
+            Ok(log)
+        }
+    }
+}
+
+fn answer(reply: HydrationReply) -> HydrationBody {
+    let lease: LeaseBody = LeaseView {
+        lease: reply.lease.lease,
+        position: reply.lease.position,
+        stale: false,
+    }
+    .into();
+    HydrationBody::new(reply.hydration, Some(lease), sluice_store::system_now())
+}

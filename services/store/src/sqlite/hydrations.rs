@@ -1,0 +1,105 @@
+//! Hydrations on SQLite: loaded and written by the lease group's batches
+//! (`leases.rs`), read here.
+
+use super::{in_scopes, SqliteBackend};
+use crate::error::StoreError;
+use crate::leases::{Loaded, Targets};
+use crate::ports::{HydrationPort, HydrationQuery};
+use crate::rows::hydrations::{decode, decode_all, encode, state, UNFINISHED};
+use crate::rows::json_list;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use sluice_core::hydrations::{Hydration, HydrationId};
+use sqlx::{Sqlite, Transaction};
+
+/// Load the hydrations a batch needs (see [`Loaded::hydrations_to_load`]):
+/// one statement, none when it needs none.
+pub(super) async fn load(
+    tx: &mut Transaction<'_, Sqlite>,
+    targets: &Targets,
+    loaded: &mut Loaded,
+) -> Result<(), StoreError> {
+    let (ids, tables) = loaded.hydrations_to_load(targets);
+    if ids.is_empty() && tables.is_empty() {
+        return Ok(());
+    }
+    let docs: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT doc FROM hydrations WHERE id IN (SELECT value FROM json_each(?1)) \
+         OR (table_name IN (SELECT value FROM json_each(?2)) AND state IN ({UNFINISHED}))"
+    ))
+    .bind(json_list(&ids))
+    .bind(json_list(&tables))
+    .fetch_all(&mut **tx)
+    .await?;
+    for h in decode_all(docs)? {
+        loaded.hydrations.insert(h.id, h);
+    }
+    Ok(())
+}
+
+pub(super) async fn write(
+    tx: &mut Transaction<'_, Sqlite>,
+    hydrations: &[Hydration],
+) -> Result<(), StoreError> {
+    if hydrations.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<serde_json::Value> = hydrations
+        .iter()
+        .map(|h| {
+            serde_json::json!({
+                "id": h.id.to_string(), "table_name": h.table.as_str(),
+                "container": h.container.as_str(), "state": state(h), "doc": encode(h),
+            })
+        })
+        .collect();
+    // `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT.
+    sqlx::query(
+        "INSERT INTO hydrations (id, table_name, container, state, doc) \
+         SELECT value ->> 'id', value ->> 'table_name', value ->> 'container', value ->> 'state', \
+         value ->> 'doc' FROM json_each(?1) WHERE true \
+         ON CONFLICT (id) DO UPDATE SET state = excluded.state, doc = excluded.doc",
+    )
+    .bind(serde_json::Value::Array(rows).to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl HydrationPort for SqliteBackend {
+    fn hydration(&self, id: HydrationId) -> BoxFuture<'_, Result<Option<Hydration>, StoreError>> {
+        async move {
+            let doc: Option<String> =
+                sqlx::query_scalar("SELECT doc FROM hydrations WHERE id = ?1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.readers)
+                    .await?;
+            doc.map(|d| decode(&d)).transpose()
+        }
+        .boxed()
+    }
+
+    fn hydrations<'a>(
+        &'a self,
+        q: &'a HydrationQuery,
+    ) -> BoxFuture<'a, Result<Vec<Hydration>, StoreError>> {
+        async move {
+            let docs: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT doc FROM hydrations WHERE id > ?1 AND (?2 IS NULL OR state = ?2) \
+                 AND (?3 IS NULL OR table_name = ?3) AND (?4 IS NULL OR container = ?4) \
+                 AND {} ORDER BY id LIMIT ?6",
+                in_scopes(5, "table_name")
+            ))
+            .bind(q.after.map(|a| a.to_string()).unwrap_or_default())
+            .bind(q.state.map(|s| s.as_str()))
+            .bind(q.table.as_ref().map(|t| t.as_str()))
+            .bind(q.container.as_ref().map(|c| c.as_str()))
+            .bind(json_list(&q.scopes))
+            .bind(i64::from(q.limit))
+            .fetch_all(&self.readers)
+            .await?;
+            decode_all(docs)
+        }
+        .boxed()
+    }
+}
