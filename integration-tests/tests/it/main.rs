@@ -1,6 +1,7 @@
 //! Black-box tests: the built `sluice` binary on SQLite and PostgreSQL.
 
 mod harness;
+mod hydrations;
 mod own_postgres;
 mod raw;
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const TABLE: &str = "sales.orders";
+pub(crate) const TABLE: &str = "sales.orders";
 
 /// pyiceberg on the given catalog (`integration-tests/iceberg/lake.py`).
 fn lake_py(catalog: &Value, args: &[&str]) -> String {
@@ -32,7 +32,7 @@ fn lake_py(catalog: &Value, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
-async fn py(catalog: &Value, args: &[&str]) -> String {
+pub(crate) async fn py(catalog: &Value, args: &[&str]) -> String {
     let (catalog, args) = (
         catalog.clone(),
         args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
@@ -46,7 +46,7 @@ async fn py(catalog: &Value, args: &[&str]) -> String {
 }
 
 /// pyiceberg's properties for moto's Glue catalog and S3.
-fn glue_catalog(lake: &Lake) -> Value {
+pub(crate) fn glue_catalog(lake: &Lake) -> Value {
     json!({
         "name": "lake", "type": "glue",
         "glue.endpoint": lake.url, "glue.region": "us-east-1",
@@ -103,7 +103,10 @@ async fn on_lake(postgres: bool, extra: &[&str]) -> (Server, Lake, tempfile::Tem
 
 /// A server on a fresh lake whose table `TABLE` exists in the lake and is
 /// registered in sluice.
-async fn lake_table(postgres: bool, refresh_interval: &str) -> (Server, Lake, tempfile::TempDir) {
+pub(crate) async fn lake_table(
+    postgres: bool,
+    refresh_interval: &str,
+) -> (Server, Lake, tempfile::TempDir) {
     let (server, lake, dir) =
         on_lake(postgres, &["--refresh-interval-seconds", refresh_interval]).await;
     py(&glue_catalog(&lake), &["create", TABLE]).await;
@@ -144,7 +147,7 @@ async fn all_snapshots(server: &Server) -> Vec<Value> {
     }
 }
 
-async fn refresh(server: &Server) -> Value {
+pub(crate) async fn refresh(server: &Server) -> Value {
     let answer = server
         .client
         .send(Method::POST, &format!("/v1/tables/{TABLE}/refresh"), None)

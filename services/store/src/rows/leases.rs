@@ -101,7 +101,8 @@ pub const LIVE: &str = "state IN ('waiting', 'granted')";
 pub const UPSERT_LEASE_CONFLICT: &str = "ON CONFLICT (id) DO UPDATE SET \
      state = excluded.state, token = excluded.token, ttl_seconds = excluded.ttl_seconds, \
      granted_at = excluded.granted_at, expires_at = excluded.expires_at, \
-     ended_at = excluded.ended_at, end_reason = excluded.end_reason";
+     ended_at = excluded.ended_at, end_reason = excluded.end_reason, \
+     pin_snapshot_id = excluded.pin_snapshot_id";
 
 pub fn parse_names(names: Vec<String>) -> Result<Vec<TableName>, StoreError> {
     names

@@ -1,0 +1,522 @@
+//! Hydrations on real Iceberg metadata: a table in moto's Glue catalog and
+//! S3, appended to and expired by pyiceberg while a hydration reports
+//! progress; sluice's lag is checked against pyiceberg's own view of the
+//! table at each step.
+
+use crate::harness::Server;
+use crate::snapshots::{glue_catalog, lake_table, py, refresh, TABLE};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// What pyiceberg says the lag of `applied` is: snapshots in the current
+/// snapshot's ancestry after it, and the commit time (ms) of the oldest.
+fn expected_lag(pyiceberg: &Value, applied: &str) -> (u64, Option<i64>) {
+    let snapshots = pyiceberg["snapshots"].as_array().unwrap();
+    let by_id = |id: &Value| snapshots.iter().find(|s| &s["snapshot_id"] == id);
+    let mut at = by_id(&pyiceberg["current_snapshot_id"]);
+    let (mut behind, mut oldest) = (0, None);
+    while let Some(s) = at {
+        if s["snapshot_id"].to_string() == applied {
+            break;
+        }
+        behind += 1;
+        oldest = s["timestamp_ms"].as_i64();
+        at = by_id(&s["parent_id"]);
+    }
+    (behind, oldest)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+async fn send(
+    server: &Server,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> crate::raw::Answer {
+    server
+        .client
+        .send(method, path, body.as_ref())
+        .await
+        .unwrap()
+}
+
+async fn hydration(server: &Server, id: &str) -> Value {
+    let answer = send(server, Method::GET, &format!("/v1/hydrations/{id}"), None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.body
+}
+
+async fn report(server: &Server, id: &str, body: Value) -> crate::raw::Answer {
+    send(
+        server,
+        Method::POST,
+        &format!("/v1/hydrations/{id}/progress"),
+        Some(body),
+    )
+    .await
+}
+
+/// The lag sluice reports is pyiceberg's, seconds within the time the
+/// calls took.
+async fn assert_lag(server: &Server, catalog: &Value, id: &str, applied: &str) -> Value {
+    let theirs: Value = serde_json::from_str(&py(catalog, &["snapshots", TABLE]).await).unwrap();
+    let (behind, oldest) = expected_lag(&theirs, applied);
+    let before = now_ms();
+    let h = hydration(server, id).await;
+    let after = now_ms();
+    assert_eq!(h["lag"]["snapshots"], behind, "{h}\npyiceberg {theirs}");
+    let seconds = h["lag"]["seconds"].as_i64().unwrap();
+    match oldest {
+        None => assert_eq!(seconds, 0, "{h}"),
+        Some(t) => assert!(
+            (before - t) / 1000 - 1 <= seconds && seconds <= (after - t) / 1000 + 1,
+            "{seconds} s behind, oldest unapplied committed at {t}: {h}"
+        ),
+    }
+    h
+}
+
+async fn progress_lag_and_staleness_follow_the_table(postgres: bool) {
+    let (server, lake, _dir) = lake_table(postgres, "3600").await;
+    let catalog = glue_catalog(&lake);
+    let c = &server.client;
+    let put = c
+        .send(
+            Method::PUT,
+            "/v1/containers/analytics",
+            Some(&json!({ "kind": "postgres", "url": "env:ANALYTICS_URL" })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(put.status, 201, "{}", put.body);
+    let s1 = py(&catalog, &["append", TABLE, "3"]).await;
+    let s2 = py(&catalog, &["append", TABLE, "2"]).await;
+
+    // Created: its read lease granted and pinned at the current snapshot
+    // (read from the catalog on the way: the log was never refreshed).
+    let created = send(
+        &server,
+        Method::POST,
+        "/v1/hydrations",
+        Some(json!({
+            "table": TABLE, "container": "analytics", "target": "public.orders_v1",
+            "views": ["orders"], "lease_ttl_seconds": 120, "holder": "glue-run-1",
+        })),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let h = created.body;
+    let id = h["id"].as_str().unwrap().to_owned();
+    assert_eq!(h["state"], "pending");
+    assert_eq!(h["lease_id"], h["id"]);
+    assert_eq!(h["lease"]["state"], "granted");
+    assert_eq!(h["lease"]["mode"], "read");
+    assert_eq!(h["lease"]["pin_snapshot_id"].to_string(), s2);
+    let token = h["lease"]["token"].as_i64().unwrap();
+    assert_eq!(h["lag"]["snapshots"], 2, "{h}");
+    let _ = s1;
+
+    // The snapshot phase copied s2.
+    let copied = report(
+        &server,
+        &id,
+        json!({ "token": token, "phase": "snapshot", "snapshot_id": s2.parse::<i64>().unwrap(),
+                "rows_copied": 5, "rows_total": 5 }),
+    )
+    .await;
+    assert_eq!(copied.status, 200, "{}", copied.body);
+    assert_eq!(copied.body["state"], "snapshot");
+    assert_eq!(copied.body["progress"]["percent"], 100.0);
+    assert_lag(&server, &catalog, &id, &s2).await;
+
+    // Two appends while it runs: two behind, counted from the first.
+    let s3 = py(&catalog, &["append", TABLE, "1"]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let s4 = py(&catalog, &["append", TABLE, "4"]).await;
+    refresh(&server).await;
+    let behind = assert_lag(&server, &catalog, &id, &s2).await;
+    assert_eq!(behind["lag"]["snapshots"], 2);
+    assert!(behind["lag"]["seconds"].as_i64().unwrap() >= 1, "{behind}");
+
+    // Catching up one snapshot at a time.
+    let one = report(
+        &server,
+        &id,
+        json!({ "token": token, "phase": "catching_up", "snapshot_id": s3.parse::<i64>().unwrap() }),
+    )
+    .await;
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert_eq!(one.body["state"], "catching_up");
+    assert_eq!(one.body["lease"]["pin_snapshot_id"].to_string(), s3);
+    let lease = send(&server, Method::GET, &format!("/v1/leases/{id}"), None).await;
+    assert_eq!(
+        lease.body["pin_snapshot_id"].to_string(),
+        s3,
+        "{}",
+        lease.body
+    );
+    assert_lag(&server, &catalog, &id, &s3).await;
+
+    // A snapshot sluice has not seen yet: it reads the catalog itself.
+    let s5 = py(&catalog, &["append", TABLE, "2"]).await;
+    let caught_up = report(
+        &server,
+        &id,
+        json!({ "token": token, "phase": "catching_up", "snapshot_id": s5.parse::<i64>().unwrap() }),
+    )
+    .await;
+    assert_eq!(
+        caught_up.status,
+        200,
+        "{}\n{}",
+        caught_up.body,
+        server.log_text()
+    );
+    assert_eq!(caught_up.body["state"], "live", "{}", caught_up.body);
+    assert_lag(&server, &catalog, &id, &s5).await;
+    let _ = s4;
+
+    // Refusals: a stale token, a phase going back, a snapshot the table
+    // never had, an older snapshot.
+    let stale = report(
+        &server,
+        &id,
+        json!({ "token": token + 1, "phase": "catching_up", "snapshot_id": s5.parse::<i64>().unwrap() }),
+    )
+    .await;
+    assert_eq!(
+        (stale.status, stale.error_type()),
+        (409, Some("stale_token")),
+        "{}",
+        stale.body
+    );
+    let back = report(
+        &server,
+        &id,
+        json!({ "token": token, "phase": "snapshot", "snapshot_id": s5.parse::<i64>().unwrap() }),
+    )
+    .await;
+    assert_eq!(back.status, 422, "{}", back.body);
+    let unknown = report(
+        &server,
+        &id,
+        json!({ "token": token, "phase": "catching_up", "snapshot_id": 12345 }),
+    )
+    .await;
+    assert_eq!(
+        (unknown.status, unknown.error_type()),
+        (422, Some("snapshot_not_found")),
+        "{}",
+        unknown.body
+    );
+    let older = report(
+        &server,
+        &id,
+        json!({ "token": token, "phase": "catching_up", "snapshot_id": s3.parse::<i64>().unwrap() }),
+    )
+    .await;
+    assert_eq!(older.status, 422, "{}", older.body);
+    assert_eq!(hydration(&server, &id).await["state"], "live");
+
+    // The snapshot it applied is expired from the table: stale, and it
+    // says so; progress is refused from then on.
+    let s6 = py(&catalog, &["append", TABLE, "1"]).await;
+    py(&catalog, &["expire", TABLE, &s5]).await;
+    refresh(&server).await;
+    let gone = hydration(&server, &id).await;
+    assert_eq!(gone["state"], "stale", "{gone}");
+    assert!(gone["reason"].as_str().unwrap().contains(&s5), "{gone}");
+    assert!(gone["ended_at"].is_string());
+    let refused = report(
+        &server,
+        &id,
+        json!({ "token": token, "phase": "catching_up", "snapshot_id": s6.parse::<i64>().unwrap() }),
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.error_type()),
+        (409, Some("hydration_stale")),
+        "{}",
+        refused.body
+    );
+
+    // Listed with its state and lag; filters by state, table, container.
+    let page = send(&server, Method::GET, "/v1/hydrations?state=stale", None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.body["hydrations"][0]["id"], id.as_str());
+    for query in ["state=live", "table=sales.other", "container=elsewhere"] {
+        let none = send(
+            &server,
+            Method::GET,
+            &format!("/v1/hydrations?{query}"),
+            None,
+        )
+        .await;
+        assert_eq!(none.body["hydrations"], json!([]), "{query}: {}", none.body);
+    }
+    let events = send(
+        &server,
+        Method::GET,
+        "/v1/events?kind=hydration_state_changed",
+        None,
+    )
+    .await;
+    let moves: Vec<String> = events.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["to"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(moves, ["snapshot", "catching_up", "live", "stale"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_lag_and_staleness_follow_the_table_sqlite() {
+    progress_lag_and_staleness_follow_the_table(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_lag_and_staleness_follow_the_table_postgres() {
+    progress_lag_and_staleness_follow_the_table(true).await
+}
+
+async fn create(client: &crate::raw::Client, body: Value) -> crate::raw::Answer {
+    client
+        .send(Method::POST, "/v1/hydrations", Some(&body))
+        .await
+        .unwrap()
+}
+
+/// The lease decides a hydration's life: it waits behind a writer, fails
+/// when its lease is revoked, and cancelling ends its lease. Who may do
+/// what follows roles and owners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_lease_carries_the_hydration() {
+    let server = Server::sqlite_with(&["--auth", "on", "--refresh-interval-seconds", "3600"]).await;
+    let admin = server.client_with(&server.create_token("admin", "admin", &[], &[]));
+    assert_eq!(
+        admin.put_table("sales.t", json!({})).await.unwrap().status,
+        201
+    );
+    assert_eq!(
+        admin.put_table("hr.t", json!({})).await.unwrap().status,
+        201
+    );
+    let put = admin
+        .send(
+            Method::PUT,
+            "/v1/containers/analytics",
+            Some(&json!({ "kind": "glue", "database": "analytics" })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(put.status, 201, "{}", put.body);
+    let job = server.client_with(&server.create_token("job", "job", &["sales."], &[]));
+    let other_job = server.client_with(&server.create_token("job2", "job", &["sales."], &[]));
+    let operator = server.client_with(&server.create_token("ops", "operator", &[], &[]));
+    let body = |target: &str| json!({ "table": "sales.t", "container": "analytics", "target": target, "views": ["t"] });
+
+    // A writer holds the table: the hydration is created, its lease waits,
+    // and it is granted when the writer leaves.
+    let writer = job
+        .send(
+            Method::POST,
+            "/v1/tables/sales.t/leases",
+            Some(&json!({ "mode": "write", "holder": "compaction", "ttl_seconds": 60 })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(writer.status, 201, "{}", writer.body);
+    let waiting = create(&job, body("t_v1")).await;
+    assert_eq!(waiting.status, 201, "{}", waiting.body);
+    assert_eq!(waiting.body["lease"]["state"], "waiting");
+    assert_eq!(waiting.body["state"], "pending");
+    let id = waiting.body["id"].as_str().unwrap().to_owned();
+    let release = job
+        .send(
+            Method::DELETE,
+            &format!(
+                "/v1/leases/{}?token={}",
+                writer.body["lease_id"].as_str().unwrap(),
+                writer.body["token"]
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(release.status < 300, "{}", release.body);
+    let lease = job
+        .send(Method::GET, &format!("/v1/leases/{id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(lease.body["state"], "granted", "{}", lease.body);
+
+    // Revoked by an operator: the hydration failed with it, and says why.
+    let revoke = operator
+        .send(
+            Method::POST,
+            &format!("/v1/leases/{id}/revoke"),
+            Some(&json!({ "reason": "maintenance" })),
+        )
+        .await
+        .unwrap();
+    assert!(revoke.status < 300, "{}", revoke.body);
+    let failed = job
+        .send(Method::GET, &format!("/v1/hydrations/{id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(failed.body["state"], "failed", "{}", failed.body);
+    assert!(failed.body["reason"]
+        .as_str()
+        .unwrap()
+        .contains("maintenance"));
+
+    // Cancel: by its creator, not by another job; an operator cancels any.
+    let second = create(&job, body("t_v2")).await;
+    let second_id = second.body["id"].as_str().unwrap().to_owned();
+    let by_other = other_job
+        .send(
+            Method::POST,
+            &format!("/v1/hydrations/{second_id}/cancel"),
+            Some(&json!({})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_other.status, 403, "{}", by_other.body);
+    let cancelled = job
+        .send(
+            Method::POST,
+            &format!("/v1/hydrations/{second_id}/cancel"),
+            Some(&json!({ "reason": "wrong target" })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(cancelled.body["state"], "cancelled");
+    assert_eq!(cancelled.body["lease"]["state"], "revoked");
+    let again = job
+        .send(
+            Method::POST,
+            &format!("/v1/hydrations/{second_id}/cancel"),
+            Some(&json!({})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.status, again.error_type()),
+        (409, Some("hydration_ended"))
+    );
+    let third = create(&job, body("t_v3")).await;
+    let third_id = third.body["id"].as_str().unwrap();
+    let by_operator = operator
+        .send(
+            Method::POST,
+            &format!("/v1/hydrations/{third_id}/cancel"),
+            Some(&json!({})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        by_operator.body["state"], "cancelled",
+        "{}",
+        by_operator.body
+    );
+
+    // The same idempotency key answers the same hydration.
+    let keyed = json!({ "table": "sales.t", "container": "analytics", "target": "t_v4",
+                        "idempotency_key": "run-7" });
+    let first = create(&job, keyed.clone()).await;
+    let retry = create(&job, keyed).await;
+    assert_eq!((first.status, retry.status), (201, 200), "{}", retry.body);
+    assert_eq!(first.body["id"], retry.body["id"]);
+
+    // Refusals, each a 4xx with the JSON body.
+    let refusals = [
+        (
+            json!({ "table": "sales.t", "container": "nowhere", "target": "x" }),
+            404,
+            "container_not_found",
+        ),
+        (
+            json!({ "table": "sales.missing", "container": "analytics", "target": "x" }),
+            404,
+            "table_not_found",
+        ),
+        (
+            json!({ "table": "sales.t", "container": "analytics", "target": "bad name" }),
+            422,
+            "invalid_request",
+        ),
+        (
+            json!({ "table": "sales.t", "container": "analytics", "target": "x", "views": ["v", "v"] }),
+            422,
+            "invalid_request",
+        ),
+        (
+            json!({ "table": "sales.t", "container": "analytics", "target": "x", "lease_ttl_seconds": 0 }),
+            422,
+            "invalid_request",
+        ),
+        (
+            json!({ "table": "sales.t", "container": "analytics" }),
+            422,
+            "invalid_request",
+        ),
+        (
+            json!({ "table": "hr.t", "container": "analytics", "target": "x" }),
+            403,
+            "out_of_scope",
+        ),
+    ];
+    for (body, status, kind) in refusals {
+        let answer = create(&job, body.clone()).await;
+        assert_eq!(
+            (answer.status, answer.error_type()),
+            (status, Some(kind)),
+            "{body}: {}",
+            answer.body
+        );
+    }
+    let unknown = job
+        .send(
+            Method::GET,
+            "/v1/hydrations/0190a0a0-0000-7000-8000-000000000000",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (unknown.status, unknown.error_type()),
+        (404, Some("hydration_not_found"))
+    );
+    let malformed = job
+        .send(Method::GET, "/v1/hydrations/nope", None)
+        .await
+        .unwrap();
+    assert_eq!(malformed.status, 400);
+    let bad_state = job
+        .send(Method::GET, "/v1/hydrations?state=done", None)
+        .await
+        .unwrap();
+    assert_eq!(bad_state.status, 422);
+    let scheduler = server.client_with(&server.create_token("sched", "scheduler", &[], &[]));
+    let not_allowed = create(&scheduler, body("t_v5")).await;
+    assert_eq!(not_allowed.status, 403, "{}", not_allowed.body);
+    let listed = scheduler
+        .send(Method::GET, "/v1/hydrations?limit=2", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.body["hydrations"].as_array().unwrap().len(),
+        2,
+        "{}",
+        listed.body
+    );
+    assert!(listed.body["next_after"].is_string());
+}
