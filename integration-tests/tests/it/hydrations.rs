@@ -16,7 +16,7 @@ fn expected_lag(pyiceberg: &Value, applied: &str) -> (u64, Option<i64>) {
     let mut at = by_id(&pyiceberg["current_snapshot_id"]);
     let (mut behind, mut oldest) = (0, None);
     while let Some(s) = at {
-        if s["snapshot_id"].to_string() == applied {
+        if s["snapshot_id"].as_i64().map(|n| n.to_string()).as_deref() == Some(applied) {
             break;
         }
         behind += 1;
