@@ -16,6 +16,7 @@ pub mod names;
 pub mod snapshots;
 pub mod streams;
 pub mod time;
+pub mod views;
 
 pub use auth::{Permission, Principal, Role};
 pub use error::RuleError;

@@ -12,6 +12,7 @@
 //!   commits, rewinds racing batches, load completion).
 
 mod any_command;
+mod hydration_rules;
 mod lease_properties;
 mod lease_races;
 mod ownership;

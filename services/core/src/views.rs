@@ -1,0 +1,136 @@
+//! Consumer views: a view `(container, name)` maps to one physical table.
+//! The pure half of a remap: which columns the view exposes after it, the
+//! check that the target has them all, and whether the container can
+//! replace the view in place or must drop and create it (in the same
+//! transaction).
+
+use crate::hydrations::HydrationId;
+use crate::time::Millis;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ViewError {
+    #[error("table `{target}` does not exist in the container")]
+    TargetMissing { target: String },
+    #[error("view `{view}` would expose column `{column}`, which table `{target}` does not have; declare the view's new columns to drop it on purpose")]
+    MissingColumn {
+        view: String,
+        column: String,
+        target: String,
+    },
+    #[error("the container could not be reached or refused the change: {0}")]
+    Unavailable(String),
+}
+
+/// How one view is to be switched, as planned from what the container holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub view: String,
+    pub target: String,
+    /// The columns it exposes after the switch, in order.
+    pub columns: Vec<String>,
+    /// The columns it exposed before (`None`: the view is new).
+    pub previous_columns: Option<Vec<String>>,
+    /// `CREATE OR REPLACE VIEW` keeps the existing columns, in order, and
+    /// may only add after them; anything else drops the view and creates it.
+    pub drop_first: bool,
+}
+
+/// Plan switching `view` to `target`: it exposes `declared` when given,
+/// otherwise what it exposes today (or, for a new view, every column of
+/// the target). A column the target lacks refuses the whole remap.
+pub fn plan(
+    view: &str,
+    target: &str,
+    declared: Option<&[String]>,
+    view_columns: Option<&[String]>,
+    target_columns: Option<&[String]>,
+) -> Result<Plan, ViewError> {
+    let Some(target_columns) = target_columns else {
+        return Err(ViewError::TargetMissing {
+            target: target.to_owned(),
+        });
+    };
+    let columns: Vec<String> = declared.or(view_columns).unwrap_or(target_columns).to_vec();
+    if let Some(missing) = columns.iter().find(|c| !target_columns.contains(c)) {
+        return Err(ViewError::MissingColumn {
+            view: view.to_owned(),
+            column: missing.clone(),
+            target: target.to_owned(),
+        });
+    }
+    let drop_first = view_columns.is_some_and(|old| !columns.starts_with(old));
+    Ok(Plan {
+        view: view.to_owned(),
+        target: target.to_owned(),
+        columns,
+        previous_columns: view_columns.map(<[String]>::to_vec),
+        drop_first,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemapKind {
+    /// A live hydration switched it (automatic), or an operator did.
+    Remap,
+    /// Back to the mapping before the last change.
+    Rollback,
+}
+
+/// One change of a view's mapping, as history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Remap {
+    pub view: String,
+    pub kind: RemapKind,
+    pub from_target: Option<String>,
+    pub from_columns: Option<Vec<String>>,
+    pub to_target: String,
+    pub columns: Vec<String>,
+    pub hydration_id: Option<HydrationId>,
+    pub actor: Option<String>,
+    pub reason: String,
+    pub at: Millis,
+}
+
+/// What a rollback of `last` switches to: the mapping before it.
+pub fn rollback_of(last: &Remap) -> Option<(String, Option<Vec<String>>)> {
+    last.from_target
+        .clone()
+        .map(|target| (target, last.from_columns.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cols(c: &[&str]) -> Vec<String> {
+        c.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_view_keeps_its_columns_unless_new_ones_are_declared() {
+        let v1 = cols(&["id", "name", "legacy"]);
+        let v2 = cols(&["id", "name", "email"]);
+        // v2 lacks `legacy`: refused unless the new list is declared.
+        let refused = plan("orders", "t_v2", None, Some(&v1), Some(&v2));
+        assert!(
+            matches!(refused, Err(ViewError::MissingColumn { ref column, .. }) if column == "legacy")
+        );
+        let declared = cols(&["id", "name", "email"]);
+        let p = plan("orders", "t_v2", Some(&declared), Some(&v1), Some(&v2)).unwrap();
+        assert_eq!(p.columns, declared);
+        assert!(p.drop_first, "a dropped column needs DROP + CREATE");
+        // Only adding after the existing columns replaces in place.
+        let wider = cols(&["id", "name", "legacy", "email"]);
+        let p = plan("orders", "t_v3", Some(&wider), Some(&v1), Some(&wider)).unwrap();
+        assert!(!p.drop_first);
+        // A new view exposes the whole target.
+        let p = plan("fresh", "t_v2", None, None, Some(&v2)).unwrap();
+        assert_eq!((p.columns, p.drop_first), (v2.clone(), false));
+        assert!(matches!(
+            plan("orders", "nowhere", None, Some(&v1), None),
+            Err(ViewError::TargetMissing { .. })
+        ));
+    }
+}
