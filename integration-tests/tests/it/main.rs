@@ -21,3 +21,4 @@ mod spec;
 mod streams;
 mod tables;
 mod typed_client;
+mod views;

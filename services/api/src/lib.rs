@@ -11,6 +11,7 @@ pub mod hydration_dto;
 pub mod routes;
 pub mod snapshot_dto;
 pub mod stream_dto;
+pub mod view_dto;
 pub mod waiting;
 
 use axum::extract::{DefaultBodyLimit, Request};
@@ -54,6 +55,8 @@ pub struct Shared {
     pub stream_tables: std::sync::Mutex<std::collections::HashMap<StreamName, TableName>>,
     /// The Iceberg catalogs tables live in.
     pub catalogs: std::sync::Arc<dyn CatalogPort>,
+    /// Where consumer views live (their containers).
+    pub views: std::sync::Arc<dyn sluice_core::views::ViewPort>,
     /// Tells the snapshot-log watcher of snapshots that calls name.
     pub nudges: sluice_store::Nudges,
 }
@@ -62,6 +65,7 @@ impl AppState {
     pub fn new(
         store: Store,
         catalogs: std::sync::Arc<dyn CatalogPort>,
+        views: std::sync::Arc<dyn sluice_core::views::ViewPort>,
         nudges: sluice_store::Nudges,
         config: &ApiConfig,
     ) -> AppState {
@@ -73,6 +77,7 @@ impl AppState {
             long_polls: std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_long_polls)),
             stream_tables: Default::default(),
             catalogs,
+            views,
             nudges,
         }))
     }
@@ -117,6 +122,7 @@ impl Default for ApiConfig {
         (name = "tables", description = "Tables and their lease settings"),
         (name = "streams", description = "CDC streams: batches and the LOAD -> DELTA bookmark ingestion jobs resume from"),
         (name = "containers", description = "Consumer data containers: where hydrations copy tables and consumer views live"),
+        (name = "views", description = "Consumer views: what each maps to, remaps (automatic when a hydration is live, or by hand), rollback"),
         (name = "hydrations", description = "Copies of a table into a container: progress, lag, and the read lease that pins what they need"),
         (name = "events", description = "The event log"),
         (name = "operations", description = "Health and readiness"),
@@ -203,6 +209,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(routes::snapshots::router())
         .merge(routes::containers::router())
         .merge(routes::hydrations::router())
+        .merge(routes::views::router())
         .merge(routes::streams::router())
         .merge(routes::events::router())
         .merge(routes::health::router())

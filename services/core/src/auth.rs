@@ -44,6 +44,7 @@ impl Role {
                     | ReadContainers
                     | ReadHydrations
                     | CancelHydrations
+                    | ManageViews
                     | ReadLeases
                     | ReadEvents
                     | RevokeLeases
@@ -93,6 +94,8 @@ pub enum Permission {
     RunHydrations,
     /// Cancel anyone's hydration.
     CancelHydrations,
+    /// Remap and roll back consumer views, turn automatic remaps on or off.
+    ManageViews,
     /// Read a lease by id.
     ReadLeases,
     /// Acquire, heartbeat and release leases.

@@ -32,10 +32,14 @@ pub enum EventKind {
     HydrationCreated,
     /// A hydration moved between states (progress, lag, its lease ending).
     HydrationStateChanged,
+    /// A consumer view now maps to another table (a remap or a rollback).
+    ViewRemapped,
+    /// A remap was refused (a missing column or table): nothing changed.
+    ViewRemapRefused,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 18] = [
+    pub const ALL: [EventKind; 20] = [
         EventKind::LeaseRequested,
         EventKind::LeaseGranted,
         EventKind::LeaseReleased,
@@ -54,6 +58,8 @@ impl EventKind {
         EventKind::TableSnapshotsChanged,
         EventKind::HydrationCreated,
         EventKind::HydrationStateChanged,
+        EventKind::ViewRemapped,
+        EventKind::ViewRemapRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +82,8 @@ impl EventKind {
             EventKind::TableSnapshotsChanged => "table_snapshots_changed",
             EventKind::HydrationCreated => "hydration_created",
             EventKind::HydrationStateChanged => "hydration_state_changed",
+            EventKind::ViewRemapped => "view_remapped",
+            EventKind::ViewRemapRefused => "view_remap_refused",
         }
     }
 

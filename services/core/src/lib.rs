@@ -13,6 +13,7 @@ pub mod event;
 pub mod hydrations;
 pub mod leases;
 pub mod names;
+pub mod outbox;
 pub mod snapshots;
 pub mod streams;
 pub mod time;

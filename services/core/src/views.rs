@@ -20,6 +20,8 @@ pub enum ViewError {
     },
     #[error("the container could not be reached or refused the change: {0}")]
     Unavailable(String),
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// How one view is to be switched, as planned from what the container holds.
@@ -133,4 +135,40 @@ mod tests {
             Err(ViewError::TargetMissing { .. })
         ));
     }
+}
+
+/// A consumer view as sluice holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct View {
+    pub container: crate::containers::ContainerName,
+    pub name: String,
+    pub target: String,
+    pub columns: Vec<String>,
+    pub auto_remap: bool,
+    /// The hydration whose target it maps to, if a hydration mapped it.
+    pub hydration_id: Option<HydrationId>,
+    pub updated_at: Millis,
+}
+
+/// What a remap asks of a container for one view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewRequest {
+    pub view: String,
+    pub target: String,
+    /// The columns it is to expose (`None`: what it exposes today).
+    pub columns: Option<Vec<String>>,
+}
+
+pub type ViewFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, ViewError>> + Send + 'a>>;
+
+/// Where views live: a container switches all the views of one remap at
+/// once (PostgreSQL: one transaction), checking each with [`plan`] against
+/// what it holds at that moment, or switches none.
+pub trait ViewPort: Send + Sync + 'static {
+    fn remap<'a>(
+        &'a self,
+        container: &'a crate::containers::Container,
+        requests: &'a [ViewRequest],
+    ) -> ViewFuture<'a, Vec<Plan>>;
 }

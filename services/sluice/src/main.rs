@@ -75,6 +75,10 @@ enum Cmd {
         /// (default 30).
         #[arg(long, env = "SLUICE__ICEBERG__REFRESH_INTERVAL_SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
         refresh_interval_seconds: Option<u64>,
+        /// Seconds between two runs of the outbox (side effects such as a
+        /// live hydration's view remap; default 1).
+        #[arg(long, env = "SLUICE__OUTBOX__INTERVAL_SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+        outbox_interval_seconds: Option<u64>,
         #[command(flatten)]
         storage: StorageArgs,
     },
@@ -127,6 +131,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tls_key,
             default_catalog,
             refresh_interval_seconds,
+            outbox_interval_seconds,
             storage,
         } => {
             init_logging();
@@ -173,6 +178,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .or(file.iceberg.refresh_interval_seconds)
                         .unwrap_or(config::DEFAULT_REFRESH_INTERVAL_SECONDS),
                 ),
+                outbox_interval: Duration::from_secs(outbox_interval_seconds.unwrap_or(1)),
             };
             serve(&bind, &auth, tls, api, http, store_config, writer, iceberg).await
         }
@@ -185,6 +191,8 @@ struct Iceberg {
     catalogs: Vec<sluice_iceberg::CatalogConfig>,
     default_catalog: Option<String>,
     refresh_interval: Duration,
+    /// How often the outbox's executor runs.
+    outbox_interval: Duration,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -212,6 +220,10 @@ async fn serve(
             sluice_store::spawn_watcher(store.clone(), catalogs.clone(), iceberg.refresh_interval);
         (nudges, Some(task))
     };
+    let views: std::sync::Arc<dyn sluice_core::views::ViewPort> =
+        std::sync::Arc::new(sluice_containers::Containers);
+    let executor =
+        sluice_store::spawn_executor(store.clone(), views.clone(), iceberg.outbox_interval);
     let listener = server::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
@@ -241,7 +253,7 @@ async fn serve(
     let acceptor = tls
         .map(|(cert, key)| tls::acceptor(&cert, &key))
         .transpose()?;
-    let app = sluice_api::router(AppState::new(store, catalogs, nudges, &api), api);
+    let app = sluice_api::router(AppState::new(store, catalogs, views, nudges, &api), api);
     tracing::info!(
         "sluice listening on {}://{} (storage: {}; at most {} connections)",
         if acceptor.is_some() { "https" } else { "http" },
@@ -254,6 +266,7 @@ async fn serve(
     shutdown_signal().await;
     stop.cancel();
     server.await?;
+    executor.abort();
     if let Some(watcher) = watcher {
         watcher.abort();
     }

@@ -13,6 +13,7 @@ use sluice_core::hydrations::{
     self, Hydration, HydrationId, LogView, NewHydration, ProgressReport, LEASE_PURPOSE,
 };
 use sluice_core::leases::AcquireRequest;
+use sluice_core::outbox::Intent;
 use sluice_core::Token;
 use sluice_core::{
     leases::rules, leases::Target, Lease, LeaseCommand, LeaseId, LeaseReply, Millis, NewEvent,
@@ -40,6 +41,13 @@ pub(crate) enum Job {
         command: Box<HydrationCommand>,
         actor: Option<String>,
         slot: Box<Slot<HydrationReply>>,
+    },
+    /// Hydrations whose views a newer hydration took over: they end
+    /// `superseded`, and their read leases with them.
+    Supersede {
+        ids: Vec<HydrationId>,
+        by: HydrationId,
+        slot: Slot<u32>,
     },
     /// A table's snapshot log changed: recompute its hydrations' lag.
     Relag {
@@ -87,7 +95,7 @@ impl Pending for Job {
             Job::Table { slot, .. } => slot.finish(committed),
             Job::Lease { slot, .. } => slot.finish(committed),
             Job::Hydration { slot, .. } => slot.finish(committed),
-            Job::Relag { slot, .. } => slot.finish(committed),
+            Job::Relag { slot, .. } | Job::Supersede { slot, .. } => slot.finish(committed),
         }
     }
 }
@@ -174,12 +182,15 @@ pub struct Changes {
     pub leases: Vec<Lease>,
     /// New or changed hydrations.
     pub hydrations: Vec<Hydration>,
+    /// Side effects the batch's changes need (the outbox).
+    pub intents: Vec<Intent>,
     pub events: Vec<NewEvent>,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
         self.hydrations.is_empty()
+            && self.intents.is_empty()
             && self.created_tables.is_empty()
             && self.updated_tables.is_empty()
             && self.leases.is_empty()
@@ -237,6 +248,12 @@ pub(crate) fn targets(jobs: &[Job]) -> Targets {
                 tables.insert(table.clone());
                 hydration_tables.push(table.clone());
             }
+            Job::Supersede { ids, .. } => {
+                for id in ids {
+                    leases.insert(*id);
+                    hydrations.push(*id);
+                }
+            }
             Job::Table { command, .. } => {
                 tables.insert(command.table().clone());
             }
@@ -289,6 +306,7 @@ pub(crate) fn apply(mut loaded: Loaded, jobs: &mut [Job], now: Millis) -> Change
         .collect();
     let before_hydrations = loaded.hydrations.clone();
     let mut events = Vec::new();
+    let mut intents = Vec::new();
     for job in jobs {
         let (new_events, actor) = match job {
             Job::Hydration {
@@ -296,7 +314,14 @@ pub(crate) fn apply(mut loaded: Loaded, jobs: &mut [Job], now: Millis) -> Change
                 actor,
                 slot,
             } => (
-                apply_hydration(&mut loaded, command, actor.as_deref(), now, slot),
+                apply_hydration(
+                    &mut loaded,
+                    command,
+                    actor.as_deref(),
+                    now,
+                    slot,
+                    &mut intents,
+                ),
                 actor.clone(),
             ),
             Job::Relag { table, log, slot } => {
@@ -310,6 +335,22 @@ pub(crate) fn apply(mut loaded: Loaded, jobs: &mut [Job], now: Millis) -> Change
                     }
                 }
                 slot.set(Ok(changed));
+                (events, None)
+            }
+            Job::Supersede { ids, by, slot } => {
+                let mut events = Vec::new();
+                let mut ended = 0;
+                for id in ids.iter() {
+                    if let Ok((state, h)) = hydration_and_table(&mut loaded, *id) {
+                        if !h.state.is_final() {
+                            hydrations::rules::supersede(h, *by, now, &mut events);
+                            let reason = format!("hydration superseded by {by}");
+                            rules::end(state, *id, &reason, now, &mut events);
+                            ended += 1;
+                        }
+                    }
+                }
+                slot.set(Ok(ended));
                 (events, None)
             }
             Job::Table {
@@ -344,6 +385,7 @@ pub(crate) fn apply(mut loaded: Loaded, jobs: &mut [Job], now: Millis) -> Change
         .into_values()
         .filter(|h| before_hydrations.get(&h.id) != Some(h))
         .collect();
+    changes.intents = intents;
     changes
 }
 
@@ -353,9 +395,19 @@ fn apply_hydration(
     actor: Option<&str>,
     now: Millis,
     slot: &mut Slot<HydrationReply>,
+    intents: &mut Vec<Intent>,
 ) -> Vec<NewEvent> {
     let mut events = Vec::new();
     let result = hydration_command(loaded, command, actor, now, &mut events);
+    if let Ok(reply) = &result {
+        // Its views switch once it is live: recorded with the change that
+        // made it live, carried out by the outbox's executor.
+        if reply.became_live && !reply.hydration.views.is_empty() {
+            intents.push(Intent::RemapViews {
+                hydration_id: reply.hydration.id,
+            });
+        }
+    }
     slot.set(result);
     events
 }
@@ -567,6 +619,7 @@ fn diff(
         updated_tables,
         leases,
         hydrations: Vec::new(),
+        intents: Vec::new(),
         events,
     }
 }

@@ -16,6 +16,7 @@ mod hub;
 mod hydrations;
 pub mod leases;
 mod live;
+mod outbox;
 mod ports;
 mod postgres;
 mod pruner;
@@ -29,6 +30,7 @@ mod writer;
 pub use error::StoreError;
 pub use hub::{Hub, Wake};
 pub use leases::{HydrationCommand, HydrationReply};
+pub use outbox::{spawn_executor, RemapError, RemapOrder};
 pub use ports::{
     Backend, CatalogState, ContainerPort, Due, EventPort, EventQuery, HydrationPort,
     HydrationQuery, LeasePort, LeaseView, SnapshotChanges, SnapshotPort, StreamPort, TableSummary,

@@ -13,7 +13,9 @@ use crate::{leases, streams};
 use futures::future::BoxFuture;
 use sluice_core::containers::{Container, ContainerName};
 use sluice_core::hydrations::{Hydration, HydrationId, HydrationState};
+use sluice_core::outbox::Intent;
 use sluice_core::snapshots::{Refresh, Snapshot, SnapshotId};
+use sluice_core::views::{Remap, View};
 use sluice_core::{
     Batch, BatchId, BookmarkVersion, Event, EventKind, Lease, LeaseId, Millis, NewEvent, Role,
     StreamName, StreamState, TableName, TableState,
@@ -244,9 +246,91 @@ pub struct HydrationQuery {
     pub scopes: Vec<String>,
 }
 
+/// The outbox and the consumer views it keeps in step. Plain statements:
+/// remaps are rare and off the hot paths.
+pub trait ViewStorePort: Send + Sync + 'static {
+    /// Pending intents due at `now`, oldest first.
+    fn due_intents(
+        &self,
+        now: Millis,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<DueIntent>, StoreError>>;
+    /// An attempt failed in a way worth retrying at `next_attempt_at`.
+    fn retry_intent<'a>(
+        &'a self,
+        id: i64,
+        error: &'a str,
+        next_attempt_at: Millis,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Done with nothing to record, or (`error`) failed for good.
+    fn finish_intent<'a>(
+        &'a self,
+        id: i64,
+        error: Option<&'a str>,
+        at: Millis,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Record switched views in one transaction: their new mappings, their
+    /// history, the events, and `intent` done. `false` (nothing written)
+    /// when the intent was done already: a remap is recorded once.
+    fn record_remaps<'a>(
+        &'a self,
+        container: &'a ContainerName,
+        remaps: &'a [Remap],
+        intent: Option<i64>,
+        events: &'a [NewEvent],
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn view<'a>(
+        &'a self,
+        container: &'a ContainerName,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<View>, StoreError>>;
+    /// Views by (container, name) after `after`, of one container or all.
+    fn views<'a>(
+        &'a self,
+        container: Option<&'a ContainerName>,
+        after: (&'a str, &'a str),
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<View>, StoreError>>;
+    /// A view's remaps, newest first.
+    fn view_history<'a>(
+        &'a self,
+        container: &'a ContainerName,
+        name: &'a str,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<Remap>, StoreError>>;
+    /// Turn automatic remaps of a view on or off; `false` if no such view.
+    fn set_auto_remap<'a>(
+        &'a self,
+        container: &'a ContainerName,
+        name: &'a str,
+        on: bool,
+        at: Millis,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Tables a view was moved off and that no view maps to now, with when
+    /// the last view left each.
+    fn orphans<'a>(
+        &'a self,
+        container: &'a ContainerName,
+    ) -> BoxFuture<'a, Result<Vec<(String, Millis)>, StoreError>>;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueIntent {
+    pub id: i64,
+    pub intent: Intent,
+    pub attempts: u32,
+}
+
 /// One database: every port, and what concerns the whole of it.
 pub trait Backend:
-    LeasePort + StreamPort + TokenPort + EventPort + SnapshotPort + ContainerPort + HydrationPort
+    LeasePort
+    + StreamPort
+    + TokenPort
+    + EventPort
+    + SnapshotPort
+    + ContainerPort
+    + HydrationPort
+    + ViewStorePort
 {
     fn name(&self) -> &'static str;
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;

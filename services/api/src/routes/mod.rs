@@ -8,3 +8,4 @@ pub mod leases;
 pub mod snapshots;
 pub mod streams;
 pub mod tables;
+pub mod views;

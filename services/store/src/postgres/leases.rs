@@ -218,6 +218,9 @@ impl PgBackend {
         changed.sort_unstable();
         changed.dedup();
         super::hydrations::write(tx, &applied.hydrations).await?;
+        if let Some(first) = applied.events.first() {
+            super::views::write_intents(tx, &applied.intents, first.at).await?;
+        }
         sqlx::query(&WRITE_BATCH)
             .bind(&created.name)
             .bind(&created.catalog)

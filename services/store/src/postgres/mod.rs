@@ -13,6 +13,7 @@ mod notify;
 mod snapshots;
 mod streams;
 mod tokens;
+mod views;
 
 use crate::error::StoreError;
 use crate::ports::Backend;

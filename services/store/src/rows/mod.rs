@@ -9,6 +9,7 @@ pub mod leases;
 pub mod snapshots;
 pub mod streams;
 pub mod tokens;
+pub mod views;
 
 use crate::error::StoreError;
 

@@ -374,6 +374,8 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, applied: &Changes) -> Result<()
         .await?;
     }
     super::hydrations::write(tx, &applied.hydrations).await?;
+    let at = applied.events.first().map_or_else(now, |e| e.at);
+    super::views::write_intents(tx, &applied.intents, at).await?;
     insert_events(tx, &applied.events).await
 }
 

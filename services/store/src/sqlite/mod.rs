@@ -10,6 +10,7 @@ mod leases;
 mod snapshots;
 mod streams;
 mod tokens;
+mod views;
 
 use crate::error::StoreError;
 use crate::ports::Backend;

@@ -1,0 +1,337 @@
+//! Consumer views on a real PostgreSQL container: two views remapped from
+//! table v1 to table v2 in one transaction when v2's hydration is live,
+//! while readers query both in a loop; rollback; a refused remap; and a
+//! kill -9 between "live" and the remap.
+
+use crate::harness::{fresh_database, Server};
+use crate::snapshots::{py, refresh, TABLE};
+use reqwest::Method;
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The container: tables v1 (with a `legacy` column) and v2 (which drops
+/// it and adds `email`), and v3, which lacks `name`.
+async fn container_database() -> String {
+    let url = fresh_database().await;
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    for sql in [
+        "CREATE TABLE orders_v1 (id int, name text, legacy text, src text)",
+        "INSERT INTO orders_v1 SELECT g, 'n' || g, 'old', 'v1' FROM generate_series(1, 100) g",
+        "CREATE TABLE orders_v2 (id int, name text, email text, src text)",
+        "INSERT INTO orders_v2 SELECT g, 'n' || g, 'e@x', 'v2' FROM generate_series(1, 100) g",
+        "CREATE TABLE orders_v3 (id int, src text)",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+    url
+}
+
+/// A sluice on SQLite whose table `TABLE` is a real Iceberg table in the
+/// embedded catalog, with one snapshot; and the container registered.
+async fn setup(extra: &[&str], container_url: &str) -> (Server, String) {
+    let mut args = vec!["--refresh-interval-seconds", "3600"];
+    args.extend_from_slice(extra);
+    let server = Server::sqlite_with(&args).await;
+    let data = server.data_dir();
+    let catalog = json!({
+        "name": "local", "type": "sql",
+        "uri": format!("sqlite:///{}", data.join("catalog.db").display()),
+        "warehouse": format!("file://{}", data.join("warehouse").display()),
+    });
+    py(&catalog, &["create", TABLE]).await;
+    let snapshot = py(&catalog, &["append", TABLE, "3"]).await;
+    assert_eq!(
+        server
+            .client
+            .put_table(TABLE, json!({}))
+            .await
+            .unwrap()
+            .status,
+        201
+    );
+    refresh(&server).await;
+    let put = send(
+        &server,
+        Method::PUT,
+        "/v1/containers/analytics",
+        Some(json!({ "kind": "postgres", "url": container_url })),
+    )
+    .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    (server, snapshot)
+}
+
+async fn send(
+    server: &Server,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> crate::raw::Answer {
+    server
+        .client
+        .send(method, path, body.as_ref())
+        .await
+        .unwrap()
+}
+
+/// Create a hydration of `target` for both views and report it caught up.
+async fn hydrate_live(
+    server: &Server,
+    snapshot: &str,
+    target: &str,
+    columns: Option<&[&str]>,
+) -> String {
+    let mut body = json!({
+        "table": TABLE, "container": "analytics", "target": target,
+        "views": ["orders", "orders_eu"],
+    });
+    if let Some(columns) = columns {
+        body["columns"] = json!(columns);
+    }
+    let created = send(server, Method::POST, "/v1/hydrations", Some(body)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let live = send(
+        server,
+        Method::POST,
+        &format!("/v1/hydrations/{id}/progress"),
+        Some(
+            json!({ "token": created.body["lease"]["token"], "phase": "catching_up",
+                     "snapshot_id": snapshot.parse::<i64>().unwrap() }),
+        ),
+    )
+    .await;
+    assert_eq!(live.body["state"], "live", "{}", live.body);
+    id
+}
+
+/// What both views read, in one statement.
+async fn both(conn: &mut PgConnection) -> Result<(String, String), sqlx::Error> {
+    sqlx::query_as("SELECT (SELECT max(src) FROM orders), (SELECT max(src) FROM orders_eu)")
+        .fetch_one(conn)
+        .await
+}
+
+async fn columns(conn: &mut PgConnection, view: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT column_name::text FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position",
+    )
+    .bind(view)
+    .fetch_all(conn)
+    .await
+    .unwrap()
+}
+
+async fn wait_for(conn: &mut PgConnection, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok((a, b)) = both(conn).await {
+            if a == want && b == want {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "the views never read {want}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn history(server: &Server, view: &str) -> Vec<Value> {
+    let got = send(
+        server,
+        Method::GET,
+        &format!("/v1/views/analytics/{view}"),
+        None,
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    got.body["history"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_views_move_to_v2_at_once_while_readers_read_and_roll_back() {
+    let url = container_database().await;
+    let (server, snapshot) = setup(&[], &url).await;
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+
+    // v1's hydration is live: both views are created on v1.
+    let v1 = hydrate_live(&server, &snapshot, "orders_v1", None).await;
+    wait_for(&mut conn, "v1").await;
+    assert_eq!(
+        columns(&mut conn, "orders").await,
+        ["id", "name", "legacy", "src"]
+    );
+
+    // Readers query both views in one statement, in a loop, while v2 goes live.
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (url, stop) = (url.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut conn = PgConnection::connect(&url).await.unwrap();
+                let (mut reads, mut saw_v2) = (0u64, false);
+                while !stop.load(Ordering::Relaxed) {
+                    let (a, b) = both(&mut conn)
+                        .await
+                        .expect("a reader never sees an error or a missing view");
+                    assert_eq!(a, b, "one view switched without the other");
+                    saw_v2 |= a == "v2";
+                    reads += 1;
+                }
+                (reads, saw_v2)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // v2 drops `legacy` and adds `email`, and says so.
+    let v2 = hydrate_live(
+        &server,
+        &snapshot,
+        "orders_v2",
+        Some(&["id", "name", "email", "src"]),
+    )
+    .await;
+    wait_for(&mut conn, "v2").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        let (reads, saw_v2) = reader.await.unwrap();
+        assert!(reads > 10 && saw_v2, "{reads} reads");
+    }
+    assert_eq!(
+        columns(&mut conn, "orders_eu").await,
+        ["id", "name", "email", "src"]
+    );
+    let h = history(&server, "orders").await;
+    assert_eq!(
+        (h.len(), h[0]["from"].as_str(), h[0]["to"].as_str()),
+        (2, Some("orders_v1"), Some("orders_v2")),
+        "{h:?}"
+    );
+    assert_eq!(h[0]["hydration_id"], v2.as_str());
+    // v1's hydration was superseded, and its read lease ended with it.
+    let old = send(&server, Method::GET, &format!("/v1/hydrations/{v1}"), None).await;
+    assert_eq!(old.body["state"], "superseded", "{}", old.body);
+    let lease = send(&server, Method::GET, &format!("/v1/leases/{v1}"), None).await;
+    assert_eq!(lease.body["state"], "revoked", "{}", lease.body);
+    // v1 is no view's target any more.
+    let orphans = send(
+        &server,
+        Method::GET,
+        "/v1/containers/analytics/orphans",
+        None,
+    )
+    .await;
+    assert_eq!(
+        orphans.body["orphans"][0]["target"], "orders_v1",
+        "{}",
+        orphans.body
+    );
+
+    // A remap to a table without `name` is refused and changes nothing.
+    let refused = send(
+        &server,
+        Method::POST,
+        "/v1/views/analytics/orders/remap",
+        Some(json!({ "target": "orders_v3", "reason": "try v3" })),
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.error_type()),
+        (409, Some("remap_refused")),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`name`"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(both(&mut conn).await.unwrap(), ("v2".into(), "v2".into()));
+    assert_eq!(history(&server, "orders").await.len(), 2);
+    let missing = send(
+        &server,
+        Method::POST,
+        "/v1/views/analytics/orders/remap",
+        Some(json!({ "target": "orders_v9", "reason": "typo" })),
+    )
+    .await;
+    assert_eq!(missing.status, 409, "{}", missing.body);
+
+    // Rollback brings v1 back, with the columns it had.
+    for view in ["orders", "orders_eu"] {
+        let back = send(
+            &server,
+            Method::POST,
+            &format!("/v1/views/analytics/{view}/rollback"),
+            Some(json!({ "reason": "v2 has a bug" })),
+        )
+        .await;
+        assert_eq!(back.status, 200, "{}", back.body);
+        assert_eq!(back.body["target"], "orders_v1");
+        assert_eq!(back.body["history"][0]["kind"], "rollback");
+    }
+    assert_eq!(both(&mut conn).await.unwrap(), ("v1".into(), "v1".into()));
+    assert_eq!(
+        columns(&mut conn, "orders").await,
+        ["id", "name", "legacy", "src"]
+    );
+
+    // Automatic remaps can be turned off per view.
+    let off = send(
+        &server,
+        Method::PUT,
+        "/v1/views/analytics/orders",
+        Some(json!({ "auto_remap": false })),
+    )
+    .await;
+    assert_eq!(off.body["auto_remap"], false, "{}", off.body);
+    let unknown = send(&server, Method::GET, "/v1/views/analytics/nope", None).await;
+    assert_eq!(
+        (unknown.status, unknown.error_type()),
+        (404, Some("view_not_found"))
+    );
+    let listed = send(&server, Method::GET, "/v1/views?container=analytics", None).await;
+    assert_eq!(
+        listed.body["views"].as_array().unwrap().len(),
+        2,
+        "{}",
+        listed.body
+    );
+}
+
+/// Killed with -9 after the hydration is live and before the outbox ran:
+/// after restart the views are switched, and recorded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_live_and_the_remap_switches_after_restart_once() {
+    let url = container_database().await;
+    let (mut server, snapshot) = setup(&["--outbox-interval-seconds", "3600"], &url).await;
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    hydrate_live(&server, &snapshot, "orders_v1", None).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        both(&mut conn).await.is_err(),
+        "no view before the outbox runs"
+    );
+    server.kill9();
+    server.restart().await;
+    wait_for(&mut conn, "v1").await;
+    for view in ["orders", "orders_eu"] {
+        assert_eq!(history(&server, view).await.len(), 1, "{view}");
+    }
+    server.restart().await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(history(&server, "orders").await.len(), 1);
+    let events = send(&server, Method::GET, "/v1/events?kind=view_remapped", None).await;
+    assert_eq!(
+        events.body["events"].as_array().unwrap().len(),
+        2,
+        "{}",
+        events.body
+    );
+}

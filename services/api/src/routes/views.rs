@@ -1,0 +1,310 @@
+//! Consumer views: read them with their history, remap and roll back by
+//! hand, turn automatic remaps off; and the tables no view maps to any more.
+
+use crate::auth::Caller;
+use crate::dto;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Json, Path, Query};
+use crate::routes::containers::{not_found, parse_name};
+use crate::view_dto::{
+    Orphan, OrphansBody, PutViewBody, RemapBody, RollbackBody, ViewBody, ViewParams, ViewsPage,
+};
+use crate::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use sluice_core::containers::{Container, ContainerName};
+use sluice_core::hydrations::rules::check_object_name;
+use sluice_core::views::{RemapKind, ViewError, ViewRequest};
+use sluice_core::Permission;
+use sluice_store::{RemapError, RemapOrder};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_views))
+        .routes(routes!(get_view, put_view))
+        .routes(routes!(remap))
+        .routes(routes!(rollback))
+        .routes(routes!(orphans))
+}
+
+const HISTORY: u32 = 100;
+
+async fn find_container(app: &AppState, raw: &str) -> Result<Container, ApiError> {
+    let name = parse_name(raw)?;
+    app.store
+        .container(&name)
+        .await?
+        .ok_or_else(not_found(&name))
+}
+
+fn view_name(raw: &str) -> Result<String, ApiError> {
+    check_object_name("view", raw)
+        .map_err(|e| ApiError::bad_request("invalid_view_name", e.to_string()))?;
+    Ok(raw.to_owned())
+}
+
+fn view_not_found(container: &ContainerName, view: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "view_not_found",
+        format!("container `{container}` has no view `{view}` that sluice maps"),
+    )
+}
+
+async fn answer(
+    app: &AppState,
+    container: &ContainerName,
+    view: &str,
+) -> Result<ViewBody, ApiError> {
+    let found = app
+        .store
+        .view(container, view)
+        .await?
+        .ok_or_else(|| view_not_found(container, view))?;
+    let history = app.store.view_history(container, view, HISTORY).await?;
+    Ok(ViewBody::new(found, Some(history)))
+}
+
+fn remap_error(e: RemapError) -> ApiError {
+    match e {
+        RemapError::Store(e) => e.into(),
+        RemapError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
+        RemapError::View(ViewError::Unavailable(m)) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "container_unavailable", m)
+        }
+        RemapError::View(refused) => {
+            ApiError::new(StatusCode::CONFLICT, "remap_refused", refused.to_string())
+        }
+    }
+}
+
+/// Consumer views sluice maps, by container and name, a page at a time.
+#[utoipa::path(get, path = "/v1/views", tag = "views",
+    params(ViewParams),
+    responses(
+        (status = 200, description = "A page of views", body = ViewsPage),
+        (status = 400, description = "Malformed query", body = ErrorBody),
+        (status = 422, description = "limit out of range, or `after` not `container/view`", body = ErrorBody),
+    ))]
+async fn list_views(
+    State(app): State<AppState>,
+    caller: Caller,
+    Query(params): Query<ViewParams>,
+) -> Result<axum::Json<ViewsPage>, ApiError> {
+    caller.require(Permission::ReadContainers)?;
+    let limit = dto::limit(params.limit)?;
+    let container = params.container.as_deref().map(parse_name).transpose()?;
+    let after = params.after.unwrap_or_default();
+    let after = if after.is_empty() {
+        ("", "")
+    } else {
+        after.split_once('/').ok_or_else(|| {
+            ApiError::invalid("`after` must be the `next_after` of a previous page")
+        })?
+    };
+    let views = app.store.views(container.as_ref(), after, limit).await?;
+    let next_after = (views.len() == limit as usize)
+        .then(|| views.last().map(|v| format!("{}/{}", v.container, v.name)))
+        .flatten();
+    Ok(axum::Json(ViewsPage {
+        views: views.into_iter().map(|v| ViewBody::new(v, None)).collect(),
+        next_after,
+    }))
+}
+
+/// A view: what it maps to now, and its remaps, newest first.
+#[utoipa::path(get, path = "/v1/views/{container}/{view}", tag = "views",
+    params(("container" = String, Path, description = "The container"), ("view" = String, Path, description = "`name` or `schema.name`")),
+    responses(
+        (status = 200, description = "The view and its history", body = ViewBody),
+        (status = 400, description = "Malformed name", body = ErrorBody),
+        (status = 404, description = "Unknown container or view", body = ErrorBody),
+    ))]
+async fn get_view(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((container, view)): Path<(String, String)>,
+) -> Result<axum::Json<ViewBody>, ApiError> {
+    caller.require(Permission::ReadContainers)?;
+    let container = container_name(&app, &container).await?;
+    let view = view_name(&view)?;
+    Ok(axum::Json(answer(&app, &container, &view).await?))
+}
+
+async fn container_name(app: &AppState, raw: &str) -> Result<ContainerName, ApiError> {
+    Ok(find_container(app, raw).await?.name)
+}
+
+/// Turn a view's automatic remap (by live hydrations) on or off.
+#[utoipa::path(put, path = "/v1/views/{container}/{view}", tag = "views",
+    params(("container" = String, Path, description = "The container"), ("view" = String, Path, description = "`name` or `schema.name`")),
+    request_body = PutViewBody,
+    responses(
+        (status = 200, description = "Changed", body = ViewBody),
+        (status = 400, description = "Malformed request or name", body = ErrorBody),
+        (status = 404, description = "Unknown container or view", body = ErrorBody),
+    ))]
+async fn put_view(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((container, view)): Path<(String, String)>,
+    Json(body): Json<PutViewBody>,
+) -> Result<axum::Json<ViewBody>, ApiError> {
+    caller.require(Permission::ManageViews)?;
+    let container = container_name(&app, &container).await?;
+    let view = view_name(&view)?;
+    if !app
+        .store
+        .set_auto_remap(&container, &view, body.auto_remap)
+        .await?
+    {
+        return Err(view_not_found(&container, &view));
+    }
+    Ok(axum::Json(answer(&app, &container, &view).await?))
+}
+
+/// Point a view at another table by hand, checked like an automatic remap:
+/// the target must exist and have every column the view will expose.
+#[utoipa::path(post, path = "/v1/views/{container}/{view}/remap", tag = "views",
+    params(("container" = String, Path, description = "The container"), ("view" = String, Path, description = "`name` or `schema.name`")),
+    request_body = RemapBody,
+    responses(
+        (status = 200, description = "Switched", body = ViewBody),
+        (status = 400, description = "Malformed request or name", body = ErrorBody),
+        (status = 404, description = "Unknown container", body = ErrorBody),
+        (status = 409, description = "Refused, nothing changed: the target or a column is missing (`remap_refused`)", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 503, description = "The container could not be reached (`container_unavailable`)", body = ErrorBody),
+    ))]
+async fn remap(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((container, view)): Path<(String, String)>,
+    Json(body): Json<RemapBody>,
+) -> Result<axum::Json<ViewBody>, ApiError> {
+    caller.require(Permission::ManageViews)?;
+    let container = find_container(&app, &container).await?;
+    let view = view_name(&view)?;
+    check_object_name("target", &body.target).map_err(ApiError::from)?;
+    if let Some(columns) = &body.columns {
+        for c in columns {
+            check_object_name("column", c).map_err(ApiError::from)?;
+        }
+    }
+    let reason = dto::reason(body.reason)?;
+    let request = ViewRequest {
+        view: view.clone(),
+        target: body.target,
+        columns: body.columns,
+    };
+    run(
+        &app,
+        &caller,
+        &container,
+        request,
+        RemapKind::Remap,
+        &reason,
+    )
+    .await?;
+    Ok(axum::Json(answer(&app, &container.name, &view).await?))
+}
+
+/// Restore the mapping before the view's last change, the same way.
+#[utoipa::path(post, path = "/v1/views/{container}/{view}/rollback", tag = "views",
+    params(("container" = String, Path, description = "The container"), ("view" = String, Path, description = "`name` or `schema.name`")),
+    request_body = RollbackBody,
+    responses(
+        (status = 200, description = "Rolled back", body = ViewBody),
+        (status = 400, description = "Malformed request or name", body = ErrorBody),
+        (status = 404, description = "Unknown container or view", body = ErrorBody),
+        (status = 409, description = "Nothing to roll back to (`nothing_to_roll_back`), or refused (`remap_refused`)", body = ErrorBody),
+        (status = 503, description = "The container could not be reached", body = ErrorBody),
+    ))]
+async fn rollback(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((container, view)): Path<(String, String)>,
+    Json(body): Json<RollbackBody>,
+) -> Result<axum::Json<ViewBody>, ApiError> {
+    caller.require(Permission::ManageViews)?;
+    let container = find_container(&app, &container).await?;
+    let view = view_name(&view)?;
+    let reason = dto::reason(body.reason)?;
+    if app.store.view(&container.name, &view).await?.is_none() {
+        return Err(view_not_found(&container.name, &view));
+    }
+    let request = app
+        .store
+        .rollback_request(&container.name, &view)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "nothing_to_roll_back",
+                format!("view `{view}` had no mapping before its last change"),
+            )
+        })?;
+    run(
+        &app,
+        &caller,
+        &container,
+        request,
+        RemapKind::Rollback,
+        &reason,
+    )
+    .await?;
+    Ok(axum::Json(answer(&app, &container.name, &view).await?))
+}
+
+async fn run(
+    app: &AppState,
+    caller: &Caller,
+    container: &Container,
+    request: ViewRequest,
+    kind: RemapKind,
+    reason: &str,
+) -> Result<(), ApiError> {
+    app.store
+        .remap_views(
+            app.views.as_ref(),
+            RemapOrder {
+                container,
+                requests: &[request],
+                kind,
+                hydration: None,
+                actor: caller.actor().as_deref(),
+                reason,
+                intent: None,
+            },
+        )
+        .await
+        .map_err(remap_error)?;
+    Ok(())
+}
+
+/// Tables of the container that views were moved off and no view maps to
+/// now, with when the last view left each. sluice never drops them.
+#[utoipa::path(get, path = "/v1/containers/{name}/orphans", tag = "containers",
+    params(("name" = String, Path, description = "The container")),
+    responses(
+        (status = 200, description = "The orphaned tables", body = OrphansBody),
+        (status = 400, description = "Malformed name", body = ErrorBody),
+        (status = 404, description = "Unknown container", body = ErrorBody),
+    ))]
+async fn orphans(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<axum::Json<OrphansBody>, ApiError> {
+    caller.require(Permission::ReadContainers)?;
+    let container = container_name(&app, &name).await?;
+    let found = app.store.orphans(&container).await?;
+    Ok(axum::Json(OrphansBody {
+        container: container.to_string(),
+        orphans: found
+            .into_iter()
+            .map(|(t, at)| Orphan::new(t, at))
+            .collect(),
+    }))
+}

@@ -1,0 +1,358 @@
+//! The outbox's executor: carries out the intents the lease group recorded
+//! (today: switching a live hydration's views), records each outcome once,
+//! and retries what failed for a reason worth retrying. Switching is
+//! idempotent (a view already on its target is replaced by the same
+//! definition), and an intent is marked done in the transaction that
+//! records its remaps, so a crash between the switch and the record
+//! switches again after restart and records it once.
+
+use crate::error::StoreError;
+use crate::leases::Job;
+use crate::ports::DueIntent;
+use crate::writer::Slot;
+use crate::{submit, system_now, Store};
+use sluice_core::containers::{Container, ContainerName};
+use sluice_core::hydrations::{Hydration, HydrationId, HydrationState};
+use sluice_core::outbox::{backoff_ms, Intent};
+use sluice_core::views::{self, Remap, RemapKind, View, ViewError, ViewPort, ViewRequest};
+use sluice_core::{EventKind, NewEvent};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a remap did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RemapError {
+    #[error(transparent)]
+    View(#[from] ViewError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// One remap of a container's views: what to switch, why, and for whom.
+pub struct RemapOrder<'a> {
+    pub container: &'a Container,
+    pub requests: &'a [ViewRequest],
+    pub kind: RemapKind,
+    /// The hydration whose live target the views move to, if any.
+    pub hydration: Option<&'a Hydration>,
+    pub actor: Option<&'a str>,
+    pub reason: &'a str,
+    /// The outbox intent this carries out, marked done with the record.
+    pub intent: Option<i64>,
+}
+
+impl Store {
+    /// Switch views of `container` as `requests` say, in the container (all
+    /// or none) and then in sluice's record (history, events, `intent`
+    /// done). A refusal changes nothing and is recorded as an event.
+    pub async fn remap_views(
+        &self,
+        ports: &dyn ViewPort,
+        order: RemapOrder<'_>,
+    ) -> Result<Vec<Remap>, RemapError> {
+        let RemapOrder {
+            container,
+            requests,
+            kind,
+            hydration,
+            actor,
+            reason,
+            intent,
+        } = order;
+        let mut current: Vec<Option<View>> = Vec::new();
+        for r in requests {
+            current.push(self.backend.view(&container.name, &r.view).await?);
+        }
+        let table = match hydration {
+            Some(h) => Some(h.table.clone()),
+            None => self.table_of_views(&current).await?,
+        };
+        let plans = match ports.remap(container, requests).await {
+            Ok(plans) => plans,
+            Err(e) => {
+                if let (Some(table), false) = (&table, matches!(e, ViewError::Unavailable(_))) {
+                    let event = NewEvent {
+                        at: system_now(),
+                        kind: EventKind::ViewRemapRefused,
+                        table: table.clone(),
+                        lease_id: hydration.map(|h| h.id),
+                        stream: None,
+                        data: serde_json::json!({
+                            "container": container.name, "error": e.to_string(),
+                            "views": requests.iter().map(|r| &r.view).collect::<Vec<_>>(),
+                        }),
+                        actor: actor.map(str::to_owned),
+                    };
+                    self.backend
+                        .record_remaps(&container.name, &[], None, &[event])
+                        .await?;
+                }
+                return Err(e.into());
+            }
+        };
+        let at = system_now();
+        let remaps: Vec<Remap> = plans
+            .into_iter()
+            .zip(current)
+            .map(|(plan, before)| Remap {
+                view: plan.view,
+                kind,
+                from_target: before.map(|v| v.target),
+                from_columns: plan.previous_columns,
+                to_target: plan.target,
+                columns: plan.columns,
+                hydration_id: hydration.map(|h| h.id),
+                actor: actor.map(str::to_owned),
+                reason: reason.to_owned(),
+                at,
+            })
+            .collect();
+        let events: Vec<NewEvent> = match &table {
+            Some(table) => remaps
+                .iter()
+                .map(|r| NewEvent {
+                    at,
+                    kind: EventKind::ViewRemapped,
+                    table: table.clone(),
+                    lease_id: r.hydration_id,
+                    stream: None,
+                    data: serde_json::json!({
+                        "container": container.name, "view": r.view, "kind": r.kind,
+                        "from": r.from_target, "to": r.to_target, "reason": r.reason,
+                    }),
+                    actor: r.actor.clone(),
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let recorded = self
+            .backend
+            .record_remaps(&container.name, &remaps, intent, &events)
+            .await?;
+        if recorded {
+            self.supersede(&container.name, &remaps, hydration.map(|h| h.id))
+                .await?;
+        }
+        Ok(remaps)
+    }
+
+    /// The table events about these views are filed under: that of the
+    /// hydration that last mapped one of them.
+    async fn table_of_views(
+        &self,
+        views: &[Option<View>],
+    ) -> Result<Option<sluice_core::TableName>, StoreError> {
+        for id in views.iter().flatten().filter_map(|v| v.hydration_id) {
+            if let Some(h) = self.backend.hydration(id).await? {
+                return Ok(Some(h.table));
+            }
+        }
+        Ok(None)
+    }
+
+    /// End the unfinished hydrations that filled a table these remaps moved
+    /// views off.
+    async fn supersede(
+        &self,
+        container: &ContainerName,
+        remaps: &[Remap],
+        by: Option<HydrationId>,
+    ) -> Result<(), StoreError> {
+        let Some(by) = by else { return Ok(()) };
+        let left: Vec<&str> = remaps
+            .iter()
+            .filter_map(|r| r.from_target.as_deref())
+            .collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        let mut ids = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .backend
+                .hydrations(&crate::HydrationQuery {
+                    after,
+                    container: Some(container.clone()),
+                    limit: 1000,
+                    ..Default::default()
+                })
+                .await?;
+            ids.extend(
+                page.iter()
+                    .filter(|h| h.id != by && !h.state.is_final())
+                    .filter(|h| left.contains(&h.target.as_str()))
+                    .map(|h| h.id),
+            );
+            match page.last() {
+                Some(last) if page.len() == 1000 => after = Some(last.id),
+                _ => break,
+            }
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let (slot, answer) = Slot::new();
+        let job = Job::Supersede { ids, by, slot };
+        let _ = submit(&self.jobs, job, answer).await?;
+        Ok(())
+    }
+
+    /// Carry out what is due in the outbox; how many intents were handled.
+    pub async fn run_outbox(&self, ports: &dyn ViewPort) -> Result<usize, StoreError> {
+        let due = self.backend.due_intents(system_now(), 16).await?;
+        let n = due.len();
+        for intent in due {
+            self.run_intent(ports, intent).await?;
+        }
+        Ok(n)
+    }
+
+    async fn run_intent(&self, ports: &dyn ViewPort, due: DueIntent) -> Result<(), StoreError> {
+        let Intent::RemapViews { hydration_id } = due.intent;
+        let now = system_now();
+        let Some(h) = self.backend.hydration(hydration_id).await? else {
+            return self
+                .backend
+                .finish_intent(due.id, Some("the hydration does not exist"), now)
+                .await;
+        };
+        if h.state != HydrationState::Live {
+            // It ended (superseded, cancelled...) before its views switched.
+            return self.backend.finish_intent(due.id, None, now).await;
+        }
+        let Some(container) = self.backend.container(&h.container).await? else {
+            let error = format!("container `{}` does not exist", h.container);
+            return self.backend.finish_intent(due.id, Some(&error), now).await;
+        };
+        let mut requests = Vec::new();
+        for view in &h.views {
+            let auto = self
+                .backend
+                .view(&h.container, view)
+                .await?
+                .is_none_or(|v| v.auto_remap);
+            if auto {
+                requests.push(ViewRequest {
+                    view: view.clone(),
+                    target: h.target.clone(),
+                    columns: h.columns.clone(),
+                });
+            }
+        }
+        if requests.is_empty() {
+            return self.backend.finish_intent(due.id, None, now).await;
+        }
+        let reason = format!("hydration {} is live", h.id);
+        let outcome = self
+            .remap_views(
+                ports,
+                RemapOrder {
+                    container: &container,
+                    requests: &requests,
+                    kind: RemapKind::Remap,
+                    hydration: Some(&h),
+                    actor: None,
+                    reason: &reason,
+                    intent: Some(due.id),
+                },
+            )
+            .await;
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(RemapError::View(ViewError::Unavailable(e))) => {
+                tracing::warn!(hydration = %h.id, error = %e, "view remap failed; will retry");
+                let next = sluice_core::Millis(now.0 + backoff_ms(due.attempts));
+                self.backend.retry_intent(due.id, &e, next).await
+            }
+            Err(RemapError::View(refused)) => {
+                tracing::warn!(hydration = %h.id, error = %refused, "view remap refused");
+                self.backend
+                    .finish_intent(due.id, Some(&refused.to_string()), now)
+                    .await
+            }
+            Err(RemapError::Store(e)) => Err(e),
+            Err(RemapError::NotFound(e)) => self.backend.finish_intent(due.id, Some(&e), now).await,
+        }
+    }
+
+    /// The mapping before `view`'s last change, as a request.
+    pub async fn rollback_request(
+        &self,
+        container: &ContainerName,
+        view: &str,
+    ) -> Result<Option<ViewRequest>, StoreError> {
+        let last = self.backend.view_history(container, view, 1).await?;
+        Ok(last
+            .first()
+            .and_then(views::rollback_of)
+            .map(|(target, columns)| ViewRequest {
+                view: view.to_owned(),
+                target,
+                columns,
+            }))
+    }
+
+    pub async fn view(
+        &self,
+        container: &ContainerName,
+        name: &str,
+    ) -> Result<Option<View>, StoreError> {
+        self.backend.view(container, name).await
+    }
+
+    pub async fn views(
+        &self,
+        container: Option<&ContainerName>,
+        after: (&str, &str),
+        limit: u32,
+    ) -> Result<Vec<View>, StoreError> {
+        self.backend.views(container, after, limit).await
+    }
+
+    pub async fn view_history(
+        &self,
+        container: &ContainerName,
+        name: &str,
+        limit: u32,
+    ) -> Result<Vec<Remap>, StoreError> {
+        self.backend.view_history(container, name, limit).await
+    }
+
+    pub async fn set_auto_remap(
+        &self,
+        container: &ContainerName,
+        name: &str,
+        on: bool,
+    ) -> Result<bool, StoreError> {
+        self.backend
+            .set_auto_remap(container, name, on, system_now())
+            .await
+    }
+
+    pub async fn orphans(
+        &self,
+        container: &ContainerName,
+    ) -> Result<Vec<(String, sluice_core::Millis)>, StoreError> {
+        self.backend.orphans(container).await
+    }
+}
+
+/// Run the outbox at start (what a crash left pending) and every `interval`.
+pub fn spawn_executor(
+    store: Store,
+    ports: Arc<dyn ViewPort>,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tick.tick().await;
+            if let Err(error) = store.run_outbox(ports.as_ref()).await {
+                tracing::warn!(%error, "outbox run failed");
+            }
+        }
+    })
+}
