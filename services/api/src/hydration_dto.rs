@@ -52,16 +52,16 @@ pub struct CreateHydrationBody {
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum PhaseBody {
+pub enum HydrationPhaseBody {
     Snapshot,
     CatchingUp,
 }
 
-impl From<PhaseBody> for HydrationPhase {
-    fn from(p: PhaseBody) -> HydrationPhase {
+impl From<HydrationPhaseBody> for HydrationPhase {
+    fn from(p: HydrationPhaseBody) -> HydrationPhase {
         match p {
-            PhaseBody::Snapshot => HydrationPhase::Snapshot,
-            PhaseBody::CatchingUp => HydrationPhase::CatchingUp,
+            HydrationPhaseBody::Snapshot => HydrationPhase::Snapshot,
+            HydrationPhaseBody::CatchingUp => HydrationPhase::CatchingUp,
         }
     }
 }
@@ -71,7 +71,7 @@ impl From<PhaseBody> for HydrationPhase {
 pub struct ProgressBody {
     /// The read lease's fencing token.
     pub token: i64,
-    pub phase: PhaseBody,
+    pub phase: HydrationPhaseBody,
     /// The last snapshot whose data is in the container (it becomes the
     /// lease's pin).
     pub snapshot_id: i64,
