@@ -5,6 +5,7 @@
     lake.py CATALOG_JSON expire TABLE SNAPSHOT_ID
     lake.py CATALOG_JSON expire-older-than TABLE RFC3339
     lake.py CATALOG_JSON snapshots TABLE       -> JSON: pyiceberg's view
+    lake.py CATALOG_JSON glue-table DB.NAME    -> JSON: Glue's GetTable (null if none)
 
 CATALOG_JSON is the pyiceberg catalog's properties as a JSON object, with
 a "name" (e.g. {"name": "lake", "type": "glue", ...} for moto's Glue and S3,
@@ -46,8 +47,34 @@ def make_bucket(props):
         s3.create_bucket(Bucket=bucket)
 
 
+def glue_table(props, name):
+    import base64
+
+    import boto3
+
+    glue = boto3.client(
+        "glue",
+        endpoint_url=props["glue.endpoint"],
+        region_name=props["glue.region"],
+        aws_access_key_id=props["glue.access-key-id"],
+        aws_secret_access_key=props["glue.secret-access-key"],
+    )
+    database, table = name.split(".", 1)
+    try:
+        t = glue.get_table(DatabaseName=database, Name=table)["Table"]
+    except glue.exceptions.EntityNotFoundException:
+        return None
+    text = t.get("ViewOriginalText", "")
+    if text.startswith("/* Presto View: "):
+        t["PrestoView"] = json.loads(base64.b64decode(text[len("/* Presto View: ") : -len(" */")]))
+    return t
+
+
 def main(argv):
     props, command, table = json.loads(argv[1]), argv[2], argv[3]
+    if command == "glue-table":
+        print(json.dumps(glue_table(props, table), default=str))
+        return
     cat = catalog(props)
     namespace = table.rsplit(".", 1)[0]
     if command == "create":

@@ -59,7 +59,7 @@ pub(crate) fn glue_catalog(lake: &Lake) -> Value {
 
 /// sluice's configuration of the same catalog (secrets from the
 /// environment, as production would keep them).
-fn glue_config(dir: &Path, lake: &Lake) -> PathBuf {
+pub(crate) fn glue_config(dir: &Path, lake: &Lake) -> PathBuf {
     let path = dir.join("sluice.toml");
     std::fs::write(
         &path,

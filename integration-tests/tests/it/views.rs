@@ -138,6 +138,36 @@ async fn wait_for(conn: &mut PgConnection, want: &str) {
     }
 }
 
+/// The view's history once it holds `n` remaps: sluice records a remap
+/// just after the container commits it.
+async fn history_of(server: &Server, view: &str, n: usize) -> Vec<Value> {
+    history_in(server, "analytics", view, n).await
+}
+
+async fn history_in(server: &Server, container: &str, view: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = send(
+            server,
+            Method::GET,
+            &format!("/v1/views/{container}/{view}"),
+            None,
+        )
+        .await;
+        if let Some(h) = got.body["history"].as_array() {
+            if h.len() >= n {
+                return h.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{view} never had {n} remaps: {}",
+            got.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn history(server: &Server, view: &str) -> Vec<Value> {
     let got = send(
         server,
@@ -159,6 +189,8 @@ async fn two_views_move_to_v2_at_once_while_readers_read_and_roll_back() {
     // v1's hydration is live: both views are created on v1.
     let v1 = hydrate_live(&server, &snapshot, "orders_v1", None).await;
     wait_for(&mut conn, "v1").await;
+    history_of(&server, "orders", 1).await;
+    history_of(&server, "orders_eu", 1).await;
     assert_eq!(
         columns(&mut conn, "orders").await,
         ["id", "name", "legacy", "src"]
@@ -322,7 +354,7 @@ async fn a_crash_between_live_and_the_remap_switches_after_restart_once() {
     server.restart().await;
     wait_for(&mut conn, "v1").await;
     for view in ["orders", "orders_eu"] {
-        assert_eq!(history(&server, view).await.len(), 1, "{view}");
+        assert_eq!(history_of(&server, view, 1).await.len(), 1, "{view}");
     }
     server.restart().await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -334,4 +366,144 @@ async fn a_crash_between_live_and_the_remap_switches_after_restart_once() {
         "{}",
         events.body
     );
+}
+
+/// Glue's view of an Athena view (null when Glue has none).
+async fn glue_view(catalog: &Value, name: &str) -> Value {
+    serde_json::from_str(&py(catalog, &["glue-table", name]).await).unwrap()
+}
+
+/// A Glue container in moto: a live hydration's view is created as an
+/// Athena view (a `VIRTUAL_VIEW` table with its Presto document), moved to
+/// the next hydration's table, rolled back; a missing column is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn athena_views_in_a_glue_container_follow_remaps() {
+    let lake = crate::lake::Lake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::snapshots::glue_config(dir.path(), &lake);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text = format!(
+        "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\n{text}",
+        lake.url
+    );
+    std::fs::write(&config, text).unwrap();
+    std::env::set_var("LAKE_KEY_ID", "testing");
+    std::env::set_var("LAKE_SECRET", "testing");
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    let config = config.display().to_string();
+    let server =
+        Server::sqlite_with(&["--config", &config, "--refresh-interval-seconds", "3600"]).await;
+    let catalog = crate::snapshots::glue_catalog(&lake);
+    py(&catalog, &["create", TABLE]).await;
+    let snapshot = py(&catalog, &["append", TABLE, "2"]).await;
+    py(&catalog, &["create", "analytics.orders_v1"]).await;
+    py(&catalog, &["create", "analytics.orders_v2"]).await;
+    let put = server
+        .client
+        .put_table(TABLE, json!({ "catalog": "lake" }))
+        .await
+        .unwrap();
+    assert_eq!(put.status, 201, "{}", put.body);
+    refresh(&server).await;
+    let put = send(
+        &server,
+        Method::PUT,
+        "/v1/containers/athena",
+        Some(json!({ "kind": "glue", "database": "analytics" })),
+    )
+    .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+
+    let hydrate = |target: &'static str| {
+        let (server, snapshot) = (&server, snapshot.clone());
+        async move {
+            let created = send(
+                server,
+                Method::POST,
+                "/v1/hydrations",
+                Some(json!({ "table": TABLE, "container": "athena", "target": target, "views": ["orders"] })),
+            )
+            .await;
+            assert_eq!(created.status, 201, "{}", created.body);
+            let id = created.body["id"].as_str().unwrap().to_owned();
+            let live = send(
+                server,
+                Method::POST,
+                &format!("/v1/hydrations/{id}/progress"),
+                Some(
+                    json!({ "token": created.body["lease"]["token"], "phase": "catching_up",
+                             "snapshot_id": snapshot.parse::<i64>().unwrap() }),
+                ),
+            )
+            .await;
+            assert_eq!(live.body["state"], "live", "{}", live.body);
+        }
+    };
+    let reads = |want: &'static str| {
+        let catalog = catalog.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let view = glue_view(&catalog, "analytics.orders").await;
+                if view["Parameters"]["sluice.target"] == want {
+                    return view;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the Glue view never read {want}: {view}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    hydrate("orders_v1").await;
+    let view = reads("orders_v1").await;
+    history_in(&server, "athena", "orders", 1).await;
+    assert_eq!(view["TableType"], "VIRTUAL_VIEW", "{view}");
+    let sql = view["PrestoView"]["originalSql"].as_str().unwrap();
+    assert!(sql.contains("\"analytics\".\"orders_v1\""), "{sql}");
+    let columns: Vec<&str> = view["StorageDescriptor"]["Columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["Name"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["id", "name"]);
+
+    hydrate("orders_v2").await;
+    let view = reads("orders_v2").await;
+    history_in(&server, "athena", "orders", 2).await;
+    assert!(view["PrestoView"]["originalSql"]
+        .as_str()
+        .unwrap()
+        .contains("orders_v2"));
+
+    let refused = send(
+        &server,
+        Method::POST,
+        "/v1/views/athena/orders/remap",
+        Some(json!({ "target": "orders_v1", "columns": ["id", "nope"], "reason": "typo" })),
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.error_type()),
+        (409, Some("remap_refused")),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        glue_view(&catalog, "analytics.orders").await["Parameters"]["sluice.target"],
+        "orders_v2"
+    );
+
+    let back = send(
+        &server,
+        Method::POST,
+        "/v1/views/athena/orders/rollback",
+        Some(json!({ "reason": "v2 is wrong" })),
+    )
+    .await;
+    assert_eq!(back.status, 200, "{}", back.body);
+    reads("orders_v1").await;
 }

@@ -52,6 +52,18 @@ pub struct FileConfig {
     /// Iceberg catalogs by name (`[catalogs.NAME]`).
     #[serde(default)]
     pub catalogs: std::collections::BTreeMap<String, CatalogConfig>,
+    #[serde(default)]
+    pub aws: AwsSection,
+}
+
+/// How sluice reaches AWS for its own calls (Glue containers' views);
+/// credentials come from the default chain. Catalogs configure their own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSection {
+    pub region: Option<String>,
+    /// An emulator's endpoint (moto, LocalStack); absent: AWS itself.
+    pub endpoint_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -179,6 +179,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .unwrap_or(config::DEFAULT_REFRESH_INTERVAL_SECONDS),
                 ),
                 outbox_interval: Duration::from_secs(outbox_interval_seconds.unwrap_or(1)),
+                aws_region: file.aws.region.clone(),
+                aws_endpoint_url: file.aws.endpoint_url.clone(),
             };
             serve(&bind, &auth, tls, api, http, store_config, writer, iceberg).await
         }
@@ -193,6 +195,9 @@ struct Iceberg {
     refresh_interval: Duration,
     /// How often the outbox's executor runs.
     outbox_interval: Duration,
+    /// `[aws]`: for sluice's own AWS calls (Glue containers' views).
+    aws_region: Option<String>,
+    aws_endpoint_url: Option<String>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -220,8 +225,9 @@ async fn serve(
             sluice_store::spawn_watcher(store.clone(), catalogs.clone(), iceberg.refresh_interval);
         (nudges, Some(task))
     };
-    let views: std::sync::Arc<dyn sluice_core::views::ViewPort> =
-        std::sync::Arc::new(sluice_containers::Containers);
+    let views: std::sync::Arc<dyn sluice_core::views::ViewPort> = std::sync::Arc::new(
+        sluice_containers::Containers::new(iceberg.aws_region, iceberg.aws_endpoint_url),
+    );
     let executor =
         sluice_store::spawn_executor(store.clone(), views.clone(), iceberg.outbox_interval);
     let listener = server::bind(bind)
