@@ -29,13 +29,39 @@ async fn container_database() -> String {
     url
 }
 
-/// A sluice on SQLite whose table `TABLE` is a real Iceberg table in the
-/// embedded catalog, with one snapshot; and the container registered.
+/// A sluice whose table `TABLE` is a real Iceberg table with one snapshot
+/// in a SQL catalog on a local folder (the embedded one on SQLite, the
+/// same kind configured on PostgreSQL); and the container registered.
 async fn setup(extra: &[&str], container_url: &str) -> (Server, String) {
+    setup_on(false, extra, container_url).await
+}
+
+async fn setup_on(postgres: bool, extra: &[&str], container_url: &str) -> (Server, String) {
     let mut args = vec!["--refresh-interval-seconds", "3600"];
     args.extend_from_slice(extra);
-    let server = Server::sqlite_with(&args).await;
-    let data = server.data_dir();
+    let lake_dir = tempfile::tempdir().unwrap().keep();
+    let server = if postgres {
+        let config = lake_dir.join("sluice.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[catalogs.local]\nkind = \"sql\"\nuri = \"sqlite://{d}/catalog.db?mode=rwc\"\nwarehouse = \"file://{d}/warehouse\"\n",
+                d = lake_dir.display()
+            ),
+        )
+        .unwrap();
+        let config = config.display().to_string();
+        let mut args = args.clone();
+        args.extend_from_slice(&["--auth", "off", "--config", &config]);
+        Server::on_database_with(&fresh_database().await, &args).await
+    } else {
+        Server::sqlite_with(&args).await
+    };
+    let data = if postgres {
+        lake_dir
+    } else {
+        server.data_dir()
+    };
     let catalog = json!({
         "name": "local", "type": "sql",
         "uri": format!("sqlite:///{}", data.join("catalog.db").display()),
@@ -181,9 +207,18 @@ async fn history(server: &Server, view: &str) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_views_move_to_v2_at_once_while_readers_read_and_roll_back() {
+async fn two_views_move_to_v2_at_once_while_readers_read_and_roll_back_sqlite() {
+    two_views_move_to_v2_at_once_while_readers_read_and_roll_back(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_views_move_to_v2_at_once_while_readers_read_and_roll_back_postgres() {
+    two_views_move_to_v2_at_once_while_readers_read_and_roll_back(true).await
+}
+
+async fn two_views_move_to_v2_at_once_while_readers_read_and_roll_back(postgres: bool) {
     let url = container_database().await;
-    let (server, snapshot) = setup(&[], &url).await;
+    let (server, snapshot) = setup_on(postgres, &[], &url).await;
     let mut conn = PgConnection::connect(&url).await.unwrap();
 
     // v1's hydration is live: both views are created on v1.
