@@ -271,16 +271,25 @@ async fn two_views_move_to_v2_at_once_while_readers_read_and_roll_back(postgres:
         columns(&mut conn, "orders_eu").await,
         ["id", "name", "email", "src"]
     );
-    let h = history(&server, "orders").await;
+    history_of(&server, "orders_eu", 2).await;
+    let h = history_of(&server, "orders", 2).await;
     assert_eq!(
         (h.len(), h[0]["from"].as_str(), h[0]["to"].as_str()),
         (2, Some("orders_v1"), Some("orders_v2")),
         "{h:?}"
     );
     assert_eq!(h[0]["hydration_id"], v2.as_str());
-    // v1's hydration was superseded, and its read lease ended with it.
-    let old = send(&server, Method::GET, &format!("/v1/hydrations/{v1}"), None).await;
-    assert_eq!(old.body["state"], "superseded", "{}", old.body);
+    // v1's hydration was superseded (just after the remap is recorded),
+    // and its read lease ended with it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let old = send(&server, Method::GET, &format!("/v1/hydrations/{v1}"), None).await;
+        if old.body["state"] == "superseded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", old.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let lease = send(&server, Method::GET, &format!("/v1/leases/{v1}"), None).await;
     assert_eq!(lease.body["state"], "revoked", "{}", lease.body);
     // v1 is no view's target any more.
