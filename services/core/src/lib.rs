@@ -14,6 +14,7 @@ pub mod hydrations;
 pub mod leases;
 pub mod names;
 pub mod outbox;
+pub mod scheduling;
 pub mod snapshots;
 pub mod streams;
 pub mod time;

@@ -8,10 +8,14 @@
 //!   runs and an operator against one stream, loaded and written back as the
 //!   store does, with the bookmark and batch invariants checked after every
 //!   command.
+//! - `cron_rules`, `compaction_rules`: schedules across DST and catch-up;
+//!   checking a compaction against the snapshot log.
 //! - `stream_races`: targeted stream scenarios (killed runs, retried
 //!   commits, rewinds racing batches, load completion).
 
 mod any_command;
+mod compaction_rules;
+mod cron_rules;
 mod hydration_rules;
 mod lease_properties;
 mod lease_races;
