@@ -300,6 +300,24 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// A request through the untyped client; panics if it cannot be sent.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> crate::raw::Answer {
+        self.client
+            .send(method, path, body.as_ref())
+            .await
+            .expect("send a request")
+    }
+
+    /// The running process's id (none after `kill9`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }

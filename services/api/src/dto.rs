@@ -290,7 +290,9 @@ pub struct EventBody {
     pub id: i64,
     pub at: String,
     pub kind: String,
-    pub table: String,
+    /// The table it is about; absent for a job run that names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
     pub lease_id: Option<String>,
     /// For a stream's events: the stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -308,7 +310,7 @@ impl From<Event> for EventBody {
             id: e.id,
             at: e.event.at.to_rfc3339(),
             kind: e.event.kind.as_str().to_owned(),
-            table: e.event.table.to_string(),
+            table: e.event.table.map(String::from),
             lease_id: e.event.lease_id.map(|l| l.to_string()),
             stream: e.event.stream.map(String::from),
             data: e.event.data,

@@ -8,6 +8,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod hydration_dto;
+pub mod job_dto;
 pub mod routes;
 pub mod snapshot_dto;
 pub mod stream_dto;
@@ -124,6 +125,7 @@ impl Default for ApiConfig {
         (name = "containers", description = "Consumer data containers: where hydrations copy tables and consumer views live"),
         (name = "views", description = "Consumer views: what each maps to, remaps (automatic when a hydration is live, or by hand), rollback"),
         (name = "hydrations", description = "Copies of a table into a container: progress, lag, and the read lease that pins what they need"),
+        (name = "jobs", description = "Glue job definitions (cron in a zone, retries, timeout) and their runs, followed to the end: retries, dead letters, cancel"),
         (name = "events", description = "The event log"),
         (name = "operations", description = "Health and readiness"),
     )
@@ -210,6 +212,8 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(routes::containers::router())
         .merge(routes::hydrations::router())
         .merge(routes::views::router())
+        .merge(routes::jobs::router())
+        .merge(routes::compactions::router())
         .merge(routes::streams::router())
         .merge(routes::events::router())
         .merge(routes::health::router())
@@ -302,6 +306,21 @@ async fn timed_out_body(response: Response, limit: Duration) -> Response {
 
 pub(crate) fn parse_table(raw: &str) -> Result<TableName, ApiError> {
     TableName::parse(raw).map_err(|e| ApiError::bad_request("invalid_table_name", e.0))
+}
+
+/// A table a caller may take leases on or change: not one of sluice's
+/// own (`sluice_system.*`, whose write lease elects the scheduler leader).
+/// Operators still read them, and may revoke their leases.
+pub(crate) fn parse_user_table(raw: &str) -> Result<TableName, ApiError> {
+    let table = parse_table(raw)?;
+    if table.as_str().starts_with("sluice_system.") {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "reserved_table",
+            format!("`{table}` is reserved for sluice itself"),
+        ));
+    }
+    Ok(table)
 }
 
 pub(crate) fn parse_lease_id(raw: &str) -> Result<LeaseId, ApiError> {

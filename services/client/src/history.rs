@@ -118,7 +118,7 @@ pub fn check_events(holds: &[Hold], events: &[EventBody], report: &mut Report) {
         }
         last_id = id;
         let kind = e.kind.as_str();
-        let table = e.table.clone();
+        let table = e.table.clone().unwrap_or_default();
         let lease = e.lease_id.clone().unwrap_or_default();
         let (live, last_token) = tables.entry(table.clone()).or_default();
         match kind {

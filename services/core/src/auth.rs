@@ -50,6 +50,10 @@ impl Role {
                     | RevokeLeases
                     | ReadStreams
                     | RewindStreams
+                    | ReadJobs
+                    | StartRuns
+                    | OperateRuns
+                    | RequestCompactions
             ),
             Role::Scheduler => matches!(
                 permission,
@@ -59,6 +63,9 @@ impl Role {
                     | ReadHydrations
                     | ReadLeases
                     | ReadStreams
+                    | ReadJobs
+                    | StartRuns
+                    | RequestCompactions
             ),
             Role::Job => matches!(
                 permission,
@@ -71,6 +78,7 @@ impl Role {
                     | UseLeases
                     | ReadStreams
                     | UseBatches
+                    | ReadJobs
             ),
         }
     }
@@ -112,6 +120,16 @@ pub enum Permission {
     UseBatches,
     /// Rewind or reset a stream's bookmark.
     RewindStreams,
+    /// Read job definitions, runs and compactions.
+    ReadJobs,
+    /// Define jobs and change them.
+    ManageJobs,
+    /// Start a run of a job on demand.
+    StartRuns,
+    /// Cancel runs; retry or discard dead-lettered ones.
+    OperateRuns,
+    /// Ask for a table to be compacted.
+    RequestCompactions,
 }
 
 /// The caller of a request, as its token says.
@@ -164,6 +182,22 @@ mod tests {
         assert!(!Role::Operator.allows(Permission::UseLeases));
         assert!(!Role::Scheduler.allows(Permission::UseLeases));
         assert!(!Role::Job.allows(Permission::ReadEvents));
+    }
+
+    #[test]
+    fn admins_define_jobs_schedulers_compact_operators_handle_dead_letters() {
+        for role in Role::ALL {
+            assert!(role.allows(Permission::ReadJobs));
+            assert_eq!(role.allows(Permission::ManageJobs), role == Role::Admin);
+            assert_eq!(
+                role.allows(Permission::RequestCompactions),
+                role != Role::Job
+            );
+            assert_eq!(
+                role.allows(Permission::OperateRuns),
+                matches!(role, Role::Operator | Role::Admin)
+            );
+        }
     }
 
     #[test]

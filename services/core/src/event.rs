@@ -36,10 +36,19 @@ pub enum EventKind {
     ViewRemapped,
     /// A remap was refused (a missing column or table): nothing changed.
     ViewRemapRefused,
+    /// A job definition was created or changed.
+    JobDefined,
+    /// A run was queued (by its schedule, by hand, for a compaction).
+    RunQueued,
+    /// A run moved between states (started, adopted, polled to its end,
+    /// retried, dead-lettered, cancelled).
+    RunStateChanged,
+    CompactionRequested,
+    CompactionStateChanged,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 20] = [
+    pub const ALL: [EventKind; 25] = [
         EventKind::LeaseRequested,
         EventKind::LeaseGranted,
         EventKind::LeaseReleased,
@@ -60,6 +69,11 @@ impl EventKind {
         EventKind::HydrationStateChanged,
         EventKind::ViewRemapped,
         EventKind::ViewRemapRefused,
+        EventKind::JobDefined,
+        EventKind::RunQueued,
+        EventKind::RunStateChanged,
+        EventKind::CompactionRequested,
+        EventKind::CompactionStateChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -84,6 +98,11 @@ impl EventKind {
             EventKind::HydrationStateChanged => "hydration_state_changed",
             EventKind::ViewRemapped => "view_remapped",
             EventKind::ViewRemapRefused => "view_remap_refused",
+            EventKind::JobDefined => "job_defined",
+            EventKind::RunQueued => "run_queued",
+            EventKind::RunStateChanged => "run_state_changed",
+            EventKind::CompactionRequested => "compaction_requested",
+            EventKind::CompactionStateChanged => "compaction_state_changed",
         }
     }
 
@@ -97,8 +116,10 @@ impl EventKind {
 pub struct NewEvent {
     pub at: Millis,
     pub kind: EventKind,
-    /// The table the event is about (for a stream's events: the table it feeds).
-    pub table: TableName,
+    /// The table the event is about (for a stream's events: the table it
+    /// feeds); none for a job run that names no table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableName>,
     pub lease_id: Option<LeaseId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<StreamName>,

@@ -54,6 +54,24 @@ pub struct FileConfig {
     pub catalogs: std::collections::BTreeMap<String, CatalogConfig>,
     #[serde(default)]
     pub aws: AwsSection,
+    #[serde(default)]
+    pub scheduler: SchedulerSection,
+}
+
+/// The scheduler's loop (`[scheduler]`); flags override each key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerSection {
+    /// Total GetJobRun/GetJobRuns calls per second (default 10).
+    pub glue_calls_per_second: Option<f64>,
+    /// Longest wait between two polls of one run (default 30).
+    pub run_poll_max_seconds: Option<u64>,
+    /// TTL of the leader's lease: a dead leader is replaced after about
+    /// this long (default 6).
+    pub leader_ttl_seconds: Option<u32>,
+    /// TTL of a compaction's write lease, heartbeated while it runs
+    /// (default 120).
+    pub compaction_lease_ttl_seconds: Option<u32>,
 }
 
 /// How sluice reaches AWS for its own calls (Glue containers' views);

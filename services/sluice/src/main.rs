@@ -79,6 +79,21 @@ enum Cmd {
         /// live hydration's view remap; default 1).
         #[arg(long, env = "SLUICE__OUTBOX__INTERVAL_SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
         outbox_interval_seconds: Option<u64>,
+        /// Total Glue GetJobRun/GetJobRuns calls per second the scheduler
+        /// makes to follow runs (default 10; Glue throttles per account).
+        #[arg(long, env = "SLUICE__SCHEDULER__GLUE_CALLS_PER_SECOND")]
+        glue_calls_per_second: Option<f64>,
+        /// Longest wait between two polls of one run in Glue (default 30).
+        #[arg(long, env = "SLUICE__SCHEDULER__RUN_POLL_MAX_SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+        run_poll_max_seconds: Option<u64>,
+        /// TTL of the scheduler leader's lease: with several replicas, a
+        /// dead leader is replaced after about this long (default 6).
+        #[arg(long, env = "SLUICE__SCHEDULER__LEADER_TTL_SECONDS", value_parser = clap::value_parser!(u32).range(2..=300))]
+        leader_ttl_seconds: Option<u32>,
+        /// TTL of a compaction's write lease, heartbeated while its run
+        /// lives (default 120).
+        #[arg(long, env = "SLUICE__SCHEDULER__COMPACTION_LEASE_TTL_SECONDS", value_parser = clap::value_parser!(u32).range(3..=86400))]
+        compaction_lease_ttl_seconds: Option<u32>,
         #[command(flatten)]
         storage: StorageArgs,
     },
@@ -132,6 +147,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             default_catalog,
             refresh_interval_seconds,
             outbox_interval_seconds,
+            glue_calls_per_second,
+            run_poll_max_seconds,
+            leader_ttl_seconds,
+            compaction_lease_ttl_seconds,
             storage,
         } => {
             init_logging();
@@ -182,7 +201,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 aws_region: file.aws.region.clone(),
                 aws_endpoint_url: file.aws.endpoint_url.clone(),
             };
-            serve(&bind, &auth, tls, api, http, store_config, writer, iceberg).await
+            let defaults = sluice_scheduler::SchedulerConfig::default();
+            let scheduler = sluice_scheduler::SchedulerConfig {
+                glue_calls_per_second: glue_calls_per_second
+                    .or(file.scheduler.glue_calls_per_second)
+                    .filter(|r| *r > 0.0)
+                    .unwrap_or(defaults.glue_calls_per_second),
+                poll: sluice_core::scheduling::PollPolicy {
+                    max_ms: run_poll_max_seconds
+                        .or(file.scheduler.run_poll_max_seconds)
+                        .map_or(defaults.poll.max_ms, |s| s as i64 * 1000),
+                    ..defaults.poll
+                },
+                leader_ttl_seconds: leader_ttl_seconds
+                    .or(file.scheduler.leader_ttl_seconds)
+                    .unwrap_or(defaults.leader_ttl_seconds),
+                compaction_lease_ttl_seconds: compaction_lease_ttl_seconds
+                    .or(file.scheduler.compaction_lease_ttl_seconds)
+                    .unwrap_or(defaults.compaction_lease_ttl_seconds),
+                replica: format!("{}:{}", hostname(), std::process::id()),
+                ..defaults
+            };
+            serve(&bind, &auth, tls, api, http, store_config, writer, iceberg, scheduler).await
         }
         Cmd::Token(cmd) => token_cli::run(cmd, &file).await,
     }
@@ -210,6 +250,7 @@ async fn serve(
     store_config: sluice_store::StoreConfig,
     writer: sluice_store::WriterConfig,
     iceberg: Iceberg,
+    scheduler: sluice_scheduler::SchedulerConfig,
 ) -> anyhow::Result<()> {
     let store = Store::open(&store_config, writer).await?;
     let catalogs: std::sync::Arc<dyn sluice_core::snapshots::CatalogPort> = std::sync::Arc::new(
@@ -226,7 +267,23 @@ async fn serve(
         (nudges, Some(task))
     };
     let views: std::sync::Arc<dyn sluice_core::views::ViewPort> = std::sync::Arc::new(
-        sluice_containers::Containers::new(iceberg.aws_region, iceberg.aws_endpoint_url),
+        sluice_containers::Containers::new(
+            iceberg.aws_region.clone(),
+            iceberg.aws_endpoint_url.clone(),
+        ),
+    );
+    let glue = std::sync::Arc::new(sluice_scheduler::Glue::new(
+        iceberg.aws_region,
+        iceberg.aws_endpoint_url,
+        scheduler.glue_timeout,
+    ));
+    let stop_scheduler = CancellationToken::new();
+    let scheduler = sluice_scheduler::spawn(
+        store.clone(),
+        glue,
+        catalogs.clone(),
+        scheduler,
+        stop_scheduler.clone(),
     );
     let executor =
         sluice_store::spawn_executor(store.clone(), views.clone(), iceberg.outbox_interval);
@@ -272,6 +329,9 @@ async fn serve(
     shutdown_signal().await;
     stop.cancel();
     server.await?;
+    // The scheduler resigns its leadership: another replica leads at once.
+    stop_scheduler.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), scheduler).await;
     executor.abort();
     if let Some(watcher) = watcher {
         watcher.abort();
@@ -292,6 +352,13 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// This machine's name, for the scheduler leader lease's holder.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 fn init_logging() {

@@ -21,6 +21,7 @@ mod ports;
 mod postgres;
 mod pruner;
 mod rows;
+mod schedule;
 mod snapshot_log;
 mod sqlite;
 pub mod streams;
@@ -32,9 +33,10 @@ pub use hub::{Hub, Wake};
 pub use leases::{HydrationCommand, HydrationReply};
 pub use outbox::{spawn_executor, RemapError, RemapOrder};
 pub use ports::{
-    Backend, CatalogState, ContainerPort, Due, EventPort, EventQuery, HydrationPort,
-    HydrationQuery, LeasePort, LeaseView, SnapshotChanges, SnapshotPort, StreamPort, TableSummary,
-    TokenPort, TokenRecord, VersionSummary,
+    Backend, CatalogState, ContainerPort, Due, EventPort, EventQuery, Fence, HydrationPort,
+    HydrationQuery, LeasePort, LeaseView, RunQuery, SchedulePort, ScheduleWrite, SnapshotChanges,
+    SnapshotPort, StreamPort, TableSummary, TokenPort, TokenRecord, Versioned, VersionSummary,
+    Written,
 };
 pub use pruner::Retention;
 pub use snapshot_log::{spawn_watcher, Nudges, RefreshError, Refreshed};

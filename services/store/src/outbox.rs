@@ -76,7 +76,7 @@ impl Store {
                     let event = NewEvent {
                         at: system_now(),
                         kind: EventKind::ViewRemapRefused,
-                        table: table.clone(),
+                        table: Some(table.clone()),
                         lease_id: hydration.map(|h| h.id),
                         stream: None,
                         data: serde_json::json!({
@@ -115,7 +115,7 @@ impl Store {
                 .map(|r| NewEvent {
                     at,
                     kind: EventKind::ViewRemapped,
-                    table: table.clone(),
+                    table: Some(table.clone()),
                     lease_id: r.hydration_id,
                     stream: None,
                     data: serde_json::json!({

@@ -14,6 +14,7 @@ use futures::future::BoxFuture;
 use sluice_core::containers::{Container, ContainerName};
 use sluice_core::hydrations::{Hydration, HydrationId, HydrationState};
 use sluice_core::outbox::Intent;
+use sluice_core::scheduling::{Compaction, Job, Run, RunId, RunState};
 use sluice_core::snapshots::{Refresh, Snapshot, SnapshotId};
 use sluice_core::views::{Remap, View};
 use sluice_core::{
@@ -321,6 +322,111 @@ pub struct DueIntent {
     pub attempts: u32,
 }
 
+/// Job definitions, runs and compactions. The scheduler's writes are few
+/// per second and go through [`SchedulePort::write_schedule`]: one
+/// transaction that compares each document's version, checks the leader's
+/// fence, and appends the events.
+pub trait SchedulePort: Send + Sync + 'static {
+    /// Create or replace a definition (its `created_at` is kept); `true`
+    /// when it is new.
+    fn put_job<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn job<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Job>, StoreError>>;
+    /// Definitions by name after `after`.
+    fn jobs<'a>(
+        &'a self,
+        after: &'a str,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<Job>, StoreError>>;
+    /// Definitions whose planned fire is at or before `now`, earliest first.
+    fn due_jobs(&self, now: Millis, limit: u32) -> BoxFuture<'_, Result<Vec<Job>, StoreError>>;
+    fn run(&self, id: RunId) -> BoxFuture<'_, Result<Option<Versioned<Run>>, StoreError>>;
+    /// Runs by id (creation order) after `query.after`, filtered.
+    fn runs<'a>(&'a self, query: &'a RunQuery) -> BoxFuture<'a, Result<Vec<Run>, StoreError>>;
+    /// Runs the scheduler has work on at `now`: queued or retrying and due,
+    /// starting, or running and due for a poll; earliest first.
+    fn active_runs(
+        &self,
+        now: Millis,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<Versioned<Run>>, StoreError>>;
+    /// How many runs of `job` hold a Glue slot (starting or running).
+    fn occupying(&self, job: &str) -> BoxFuture<'_, Result<u32, StoreError>>;
+    fn compaction(
+        &self,
+        id: uuid::Uuid,
+    ) -> BoxFuture<'_, Result<Option<Versioned<Compaction>>, StoreError>>;
+    /// The table's pending (unfinished) compaction, if any.
+    fn pending_compaction<'a>(
+        &'a self,
+        table: &'a TableName,
+    ) -> BoxFuture<'a, Result<Option<Versioned<Compaction>>, StoreError>>;
+    /// A table's compactions, newest first, before `before` (an id).
+    fn compactions<'a>(
+        &'a self,
+        table: &'a TableName,
+        before: Option<uuid::Uuid>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<Compaction>, StoreError>>;
+    /// Every unfinished compaction, oldest first.
+    fn active_compactions(
+        &self,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<Versioned<Compaction>>, StoreError>>;
+    /// Write what the scheduler (or a handler) decided, all or nothing.
+    fn write_schedule<'a>(
+        &'a self,
+        write: &'a ScheduleWrite,
+    ) -> BoxFuture<'a, Result<Written, StoreError>>;
+}
+
+/// A document with the version it was read at (0: not stored yet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: i64,
+}
+
+/// The leader's proof: its write lease on the scheduler's system table. A
+/// write carrying it commits only while that lease is granted, unexpired
+/// and holds this token, so a deposed leader's writes are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    pub lease_id: LeaseId,
+    pub token: sluice_core::Token,
+}
+
+/// One all-or-nothing write of scheduling state.
+#[derive(Debug, Clone, Default)]
+pub struct ScheduleWrite {
+    pub fence: Option<Fence>,
+    /// Jobs whose planned fire moves: (name, the fire read, the next).
+    pub fires: Vec<(String, Option<Millis>, Option<Millis>)>,
+    pub runs: Vec<Versioned<Run>>,
+    pub compactions: Vec<Versioned<Compaction>>,
+    pub events: Vec<NewEvent>,
+}
+
+/// What became of a [`ScheduleWrite`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Done,
+    /// A document changed since it was read (or a second pending
+    /// compaction of a table): nothing was written.
+    Conflict,
+    /// The fence no longer holds: nothing was written.
+    Deposed,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunQuery {
+    pub after: Option<RunId>,
+    pub job: Option<String>,
+    pub state: Option<RunState>,
+    /// Only runs created at or after this.
+    pub since: Option<Millis>,
+    pub limit: u32,
+}
+
 /// One database: every port, and what concerns the whole of it.
 pub trait Backend:
     LeasePort
@@ -331,6 +437,7 @@ pub trait Backend:
     + ContainerPort
     + HydrationPort
     + ViewStorePort
+    + SchedulePort
 {
     fn name(&self) -> &'static str;
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;

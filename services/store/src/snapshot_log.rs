@@ -70,7 +70,7 @@ impl Store {
                 NewEvent {
                     at: now,
                     kind: EventKind::TableSnapshotsChanged,
-                    table: table.clone(),
+                    table: Some(table.clone()),
                     lease_id: None,
                     stream: None,
                     data: serde_json::json!({

@@ -68,7 +68,7 @@ async fn create(
     caller: Caller,
     Json(body): Json<CreateHydrationBody>,
 ) -> Result<(StatusCode, axum::Json<HydrationBody>), ApiError> {
-    let table = parse_table(&body.table)?;
+    let table = crate::parse_user_table(&body.table)?;
     caller.require_on(Permission::RunHydrations, &table)?;
     let container = parse_name(&body.container)?;
     let id = LeaseId::new_v7();

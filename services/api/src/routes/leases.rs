@@ -6,7 +6,7 @@ use crate::dto::{
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
-use crate::{parse_lease_id, parse_table, waiting, AppState};
+use crate::{parse_lease_id, parse_user_table, waiting, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
 use sluice_core::leases::AcquireRequest;
@@ -49,7 +49,7 @@ async fn acquire(
     Path(table): Path<String>,
     Json(body): Json<AcquireBody>,
 ) -> Result<(StatusCode, axum::Json<LeaseBody>), ApiError> {
-    let table = parse_table(&table)?;
+    let table = parse_user_table(&table)?;
     caller.require_on(Permission::UseLeases, &table)?;
     let request = AcquireRequest {
         lease_id: LeaseId::new_v7(),

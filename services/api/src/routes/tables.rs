@@ -6,7 +6,7 @@ use crate::dto::{
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
-use crate::{parse_table, AppState};
+use crate::{parse_table, parse_user_table, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
 use sluice_core::{Permission, TableCommand, TableState};
@@ -37,7 +37,7 @@ async fn put_table(
     Path(table): Path<String>,
     Json(body): Json<PutTableBody>,
 ) -> Result<(StatusCode, axum::Json<TableBody>), ApiError> {
-    let table = parse_table(&table)?;
+    let table = parse_user_table(&table)?;
     caller.require_on(Permission::ManageTables, &table)?;
     let settings = body.settings()?;
     // Glue folds case: `salesX.t` beside `salesx.t` would be two locks on

@@ -325,7 +325,7 @@ fn event(h: &Hydration, now: Millis, kind: EventKind, data: serde_json::Value) -
     NewEvent {
         at: now,
         kind,
-        table: h.table.clone(),
+        table: Some(h.table.clone()),
         lease_id: Some(h.id),
         stream: None,
         data,

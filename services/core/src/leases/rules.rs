@@ -528,7 +528,7 @@ fn event(
     NewEvent {
         at: now,
         kind,
-        table: state.name.clone(),
+        table: Some(state.name.clone()),
         lease_id,
         stream: None,
         data,

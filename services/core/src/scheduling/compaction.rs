@@ -98,6 +98,10 @@ pub struct Compaction {
     pub job: String,
     pub lease_id: Option<LeaseId>,
     pub token: Option<Token>,
+    /// Write leases asked for so far (each request's idempotency key
+    /// counts them, so a retried request finds its lease again).
+    #[serde(default)]
+    pub lease_requests: u32,
     /// Runs started for it, oldest first; the last is the current one.
     pub runs: Vec<RunId>,
     pub failures: u32,
@@ -154,5 +158,34 @@ pub fn verify(
     match found {
         Some(id) if reached_base => Ok(id),
         _ => Err(CompactionFailure::NoNewSnapshot),
+    }
+}
+
+/// The event of a compaction's change (`from`: none when just requested).
+pub fn event(
+    c: &Compaction,
+    from: Option<CompactionState>,
+    at: Millis,
+    actor: Option<&str>,
+) -> crate::event::NewEvent {
+    use crate::event::{EventKind, NewEvent};
+    NewEvent {
+        at,
+        kind: if from.is_none() {
+            EventKind::CompactionRequested
+        } else {
+            EventKind::CompactionStateChanged
+        },
+        table: Some(c.table.clone()),
+        lease_id: c.lease_id,
+        stream: None,
+        data: serde_json::json!({
+            "compaction_id": c.id, "from": from.map(CompactionState::as_str),
+            "to": c.state.as_str(), "token": c.token, "run_id": c.runs.last(),
+            "base_snapshot_id": c.base_snapshot_id, "result_snapshot_id": c.result_snapshot_id,
+            "failure": c.failure.map(CompactionFailure::as_str), "error": c.error,
+            "requested_by": c.requested_by, "reason": c.reason,
+        }),
+        actor: actor.map(str::to_owned),
     }
 }

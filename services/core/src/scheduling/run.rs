@@ -154,6 +154,10 @@ pub struct Run {
     pub dpu_seconds: Option<f64>,
     pub error: Option<String>,
     pub stop: Option<StopReason>,
+    /// An operator asked to cancel it while it held a Glue run: the leader
+    /// stops that run, then marks it cancelled.
+    #[serde(default)]
+    pub cancel_requested: bool,
     /// Its compaction, when a compaction started it.
     pub compaction_id: Option<Uuid>,
 }
@@ -431,6 +435,7 @@ impl NewRun {
             dpu_seconds: None,
             error: None,
             stop: None,
+            cancel_requested: false,
             compaction_id: self.compaction_id,
         }
     }
@@ -442,4 +447,33 @@ pub fn start_arguments(run: &Run) -> BTreeMap<String, String> {
     args.extend(run.sluice_arguments.clone());
     args.insert(super::glue::RUN_ID_ARG.to_owned(), run.stamp());
     args
+}
+
+/// The event of a run's change (`from`: none when it was just queued).
+pub fn event(
+    run: &Run,
+    from: Option<RunState>,
+    at: Millis,
+    actor: Option<&str>,
+) -> crate::event::NewEvent {
+    use crate::event::{EventKind, NewEvent};
+    NewEvent {
+        at,
+        kind: if from.is_none() {
+            EventKind::RunQueued
+        } else {
+            EventKind::RunStateChanged
+        },
+        table: run.table.clone(),
+        lease_id: None,
+        stream: None,
+        data: serde_json::json!({
+            "run_id": run.id, "job": run.job, "glue_job_name": run.glue_job_name,
+            "from": from.map(RunState::as_str), "to": run.state.as_str(),
+            "attempt": run.attempt, "glue_run_id": run.glue_run_id,
+            "glue_state": run.glue_state.map(|s| s.as_str()), "error": run.error,
+            "trigger": run.trigger, "compaction_id": run.compaction_id,
+        }),
+        actor: actor.map(str::to_owned),
+    }
 }

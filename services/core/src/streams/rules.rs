@@ -740,7 +740,7 @@ fn event(state: &StreamState, now: Millis, kind: EventKind, data: serde_json::Va
     NewEvent {
         at: now,
         kind,
-        table: state.settings.table.clone(),
+        table: Some(state.settings.table.clone()),
         lease_id: None,
         stream: Some(state.name.clone()),
         data,

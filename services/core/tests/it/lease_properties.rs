@@ -600,7 +600,7 @@ impl Harness {
 
         for event in &outcome.events {
             prop_assert_eq!(event.at, now);
-            prop_assert_eq!(&event.table, &before.name);
+            prop_assert_eq!(event.table.as_ref(), Some(&before.name));
             if event.kind == EventKind::TableSettingsChanged {
                 let asked = matches!(command, Command::PutTable { .. });
                 prop_assert!(asked, "only put_table changes settings");

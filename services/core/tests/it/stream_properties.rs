@@ -1703,7 +1703,7 @@ fn check_answer(expected: &Expected, r: &Record) -> Result<(), TestCaseError> {
     for e in &outcome.events {
         prop_assert_eq!(e.at, now);
         prop_assert_eq!(e.stream.as_ref(), Some(&seen.name));
-        prop_assert_eq!(&e.table, &seen.settings.table);
+        prop_assert_eq!(e.table.as_ref(), Some(&seen.settings.table));
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ mod events;
 mod hydrations;
 mod leases;
 mod notify;
+mod schedule;
 mod snapshots;
 mod streams;
 mod tokens;

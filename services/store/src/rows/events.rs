@@ -26,7 +26,7 @@ pub fn events_json(events: &[NewEvent]) -> String {
         .iter()
         .map(|e| {
             serde_json::json!({
-                "at": e.at.0, "kind": e.kind.as_str(), "table_name": e.table.as_str(),
+                "at": e.at.0, "kind": e.kind.as_str(), "table_name": e.table.as_ref().map(|t| t.as_str()),
                 "lease_id": e.lease_id.map(|l| l.to_string()), "data": e.data.to_string(),
                 "actor": e.actor, "stream_name": e.stream.as_ref().map(|s| s.as_str()),
             })
@@ -38,13 +38,15 @@ pub fn events_json(events: &[NewEvent]) -> String {
 impl TryFrom<EventRow> for Event {
     type Error = StoreError;
     fn try_from(r: EventRow) -> Result<Event, StoreError> {
-        let table = r.table_name.unwrap_or_default();
         Ok(Event {
             id: r.id,
             event: NewEvent {
                 at: Millis(r.at),
                 kind: EventKind::parse(&r.kind).ok_or_else(|| corrupt("event kind", &r.kind))?,
-                table: TableName::parse(&table).map_err(|_| corrupt("table", &table))?,
+                table: match r.table_name {
+                    Some(t) => Some(TableName::parse(&t).map_err(|_| corrupt("table", &t))?),
+                    None => None,
+                },
                 lease_id: match r.lease_id {
                     Some(id) => Some(
                         id.parse::<LeaseId>()

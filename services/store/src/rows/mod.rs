@@ -6,6 +6,7 @@ pub mod containers;
 pub mod events;
 pub mod hydrations;
 pub mod leases;
+pub mod schedule;
 pub mod snapshots;
 pub mod streams;
 pub mod tokens;

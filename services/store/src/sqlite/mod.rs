@@ -7,6 +7,7 @@ mod containers;
 mod events;
 mod hydrations;
 mod leases;
+mod schedule;
 mod snapshots;
 mod streams;
 mod tokens;

@@ -1,0 +1,68 @@
+"""A compaction job as sluice starts it through Glue: it reads its lease,
+token, table and base snapshot from the job arguments, rewrites the
+table's data files as one `overwrite` snapshot whose summary carries the
+token (`sluice.lease-token`, the fence carried into Iceberg), and exits.
+
+    compact.py --catalog CATALOG_JSON --mode rewrite|noop|foreign-token
+               --sluice-table NS.T --sluice-token N --sluice-lease-id ID
+               [--sluice-base-snapshot-id S] [--sluice-expire-older-than T]
+               [--sluice-run-id R] [--hold-seconds N] [--record FILE]
+
+`noop` succeeds without writing (sluice must report no_new_snapshot);
+`foreign-token` writes another token (sluice must report fence_mismatch).
+`--record` appends the arguments it was started with, as JSON, to FILE.
+"""
+
+import json
+import sys
+import time
+import uuid
+
+from pyiceberg.catalog import load_catalog
+from pyiceberg.io.pyarrow import _dataframe_to_data_files
+
+
+def args(argv):
+    out = {}
+    it = iter(argv)
+    for key in it:
+        out[key.lstrip("-")] = next(it, "")
+    return out
+
+
+def main(argv):
+    a = args(argv[1:])
+    if "record" in a:
+        with open(a["record"], "a") as f:
+            f.write(json.dumps(a) + "\n")
+    time.sleep(float(a.get("hold-seconds", "0")))
+    mode = a.get("mode", "rewrite")
+    if mode == "noop":
+        return
+    props = json.loads(a["catalog"])
+    name = props.pop("name")
+    table = load_catalog(name, **props).load_table(a["sluice-table"])
+    base = a.get("sluice-base-snapshot-id")
+    current = table.current_snapshot()
+    if base and current is not None and str(current.snapshot_id) != base:
+        # Ingestion may append meanwhile: the rewrite still descends from it.
+        print(f"base {base}, current {current.snapshot_id}", file=sys.stderr)
+    token = a["sluice-token"] if mode == "rewrite" else str(int(a["sluice-token"]) + 1000)
+    old = [task.file for task in table.scan().plan_files()]
+    df = table.scan().to_arrow()
+    with table.transaction() as tx:
+        new = list(
+            _dataframe_to_data_files(
+                table_metadata=tx.table_metadata, df=df, io=tx._table.io, write_uuid=uuid.uuid4()
+            )
+        )
+        props = {"sluice.lease-token": token, "sluice.lease-id": a.get("sluice-lease-id", "")}
+        with tx.update_snapshot(snapshot_properties=props).overwrite() as ow:
+            for f in old:
+                ow.delete_data_file(f)
+            for f in new:
+                ow.append_data_file(f)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,166 @@
+//! The scheduler: one loop, run by the leader among replicas, that fires
+//! cron schedules, starts queued runs in Glue and follows them to the end,
+//! and walks compaction requests through their write lease.
+//!
+//! All state is in the store, so the loop holds nothing a restart or a
+//! takeover would lose: every tick re-reads what is due. Every write the
+//! loop makes carries the leader's fence; a write refused as deposed makes
+//! it stop leading at once.
+#![forbid(unsafe_code)]
+
+mod compactions;
+mod fires;
+mod glue;
+pub mod leader;
+pub mod ops;
+mod rate;
+mod runs;
+
+pub use glue::Glue;
+pub use leader::{system_table, SYSTEM_TABLE};
+
+use sluice_core::scheduling::{GluePort, PollPolicy};
+use sluice_core::snapshots::CatalogPort;
+use sluice_store::{Fence, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// How often the leader looks for due work.
+    pub tick: Duration,
+    /// TTL of the leader's lease: a dead leader is replaced after about
+    /// this long.
+    pub leader_ttl_seconds: u32,
+    /// Total `GetJobRun` / `GetJobRuns` calls per second, across all runs
+    /// (Glue throttles per account).
+    pub glue_calls_per_second: f64,
+    /// Spacing of the polls of one run: from `min_ms`, doubling while
+    /// nothing changes, up to `max_ms`.
+    pub poll: PollPolicy,
+    /// A run left `starting` (a crash, a lost answer) that Glue does not
+    /// show after this long is started again.
+    pub adopt_after: Duration,
+    /// Longest a Glue call may take.
+    pub glue_timeout: Duration,
+    /// TTL of a compaction's write lease (heartbeated while it runs).
+    pub compaction_lease_ttl_seconds: u32,
+    /// This replica's name in the leader lease's holder.
+    pub replica: String,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            tick: Duration::from_millis(250),
+            leader_ttl_seconds: 6,
+            glue_calls_per_second: 10.0,
+            poll: PollPolicy {
+                min_ms: 1_000,
+                max_ms: 30_000,
+            },
+            adopt_after: Duration::from_secs(3),
+            glue_timeout: Duration::from_secs(10),
+            compaction_lease_ttl_seconds: 120,
+            replica: std::process::id().to_string(),
+        }
+    }
+}
+
+/// What one tick sees and uses.
+pub(crate) struct Context<'a> {
+    pub store: &'a Store,
+    pub glue: &'a dyn GluePort,
+    pub catalogs: &'a dyn CatalogPort,
+    pub config: &'a SchedulerConfig,
+    pub fence: Fence,
+    pub leader: &'a leader::Leader,
+}
+
+impl Context<'_> {
+    /// Whether a Glue side effect may start now (the lease will outlive it).
+    pub fn may_act(&self) -> bool {
+        self.leader.may_act(self.config.glue_timeout.min(Duration::from_secs(2)))
+    }
+}
+
+/// Start the loop: every replica runs it; only the leader does work.
+pub fn spawn(
+    store: Store,
+    glue: Arc<dyn GluePort>,
+    catalogs: Arc<dyn CatalogPort>,
+    config: SchedulerConfig,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut leader = leader::Leader::new(store.clone(), &config.replica, config.leader_ttl_seconds);
+        let mut bucket = rate::Bucket::new(config.glue_calls_per_second);
+        let mut compaction_beats = compactions::Beats::default();
+        let mut tick = tokio::time::interval(config.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => break,
+            }
+            let Some(fence) = leader.keep().await else {
+                continue;
+            };
+            let cx = Context {
+                store: &store,
+                glue: glue.as_ref(),
+                catalogs: catalogs.as_ref(),
+                config: &config,
+                fence,
+                leader: &leader,
+            };
+            let outcome = async {
+                fires::fire_due(&cx).await?;
+                compactions::advance(&cx, &mut compaction_beats).await?;
+                runs::advance(&cx, &mut bucket).await
+            }
+            .await;
+            match outcome {
+                Ok(()) => {}
+                Err(Failure::Deposed) => {
+                    tracing::warn!("the store refused a write as deposed: no longer leading");
+                    leader = leader::Leader::new(store.clone(), &config.replica, config.leader_ttl_seconds);
+                }
+                Err(Failure::Store(error)) => tracing::warn!(%error, "scheduler tick failed"),
+            }
+        }
+        leader.resign().await;
+    })
+}
+
+/// Why a tick stopped early.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Deposed,
+    Store(sluice_store::StoreError),
+}
+
+impl From<sluice_store::StoreError> for Failure {
+    fn from(e: sluice_store::StoreError) -> Failure {
+        Failure::Store(e)
+    }
+}
+
+/// Write through the fence; a conflict is `false` (someone else moved the
+/// document: the next tick reads it again).
+pub(crate) async fn write(
+    cx: &Context<'_>,
+    mut w: sluice_store::ScheduleWrite,
+) -> Result<bool, Failure> {
+    w.fence = Some(cx.fence);
+    match cx.store.write_schedule(&w).await? {
+        sluice_store::Written::Done => Ok(true),
+        sluice_store::Written::Conflict => Ok(false),
+        sluice_store::Written::Deposed => Err(Failure::Deposed),
+    }
+}
+
+/// A number in `[0, 1)` for back-off jitter.
+pub(crate) fn jitter() -> f64 {
+    (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
+}

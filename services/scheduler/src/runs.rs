@@ -1,0 +1,181 @@
+//! Runs in Glue: start what is queued (recording `starting` first), adopt
+//! or restart what a crash or a lost answer left `starting`, poll what is
+//! running at a bounded rate, stop what outlived its timeout or was
+//! cancelled, and put retrying runs back in the queue when their back-off
+//! is over.
+
+use crate::rate::Bucket;
+use crate::{jitter, write, Context, Failure};
+use sluice_core::scheduling::glue::{GlueError, GlueRun, GlueState};
+use sluice_core::scheduling::run::{self, start_arguments, Transition};
+use sluice_core::scheduling::{Run, RunState};
+use sluice_store::{ScheduleWrite, Versioned};
+
+/// Runs handled per tick at most.
+const PER_TICK: u32 = 500;
+
+pub(crate) async fn advance(cx: &Context<'_>, bucket: &mut Bucket) -> Result<(), Failure> {
+    let now = sluice_store::system_now();
+    for Versioned { value, version } in cx.store.active_runs(now, PER_TICK).await? {
+        match value.state {
+            RunState::Retrying => {
+                let mut r = value;
+                if let Some(t) = r.retry_due(now) {
+                    save(cx, r, version, Some(t)).await?;
+                }
+            }
+            RunState::Queued => start(cx, value, version).await?,
+            RunState::Starting => reconcile(cx, value, version, bucket).await?,
+            RunState::Running => follow(cx, value, version, bucket).await?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Write a run back (with the event of `t`); `None` if it changed meanwhile.
+async fn save(
+    cx: &Context<'_>,
+    run: Run,
+    version: i64,
+    t: Option<Transition>,
+) -> Result<Option<i64>, Failure> {
+    let now = sluice_store::system_now();
+    let mut w = ScheduleWrite::default();
+    if let Some(t) = t {
+        w.events.push(run::event(&run, Some(t.from), now, None));
+    }
+    w.runs.push(Versioned {
+        value: run,
+        version,
+    });
+    Ok(write(cx, w).await?.then_some(version + 1))
+}
+
+async fn start(cx: &Context<'_>, mut r: Run, version: i64) -> Result<(), Failure> {
+    let max = cx
+        .store
+        .job(&r.job)
+        .await?
+        .map_or(1, |j| j.spec.max_concurrent_runs);
+    if cx.store.occupying(&r.job).await? >= max || !cx.may_act() {
+        return Ok(());
+    }
+    let now = sluice_store::system_now();
+    let Ok(t) = r.begin_start(now) else {
+        return Ok(());
+    };
+    // Recorded before the call: after a crash the run is looked for in
+    // Glue by its stamp before it is started again.
+    let Some(version) = save(cx, r.clone(), version, Some(t)).await? else {
+        return Ok(());
+    };
+    call_start(cx, r, version).await
+}
+
+async fn call_start(cx: &Context<'_>, mut r: Run, version: i64) -> Result<(), Failure> {
+    let args = start_arguments(&r);
+    let answer = cx.glue.start_job_run(&r.glue_job_name, &args).await;
+    let now = sluice_store::system_now();
+    let t = match answer {
+        Ok(id) => {
+            let glue = GlueRun {
+                id,
+                state: GlueState::Starting,
+                started_on: None,
+                completed_on: None,
+                dpu_seconds: None,
+                error_message: None,
+                arguments: args,
+            };
+            r.started(&glue, now, cx.config.poll)
+        }
+        Err(GlueError::ConcurrentRunsExceeded(_)) => r.concurrent_runs_exceeded(now),
+        Err(GlueError::Refused(e)) => r.start_refused(e, now, jitter()),
+        Err(GlueError::Unavailable(error)) => {
+            // It may or may not have started: left `starting`, to be
+            // looked for by its stamp after `adopt_after`.
+            tracing::warn!(run = %r.id, %error, "StartJobRun failed; will look for the run before starting it again");
+            return Ok(());
+        }
+    };
+    save(cx, r, version, Some(t)).await.map(|_| ())
+}
+
+async fn reconcile(
+    cx: &Context<'_>,
+    mut r: Run,
+    version: i64,
+    bucket: &mut Bucket,
+) -> Result<(), Failure> {
+    let now = sluice_store::system_now();
+    if now.0 - r.updated_at.0 < cx.config.adopt_after.as_millis() as i64 || !bucket.take() {
+        return Ok(());
+    }
+    let stamp = r.stamp();
+    match cx.glue.find_runs(&r.glue_job_name, &stamp).await {
+        Ok(found) => match found.into_iter().next() {
+            Some(glue) => {
+                tracing::info!(run = %r.id, glue_run = %glue.id, "adopted the Glue run carrying its stamp");
+                let t = r.started(&glue, now, cx.config.poll);
+                save(cx, r, version, Some(t)).await.map(|_| ())
+            }
+            None if cx.may_act() => {
+                tracing::info!(run = %r.id, "no Glue run carries its stamp: starting it");
+                call_start(cx, r, version).await
+            }
+            None => Ok(()),
+        },
+        Err(error) => {
+            tracing::warn!(run = %r.id, %error, "GetJobRuns failed; will look again");
+            Ok(())
+        }
+    }
+}
+
+async fn follow(
+    cx: &Context<'_>,
+    mut r: Run,
+    version: i64,
+    bucket: &mut Bucket,
+) -> Result<(), Failure> {
+    let now = sluice_store::system_now();
+    let glue_id = r.glue_run_id.clone().unwrap_or_default();
+    let stop_for = if r.cancel_requested {
+        Some("cancel")
+    } else if r.timed_out(now) {
+        Some("timeout")
+    } else {
+        None
+    };
+    if let (Some(why), true) = (stop_for, cx.may_act()) {
+        match cx.glue.stop_job_run(&r.glue_job_name, &glue_id).await {
+            Ok(()) => {
+                let t = if why == "timeout" {
+                    r.stopped_for_timeout(now, jitter())
+                } else {
+                    r.cancel(now, true).expect("a running run can be cancelled")
+                };
+                tracing::info!(run = %r.id, glue_run = %glue_id, why, "stopped the Glue run");
+                return save(cx, r, version, Some(t)).await.map(|_| ());
+            }
+            // Refused: most often it ended meanwhile; the poll below says.
+            Err(error) => tracing::warn!(run = %r.id, %error, "BatchStopJobRun failed"),
+        }
+    }
+    if !bucket.take() {
+        return Ok(());
+    }
+    match cx.glue.get_job_run(&r.glue_job_name, &glue_id).await {
+        Ok(glue) => {
+            let t = r.observed(&glue, now, cx.config.poll, jitter());
+            save(cx, r, version, t).await.map(|_| ())
+        }
+        Err(error) => {
+            tracing::warn!(run = %r.id, %error, "GetJobRun failed; polling later");
+            r.quiet_polls += 1;
+            r.due_at = sluice_core::Millis(now.0 + cx.config.poll.delay_ms(r.quiet_polls));
+            save(cx, r, version, None).await.map(|_| ())
+        }
+    }
+}
