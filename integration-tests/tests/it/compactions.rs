@@ -85,7 +85,9 @@ async fn a_compaction_waits_for_readers_then_rewrites_under_its_token_and_is_che
     let job = |mode: &str| {
         json!({ "glue_job_name": "compact-orders", "kind": "compaction", "table": TABLE,
                 "max_attempts": 1,
-                "arguments": { "--catalog": catalog.to_string(), "--mode": mode,
+                // Braces are placeholders: literal ones are doubled.
+                "arguments": { "--catalog": catalog.to_string().replace('{', "{{").replace('}', "}}"),
+                               "--mode": mode,
                                "--record": record.display().to_string(),
                                "--lease": "{lease_id}:{token}" } })
     };

@@ -450,6 +450,8 @@ async fn the_leader_killed_mid_run_is_replaced_and_the_run_is_followed_to_its_en
     let config = double.config(dir.path());
     let database = crate::harness::fresh_database().await;
     let flags = [
+        "--auth",
+        "off",
         "--config",
         config.as_str(),
         "--run-poll-max-seconds",

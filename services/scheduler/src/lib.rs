@@ -39,7 +39,9 @@ pub struct SchedulerConfig {
     /// nothing changes, up to `max_ms`.
     pub poll: PollPolicy,
     /// A run left `starting` (a crash, a lost answer) that Glue does not
-    /// show after this long is started again.
+    /// show after this long is started again. Longer than `glue_timeout`,
+    /// so that a deposed leader's `StartJobRun` still in flight has landed
+    /// (and shows in `GetJobRuns`) or failed by then.
     pub adopt_after: Duration,
     /// Longest a Glue call may take.
     pub glue_timeout: Duration,
@@ -59,8 +61,8 @@ impl Default for SchedulerConfig {
                 min_ms: 1_000,
                 max_ms: 30_000,
             },
-            adopt_after: Duration::from_secs(3),
-            glue_timeout: Duration::from_secs(10),
+            adopt_after: Duration::from_secs(6),
+            glue_timeout: Duration::from_secs(5),
             compaction_lease_ttl_seconds: 120,
             replica: std::process::id().to_string(),
         }
@@ -78,9 +80,12 @@ pub(crate) struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// Whether a Glue side effect may start now (the lease will outlive it).
+    /// Whether a Glue side effect may start now: the leader's lease was
+    /// heartbeated within the last third of its TTL. (A call outliving a
+    /// deposition is caught by the stamp: see `adopt_after`.)
     pub fn may_act(&self) -> bool {
-        self.leader.may_act(self.config.glue_timeout.min(Duration::from_secs(2)))
+        let third = Duration::from_secs(u64::from(self.config.leader_ttl_seconds)) / 3;
+        self.leader.may_act(self.config.glue_timeout.min(third))
     }
 }
 

@@ -36,7 +36,8 @@ pub trait LeasePort: Send + Sync + 'static {
     /// A lease and its place in the queue, read without a transaction.
     fn lease(&self, id: LeaseId) -> BoxFuture<'_, Result<Option<LeaseView>, StoreError>>;
     /// Tables by name after `after`, only those with one of the name
-    /// prefixes in `scopes` (empty: all).
+    /// prefixes in `scopes` (empty: all). sluice's own (`sluice_system.*`)
+    /// are never listed; they are read by name.
     fn tables<'a>(
         &'a self,
         after: Option<&'a str>,

@@ -120,7 +120,7 @@ impl LeasePort for SqliteBackend {
     ) -> BoxFuture<'a, Result<Vec<TableSummary>, StoreError>> {
         async move {
             let rows: Vec<TableRow> = sqlx::query_as(&format!(
-                "SELECT {TABLE_COLUMNS} FROM sluice_tables WHERE name > ?1 AND {} ORDER BY name LIMIT ?2",
+                "SELECT {TABLE_COLUMNS} FROM sluice_tables WHERE name > ?1 AND substr(name, 1, 14) <> 'sluice_system.' AND {} ORDER BY name LIMIT ?2",
                 in_scopes(3, "name")
             ))
             .bind(after.unwrap_or(""))
