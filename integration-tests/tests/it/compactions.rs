@@ -18,7 +18,11 @@ const TABLE: &str = "sales.orders";
 
 async fn compaction(server: &Server, id: &str) -> Value {
     let answer = server
-        .call(Method::GET, &format!("/v1/tables/{TABLE}/compactions/{id}"), None)
+        .call(
+            Method::GET,
+            &format!("/v1/tables/{TABLE}/compactions/{id}"),
+            None,
+        )
         .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     answer.body
@@ -31,7 +35,11 @@ async fn until(server: &Server, id: &str, done: impl Fn(&Value) -> bool) -> Valu
         if done(&c) {
             return c;
         }
-        assert!(Instant::now() < deadline, "compaction never got there: {c}\n{}", server.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "compaction never got there: {c}\n{}",
+            server.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -48,7 +56,9 @@ async fn request(server: &Server) -> (u16, Value) {
 }
 
 async fn lease_state(server: &Server, lease_id: &str) -> String {
-    let answer = server.call(Method::GET, &format!("/v1/leases/{lease_id}"), None).await;
+    let answer = server
+        .call(Method::GET, &format!("/v1/leases/{lease_id}"), None)
+        .await;
     answer.body["state"].as_str().unwrap_or_default().to_owned()
 }
 
@@ -127,8 +137,14 @@ async fn a_compaction_waits_for_readers_then_rewrites_under_its_token_and_is_che
         .unwrap();
     assert_eq!(released.status, 200, "{}", released.body);
     let running = until(&server, &id, |c| c["state"] != "waiting").await;
-    assert!(matches!(running["state"].as_str(), Some("running" | "succeeded")), "{running}");
-    let done = until(&server, &id, |c| c["state"] == "succeeded" || c["state"] == "failed").await;
+    assert!(
+        matches!(running["state"].as_str(), Some("running" | "succeeded")),
+        "{running}"
+    );
+    let done = until(&server, &id, |c| {
+        c["state"] == "succeeded" || c["state"] == "failed"
+    })
+    .await;
     assert_eq!(done["state"], "succeeded", "{done}");
     let token = done["token"].as_i64().unwrap();
 
@@ -136,7 +152,11 @@ async fn a_compaction_waits_for_readers_then_rewrites_under_its_token_and_is_che
     // the current snapshot, with the lease's token in its summary.
     let table = snapshots(&catalog).await;
     let current = table["current_snapshot_id"].as_i64().unwrap();
-    assert_eq!(done["result_snapshot_id"].as_i64(), Some(current), "{done} {table}");
+    assert_eq!(
+        done["result_snapshot_id"].as_i64(),
+        Some(current),
+        "{done} {table}"
+    );
     let rewrite = table["snapshots"]
         .as_array()
         .unwrap()
@@ -147,7 +167,11 @@ async fn a_compaction_waits_for_readers_then_rewrites_under_its_token_and_is_che
     assert_eq!(rewrite["operation"], "overwrite");
     assert_eq!(rewrite["parent_id"], done["base_snapshot_id"]);
     let log = server
-        .call(Method::GET, &format!("/v1/tables/{TABLE}/snapshots?limit=1000"), None)
+        .call(
+            Method::GET,
+            &format!("/v1/tables/{TABLE}/snapshots?limit=1000"),
+            None,
+        )
         .await;
     let in_log = log.body["snapshots"]
         .as_array()
@@ -156,17 +180,32 @@ async fn a_compaction_waits_for_readers_then_rewrites_under_its_token_and_is_che
         .find(|s| s["snapshot_id"].as_i64() == Some(current))
         .cloned()
         .unwrap_or_default();
-    assert_eq!(in_log["summary"]["sluice.lease-token"], token.to_string(), "{in_log}");
+    assert_eq!(
+        in_log["summary"]["sluice.lease-token"],
+        token.to_string(),
+        "{in_log}"
+    );
 
     // The job was started with its lease, from its job arguments.
-    let recorded: Value =
-        serde_json::from_str(std::fs::read_to_string(&record).unwrap().lines().next().unwrap())
-            .unwrap();
+    let recorded: Value = serde_json::from_str(
+        std::fs::read_to_string(&record)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(recorded["sluice-lease-id"], lease_id);
     assert_eq!(recorded["sluice-token"], token.to_string());
     assert_eq!(recorded["sluice-table"], TABLE);
-    assert_eq!(recorded["sluice-base-snapshot-id"], done["base_snapshot_id"].to_string());
-    assert!(recorded["sluice-expire-older-than"].is_string(), "{recorded}");
+    assert_eq!(
+        recorded["sluice-base-snapshot-id"],
+        done["base_snapshot_id"].to_string()
+    );
+    assert!(
+        recorded["sluice-expire-older-than"].is_string(),
+        "{recorded}"
+    );
     assert_eq!(recorded["lease"], format!("{lease_id}:{token}"));
     // Released when the run ended; a new reader is granted at once.
     assert_eq!(lease_state(&server, &lease_id).await, "released");
@@ -180,7 +219,10 @@ async fn a_compaction_waits_for_readers_then_rewrites_under_its_token_and_is_che
     assert_eq!(reader.status, 201, "{}", reader.body);
     server
         .client
-        .release(reader.body["lease_id"].as_str().unwrap(), reader.body["token"].as_i64())
+        .release(
+            reader.body["lease_id"].as_str().unwrap(),
+            reader.body["token"].as_i64(),
+        )
         .await
         .unwrap();
 
@@ -189,25 +231,50 @@ async fn a_compaction_waits_for_readers_then_rewrites_under_its_token_and_is_che
     let (status, c) = request(&server).await;
     assert_eq!(status, 201, "{c}");
     let id = c["id"].as_str().unwrap();
-    let failed = until(&server, id, |c| c["state"] == "failed" || c["state"] == "succeeded").await;
-    assert_eq!((failed["state"].as_str(), failed["failure"].as_str()), (Some("failed"), Some("no_new_snapshot")), "{failed}");
-    assert_eq!(lease_state(&server, failed["lease_id"].as_str().unwrap()).await, "released");
+    let failed = until(&server, id, |c| {
+        c["state"] == "failed" || c["state"] == "succeeded"
+    })
+    .await;
+    assert_eq!(
+        (failed["state"].as_str(), failed["failure"].as_str()),
+        (Some("failed"), Some("no_new_snapshot")),
+        "{failed}"
+    );
+    assert_eq!(
+        lease_state(&server, failed["lease_id"].as_str().unwrap()).await,
+        "released"
+    );
 
     // A rewrite carrying another grant's token breaks the fence.
     define(&server, "compact", job("foreign-token")).await;
     let (_, c) = request(&server).await;
     let id = c["id"].as_str().unwrap();
-    let failed = until(&server, id, |c| c["state"] == "failed" || c["state"] == "succeeded").await;
+    let failed = until(&server, id, |c| {
+        c["state"] == "failed" || c["state"] == "succeeded"
+    })
+    .await;
     assert_eq!(failed["failure"], "fence_mismatch", "{failed}");
 
     // Every step is in the event log, in order.
-    let events = server.call(Method::GET, &format!("/v1/events?table={TABLE}&limit=1000"), None).await;
+    let events = server
+        .call(
+            Method::GET,
+            &format!("/v1/events?table={TABLE}&limit=1000"),
+            None,
+        )
+        .await;
     let kinds: Vec<String> = events.body["events"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|e| e["data"]["compaction_id"] == done["id"])
-        .map(|e| format!("{}:{}", e["kind"].as_str().unwrap(), e["data"]["to"].as_str().unwrap_or("")))
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["kind"].as_str().unwrap(),
+                e["data"]["to"].as_str().unwrap_or("")
+            )
+        })
         .collect();
     assert_eq!(
         kinds,

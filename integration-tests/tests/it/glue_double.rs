@@ -42,7 +42,12 @@ impl GlueDouble {
     }
 
     async fn calls_now(&self) -> Option<Value> {
-        let answer = self.http.get(format!("{}/_double/calls", self.url)).send().await.ok()?;
+        let answer = self
+            .http
+            .get(format!("{}/_double/calls", self.url))
+            .send()
+            .await
+            .ok()?;
         answer.json().await.ok()
     }
 

@@ -12,7 +12,11 @@ use std::time::{Duration, Instant};
 
 /// A sluice on SQLite whose AWS calls go through the double, polling runs
 /// at least every second.
-pub(crate) async fn scheduled(double: &GlueDouble, dir: &std::path::Path, extra: &[&str]) -> Server {
+pub(crate) async fn scheduled(
+    double: &GlueDouble,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> Server {
     let config = double.config(dir);
     let mut args = vec!["--config", config.as_str(), "--run-poll-max-seconds", "1"];
     args.extend_from_slice(extra);
@@ -20,21 +24,29 @@ pub(crate) async fn scheduled(double: &GlueDouble, dir: &std::path::Path, extra:
 }
 
 pub(crate) async fn define(server: &Server, name: &str, body: Value) -> Value {
-    let answer = server.call(Method::PUT, &format!("/v1/jobs/{name}"), Some(body)).await;
+    let answer = server
+        .call(Method::PUT, &format!("/v1/jobs/{name}"), Some(body))
+        .await;
     assert!(matches!(answer.status, 200 | 201), "{}", answer.body);
     answer.body
 }
 
 pub(crate) async fn start(server: &Server, job: &str) -> String {
     let answer = server
-        .call(Method::POST, &format!("/v1/jobs/{job}/runs"), Some(json!({})))
+        .call(
+            Method::POST,
+            &format!("/v1/jobs/{job}/runs"),
+            Some(json!({})),
+        )
         .await;
     assert_eq!(answer.status, 201, "{}", answer.body);
     answer.body["id"].as_str().unwrap().to_owned()
 }
 
 pub(crate) async fn run(server: &Server, id: &str) -> Value {
-    let answer = server.call(Method::GET, &format!("/v1/runs/{id}"), None).await;
+    let answer = server
+        .call(Method::GET, &format!("/v1/runs/{id}"), None)
+        .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     answer.body
 }
@@ -52,7 +64,11 @@ pub(crate) async fn until(
         if done(&r) {
             return r;
         }
-        assert!(Instant::now() < deadline, "run never got there: {r}\n{}", server.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "run never got there: {r}\n{}",
+            server.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -63,7 +79,9 @@ fn state_is(state: &'static str) -> impl Fn(&Value) -> bool {
 
 /// The run's transitions in the event log, as `from->to`.
 pub(crate) async fn transitions(server: &Server, id: &str) -> Vec<String> {
-    let answer = server.call(Method::GET, "/v1/events?limit=1000", None).await;
+    let answer = server
+        .call(Method::GET, "/v1/events?limit=1000", None)
+        .await;
     answer.body["events"]
         .as_array()
         .unwrap()
@@ -84,7 +102,9 @@ async fn a_failing_run_is_retried_with_back_off_dead_lettered_and_an_operator_re
     let double = GlueDouble::start().await;
     double.create_job("flaky-glue", 1).await;
     double
-        .script(json!({ "outcomes": { "flaky-glue": ["FAILED", "ERROR", "TIMEOUT", "SUCCEEDED"] } }))
+        .script(
+            json!({ "outcomes": { "flaky-glue": ["FAILED", "ERROR", "TIMEOUT", "SUCCEEDED"] } }),
+        )
         .await;
     let dir = tempfile::tempdir().unwrap();
     let server = scheduled(&double, dir.path(), &[]).await;
@@ -97,7 +117,13 @@ async fn a_failing_run_is_retried_with_back_off_dead_lettered_and_an_operator_re
     )
     .await;
     let id = start(&server, "flaky").await;
-    let dead = until(&server, &id, Duration::from_secs(60), state_is("dead_letter")).await;
+    let dead = until(
+        &server,
+        &id,
+        Duration::from_secs(60),
+        state_is("dead_letter"),
+    )
+    .await;
     assert_eq!(dead["attempt"], 3, "{dead}");
     assert_eq!(dead["failures"], 3);
     assert_eq!(dead["error"], "scripted timeout", "{dead}");
@@ -108,10 +134,18 @@ async fn a_failing_run_is_retried_with_back_off_dead_lettered_and_an_operator_re
         .runs("flaky-glue")
         .await
         .iter()
-        .map(|r| r["Arguments"]["--sluice-run-id"].as_str().unwrap().to_owned())
+        .map(|r| {
+            r["Arguments"]["--sluice-run-id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     stamps.sort();
-    assert_eq!(stamps, (1..=3).map(|n| format!("{id}/{n}")).collect::<Vec<_>>());
+    assert_eq!(
+        stamps,
+        (1..=3).map(|n| format!("{id}/{n}")).collect::<Vec<_>>()
+    );
     let events = transitions(&server, &id).await;
     assert_eq!(
         events,
@@ -132,13 +166,19 @@ async fn a_failing_run_is_retried_with_back_off_dead_lettered_and_an_operator_re
         "{events:?}"
     );
     // The back-off: at least half of 2 s, then of 4 s, between attempts.
-    let answer = server.call(Method::GET, "/v1/events?limit=1000", None).await;
+    let answer = server
+        .call(Method::GET, "/v1/events?limit=1000", None)
+        .await;
     let at = |from: &str, to: &str| -> Vec<i64> {
         answer.body["events"]
             .as_array()
             .unwrap()
             .iter()
-            .filter(|e| e["data"]["run_id"] == id.as_str() && e["data"]["from"] == from && e["data"]["to"] == to)
+            .filter(|e| {
+                e["data"]["run_id"] == id.as_str()
+                    && e["data"]["from"] == from
+                    && e["data"]["to"] == to
+            })
             .map(|e| {
                 sluice_core::Millis::parse_rfc3339(e["at"].as_str().unwrap())
                     .unwrap()
@@ -169,14 +209,21 @@ async fn a_failing_run_is_retried_with_back_off_dead_lettered_and_an_operator_re
     let listed = server
         .call(Method::GET, "/v1/runs?job=flaky&state=succeeded", None)
         .await;
-    assert_eq!(listed.body["runs"].as_array().unwrap().len(), 1, "{}", listed.body);
+    assert_eq!(
+        listed.body["runs"].as_array().unwrap().len(),
+        1,
+        "{}",
+        listed.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_past_its_timeout_is_stopped_and_counts_as_failed_and_a_discard_ends_it() {
     let double = GlueDouble::start().await;
     double.create_job("slow-glue", 1).await;
-    double.script(json!({ "outcomes": { "slow-glue": ["RUNNING"] } })).await;
+    double
+        .script(json!({ "outcomes": { "slow-glue": ["RUNNING"] } }))
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let server = scheduled(&double, dir.path(), &[]).await;
     define(
@@ -186,10 +233,25 @@ async fn a_run_past_its_timeout_is_stopped_and_counts_as_failed_and_a_discard_en
     )
     .await;
     let id = start(&server, "slow").await;
-    let running = until(&server, &id, Duration::from_secs(20), |r| r["glue_state"] == "RUNNING").await;
+    let running = until(&server, &id, Duration::from_secs(20), |r| {
+        r["glue_state"] == "RUNNING"
+    })
+    .await;
     assert_eq!(running["state"], "running");
-    let dead = until(&server, &id, Duration::from_secs(20), state_is("dead_letter")).await;
-    assert!(dead["error"].as_str().unwrap().contains("timed out after 2 s"), "{dead}");
+    let dead = until(
+        &server,
+        &id,
+        Duration::from_secs(20),
+        state_is("dead_letter"),
+    )
+    .await;
+    assert!(
+        dead["error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 2 s"),
+        "{dead}"
+    );
     assert_eq!(double.calls("BatchStopJobRun").await, 1);
     let discarded = server
         .call(Method::POST, &format!("/v1/runs/{id}/discard"), None)
@@ -207,7 +269,12 @@ async fn a_start_whose_answer_is_lost_is_adopted_not_repeated() {
         .await;
     let dir = tempfile::tempdir().unwrap();
     let server = scheduled(&double, dir.path(), &[]).await;
-    define(&server, "lossy", json!({ "glue_job_name": "lossy-glue", "kind": "ingestion" })).await;
+    define(
+        &server,
+        "lossy",
+        json!({ "glue_job_name": "lossy-glue", "kind": "ingestion" }),
+    )
+    .await;
     let id = start(&server, "lossy").await;
     let done = until(&server, &id, Duration::from_secs(30), state_is("succeeded")).await;
     // Glue holds one run, the one the lost call started: it was found by
@@ -262,18 +329,37 @@ async fn concurrent_runs_exceeded_keeps_the_run_queued_without_spending_an_attem
 async fn an_operator_cancel_stops_the_glue_run() {
     let double = GlueDouble::start().await;
     double.create_job("long-glue", 1).await;
-    double.script(json!({ "outcomes": { "long-glue": ["RUNNING"] } })).await;
+    double
+        .script(json!({ "outcomes": { "long-glue": ["RUNNING"] } }))
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let server = scheduled(&double, dir.path(), &[]).await;
-    define(&server, "long", json!({ "glue_job_name": "long-glue", "kind": "other" })).await;
+    define(
+        &server,
+        "long",
+        json!({ "glue_job_name": "long-glue", "kind": "other" }),
+    )
+    .await;
     let queued = start(&server, "long").await;
-    let _ = until(&server, &queued, Duration::from_secs(20), state_is("running")).await;
+    let _ = until(
+        &server,
+        &queued,
+        Duration::from_secs(20),
+        state_is("running"),
+    )
+    .await;
     let asked = server
         .call(Method::POST, &format!("/v1/runs/{queued}/cancel"), None)
         .await;
     assert_eq!(asked.status, 200, "{}", asked.body);
     assert_eq!(asked.body["cancel_requested"], true);
-    let cancelled = until(&server, &queued, Duration::from_secs(20), state_is("cancelled")).await;
+    let cancelled = until(
+        &server,
+        &queued,
+        Duration::from_secs(20),
+        state_is("cancelled"),
+    )
+    .await;
     assert!(cancelled["ended_at"].is_string());
     assert_eq!(double.calls("BatchStopJobRun").await, 1);
     let again = server
@@ -311,8 +397,14 @@ async fn an_every_minute_schedule_starts_its_glue_run_within_2_s_of_the_minute()
     let started = runs[0]["StartedOn"].as_f64().unwrap();
     let ms = (started * 1000.0) as i64;
     assert_eq!(ms / 60_000 * 60_000, next.0, "the planned minute");
-    assert!(ms - next.0 < 2_000, "started {} ms after the minute", ms - next.0);
-    let listed = server.call(Method::GET, "/v1/runs?job=minutely", None).await;
+    assert!(
+        ms - next.0 < 2_000,
+        "started {} ms after the minute",
+        ms - next.0
+    );
+    let listed = server
+        .call(Method::GET, "/v1/runs?job=minutely", None)
+        .await;
     let first = &listed.body["runs"][0];
     assert_eq!(first["trigger"]["kind"], "schedule", "{first}");
 }
@@ -333,7 +425,10 @@ async fn every_input_error_is_a_4xx_with_the_json_error_body() {
         (json!({ "schedule": "61 * * * *" }), "minute"),
         (json!({ "schedule": "* * *" }), "five fields"),
         (json!({ "schedule": "0 0 30 2 *" }), "never fires"),
-        (json!({ "schedule": "@daily", "timezone": "Mars/Olympus" }), "IANA"),
+        (
+            json!({ "schedule": "@daily", "timezone": "Mars/Olympus" }),
+            "IANA",
+        ),
         (json!({ "timezone": "Nowhere/Else" }), "IANA"),
         (json!({ "max_attempts": -1 }), "max_attempts"),
         (json!({ "max_attempts": 0 }), "max_attempts"),
@@ -346,7 +441,10 @@ async fn every_input_error_is_a_4xx_with_the_json_error_body() {
         (json!({ "arguments": { "--x": "{nope}" } }), "placeholder"),
         (json!({ "arguments": { "--x": "{table}" } }), "table"),
         (json!({ "arguments": { "--x": "{token}" } }), "compaction"),
-        (json!({ "arguments": { "--sluice-run-id": "1" } }), "--sluice-"),
+        (
+            json!({ "arguments": { "--sluice-run-id": "1" } }),
+            "--sluice-",
+        ),
         (json!({ "arguments": { "x": "1" } }), "--"),
         (json!({ "table": "nodot" }), "namespace"),
     ] {
@@ -368,17 +466,46 @@ async fn every_input_error_is_a_4xx_with_the_json_error_body() {
     let body: Value = bad_json.json().await.unwrap();
     assert_eq!(body["error"]["type"], "malformed_json", "{body}");
     let unknown_field = put("j", json!({ "retries": 3 })).await;
-    assert!(matches!(unknown_field.status, 400 | 422), "{}", unknown_field.body);
+    assert!(
+        matches!(unknown_field.status, 400 | 422),
+        "{}",
+        unknown_field.body
+    );
 
     for (method, path, status, kind) in [
         (Method::GET, "/v1/jobs/missing", 404, "job_not_found"),
         (Method::POST, "/v1/jobs/missing/runs", 404, "job_not_found"),
-        (Method::GET, "/v1/runs/0190b6a0-0000-7000-8000-000000000000", 404, "run_not_found"),
-        (Method::POST, "/v1/runs/0190b6a0-0000-7000-8000-000000000000/retry", 404, "run_not_found"),
+        (
+            Method::GET,
+            "/v1/runs/0190b6a0-0000-7000-8000-000000000000",
+            404,
+            "run_not_found",
+        ),
+        (
+            Method::POST,
+            "/v1/runs/0190b6a0-0000-7000-8000-000000000000/retry",
+            404,
+            "run_not_found",
+        ),
         (Method::GET, "/v1/runs/nope", 400, "invalid_run_id"),
-        (Method::GET, "/v1/runs?state=sleeping", 422, "invalid_request"),
-        (Method::GET, "/v1/runs?since=yesterday", 422, "invalid_request"),
-        (Method::GET, "/v1/tables/sales.none/compactions/nope", 400, "invalid_compaction_id"),
+        (
+            Method::GET,
+            "/v1/runs?state=sleeping",
+            422,
+            "invalid_request",
+        ),
+        (
+            Method::GET,
+            "/v1/runs?since=yesterday",
+            422,
+            "invalid_request",
+        ),
+        (
+            Method::GET,
+            "/v1/tables/sales.none/compactions/nope",
+            400,
+            "invalid_compaction_id",
+        ),
     ] {
         let body = (method == Method::POST).then(|| json!({}));
         let answer = server.call(method.clone(), path, body).await;
@@ -394,27 +521,62 @@ async fn every_input_error_is_a_4xx_with_the_json_error_body() {
     };
     let who = json!({ "requested_by": "cron" });
     let answer = compact("sales.none", who.clone()).await;
-    assert_eq!((answer.status, answer.body["error"]["type"].clone()), (404, json!("table_not_found")));
-    let put_table = server.call(Method::PUT, "/v1/tables/sales.orders", Some(json!({}))).await;
+    assert_eq!(
+        (answer.status, answer.body["error"]["type"].clone()),
+        (404, json!("table_not_found"))
+    );
+    let put_table = server
+        .call(Method::PUT, "/v1/tables/sales.orders", Some(json!({})))
+        .await;
     assert_eq!(put_table.status, 201, "{}", put_table.body);
     let answer = compact("sales.orders", who.clone()).await;
-    assert_eq!((answer.status, answer.body["error"]["type"].clone()), (409, json!("no_compaction_job")));
+    assert_eq!(
+        (answer.status, answer.body["error"]["type"].clone()),
+        (409, json!("no_compaction_job"))
+    );
     server
-        .call(Method::PUT, "/v1/tables/sales.orders", Some(json!({ "compaction_job": "ghost" })))
+        .call(
+            Method::PUT,
+            "/v1/tables/sales.orders",
+            Some(json!({ "compaction_job": "ghost" })),
+        )
         .await;
     let answer = compact("sales.orders", who.clone()).await;
-    assert_eq!((answer.status, answer.body["error"]["type"].clone()), (409, json!("no_compaction_job")));
-    assert!(answer.body["error"]["message"].as_str().unwrap().contains("ghost"));
+    assert_eq!(
+        (answer.status, answer.body["error"]["type"].clone()),
+        (409, json!("no_compaction_job"))
+    );
+    assert!(answer.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("ghost"));
     let answer = compact("sluice_system.scheduler", who.clone()).await;
-    assert_eq!((answer.status, answer.body["error"]["type"].clone()), (403, json!("reserved_table")));
-    let answer = compact("sales.orders", json!({ "requested_by": "cron", "not_before": "soon" })).await;
+    assert_eq!(
+        (answer.status, answer.body["error"]["type"].clone()),
+        (403, json!("reserved_table"))
+    );
+    let answer = compact(
+        "sales.orders",
+        json!({ "requested_by": "cron", "not_before": "soon" }),
+    )
+    .await;
     assert_eq!(answer.status, 422, "{}", answer.body);
     let answer = compact("sales.orders", json!({ "requested_by": "" })).await;
     assert_eq!(answer.status, 422, "{}", answer.body);
     // A compaction job is not started by hand.
-    define(&server, "compact", json!({ "glue_job_name": "g", "kind": "compaction" })).await;
-    let answer = server.call(Method::POST, "/v1/jobs/compact/runs", Some(json!({}))).await;
-    assert_eq!((answer.status, answer.body["error"]["type"].clone()), (409, json!("compaction_job")));
+    define(
+        &server,
+        "compact",
+        json!({ "glue_job_name": "g", "kind": "compaction" }),
+    )
+    .await;
+    let answer = server
+        .call(Method::POST, "/v1/jobs/compact/runs", Some(json!({})))
+        .await;
+    assert_eq!(
+        (answer.status, answer.body["error"]["type"].clone()),
+        (409, json!("compaction_job"))
+    );
     // Nobody takes the scheduler's lease.
     let answer = server
         .call(
@@ -423,15 +585,24 @@ async fn every_input_error_is_a_4xx_with_the_json_error_body() {
             Some(json!({ "mode": "write", "ttl_seconds": 30, "holder": "me" })),
         )
         .await;
-    assert_eq!((answer.status, answer.body["error"]["type"].clone()), (403, json!("reserved_table")));
+    assert_eq!(
+        (answer.status, answer.body["error"]["type"].clone()),
+        (403, json!("reserved_table"))
+    );
 }
 
 /// The pid in the scheduler leader lease's holder (`scheduler@host:pid`).
 async fn leader_pid(server: &Server) -> Option<u32> {
     let answer = server
-        .call(Method::GET, "/v1/tables/sluice_system.scheduler/leases", None)
+        .call(
+            Method::GET,
+            "/v1/tables/sluice_system.scheduler/leases",
+            None,
+        )
         .await;
-    let holder = answer.body["holders"].get(0)?["holder"].as_str()?.to_owned();
+    let holder = answer.body["holders"].get(0)?["holder"]
+        .as_str()?
+        .to_owned();
     holder.rsplit(':').next()?.parse().ok()
 }
 
@@ -444,7 +615,9 @@ async fn the_leader_killed_mid_run_is_replaced_and_the_run_is_followed_to_its_en
     double.create_job("steady-glue", 1).await;
     let python = crate::lake::venv().join("bin/python");
     double
-        .script(json!({ "commands": { "steady-glue": [python, "-c", "import time; time.sleep(8)"] } }))
+        .script(
+            json!({ "commands": { "steady-glue": [python, "-c", "import time; time.sleep(8)"] } }),
+        )
         .await;
     let dir = tempfile::tempdir().unwrap();
     let config = double.config(dir.path());
@@ -469,10 +642,22 @@ async fn the_leader_killed_mid_run_is_replaced_and_the_run_is_followed_to_its_en
         assert!(Instant::now() < deadline, "no leader: {}", a.log_text());
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    define(&a, "steady", json!({ "glue_job_name": "steady-glue", "kind": "ingestion" })).await;
+    define(
+        &a,
+        "steady",
+        json!({ "glue_job_name": "steady-glue", "kind": "ingestion" }),
+    )
+    .await;
     let id = start(&b, "steady").await;
-    let _ = until(&a, &id, Duration::from_secs(20), |r| r["state"] == "running").await;
-    let (dead, alive) = if a.pid() == Some(first) { (&mut a, &b) } else { (&mut b, &a) };
+    let _ = until(&a, &id, Duration::from_secs(20), |r| {
+        r["state"] == "running"
+    })
+    .await;
+    let (dead, alive) = if a.pid() == Some(first) {
+        (&mut a, &b)
+    } else {
+        (&mut b, &a)
+    };
     assert_eq!(dead.pid(), Some(first));
     dead.kill9();
     let killed = Instant::now();
@@ -481,7 +666,11 @@ async fn the_leader_killed_mid_run_is_replaced_and_the_run_is_followed_to_its_en
             Some(pid) if pid != first => break pid,
             _ => {}
         }
-        assert!(killed.elapsed() < Duration::from_secs(10), "no takeover: {}", alive.log_text());
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "no takeover: {}",
+            alive.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(alive.pid(), Some(second));

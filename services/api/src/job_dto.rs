@@ -3,9 +3,7 @@
 use crate::dto::in_range;
 use crate::error::ApiError;
 use serde::{Deserialize, Serialize};
-use sluice_core::scheduling::{
-    Backoff, CatchUp, Compaction, Job, JobKind, JobSpec, Run, RunState,
-};
+use sluice_core::scheduling::{Backoff, CatchUp, Compaction, Job, JobKind, JobSpec, Run, RunState};
 use sluice_core::{Millis, StreamName, TableName};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
@@ -108,7 +106,12 @@ impl PutJobBody {
             .map(StreamName::parse)
             .transpose()
             .map_err(|e| ApiError::invalid(e.0))?;
-        let initial = in_range("backoff_seconds", self.backoff_seconds.unwrap_or(30), 1, 86400)?;
+        let initial = in_range(
+            "backoff_seconds",
+            self.backoff_seconds.unwrap_or(30),
+            1,
+            86400,
+        )?;
         Ok(JobSpec {
             glue_job_name: self.glue_job_name,
             kind,
@@ -129,7 +132,8 @@ impl PutJobBody {
                 initial_seconds: initial,
                 max_seconds: in_range(
                     "max_backoff_seconds",
-                    self.max_backoff_seconds.unwrap_or(900.max(i64::from(initial))),
+                    self.max_backoff_seconds
+                        .unwrap_or(900.max(i64::from(initial))),
                     1,
                     86400,
                 )?,

@@ -57,7 +57,8 @@ async fn save(
     let now = sluice_store::system_now();
     if c.state != from {
         // The compaction's change first: what it did to its run follows.
-        w.events.insert(0, compaction::event(&c, Some(from), now, None));
+        w.events
+            .insert(0, compaction::event(&c, Some(from), now, None));
     }
     w.compactions.push(Versioned { value: c, version });
     write(cx, w).await
@@ -98,19 +99,25 @@ async fn acquire(
                 c.state = CompactionState::Waiting;
                 c.updated_at = sluice_store::system_now();
                 beats.0.insert(c.id, Instant::now());
-                save(cx, c, version, from, ScheduleWrite::default()).await.map(|_| ())
+                save(cx, c, version, from, ScheduleWrite::default())
+                    .await
+                    .map(|_| ())
             }
             // The key's lease ended before it was recorded: ask anew.
             _ => {
                 c.lease_requests += 1;
-                save(cx, c, version, from, ScheduleWrite::default()).await.map(|_| ())
+                save(cx, c, version, from, ScheduleWrite::default())
+                    .await
+                    .map(|_| ())
             }
         },
         Err(error) => {
             tracing::warn!(compaction = %c.id, %error, "write lease refused; asking again shortly");
             c.not_before = Millis(sluice_store::system_now().0 + 10_000);
             c.error = Some(error.to_string());
-            save(cx, c, version, from, ScheduleWrite::default()).await.map(|_| ())
+            save(cx, c, version, from, ScheduleWrite::default())
+                .await
+                .map(|_| ())
         }
     }
 }
@@ -134,7 +141,9 @@ async fn waiting(
             if let Err(error) = heartbeat(cx, &c, beats, true).await? {
                 tracing::warn!(compaction = %c.id, %error, "write lease gone as it was granted");
                 end_lease(&mut c, true, Some(error.to_string()));
-                return save(cx, c, version, from, ScheduleWrite::default()).await.map(|_| ());
+                return save(cx, c, version, from, ScheduleWrite::default())
+                    .await
+                    .map(|_| ());
             }
             granted(cx, c, version, from).await
         }
@@ -145,7 +154,9 @@ async fn waiting(
         Some(lease) => {
             let revoked = lease.state == LeaseState::Revoked;
             end_lease(&mut c, revoked, lease.end_reason);
-            save(cx, c, version, from, ScheduleWrite::default()).await.map(|_| ())
+            save(cx, c, version, from, ScheduleWrite::default())
+                .await
+                .map(|_| ())
         }
         None => Ok(()),
     }
@@ -180,7 +191,8 @@ async fn heartbeat(
     beats: &mut Beats,
     force: bool,
 ) -> Result<Result<(), RuleError>, Failure> {
-    let every = std::time::Duration::from_secs(u64::from(cx.config.compaction_lease_ttl_seconds) / 3);
+    let every =
+        std::time::Duration::from_secs(u64::from(cx.config.compaction_lease_ttl_seconds) / 3);
     let due = beats.0.get(&c.id).is_none_or(|b| b.elapsed() >= every);
     let Some(lease_id) = c.lease_id else {
         return Ok(Ok(()));
@@ -235,14 +247,17 @@ async fn granted(
         Err(_) => Vec::new(),
     };
     let log = cx.store.snapshot_log(&c.table).await?;
-    let horizon = snapshots::retention(&log, current, &snapshots::readers(&live), now).safe_older_than;
+    let horizon =
+        snapshots::retention(&log, current, &snapshots::readers(&live), now).safe_older_than;
     let Some(job) = cx.store.job(&c.job).await? else {
         c.state = CompactionState::Failed;
         c.failure = Some(CompactionFailure::RunFailed);
         c.error = Some(format!("compaction job `{}` is not defined", c.job));
         c.ended_at = Some(now);
         release(cx, &c).await?;
-        return save(cx, c, version, from, ScheduleWrite::default()).await.map(|_| ());
+        return save(cx, c, version, from, ScheduleWrite::default())
+            .await
+            .map(|_| ());
     };
     let (lease_id, token) = (c.lease_id.expect("granted"), c.token.unwrap_or_default());
     let mut sluice_args = BTreeMap::from([
@@ -257,8 +272,18 @@ async fn granted(
         sluice_args.insert("--sluice-expire-older-than".into(), h.to_rfc3339());
     }
     let lease = Some((lease_id.to_string(), token.to_string()));
-    let trigger = Trigger::Compaction { compaction_id: c.id };
-    let r = match crate::ops::new_run(&job, trigger, &BTreeMap::new(), lease, sluice_args, Some(c.table.clone()), now) {
+    let trigger = Trigger::Compaction {
+        compaction_id: c.id,
+    };
+    let r = match crate::ops::new_run(
+        &job,
+        trigger,
+        &BTreeMap::new(),
+        lease,
+        sluice_args,
+        Some(c.table.clone()),
+        now,
+    ) {
         Ok(r) => r,
         Err(error) => {
             c.state = CompactionState::Failed;
@@ -266,7 +291,9 @@ async fn granted(
             c.error = Some(error);
             c.ended_at = Some(now);
             release(cx, &c).await?;
-            return save(cx, c, version, from, ScheduleWrite::default()).await.map(|_| ());
+            return save(cx, c, version, from, ScheduleWrite::default())
+                .await
+                .map(|_| ());
         }
     };
     c.state = CompactionState::Running;
@@ -276,7 +303,10 @@ async fn granted(
     c.updated_at = now;
     let w = ScheduleWrite {
         events: vec![run::event(&r, None, now, None)],
-        runs: vec![Versioned { value: r, version: 0 }],
+        runs: vec![Versioned {
+            value: r,
+            version: 0,
+        }],
         ..Default::default()
     };
     save(cx, c, version, from, w).await.map(|_| ())
@@ -304,7 +334,11 @@ async fn running(
     let Some(run_id) = c.runs.last().copied() else {
         return Ok(());
     };
-    let Some(Versioned { value: mut r, version: run_version }) = cx.store.run(run_id).await? else {
+    let Some(Versioned {
+        value: mut r,
+        version: run_version,
+    }) = cx.store.run(run_id).await?
+    else {
         return Ok(());
     };
     let now = sluice_store::system_now();
@@ -324,7 +358,10 @@ async fn running(
             } else if let Ok(t) = r.cancel(now, false) {
                 w.events.push(run::event(&r, Some(t.from), now, None));
             }
-            w.runs.push(Versioned { value: r, version: run_version });
+            w.runs.push(Versioned {
+                value: r,
+                version: run_version,
+            });
             return save(cx, c, version, from, w).await.map(|_| ());
         }
         return Ok(());
@@ -347,7 +384,12 @@ async fn running(
             .await?
             .and_then(|s| s.current_snapshot_id);
         let log = cx.store.snapshot_log(&c.table).await?;
-        match verify(&log, c.base_snapshot_id, current, c.token.unwrap_or_default()) {
+        match verify(
+            &log,
+            c.base_snapshot_id,
+            current,
+            c.token.unwrap_or_default(),
+        ) {
             Ok(result) => {
                 c.state = CompactionState::Succeeded;
                 c.result_snapshot_id = Some(result);
@@ -373,11 +415,17 @@ async fn running(
         // Failed in Glue (dead-lettered: a compaction run has one attempt),
         // or cancelled: retry under a new lease, or give up.
         c.failures += 1;
-        c.error = r.error.clone().or_else(|| Some(format!("run {} ended {}", r.id, r.state.as_str())));
+        c.error = r
+            .error
+            .clone()
+            .or_else(|| Some(format!("run {} ended {}", r.id, r.state.as_str())));
         if r.state == RunState::DeadLetter {
             if let Ok(t) = r.discard(now) {
                 w.events.push(run::event(&r, Some(t.from), now, None));
-                w.runs.push(Versioned { value: r.clone(), version: run_version });
+                w.runs.push(Versioned {
+                    value: r.clone(),
+                    version: run_version,
+                });
             }
         }
         if c.failures < c.max_attempts && r.state != RunState::Cancelled {

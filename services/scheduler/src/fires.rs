@@ -37,12 +37,25 @@ pub(crate) async fn fire_due(cx: &Context<'_>) -> Result<(), Failure> {
                 fire_at,
                 missed: f.missed.saturating_sub(1),
             };
-            match crate::ops::new_run(&job, trigger, &BTreeMap::new(), None, BTreeMap::new(), None, now) {
+            match crate::ops::new_run(
+                &job,
+                trigger,
+                &BTreeMap::new(),
+                None,
+                BTreeMap::new(),
+                None,
+                now,
+            ) {
                 Ok(r) => {
                     w.events.push(run::event(&r, None, now, None));
-                    w.runs.push(Versioned { value: r, version: 0 });
+                    w.runs.push(Versioned {
+                        value: r,
+                        version: 0,
+                    });
                 }
-                Err(error) => tracing::error!(job = %job.name, %error, "cannot fill in the run's arguments"),
+                Err(error) => {
+                    tracing::error!(job = %job.name, %error, "cannot fill in the run's arguments")
+                }
             }
         } else {
             tracing::info!(job = %job.name, missed = f.missed, "schedule fires missed while away: skipped");

@@ -8,7 +8,9 @@ use aws_sdk_glue::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_glue::operation::start_job_run::StartJobRunError;
 use aws_sdk_glue::types::JobRun;
 use aws_sdk_glue::Client;
-use sluice_core::scheduling::glue::{GlueError, GlueFuture, GluePort, GlueRun, GlueState, RUN_ID_ARG};
+use sluice_core::scheduling::glue::{
+    GlueError, GlueFuture, GluePort, GlueRun, GlueState, RUN_ID_ARG,
+};
 use sluice_core::Millis;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -78,7 +80,10 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
                 _ => GlueError::Unavailable(message),
             }
         }
-        _ => GlueError::Unavailable(format!("{}", aws_sdk_glue::error::DisplayErrorContext(&error))),
+        _ => GlueError::Unavailable(format!(
+            "{}",
+            aws_sdk_glue::error::DisplayErrorContext(&error)
+        )),
     }
 }
 
@@ -90,7 +95,9 @@ fn run_of(r: &JobRun) -> Result<GlueRun, GlueError> {
     let state = r
         .job_run_state()
         .and_then(|s| GlueState::parse(s.as_str()))
-        .ok_or_else(|| GlueError::Unavailable(format!("job run {:?} has no known state", r.id())))?;
+        .ok_or_else(|| {
+            GlueError::Unavailable(format!("job run {:?} has no known state", r.id()))
+        })?;
     let capacity_seconds = r
         .max_capacity()
         .map(|c| c * f64::from(r.execution_time()))
@@ -130,10 +137,16 @@ impl GluePort for Glue {
                     .map(str::to_owned)
                     .ok_or_else(|| GlueError::Unavailable("StartJobRun answered no run id".into())),
                 Err(SdkError::ServiceError(s))
-                    if matches!(s.err(), StartJobRunError::ConcurrentRunsExceededException(_)) =>
+                    if matches!(
+                        s.err(),
+                        StartJobRunError::ConcurrentRunsExceededException(_)
+                    ) =>
                 {
                     Err(GlueError::ConcurrentRunsExceeded(
-                        s.err().message().unwrap_or("concurrent runs exceeded").to_owned(),
+                        s.err()
+                            .message()
+                            .unwrap_or("concurrent runs exceeded")
+                            .to_owned(),
                     ))
                 }
                 Err(e) => Err(classify(e)),
@@ -209,7 +222,9 @@ impl GluePort for Glue {
                     let detail = e.error_detail();
                     let code = detail.and_then(|d| d.error_code()).unwrap_or("Unknown");
                     let message = detail.and_then(|d| d.error_message()).unwrap_or_default();
-                    Err(GlueError::Refused(format!("BatchStopJobRun: {code}: {message}")))
+                    Err(GlueError::Refused(format!(
+                        "BatchStopJobRun: {code}: {message}"
+                    )))
                 }
             }
         })

@@ -63,9 +63,9 @@ impl Leader {
 
     /// Whether a side effect may start now and finish within `call`.
     pub fn may_act(&self, call: Duration) -> bool {
-        self.held.as_ref().is_some_and(|h| {
-            h.token.is_some() && h.beat.elapsed() + call < self.ttl() * 2 / 3
-        })
+        self.held
+            .as_ref()
+            .is_some_and(|h| h.token.is_some() && h.beat.elapsed() + call < self.ttl() * 2 / 3)
     }
 
     /// Acquire, heartbeat or wait, as due; answers the fence when leading.

@@ -98,7 +98,8 @@ pub fn spawn(
     stop: tokio_util::sync::CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut leader = leader::Leader::new(store.clone(), &config.replica, config.leader_ttl_seconds);
+        let mut leader =
+            leader::Leader::new(store.clone(), &config.replica, config.leader_ttl_seconds);
         let mut bucket = rate::Bucket::new(config.glue_calls_per_second);
         let mut compaction_beats = compactions::Beats::default();
         let mut tick = tokio::time::interval(config.tick);
@@ -129,7 +130,11 @@ pub fn spawn(
                 Ok(()) => {}
                 Err(Failure::Deposed) => {
                     tracing::warn!("the store refused a write as deposed: no longer leading");
-                    leader = leader::Leader::new(store.clone(), &config.replica, config.leader_ttl_seconds);
+                    leader = leader::Leader::new(
+                        store.clone(),
+                        &config.replica,
+                        config.leader_ttl_seconds,
+                    );
                 }
                 Err(Failure::Store(error)) => tracing::warn!(%error, "scheduler tick failed"),
             }

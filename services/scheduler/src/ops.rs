@@ -149,13 +149,10 @@ pub async fn queue_run(
     overrides: BTreeMap<String, String>,
     actor: Option<&str>,
 ) -> Result<Run, OpError> {
-    let job = store
-        .job(name)
-        .await?
-        .ok_or_else(|| OpError::NotFound {
-            kind: "job_not_found",
-            message: format!("job `{name}` is not defined (PUT /v1/jobs/{name} first)"),
-        })?;
+    let job = store.job(name).await?.ok_or_else(|| OpError::NotFound {
+        kind: "job_not_found",
+        message: format!("job `{name}` is not defined (PUT /v1/jobs/{name} first)"),
+    })?;
     if job.spec.kind == JobKind::Compaction {
         return Err(OpError::Conflict {
             kind: "compaction_job",
@@ -165,8 +162,16 @@ pub async fn queue_run(
         });
     }
     let now = now();
-    let run = new_run(&job, Trigger::Manual, &overrides, None, BTreeMap::new(), None, now)
-        .map_err(OpError::Invalid)?;
+    let run = new_run(
+        &job,
+        Trigger::Manual,
+        &overrides,
+        None,
+        BTreeMap::new(),
+        None,
+        now,
+    )
+    .map_err(OpError::Invalid)?;
     let event = run_rules::event(&run, None, now, actor);
     write(
         store,
@@ -194,13 +199,10 @@ async fn write(store: &Store, w: ScheduleWrite) -> Result<(), OpError> {
 }
 
 async fn read_run(store: &Store, id: RunId) -> Result<Versioned<Run>, OpError> {
-    store
-        .run(id)
-        .await?
-        .ok_or_else(|| OpError::NotFound {
-            kind: "run_not_found",
-            message: format!("run {id} does not exist"),
-        })
+    store.run(id).await?.ok_or_else(|| OpError::NotFound {
+        kind: "run_not_found",
+        message: format!("run {id} does not exist"),
+    })
 }
 
 /// An operator's action on a run, as one versioned write.

@@ -222,7 +222,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 replica: format!("{}:{}", hostname(), std::process::id()),
                 ..defaults
             };
-            serve(&bind, &auth, tls, api, http, store_config, writer, iceberg, scheduler).await
+            serve(
+                &bind,
+                &auth,
+                tls,
+                api,
+                http,
+                store_config,
+                writer,
+                iceberg,
+                scheduler,
+            )
+            .await
         }
         Cmd::Token(cmd) => token_cli::run(cmd, &file).await,
     }
@@ -266,12 +277,11 @@ async fn serve(
             sluice_store::spawn_watcher(store.clone(), catalogs.clone(), iceberg.refresh_interval);
         (nudges, Some(task))
     };
-    let views: std::sync::Arc<dyn sluice_core::views::ViewPort> = std::sync::Arc::new(
-        sluice_containers::Containers::new(
+    let views: std::sync::Arc<dyn sluice_core::views::ViewPort> =
+        std::sync::Arc::new(sluice_containers::Containers::new(
             iceberg.aws_region.clone(),
             iceberg.aws_endpoint_url.clone(),
-        ),
-    );
+        ));
     let glue = std::sync::Arc::new(sluice_scheduler::Glue::new(
         iceberg.aws_region,
         iceberg.aws_endpoint_url,

@@ -35,7 +35,7 @@ pub use outbox::{spawn_executor, RemapError, RemapOrder};
 pub use ports::{
     Backend, CatalogState, ContainerPort, Due, EventPort, EventQuery, Fence, HydrationPort,
     HydrationQuery, LeasePort, LeaseView, RunQuery, SchedulePort, ScheduleWrite, SnapshotChanges,
-    SnapshotPort, StreamPort, TableSummary, TokenPort, TokenRecord, Versioned, VersionSummary,
+    SnapshotPort, StreamPort, TableSummary, TokenPort, TokenRecord, VersionSummary, Versioned,
     Written,
 };
 pub use pruner::Retention;

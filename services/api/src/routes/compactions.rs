@@ -61,7 +61,9 @@ async fn request(
     let table = parse_user_table(&table)?;
     caller.require_on(Permission::RequestCompactions, &table)?;
     if body.requested_by.trim().is_empty() || body.requested_by.len() > 256 {
-        return Err(ApiError::invalid("requested_by must be 1 to 256 characters"));
+        return Err(ApiError::invalid(
+            "requested_by must be 1 to 256 characters",
+        ));
     }
     let not_before = body
         .not_before
@@ -81,7 +83,11 @@ async fn request(
         caller.actor().as_deref(),
     )
     .await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, axum::Json(c.into())))
 }
 
@@ -97,7 +103,12 @@ async fn list(
     let table = parse_table(&table)?;
     caller.require_on(Permission::ReadJobs, &table)?;
     let limit = dto::limit(params.limit)?;
-    let before = params.before.as_deref().filter(|b| !b.is_empty()).map(parse_id).transpose()?;
+    let before = params
+        .before
+        .as_deref()
+        .filter(|b| !b.is_empty())
+        .map(parse_id)
+        .transpose()?;
     let found = app.store.compactions(&table, before, limit).await?;
     let next_before = (found.len() == limit as usize)
         .then(|| found.last().map(|c| c.id.to_string()))

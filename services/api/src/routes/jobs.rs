@@ -6,7 +6,9 @@ use crate::auth::Caller;
 use crate::dto;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
-use crate::job_dto::{JobBody, JobsPage, PageParams, PutJobBody, RunBody, RunParams, RunsPage, StartRunBody};
+use crate::job_dto::{
+    JobBody, JobsPage, PageParams, PutJobBody, RunBody, RunParams, RunsPage, StartRunBody,
+};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -44,8 +46,12 @@ impl From<OpError> for ApiError {
 }
 
 fn parse_run_id(raw: &str) -> Result<RunId, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::bad_request("invalid_run_id", format!("`{raw}` is not a run id (a UUID)")))
+    raw.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_run_id",
+            format!("`{raw}` is not a run id (a UUID)"),
+        )
+    })
 }
 
 /// Define a job, or replace its definition.
@@ -72,8 +78,13 @@ async fn put_job(
     if let Some(table) = &spec.table {
         caller.require_table(table)?;
     }
-    let (job, created) = ops::define_job(&app.store, &name, spec, caller.actor().as_deref()).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let (job, created) =
+        ops::define_job(&app.store, &name, spec, caller.actor().as_deref()).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, axum::Json(job.into())))
 }
 
@@ -90,7 +101,11 @@ async fn get_job(
 ) -> Result<axum::Json<JobBody>, ApiError> {
     caller.require(Permission::ReadJobs)?;
     let job = app.store.job(&name).await?.ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "job_not_found", format!("job `{name}` is not defined"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "job_not_found",
+            format!("job `{name}` is not defined"),
+        )
     })?;
     Ok(axum::Json(job.into()))
 }
@@ -212,7 +227,11 @@ async fn get_run(
     caller.require(Permission::ReadJobs)?;
     let id = parse_run_id(&id)?;
     let run = app.store.run(id).await?.ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "run_not_found", format!("run {id} does not exist"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "run_not_found",
+            format!("run {id} does not exist"),
+        )
     })?;
     Ok(axum::Json(run.value.into()))
 }

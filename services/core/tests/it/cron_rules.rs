@@ -258,7 +258,7 @@ proptest! {
             if let Some(p) = prev {
                 // Consecutive fires are a day apart, give or take the shift.
                 let gap = next.0 - p.0;
-                prop_assert!(gap >= 22 * HOUR && gap <= 26 * HOUR, "gap {} h", gap as f64 / HOUR as f64);
+                prop_assert!((22 * HOUR..=26 * HOUR).contains(&gap), "gap {} h", gap as f64 / HOUR as f64);
             }
             prev = Some(next);
             t = next;

@@ -275,7 +275,11 @@ impl PgBackend {
             .bind(l.iter().map(|l| l.pin_snapshot_id).collect::<Vec<_>>())
             .bind(e.iter().map(|e| e.at.0).collect::<Vec<_>>())
             .bind(e.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
-            .bind(e.iter().map(|e| e.table.as_ref().map(|t| t.to_string())).collect::<Vec<_>>())
+            .bind(
+                e.iter()
+                    .map(|e| e.table.as_ref().map(|t| t.to_string()))
+                    .collect::<Vec<_>>(),
+            )
             .bind(
                 e.iter()
                     .map(|e| e.lease_id.map(|l| l.to_string()))

@@ -235,7 +235,10 @@ impl SchedulePort for PgBackend {
     }
 }
 
-async fn write(tx: &mut Transaction<'_, Postgres>, w: &ScheduleWrite) -> Result<Written, StoreError> {
+async fn write(
+    tx: &mut Transaction<'_, Postgres>,
+    w: &ScheduleWrite,
+) -> Result<Written, StoreError> {
     if let Some(fence) = &w.fence {
         if !holds(tx, fence).await? {
             return Ok(Written::Deposed);

@@ -87,7 +87,11 @@ mod tests {
         }
         for s in CompactionState::ALL {
             let quoted = format!("'{}'", s.as_str());
-            assert_eq!(PENDING_COMPACTIONS.contains(&quoted), !s.is_final(), "{quoted}");
+            assert_eq!(
+                PENDING_COMPACTIONS.contains(&quoted),
+                !s.is_final(),
+                "{quoted}"
+            );
         }
     }
 }

@@ -240,14 +240,13 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, w: &ScheduleWrite) -> Result<Wr
         }
     }
     for (name, expected, next) in &w.fires {
-        let done = sqlx::query(
-            "UPDATE jobs SET next_fire_at = ?3 WHERE name = ?1 AND next_fire_at IS ?2",
-        )
-        .bind(name)
-        .bind(expected.map(|m| m.0))
-        .bind(next.map(|m| m.0))
-        .execute(&mut **tx)
-        .await?;
+        let done =
+            sqlx::query("UPDATE jobs SET next_fire_at = ?3 WHERE name = ?1 AND next_fire_at IS ?2")
+                .bind(name)
+                .bind(expected.map(|m| m.0))
+                .bind(next.map(|m| m.0))
+                .execute(&mut **tx)
+                .await?;
         if done.rows_affected() == 0 {
             return Ok(Written::Conflict);
         }

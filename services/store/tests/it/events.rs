@@ -48,9 +48,11 @@ async fn events_follow_commit_order_and_filter_by_table_kind_and_scope() {
             .await
             .unwrap();
         assert!(
-            scoped
-                .iter()
-                .all(|e| e.event.table.as_ref().is_some_and(|t| t.as_str() == "hr.payroll")),
+            scoped.iter().all(|e| e
+                .event
+                .table
+                .as_ref()
+                .is_some_and(|t| t.as_str() == "hr.payroll")),
             "{}",
             b.name
         );
