@@ -10,6 +10,8 @@ its control API:
                            "concurrent_exceeded": {"JOB": N},
                            "commands": {"JOB": ["python", "script.py", ...]}}
     GET  /_double/calls   -> {"ACTION": count, "StartJobRun:JOB": count, ...}
+    POST /_double/finish  {"job": "JOB"} -> {"finished": N, "at": EPOCH_SECONDS}
+                          (every RUNNING-scripted run of JOB now SUCCEEDED)
 
 - outcomes: each StartJobRun of JOB takes the next outcome; GetJobRun(s)
   then report it: FAILED/ERROR/TIMEOUT (with an ErrorMessage), SUCCEEDED,
@@ -112,6 +114,7 @@ def launch(job, run_id, arguments):
         threading.Thread(target=drain, daemon=True).start()
     else:
         state = {"outcome": take("outcomes", job), "process": None, "stopped": False}
+    state["job"] = job
     RUNS[run_id] = state
 
 
@@ -149,6 +152,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path == "/_double/finish":
+            job = json.loads(body or b"{}")["job"]
+            with LOCK:
+                done = 0
+                for state in RUNS.values():
+                    if state.get("job") == job and state["outcome"] == "RUNNING":
+                        state["outcome"] = "SUCCEEDED"
+                        done += 1
+                return self.reply(200, {"finished": done, "at": now()}, "application/json")
         if self.path == "/_double/script":
             with LOCK:
                 for kind, value in json.loads(body or b"{}").items():

@@ -102,6 +102,7 @@ pub fn spawn(
             leader::Leader::new(store.clone(), &config.replica, config.leader_ttl_seconds);
         let mut bucket = rate::Bucket::new(config.glue_calls_per_second);
         let mut compaction_beats = compactions::Beats::default();
+        let mut stats = TickStats::default();
         let mut tick = tokio::time::interval(config.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -120,12 +121,14 @@ pub fn spawn(
                 fence,
                 leader: &leader,
             };
+            let began = std::time::Instant::now();
             let outcome = async {
                 fires::fire_due(&cx).await?;
                 compactions::advance(&cx, &mut compaction_beats).await?;
                 runs::advance(&cx, &mut bucket).await
             }
             .await;
+            stats.record(began.elapsed());
             match outcome {
                 Ok(()) => {}
                 Err(Failure::Deposed) => {
@@ -141,6 +144,37 @@ pub fn spawn(
         }
         leader.resign().await;
     })
+}
+
+/// How long the leader's ticks take, logged every 30 s (what a tick costs
+/// with many jobs and runs; `scripts/scheduler-bench.sh` reads it).
+#[derive(Default)]
+struct TickStats {
+    ticks: u32,
+    total: Duration,
+    max: Duration,
+    since: Option<std::time::Instant>,
+}
+
+impl TickStats {
+    fn record(&mut self, took: Duration) {
+        let since = *self.since.get_or_insert_with(std::time::Instant::now);
+        self.ticks += 1;
+        self.total += took;
+        self.max = self.max.max(took);
+        if since.elapsed() >= Duration::from_secs(30) {
+            tracing::info!(
+                ticks = self.ticks,
+                mean_ms = format!(
+                    "{:.3}",
+                    self.total.as_secs_f64() * 1000.0 / f64::from(self.ticks)
+                ),
+                max_ms = format!("{:.3}", self.max.as_secs_f64() * 1000.0),
+                "scheduler ticks"
+            );
+            *self = TickStats::default();
+        }
+    }
 }
 
 /// Why a tick stopped early.

@@ -465,6 +465,8 @@ pub struct TableSummary {
     pub waiters: u32,
 }
 
+/// Events of sluice's own tables (`sluice_system.*`: the scheduler's
+/// leader lease) are left out unless `table` names one.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
     pub after: i64,

@@ -15,7 +15,10 @@ impl EventPort for PgBackend {
             let rows: Vec<EventRow> = sqlx::query_as(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events \
                  WHERE id > $1 AND ($2::text IS NULL OR table_name = $2) AND ($3::text IS NULL OR kind = $3) \
-                 AND {} AND (stream_name IS NULL OR {}) AND ($6::text IS NULL OR stream_name = $6) ORDER BY id LIMIT $4",
+                 AND {} AND (stream_name IS NULL OR {}) AND ($6::text IS NULL OR stream_name = $6) \
+                 AND ($2::text IS NOT NULL OR table_name IS NULL OR NOT starts_with(table_name, 'sluice_system.')) \
+                 ORDER BY id LIMIT $4",
+                // sluice's own tables (the scheduler's leader lease) only when asked by name.
                 // A stream's event needs its stream and its table in scope.
                 in_scopes(5, "table_name"),
                 in_scopes(5, "stream_name")

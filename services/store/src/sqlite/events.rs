@@ -15,7 +15,10 @@ impl EventPort for SqliteBackend {
             let rows: Vec<EventRow> = sqlx::query_as(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events \
                  WHERE id > ?1 AND (?2 IS NULL OR table_name = ?2) AND (?3 IS NULL OR kind = ?3) AND {} AND (stream_name IS NULL OR {}) \
-                 AND (?6 IS NULL OR stream_name = ?6) ORDER BY id LIMIT ?4",
+                 AND (?6 IS NULL OR stream_name = ?6) \
+                 AND (?2 IS NOT NULL OR table_name IS NULL OR substr(table_name, 1, 14) <> 'sluice_system.') \
+                 ORDER BY id LIMIT ?4",
+                // sluice's own tables (the scheduler's leader lease) only when asked by name.
                 // A stream's event needs its stream and its table in scope.
                 in_scopes(5, "table_name"),
                 in_scopes(5, "stream_name")
