@@ -93,7 +93,11 @@ async fn request(
 
 #[utoipa::path(get, path = "/v1/tables/{table}/compactions", tag = "tables",
     params(("table" = String, Path, description = "`namespace.table`"), CompactionParams),
-    responses((status = 200, description = "The table's compactions, newest first", body = CompactionsPage)))]
+    responses(
+        (status = 200, description = "The table's compactions, newest first", body = CompactionsPage),
+        (status = 400, description = "Malformed table name, query or `before` id", body = ErrorBody),
+        (status = 422, description = "`limit` out of range", body = ErrorBody),
+    ))]
 async fn list(
     State(app): State<AppState>,
     caller: Caller,
@@ -124,6 +128,7 @@ async fn list(
            ("id" = String, Path, description = "The compaction's id")),
     responses(
         (status = 200, description = "The compaction", body = CompactionBody),
+        (status = 400, description = "Malformed table name or compaction id", body = ErrorBody),
         (status = 404, description = "No such compaction of this table (`compaction_not_found`)", body = ErrorBody),
     ))]
 async fn get_compaction(

@@ -112,7 +112,11 @@ async fn get_job(
 
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
     params(PageParams),
-    responses((status = 200, description = "Definitions by name", body = JobsPage)))]
+    responses(
+        (status = 200, description = "Definitions by name", body = JobsPage),
+        (status = 400, description = "Malformed query", body = ErrorBody),
+        (status = 422, description = "`limit` out of range", body = ErrorBody),
+    ))]
 async fn list_jobs(
     State(app): State<AppState>,
     caller: Caller,
@@ -159,6 +163,7 @@ async fn start_run(
     params(RunParams),
     responses(
         (status = 200, description = "A page of runs", body = RunsPage),
+        (status = 400, description = "Malformed query or `after` run id", body = ErrorBody),
         (status = 422, description = "Unknown state or bad `since`", body = ErrorBody),
     ))]
 async fn list_runs(
@@ -217,6 +222,7 @@ async fn list_runs(
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 200, description = "The run", body = RunBody),
+        (status = 400, description = "Not a run id (`invalid_run_id`)", body = ErrorBody),
         (status = 404, description = "No such run (`run_not_found`)", body = ErrorBody),
     ))]
 async fn get_run(
@@ -243,6 +249,7 @@ async fn get_run(
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 200, description = "Cancelled, or its cancel requested", body = RunBody),
+        (status = 400, description = "Not a run id (`invalid_run_id`)", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "It has ended (`run_state`), or belongs to a compaction", body = ErrorBody),
     ))]
@@ -261,6 +268,7 @@ async fn cancel_run(
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 200, description = "Queued again", body = RunBody),
+        (status = 400, description = "Not a run id (`invalid_run_id`)", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "Not dead-lettered (`run_state`)", body = ErrorBody),
     ))]
@@ -279,6 +287,7 @@ async fn retry_run(
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 200, description = "Discarded", body = RunBody),
+        (status = 400, description = "Not a run id (`invalid_run_id`)", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "Not dead-lettered (`run_state`)", body = ErrorBody),
     ))]
