@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 RUNS="${RUNS:-1000}"
 JOBS="${JOBS:-10000}"
 scripts/ensure-venv.sh .venv-ingest integration-tests/ingest/requirements.txt
-cargo build --release --bins --quiet
+[ -n "${NO_BUILD:-}" ] || cargo build --release --bins --quiet
 bin="${CARGO_TARGET_DIR:-target}/release"
 work=$(mktemp -d)
 pids=()
