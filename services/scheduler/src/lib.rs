@@ -49,6 +49,9 @@ pub struct SchedulerConfig {
     pub compaction_lease_ttl_seconds: u32,
     /// This replica's name in the leader lease's holder.
     pub replica: String,
+    /// The URL the jobs sluice starts reach it at, passed to every run as
+    /// `--sluice-url` (none: the jobs are told nothing and need their own).
+    pub advertise_url: Option<String>,
 }
 
 impl Default for SchedulerConfig {
@@ -65,6 +68,7 @@ impl Default for SchedulerConfig {
             glue_timeout: Duration::from_secs(5),
             compaction_lease_ttl_seconds: 120,
             replica: std::process::id().to_string(),
+            advertise_url: None,
         }
     }
 }

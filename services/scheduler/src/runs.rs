@@ -7,6 +7,7 @@
 use crate::rate::Bucket;
 use crate::{jitter, write, Context, Failure};
 use sluice_core::scheduling::glue::{GlueError, GlueRun, GlueState};
+use sluice_core::scheduling::glue::URL_ARG;
 use sluice_core::scheduling::run::{self, start_arguments, Transition};
 use sluice_core::scheduling::{Run, RunState};
 use sluice_store::{ScheduleWrite, Versioned};
@@ -74,7 +75,10 @@ async fn start(cx: &Context<'_>, mut r: Run, version: i64) -> Result<(), Failure
 }
 
 async fn call_start(cx: &Context<'_>, mut r: Run, version: i64) -> Result<(), Failure> {
-    let args = start_arguments(&r);
+    let mut args = start_arguments(&r);
+    if let Some(url) = &cx.config.advertise_url {
+        args.insert(URL_ARG.to_owned(), url.clone());
+    }
     let answer = cx.glue.start_job_run(&r.glue_job_name, &args).await;
     let now = sluice_store::system_now();
     let t = match answer {

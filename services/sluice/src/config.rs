@@ -72,6 +72,9 @@ pub struct SchedulerSection {
     /// TTL of a compaction's write lease, heartbeated while it runs
     /// (default 120).
     pub compaction_lease_ttl_seconds: Option<u32>,
+    /// The URL Glue jobs reach sluice at, passed to the runs it starts as
+    /// `--sluice-url`.
+    pub advertise_url: Option<String>,
 }
 
 /// How sluice reaches AWS for its own calls (Glue containers' views);

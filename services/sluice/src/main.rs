@@ -94,6 +94,11 @@ enum Cmd {
         /// lives (default 120).
         #[arg(long, env = "SLUICE__SCHEDULER__COMPACTION_LEASE_TTL_SECONDS", value_parser = clap::value_parser!(u32).range(3..=86400))]
         compaction_lease_ttl_seconds: Option<u32>,
+        /// The URL the Glue jobs sluice starts reach it at (through a load
+        /// balancer, say), passed to every run as `--sluice-url` so that
+        /// the job's client needs no configuration of its own.
+        #[arg(long, env = "SLUICE__SCHEDULER__ADVERTISE_URL")]
+        advertise_url: Option<String>,
         #[command(flatten)]
         storage: StorageArgs,
     },
@@ -151,6 +156,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             run_poll_max_seconds,
             leader_ttl_seconds,
             compaction_lease_ttl_seconds,
+            advertise_url,
             storage,
         } => {
             init_logging();
@@ -220,6 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .or(file.scheduler.compaction_lease_ttl_seconds)
                     .unwrap_or(defaults.compaction_lease_ttl_seconds),
                 replica: format!("{}:{}", hostname(), std::process::id()),
+                advertise_url: advertise_url.or_else(|| file.scheduler.advertise_url.clone()),
                 ..defaults
             };
             serve(

@@ -125,6 +125,8 @@ pub trait GluePort: Send + Sync + 'static {
 
 /// The argument that carries sluice's run id (and attempt) into Glue.
 pub const RUN_ID_ARG: &str = "--sluice-run-id";
+/// Where the run reaches sluice (the `--advertise-url` it was started with).
+pub const URL_ARG: &str = "--sluice-url";
 
 /// What `--sluice-run-id` holds for an attempt: the run id and the attempt
 /// number, so a retry is never mistaken for the attempt before it.
