@@ -19,6 +19,11 @@ cargo build --workspace --all-targets --quiet
 # The ingestion tests run a Python job (pyiceberg) against moto's Glue and S3.
 scripts/ensure-venv.sh .venv-ingest integration-tests/ingest/requirements.txt
 cargo test --workspace
+# The Python client Glue jobs import: mypy --strict, then its tests against
+# the built binary (a lease revoked mid-block, sluice killed mid-batch).
+scripts/ensure-venv.sh .venv-client clients/python/requirements-dev.txt
+.venv-client/bin/mypy --strict clients/python/src
+.venv-client/bin/python -m unittest discover -s clients/python/tests
 # schemathesis against the committed spec on a live server: no 5xx, no
 # response outside the spec, no invalid request accepted.
 scripts/fuzz.sh

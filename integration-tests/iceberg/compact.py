@@ -2,6 +2,7 @@
 token, table and base snapshot from the job arguments, rewrites the
 table's data files as one `overwrite` snapshot whose summary carries the
 token (`sluice.lease-token`, the fence carried into Iceberg), and exits.
+It reads sluice's arguments with the client's `from_glue_args`.
 
     compact.py --catalog CATALOG_JSON --mode rewrite|noop|foreign-token
                --sluice-table NS.T --sluice-token N --sluice-lease-id ID
@@ -14,6 +15,7 @@ token (`sluice.lease-token`, the fence carried into Iceberg), and exits.
 """
 
 import json
+import os
 import sys
 import time
 import uuid
@@ -21,17 +23,15 @@ import uuid
 from pyiceberg.catalog import load_catalog
 from pyiceberg.io.pyarrow import _dataframe_to_data_files
 
-
-def args(argv):
-    out = {}
-    it = iter(argv)
-    for key in it:
-        out[key.lstrip("-")] = next(it, "")
-    return out
+# The job's one dependency on sluice: its client (as Glue's
+# --additional-python-modules would install it).
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "clients", "python", "src"))
+from sluice_client import TOKEN_PROPERTY, from_glue_args  # noqa: E402
 
 
 def main(argv):
-    a = args(argv[1:])
+    glue = from_glue_args(argv)
+    a = glue.arguments
     if "record" in a:
         with open(a["record"], "a") as f:
             f.write(json.dumps(a) + "\n")
@@ -41,13 +41,16 @@ def main(argv):
         return
     props = json.loads(a["catalog"])
     name = props.pop("name")
-    table = load_catalog(name, **props).load_table(a["sluice-table"])
-    base = a.get("sluice-base-snapshot-id")
+    table = load_catalog(name, **props).load_table(glue.table)
+    base = glue.base_snapshot_id
     current = table.current_snapshot()
-    if base and current is not None and str(current.snapshot_id) != base:
+    if base and current is not None and current.snapshot_id != base:
         # Ingestion may append meanwhile: the rewrite still descends from it.
         print(f"base {base}, current {current.snapshot_id}", file=sys.stderr)
-    token = a["sluice-token"] if mode == "rewrite" else str(int(a["sluice-token"]) + 1000)
+    # The fence carried into Iceberg: the lease's token in the summary.
+    fence = glue.snapshot_properties()
+    if mode == "foreign-token":
+        fence[TOKEN_PROPERTY] = str(glue.token + 1000)
     old = [task.file for task in table.scan().plan_files()]
     df = table.scan().to_arrow()
     with table.transaction() as tx:
@@ -56,8 +59,7 @@ def main(argv):
                 table_metadata=tx.table_metadata, df=df, io=tx._table.io, write_uuid=uuid.uuid4()
             )
         )
-        props = {"sluice.lease-token": token, "sluice.lease-id": a.get("sluice-lease-id", "")}
-        with tx.update_snapshot(snapshot_properties=props).overwrite() as ow:
+        with tx.update_snapshot(snapshot_properties=fence).overwrite() as ow:
             for f in old:
                 ow.delete_data_file(f)
             for f in new:
