@@ -30,7 +30,9 @@ def until(check: Any, seconds: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-class Leases(unittest.TestCase):
+class WithServer(unittest.TestCase):
+    """One sluice process for the class's tests (each uses its own names)."""
+
     server: Server
     client: Client
 
@@ -43,6 +45,8 @@ class Leases(unittest.TestCase):
     def tearDownClass(cls) -> None:
         cls.server.close()
 
+
+class Leases(WithServer):
     def setUp(self) -> None:
         self.table = f"sales.t{time.monotonic_ns()}"
         self.client.put_table(self.table)
@@ -116,19 +120,7 @@ class Leases(unittest.TestCase):
         self.assertEqual(self.client.lease(lease.lease_id)["state"], "released")
 
 
-class Batches(unittest.TestCase):
-    server: Server
-    client: Client
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.server = Server()
-        cls.client = Client(cls.server.url)
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.server.close()
-
+class Batches(WithServer):
     def setUp(self) -> None:
         self.stream = f"sales.s{time.monotonic_ns()}"
         self.client.put_table(self.stream + "_t")

@@ -46,9 +46,7 @@ class Batch:
 
     def check(self) -> None:
         """Raise `BatchLost` if the batch is no longer this run's."""
-        if self.lost.is_set():
-            raise BatchLost(f"batch {self.batch_id} of {self.stream}",
-                            self._keeper.reason or "gone", self._keeper.cause)
+        self._keeper.check(BatchLost, f"batch {self.batch_id} of {self.stream}")
 
     def __enter__(self) -> "Batch":
         self.open()

@@ -27,6 +27,8 @@ class ApiError(SluiceError):
         self.body = body
         self.type: str = str(error.get("type") or f"http_{status}")
         self.message: str = str(error.get("message") or "")
+        # The `Retry-After` header of a 429 or 503, in seconds.
+        self.retry_after: Optional[float] = None
         super().__init__(f"{status} {self.type}: {self.message}")
 
     @property

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Type
 
 from .errors import ApiError, Conflict, LeaseLost
-from .lease import Lease
+from .lease import Lease, poll_seconds
 
 if TYPE_CHECKING:
     from .client import Client
@@ -67,19 +67,18 @@ class Hydration:
 
     def __exit__(self, kind: Optional[Type[BaseException]], error: Optional[BaseException],
                  trace: Optional[TracebackType]) -> None:
-        self.lease._keeper.stop()
         # The lease belongs to the hydration: cancelling ends both.
-        self.lease._released = True
+        self.lease.abandon()
         if self.state not in FINAL and not self.lost.is_set():
             reason = f"the job failed: {error!r}" if error is not None else "the job ended"
             self.cancel(reason)
 
     def start(self) -> "Hydration":
         deadline = time.monotonic() + self.lease.wait
-        request = dict(self.request, wait_seconds=int(min(50, self.lease.wait)))
+        request = dict(self.request, wait_seconds=poll_seconds(deadline))
         sent = time.monotonic()
         self.body = self._client.call("POST", "/v1/hydrations", request,
-                                      timeout=min(50, self.lease.wait) + 30)
+                                      timeout=poll_seconds(deadline) + 30)
         lease = self.body.get("lease") or {"lease_id": self.body["lease_id"], "state": "waiting"}
         try:
             self.lease.adopt(lease, deadline, sent)
@@ -105,7 +104,7 @@ class Hydration:
         except Conflict as e:
             if e.type in ("stale_token", "hydration_ended", "lease_expired", "lease_revoked",
                           "lease_released", "lease_cancelled"):
-                self.lease._keeper.mark_lost(e.type, e)
+                self.lease.mark_lost(e.type, e)
                 raise LeaseLost(f"hydration {self.id}", e.type, e) from e
             raise
         return self.body

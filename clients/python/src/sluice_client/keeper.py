@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Type
 
-from .errors import ApiError, ConnectionFailed
+from .errors import ApiError, ConnectionFailed, Lost
 from .transport import Retry
 
 
@@ -41,6 +41,11 @@ class Keeper:
         if not self.lost.is_set():
             self.reason, self.cause = reason, cause
             self.lost.set()
+
+    def check(self, kind: Type[Lost], what: str) -> None:
+        """Raise `kind` if what is held is gone."""
+        if self.lost.is_set():
+            raise kind(what, self.reason or "gone", self.cause)
 
     def beat_now(self) -> None:
         """One heartbeat, in the caller's thread (errors are raised)."""

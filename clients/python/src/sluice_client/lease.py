@@ -69,9 +69,7 @@ class Lease:
 
     def check(self) -> None:
         """Raise `LeaseLost` if the lease is gone."""
-        if self.lost.is_set():
-            raise LeaseLost(f"{self.mode} lease {self.lease_id} on {self.table}",
-                            self._keeper.reason or "gone", self._keeper.cause)
+        self._keeper.check(LeaseLost, f"{self.mode} lease {self.lease_id} on {self.table}")
 
     # --- the steps --------------------------------------------------------
 
@@ -80,14 +78,14 @@ class Lease:
         `LeaseTimeout` if it is not granted in time (nothing is held then)."""
         deadline = time.monotonic() + self.wait
         body: Dict[str, Any] = {"mode": self.mode, "holder": self.holder, "ttl_seconds": self.ttl,
-                                "wait_seconds": _poll(deadline), "idempotency_key": self.idempotency_key}
+                                "wait_seconds": poll_seconds(deadline), "idempotency_key": self.idempotency_key}
         if self.pin_snapshot_id is not None:
             body["pin_snapshot_id"] = self.pin_snapshot_id
         if self.purpose:
             body["purpose"] = self.purpose
         sent = time.monotonic()
         answer = self._client.call("POST", f"/v1/tables/{self.table}/leases", body,
-                                   timeout=_poll(deadline) + 30)
+                                   timeout=poll_seconds(deadline) + 30)
         self.adopt(answer, deadline, sent)
         return self
 
@@ -102,8 +100,8 @@ class Lease:
                                    f"{self.wait:g} s (position {answer.get('position')})")
             sent = time.monotonic()
             answer = self._client.call("GET", f"/v1/leases/{self.lease_id}",
-                                       query={"wait_seconds": _poll(deadline)},
-                                       timeout=_poll(deadline) + 30)
+                                       query={"wait_seconds": poll_seconds(deadline)},
+                                       timeout=poll_seconds(deadline) + 30)
             self._set(answer)
         if answer.get("state") != "granted":
             raise LeaseTimeout(f"{self.mode} lease {self.lease_id} on {self.table} ended while "
@@ -115,6 +113,16 @@ class Lease:
         """One heartbeat now (the background thread does this by itself)."""
         self.check()
         self._keeper.beat_now()
+
+    def mark_lost(self, reason: str, cause: Optional[BaseException] = None) -> None:
+        """Something other than a heartbeat learnt the lease is gone."""
+        self._keeper.mark_lost(reason, cause)
+
+    def abandon(self) -> None:
+        """Stop heartbeating without releasing: the lease ends with what
+        owns it (a hydration's ends when the hydration does)."""
+        self._keeper.stop()
+        self._released = True
 
     def release(self) -> None:
         """Stop heartbeating and release (safe to repeat)."""
@@ -152,5 +160,6 @@ class Lease:
                                   query={"token": current["token"]})
 
 
-def _poll(deadline: float) -> int:
+def poll_seconds(deadline: float) -> int:
+    """One long-poll's wait: what is left until `deadline`, at most POLL_SECONDS."""
     return int(max(0, min(POLL_SECONDS, deadline - time.monotonic())))

@@ -62,7 +62,7 @@ class Transport:
             except ApiError as e:
                 if e.status not in (429, 503) or not _more(policy, attempt, deadline):
                     raise
-                pause = policy.pause(attempt, _retry_after(e))
+                pause = policy.pause(attempt, e.retry_after)
             except ConnectionFailed as e:
                 sent = not isinstance(e.__cause__, ConnectionRefusedError)
                 if (sent and not idempotent) or not _more(policy, attempt, deadline):
@@ -90,7 +90,7 @@ class Transport:
         except urllib.error.HTTPError as e:
             raw = e.read()
             error = api_error(e.code, _json(raw, e.code))
-            error.retry_after = e.headers.get("Retry-After")  # type: ignore[attr-defined]
+            error.retry_after = _seconds(e.headers.get("Retry-After"))
             raise error from None
         except urllib.error.URLError as e:
             reason = e.reason if isinstance(e.reason, BaseException) else OSError(str(e.reason))
@@ -113,12 +113,11 @@ def _refused(reason: BaseException) -> BaseException:
     return reason
 
 
-def _retry_after(error: ApiError) -> Optional[float]:
-    value = getattr(error, "retry_after", None)
+def _seconds(value: Optional[str]) -> Optional[float]:
     try:
         return float(value) if value is not None else None
     except ValueError:
-        return None
+        return None  # an HTTP date: back off as usual
 
 
 def _json(raw: bytes, status: int) -> Dict[str, Any]:
