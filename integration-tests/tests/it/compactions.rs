@@ -78,7 +78,17 @@ async fn a_compaction_waits_for_readers_then_rewrites_under_its_token_and_is_che
     double
         .script(json!({ "commands": { "compact-orders": [python, script] } }))
         .await;
-    let server = scheduled(&double, dir.path(), &["--refresh-interval-seconds", "3600"]).await;
+    let server = scheduled(
+        &double,
+        dir.path(),
+        &[
+            "--refresh-interval-seconds",
+            "3600",
+            "--advertise-url",
+            "http://sluice.internal:7878",
+        ],
+    )
+    .await;
     let catalog = glue_catalog(&double.lake);
     py(&catalog, &["create", TABLE]).await;
     for _ in 0..3 {
@@ -198,6 +208,8 @@ async fn a_compaction_waits_for_readers_then_rewrites_under_its_token_and_is_che
     assert_eq!(recorded["sluice-lease-id"], lease_id);
     assert_eq!(recorded["sluice-token"], token.to_string());
     assert_eq!(recorded["sluice-table"], TABLE);
+    // Where the job's client reaches sluice (`--advertise-url`).
+    assert_eq!(recorded["sluice-url"], "http://sluice.internal:7878");
     assert_eq!(
         recorded["sluice-base-snapshot-id"],
         done["base_snapshot_id"].to_string()

@@ -6,8 +6,7 @@
 
 use crate::rate::Bucket;
 use crate::{jitter, write, Context, Failure};
-use sluice_core::scheduling::glue::URL_ARG;
-use sluice_core::scheduling::glue::{GlueError, GlueRun, GlueState};
+use sluice_core::scheduling::glue::{GlueError, GlueRun, GlueState, URL_ARG};
 use sluice_core::scheduling::run::{self, start_arguments, Transition};
 use sluice_core::scheduling::{Run, RunState};
 use sluice_store::{ScheduleWrite, Versioned};
