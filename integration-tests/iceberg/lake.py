@@ -5,6 +5,7 @@
     lake.py CATALOG_JSON expire TABLE SNAPSHOT_ID
     lake.py CATALOG_JSON expire-older-than TABLE RFC3339
     lake.py CATALOG_JSON snapshots TABLE       -> JSON: pyiceberg's view
+    lake.py CATALOG_JSON add-column TABLE NAME -> a new optional string column
     lake.py CATALOG_JSON glue-table DB.NAME    -> JSON: Glue's GetTable (null if none)
 
 CATALOG_JSON is the pyiceberg catalog's properties as a JSON object, with
@@ -105,6 +106,9 @@ def main(argv):
 
         t = cat.load_table(table)
         t.maintenance.expire_snapshots().older_than(datetime.fromisoformat(argv[4])).commit()
+    elif command == "add-column":
+        with cat.load_table(table).update_schema() as update:
+            update.add_column(argv[4], StringType())
     elif command == "snapshots":
         t = cat.load_table(table)
         print(

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Ingest an AWS DMS output prefix into a table, keeping the position in sluice.
 
-This models an AWS Glue job reading what AWS DMS writes to S3 (here a local
-folder) and merging it into an Iceberg table in a Glue catalog (pyiceberg;
-the tests run it against moto's Glue and S3):
+This models an AWS Glue job reading what AWS DMS writes to S3 (an
+`s3://bucket/prefix/`, or a local folder) and merging it into an Iceberg
+table in a Glue catalog (pyiceberg; the tests run it against moto's Glue
+and S3). It speaks to sluice only through its client, `sluice_client`:
 
   * full-load files  LOAD00000001.csv, ... (or SEGMENTn_LOAD00000001.csv),
     columns id,name,amount;
@@ -26,7 +27,7 @@ batch (`sluice.batch-id` in its summary); the commit to sluice carries the
 snapshot id.
 
 Usage (catalog flags: --table NS.NAME [--catalog-uri URL] [--region R]):
-  dms_ingest.py --url URL --stream NAME --prefix DIR --table NS.NAME --run-id ID
+  dms_ingest.py --url URL --stream NAME --prefix DIR|s3://B/P/ --table NS.NAME --run-id ID
   dms_ingest.py --setup --table NS.NAME --warehouse s3://BUCKET/   create them
   dms_ingest.py --dump --table NS.NAME       print the table's rows as JSON
   dms_ingest.py --snapshots --table NS.NAME  print its snapshots and batches
@@ -43,19 +44,23 @@ Test hooks (environment):
 import argparse
 import csv
 import hashlib
+import io
 import json
 import os
 import re
 import signal
 import sys
 import time
-import urllib.error
-import urllib.request
 import warnings
 
 import pyarrow as pa
 from pyiceberg.catalog import load_catalog
 from pyiceberg.expressions import In
+
+# The job's one dependency on sluice: its client (as Glue's
+# --additional-python-modules would install it).
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "clients", "python", "src"))
+from sluice_client import ApiError, BatchLost, Client, SluiceError  # noqa: E402
 
 # pyiceberg warns on stderr about what the job does on purpose.
 warnings.filterwarnings("ignore", message="Delete operation did not match any records")
@@ -68,95 +73,46 @@ SCHEMA_HASH = hashlib.sha256(",".join(SCHEMA).encode()).hexdigest()
 LOAD_FILE = re.compile(r"^(SEGMENT\d+_)?LOAD[0-9A-Fa-f]{8}\.csv$")
 CDC_FILE = re.compile(r"^\d{8}-\d{9}\.csv$")
 
-# Errors about a batch we held that mean another run may have taken over (our
-# TTL ran out, or the batch was failed): drop the work and reopen, which
-# resumes from whatever the bookmark says now.
-LOST_BATCH = {"batch_expired", "batch_finished", "stale_token"}
-
-
-class ApiError(Exception):
-    """A non-2xx answer from sluice, with its JSON error body."""
-
-    def __init__(self, status, body):
-        super().__init__(f"HTTP {status}: {body}")
-        self.status = status
-        self.body = body
-
-    @property
-    def type(self):
-        error = self.body.get("error") if isinstance(self.body, dict) else None
-        return error.get("type") if isinstance(error, dict) else None
-
-
-class Sluice:
-    """The few calls of sluice's streams API the job uses."""
-
-    def __init__(self, url, stream, token):
-        self.base = url.rstrip("/") + "/v1/streams/" + stream
-        self.token = token
-
-    def call(self, method, path, body=None):
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base + path, data=data, method=method)
-        request.add_header("Accept", "application/json")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        if self.token:
-            request.add_header("Authorization", "Bearer " + self.token)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as e:
-            raw = e.read()
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = {"error": {"type": f"http_{e.code}",
-                                  "message": raw.decode(errors="replace")}}
-            raise ApiError(e.code, body) from None
-
-    def open_batch(self, run_id, ttl, wait):
-        """Open a batch, waiting (up to `wait` seconds) while another run's
-        batch is open: that is how a restarted run outlasts a killed one."""
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                return self.call("POST", "/batches", {"run_id": run_id, "ttl_seconds": ttl})
-            except ApiError as e:
-                if e.status == 409 and e.type == "batch_open" and time.monotonic() < deadline:
-                    time.sleep(0.5)
-                    continue
-                raise
-
-    def heartbeat(self, batch, ttl):
-        return self.call("POST", f"/batches/{batch['batch_id']}/heartbeat",
-                         {"token": batch["token"], "ttl_seconds": ttl})
-
-    def commit(self, batch, body):
-        return self.call("POST", f"/batches/{batch['batch_id']}/commit",
-                         dict(body, token=batch["token"]))
-
-    def fail(self, batch, reason):
-        try:
-            return self.call("POST", f"/batches/{batch['batch_id']}/fail",
-                             {"token": batch["token"], "reason": reason})
-        except ApiError as e:
-            # Already expired or failed: it is not open any more either way.
-            if e.type not in LOST_BATCH:
-                raise
-
 
 # --- the source: what DMS has written so far --------------------------------
 
-def list_files(prefix):
-    """(LOAD files, CDC files) in the prefix, each sorted by name.
+class Source:
+    """DMS's output: an S3 prefix `s3://bucket/prefix/` (on the catalog's
+    endpoint) or a local folder. Anything that is not a LOAD or CDC file
+    (temporary names, other objects) is ignored, so a file only counts once
+    it is there whole, as with an S3 object."""
 
-    Anything else (temporary names, other objects) is ignored, so a file only
-    counts once it is there whole, as with an S3 object."""
-    names = os.listdir(prefix)
-    loads = sorted(n for n in names if LOAD_FILE.match(n))
-    cdcs = sorted(n for n in names if CDC_FILE.match(n))
-    return loads, cdcs
+    def __init__(self, prefix, endpoint, region):
+        self.prefix = prefix
+        self.s3 = None
+        if prefix.startswith("s3://"):
+            import boto3  # pyiceberg's Glue catalog brings it
+            self.bucket, _, self.key_prefix = prefix[len("s3://"):].partition("/")
+            if self.key_prefix and not self.key_prefix.endswith("/"):
+                self.key_prefix += "/"
+            self.s3 = boto3.client("s3", region_name=region, endpoint_url=endpoint)
+
+    def names(self):
+        if self.s3 is None:
+            return os.listdir(self.prefix)
+        names = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.key_prefix):
+            names += [o["Key"][len(self.key_prefix):] for o in page.get("Contents", [])]
+        return [n for n in names if "/" not in n]
+
+    def list(self):
+        """(LOAD files, CDC files), each sorted by name."""
+        names = self.names()
+        loads = sorted(n for n in names if LOAD_FILE.match(n))
+        cdcs = sorted(n for n in names if CDC_FILE.match(n))
+        return loads, cdcs
+
+    def open(self, name):
+        if self.s3 is None:
+            return open(os.path.join(self.prefix, name), newline="")
+        body = self.s3.get_object(Bucket=self.bucket, Key=self.key_prefix + name)["Body"].read()
+        return io.StringIO(body.decode(), newline="")
 
 
 def stamp(cdc_file):
@@ -165,11 +121,11 @@ def stamp(cdc_file):
     return cdc_file[: -len(".csv")]
 
 
-def read_changes(path):
+def read_changes(source, path):
     """The file's rows as (op, id, name, amount); LOAD rows are inserts."""
-    cdc = bool(CDC_FILE.match(os.path.basename(path)))
+    cdc = bool(CDC_FILE.match(path))
     expected = (["Op"] if cdc else []) + SCHEMA
-    with open(path, newline="") as f:
+    with source.open(path) as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header != expected:
@@ -261,14 +217,14 @@ def setup(args):
     lake.create_table_if_not_exists(args.table, schema=ARROW_SCHEMA)
 
 
-def merge(table, prefix, files, properties):
+def merge(table, source, files, properties):
     """Stage the files' changes in one Iceberg transaction and return it,
     uncommitted, with the counts. The last change to a key wins; rows are
     upserted and deleted by key, so replaying files gives the same table
     (and no new snapshot when nothing changes)."""
     net = {}
     for name in files:
-        for op, id_, row_name, amount in read_changes(os.path.join(prefix, name)):
+        for op, id_, row_name, amount in read_changes(source, name):
             net[id_] = None if op == "D" else {"id": id_, "name": row_name, "amount": amount}
     upserts = [row for row in net.values() if row is not None]
     deletes = [id_ for id_, row in net.items() if row is None]
@@ -303,67 +259,54 @@ def snapshots(args):
 # --- the job -----------------------------------------------------------------
 
 def run(args):
-    api = Sluice(args.url, args.stream, args.token)
+    client = Client(args.url, token=args.token)
+    source = Source(args.prefix, args.catalog_uri, args.region)
     lake = catalog(args)
     crash_after = int(os.environ.get("CRASH_AFTER_WORK") or 0)
     pause = float(os.environ.get("SLEEP_PER_BATCH") or 0)
     merges = 0
     while True:
-        batch = api.open_batch(args.run_id, args.ttl, args.wait)
-        loads, cdcs = list_files(args.prefix)
-        step = plan(batch["bookmark"], loads, cdcs, args.files_per_batch, args.cdc_start)
-        if step is None:
-            # Nothing new: give the batch back now rather than let it expire,
-            # so the next run does not wait for it.
-            api.fail(batch, "idle")
-            print(f"idle at version {batch['bookmark']['version']}", flush=True)
-            return 0
-        files, section, load_complete = step
-
-        counts, snapshot_id = {"inserted": 0, "updated": 0, "deleted": 0}, None
-        if files:
-            # The snapshot names the batch that wrote it: the table's history
-            # and the bookmark's can be joined.
-            properties = {"sluice.stream": args.stream, "sluice.batch-id": batch["batch_id"],
-                          "sluice.token": str(batch["token"])}
-            try:
-                table = lake.load_table(args.table)
-                txn, counts = merge(table, args.prefix, files, properties)
-                # Last check before the merge becomes visible in the table:
-                # is the batch still ours? (This also extends its TTL.) A run
-                # that stalled past its TTL must not overwrite what a newer
-                # run has merged since.
-                api.heartbeat(batch, args.ttl)
-            except ApiError as e:
-                if e.type in LOST_BATCH:
-                    print(f"lost batch {batch['batch_id']} ({e.type}); reopening", file=sys.stderr)
-                    continue
-                raise
-            except (OSError, ValueError) as e:
-                api.fail(batch, f"error: {e}")
-                raise
-            snapshot = txn.commit_transaction().current_snapshot()
-            snapshot_id = snapshot.snapshot_id if snapshot else None
-            merges += 1
-            if merges == crash_after:
-                # The merge is in the table; sluice never hears of it.
-                os.kill(os.getpid(), signal.SIGKILL)
-
-        body = {"bookmark": section, "counts": counts, "schema_hash": SCHEMA_HASH}
-        if load_complete:
-            body["load_complete"] = True
-        if snapshot_id is not None:
-            body["snapshot_id"] = snapshot_id
         try:
-            result = api.commit(batch, body)
-        except ApiError as e:
-            if e.type in LOST_BATCH:
-                # The merge is in the table but not in the bookmark: the next
-                # batch (ours or another run's) redoes it, idempotently.
-                print(f"lost batch {batch['batch_id']} ({e.type}); reopening", file=sys.stderr)
-                continue
-            raise
-        print(f"batch {batch['batch_id']} committed version {result['bookmark']['version']} "
+            with client.batch(args.stream, run_id=args.run_id, ttl=args.ttl,
+                              wait=args.wait) as batch:
+                loads, cdcs = source.list()
+                step = plan(batch.bookmark, loads, cdcs, args.files_per_batch, args.cdc_start)
+                if step is None:
+                    # Nothing new: give the batch back now rather than let it
+                    # expire, so the next run does not wait for it.
+                    batch.fail("idle")
+                    print(f"idle at version {batch.bookmark['version']}", flush=True)
+                    return 0
+                files, section, load_complete = step
+
+                counts, snapshot_id = {"inserted": 0, "updated": 0, "deleted": 0}, None
+                if files:
+                    # The snapshot names the batch that wrote it: the table's
+                    # history and the bookmark's can be joined.
+                    properties = {"sluice.stream": args.stream, "sluice.batch-id": batch.batch_id,
+                                  "sluice.token": str(batch.token)}
+                    table = lake.load_table(args.table)
+                    txn, counts = merge(table, source, files, properties)
+                    # Last check before the merge becomes visible in the
+                    # table: is the batch still ours? A run that stalled past
+                    # its TTL must not overwrite what a newer run merged since.
+                    batch.heartbeat()
+                    snapshot = txn.commit_transaction().current_snapshot()
+                    snapshot_id = snapshot.snapshot_id if snapshot else None
+                    merges += 1
+                    if merges == crash_after:
+                        # The merge is in the table; sluice never hears of it.
+                        os.kill(os.getpid(), signal.SIGKILL)
+
+                result = batch.commit(bookmark=section, counts=counts,
+                                      load_complete=load_complete, snapshot_id=snapshot_id,
+                                      schema_hash=SCHEMA_HASH)
+        except BatchLost as e:
+            # Another run may own the stream now. A merge already in the table
+            # but not in the bookmark is redone by the next batch, idempotently.
+            print(f"lost batch {batch.batch_id} ({e.reason}); reopening", file=sys.stderr)
+            continue
+        print(f"batch {batch.batch_id} committed version {result['bookmark']['version']} "
               f"files {json.dumps(files)}", flush=True)
         if pause:
             time.sleep(pause)
@@ -373,7 +316,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="sluice's base URL")
     parser.add_argument("--stream", help="the sluice stream, e.g. sales.orders_cdc")
-    parser.add_argument("--prefix", help="the DMS output folder")
+    parser.add_argument("--prefix", help="the DMS output: s3://bucket/prefix/ or a folder")
     parser.add_argument("--table", help="the Iceberg table, namespace.name")
     parser.add_argument("--warehouse", help="the warehouse, s3://bucket/ (for --setup)")
     parser.add_argument("--catalog-uri", default=None,
@@ -423,8 +366,7 @@ def main(argv=None):
     except ApiError as e:
         print(json.dumps(e.body), file=sys.stderr)
         return 1
-    except (OSError, ValueError) as e:
-        # OSError covers an unreachable server (urllib.error.URLError).
+    except (SluiceError, OSError, ValueError) as e:
         print(json.dumps({"error": {"type": "job_error", "message": str(e)}}), file=sys.stderr)
         return 1
 

@@ -23,10 +23,10 @@ on_both_backends!(
     two_racing_runs_record_every_file_exactly_once,
 );
 
-const STREAM: &str = "sales.orders_cdc";
-const TABLE: &str = "sales.orders";
+pub(crate) const STREAM: &str = "sales.orders_cdc";
+pub(crate) const TABLE: &str = "sales.orders";
 /// When the full load started: CDC resumes from here once it is over.
-const CDC_START: &str = "20240501-000000000";
+pub(crate) const CDC_START: &str = "20240501-000000000";
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ingest/dms_ingest.py")
@@ -44,7 +44,7 @@ fn python() -> Command {
 }
 
 /// Run blocking work (child processes, files) off the async workers.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(work)
         .await
         .expect("blocking task")
@@ -52,15 +52,15 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 
 /// The folder DMS writes to, the job's target table, and a model of what
 /// that table must hold: LOAD rows then CDC changes, in the order written.
-struct Dms {
+pub(crate) struct Dms {
     dir: tempfile::TempDir,
-    loads: Vec<String>,
-    cdcs: Vec<String>,
+    pub(crate) loads: Vec<String>,
+    pub(crate) cdcs: Vec<String>,
     model: BTreeMap<i64, (String, i64)>,
 }
 
 impl Dms {
-    fn new() -> Dms {
+    pub(crate) fn new() -> Dms {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir(dir.path().join("prefix")).expect("prefix dir");
         Dms {
@@ -71,12 +71,12 @@ impl Dms {
         }
     }
 
-    fn prefix(&self) -> PathBuf {
+    pub(crate) fn prefix(&self) -> PathBuf {
         self.dir.path().join("prefix")
     }
 
     /// Full-load file `n`: every row an upsert.
-    fn load(&mut self, n: u32, rows: &[(i64, &str, i64)]) {
+    pub(crate) fn load(&mut self, n: u32, rows: &[(i64, &str, i64)]) {
         let name = format!("LOAD{n:08X}.csv");
         let mut text = String::from("id,name,amount\n");
         for &(id, row_name, amount) in rows {
@@ -88,7 +88,7 @@ impl Dms {
     }
 
     /// CDC file at commit time `stamp` (`YYYYMMDD-HHMMSSmmm`): I, U or D rows.
-    fn cdc(&mut self, stamp: &str, rows: &[(&str, i64, &str, i64)]) {
+    pub(crate) fn cdc(&mut self, stamp: &str, rows: &[(&str, i64, &str, i64)]) {
         let name = format!("{stamp}.csv");
         let mut text = String::from("Op,id,name,amount\n");
         for &(op, id, row_name, amount) in rows {
@@ -112,7 +112,7 @@ impl Dms {
     }
 
     /// The model as the job's `--dump` prints a table: `[[id,name,amount],...]`.
-    fn expected(&self) -> Value {
+    pub(crate) fn expected(&self) -> Value {
         self.model
             .iter()
             .map(|(id, (name, amount))| json!([id, name, amount]))
@@ -122,18 +122,24 @@ impl Dms {
 
 /// How every run of the job is started: the same flags whatever the phase.
 #[derive(Clone)]
-struct Job {
+pub(crate) struct Job {
     url: String,
-    prefix: PathBuf,
+    /// A folder, or `s3://bucket/prefix/` on the lake's endpoint.
+    prefix: String,
     catalog_uri: String,
 }
 
 impl Job {
     /// The job over `dms`, and its Iceberg table created in `lake`.
     async fn new(s: &Server, dms: &Dms, lake: &Lake) -> Job {
+        Job::over(s, &dms.prefix().display().to_string(), lake).await
+    }
+
+    /// The job over a prefix, and its Iceberg table created in `lake`.
+    pub(crate) async fn over(s: &Server, prefix: &str, lake: &Lake) -> Job {
         let job = Job {
             url: s.url.clone(),
-            prefix: dms.prefix(),
+            prefix: prefix.to_owned(),
             catalog_uri: lake.url.clone(),
         };
         let setup = job.clone();
@@ -155,14 +161,14 @@ impl Job {
         output.stdout
     }
 
-    fn command(&self, run_id: &str, ttl_seconds: u32) -> Command {
+    pub(crate) fn command(&self, run_id: &str, ttl_seconds: u32) -> Command {
         let args = [
             "--url".to_owned(),
             self.url.clone(),
             "--stream".into(),
             STREAM.into(),
             "--prefix".into(),
-            self.prefix.display().to_string(),
+            self.prefix.clone(),
             "--table".into(),
             TABLE.into(),
             "--catalog-uri".into(),
@@ -197,12 +203,12 @@ impl Job {
     }
 
     /// The Iceberg table's rows, as `[[id,name,amount],...]` sorted by id.
-    fn dump(&self) -> Value {
+    pub(crate) fn dump(&self) -> Value {
         serde_json::from_slice(&self.table_output(&["--dump"])).expect("--dump prints JSON")
     }
 
     /// The table's snapshots: snapshot id -> the sluice batch that wrote it.
-    fn snapshots(&self) -> BTreeMap<i64, String> {
+    pub(crate) fn snapshots(&self) -> BTreeMap<i64, String> {
         let listed: Vec<Value> = serde_json::from_slice(&self.table_output(&["--snapshots"]))
             .expect("--snapshots prints JSON");
         listed
@@ -218,7 +224,7 @@ impl Job {
 }
 
 /// The hash of the job's data columns, to register as the expected one.
-fn schema_hash() -> String {
+pub(crate) fn schema_hash() -> String {
     let output = python()
         .arg("--schema-hash")
         .output()
@@ -228,22 +234,22 @@ fn schema_hash() -> String {
 }
 
 /// A run of the job in progress.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     stdout: BufReader<ChildStdout>,
 }
 
 /// A finished run.
 #[derive(Debug)]
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
+pub(crate) struct Finished {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
     stderr: String,
 }
 
 impl Finished {
     /// Exit 0, or fail the test with everything the job printed.
-    fn assert_success(&self) {
+    pub(crate) fn assert_success(&self) {
         assert!(
             self.status.success(),
             "the job failed ({:?})\nstdout:\n{}\nstderr:\n{}",
@@ -255,14 +261,14 @@ impl Finished {
 }
 
 impl Running {
-    fn start(mut command: Command) -> Running {
+    pub(crate) fn start(mut command: Command) -> Running {
         let mut child = command.spawn().expect("spawn the job");
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         Running { child, stdout }
     }
 
     /// The next line the job prints ("" once it has exited).
-    fn line(&mut self) -> String {
+    pub(crate) fn line(&mut self) -> String {
         let mut line = String::new();
         self.stdout
             .read_line(&mut line)
@@ -273,7 +279,7 @@ impl Running {
     /// Wait for the end (a run that hangs is killed after a generous while).
     /// Its output is a few lines, well within a pipe's buffer, so waiting
     /// before reading cannot block the job.
-    fn finish(mut self, earlier: &str) -> Finished {
+    pub(crate) fn finish(mut self, earlier: &str) -> Finished {
         let deadline = Instant::now() + Duration::from_secs(400);
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("wait for the job") {
@@ -312,7 +318,7 @@ impl Drop for Running {
     }
 }
 
-fn run(command: Command) -> Finished {
+pub(crate) fn run(command: Command) -> Finished {
     Running::start(command).finish("")
 }
 

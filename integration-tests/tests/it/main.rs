@@ -21,6 +21,7 @@ mod replicas;
 mod scheduler;
 mod snapshots;
 mod spec;
+mod story;
 mod streams;
 mod tables;
 mod typed_client;

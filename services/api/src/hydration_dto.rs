@@ -98,6 +98,7 @@ pub enum HydrationStateBody {
     Snapshot,
     CatchingUp,
     Live,
+    Completed,
     Failed,
     Cancelled,
     Superseded,
@@ -111,6 +112,7 @@ impl From<HydrationState> for HydrationStateBody {
             HydrationState::Snapshot => HydrationStateBody::Snapshot,
             HydrationState::CatchingUp => HydrationStateBody::CatchingUp,
             HydrationState::Live => HydrationStateBody::Live,
+            HydrationState::Completed => HydrationStateBody::Completed,
             HydrationState::Failed => HydrationStateBody::Failed,
             HydrationState::Cancelled => HydrationStateBody::Cancelled,
             HydrationState::Superseded => HydrationStateBody::Superseded,
@@ -156,7 +158,7 @@ pub struct HydrationBody {
     pub lag_threshold_snapshots: u32,
     pub progress: ProgressView,
     pub lag: LagView,
-    /// Why it failed, went stale, was cancelled or superseded.
+    /// Why it completed, failed, went stale, was cancelled or superseded.
     pub reason: Option<String>,
     /// Its read lease (same id as the hydration).
     pub lease_id: String,

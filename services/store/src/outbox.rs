@@ -182,7 +182,7 @@ impl Store {
                 .await?;
             ids.extend(
                 page.iter()
-                    .filter(|h| h.id != by && !h.state.is_final())
+                    .filter(|h| h.id != by && (!h.state.is_final() || h.state.is_mappable()))
                     .filter(|h| left.contains(&h.target.as_str()))
                     .map(|h| h.id),
             );
@@ -219,8 +219,9 @@ impl Store {
                 .finish_intent(due.id, Some("the hydration does not exist"), now)
                 .await;
         };
-        if h.state != HydrationState::Live {
-            // It ended (superseded, cancelled...) before its views switched.
+        if !h.state.is_mappable() {
+            // It ended (superseded, cancelled...) before its views switched;
+            // one that completed right after going live still switches.
             return self.backend.finish_intent(due.id, None, now).await;
         }
         let Some(container) = self.backend.container(&h.container).await? else {

@@ -1,8 +1,12 @@
 """`with client.hydration(table, container, target, views=...) as h:`
 creates a hydration and waits for its read lease, heartbeats that lease
-while the job copies, and reports progress under its token. Leaving the
-block cancels the hydration unless it already ended (superseded by a newer
-one, say); the lease ends with it."""
+while the job copies, and reports progress under its token.
+
+Leaving the block normally once the hydration is `live` releases its lease:
+the hydration is then `completed`, its views stay mapped to the copy, and
+compaction waiting for readers can start. Leaving it on an exception, or
+before `live`, cancels the hydration (unless it already ended); the lease
+ends with it."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from .lease import Lease, poll_seconds
 if TYPE_CHECKING:
     from .client import Client
 
-FINAL = ("failed", "cancelled", "superseded", "stale")
+FINAL = ("completed", "failed", "cancelled", "superseded", "stale")
 
 
 class Hydration:
@@ -67,10 +71,15 @@ class Hydration:
 
     def __exit__(self, kind: Optional[Type[BaseException]], error: Optional[BaseException],
                  trace: Optional[TracebackType]) -> None:
+        if error is None and self.state == "live" and not self.lost.is_set():
+            self.lease.release()
+            self.refresh()
+            return
         # The lease belongs to the hydration: cancelling ends both.
         self.lease.abandon()
         if self.state not in FINAL and not self.lost.is_set():
-            reason = f"the job failed: {error!r}" if error is not None else "the job ended"
+            reason = (f"the job failed: {error!r}" if error is not None
+                      else "the job ended before the hydration was live")
             self.cancel(reason)
 
     def start(self) -> "Hydration":

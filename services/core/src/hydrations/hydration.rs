@@ -25,7 +25,11 @@ pub enum HydrationState {
     CatchingUp,
     /// Caught up within its lag threshold: its views may point at it.
     Live,
-    /// Its lease ended (expired, revoked, released) before it finished.
+    /// Its job released the read lease while live: the target holds the
+    /// table as of the snapshot it applied last, and stays mapped until a
+    /// newer hydration supersedes it.
+    Completed,
+    /// Its lease ended (expired, revoked, or released before live).
     Failed,
     Cancelled,
     /// A newer hydration's views replaced it.
@@ -36,11 +40,12 @@ pub enum HydrationState {
 }
 
 impl HydrationState {
-    pub const ALL: [HydrationState; 8] = [
+    pub const ALL: [HydrationState; 9] = [
         HydrationState::Pending,
         HydrationState::Snapshot,
         HydrationState::CatchingUp,
         HydrationState::Live,
+        HydrationState::Completed,
         HydrationState::Failed,
         HydrationState::Cancelled,
         HydrationState::Superseded,
@@ -53,6 +58,7 @@ impl HydrationState {
             HydrationState::Snapshot => "snapshot",
             HydrationState::CatchingUp => "catching_up",
             HydrationState::Live => "live",
+            HydrationState::Completed => "completed",
             HydrationState::Failed => "failed",
             HydrationState::Cancelled => "cancelled",
             HydrationState::Superseded => "superseded",
@@ -60,15 +66,22 @@ impl HydrationState {
         }
     }
 
+    /// Its target holds a whole copy that views may map to.
+    pub fn is_mappable(self) -> bool {
+        matches!(self, HydrationState::Live | HydrationState::Completed)
+    }
+
     pub fn parse(s: &str) -> Option<HydrationState> {
         HydrationState::ALL.into_iter().find(|h| h.as_str() == s)
     }
 
-    /// Final states never change again.
+    /// Final states never change again (but a completed copy can still be
+    /// superseded).
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            HydrationState::Failed
+            HydrationState::Completed
+                | HydrationState::Failed
                 | HydrationState::Cancelled
                 | HydrationState::Superseded
                 | HydrationState::Stale

@@ -239,9 +239,21 @@ pub fn relag(h: &mut Hydration, log: &LogView, now: Millis, events: &mut Vec<New
     }
 }
 
-/// Its read lease ended without the hydration ending first: it failed.
+/// Its read lease ended without the hydration ending first. Released by
+/// its job while live, the hydration is `completed` (the job's run is over
+/// and the copy is whole, which lets compaction in); otherwise it failed.
 pub fn follow_lease(h: &mut Hydration, lease: &Lease, now: Millis, events: &mut Vec<NewEvent>) {
     if h.state.is_final() || lease.is_live() {
+        return;
+    }
+    if h.state == HydrationState::Live && lease.state == LeaseState::Released {
+        let reason = format!(
+            "its job released its read lease while live: the target holds snapshot {}",
+            h.progress
+                .applied_snapshot_id
+                .map_or_else(|| "none".to_owned(), |id| id.to_string())
+        );
+        move_to(h, HydrationState::Completed, Some(reason), now, events);
         return;
     }
     let how = match lease.state {
@@ -279,9 +291,10 @@ pub fn cancel(
     Ok(())
 }
 
-/// A newer hydration's views took over from this one.
+/// A newer hydration's views took over from this one (running or
+/// completed).
 pub fn supersede(h: &mut Hydration, by: HydrationId, now: Millis, events: &mut Vec<NewEvent>) {
-    if h.state.is_final() {
+    if h.state.is_final() && h.state != HydrationState::Completed {
         return;
     }
     let reason = format!("hydration {by} replaced it in its views");

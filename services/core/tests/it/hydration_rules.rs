@@ -202,6 +202,60 @@ fn its_lease_ending_fails_it_unless_it_ended_first() {
 }
 
 #[test]
+fn released_while_live_it_completes_and_can_still_be_superseded() {
+    let log = log(3);
+    let mut events = Vec::new();
+    let released = |h: &Hydration| Lease {
+        id: h.id,
+        table: h.table.clone(),
+        seq: 1,
+        mode: Mode::Read,
+        holder: "h".into(),
+        purpose: None,
+        state: LeaseState::Released,
+        token: Some(1),
+        ttl_seconds: 60,
+        requested_at: Millis(0),
+        granted_at: Some(Millis(0)),
+        expires_at: Millis(60_000),
+        ended_at: Some(Millis(10)),
+        end_reason: None,
+        idempotency_key: None,
+        pin_snapshot_id: None,
+        principal: None,
+    };
+    // Released before live: the copy is not whole, so it failed.
+    let mut early = created(0, &log);
+    rules::follow_lease(&mut early, &released(&early), Millis(1), &mut events);
+    assert_eq!(early.state, HydrationState::Failed);
+
+    let mut h = created(0, &log);
+    rules::progress(
+        &mut h,
+        &report(HydrationPhase::CatchingUp, 102),
+        &log,
+        Millis(3_000_000),
+        &mut events,
+    )
+    .unwrap();
+    assert_eq!(h.state, HydrationState::Live);
+    rules::follow_lease(&mut h, &released(&h), Millis(3_000_001), &mut events);
+    assert_eq!(h.state, HydrationState::Completed);
+    assert!(h.state.is_final() && h.state.is_mappable());
+    assert!(h.reason.as_deref().unwrap().contains("102"));
+    let refused = rules::progress(
+        &mut h,
+        &report(HydrationPhase::CatchingUp, 102),
+        &log,
+        Millis(3_000_002),
+        &mut events,
+    );
+    assert_eq!(refused.unwrap_err().kind(), "hydration_ended");
+    rules::supersede(&mut h, LeaseId::new_v7(), Millis(3_000_003), &mut events);
+    assert_eq!(h.state, HydrationState::Superseded);
+}
+
+#[test]
 fn names_are_checked_before_the_rules_see_them() {
     let ok = new(0);
     assert!(check_new(&ok).is_ok());

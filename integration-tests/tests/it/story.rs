@@ -1,0 +1,504 @@
+//! The platform's story end to end, as a platform engineer runs it: sluice
+//! on PostgreSQL, moto's Glue catalog, Glue jobs and S3 (the Glue double in
+//! front), real Iceberg tables, and every job script speaking to sluice
+//! only through the Python client.
+//!
+//! 1. DMS-shaped LOAD then CDC files land in an S3 bucket;
+//! 2. the ingestion job merges them into the Iceberg table batch by batch,
+//!    resuming from the bookmark (killed once mid-batch);
+//! 3. a hydration job copies the table into a PostgreSQL container under a
+//!    read lease and applies the later snapshots;
+//! 4. compaction, asked for meanwhile, waits for that read lease (sluice is
+//!    killed -9 and restarted while it waits), then sluice starts the
+//!    compaction job through Glue, which rewrites the table under the write
+//!    lease with the token in the snapshot summary;
+//! 5. a schema change: a second hydration fills table v2 and the consumer
+//!    view is remapped to it when it is live;
+//! 6. the view holds exactly the source's rows, the fences held, and the
+//!    event log tells it in order.
+
+use crate::glue_double::GlueDouble;
+use crate::harness::{fresh_database, Server};
+use crate::ingestion::{blocking, run, schema_hash, Dms, Job, Running, CDC_START, STREAM, TABLE};
+use crate::lake::venv;
+use crate::scheduler::define;
+use crate::snapshots::{glue_catalog, py};
+use reqwest::Method;
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection, Row};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CONTAINER: &str = "consumer";
+const VIEW: &str = "orders";
+const DMS_PREFIX: &str = "s3://dms/sales/orders/";
+
+/// Publish what DMS wrote to its folder so far into the S3 bucket, as DMS
+/// writes to S3 (moto's, through its REST API).
+async fn publish(lake_url: &str, dms: &Dms, published: &mut Vec<String>) {
+    let http = reqwest::Client::new();
+    let auth = "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
+    if published.is_empty() {
+        let made = http
+            .put(format!("{lake_url}/dms"))
+            .header("Authorization", auth)
+            .send()
+            .await
+            .unwrap();
+        assert!(made.status().is_success(), "create the bucket: {made:?}");
+    }
+    for name in dms.loads.iter().chain(&dms.cdcs) {
+        if published.contains(name) {
+            continue;
+        }
+        let text = std::fs::read(dms.prefix().join(name)).unwrap();
+        let key = DMS_PREFIX.trim_start_matches("s3://dms/");
+        let put = http
+            .put(format!("{lake_url}/dms/{key}{name}"))
+            .header("Authorization", auth)
+            .body(text)
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success(), "put {name}: {put:?}");
+        published.push(name.clone());
+    }
+}
+
+/// Poll `read` until `done` holds (within 120 s).
+async fn until<F, Fut>(what: &str, read: F, done: impl Fn(&Value) -> bool) -> Value
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Value>,
+{
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let value = read().await;
+        if done(&value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what} never happened: {value}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn get(server: &Server, path: &str) -> Value {
+    let answer = server.call(Method::GET, path, None).await;
+    assert_eq!(answer.status, 200, "GET {path}: {}", answer.body);
+    answer.body
+}
+
+/// The hydration into `target`.
+async fn hydration(server: &Server, target: &str) -> Value {
+    let page = get(server, &format!("/v1/hydrations?table={TABLE}&limit=100")).await;
+    page["hydrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["target"] == target)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// The hydration job into `target`, stopping once live when `stop` exists.
+fn hydrate(server: &Server, catalog: &Value, dsn: &str, target: &str, stop: &Path) -> Running {
+    let mut command = Command::new(venv().join("bin/python"));
+    command
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("story/hydrate.py"))
+        .args(["--url", &server.url, "--catalog", &catalog.to_string()])
+        .args(["--table", TABLE, "--container", CONTAINER, "--dsn", dsn])
+        .args(["--target", target, "--view", VIEW])
+        .arg("--stop-file")
+        .arg(stop)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    Running::start(command)
+}
+
+/// The rows a relation of the container holds: count, and an md5 over
+/// them in key order, next to the md5 of what the source should hold.
+async fn checksum(dsn: &str, relation: &str, expected: &Value) -> ((i64, String), (i64, String)) {
+    let mut conn = PgConnection::connect(dsn).await.unwrap();
+    let text = |id: &Value, name: &Value, amount: &Value| {
+        format!("{id},{},{amount}", name.as_str().unwrap())
+    };
+    let rows = expected.as_array().unwrap();
+    let want: Vec<String> = rows.iter().map(|r| text(&r[0], &r[1], &r[2])).collect();
+    let want_md5: String = sqlx::query_scalar("SELECT md5($1)")
+        .bind(want.join(";"))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let have = sqlx::query(&format!(
+        "SELECT count(*), coalesce(md5(string_agg(id || ',' || name || ',' || amount, ';' ORDER BY id)), '') FROM {relation}"
+    ))
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    (
+        (have.get::<i64, _>(0), have.get::<String, _>(1)),
+        (rows.len() as i64, want_md5),
+    )
+}
+
+/// Every event, oldest first.
+async fn events(server: &Server) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = get(server, &format!("/v1/events?after={after}&limit=1000")).await;
+        let events = page["events"].as_array().unwrap().clone();
+        if events.is_empty() {
+            return all;
+        }
+        after = page["next_after"].as_i64().unwrap();
+        all.extend(events);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_view_exact() {
+    // The platform: Glue (moto, the double in front) running the
+    // compaction script, sluice on PostgreSQL, a PostgreSQL container.
+    let double = GlueDouble::start().await;
+    double.create_job("compact-orders", 1).await;
+    let python = venv().join("bin/python");
+    let compact = concat!(env!("CARGO_MANIFEST_DIR"), "/iceberg/compact.py");
+    double
+        .script(json!({ "commands": { "compact-orders": [python, compact] } }))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = double.config(dir.path());
+    let database = fresh_database().await;
+    let mut server = Server::on_database_with(
+        &database,
+        &[
+            "--auth",
+            "off",
+            "--config",
+            &config,
+            "--run-poll-max-seconds",
+            "1",
+            "--refresh-interval-seconds",
+            "1",
+        ],
+    )
+    .await;
+    let lake = &double.lake;
+    let catalog = glue_catalog(lake);
+    let container_dsn = fresh_database().await;
+
+    // The table in the Glue catalog, its stream over the DMS bucket, the
+    // container, and the compaction job.
+    let job = Job::over(&server, DMS_PREFIX, lake).await;
+    let put = server
+        .call(
+            Method::PUT,
+            &format!("/v1/tables/{TABLE}"),
+            Some(json!({ "catalog": "lake", "compaction_job": "compact" })),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    let hash = blocking(schema_hash).await;
+    let stream = server
+        .call(
+            Method::PUT,
+            &format!("/v1/streams/{STREAM}"),
+            Some(json!({ "table": TABLE, "expected_schema_hash": hash,
+                         "source": { "kind": "dms", "prefix": DMS_PREFIX } })),
+        )
+        .await;
+    assert_eq!(stream.status, 201, "{}", stream.body);
+    let container = server
+        .call(
+            Method::PUT,
+            &format!("/v1/containers/{CONTAINER}"),
+            Some(json!({ "kind": "postgres", "url": container_dsn })),
+        )
+        .await;
+    assert_eq!(container.status, 201, "{}", container.body);
+    define(
+        &server,
+        "compact",
+        json!({ "glue_job_name": "compact-orders", "kind": "compaction", "table": TABLE,
+                "max_attempts": 1,
+                "arguments": { "--catalog": catalog.to_string().replace('{', "{{").replace('}', "}}") } }),
+    )
+    .await;
+
+    // 1. The full load, and the changes made while it ran.
+    let mut dms = Dms::new();
+    let mut published = Vec::new();
+    for n in 1..=3 {
+        let rows: Vec<(i64, String, i64)> = (0..8)
+            .map(|i| {
+                let id = i64::from(n) * 100 + i;
+                (id, format!("load{id}"), id * 3)
+            })
+            .collect();
+        let rows: Vec<(i64, &str, i64)> = rows.iter().map(|(i, s, a)| (*i, s.as_str(), *a)).collect();
+        dms.load(n, &rows);
+    }
+    dms.cdc(
+        "20240501-000100000",
+        &[("U", 101, "changed", 1), ("D", 102, "load102", 306), ("I", 900, "new", 9)],
+    );
+    dms.cdc("20240501-000200000", &[("U", 900, "newer", 10)]);
+    publish(&lake.url, &dms, &mut published).await;
+
+    // 2. Ingestion, killed once right after a merge reached the table and
+    // before sluice heard of it; the next run resumes from the bookmark.
+    let mut killed = job.command("glue-run-1", 2);
+    killed.env("CRASH_AFTER_WORK", "2");
+    let killed = blocking(move || run(killed)).await;
+    assert_eq!(killed.status.signal(), Some(9), "{killed:?}");
+    let resumed = job.command("glue-run-2", 2);
+    blocking(move || run(resumed)).await.assert_success();
+    let bookmark = get(&server, &format!("/v1/streams/{STREAM}/bookmark")).await;
+    assert_eq!(bookmark["phase"], "delta", "{bookmark}");
+    let dumped = job.clone();
+    assert_eq!(blocking(move || dumped.dump()).await, dms.expected());
+
+    // 3. Hydration v1 into the container; it reaches live.
+    let stops = tempfile::tempdir().unwrap();
+    let stop_v1 = stops.path().join("v1");
+    let v1_job = hydrate(&server, &catalog, &container_dsn, "orders_v1", &stop_v1);
+    let (granted, v1_job) = blocking(move || (v1_job.line(), v1_job)).await;
+    let granted: Value = serde_json::from_str(&granted).expect("the job's first line");
+    let v1 = until(
+        "hydration v1 live",
+        || hydration(&server, "orders_v1"),
+        |h| h["state"] == "live",
+    )
+    .await;
+    let v1_id = v1["id"].as_str().unwrap().to_owned();
+    assert_eq!(granted["hydration_id"], v1_id.as_str());
+    let view = until(
+        "the view mapped to v1",
+        || get(&server, &format!("/v1/views/{CONTAINER}/{VIEW}")),
+        |v| v["target"] == "orders_v1",
+    )
+    .await;
+    assert_eq!(view["hydration_id"], v1_id.as_str());
+    // More changes land; the live hydration applies them.
+    dms.cdc(
+        "20240501-000300000",
+        &[("D", 900, "newer", 10), ("U", 200, "later", 7), ("I", 901, "x", 1)],
+    );
+    publish(&lake.url, &dms, &mut published).await;
+    let more = job.command("glue-run-3", 2);
+    blocking(move || run(more)).await.assert_success();
+    let expected = dms.expected();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (have, want) = checksum(&container_dsn, VIEW, &expected).await;
+        if have == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "v1 never applied the later snapshots: {have:?} != {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // 4. The scheduler asks for compaction: it waits for the hydration's
+    // read lease; nothing starts in Glue meanwhile.
+    let asked = server
+        .call(
+            Method::POST,
+            &format!("/v1/tables/{TABLE}/compactions"),
+            Some(json!({ "requested_by": "nightly-scheduler", "reason": "small files" })),
+        )
+        .await;
+    assert_eq!(asked.status, 201, "{}", asked.body);
+    let compaction_id = asked.body["id"].as_str().unwrap().to_owned();
+    let compaction_path = format!("/v1/tables/{TABLE}/compactions/{compaction_id}");
+    until(
+        "the compaction waits",
+        || get(&server, &compaction_path),
+        |c| c["state"] == "waiting",
+    )
+    .await;
+    // sluice dies while the compaction waits, and comes back on the same
+    // database: the hydration's job rides it out on its heartbeat retries.
+    server.kill9();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.restart().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(get(&server, &compaction_path).await["state"], "waiting");
+    assert_eq!(hydration(&server, "orders_v1").await["state"], "live");
+    assert_eq!(double.calls("StartJobRun:compact-orders").await, 0);
+
+    // The hydration's run ends once live: it releases its lease, the
+    // hydration is completed, and the compaction goes ahead.
+    std::fs::write(&stop_v1, "").unwrap();
+    let v1_done = blocking(move || v1_job.finish("")).await;
+    v1_done.assert_success();
+    assert_eq!(hydration(&server, "orders_v1").await["state"], "completed");
+    let compacted = until(
+        "the compaction ends",
+        || get(&server, &compaction_path),
+        |c| matches!(c["state"].as_str(), Some("succeeded" | "failed" | "cancelled")),
+    )
+    .await;
+    assert_eq!(compacted["state"], "succeeded", "{compacted}");
+    let compaction_token = compacted["token"].as_i64().unwrap();
+    let table = serde_json::from_str::<Value>(&py(&catalog, &["snapshots", TABLE]).await).unwrap();
+    assert_eq!(
+        table["current_snapshot_id"].as_i64(),
+        compacted["result_snapshot_id"].as_i64(),
+        "{table}"
+    );
+
+    // 5. A schema change: the table gains a column; a new hydration fills
+    // table v2 with it, and the view is remapped when v2 is live.
+    py(&catalog, &["add-column", TABLE, "channel"]).await;
+    dms.cdc("20240501-000400000", &[("U", 301, "after-change", 4)]);
+    publish(&lake.url, &dms, &mut published).await;
+    let last = job.command("glue-run-4", 2);
+    blocking(move || run(last)).await.assert_success();
+    let stop_v2 = stops.path().join("v2");
+    std::fs::write(&stop_v2, "").unwrap();
+    let v2_job = hydrate(&server, &catalog, &container_dsn, "orders_v2", &stop_v2);
+    let v2_done = blocking(move || v2_job.finish("")).await;
+    v2_done.assert_success();
+    let v2 = hydration(&server, "orders_v2").await;
+    assert_eq!(v2["state"], "completed", "{v2}");
+    let view = until(
+        "the view remapped to v2",
+        || get(&server, &format!("/v1/views/{CONTAINER}/{VIEW}")),
+        |v| v["target"] == "orders_v2",
+    )
+    .await;
+    assert_eq!(view["hydration_id"], v2["id"]);
+    assert!(
+        view["columns"].as_array().unwrap().contains(&json!("channel")),
+        "{view}"
+    );
+    assert_eq!(
+        until(
+            "v1 superseded",
+            || hydration(&server, "orders_v1"),
+            |h| h["state"] == "superseded",
+        )
+        .await["reason"]
+            .as_str()
+            .map(|r| r.contains(v2["id"].as_str().unwrap())),
+        Some(true)
+    );
+
+    // 6. The consumer view holds exactly the source's rows...
+    let expected = dms.expected();
+    let dumped = job.clone();
+    assert_eq!(blocking(move || dumped.dump()).await, expected);
+    let (have, want) = checksum(&container_dsn, VIEW, &expected).await;
+    assert_eq!(have, want, "the view differs from the source");
+
+    // ...every fence held: the compaction's snapshot carries its token,
+    // the killed run's batch cannot commit any more, v1's token is dead...
+    let log = get(&server, &format!("/v1/tables/{TABLE}/snapshots?limit=1000")).await;
+    let rewrite = log["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["snapshot_id"] == compacted["result_snapshot_id"])
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        rewrite["summary"]["sluice.lease-token"],
+        compaction_token.to_string(),
+        "{rewrite}"
+    );
+    let all = events(&server).await;
+    let killed_batch = all
+        .iter()
+        .find(|e| e["kind"] == "batch_opened" && e["data"]["run_id"] == "glue-run-1")
+        .cloned()
+        .unwrap_or_else(|| panic!("no batch of the killed run: {all:?}"));
+    let stale = server
+        .call(
+            Method::POST,
+            &format!(
+                "/v1/streams/{STREAM}/batches/{}/commit",
+                killed_batch["data"]["batch_id"].as_str().unwrap()
+            ),
+            Some(json!({ "token": killed_batch["data"]["token"], "bookmark": {"delta": {"file": "x"}} })),
+        )
+        .await;
+    assert_eq!(stale.status, 409, "{}", stale.body);
+    let late = server
+        .call(
+            Method::POST,
+            &format!("/v1/hydrations/{v1_id}/progress"),
+            Some(json!({ "token": granted["token"], "phase": "catching_up",
+                         "snapshot_id": compacted["result_snapshot_id"] })),
+        )
+        .await;
+    assert_eq!(late.status, 409, "{}", late.body);
+
+    // ...and the event log tells the story in order.
+    let v2_id = v2["id"].as_str().unwrap();
+    let story: Vec<String> = all
+        .iter()
+        .filter_map(|e| {
+            let d = &e["data"];
+            let kind = e["kind"].as_str().unwrap();
+            let who = |id: &Value| {
+                if id == v1_id.as_str() {
+                    "v1"
+                } else if id == v2_id {
+                    "v2"
+                } else {
+                    "?"
+                }
+            };
+            Some(match kind {
+                "batch_committed" => "batch committed".to_owned(),
+                "hydration_created" => format!("{} created", who(&d["hydration_id"])),
+                "hydration_state_changed" => {
+                    format!("{} {}", who(&d["hydration_id"]), d["to"].as_str().unwrap())
+                }
+                "compaction_requested" => "compaction requested".into(),
+                "compaction_state_changed" => format!("compaction {}", d["to"].as_str().unwrap()),
+                "view_remapped" => format!("view -> {}", d["to"].as_str().unwrap()),
+                _ => return None,
+            })
+        })
+        .collect();
+    let wanted = [
+        "batch committed",
+        "v1 created",
+        "v1 live",
+        "view -> orders_v1",
+        "batch committed",
+        "compaction requested",
+        "compaction waiting",
+        "v1 completed",
+        "compaction running",
+        "compaction succeeded",
+        "batch committed",
+        "v2 created",
+        "v2 live",
+        "view -> orders_v2",
+        "v1 superseded",
+    ];
+    let mut at = 0;
+    for step in &story {
+        if at < wanted.len() && step == wanted[at] {
+            at += 1;
+        }
+    }
+    assert_eq!(
+        at,
+        wanted.len(),
+        "the event log lacks `{}` in order: {story:?}",
+        wanted.get(at).unwrap_or(&"")
+    );
+}
