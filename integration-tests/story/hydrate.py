@@ -175,10 +175,10 @@ def run(args):
                               snapshot_id=applied, rows_copied=len(want), rows_total=len(want))
                 print(json.dumps({"state": body["state"], "snapshot_id": applied,
                                   "upserts": len(upserts), "deletes": len(deletes)}), flush=True)
-            # Caught up: tell sluice (this is what makes it live).
-            body = report(client, hydration, args.table, phase="catching_up",
-                          snapshot_id=applied)
-            if body["state"] == "live" and args.stop_file and os.path.exists(args.stop_file):
+            if hydration.state != "live":
+                # Caught up: tell sluice (this is what makes it live).
+                report(client, hydration, args.table, phase="catching_up", snapshot_id=applied)
+            if hydration.state == "live" and args.stop_file and os.path.exists(args.stop_file):
                 break
             time.sleep(args.every)
     print(json.dumps({"state": hydration.state, "snapshot_id": applied}), flush=True)

@@ -19,7 +19,7 @@
 
 use crate::glue_double::GlueDouble;
 use crate::harness::{fresh_database, Server};
-use crate::ingestion::{blocking, run, schema_hash, Dms, Job, Running, CDC_START, STREAM, TABLE};
+use crate::ingestion::{blocking, run, schema_hash, Dms, Job, Running, STREAM, TABLE};
 use crate::lake::venv;
 use crate::scheduler::define;
 use crate::snapshots::{glue_catalog, py};
@@ -88,6 +88,16 @@ async fn get(server: &Server, path: &str) -> Value {
     let answer = server.call(Method::GET, path, None).await;
     assert_eq!(answer.status, 200, "GET {path}: {}", answer.body);
     answer.body
+}
+
+/// The body of a 200, or null (not there yet).
+async fn read(server: &Server, path: &str) -> Value {
+    let answer = server.call(Method::GET, path, None).await;
+    if answer.status == 200 {
+        answer.body
+    } else {
+        Value::Null
+    }
 }
 
 /// The hydration into `target`.
@@ -268,7 +278,7 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
     // 3. Hydration v1 into the container; it reaches live.
     let stops = tempfile::tempdir().unwrap();
     let stop_v1 = stops.path().join("v1");
-    let v1_job = hydrate(&server, &catalog, &container_dsn, "orders_v1", &stop_v1);
+    let mut v1_job = hydrate(&server, &catalog, &container_dsn, "orders_v1", &stop_v1);
     let (granted, v1_job) = blocking(move || (v1_job.line(), v1_job)).await;
     let granted: Value = serde_json::from_str(&granted).expect("the job's first line");
     let v1 = until(
@@ -279,9 +289,10 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
     .await;
     let v1_id = v1["id"].as_str().unwrap().to_owned();
     assert_eq!(granted["hydration_id"], v1_id.as_str());
+    let view_path = format!("/v1/views/{CONTAINER}/{VIEW}");
     let view = until(
         "the view mapped to v1",
-        || get(&server, &format!("/v1/views/{CONTAINER}/{VIEW}")),
+        || read(&server, &view_path),
         |v| v["target"] == "orders_v1",
     )
     .await;
@@ -373,7 +384,7 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
     assert_eq!(v2["state"], "completed", "{v2}");
     let view = until(
         "the view remapped to v2",
-        || get(&server, &format!("/v1/views/{CONTAINER}/{VIEW}")),
+        || read(&server, &view_path),
         |v| v["target"] == "orders_v2",
     )
     .await;
@@ -417,22 +428,42 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
         "{rewrite}"
     );
     let all = events(&server).await;
+    // The killed run's last batch: its merge reached the table (a snapshot
+    // names it), sluice never heard of it, and its token is dead.
     let killed_batch = all
         .iter()
-        .find(|e| e["kind"] == "batch_opened" && e["data"]["run_id"] == "glue-run-1")
+        .filter(|e| e["kind"] == "batch_opened" && e["data"]["run_id"] == "glue-run-1")
+        .next_back()
         .cloned()
         .unwrap_or_else(|| panic!("no batch of the killed run: {all:?}"));
+    let killed_id = killed_batch["data"]["batch_id"].as_str().unwrap();
+    assert!(
+        log["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["summary"]["sluice.batch-id"] == killed_id),
+        "no snapshot of the killed batch {killed_id}: {log}"
+    );
     let stale = server
         .call(
             Method::POST,
             &format!(
                 "/v1/streams/{STREAM}/batches/{}/commit",
-                killed_batch["data"]["batch_id"].as_str().unwrap()
+                killed_id
             ),
-            Some(json!({ "token": killed_batch["data"]["token"], "bookmark": {"delta": {"file": "x"}} })),
+            Some(json!({ "token": killed_batch["data"]["token"], "counts": {},
+                         "bookmark": { "delta": { "file": "20240501-000100000.csv",
+                                                  "commit_timestamp": "20240501-000100000",
+                                                  "position": null } } })),
         )
         .await;
-    assert_eq!(stale.status, 409, "{}", stale.body);
+    assert_eq!(
+        (stale.status, stale.body["error"]["type"].as_str()),
+        (409, Some("batch_expired")),
+        "{}",
+        stale.body
+    );
     let late = server
         .call(
             Method::POST,
@@ -441,7 +472,12 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
                          "snapshot_id": compacted["result_snapshot_id"] })),
         )
         .await;
-    assert_eq!(late.status, 409, "{}", late.body);
+    assert_eq!(
+        (late.status, late.body["error"]["type"].as_str()),
+        (409, Some("hydration_ended")),
+        "{}",
+        late.body
+    );
 
     // ...and the event log tells the story in order.
     let v2_id = v2["id"].as_str().unwrap();

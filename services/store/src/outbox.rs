@@ -12,7 +12,7 @@ use crate::ports::DueIntent;
 use crate::writer::Slot;
 use crate::{submit, system_now, Store};
 use sluice_core::containers::{Container, ContainerName};
-use sluice_core::hydrations::{Hydration, HydrationId, HydrationState};
+use sluice_core::hydrations::{Hydration, HydrationId};
 use sluice_core::outbox::{backoff_ms, Intent};
 use sluice_core::views::{self, Remap, RemapKind, View, ViewError, ViewPort, ViewRequest};
 use sluice_core::{EventKind, NewEvent};

@@ -226,7 +226,8 @@ fn released_while_live_it_completes_and_can_still_be_superseded() {
     };
     // Released before live: the copy is not whole, so it failed.
     let mut early = created(0, &log);
-    rules::follow_lease(&mut early, &released(&early), Millis(1), &mut events);
+    let lease = released(&early);
+    rules::follow_lease(&mut early, &lease, Millis(1), &mut events);
     assert_eq!(early.state, HydrationState::Failed);
 
     let mut h = created(0, &log);
@@ -239,7 +240,8 @@ fn released_while_live_it_completes_and_can_still_be_superseded() {
     )
     .unwrap();
     assert_eq!(h.state, HydrationState::Live);
-    rules::follow_lease(&mut h, &released(&h), Millis(3_000_001), &mut events);
+    let lease = released(&h);
+    rules::follow_lease(&mut h, &lease, Millis(3_000_001), &mut events);
     assert_eq!(h.state, HydrationState::Completed);
     assert!(h.state.is_final() && h.state.is_mappable());
     assert!(h.reason.as_deref().unwrap().contains("102"));
