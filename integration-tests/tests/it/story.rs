@@ -252,12 +252,17 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
                 (id, format!("load{id}"), id * 3)
             })
             .collect();
-        let rows: Vec<(i64, &str, i64)> = rows.iter().map(|(i, s, a)| (*i, s.as_str(), *a)).collect();
+        let rows: Vec<(i64, &str, i64)> =
+            rows.iter().map(|(i, s, a)| (*i, s.as_str(), *a)).collect();
         dms.load(n, &rows);
     }
     dms.cdc(
         "20240501-000100000",
-        &[("U", 101, "changed", 1), ("D", 102, "load102", 306), ("I", 900, "new", 9)],
+        &[
+            ("U", 101, "changed", 1),
+            ("D", 102, "load102", 306),
+            ("I", 900, "new", 9),
+        ],
     );
     dms.cdc("20240501-000200000", &[("U", 900, "newer", 10)]);
     publish(&lake.url, &dms, &mut published).await;
@@ -300,7 +305,11 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
     // More changes land; the live hydration applies them.
     dms.cdc(
         "20240501-000300000",
-        &[("D", 900, "newer", 10), ("U", 200, "later", 7), ("I", 901, "x", 1)],
+        &[
+            ("D", 900, "newer", 10),
+            ("U", 200, "later", 7),
+            ("I", 901, "x", 1),
+        ],
     );
     publish(&lake.url, &dms, &mut published).await;
     let more = job.command("glue-run-3", 2);
@@ -356,7 +365,12 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
     let compacted = until(
         "the compaction ends",
         || get(&server, &compaction_path),
-        |c| matches!(c["state"].as_str(), Some("succeeded" | "failed" | "cancelled")),
+        |c| {
+            matches!(
+                c["state"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            )
+        },
     )
     .await;
     assert_eq!(compacted["state"], "succeeded", "{compacted}");
@@ -390,7 +404,10 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
     .await;
     assert_eq!(view["hydration_id"], v2["id"]);
     assert!(
-        view["columns"].as_array().unwrap().contains(&json!("channel")),
+        view["columns"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("channel")),
         "{view}"
     );
     assert_eq!(
@@ -432,8 +449,7 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
     // names it), sluice never heard of it, and its token is dead.
     let killed_batch = all
         .iter()
-        .filter(|e| e["kind"] == "batch_opened" && e["data"]["run_id"] == "glue-run-1")
-        .next_back()
+        .rfind(|e| e["kind"] == "batch_opened" && e["data"]["run_id"] == "glue-run-1")
         .cloned()
         .unwrap_or_else(|| panic!("no batch of the killed run: {all:?}"));
     let killed_id = killed_batch["data"]["batch_id"].as_str().unwrap();
@@ -448,14 +464,13 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
     let stale = server
         .call(
             Method::POST,
-            &format!(
-                "/v1/streams/{STREAM}/batches/{}/commit",
-                killed_id
-            ),
-            Some(json!({ "token": killed_batch["data"]["token"], "counts": {},
+            &format!("/v1/streams/{STREAM}/batches/{}/commit", killed_id),
+            Some(
+                json!({ "token": killed_batch["data"]["token"], "counts": {},
                          "bookmark": { "delta": { "file": "20240501-000100000.csv",
                                                   "commit_timestamp": "20240501-000100000",
-                                                  "position": null } } })),
+                                                  "position": null } } }),
+            ),
         )
         .await;
     assert_eq!(
