@@ -11,6 +11,7 @@ mod config;
 mod containers;
 mod crash;
 mod errors;
+mod event_feed;
 mod glue_double;
 mod ingestion;
 mod lake;

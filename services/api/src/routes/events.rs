@@ -1,4 +1,5 @@
-//! The event log: every change, in commit order.
+//! The event log: every change, in commit order; paged, or followed live
+//! as Server-Sent Events.
 
 use crate::auth::Caller;
 use crate::dto::{self, EventBody, EventParams, EventsPage};
@@ -7,13 +8,29 @@ use crate::extract::Query;
 use crate::routes::streams::authorized;
 use crate::{parse_table, AppState};
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use sluice_core::{EventKind, Permission};
-use sluice_store::EventQuery;
+use sluice_store::{EventQuery, Store};
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio::time::Instant;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_events))
+    OpenApiRouter::new()
+        .routes(routes!(list_events))
+        .routes(routes!(stream_events))
 }
+
+/// How often an idle feed looks at the log. Events are committed by any
+/// replica, so the log itself is the one source every replica shares.
+const POLL: Duration = Duration::from_millis(200);
+/// A consumer that stays a whole page or more behind the log for this
+/// long is dropped (it resumes with `Last-Event-ID`): it cannot hold a
+/// connection and the store's reads forever while it falls behind.
+const SLOW_AFTER: Duration = Duration::from_secs(60);
 
 /// Page through the event log in commit order (ids strictly increase).
 #[utoipa::path(get, path = "/v1/events", tag = "events",
@@ -28,6 +45,22 @@ async fn list_events(
     caller: Caller,
     Query(params): Query<EventParams>,
 ) -> Result<axum::Json<EventsPage>, ApiError> {
+    let query = event_query(&app, &caller, &params).await?;
+    let events = app.store.events(&query).await?;
+    let next_after = events.last().map_or(query.after, |e| e.id);
+    Ok(axum::Json(EventsPage {
+        events: events.into_iter().map(EventBody::from).collect(),
+        next_after,
+    }))
+}
+
+/// What a listing or a feed reads: the filters, checked against the
+/// caller's permissions and scopes.
+async fn event_query(
+    app: &AppState,
+    caller: &Caller,
+    params: &EventParams,
+) -> Result<EventQuery, ApiError> {
     caller.require(Permission::ReadEvents)?;
     let after = params.after.unwrap_or(0);
     if after < 0 {
@@ -45,10 +78,10 @@ async fn list_events(
         caller.require_table(table)?;
     }
     let stream = match params.stream.as_deref() {
-        Some(raw) => Some(authorized(&app, &caller, Permission::ReadEvents, raw).await?),
+        Some(raw) => Some(authorized(app, caller, Permission::ReadEvents, raw).await?),
         None => None,
     };
-    let query = EventQuery {
+    Ok(EventQuery {
         after,
         table,
         stream,
@@ -56,11 +89,116 @@ async fn list_events(
         limit: dto::limit(params.limit)?,
         // A scoped token sees only the events of its tables and streams.
         scopes: caller.scopes().to_vec(),
+    })
+}
+
+/// Follow the event log live, as Server-Sent Events: each event is sent
+/// with `id:` its event id, `event:` its kind and `data:` the event as
+/// `GET /v1/events` gives it. Filters are those of `GET /v1/events`
+/// (`limit` is the page read at a time). A reconnecting client sends
+/// `Last-Event-ID` (it wins over `after`) and misses nothing, sees nothing
+/// twice. Without either, the feed starts at the oldest event kept.
+/// A consumer that stays a page or more behind for 60 s gets a last
+/// `dropped` event and the stream ends; so does the feed when the store
+/// fails (`error`). Both carry `{"reason","last_event_id"}`: reconnect
+/// from there.
+#[utoipa::path(get, path = "/v1/events/stream", tag = "events",
+    params(
+        EventParams,
+        ("Last-Event-ID" = Option<i64>, Header,
+         description = "Resume after this event id (what the client saw last)"),
+    ),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`",
+         content_type = "text/event-stream", body = String),
+        (status = 400, description = "Malformed query, table name or Last-Event-ID", body = ErrorBody),
+        (status = 422, description = "Unknown kind or limit out of range", body = ErrorBody),
+    ))]
+async fn stream_events(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Query(params): Query<EventParams>,
+) -> Result<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let mut query = event_query(&app, &caller, &params).await?;
+    if let Some(raw) = headers.get("last-event-id") {
+        query.after = raw
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .filter(|v| *v >= 0)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "bad_last_event_id",
+                    "Last-Event-ID must be an event id (a non-negative integer)",
+                )
+            })?;
+    }
+    let feed = Feed {
+        store: app.store.clone(),
+        query,
+        pending: VecDeque::new(),
+        behind_since: None,
+        ended: false,
     };
-    let events = app.store.events(&query).await?;
-    let next_after = events.last().map_or(after, |e| e.id);
-    Ok(axum::Json(EventsPage {
-        events: events.into_iter().map(EventBody::from).collect(),
-        next_after,
-    }))
+    let events = futures::stream::unfold(feed, |mut feed| async move {
+        let event = feed.next().await?;
+        Some((Ok(event), feed))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// One client's position in the log, and at most one page read ahead.
+struct Feed {
+    store: Store,
+    query: EventQuery,
+    pending: VecDeque<sluice_core::Event>,
+    /// Since when every page read was full (the consumer is behind).
+    behind_since: Option<Instant>,
+    ended: bool,
+}
+
+impl Feed {
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                self.query.after = e.id;
+                let (id, kind) = (e.id, e.event.kind.as_str());
+                let body = serde_json::to_string(&EventBody::from(e)).expect("an event serializes");
+                return Some(Event::default().id(id.to_string()).event(kind).data(body));
+            }
+            if self.ended {
+                return None;
+            }
+            let page = match self.store.events(&self.query).await {
+                Ok(page) => page,
+                Err(error) => {
+                    self.ended = true;
+                    return Some(self.last("error", &format!("the store failed: {error}")));
+                }
+            };
+            if page.len() < self.query.limit as usize {
+                self.behind_since = None;
+            } else {
+                let since = *self.behind_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > SLOW_AFTER {
+                    self.ended = true;
+                    return Some(self.last(
+                        "dropped",
+                        "the consumer stayed a page or more behind the log for 60 s",
+                    ));
+                }
+            }
+            if page.is_empty() {
+                tokio::time::sleep(POLL).await;
+            }
+            self.pending.extend(page);
+        }
+    }
+
+    /// The feed's last event: why it ends and where to resume.
+    fn last(&self, kind: &str, reason: &str) -> Event {
+        let data = serde_json::json!({ "reason": reason, "last_event_id": self.query.after });
+        Event::default().event(kind).data(data.to_string())
+    }
 }
