@@ -17,6 +17,7 @@ mod ingestion;
 mod lake;
 mod leases;
 mod limits;
+mod metrics;
 mod pg_restart;
 mod replicas;
 mod scheduler;

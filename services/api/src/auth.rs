@@ -23,7 +23,7 @@ use subtle::ConstantTimeEq;
 const PREFIX: &str = "sluice_";
 const CACHE_FOR: Duration = Duration::from_secs(5);
 /// Routes anyone may call: liveness, readiness, the spec.
-const PUBLIC: [&str; 3] = ["/healthz", "/readyz", "/openapi.json"];
+const PUBLIC: [&str; 4] = ["/healthz", "/readyz", "/openapi.json", "/metrics"];
 
 pub struct Authenticator {
     tokens: Tokens,

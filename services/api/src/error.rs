@@ -48,8 +48,13 @@ impl ApiError {
     }
 }
 
+/// The error type of a refusal, on its response for the metrics to count.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorKind(pub &'static str);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let kind = ErrorKind(self.kind);
         let body = ErrorBody {
             error: ErrorDetail {
                 kind: self.kind.to_owned(),
@@ -57,6 +62,7 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
+        response.extensions_mut().insert(kind);
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             // The database is down or overloaded: worth retrying shortly.
             response.headers_mut().insert(

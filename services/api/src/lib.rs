@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod hydration_dto;
 pub mod job_dto;
+pub mod metrics;
 pub mod routes;
 pub mod snapshot_dto;
 pub mod stream_dto;
@@ -60,6 +61,14 @@ pub struct Shared {
     pub views: std::sync::Arc<dyn sluice_core::views::ViewPort>,
     /// Tells the snapshot-log watcher of snapshots that calls name.
     pub nudges: sluice_store::Nudges,
+    /// What `/metrics` reports.
+    pub metrics: metrics::Metrics,
+}
+
+impl axum::extract::FromRef<AppState> for metrics::Metrics {
+    fn from_ref(state: &AppState) -> metrics::Metrics {
+        state.metrics.clone()
+    }
 }
 
 impl AppState {
@@ -80,6 +89,7 @@ impl AppState {
             catalogs,
             views,
             nudges,
+            metrics: metrics::Metrics::default(),
         }))
     }
 }
@@ -241,6 +251,7 @@ pub fn router(state: AppState, config: ApiConfig) -> Router {
             "/openapi.json",
             axum::routing::get(move || async move { axum::Json((*spec).clone()) }),
         )
+        .route("/metrics", axum::routing::get(metrics::serve))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -262,6 +273,11 @@ pub fn router(state: AppState, config: ApiConfig) -> Router {
         .layer(axum::middleware::map_response(move |response: Response| {
             timed_out_body(response, timeout)
         }))
+        // Outermost: it counts what leaves, timeouts and refusals included.
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::count,
+        ))
         .with_state(state)
 }
 
