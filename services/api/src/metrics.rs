@@ -27,12 +27,19 @@ struct Latency {
     sum: f64,
 }
 
+/// One method of one route.
+struct MethodStats {
+    method: Method,
+    latency: Latency,
+    /// (status, requests), in first-seen order: a handful per route.
+    statuses: Vec<(u16, u64)>,
+}
+
 #[derive(Default)]
 struct Counts {
-    /// (method, route template, status) -> requests.
-    requests: BTreeMap<(String, String, u16), u64>,
-    /// (method, route template) -> latency.
-    latency: BTreeMap<(String, String), Latency>,
+    /// By route template; looked up by `&str`, so a request allocates
+    /// nothing once its route has been seen.
+    routes: BTreeMap<String, Vec<MethodStats>>,
     /// Error type -> refusals.
     refusals: BTreeMap<&'static str, u64>,
 }
@@ -51,18 +58,34 @@ impl Metrics {
         refusal: Option<&'static str>,
     ) {
         let mut c = self.0.lock().expect("metrics lock");
-        let key = (method.as_str().to_owned(), route.to_owned());
-        *c.requests
-            .entry((key.0.clone(), key.1.clone(), status))
-            .or_default() += 1;
-        let l = c.latency.entry(key).or_default();
-        l.count += 1;
-        l.sum += seconds;
-        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
-            l.buckets[i] += 1;
-        }
         if let Some(kind) = refusal {
             *c.refusals.entry(kind).or_default() += 1;
+        }
+        if !c.routes.contains_key(route) {
+            c.routes.insert(route.to_owned(), Vec::new());
+        }
+        let methods = c.routes.get_mut(route).expect("inserted above");
+        let i = match methods.iter().position(|m| m.method == *method) {
+            Some(i) => i,
+            None => {
+                methods.push(MethodStats {
+                    method: method.clone(),
+                    latency: Latency::default(),
+                    statuses: Vec::new(),
+                });
+                methods.len() - 1
+            }
+        };
+        let m = &mut methods[i];
+        match m.statuses.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, n)) => *n += 1,
+            None => m.statuses.push((status, 1)),
+        }
+        let l = &mut m.latency;
+        l.count += 1;
+        l.sum += seconds;
+        if let Some(b) = BUCKETS.iter().position(|b| seconds <= *b) {
+            l.buckets[b] += 1;
         }
     }
 
@@ -72,40 +95,50 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP sluice_http_requests_total HTTP requests answered, by method, route and status.\n");
         out.push_str("# TYPE sluice_http_requests_total counter\n");
-        for ((method, route, status), n) in &c.requests {
-            let _ = writeln!(
-                out,
-                "sluice_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
-                escape(route)
-            );
+        for (route, methods) in &c.routes {
+            for m in methods {
+                for (status, n) in &m.statuses {
+                    let _ = writeln!(
+                        out,
+                        "sluice_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
+                        m.method,
+                        escape(route)
+                    );
+                }
+            }
         }
         out.push_str("# HELP sluice_http_request_duration_seconds Time to answer, by method and route (long-polls included).\n");
         out.push_str("# TYPE sluice_http_request_duration_seconds histogram\n");
-        for ((method, route), l) in &c.latency {
-            let labels = format!("method=\"{method}\",route=\"{}\"", escape(route));
-            let mut cumulative = 0;
-            for (bound, n) in BUCKETS.iter().zip(l.buckets) {
-                cumulative += n;
+        for (route, methods) in &c.routes {
+            for m in methods {
+                let (labels, l) = (
+                    format!("method=\"{}\",route=\"{}\"", m.method, escape(route)),
+                    &m.latency,
+                );
+                let mut cumulative = 0;
+                for (bound, n) in BUCKETS.iter().zip(l.buckets) {
+                    cumulative += n;
+                    let _ = writeln!(
+                        out,
+                        "sluice_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                    );
+                }
                 let _ = writeln!(
                     out,
-                    "sluice_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                    "sluice_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                    l.count
+                );
+                let _ = writeln!(
+                    out,
+                    "sluice_http_request_duration_seconds_sum{{{labels}}} {}",
+                    l.sum
+                );
+                let _ = writeln!(
+                    out,
+                    "sluice_http_request_duration_seconds_count{{{labels}}} {}",
+                    l.count
                 );
             }
-            let _ = writeln!(
-                out,
-                "sluice_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                l.count
-            );
-            let _ = writeln!(
-                out,
-                "sluice_http_request_duration_seconds_sum{{{labels}}} {}",
-                l.sum
-            );
-            let _ = writeln!(
-                out,
-                "sluice_http_request_duration_seconds_count{{{labels}}} {}",
-                l.count
-            );
         }
         out.push_str("# HELP sluice_refusals_total Requests refused, by error type (stale_token, lease_expired, ...).\n");
         out.push_str("# TYPE sluice_refusals_total counter\n");
@@ -129,15 +162,13 @@ fn escape(value: &str) -> String {
 pub async fn count(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    // A clone of the matched path is one reference count, not a copy.
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let response = next.run(req).await;
     let refusal = response.extensions().get::<ErrorKind>().map(|k| k.0);
     metrics.record(
         &method,
-        &route,
+        route.as_ref().map_or("unmatched", |p| p.as_str()),
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
         refusal,
