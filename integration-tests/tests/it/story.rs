@@ -84,10 +84,21 @@ where
     }
 }
 
-async fn get(server: &Server, path: &str) -> Value {
-    let answer = server.call(Method::GET, path, None).await;
-    assert_eq!(answer.status, 200, "GET {path}: {}", answer.body);
+/// The body of a call that must answer `status`.
+async fn expect(
+    server: &Server,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    status: u16,
+) -> Value {
+    let answer = server.call(method.clone(), path, body).await;
+    assert_eq!(answer.status, status, "{method} {path}: {}", answer.body);
     answer.body
+}
+
+async fn get(server: &Server, path: &str) -> Value {
+    expect(server, Method::GET, path, None, 200).await
 }
 
 /// The body of a 200, or null (not there yet).
@@ -207,32 +218,23 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
     // The table in the Glue catalog, its stream over the DMS bucket, the
     // container, and the compaction job.
     let job = Job::over(&server, DMS_PREFIX, lake).await;
-    let put = server
-        .call(
-            Method::PUT,
-            &format!("/v1/tables/{TABLE}"),
-            Some(json!({ "catalog": "lake", "compaction_job": "compact" })),
-        )
-        .await;
-    assert_eq!(put.status, 201, "{}", put.body);
+    let table_path = format!("/v1/tables/{TABLE}");
+    let settings = json!({ "catalog": "lake", "compaction_job": "compact" });
+    expect(&server, Method::PUT, &table_path, Some(settings), 201).await;
     let hash = blocking(schema_hash).await;
-    let stream = server
-        .call(
-            Method::PUT,
-            &format!("/v1/streams/{STREAM}"),
-            Some(json!({ "table": TABLE, "expected_schema_hash": hash,
-                         "source": { "kind": "dms", "prefix": DMS_PREFIX } })),
-        )
-        .await;
-    assert_eq!(stream.status, 201, "{}", stream.body);
-    let container = server
-        .call(
-            Method::PUT,
-            &format!("/v1/containers/{CONTAINER}"),
-            Some(json!({ "kind": "postgres", "url": container_dsn })),
-        )
-        .await;
-    assert_eq!(container.status, 201, "{}", container.body);
+    let stream = json!({ "table": TABLE, "expected_schema_hash": hash,
+                         "source": { "kind": "dms", "prefix": DMS_PREFIX } });
+    expect(
+        &server,
+        Method::PUT,
+        &format!("/v1/streams/{STREAM}"),
+        Some(stream),
+        201,
+    )
+    .await;
+    let container = json!({ "kind": "postgres", "url": container_dsn });
+    let container_path = format!("/v1/containers/{CONTAINER}");
+    expect(&server, Method::PUT, &container_path, Some(container), 201).await;
     define(
         &server,
         "compact",
@@ -330,15 +332,10 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
 
     // 4. The scheduler asks for compaction: it waits for the hydration's
     // read lease; nothing starts in Glue meanwhile.
-    let asked = server
-        .call(
-            Method::POST,
-            &format!("/v1/tables/{TABLE}/compactions"),
-            Some(json!({ "requested_by": "nightly-scheduler", "reason": "small files" })),
-        )
-        .await;
-    assert_eq!(asked.status, 201, "{}", asked.body);
-    let compaction_id = asked.body["id"].as_str().unwrap().to_owned();
+    let request = json!({ "requested_by": "nightly-scheduler", "reason": "small files" });
+    let compactions = format!("/v1/tables/{TABLE}/compactions");
+    let asked = expect(&server, Method::POST, &compactions, Some(request), 201).await;
+    let compaction_id = asked["id"].as_str().unwrap().to_owned();
     let compaction_path = format!("/v1/tables/{TABLE}/compactions/{compaction_id}");
     until(
         "the compaction waits",
