@@ -160,10 +160,9 @@ fn expiring_the_applied_snapshot_makes_it_stale_and_final() {
     assert_eq!(refused.unwrap_err().kind(), "hydration_stale");
 }
 
-#[test]
-fn its_lease_ending_fails_it_unless_it_ended_first() {
-    let log = log(2);
-    let lease = |state| Lease {
+/// A granted-then-ended read lease on the table, in `state`.
+fn lease(state: LeaseState) -> Lease {
+    Lease {
         id: LeaseId::new_v7(),
         table: TableName::parse("sales.orders").unwrap(),
         seq: 1,
@@ -181,7 +180,12 @@ fn its_lease_ending_fails_it_unless_it_ended_first() {
         idempotency_key: None,
         pin_snapshot_id: None,
         principal: None,
-    };
+    }
+}
+
+#[test]
+fn its_lease_ending_fails_it_unless_it_ended_first() {
+    let log = log(2);
     let mut events = Vec::new();
     let mut h = created(0, &log);
     rules::follow_lease(&mut h, &lease(LeaseState::Granted), Millis(1), &mut events);
@@ -207,22 +211,9 @@ fn released_while_live_it_completes_and_can_still_be_superseded() {
     let mut events = Vec::new();
     let released = |h: &Hydration| Lease {
         id: h.id,
-        table: h.table.clone(),
-        seq: 1,
-        mode: Mode::Read,
-        holder: "h".into(),
-        purpose: None,
-        state: LeaseState::Released,
-        token: Some(1),
-        ttl_seconds: 60,
-        requested_at: Millis(0),
-        granted_at: Some(Millis(0)),
-        expires_at: Millis(60_000),
         ended_at: Some(Millis(10)),
         end_reason: None,
-        idempotency_key: None,
-        pin_snapshot_id: None,
-        principal: None,
+        ..lease(LeaseState::Released)
     };
     // Released before live: the copy is not whole, so it failed.
     let mut early = created(0, &log);
