@@ -18,6 +18,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo build --workspace --all-targets --quiet
 # The ingestion tests run a Python job (pyiceberg) against moto's Glue and S3.
 scripts/ensure-venv.sh .venv-ingest integration-tests/ingest/requirements.txt
+# The dashboard test drives a real headless browser.
+scripts/ensure-chromium.sh
 cargo test --workspace
 # The Python client Glue jobs import: mypy --strict, then its tests against
 # the built binary (a lease revoked mid-block, sluice killed mid-batch).

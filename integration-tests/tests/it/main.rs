@@ -10,6 +10,7 @@ mod compactions;
 mod config;
 mod containers;
 mod crash;
+mod dashboard;
 mod errors;
 mod event_feed;
 mod glue_double;

@@ -22,7 +22,8 @@ use subtle::ConstantTimeEq;
 
 const PREFIX: &str = "sluice_";
 const CACHE_FOR: Duration = Duration::from_secs(5);
-/// Routes anyone may call: liveness, readiness, the spec.
+/// Routes anyone may call: liveness, readiness, the spec, metrics (and
+/// the dashboard's pages, which hold no data).
 const PUBLIC: [&str; 4] = ["/healthz", "/readyz", "/openapi.json", "/metrics"];
 
 pub struct Authenticator {
@@ -161,7 +162,7 @@ pub fn new_token(
 
 /// Middleware: find the caller of every non-public route.
 pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
-    if PUBLIC.contains(&req.uri().path()) {
+    if PUBLIC.contains(&req.uri().path()) || crate::dashboard::is_page(req.uri().path()) {
         return next.run(req).await;
     }
     let principal = if app.auth.required() {

@@ -269,6 +269,18 @@ pub struct PageParams {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+pub struct TablesParams {
+    /// Return names after this one.
+    pub after: Option<String>,
+    /// Only tables whose names start with this (e.g. `sales.`).
+    pub prefix: Option<String>,
+    /// 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventParams {
     /// Return events with a larger id (default 0: from the start).
     #[param(minimum = 0)]
@@ -279,6 +291,10 @@ pub struct EventParams {
     pub stream: Option<String>,
     /// Only this kind, e.g. `lease_granted`.
     pub kind: Option<String>,
+    /// Without `after` (or `Last-Event-ID`): start this many event ids
+    /// before the newest, to see only the latest events and what follows.
+    #[param(minimum = 0, maximum = 100000)]
+    pub tail: Option<i64>,
     /// 1 to 1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,

@@ -390,6 +390,12 @@ pub struct CompactionsPage {
     pub next_before: Option<String>,
 }
 
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CompactionQueueBody {
+    /// Oldest first.
+    pub compactions: Vec<CompactionBody>,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CompactionParams {

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod container_dto;
+pub mod dashboard;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -252,6 +253,7 @@ pub fn router(state: AppState, config: ApiConfig) -> Router {
             axum::routing::get(move || async move { axum::Json((*spec).clone()) }),
         )
         .route("/metrics", axum::routing::get(metrics::serve))
+        .merge(dashboard::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -11,11 +11,16 @@ use sluice_api::dto::{
     TableBody, TableLeasesBody, TablesPage,
 };
 use sluice_api::error::ErrorDetail;
+use sluice_api::hydration_dto::{CancelBody, HydrationBody, HydrationsPage};
+use sluice_api::job_dto::{
+    CompactionBody, CompactionQueueBody, RequestCompactionBody, RunBody, RunsPage,
+};
 use sluice_api::stream_dto::{
     BatchBody, BatchHeartbeatBody, BookmarkBody, CommitBody, CommitResultBody, FailBatchBody,
     HistoryPage, OpenBatchBody, PutStreamBody, ResetBody, RewindBody, StreamBody, StreamsPage,
     VersionBody, VersionSummaryBody,
 };
+use sluice_api::view_dto::{RemapBody, RollbackBody, ViewBody, ViewsPage};
 use std::time::Duration;
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -316,11 +321,200 @@ impl Client {
         .await
     }
 
+    /// One page of tables whose names start with `prefix`.
+    pub async fn tables_matching(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<TablesPage> {
+        let mut params = Self::page(after, limit);
+        params.push(("prefix", prefix.to_owned()));
+        self.get("/v1/tables", &params).await
+    }
+
+    // Hydrations
+
+    /// One page of hydrations, optionally in one state or of one table.
+    pub async fn hydrations(
+        &self,
+        state: Option<&str>,
+        table: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<HydrationsPage> {
+        let mut params = Self::page(after, limit);
+        params.extend(state.map(|s| ("state", s.to_owned())));
+        params.extend(table.map(|t| ("table", t.to_owned())));
+        self.get("/v1/hydrations", &params).await
+    }
+
+    pub async fn hydration(&self, id: &str) -> Result<HydrationBody> {
+        self.get(&format!("/v1/hydrations/{id}"), &[]).await
+    }
+
+    pub async fn cancel_hydration(
+        &self,
+        id: &str,
+        reason: Option<String>,
+    ) -> Result<HydrationBody> {
+        self.post(
+            &format!("/v1/hydrations/{id}/cancel"),
+            &CancelBody { reason },
+        )
+        .await
+    }
+
+    // Compactions
+
+    /// Ask for the table to be compacted (the pending one, if any).
+    pub async fn request_compaction(
+        &self,
+        table: &str,
+        body: &RequestCompactionBody,
+    ) -> Result<CompactionBody> {
+        self.post(&format!("/v1/tables/{table}/compactions"), body)
+            .await
+    }
+
+    pub async fn compaction(&self, table: &str, id: &str) -> Result<CompactionBody> {
+        self.get(&format!("/v1/tables/{table}/compactions/{id}"), &[])
+            .await
+    }
+
+    /// Every pending compaction, oldest first.
+    pub async fn compaction_queue(&self) -> Result<CompactionQueueBody> {
+        self.get("/v1/compactions", &[]).await
+    }
+
+    // Views
+
+    pub async fn views(
+        &self,
+        container: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<ViewsPage> {
+        let mut params = Self::page(after, limit);
+        params.extend(container.map(|c| ("container", c.to_owned())));
+        self.get("/v1/views", &params).await
+    }
+
+    /// A view with its remap history.
+    pub async fn view(&self, container: &str, view: &str) -> Result<ViewBody> {
+        self.get(&format!("/v1/views/{container}/{view}"), &[])
+            .await
+    }
+
+    pub async fn remap(&self, container: &str, view: &str, body: &RemapBody) -> Result<ViewBody> {
+        self.post(&format!("/v1/views/{container}/{view}/remap"), body)
+            .await
+    }
+
+    pub async fn rollback(
+        &self,
+        container: &str,
+        view: &str,
+        body: &RollbackBody,
+    ) -> Result<ViewBody> {
+        self.post(&format!("/v1/views/{container}/{view}/rollback"), body)
+            .await
+    }
+
+    // Runs
+
+    /// One page of runs in creation order, optionally of one job or state.
+    pub async fn runs(
+        &self,
+        job: Option<&str>,
+        state: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<RunsPage> {
+        let mut params = Self::page(after, limit);
+        params.extend(job.map(|j| ("job", j.to_owned())));
+        params.extend(state.map(|s| ("state", s.to_owned())));
+        self.get("/v1/runs", &params).await
+    }
+
+    pub async fn run(&self, id: &str) -> Result<RunBody> {
+        self.get(&format!("/v1/runs/{id}"), &[]).await
+    }
+
+    /// `retry`, `discard` or `cancel` a run.
+    pub async fn run_action(&self, id: &str, action: &str) -> Result<RunBody> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/v1/runs/{id}/{action}"),
+            &[],
+            None::<&()>,
+        )
+        .await
+    }
+
     // Events
+
+    /// Follow the event log live (Server-Sent Events), after `after`, or
+    /// starting `tail` ids before the newest when `after` is `None`.
+    pub async fn follow_events(
+        &self,
+        after: Option<i64>,
+        tail: Option<i64>,
+        table: Option<&str>,
+    ) -> Result<crate::feed::Feed> {
+        let mut params: Vec<(&str, String)> = Vec::new();
+        params.extend(
+            tail.filter(|_| after.is_none())
+                .map(|t| ("tail", t.to_string())),
+        );
+        params.extend(table.map(|t| ("table", t.to_owned())));
+        let mut request = self
+            .http
+            .get(format!("{}/v1/events/stream", self.base))
+            .query(&params)
+            // The feed is endless: no overall deadline, only the server's keep-alives.
+            .timeout(Duration::from_secs(365 * 86_400));
+        if let Some(after) = after {
+            request = request.header("Last-Event-ID", after.to_string());
+        }
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            let bytes = response.bytes().await?;
+            return Err(
+                match serde_json::from_slice::<sluice_api::error::ErrorBody>(&bytes) {
+                    Ok(body) => Error::Api {
+                        status,
+                        error: body.error,
+                    },
+                    Err(_) => Error::Unexpected {
+                        status,
+                        detail: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                    },
+                },
+            );
+        }
+        Ok(crate::feed::Feed::new(response))
+    }
 
     /// One page of events after `after`, optionally of one table.
     pub async fn events(&self, after: i64, table: Option<&str>, limit: u32) -> Result<EventsPage> {
         let mut params = vec![("after", after.to_string()), ("limit", limit.to_string())];
+        params.extend(table.map(|t| ("table", t.to_owned())));
+        self.get("/v1/events", &params).await
+    }
+
+    /// One page of the latest events: from `tail` ids before the newest.
+    pub async fn recent_events(
+        &self,
+        tail: i64,
+        table: Option<&str>,
+        limit: u32,
+    ) -> Result<EventsPage> {
+        let mut params = vec![("tail", tail.to_string()), ("limit", limit.to_string())];
         params.extend(table.map(|t| ("table", t.to_owned())));
         self.get("/v1/events", &params).await
     }

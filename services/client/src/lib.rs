@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod etcd_load;
+pub mod feed;
 pub mod history;
 pub mod load;
 pub mod stream_load;

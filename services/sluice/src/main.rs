@@ -1,7 +1,9 @@
-//! The `sluice` binary: `serve`, `migrate`, `openapi`, `token`.
+//! The `sluice` binary: `serve`, `migrate`, `openapi`, `token`, and the
+//! operator commands that call a running server (`tables`, `leases`, ...).
 #![forbid(unsafe_code)]
 
 mod config;
+mod ops_cli;
 mod server;
 mod tls;
 mod token_cli;
@@ -25,12 +27,15 @@ const DEFAULT_HEADER_READ_TIMEOUT_SECONDS: u64 = 30;
 #[command(
     name = "sluice",
     version,
-    about = "The control plane of an Iceberg data platform"
+    about = "The control plane of an Iceberg data platform",
+    after_help = ops_cli::EXIT_CODES
 )]
 struct Cli {
     /// A TOML configuration file.
     #[arg(long, global = true, env = "SLUICE_CONFIG")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    connection: ops_cli::Connection,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -112,11 +117,16 @@ enum Cmd {
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(token_cli::TokenCmd),
+    #[command(flatten)]
+    Ops(ops_cli::OpsCmd),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
+    if let Cmd::Ops(cmd) = cli.command {
+        return runtime.block_on(ops_cli::run(cli.connection, cmd));
+    }
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -243,6 +253,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Cmd::Token(cmd) => token_cli::run(cmd, &file).await,
+        Cmd::Ops(_) => unreachable!("run by main"),
     }
 }
 

@@ -413,6 +413,10 @@ impl Store {
         self.backend.events(query).await
     }
 
+    pub async fn newest_event_id(&self) -> Result<i64, StoreError> {
+        self.backend.newest_event_id().await
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.backend.ping().await
     }

@@ -123,6 +123,9 @@ pub trait TokenPort: Send + Sync + 'static {
 pub trait EventPort: Send + Sync + 'static {
     fn events<'a>(&'a self, query: &'a EventQuery)
         -> BoxFuture<'a, Result<Vec<Event>, StoreError>>;
+    /// The id of the newest event (0: the log is empty): where a reader
+    /// that wants only what comes next starts.
+    fn newest_event_id(&self) -> BoxFuture<'_, Result<i64, StoreError>>;
     /// Delete up to `limit` of the oldest events written before `before`,
     /// never one of the last `keep_last`; how many went.
     fn prune_events(

@@ -6,7 +6,9 @@ use crate::auth::Caller;
 use crate::dto;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
-use crate::job_dto::{CompactionBody, CompactionParams, CompactionsPage, RequestCompactionBody};
+use crate::job_dto::{
+    CompactionBody, CompactionParams, CompactionQueueBody, CompactionsPage, RequestCompactionBody,
+};
 use crate::{parse_table, parse_user_table, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -18,7 +20,11 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(request, list))
         .routes(routes!(get_compaction))
+        .routes(routes!(queue))
 }
+
+/// The most pending compactions a queue listing reads.
+const QUEUE_LIMIT: u32 = 10_000;
 
 fn parse_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(raw).map_err(|_| {
@@ -120,6 +126,28 @@ async fn list(
     Ok(axum::Json(CompactionsPage {
         compactions: found.into_iter().map(Into::into).collect(),
         next_before,
+    }))
+}
+
+/// The compaction queue: every pending (queued, waiting or running)
+/// compaction of the tables the caller may see, oldest first.
+#[utoipa::path(get, path = "/v1/compactions", tag = "tables",
+    responses(
+        (status = 200, description = "Pending compactions, oldest first", body = CompactionQueueBody),
+    ))]
+async fn queue(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<CompactionQueueBody>, ApiError> {
+    caller.require(Permission::ReadJobs)?;
+    let pending = app.store.active_compactions(QUEUE_LIMIT).await?;
+    Ok(axum::Json(CompactionQueueBody {
+        compactions: pending
+            .into_iter()
+            .map(|c| c.value)
+            .filter(|c| caller.require_table(&c.table).is_ok())
+            .map(Into::into)
+            .collect(),
     }))
 }
 

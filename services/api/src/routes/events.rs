@@ -62,10 +62,17 @@ async fn event_query(
     params: &EventParams,
 ) -> Result<EventQuery, ApiError> {
     caller.require(Permission::ReadEvents)?;
-    let after = params.after.unwrap_or(0);
-    if after < 0 {
-        return Err(ApiError::invalid("after must not be negative"));
-    }
+    let after = match (params.after, params.tail) {
+        (Some(after), _) if after < 0 => {
+            return Err(ApiError::invalid("after must not be negative"))
+        }
+        (Some(after), _) => after,
+        (None, Some(tail)) if !(0..=100_000).contains(&tail) => {
+            return Err(ApiError::invalid("tail must be 0 to 100000"))
+        }
+        (None, Some(tail)) => (app.store.newest_event_id().await? - tail).max(0),
+        (None, None) => 0,
+    };
     let kind = match params.kind.as_deref() {
         None => None,
         Some(k) => Some(EventKind::parse(k).ok_or_else(|| {

@@ -2,7 +2,7 @@
 
 use crate::auth::Caller;
 use crate::dto::{
-    self, LeaseBody, PageParams, PutTableBody, TableBody, TableLeasesBody, TablesPage,
+    self, LeaseBody, PutTableBody, TableBody, TableLeasesBody, TablesPage, TablesParams,
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
@@ -82,7 +82,7 @@ async fn get_table(
 
 /// The registered tables, by name, a page at a time.
 #[utoipa::path(get, path = "/v1/tables", tag = "tables",
-    params(PageParams),
+    params(TablesParams),
     responses(
         (status = 200, description = "A page of tables", body = TablesPage),
         (status = 400, description = "Malformed query", body = ErrorBody),
@@ -91,16 +91,20 @@ async fn get_table(
 async fn list_tables(
     State(app): State<AppState>,
     caller: Caller,
-    Query(page): Query<PageParams>,
+    Query(page): Query<TablesParams>,
 ) -> Result<axum::Json<TablesPage>, ApiError> {
     caller.require(Permission::ReadTables)?;
     let limit = dto::limit(page.limit)?;
     let after = dto::optional_text("after", page.after.filter(|a| !a.is_empty()), 1024)?;
+    let prefix = dto::optional_text("prefix", page.prefix.filter(|p| !p.is_empty()), 1024)?;
     // A scoped token sees only its tables, pages included.
-    let tables = app
-        .store
-        .tables(after.as_deref(), limit, caller.scopes())
-        .await?;
+    let Some(prefixes) = narrow(caller.scopes(), prefix.as_deref()) else {
+        return Ok(axum::Json(TablesPage {
+            tables: Vec::new(),
+            next_after: None,
+        }));
+    };
+    let tables = app.store.tables(after.as_deref(), limit, &prefixes).await?;
     let next_after = (tables.len() == limit as usize)
         .then(|| tables.last().map(|t| t.state.name.to_string()))
         .flatten();
@@ -108,6 +112,33 @@ async fn list_tables(
         tables: tables.into_iter().map(TableBody::from).collect(),
         next_after,
     }))
+}
+
+/// The name prefixes a listing matches: the token's scopes narrowed to
+/// `prefix`. Empty: every table; `None`: no table can match.
+fn narrow(scopes: &[String], prefix: Option<&str>) -> Option<Vec<String>> {
+    let Some(prefix) = prefix else {
+        return Some(scopes.to_vec());
+    };
+    if scopes.is_empty() {
+        return Some(vec![prefix.to_owned()]);
+    }
+    // Both must hold: the longer of two nested prefixes is the narrower.
+    let mut narrowed: Vec<String> = scopes
+        .iter()
+        .filter_map(|s| {
+            if prefix.starts_with(s.as_str()) {
+                Some(prefix.to_owned())
+            } else if s.starts_with(prefix) {
+                Some(s.clone())
+            } else {
+                None
+            }
+        })
+        .collect();
+    narrowed.sort();
+    narrowed.dedup();
+    (!narrowed.is_empty()).then_some(narrowed)
 }
 
 /// Who holds the table and who waits, in queue order.

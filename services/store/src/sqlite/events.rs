@@ -36,6 +36,16 @@ impl EventPort for SqliteBackend {
         .boxed()
     }
 
+    fn newest_event_id(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
+        async move {
+            let id: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM events")
+                .fetch_one(&self.readers)
+                .await?;
+            Ok(id.unwrap_or(0))
+        }
+        .boxed()
+    }
+
     fn prune_events(
         &self,
         before: Millis,

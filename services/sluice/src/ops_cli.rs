@@ -1,0 +1,806 @@
+//! The operator commands (`sluice tables`, `sluice leases ls`, ...): calls
+//! of a running server through the typed client, printed as aligned
+//! tables for people or as the API's own JSON (`--json`) for scripts.
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use serde_json::Value;
+use sluice_api::job_dto::RequestCompactionBody;
+use sluice_api::stream_dto::{ResetBody, RewindBody};
+use sluice_api::view_dto::{RemapBody, RollbackBody};
+use sluice_client::client::{Client, Error};
+use sluice_client::feed::FeedItem;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The exit codes a script can rely on (also in `sluice --help`).
+pub const EXIT_CODES: &str = "Exit codes of the client commands: 0 done; 2 bad usage; \
+3 not found (404); 4 refused as invalid or conflicting (400, 409, 412, 422); \
+5 not authenticated or not allowed (401, 403); 6 the server is unreachable, \
+busy or failing (no answer, 429, 5xx); 7 what --wait or --follow waited \
+for ended badly (a compaction failed, a hydration failed).";
+
+#[derive(Args)]
+pub struct Connection {
+    /// The server's URL.
+    #[arg(
+        long,
+        env = "SLUICE_URL",
+        default_value = "http://127.0.0.1:7878",
+        global = true
+    )]
+    url: String,
+    /// A bearer token (operator or admin for changes).
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// Print the API's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum OpsCmd {
+    /// List tables with their lease counts.
+    Tables {
+        /// Only tables whose names start with this (e.g. `sales.`).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Continue after this table name.
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// A table's leases; one lease; revoke one.
+    #[command(subcommand)]
+    Leases(LeaseCmd),
+    /// Hydrations: list, show (and follow), cancel.
+    #[command(subcommand)]
+    Hydrations(HydrationCmd),
+    /// Ask for a table's compaction; `--wait` follows it to its end.
+    Compact {
+        table: String,
+        /// Who asks, recorded with the request.
+        #[arg(long, default_value = "sluice-cli")]
+        requested_by: String,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Wait for the compaction to end, with a progress line.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// A stream's bookmark: show, history, rewind, reset.
+    #[command(subcommand)]
+    Bookmark(BookmarkCmd),
+    /// Consumer views: list, show (with remap history), remap, rollback.
+    #[command(subcommand)]
+    Views(ViewCmd),
+    /// Job runs: list, show, retry, discard, cancel.
+    #[command(subcommand)]
+    Runs(RunCmd),
+    /// The latest events; `--follow` prints new ones as they happen.
+    Events {
+        #[arg(long)]
+        table: Option<String>,
+        /// Start after this event id (default: the last `--tail`).
+        #[arg(long)]
+        after: Option<i64>,
+        #[arg(long, default_value_t = 20)]
+        tail: i64,
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum LeaseCmd {
+    /// Who holds a table and who waits, in queue order.
+    Ls {
+        table: String,
+    },
+    Show {
+        lease_id: String,
+    },
+    /// Revoke a lease: its holder's next call is refused.
+    Revoke {
+        lease_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum HydrationCmd {
+    Ls {
+        /// Only this state (e.g. `live`).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        table: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    Show {
+        id: String,
+        /// Follow its progress until it is live or ends.
+        #[arg(long)]
+        follow: bool,
+    },
+    Cancel {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BookmarkCmd {
+    Show {
+        stream: String,
+    },
+    /// Every version of the bookmark, oldest first.
+    History {
+        stream: String,
+    },
+    /// Restore an earlier version (by number or by time).
+    Rewind {
+        stream: String,
+        #[arg(long, conflicts_with = "to_time", required_unless_present = "to_time")]
+        to_version: Option<i64>,
+        /// RFC 3339.
+        #[arg(long)]
+        to_time: Option<String>,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Start the stream over from its full load.
+    Reset {
+        stream: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ViewCmd {
+    Ls {
+        #[arg(long)]
+        container: Option<String>,
+    },
+    Show {
+        container: String,
+        view: String,
+    },
+    Remap {
+        container: String,
+        view: String,
+        #[arg(long)]
+        target: String,
+        /// Comma-separated; default: the columns it exposes today.
+        #[arg(long, value_delimiter = ',')]
+        columns: Option<Vec<String>>,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Point the view back at what it read before its last remap.
+    Rollback {
+        container: String,
+        view: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RunCmd {
+    Ls {
+        #[arg(long)]
+        job: Option<String>,
+        /// Only this state (e.g. `dead_letter`).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    Show {
+        id: String,
+    },
+    /// Queue a dead-lettered or failed run again.
+    Retry {
+        id: String,
+    },
+    /// Give up on a dead-lettered run.
+    Discard {
+        id: String,
+    },
+    /// Stop a run (in Glue too).
+    Cancel {
+        id: String,
+    },
+}
+
+/// How a command ended, for the exit code.
+enum Failure {
+    Api(Error),
+    /// What `--wait`/`--follow` waited for ended badly.
+    EndedBadly(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::Api(e)
+    }
+}
+
+type Outcome = Result<(), Failure>;
+
+pub async fn run(conn: Connection, cmd: OpsCmd) -> ExitCode {
+    let client = Client::new(&conn.url).with_token(conn.token.clone());
+    let out = Out { json: conn.json };
+    match dispatch(&client, &out, cmd).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::EndedBadly(why)) => {
+            eprintln!("error: {why}");
+            ExitCode::from(7)
+        }
+        Err(Failure::Api(error)) => {
+            eprintln!("error: {error}");
+            ExitCode::from(exit_code(&error))
+        }
+    }
+}
+
+fn exit_code(error: &Error) -> u8 {
+    match error.status() {
+        Some(404) => 3,
+        Some(400 | 409 | 412 | 413 | 415 | 422) => 4,
+        Some(401 | 403) => 5,
+        _ => 6,
+    }
+}
+
+async fn dispatch(c: &Client, out: &Out, cmd: OpsCmd) -> Outcome {
+    match cmd {
+        OpsCmd::Tables {
+            prefix,
+            after,
+            limit,
+        } => {
+            let page = match &prefix {
+                Some(p) => c.tables_matching(p, after.as_deref(), limit).await?,
+                None => c.tables(after.as_deref(), limit).await?,
+            };
+            out.list(
+                &page,
+                "/tables",
+                &[
+                    ("TABLE", "/table"),
+                    ("HOLDERS", "/holders"),
+                    ("WAITERS", "/waiters"),
+                    ("LAST TOKEN", "/last_token"),
+                    ("COMPACTION JOB", "/compaction_job"),
+                ],
+            );
+            if let Some(next) = page.next_after.filter(|_| !out.json) {
+                eprintln!("more: --after {next}");
+            }
+        }
+        OpsCmd::Leases(cmd) => leases(c, out, cmd).await?,
+        OpsCmd::Hydrations(cmd) => hydrations(c, out, cmd).await?,
+        OpsCmd::Compact {
+            table,
+            requested_by,
+            reason,
+            wait,
+        } => {
+            let ask = RequestCompactionBody {
+                requested_by,
+                reason,
+                not_before: None,
+            };
+            let mut compaction = c.request_compaction(&table, &ask).await?;
+            if wait {
+                let bar = Progress::new();
+                while !matches!(
+                    compaction.state.as_str(),
+                    "succeeded" | "failed" | "cancelled"
+                ) {
+                    bar.show(
+                        &format!(
+                            "compaction {} of {table}: {}",
+                            compaction.id, compaction.state
+                        ),
+                        None,
+                    );
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    compaction = c.compaction(&table, &compaction.id).await?;
+                }
+                bar.done();
+                out.record(&compaction);
+                if compaction.state != "succeeded" {
+                    return Err(Failure::EndedBadly(format!(
+                        "the compaction ended {}: {}",
+                        compaction.state,
+                        compaction.error.as_deref().unwrap_or("no reason given")
+                    )));
+                }
+            } else {
+                out.record(&compaction);
+            }
+        }
+        OpsCmd::Bookmark(cmd) => bookmark(c, out, cmd).await?,
+        OpsCmd::Views(cmd) => views(c, out, cmd).await?,
+        OpsCmd::Runs(cmd) => runs(c, out, cmd).await?,
+        OpsCmd::Events {
+            table,
+            after,
+            tail,
+            follow,
+        } => events(c, out, table, after, tail, follow).await?,
+    }
+    Ok(())
+}
+
+async fn leases(c: &Client, out: &Out, cmd: LeaseCmd) -> Outcome {
+    let columns = [
+        ("LEASE", "/lease_id"),
+        ("MODE", "/mode"),
+        ("STATE", "/state"),
+        ("HOLDER", "/holder"),
+        ("TOKEN", "/token"),
+        ("QUEUE", "/position"),
+        ("GRANTED", "/granted_at"),
+        ("EXPIRES", "/expires_at"),
+    ];
+    match cmd {
+        LeaseCmd::Ls { table } => {
+            let leases = c.table_leases(&table).await?;
+            if out.json {
+                out.print_json(&leases);
+                return Ok(());
+            }
+            let rows: Vec<Value> = leases
+                .holders
+                .iter()
+                .chain(&leases.waiters)
+                .map(|l| serde_json::to_value(l).expect("a lease serializes"))
+                .collect();
+            out.table(&rows, &columns);
+        }
+        LeaseCmd::Show { lease_id } => out.record(&c.lease(&lease_id, 0).await?),
+        LeaseCmd::Revoke { lease_id, reason } => out.record(&c.revoke(&lease_id, &reason).await?),
+    }
+    Ok(())
+}
+
+async fn hydrations(c: &Client, out: &Out, cmd: HydrationCmd) -> Outcome {
+    match cmd {
+        HydrationCmd::Ls {
+            state,
+            table,
+            limit,
+        } => {
+            let page = c
+                .hydrations(state.as_deref(), table.as_deref(), None, limit)
+                .await?;
+            out.list(
+                &page,
+                "/hydrations",
+                &[
+                    ("ID", "/id"),
+                    ("TABLE", "/table"),
+                    ("CONTAINER", "/container"),
+                    ("TARGET", "/target"),
+                    ("STATE", "/state"),
+                    ("PROGRESS %", "/progress/percent"),
+                    ("LAG SNAPSHOTS", "/lag/snapshots"),
+                    ("LAG SECONDS", "/lag/seconds"),
+                ],
+            );
+        }
+        HydrationCmd::Show { id, follow } => {
+            let mut h = c.hydration(&id).await?;
+            if follow {
+                let bar = Progress::new();
+                while matches!(
+                    serde_json::to_value(h.state)
+                        .expect("a state serializes")
+                        .as_str(),
+                    Some("pending" | "snapshot" | "catching_up")
+                ) {
+                    let state = serde_json::to_value(h.state).expect("a state serializes");
+                    let lag = format!(
+                        ", {} snapshots / {} s behind",
+                        h.lag.snapshots, h.lag.seconds
+                    );
+                    let percent = h.progress.percent;
+                    bar.show(
+                        &format!("{} {}{lag}", h.id, state.as_str().unwrap_or("")),
+                        percent,
+                    );
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    h = c.hydration(&id).await?;
+                }
+                bar.done();
+            }
+            out.record(&h);
+            let state = serde_json::to_value(h.state).expect("a state serializes");
+            if follow && matches!(state.as_str(), Some("failed" | "cancelled" | "stale")) {
+                return Err(Failure::EndedBadly(format!(
+                    "the hydration ended {}: {}",
+                    state.as_str().unwrap_or(""),
+                    h.reason.as_deref().unwrap_or("no reason given")
+                )));
+            }
+        }
+        HydrationCmd::Cancel { id, reason } => out.record(&c.cancel_hydration(&id, reason).await?),
+    }
+    Ok(())
+}
+
+async fn bookmark(c: &Client, out: &Out, cmd: BookmarkCmd) -> Outcome {
+    match cmd {
+        BookmarkCmd::Show { stream } => out.record(&c.bookmark(&stream).await?),
+        BookmarkCmd::History { stream } => {
+            let versions = c.history(&stream).await?;
+            if out.json {
+                out.print_json(&versions);
+                return Ok(());
+            }
+            let rows: Vec<Value> = versions
+                .iter()
+                .map(|v| serde_json::to_value(v).expect("a version serializes"))
+                .collect();
+            out.table(
+                &rows,
+                &[
+                    ("VERSION", "/version"),
+                    ("PHASE", "/phase"),
+                    ("CAUSE", "/cause"),
+                    ("FILES DONE", "/load/files_done_count"),
+                    ("DELTA FILE", "/delta/file"),
+                    ("ACTOR", "/actor"),
+                    ("REASON", "/reason"),
+                    ("AT", "/updated_at"),
+                ],
+            );
+        }
+        BookmarkCmd::Rewind {
+            stream,
+            to_version,
+            to_time,
+            reason,
+        } => {
+            let body = RewindBody {
+                to_version,
+                to_time,
+                reason,
+            };
+            out.record(&c.rewind(&stream, &body).await?)
+        }
+        BookmarkCmd::Reset { stream, reason } => {
+            out.record(&c.reset(&stream, &ResetBody { reason }).await?)
+        }
+    }
+    Ok(())
+}
+
+async fn views(c: &Client, out: &Out, cmd: ViewCmd) -> Outcome {
+    match cmd {
+        ViewCmd::Ls { container } => {
+            let page = c.views(container.as_deref(), None, 1000).await?;
+            out.list(
+                &page,
+                "/views",
+                &[
+                    ("CONTAINER", "/container"),
+                    ("VIEW", "/view"),
+                    ("TARGET", "/target"),
+                    ("COLUMNS", "/columns"),
+                    ("AUTO REMAP", "/auto_remap"),
+                    ("HYDRATION", "/hydration_id"),
+                ],
+            );
+        }
+        ViewCmd::Show { container, view } => {
+            let v = c.view(&container, &view).await?;
+            if out.json {
+                out.print_json(&v);
+                return Ok(());
+            }
+            let mut value = serde_json::to_value(&v).expect("a view serializes");
+            let history = value["history"].take();
+            value.as_object_mut().expect("an object").remove("history");
+            out.record(&value);
+            println!("\nremap history (newest first):");
+            out.table(
+                history.as_array().map_or(&[][..], Vec::as_slice),
+                &[
+                    ("AT", "/at"),
+                    ("KIND", "/kind"),
+                    ("FROM", "/from"),
+                    ("TO", "/to"),
+                    ("HYDRATION", "/hydration_id"),
+                    ("ACTOR", "/actor"),
+                    ("REASON", "/reason"),
+                ],
+            );
+        }
+        ViewCmd::Remap {
+            container,
+            view,
+            target,
+            columns,
+            reason,
+        } => {
+            let body = RemapBody {
+                target,
+                columns,
+                reason,
+            };
+            out.record(&c.remap(&container, &view, &body).await?)
+        }
+        ViewCmd::Rollback {
+            container,
+            view,
+            reason,
+        } => out.record(
+            &c.rollback(&container, &view, &RollbackBody { reason })
+                .await?,
+        ),
+    }
+    Ok(())
+}
+
+async fn runs(c: &Client, out: &Out, cmd: RunCmd) -> Outcome {
+    match cmd {
+        RunCmd::Ls { job, state, limit } => {
+            let page = c
+                .runs(job.as_deref(), state.as_deref(), None, limit)
+                .await?;
+            out.list(
+                &page,
+                "/runs",
+                &[
+                    ("ID", "/id"),
+                    ("JOB", "/job"),
+                    ("STATE", "/state"),
+                    ("TABLE", "/table"),
+                    ("ATTEMPT", "/attempt"),
+                    ("GLUE RUN", "/glue_run_id"),
+                    ("CREATED", "/created_at"),
+                    ("ERROR", "/error"),
+                ],
+            );
+        }
+        RunCmd::Show { id } => out.record(&c.run(&id).await?),
+        RunCmd::Retry { id } => out.record(&c.run_action(&id, "retry").await?),
+        RunCmd::Discard { id } => out.record(&c.run_action(&id, "discard").await?),
+        RunCmd::Cancel { id } => out.record(&c.run_action(&id, "cancel").await?),
+    }
+    Ok(())
+}
+
+const EVENT_COLUMNS: [(&str, &str); 6] = [
+    ("ID", "/id"),
+    ("AT", "/at"),
+    ("KIND", "/kind"),
+    ("TABLE", "/table"),
+    ("STREAM", "/stream"),
+    ("DATA", "/data"),
+];
+
+async fn events(
+    c: &Client,
+    out: &Out,
+    table: Option<String>,
+    after: Option<i64>,
+    tail: i64,
+    follow: bool,
+) -> Outcome {
+    if !follow {
+        let page = match after {
+            Some(after) => c.events(after, table.as_deref(), 1000).await?,
+            None => c.recent_events(tail, table.as_deref(), 1000).await?,
+        };
+        out.list(&page, "/events", &EVENT_COLUMNS);
+        return Ok(());
+    }
+    // Follow, resuming after the last event seen whenever the feed ends.
+    let mut last = after;
+    let mut header = !out.json;
+    loop {
+        let mut feed = match c.follow_events(last, Some(tail), table.as_deref()).await {
+            Ok(feed) => feed,
+            Err(e) if e.is_transient() => {
+                eprintln!("sluice: {e}; reconnecting");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        loop {
+            match feed.next().await {
+                Ok(Some(FeedItem::Event(e))) => {
+                    last = Some(e.id);
+                    if out.json {
+                        out.print_line(&e);
+                    } else {
+                        let row = serde_json::to_value(&e).expect("an event serializes");
+                        out.row(&row, &EVENT_COLUMNS, header);
+                        header = false;
+                    }
+                }
+                Ok(Some(FeedItem::Ended {
+                    kind,
+                    reason,
+                    last_event_id,
+                })) => {
+                    eprintln!("sluice: the feed ended ({kind}: {reason}); resuming");
+                    last = Some(last_event_id);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Where the answers go: JSON as the API gave it, or aligned text.
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn print_json(&self, value: &impl Serialize) {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("an answer serializes")
+        );
+    }
+
+    /// One JSON document per line (a followed feed).
+    fn print_line(&self, value: &impl Serialize) {
+        println!(
+            "{}",
+            serde_json::to_string(value).expect("an answer serializes")
+        );
+        let _ = std::io::stdout().flush();
+    }
+
+    /// One thing: its fields, one per line.
+    fn record(&self, value: &impl Serialize) {
+        if self.json {
+            return self.print_json(value);
+        }
+        let value = serde_json::to_value(value).expect("an answer serializes");
+        let Some(fields) = value.as_object() else {
+            return println!("{}", cell(&value));
+        };
+        let width = fields.keys().map(String::len).max().unwrap_or(0);
+        for (key, v) in fields {
+            println!("{key:width$}  {}", cell(v));
+        }
+    }
+
+    /// A page: the JSON as it came, or its `items` as a table.
+    fn list(&self, page: &impl Serialize, items: &str, columns: &[(&str, &str)]) {
+        if self.json {
+            return self.print_json(page);
+        }
+        let page = serde_json::to_value(page).expect("a page serializes");
+        let rows = page.pointer(items).and_then(Value::as_array);
+        self.table(rows.map_or(&[][..], Vec::as_slice), columns);
+    }
+
+    fn table(&self, rows: &[Value], columns: &[(&str, &str)]) {
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|row| {
+                columns
+                    .iter()
+                    .map(|(_, at)| row.pointer(at).map_or_else(|| "-".to_owned(), cell))
+                    .collect()
+            })
+            .collect();
+        let widths: Vec<usize> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, (head, _))| {
+                cells
+                    .iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([head.len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |values: Vec<&str>| {
+            let padded: Vec<String> = values
+                .iter()
+                .zip(&widths)
+                .map(|(v, w)| format!("{v:w$}"))
+                .collect();
+            println!("{}", padded.join("  ").trim_end());
+        };
+        line(columns.iter().map(|(head, _)| *head).collect());
+        for row in &cells {
+            line(row.iter().map(String::as_str).collect());
+        }
+        if rows.is_empty() {
+            println!("(none)");
+        }
+    }
+
+    /// One row of a table printed as it grows (a followed feed).
+    fn row(&self, row: &Value, columns: &[(&str, &str)], header: bool) {
+        if header {
+            let heads: Vec<&str> = columns.iter().map(|(h, _)| *h).collect();
+            println!("{}", heads.join("  "));
+        }
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|(_, at)| row.pointer(at).map_or_else(|| "-".to_owned(), cell))
+            .collect();
+        println!("{}", cells.join("  "));
+        let _ = std::io::stdout().flush();
+    }
+}
+
+/// A JSON value as one table cell.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.iter().all(Value::is_string) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    }
+}
+
+/// A progress line on stderr: redrawn in place on a terminal, one line
+/// per change otherwise (a log or a test reads every step).
+struct Progress {
+    tty: bool,
+    last: std::cell::RefCell<String>,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+            last: Default::default(),
+        }
+    }
+
+    fn show(&self, what: &str, percent: Option<f64>) {
+        let bar = percent.map(|p| {
+            let filled = ((p / 100.0) * 30.0).round().clamp(0.0, 30.0) as usize;
+            format!(
+                "[{}{}] {p:5.1}% ",
+                "#".repeat(filled),
+                " ".repeat(30 - filled)
+            )
+        });
+        let line = format!("{}{what}", bar.unwrap_or_default());
+        if *self.last.borrow() == line {
+            return;
+        }
+        if self.tty {
+            eprint!("\r\x1b[2K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+        *self.last.borrow_mut() = line;
+    }
+
+    fn done(&self) {
+        if self.tty && !self.last.borrow().is_empty() {
+            eprintln!();
+        }
+    }
+}
