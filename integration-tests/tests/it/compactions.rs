@@ -14,7 +14,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-const TABLE: &str = "sales.orders";
+pub(crate) const TABLE: &str = "sales.orders";
 
 async fn compaction(server: &Server, id: &str) -> Value {
     let answer = server
@@ -67,17 +67,42 @@ async fn snapshots(catalog: &Value) -> Value {
     serde_json::from_str(&py(catalog, &["snapshots", TABLE]).await).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_compaction_waits_for_readers_then_rewrites_under_its_token_and_is_checked_in_iceberg() {
+/// A sluice scheduling on moto's Glue (behind the double) whose `TABLE` is
+/// an Iceberg table in the Glue catalog with three snapshots, compacted by
+/// the job `compact`: Glue job `compact-orders`, which runs `compact.py`.
+pub(crate) struct Lake {
+    pub double: GlueDouble,
+    pub server: Server,
+    pub catalog: Value,
+    /// Where `compact.py` writes the arguments it was started with.
+    pub record: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Lake {
+    /// What the double runs for a run of `compact-orders`.
+    pub fn compact_command(&self) -> Value {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/iceberg/compact.py");
+        json!([crate::lake::venv().join("bin/python"), script])
+    }
+
+    /// The job `compact`, with `compact.py` in `mode` (`rewrite`, `noop`,
+    /// `foreign-token`).
+    pub fn job(&self, mode: &str) -> Value {
+        json!({ "glue_job_name": "compact-orders", "kind": "compaction", "table": TABLE,
+                "max_attempts": 1,
+                // Braces are placeholders: literal ones are doubled.
+                "arguments": { "--catalog": self.catalog.to_string().replace('{', "{{").replace('}', "}}"),
+                               "--mode": mode,
+                               "--record": self.record.display().to_string(),
+                               "--lease": "{lease_id}:{token}" } })
+    }
+}
+
+pub(crate) async fn glue_lake() -> Lake {
     let double = GlueDouble::start().await;
     double.create_job("compact-orders", 1).await;
     let dir = tempfile::tempdir().unwrap();
-    let record = dir.path().join("compact-args.jsonl");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/iceberg/compact.py");
-    let python = crate::lake::venv().join("bin/python");
-    double
-        .script(json!({ "commands": { "compact-orders": [python, script] } }))
-        .await;
     let server = scheduled(
         &double,
         dir.path(),
@@ -90,11 +115,22 @@ async fn a_compaction_waits_for_readers_then_rewrites_under_its_token_and_is_che
     )
     .await;
     let catalog = glue_catalog(&double.lake);
-    py(&catalog, &["create", TABLE]).await;
+    let lake = Lake {
+        record: dir.path().join("compact-args.jsonl"),
+        double,
+        server,
+        catalog,
+        _dir: dir,
+    };
+    lake.double
+        .script(json!({ "commands": { "compact-orders": lake.compact_command() } }))
+        .await;
+    py(&lake.catalog, &["create", TABLE]).await;
     for _ in 0..3 {
-        py(&catalog, &["append", TABLE, "5"]).await;
+        py(&lake.catalog, &["append", TABLE, "5"]).await;
     }
-    let put = server
+    let put = lake
+        .server
         .call(
             Method::PUT,
             &format!("/v1/tables/{TABLE}"),
@@ -102,16 +138,15 @@ async fn a_compaction_waits_for_readers_then_rewrites_under_its_token_and_is_che
         )
         .await;
     assert_eq!(put.status, 201, "{}", put.body);
-    let job = |mode: &str| {
-        json!({ "glue_job_name": "compact-orders", "kind": "compaction", "table": TABLE,
-                "max_attempts": 1,
-                // Braces are placeholders: literal ones are doubled.
-                "arguments": { "--catalog": catalog.to_string().replace('{', "{{").replace('}', "}}"),
-                               "--mode": mode,
-                               "--record": record.display().to_string(),
-                               "--lease": "{lease_id}:{token}" } })
-    };
-    define(&server, "compact", job("rewrite")).await;
+    define(&lake.server, "compact", lake.job("rewrite")).await;
+    lake
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_waits_for_readers_then_rewrites_under_its_token_and_is_checked_in_iceberg() {
+    let lake = glue_lake().await;
+    let (double, server, catalog, record) =
+        (&lake.double, &lake.server, &lake.catalog, &lake.record);
 
     // A hydration-like reader holds the table.
     let reader = server
@@ -239,7 +274,7 @@ async fn a_compaction_waits_for_readers_then_rewrites_under_its_token_and_is_che
         .unwrap();
 
     // A job that succeeds without a rewrite is not a compaction.
-    define(&server, "compact", job("noop")).await;
+    define(&server, "compact", lake.job("noop")).await;
     let (status, c) = request(&server).await;
     assert_eq!(status, 201, "{c}");
     let id = c["id"].as_str().unwrap();
@@ -258,7 +293,7 @@ async fn a_compaction_waits_for_readers_then_rewrites_under_its_token_and_is_che
     );
 
     // A rewrite carrying another grant's token breaks the fence.
-    define(&server, "compact", job("foreign-token")).await;
+    define(&server, "compact", lake.job("foreign-token")).await;
     let (_, c) = request(&server).await;
     let id = c["id"].as_str().unwrap();
     let failed = until(&server, id, |c| {

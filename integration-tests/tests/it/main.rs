@@ -6,6 +6,7 @@ mod own_postgres;
 mod raw;
 
 mod auth;
+mod cli;
 mod compactions;
 mod config;
 mod containers;

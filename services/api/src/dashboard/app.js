@@ -144,7 +144,7 @@ const views = {
         h("td", {}, x.lag ? `${x.lag.snapshots} snapshots, ${span(x.lag.seconds)}` : "",
           x.lag && x.lag.diverged ? h("div", { class: "error" }, "diverged") : null),
         h("td", {}, (x.views || []).join(", ")),
-        h("td", {}, x.lease ? `token ${x.lease.token ?? "-"}` : ""),
+        h("td", { class: "muted" }, x.lease_id),
         h("td", {}, p.reported_at ? since(p.reported_at) : h("span", { class: "muted" }, "never")),
       );
     });

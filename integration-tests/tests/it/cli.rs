@@ -1,0 +1,456 @@
+//! The operator commands of the `sluice` binary against a real server:
+//! each one's table for people and its `--json`, the errors a user can
+//! cause, and the exit codes scripts rely on (0 done, 3 not found,
+//! 4 refused, 5 not allowed, 6 unreachable, 7 a wait that ended badly).
+
+use crate::compactions::glue_lake;
+use crate::harness::{binary, free_port, Server};
+use crate::snapshots::{py, refresh, TABLE};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    fn json(&self) -> Value {
+        assert_eq!(self.code, 0, "{}", self.stderr);
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+
+    /// The human table's rows (after its header) as columns.
+    fn rows(&self) -> Vec<Vec<String>> {
+        assert_eq!(self.code, 0, "{}", self.stderr);
+        self.stdout
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().map(str::to_owned).collect())
+            .collect()
+    }
+}
+
+/// `sluice ARGS` with `SLUICE_URL` and `SLUICE_TOKEN` set.
+async fn sluice(url: &str, token: Option<&str>, args: &[&str]) -> Ran {
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .env("SLUICE_URL", url)
+        .env_remove("SLUICE_TOKEN");
+    if let Some(token) = token {
+        command.env("SLUICE_TOKEN", token);
+    }
+    let output = tokio::task::spawn_blocking(move || command.output().expect("run sluice"))
+        .await
+        .unwrap();
+    Ran {
+        code: output.status.code().expect("an exit code"),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+async fn expect(server: &Server, method: Method, path: &str, body: Value, status: u16) -> Value {
+    let answer = server.call(method, path, Some(body)).await;
+    assert_eq!(answer.status, status, "{path}: {}", answer.body);
+    answer.body
+}
+
+#[tokio::test]
+async fn tables_leases_bookmarks_views_runs_and_events() {
+    let mut server = Server::sqlite_with(&["--auth", "on"]).await;
+    let admin = server.create_token("admin", "admin", &[], &[]);
+    let job = server.create_token("ingest", "job", &[], &[]);
+    server.client = server.client_with(&admin);
+    let url = server.url.clone();
+    let run = |args: &'static [&'static str]| {
+        let (url, admin) = (url.clone(), admin.clone());
+        async move { sluice(&url, Some(&admin), args).await }
+    };
+    for table in ["sales.a", "sales.b", "hr.c"] {
+        expect(
+            &server,
+            Method::PUT,
+            &format!("/v1/tables/{table}"),
+            json!({}),
+            201,
+        )
+        .await;
+    }
+
+    // tables: name order, a prefix, pages, JSON.
+    let all = run(&["tables"]).await;
+    assert!(all.stdout.starts_with("TABLE"), "{}", all.stdout);
+    let names: Vec<String> = all.rows().iter().map(|r| r[0].clone()).collect();
+    assert_eq!(names, ["hr.c", "sales.a", "sales.b"]);
+    let sales = run(&["tables", "--prefix", "sales.", "--json"])
+        .await
+        .json();
+    let names: Vec<&str> = sales["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["table"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sales.a", "sales.b"]);
+    let first = run(&["tables", "--limit", "1"]).await;
+    assert_eq!(first.rows().len(), 1);
+    assert!(
+        first.stderr.contains("more: --after hr.c"),
+        "{}",
+        first.stderr
+    );
+
+    // leases: ls, show, revoke, and what a user gets wrong.
+    let lease = expect(
+        &server,
+        Method::POST,
+        "/v1/tables/sales.a/leases",
+        json!({ "mode": "read", "ttl_seconds": 300, "holder": "export-job" }),
+        201,
+    )
+    .await;
+    let id = lease["lease_id"].as_str().unwrap().to_owned();
+    let ls = sluice(&url, Some(&admin), &["leases", "ls", "sales.a"]).await;
+    let rows = ls.rows();
+    assert_eq!(rows.len(), 1, "{}", ls.stdout);
+    assert_eq!(
+        rows[0][..5],
+        [id.as_str(), "read", "granted", "export-job", "1"]
+    );
+    let json = sluice(&url, Some(&admin), &["leases", "ls", "sales.a", "--json"])
+        .await
+        .json();
+    assert_eq!(json["holders"][0]["lease_id"], id.as_str());
+    let show = sluice(&url, Some(&admin), &["leases", "show", &id]).await;
+    assert!(show.stdout.contains("holder"), "{}", show.stdout);
+    assert!(show.stdout.contains("export-job"), "{}", show.stdout);
+    let revoked = sluice(
+        &url,
+        Some(&admin),
+        &["leases", "revoke", &id, "--reason", "stuck", "--json"],
+    )
+    .await
+    .json();
+    assert_eq!(revoked["state"], "revoked");
+    let unknown = run(&["leases", "show", "01890000-0000-7000-8000-000000000000"]).await;
+    assert_eq!(unknown.code, 3, "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("lease_not_found"),
+        "{}",
+        unknown.stderr
+    );
+    let malformed = run(&["leases", "show", "not-a-lease"]).await;
+    assert_eq!(malformed.code, 4, "{}", malformed.stderr);
+    assert!(
+        malformed.stderr.contains("invalid_lease_id"),
+        "{}",
+        malformed.stderr
+    );
+    let no_table = run(&["leases", "ls", "no.such"]).await;
+    assert_eq!(no_table.code, 3, "{}", no_table.stderr);
+
+    // Who may: no token, a job's token on an operator's command.
+    let anonymous = sluice(&url, None, &["tables"]).await;
+    assert_eq!(anonymous.code, 5, "{}", anonymous.stderr);
+    assert!(
+        anonymous.stderr.contains("missing_token"),
+        "{}",
+        anonymous.stderr
+    );
+    let lease = expect(
+        &server,
+        Method::POST,
+        "/v1/tables/sales.b/leases",
+        json!({ "mode": "read", "ttl_seconds": 300, "holder": "h" }),
+        201,
+    )
+    .await;
+    let as_job = sluice(
+        &url,
+        Some(&job),
+        &[
+            "leases",
+            "revoke",
+            lease["lease_id"].as_str().unwrap(),
+            "--reason",
+            "x",
+        ],
+    )
+    .await;
+    assert_eq!(as_job.code, 5, "{}", as_job.stderr);
+    // Nothing listening there.
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let unreachable = sluice(&nowhere, Some(&admin), &["tables"]).await;
+    assert_eq!(unreachable.code, 6, "{}", unreachable.stderr);
+    // Bad usage is clap's 2.
+    assert_eq!(run(&["leases", "revoke"]).await.code, 2);
+
+    // bookmark: show, reset, history, rewind.
+    expect(
+        &server,
+        Method::PUT,
+        "/v1/streams/sales.a.cdc",
+        json!({ "table": "sales.a" }),
+        201,
+    )
+    .await;
+    let shown = run(&["bookmark", "show", "sales.a.cdc", "--json"])
+        .await
+        .json();
+    assert_eq!(
+        (shown["version"].as_i64(), &shown["phase"]),
+        (Some(1), &json!("load"))
+    );
+    let reset = run(&[
+        "bookmark",
+        "reset",
+        "sales.a.cdc",
+        "--reason",
+        "reload",
+        "--json",
+    ])
+    .await
+    .json();
+    assert_eq!(reset["version"], 2);
+    let history = run(&["bookmark", "history", "sales.a.cdc"]).await;
+    let rows = history.rows();
+    assert_eq!(rows.len(), 2, "{}", history.stdout);
+    assert_eq!((rows[0][0].as_str(), rows[1][0].as_str()), ("1", "2"));
+    assert!(history.stdout.contains("reload"), "{}", history.stdout);
+    let rewound = run(&[
+        "bookmark",
+        "rewind",
+        "sales.a.cdc",
+        "--to-version",
+        "1",
+        "--reason",
+        "undo",
+    ])
+    .await;
+    assert_eq!(rewound.code, 0, "{}", rewound.stderr);
+    assert!(
+        rewound
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("version") && l.ends_with(" 3")),
+        "{}",
+        rewound.stdout
+    );
+    let too_far = run(&[
+        "bookmark",
+        "rewind",
+        "sales.a.cdc",
+        "--to-version",
+        "99",
+        "--reason",
+        "x",
+    ])
+    .await;
+    assert!(matches!(too_far.code, 3 | 4), "{}", too_far.stderr);
+    let no_stream = run(&["bookmark", "show", "no.such.stream"]).await;
+    assert_eq!(no_stream.code, 3, "{}", no_stream.stderr);
+
+    // views, runs, hydrations: empty lists, unknown ones.
+    let views = run(&["views", "ls"]).await;
+    assert!(views.stdout.contains("(none)"), "{}", views.stdout);
+    assert_eq!(run(&["views", "show", "analytics", "orders"]).await.code, 3);
+    let runs = run(&["runs", "ls", "--json"]).await.json();
+    assert_eq!(runs["runs"], json!([]));
+    assert_eq!(
+        run(&["runs", "show", "01890000-0000-7000-8000-000000000000"])
+            .await
+            .code,
+        3
+    );
+    assert_eq!(run(&["runs", "retry", "not-a-run"]).await.code, 4);
+    let hydrations = run(&["hydrations", "ls"]).await;
+    assert!(hydrations.stdout.starts_with("ID"), "{}", hydrations.stdout);
+    assert_eq!(
+        run(&["hydrations", "show", "01890000-0000-7000-8000-000000000000"])
+            .await
+            .code,
+        3
+    );
+
+    // events: the latest, then followed live.
+    let latest = run(&["events", "--tail", "3", "--json"]).await.json();
+    let kinds: Vec<&str> = latest["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"bookmark_rewound"), "{kinds:?}");
+    let human = run(&["events", "--tail", "3"]).await;
+    assert!(human.stdout.starts_with("ID"), "{}", human.stdout);
+    let mut follow = Command::new(binary())
+        .args([
+            "events", "--follow", "--tail", "0", "--json", "--table", "hr.c",
+        ])
+        .env("SLUICE_URL", &url)
+        .env("SLUICE_TOKEN", &admin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for line in lines {
+            let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
+            let kind = event["kind"].as_str().unwrap().to_owned();
+            seen.push(kind.clone());
+            if kind == "lease_released" {
+                break;
+            }
+        }
+        seen
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = expect(
+        &server,
+        Method::POST,
+        "/v1/tables/hr.c/leases",
+        json!({ "mode": "write", "ttl_seconds": 60, "holder": "compactor" }),
+        201,
+    )
+    .await;
+    let release = format!(
+        "/v1/leases/{}?token={}",
+        held["lease_id"].as_str().unwrap(),
+        held["token"]
+    );
+    assert_eq!(
+        server.call(Method::DELETE, &release, None).await.status,
+        200
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !reader.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "events --follow printed no release"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(
+        reader.join().unwrap(),
+        ["lease_requested", "lease_granted", "lease_released"]
+    );
+}
+
+/// `compact --wait` and `hydrations show --follow` on moto's Glue and real
+/// Iceberg metadata: progress lines while they run, the exit code at the
+/// end (0 when it went well, 7 when it did not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_wait_and_hydration_follow() {
+    let lake = glue_lake().await;
+    let (server, catalog) = (&lake.server, &lake.catalog);
+    let snapshot = py(catalog, &["append", TABLE, "3"]).await;
+    refresh(server).await;
+    let url = server.url.clone();
+
+    // A hydration followed until it is live.
+    expect(
+        server,
+        Method::PUT,
+        "/v1/containers/analytics",
+        json!({ "kind": "postgres", "url": crate::harness::admin_url() }),
+        201,
+    )
+    .await;
+    let body = json!({ "table": TABLE, "container": "analytics", "target": "orders_cli" });
+    let created = expect(server, Method::POST, "/v1/hydrations", body, 201).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let follow = {
+        let (url, id) = (url.clone(), id.clone());
+        tokio::spawn(
+            async move { sluice(&url, None, &["hydrations", "show", &id, "--follow"]).await },
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let progress = |phase: &str, copied: i64| {
+        json!({ "token": created["lease"]["token"], "phase": phase, "rows_copied": copied,
+                "rows_total": 3, "snapshot_id": snapshot.trim().parse::<i64>().unwrap() })
+    };
+    let path = format!("/v1/hydrations/{id}/progress");
+    expect(server, Method::POST, &path, progress("snapshot", 1), 200).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    expect(server, Method::POST, &path, progress("catching_up", 3), 200).await;
+    let followed = follow.await.unwrap();
+    assert_eq!(followed.code, 0, "{}", followed.stderr);
+    assert!(followed.stderr.contains(" 33.3% "), "{}", followed.stderr);
+    assert!(
+        followed
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("state") && l.ends_with("live")),
+        "{}",
+        followed.stdout
+    );
+    let listed = sluice(&url, None, &["hydrations", "ls", "--state", "live"]).await;
+    assert_eq!(listed.rows()[0][0], id, "{}", listed.stdout);
+
+    // Cancelled: following it now ends at once, badly.
+    let cancelled = sluice(
+        &url,
+        None,
+        &["hydrations", "cancel", &id, "--reason", "test", "--json"],
+    )
+    .await
+    .json();
+    assert_eq!(cancelled["state"], "cancelled");
+    let ended = sluice(&url, None, &["hydrations", "show", &id, "--follow"]).await;
+    assert_eq!(ended.code, 7, "{}", ended.stderr);
+    assert!(ended.stderr.contains("cancelled"), "{}", ended.stderr);
+    let again = sluice(&url, None, &["hydrations", "cancel", &id]).await;
+    assert_eq!(again.code, 4, "{}", again.stderr);
+
+    // A compaction Glue fails: --wait follows it to `failed`, exit 7.
+    lake.double
+        .script(json!({ "commands": { "compact-orders": null },
+                        "outcomes": { "compact-orders": ["FAILED"] } }))
+        .await;
+    let failed = sluice(&url, None, &["compact", TABLE, "--wait", "--json"]).await;
+    assert_eq!(failed.code, 7, "{}\n{}", failed.stdout, failed.stderr);
+    assert!(failed.stderr.contains("running"), "{}", failed.stderr);
+    let body: Value = serde_json::from_str(&failed.stdout).unwrap();
+    assert_eq!(body["state"], "failed", "{body}");
+
+    // One that rewrites the table under its token succeeds: exit 0.
+    lake.double
+        .script(json!({ "commands": { "compact-orders": lake.compact_command() } }))
+        .await;
+    let done = sluice(&url, None, &["compact", TABLE, "--wait"]).await;
+    assert_eq!(done.code, 0, "{}\n{}", done.stdout, done.stderr);
+    assert!(
+        done.stdout
+            .lines()
+            .any(|l| l.starts_with("state") && l.ends_with("succeeded")),
+        "{}",
+        done.stdout
+    );
+    // A table with no compaction job: refused, 4.
+    expect(
+        server,
+        Method::PUT,
+        "/v1/tables/sales.nojob",
+        json!({}),
+        201,
+    )
+    .await;
+    let refused = sluice(&url, None, &["compact", "sales.nojob"]).await;
+    assert_eq!(refused.code, 4, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("no_compaction_job"),
+        "{}",
+        refused.stderr
+    );
+}
