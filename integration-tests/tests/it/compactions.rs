@@ -145,8 +145,15 @@ pub(crate) async fn glue_lake() -> Lake {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compaction_waits_for_readers_then_rewrites_under_its_token_and_is_checked_in_iceberg() {
     let lake = glue_lake().await;
-    let (double, server, catalog, record) =
-        (&lake.double, &lake.server, &lake.catalog, &lake.record);
+    let jobs = (lake.job("noop"), lake.job("foreign-token"));
+    // `_dir` stays bound: the folder lives as long as the test.
+    let Lake {
+        double,
+        server,
+        catalog,
+        record,
+        _dir,
+    } = lake;
 
     // A hydration-like reader holds the table.
     let reader = server
@@ -274,7 +281,7 @@ async fn a_compaction_waits_for_readers_then_rewrites_under_its_token_and_is_che
         .unwrap();
 
     // A job that succeeds without a rewrite is not a compaction.
-    define(&server, "compact", lake.job("noop")).await;
+    define(&server, "compact", jobs.0).await;
     let (status, c) = request(&server).await;
     assert_eq!(status, 201, "{c}");
     let id = c["id"].as_str().unwrap();
@@ -293,7 +300,7 @@ async fn a_compaction_waits_for_readers_then_rewrites_under_its_token_and_is_che
     );
 
     // A rewrite carrying another grant's token breaks the fence.
-    define(&server, "compact", lake.job("foreign-token")).await;
+    define(&server, "compact", jobs.1).await;
     let (_, c) = request(&server).await;
     let id = c["id"].as_str().unwrap();
     let failed = until(&server, id, |c| {
