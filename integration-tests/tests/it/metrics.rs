@@ -153,3 +153,193 @@ async fn metrics_parse_and_move_with_requests_and_refusals() {
     // Ids never become labels.
     assert!(after.iter().all(|s| !s["labels"].to_string().contains(&id)));
 }
+
+/// The store's counters (group commits, grants, waits, expirations,
+/// revocations) and what each scrape reads from the database (leases by
+/// mode and state, runs by state, the compaction queue, hydrations' lag),
+/// as leases come and go on a real Iceberg table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_gauges_and_lease_counters_move() {
+    use crate::snapshots::{py, refresh, TABLE};
+    let server = Server::sqlite_with(&["--refresh-interval-seconds", "3600"]).await;
+    let call = |method: Method, path: String, body: Value, status: u16| {
+        let server = &server;
+        async move {
+            let answer = server.call(method, &path, Some(body)).await;
+            assert_eq!(answer.status, status, "{path}: {}", answer.body);
+            answer.body
+        }
+    };
+    let data = server.data_dir();
+    let catalog = json!({
+        "name": "local", "type": "sql",
+        "uri": format!("sqlite:///{}", data.join("catalog.db").display()),
+        "warehouse": format!("file://{}", data.join("warehouse").display()),
+    });
+    py(&catalog, &["create", TABLE]).await;
+    py(&catalog, &["append", TABLE, "3"]).await;
+    let job = json!({ "glue_job_name": "compact-orders", "kind": "compaction", "table": TABLE });
+    call(Method::PUT, "/v1/jobs/compact".into(), job, 201).await;
+    let table = json!({ "compaction_job": "compact" });
+    call(Method::PUT, format!("/v1/tables/{TABLE}"), table, 201).await;
+    refresh(&server).await;
+    let before = scrape(&server).await;
+    assert_eq!(value(&before, "sluice_store_up", &[]), 1.0);
+    assert_eq!(
+        value(
+            &before,
+            "sluice_leases",
+            &[("mode", "read"), ("state", "granted")]
+        ),
+        0.0
+    );
+
+    // A reader that holds, a hydration pinned to the first snapshot (one
+    // more reader), a compaction that waits behind them, a reader that
+    // lets its TTL pass.
+    let leases = format!("/v1/tables/{TABLE}/leases");
+    let reader = json!({ "mode": "read", "ttl_seconds": 300, "holder": "export" });
+    let reader = call(Method::POST, leases.clone(), reader, 201).await;
+    let short = json!({ "mode": "read", "ttl_seconds": 1, "holder": "forgetful" });
+    call(Method::POST, leases.clone(), short, 201).await;
+    call(
+        Method::PUT,
+        "/v1/containers/analytics".into(),
+        json!({ "kind": "postgres", "url": crate::harness::admin_url() }),
+        201,
+    )
+    .await;
+    let hydration = json!({ "table": TABLE, "container": "analytics", "target": "orders_m" });
+    let hydration = call(Method::POST, "/v1/hydrations".into(), hydration, 201).await;
+    let ask = json!({ "requested_by": "metrics-test" });
+    let compaction = call(
+        Method::POST,
+        format!("/v1/tables/{TABLE}/compactions"),
+        ask,
+        201,
+    )
+    .await;
+    // The table moves on.
+    py(&catalog, &["append", TABLE, "2"]).await;
+    refresh(&server).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let waiting = loop {
+        let now = scrape(&server).await;
+        if value(&now, "sluice_compactions", &[("state", "waiting")]) == 1.0
+            && value(&now, "sluice_lease_expirations_total", &[("mode", "read")]) == 1.0
+        {
+            break now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no waiting compaction or expiry: {now:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let gauge = |labels: &[(&str, &str)]| value(&waiting, "sluice_leases", labels);
+    assert_eq!(gauge(&[("mode", "read"), ("state", "granted")]), 2.0);
+    assert_eq!(gauge(&[("mode", "write"), ("state", "waiting")]), 1.0);
+    assert!(value(&waiting, "sluice_compaction_oldest_pending_seconds", &[]) >= 0.0);
+    let id = hydration["id"].as_str().unwrap();
+    let lag = [("hydration", id), ("table", TABLE), ("state", "pending")];
+    // It has applied nothing yet: both snapshots are behind.
+    assert_eq!(
+        value(&waiting, "sluice_hydration_lag_snapshots", &lag),
+        2.0,
+        "{waiting:?}"
+    );
+    assert!(value(&waiting, "sluice_hydration_lag_seconds", &lag) >= 0.0);
+    let moved = |name: &str, labels: &[(&str, &str)]| {
+        value(&waiting, name, labels) - value(&before, name, labels)
+    };
+    // Three read grants (export, forgetful, the hydration), each answered
+    // granted at once; the compaction's write lease still waits.
+    assert_eq!(moved("sluice_lease_grants_total", &[("mode", "read")]), 3.0);
+    assert_eq!(
+        moved("sluice_lease_grant_seconds_count", &[("mode", "read")]),
+        2.0
+    );
+    assert_eq!(
+        moved("sluice_lease_wait_seconds_count", &[("mode", "read")]),
+        3.0
+    );
+    assert_eq!(
+        moved("sluice_lease_grants_total", &[("mode", "write")]),
+        0.0
+    );
+    assert!(moved("sluice_group_commit_size_count", &[("group", "leases")]) >= 4.0);
+    assert!(moved("sluice_group_commit_seconds_sum", &[("group", "leases")]) > 0.0);
+
+    // Revoke both readers and cancel the hydration: the compaction's
+    // write lease is granted out of the queue, after a measured wait.
+    let revoke = json!({ "reason": "metrics test" });
+    let path = format!("/v1/leases/{}/revoke", reader["lease_id"].as_str().unwrap());
+    call(Method::POST, path, revoke, 200).await;
+    call(
+        Method::POST,
+        format!("/v1/hydrations/{id}/cancel"),
+        json!({}),
+        200,
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let after = loop {
+        let now = scrape(&server).await;
+        let runs: f64 = now
+            .iter()
+            .filter(|s| s["name"] == "sluice_runs")
+            .map(|s| s["value"].as_f64().unwrap())
+            .sum();
+        // The scheduler starts a run for the granted compaction at its tick.
+        if value(&now, "sluice_lease_grants_total", &[("mode", "write")]) == 1.0
+            && value(&now, "sluice_compactions", &[("state", "waiting")]) == 0.0
+            && runs >= 1.0
+        {
+            break now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "compaction {} did not start: {now:?}",
+            compaction["id"]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    // The export reader's, and the hydration's lease its cancel revoked.
+    assert_eq!(
+        value(
+            &after,
+            "sluice_lease_revocations_total",
+            &[("mode", "read")]
+        ),
+        2.0,
+        "{after:?}"
+    );
+    assert_eq!(
+        value(
+            &after,
+            "sluice_lease_wait_seconds_count",
+            &[("mode", "write")]
+        ),
+        1.0
+    );
+    assert!(
+        value(
+            &after,
+            "sluice_lease_wait_seconds_sum",
+            &[("mode", "write")]
+        ) > 0.0
+    );
+    assert_eq!(
+        value(&after, "sluice_compactions", &[("state", "waiting")]),
+        0.0
+    );
+    // Cancelled, it is no longer exported.
+    assert_eq!(
+        value(
+            &after,
+            "sluice_hydration_lag_snapshots",
+            &[("hydration", id)]
+        ),
+        0.0
+    );
+}

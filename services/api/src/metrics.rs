@@ -1,14 +1,25 @@
-//! `/metrics` in the Prometheus text format: HTTP requests and their
-//! latency by route and status, and every refusal by its error type (the
-//! fencing refusals `stale_token`, `lease_expired`, ... among them),
-//! counted as the responses leave. Outside authentication, like the
-//! health checks: it names routes and error types, never tables or tokens.
+//! `/metrics` in the Prometheus text format. Counted by this process as
+//! responses leave: HTTP requests and their latency by route and status,
+//! every refusal by its error type (the fencing refusals `stale_token`,
+//! `lease_expired`, ... among them), and how long granted acquires took.
+//! Counted by the store's writers: group commits, lease grants, waits,
+//! expirations and revocations. Read from the database at each scrape (the
+//! same on every replica): leases held and waiting, runs by state, the
+//! compaction queue, each active hydration's lag. Outside authentication,
+//! like the health checks: it names routes, error types and hydrations'
+//! tables, never tokens.
 
 use crate::error::ErrorKind;
+use crate::hydration_dto::HydrationBody;
+use crate::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use sluice_core::hydrations::HydrationState;
+use sluice_store::stats::Histogram;
+use sluice_store::HydrationQuery;
+use sluice_store::StoreError;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
@@ -19,18 +30,10 @@ const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 60.0,
 ];
 
-#[derive(Default)]
-struct Latency {
-    /// Per bucket, not cumulative; summed when written.
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
 /// One method of one route.
 struct MethodStats {
     method: Method,
-    latency: Latency,
+    latency: Histogram,
     /// (status, requests), in first-seen order: a handful per route.
     statuses: Vec<(u16, u64)>,
 }
@@ -42,6 +45,8 @@ struct Counts {
     routes: BTreeMap<String, Vec<MethodStats>>,
     /// Error type -> refusals.
     refusals: BTreeMap<&'static str, u64>,
+    /// Acquires answered granted, by mode: request to answer.
+    grants: BTreeMap<&'static str, Histogram>,
 }
 
 /// The process's counters; cheap to clone (one `Arc`).
@@ -70,7 +75,7 @@ impl Metrics {
             None => {
                 methods.push(MethodStats {
                     method: method.clone(),
-                    latency: Latency::default(),
+                    latency: Histogram::new(&BUCKETS),
                     statuses: Vec::new(),
                 });
                 methods.len() - 1
@@ -81,12 +86,17 @@ impl Metrics {
             Some((_, n)) => *n += 1,
             None => m.statuses.push((status, 1)),
         }
-        let l = &mut m.latency;
-        l.count += 1;
-        l.sum += seconds;
-        if let Some(b) = BUCKETS.iter().position(|b| seconds <= *b) {
-            l.buckets[b] += 1;
-        }
+        m.latency.observe(seconds);
+    }
+
+    /// An acquire answered granted after `seconds` (a long-poll's wait
+    /// included).
+    pub fn granted(&self, mode: &'static str, seconds: f64) {
+        let mut c = self.0.lock().expect("metrics lock");
+        c.grants
+            .entry(mode)
+            .or_insert_with(|| Histogram::new(&BUCKETS))
+            .observe(seconds);
     }
 
     /// The text exposition format, version 0.0.4.
@@ -111,39 +121,24 @@ impl Metrics {
         out.push_str("# TYPE sluice_http_request_duration_seconds histogram\n");
         for (route, methods) in &c.routes {
             for m in methods {
-                let (labels, l) = (
-                    format!("method=\"{}\",route=\"{}\"", m.method, escape(route)),
-                    &m.latency,
-                );
-                let mut cumulative = 0;
-                for (bound, n) in BUCKETS.iter().zip(l.buckets) {
-                    cumulative += n;
-                    let _ = writeln!(
-                        out,
-                        "sluice_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "sluice_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                    l.count
-                );
-                let _ = writeln!(
-                    out,
-                    "sluice_http_request_duration_seconds_sum{{{labels}}} {}",
-                    l.sum
-                );
-                let _ = writeln!(
-                    out,
-                    "sluice_http_request_duration_seconds_count{{{labels}}} {}",
-                    l.count
-                );
+                let labels = format!("method=\"{}\",route=\"{}\"", m.method, escape(route));
+                m.latency
+                    .write(&mut out, "sluice_http_request_duration_seconds", &labels);
             }
         }
         out.push_str("# HELP sluice_refusals_total Requests refused, by error type (stale_token, lease_expired, ...).\n");
         out.push_str("# TYPE sluice_refusals_total counter\n");
         for (kind, n) in &c.refusals {
             let _ = writeln!(out, "sluice_refusals_total{{type=\"{kind}\"}} {n}");
+        }
+        out.push_str("# HELP sluice_lease_grant_seconds Acquires answered granted, by mode: from request to answer.\n");
+        out.push_str("# TYPE sluice_lease_grant_seconds histogram\n");
+        for (mode, h) in &c.grants {
+            h.write(
+                &mut out,
+                "sluice_lease_grant_seconds",
+                &format!("mode=\"{mode}\""),
+            );
         }
         out
     }
@@ -177,11 +172,114 @@ pub async fn count(State(metrics): State<Metrics>, req: Request, next: Next) -> 
 }
 
 /// `GET /metrics`.
-pub async fn serve(State(metrics): State<Metrics>) -> Response {
-    let mut response = metrics.render().into_response();
+pub async fn serve(State(app): State<AppState>) -> Response {
+    let mut out = app.metrics.render();
+    app.store.stats().render(&mut out);
+    // A database that does not answer still leaves the process's own
+    // counters readable, and says so.
+    let up = gauges(&app, &mut out).await.is_ok();
+    out.push_str("# HELP sluice_store_up Whether the database answered this scrape's queries.\n");
+    out.push_str("# TYPE sluice_store_up gauge\n");
+    let _ = writeln!(out, "sluice_store_up {}", u8::from(up));
+    let mut response = out.into_response();
     response.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     response
 }
+
+/// What the database holds now: the same answer on every replica.
+async fn gauges(app: &AppState, out: &mut String) -> Result<(), StoreError> {
+    let leases = app.store.lease_counts().await?;
+    out.push_str("# HELP sluice_leases Live leases on users' tables, by mode and state (granted, waiting).\n");
+    out.push_str("# TYPE sluice_leases gauge\n");
+    for mode in ["read", "write"] {
+        for state in ["granted", "waiting"] {
+            let n = leases
+                .iter()
+                .find(|(m, s, _)| m == mode && s == state)
+                .map_or(0, |l| l.2);
+            let _ = writeln!(
+                out,
+                "sluice_leases{{mode=\"{mode}\",state=\"{state}\"}} {n}"
+            );
+        }
+    }
+    let runs = app.store.run_counts().await?;
+    out.push_str("# HELP sluice_runs Job runs kept, by state.\n");
+    out.push_str("# TYPE sluice_runs gauge\n");
+    for (state, n) in &runs {
+        let _ = writeln!(out, "sluice_runs{{state=\"{}\"}} {n}", escape(state));
+    }
+    let now = sluice_store::system_now();
+    let pending = app.store.active_compactions(QUEUE_READ).await?;
+    out.push_str(
+        "# HELP sluice_compactions Pending compactions, by state (queued, waiting, running).\n",
+    );
+    out.push_str("# TYPE sluice_compactions gauge\n");
+    for state in ["queued", "waiting", "running"] {
+        let n = pending
+            .iter()
+            .filter(|c| c.value.state.as_str() == state)
+            .count();
+        let _ = writeln!(out, "sluice_compactions{{state=\"{state}\"}} {n}");
+    }
+    let oldest = pending
+        .iter()
+        .filter(|c| c.value.state.as_str() != "running")
+        .map(|c| c.value.created_at.0)
+        .min();
+    out.push_str("# HELP sluice_compaction_oldest_pending_seconds Age of the oldest compaction request not yet running (0: none).\n");
+    out.push_str("# TYPE sluice_compaction_oldest_pending_seconds gauge\n");
+    let age = oldest.map_or(0.0, |t| (now.0 - t).max(0) as f64 / 1000.0);
+    let _ = writeln!(out, "sluice_compaction_oldest_pending_seconds {age}");
+    out.push_str("# HELP sluice_hydration_lag_snapshots Snapshots an active hydration has not applied yet.\n");
+    out.push_str("# TYPE sluice_hydration_lag_snapshots gauge\n");
+    let mut seconds = String::new();
+    for state in ACTIVE {
+        let query = HydrationQuery {
+            after: None,
+            state: Some(state),
+            table: None,
+            container: None,
+            limit: 1000,
+            scopes: Vec::new(),
+        };
+        for h in app.store.hydrations(&query).await? {
+            let body = HydrationBody::new(h, None, now);
+            let labels = format!(
+                "hydration=\"{}\",table=\"{}\",container=\"{}\",target=\"{}\",state=\"{}\"",
+                body.id,
+                escape(&body.table),
+                escape(&body.container),
+                escape(&body.target),
+                state.as_str()
+            );
+            let _ = writeln!(
+                out,
+                "sluice_hydration_lag_snapshots{{{labels}}} {}",
+                body.lag.snapshots
+            );
+            let _ = writeln!(
+                seconds,
+                "sluice_hydration_lag_seconds{{{labels}}} {}",
+                body.lag.seconds
+            );
+        }
+    }
+    out.push_str("# HELP sluice_hydration_lag_seconds Age of the oldest snapshot an active hydration has not applied (0: caught up).\n");
+    out.push_str("# TYPE sluice_hydration_lag_seconds gauge\n");
+    out.push_str(&seconds);
+    Ok(())
+}
+
+/// The most pending compactions a scrape reads.
+const QUEUE_READ: u32 = 10_000;
+/// The hydrations whose lag is exported (at most 1000 in each state).
+const ACTIVE: [HydrationState; 4] = [
+    HydrationState::Pending,
+    HydrationState::Snapshot,
+    HydrationState::CatchingUp,
+    HydrationState::Live,
+];

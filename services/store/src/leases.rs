@@ -638,10 +638,12 @@ pub(crate) struct Leases {
     pub backend: Arc<dyn Backend>,
     pub hub: Arc<Hub>,
     pub expiry: Arc<watch::Sender<Option<Millis>>>,
+    pub stats: Arc<crate::stats::StoreStats>,
 }
 
 impl Group for Leases {
     type Job = Job;
+    const NAME: &'static str = "leases";
 
     fn commit<'a>(&'a self, jobs: &'a mut [Job]) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
@@ -650,6 +652,7 @@ impl Group for Leases {
                 .backend
                 .transact_leases(&targets, &mut |loaded, now| apply(loaded, jobs, now))
                 .await?;
+            self.stats.lease_events(&changes.events, &changes.leases);
             for (table, leases) in changes.changed_by_table() {
                 self.hub.publish(&table, Wake::Changed(Arc::new(leases)));
             }

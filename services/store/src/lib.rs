@@ -24,6 +24,7 @@ mod rows;
 mod schedule;
 mod snapshot_log;
 mod sqlite;
+pub mod stats;
 pub mod streams;
 mod sweeper;
 mod writer;
@@ -91,6 +92,7 @@ pub struct Store {
     jobs: mpsc::Sender<leases::Job>,
     stream_jobs: mpsc::Sender<streams::Job>,
     hub: Arc<Hub>,
+    stats: Arc<stats::StoreStats>,
     _guard: Arc<Guard>,
 }
 
@@ -139,17 +141,25 @@ impl Store {
         // The sweeper's next planned look; a commit with an earlier expiry moves it.
         let planned = Arc::new(tokio::sync::watch::channel(None).0);
         let writers = writer.writers.clamp(1, backend.max_writers());
+        let stats = Arc::new(stats::StoreStats::default());
         let leases = leases::Leases {
             backend: backend.clone(),
             hub: hub.clone(),
             expiry: planned.clone(),
+            stats: stats.clone(),
         };
-        let mut tasks = writer::spawn(Arc::new(leases), rx, writers, &writer);
+        let mut tasks = writer::spawn(Arc::new(leases), rx, writers, &writer, &stats);
         let (stream_jobs, rx) = mpsc::channel(4096);
         let streams = streams::Streams {
             backend: backend.clone(),
         };
-        tasks.extend(writer::spawn(Arc::new(streams), rx, writers, &writer));
+        tasks.extend(writer::spawn(
+            Arc::new(streams),
+            rx,
+            writers,
+            &writer,
+            &stats,
+        ));
         tasks.push(sweeper::spawn(
             backend.clone(),
             jobs.clone(),
@@ -163,6 +173,7 @@ impl Store {
             jobs,
             stream_jobs,
             hub,
+            stats,
             _guard: Arc::new(Guard { tasks }),
         })
     }
@@ -411,6 +422,21 @@ impl Store {
 
     pub async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError> {
         self.backend.events(query).await
+    }
+
+    /// Live leases by mode and state: `(mode, state, count)`.
+    pub async fn lease_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.backend.lease_counts().await
+    }
+
+    /// Runs by state: `(state, count)`.
+    pub async fn run_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.backend.run_counts().await
+    }
+
+    /// What this process's writers counted as they committed.
+    pub fn stats(&self) -> &stats::StoreStats {
+        &self.stats
     }
 
     pub async fn newest_event_id(&self) -> Result<i64, StoreError> {

@@ -44,6 +44,9 @@ pub trait LeasePort: Send + Sync + 'static {
         limit: u32,
         scopes: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<TableSummary>, StoreError>>;
+    /// Live (unexpired) leases counted by mode and state, on every table
+    /// but sluice's own.
+    fn lease_counts(&self) -> BoxFuture<'_, Result<Vec<(String, String, i64)>, StoreError>>;
     /// The registered table whose name differs from `name` only in case.
     fn table_named_alike<'a>(
         &'a self,
@@ -346,6 +349,8 @@ pub trait SchedulePort: Send + Sync + 'static {
     fn run(&self, id: RunId) -> BoxFuture<'_, Result<Option<Versioned<Run>>, StoreError>>;
     /// Runs by id (creation order) after `query.after`, filtered.
     fn runs<'a>(&'a self, query: &'a RunQuery) -> BoxFuture<'a, Result<Vec<Run>, StoreError>>;
+    /// Runs kept, counted by state.
+    fn run_counts(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, StoreError>>;
     /// Runs the scheduler has work on at `now`: queued or retrying and due,
     /// starting, or running and due for a poll; earliest first.
     fn active_runs(

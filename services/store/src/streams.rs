@@ -282,6 +282,7 @@ pub(crate) struct Streams {
 
 impl Group for Streams {
     type Job = Job;
+    const NAME: &'static str = "streams";
 
     fn commit<'a>(&'a self, jobs: &'a mut [Job]) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {

@@ -4,6 +4,7 @@
 //! `leases::Leases`, `streams::Streams`).
 
 use crate::error::StoreError;
+use crate::stats::StoreStats;
 use crate::WriterConfig;
 use futures::future::BoxFuture;
 use sluice_core::RuleError;
@@ -13,6 +14,8 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 /// One aggregate's commands, committed in groups.
 pub(crate) trait Group: Send + Sync + 'static {
     type Job: Pending;
+    /// Its name in the metrics (`leases`, `streams`).
+    const NAME: &'static str;
     /// Run `jobs` as one transaction, leaving each job's answer in it.
     fn commit<'a>(&'a self, jobs: &'a mut [Self::Job]) -> BoxFuture<'a, Result<(), StoreError>>;
 }
@@ -69,15 +72,16 @@ pub(crate) fn spawn<G: Group>(
     jobs: mpsc::Receiver<G::Job>,
     writers: usize,
     config: &WriterConfig,
+    stats: &Arc<StoreStats>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let jobs = Arc::new(Mutex::new(jobs));
     let max_batch = config.max_batch.max(1);
     (0..writers.max(1))
         .map(|_| {
-            let (group, jobs) = (group.clone(), jobs.clone());
+            let (group, jobs, stats) = (group.clone(), jobs.clone(), stats.clone());
             tokio::spawn(async move {
                 while let Some(batch) = next_batch(&jobs, max_batch).await {
-                    run(&*group, batch).await;
+                    run(&*group, batch, &stats).await;
                 }
             })
         })
@@ -98,9 +102,11 @@ async fn next_batch<J>(jobs: &Mutex<mpsc::Receiver<J>>, max_batch: usize) -> Opt
     Some(batch)
 }
 
-async fn run<G: Group>(group: &G, mut batch: Vec<G::Job>) {
+async fn run<G: Group>(group: &G, mut batch: Vec<G::Job>, stats: &StoreStats) {
+    let started = std::time::Instant::now();
     match group.commit(&mut batch).await {
         Ok(()) => {
+            stats.committed(G::NAME, batch.len(), started.elapsed().as_secs_f64());
             for job in batch {
                 job.finish(Ok(()));
             }

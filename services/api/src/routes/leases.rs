@@ -10,7 +10,7 @@ use crate::{parse_lease_id, parse_user_table, waiting, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
 use sluice_core::leases::AcquireRequest;
-use sluice_core::{LeaseCommand, LeaseId, LeaseState, Permission, RuleError};
+use sluice_core::{LeaseCommand, LeaseId, LeaseState, Mode, Permission, RuleError};
 use std::time::Duration;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -49,6 +49,7 @@ async fn acquire(
     Path(table): Path<String>,
     Json(body): Json<AcquireBody>,
 ) -> Result<(StatusCode, axum::Json<LeaseBody>), ApiError> {
+    let started = tokio::time::Instant::now();
     let table = parse_user_table(&table)?;
     caller.require_on(Permission::UseLeases, &table)?;
     let request = AcquireRequest {
@@ -82,7 +83,14 @@ async fn acquire(
         }
     }
     match view.lease.state {
-        LeaseState::Granted => Ok((StatusCode::CREATED, axum::Json(view.into()))),
+        LeaseState::Granted => {
+            let mode = match view.lease.mode {
+                Mode::Read => "read",
+                Mode::Write => "write",
+            };
+            app.metrics.granted(mode, started.elapsed().as_secs_f64());
+            Ok((StatusCode::CREATED, axum::Json(view.into())))
+        }
         LeaseState::Waiting => Ok((StatusCode::ACCEPTED, axum::Json(view.into()))),
         ended => Err(RuleError::LeaseEnded {
             lease_id: view.lease.id,

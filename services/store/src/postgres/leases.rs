@@ -86,6 +86,18 @@ impl LeasePort for PgBackend {
         async move { prune_finished(&self.pool, "leases", &finished, before, limit).await }.boxed()
     }
 
+    fn lease_counts(&self) -> BoxFuture<'_, Result<Vec<(String, String, i64)>, StoreError>> {
+        async move {
+            Ok(sqlx::query_as(&format!(
+                "SELECT mode, state, COUNT(*) FROM leases WHERE {LIVE} AND expires_at > {NOW_MS} \
+                 AND NOT starts_with(table_name, 'sluice_system.') GROUP BY mode, state"
+            ))
+            .fetch_all(&self.pool)
+            .await?)
+        }
+        .boxed()
+    }
+
     fn tables<'a>(
         &'a self,
         after: Option<&'a str>,

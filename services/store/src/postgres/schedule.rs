@@ -92,6 +92,17 @@ impl SchedulePort for PgBackend {
         .boxed()
     }
 
+    fn run_counts(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, StoreError>> {
+        async move {
+            Ok(
+                sqlx::query_as("SELECT state, COUNT(*) FROM runs GROUP BY state")
+                    .fetch_all(&self.pool)
+                    .await?,
+            )
+        }
+        .boxed()
+    }
+
     fn runs<'a>(&'a self, q: &'a RunQuery) -> BoxFuture<'a, Result<Vec<Run>, StoreError>> {
         async move {
             let rows: Vec<DocRow> = sqlx::query_as(

@@ -112,6 +112,19 @@ impl LeasePort for SqliteBackend {
             .boxed()
     }
 
+    fn lease_counts(&self) -> BoxFuture<'_, Result<Vec<(String, String, i64)>, StoreError>> {
+        async move {
+            Ok(sqlx::query_as(&format!(
+                "SELECT mode, state, COUNT(*) FROM leases WHERE {LIVE} AND expires_at > ? \
+                 AND substr(table_name, 1, 14) <> 'sluice_system.' GROUP BY mode, state"
+            ))
+            .bind(now().0)
+            .fetch_all(&self.readers)
+            .await?)
+        }
+        .boxed()
+    }
+
     fn tables<'a>(
         &'a self,
         after: Option<&'a str>,

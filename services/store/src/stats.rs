@@ -1,0 +1,212 @@
+//! What the store counts as it commits, for `/metrics`: each group
+//! commit's size and latency, and the lease transitions this process
+//! committed (grants and how long they waited, expirations, revocations).
+//! Per process: with several replicas, sum across them.
+
+use sluice_core::{EventKind, Lease, Mode, NewEvent};
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+/// A Prometheus histogram over fixed bucket bounds.
+#[derive(Clone)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// Per bucket, not cumulative; summed when written.
+    buckets: Vec<u64>,
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: vec![0; bounds.len()],
+            count: 0,
+            sum: 0.0,
+        }
+    }
+
+    pub fn observe(&mut self, value: f64) {
+        self.count += 1;
+        self.sum += value;
+        if let Some(b) = self.bounds.iter().position(|b| value <= *b) {
+            self.buckets[b] += 1;
+        }
+    }
+
+    /// Its `_bucket`, `_sum` and `_count` lines; `labels` is `a="b",...`
+    /// or empty.
+    pub fn write(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (bound, n) in self.bounds.iter().zip(&self.buckets) {
+            cumulative += n;
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+/// Seconds: a commit takes milliseconds; a lease may wait for hours.
+pub const SECONDS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0, 3600.0,
+    86400.0,
+];
+/// Commands per group commit.
+const BATCH: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+struct Commits {
+    size: Histogram,
+    seconds: Histogram,
+}
+
+#[derive(Default)]
+struct LeaseCounts {
+    grants: u64,
+    expirations: u64,
+    revocations: u64,
+    /// Requested to granted, for every grant (0 when granted at once).
+    wait: Option<Histogram>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// By group (`leases`, `streams`).
+    commits: Vec<(&'static str, Commits)>,
+    /// By lease mode.
+    leases: HashMap<&'static str, LeaseCounts>,
+}
+
+#[derive(Default)]
+pub struct StoreStats(Mutex<Inner>);
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Read => "read",
+        Mode::Write => "write",
+    }
+}
+
+impl StoreStats {
+    /// One group commit of `size` commands that took `seconds`.
+    pub(crate) fn committed(&self, group: &'static str, size: usize, seconds: f64) {
+        let mut inner = self.0.lock().expect("stats lock");
+        let i = match inner.commits.iter().position(|(g, _)| *g == group) {
+            Some(i) => i,
+            None => {
+                inner.commits.push((
+                    group,
+                    Commits {
+                        size: Histogram::new(&BATCH),
+                        seconds: Histogram::new(&SECONDS),
+                    },
+                ));
+                inner.commits.len() - 1
+            }
+        };
+        let c = &mut inner.commits[i].1;
+        c.size.observe(size as f64);
+        c.seconds.observe(seconds);
+    }
+
+    /// The lease transitions a committed batch made: its events, with the
+    /// leases they name.
+    pub(crate) fn lease_events(&self, events: &[NewEvent], leases: &[Lease]) {
+        let by_id: HashMap<_, _> = leases.iter().map(|l| (l.id, l)).collect();
+        let mut inner = self.0.lock().expect("stats lock");
+        for event in events {
+            let Some(lease) = event.lease_id.and_then(|id| by_id.get(&id)) else {
+                continue;
+            };
+            // The scheduler's leader lease is sluice's own business.
+            if lease.table.as_str().starts_with("sluice_system.") {
+                continue;
+            }
+            let counts = inner.leases.entry(mode_name(lease.mode)).or_default();
+            match event.kind {
+                EventKind::LeaseGranted => {
+                    counts.grants += 1;
+                    let waited = lease.granted_at.unwrap_or(event.at).0 - lease.requested_at.0;
+                    counts
+                        .wait
+                        .get_or_insert_with(|| Histogram::new(&SECONDS))
+                        .observe(waited.max(0) as f64 / 1000.0);
+                }
+                EventKind::LeaseExpired => counts.expirations += 1,
+                EventKind::LeaseRevoked => counts.revocations += 1,
+                _ => {}
+            }
+        }
+    }
+
+    /// The text exposition of what was counted.
+    pub fn render(&self, out: &mut String) {
+        let inner = self.0.lock().expect("stats lock");
+        out.push_str(
+            "# HELP sluice_group_commit_size Commands committed per transaction, by aggregate.\n",
+        );
+        out.push_str("# TYPE sluice_group_commit_size histogram\n");
+        for (group, c) in &inner.commits {
+            c.size.write(
+                out,
+                "sluice_group_commit_size",
+                &format!("group=\"{group}\""),
+            );
+        }
+        out.push_str("# HELP sluice_group_commit_seconds Time of one group commit's transaction, by aggregate.\n");
+        out.push_str("# TYPE sluice_group_commit_seconds histogram\n");
+        for (group, c) in &inner.commits {
+            c.seconds.write(
+                out,
+                "sluice_group_commit_seconds",
+                &format!("group=\"{group}\""),
+            );
+        }
+        let mut modes: Vec<_> = inner.leases.iter().collect();
+        modes.sort_by_key(|(m, _)| **m);
+        for (name, help, get) in [
+            (
+                "sluice_lease_grants_total",
+                "Leases granted by this process, by mode.",
+                (|c: &LeaseCounts| c.grants) as fn(&LeaseCounts) -> u64,
+            ),
+            (
+                "sluice_lease_expirations_total",
+                "Leases that expired (TTL passed without a heartbeat), by mode.",
+                |c| c.expirations,
+            ),
+            (
+                "sluice_lease_revocations_total",
+                "Leases an operator revoked, by mode.",
+                |c| c.revocations,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (mode, c) in &modes {
+                let _ = writeln!(out, "{name}{{mode=\"{mode}\"}} {}", get(c));
+            }
+        }
+        out.push_str("# HELP sluice_lease_wait_seconds From request to grant, by mode (0: granted at once).\n");
+        out.push_str("# TYPE sluice_lease_wait_seconds histogram\n");
+        for (mode, c) in &modes {
+            if let Some(wait) = &c.wait {
+                wait.write(
+                    out,
+                    "sluice_lease_wait_seconds",
+                    &format!("mode=\"{mode}\""),
+                );
+            }
+        }
+    }
+}
