@@ -35,9 +35,9 @@ pub use leases::{HydrationCommand, HydrationReply};
 pub use outbox::{spawn_executor, RemapError, RemapOrder};
 pub use ports::{
     Backend, CatalogState, ContainerPort, Due, EventPort, EventQuery, Fence, HydrationPort,
-    HydrationQuery, LeasePort, LeaseView, RunQuery, SchedulePort, ScheduleWrite, SnapshotChanges,
-    SnapshotPort, StreamPort, TableSummary, TokenPort, TokenRecord, VersionSummary, Versioned,
-    Written,
+    HydrationQuery, LeaseCount, LeasePort, LeaseView, RunQuery, SchedulePort, ScheduleWrite,
+    SnapshotChanges, SnapshotPort, StreamPort, TableSummary, TokenPort, TokenRecord,
+    VersionSummary, Versioned, Written,
 };
 pub use pruner::Retention;
 pub use snapshot_log::{spawn_watcher, Nudges, RefreshError, Refreshed};
@@ -425,7 +425,7 @@ impl Store {
     }
 
     /// Live leases by mode and state: `(mode, state, count)`.
-    pub async fn lease_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+    pub async fn lease_counts(&self) -> Result<Vec<LeaseCount>, StoreError> {
         self.backend.lease_counts().await
     }
 

@@ -27,6 +27,9 @@ use sluice_core::{
 pub type Apply<'a, Loaded, Changes> = &'a mut (dyn FnMut(Loaded, Millis) -> Changes + Send);
 
 /// Tables and their leases.
+/// Live leases of one mode in one state: `(mode, state, count)`.
+pub type LeaseCount = (String, String, i64);
+
 pub trait LeasePort: Send + Sync + 'static {
     fn transact_leases<'a>(
         &'a self,
@@ -46,7 +49,7 @@ pub trait LeasePort: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Vec<TableSummary>, StoreError>>;
     /// Live (unexpired) leases counted by mode and state, on every table
     /// but sluice's own.
-    fn lease_counts(&self) -> BoxFuture<'_, Result<Vec<(String, String, i64)>, StoreError>>;
+    fn lease_counts(&self) -> BoxFuture<'_, Result<Vec<LeaseCount>, StoreError>>;
     /// The registered table whose name differs from `name` only in case.
     fn table_named_alike<'a>(
         &'a self,

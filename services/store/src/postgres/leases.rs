@@ -6,7 +6,7 @@ use super::notify::{notify_payloads, CHANNEL};
 use super::{database_now, in_scopes, prune_finished, PgBackend, NOW_MS};
 use crate::error::StoreError;
 use crate::leases::{Changes, Loaded, Targets};
-use crate::ports::{Apply, Due, LeasePort, LeaseView, TableSummary};
+use crate::ports::{Apply, Due, LeaseCount, LeasePort, LeaseView, TableSummary};
 use crate::rows::leases::{
     parse_names, summaries, LeaseRow, TableRow, LEASE_COLUMNS, LIVE, TABLE_COLUMNS,
     UPSERT_LEASE_CONFLICT,
@@ -86,7 +86,7 @@ impl LeasePort for PgBackend {
         async move { prune_finished(&self.pool, "leases", &finished, before, limit).await }.boxed()
     }
 
-    fn lease_counts(&self) -> BoxFuture<'_, Result<Vec<(String, String, i64)>, StoreError>> {
+    fn lease_counts(&self) -> BoxFuture<'_, Result<Vec<LeaseCount>, StoreError>> {
         async move {
             Ok(sqlx::query_as(&format!(
                 "SELECT mode, state, COUNT(*) FROM leases WHERE {LIVE} AND expires_at > {NOW_MS} \
@@ -115,7 +115,7 @@ impl LeasePort for PgBackend {
             .fetch_all(&self.pool)
             .await?;
             let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
-            let counts: Vec<(String, String, i64)> = sqlx::query_as(&format!(
+            let counts: Vec<LeaseCount> = sqlx::query_as(&format!(
                 "SELECT table_name, state, COUNT(*) FROM leases \
                  WHERE {LIVE} AND expires_at > {NOW_MS} AND table_name = ANY($1) \
                  GROUP BY table_name, state"

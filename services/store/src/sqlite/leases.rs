@@ -6,7 +6,7 @@ use super::{in_scopes, insert_events, now, prune_finished, SqliteBackend};
 use crate::error::StoreError;
 use crate::leases::{Changes, Loaded, Targets};
 use crate::live::LiveTables;
-use crate::ports::{Apply, Due, LeasePort, LeaseView, TableSummary};
+use crate::ports::{Apply, Due, LeaseCount, LeasePort, LeaseView, TableSummary};
 use crate::rows::corrupt;
 use crate::rows::json_list;
 use crate::rows::leases::{
@@ -112,7 +112,7 @@ impl LeasePort for SqliteBackend {
             .boxed()
     }
 
-    fn lease_counts(&self) -> BoxFuture<'_, Result<Vec<(String, String, i64)>, StoreError>> {
+    fn lease_counts(&self) -> BoxFuture<'_, Result<Vec<LeaseCount>, StoreError>> {
         async move {
             Ok(sqlx::query_as(&format!(
                 "SELECT mode, state, COUNT(*) FROM leases WHERE {LIVE} AND expires_at > ? \
@@ -142,7 +142,7 @@ impl LeasePort for SqliteBackend {
             .fetch_all(&self.readers)
             .await?;
             let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
-            let counts: Vec<(String, String, i64)> = sqlx::query_as(&format!(
+            let counts: Vec<LeaseCount> = sqlx::query_as(&format!(
                 "SELECT table_name, state, COUNT(*) FROM leases \
                  WHERE {LIVE} AND expires_at > ? AND table_name IN (SELECT value FROM json_each(?)) \
                  GROUP BY table_name, state"
