@@ -194,6 +194,9 @@ async fn store_gauges_and_lease_counters_move() {
         0.0
     );
 
+    // A refusal, for the refusal counter.
+    let unknown = server.call(Method::GET, "/v1/tables/no.such", None).await;
+    assert_eq!(unknown.status, 404);
     // A reader that holds, a hydration pinned to the first snapshot (one
     // more reader), a compaction that waits behind them, a reader that
     // lets its TTL pass.
@@ -342,4 +345,28 @@ async fn store_gauges_and_lease_counters_move() {
         ),
         0.0
     );
+
+    // Every series the Grafana dashboard charts is one sluice exported
+    // above (a hydration's lag while it was active).
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/grafana/sluice.json"
+    ))
+    .unwrap();
+    let charted = dashboard.split("sluice_").skip(1).filter_map(|rest| {
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        (!name.is_empty()).then(|| format!("sluice_{name}"))
+    });
+    for name in charted {
+        assert!(
+            waiting
+                .iter()
+                .chain(&after)
+                .any(|s| s["name"] == name.as_str()),
+            "the dashboard charts {name}, which /metrics does not export"
+        );
+    }
 }
