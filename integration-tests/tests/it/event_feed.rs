@@ -208,3 +208,134 @@ async fn a_scoped_token_follows_only_its_tables_and_bad_resumes_are_refused() {
     let unauthenticated = http.get(&url).send().await.unwrap();
     assert_eq!(unauthenticated.status(), 401);
 }
+
+/// A consumer that reads slower than the log grows, staying a page or more
+/// behind for longer than `--event-feed-drop-after-seconds`, is sent a last
+/// `dropped` event naming where to resume, and the stream ends; resuming
+/// there gets the rest, nothing missed and nothing twice. The consumer is
+/// a raw socket with a small receive buffer that pauses before it reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_is_dropped_with_a_clear_close_and_resumes_where_it_was() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let server = Server::sqlite_with(&["--event-feed-drop-after-seconds", "1"]).await;
+    let table = json!({});
+    assert_eq!(
+        server
+            .client
+            .put_table("feed.slow", table)
+            .await
+            .unwrap()
+            .status,
+        201
+    );
+    // 4000 leases, 16 at a time: 12,000 events (requested, granted,
+    // released) of about 500 bytes (a long holder), more than the socket
+    // buffers on the way hold (the kernel grows a send buffer to 4 MiB).
+    let mut makers = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let client = server.client.clone();
+        makers.spawn(async move {
+            for _ in 0..4000 / 16 {
+                let holder = "feed-test-".repeat(25);
+                let ask = json!({ "mode": "read", "ttl_seconds": 60, "holder": holder });
+                let lease = client
+                    .send(Method::POST, "/v1/tables/feed.slow/leases", Some(&ask))
+                    .await
+                    .unwrap();
+                assert_eq!(lease.status, 201, "{}", lease.body);
+                let id = lease.body["lease_id"].as_str().unwrap();
+                let released = client
+                    .release(id, lease.body["token"].as_i64())
+                    .await
+                    .unwrap();
+                assert_eq!(released.status, 200);
+            }
+        });
+    }
+    while let Some(done) = makers.join_next().await {
+        done.unwrap();
+    }
+    let all = ids(&server
+        .client
+        .all_events(0, Some("feed.slow"))
+        .await
+        .unwrap());
+
+    let address: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(address).await.unwrap();
+    stream
+        .write_all(
+            b"GET /v1/events/stream?table=feed.slow&limit=1 HTTP/1.1\r\nHost: sluice\r\n\
+              Accept: text/event-stream\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut reader = BufReader::with_capacity(256, stream);
+    let mut line = String::new();
+    // The head, to its blank line.
+    loop {
+        line.clear();
+        reader.read_line(&mut line).await.unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    // Read nothing for 2 s: the feed fills the buffers and stays behind.
+    // Then read the chunked body, decoded, to its end.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut text = String::new();
+    let started = std::time::Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not dropped in 60 s: {} bytes read",
+            text.len()
+        );
+        line.clear();
+        if reader.read_line(&mut line).await.unwrap() == 0 {
+            break;
+        }
+        let size = usize::from_str_radix(line.trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        let mut chunk = vec![0; size + 2];
+        reader.read_exact(&mut chunk).await.unwrap();
+        text.push_str(std::str::from_utf8(&chunk[..size]).unwrap());
+    }
+    let mut seen: Vec<i64> = Vec::new();
+    let mut dropped = None;
+    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let field = |name: &str| {
+            block
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::to_owned)
+        };
+        match field("event: ").as_deref() {
+            Some("dropped") => {
+                let data: Value = serde_json::from_str(&field("data: ").unwrap()).unwrap();
+                dropped = Some(data);
+            }
+            Some(_) => seen.push(field("id: ").unwrap().parse().unwrap()),
+            None => {} // a keep-alive comment
+        }
+    }
+    let dropped = dropped.unwrap_or_else(|| panic!("no `dropped` event after {seen:?}"));
+    assert!(
+        dropped["reason"].as_str().unwrap().contains("behind"),
+        "{dropped}"
+    );
+    let last = dropped["last_event_id"].as_i64().unwrap();
+    assert_eq!(Some(&last), seen.last(), "{dropped}");
+    assert!(seen.len() < all.len(), "dropped only after the end");
+    // Resumed there, it gets the rest.
+    let mut rest = Feed::open(&server, "?table=feed.slow", Some(last), None).await;
+    while seen.len() < all.len() {
+        let frame = rest.next(Duration::from_secs(10)).await.expect("the rest");
+        seen.push(frame.id.unwrap());
+    }
+    assert_eq!(seen, all);
+}

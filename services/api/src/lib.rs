@@ -64,6 +64,9 @@ pub struct Shared {
     pub nudges: sluice_store::Nudges,
     /// What `/metrics` reports.
     pub metrics: metrics::Metrics,
+    /// An event feed's consumer a page or more behind for this long is
+    /// dropped.
+    pub event_feed_drop_after: Duration,
 }
 
 impl axum::extract::FromRef<AppState> for metrics::Metrics {
@@ -91,6 +94,7 @@ impl AppState {
             views,
             nudges,
             metrics: metrics::Metrics::default(),
+            event_feed_drop_after: config.event_feed_drop_after,
         }))
     }
 }
@@ -105,6 +109,9 @@ pub struct ApiConfig {
     pub max_waiters_per_table: u32,
     /// Most long-polls open at once; more are refused with 429.
     pub max_long_polls: usize,
+    /// An event feed's consumer a page or more behind for this long gets a
+    /// last `dropped` event (it resumes with `Last-Event-ID`).
+    pub event_feed_drop_after: Duration,
 }
 
 impl Default for ApiConfig {
@@ -113,6 +120,7 @@ impl Default for ApiConfig {
             auth_required: true,
             request_timeout: Duration::from_secs(u64::from(dto::MAX_WAIT_SECONDS) + 30),
             max_waiters_per_table: 1000,
+            event_feed_drop_after: Duration::from_secs(60),
             max_long_polls: 10_000,
         }
     }

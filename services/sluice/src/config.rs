@@ -139,6 +139,7 @@ pub struct ServerSection {
     pub max_open_connections: Option<u64>,
     pub tls_cert: Option<std::path::PathBuf>,
     pub tls_key: Option<std::path::PathBuf>,
+    pub event_feed_drop_after_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -66,6 +66,10 @@ enum Cmd {
         /// closed (default: the open-file limit minus 256).
         #[arg(long, env = "SLUICE__SERVER__MAX_OPEN_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
         max_open_connections: Option<u64>,
+        /// Drop an event feed's consumer that stays a page or more behind
+        /// the log this long (default 60); it resumes with Last-Event-ID.
+        #[arg(long, env = "SLUICE__SERVER__EVENT_FEED_DROP_AFTER_SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+        event_feed_drop_after_seconds: Option<u64>,
         /// Serve HTTPS with this PEM certificate chain (with --tls-key).
         #[arg(long, env = "SLUICE__SERVER__TLS_CERT", requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -157,6 +161,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             max_long_polls,
             header_read_timeout_seconds,
             max_open_connections,
+            event_feed_drop_after_seconds,
             tls_cert,
             tls_key,
             default_catalog,
@@ -185,6 +190,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_long_polls: max_long_polls
                     .or(file.server.max_long_polls)
                     .unwrap_or(defaults.max_long_polls),
+                event_feed_drop_after: event_feed_drop_after_seconds
+                    .or(file.server.event_feed_drop_after_seconds)
+                    .map_or(defaults.event_feed_drop_after, Duration::from_secs),
                 ..defaults
             };
             let tls = tls_cert

@@ -27,10 +27,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// How often an idle feed looks at the log. Events are committed by any
 /// replica, so the log itself is the one source every replica shares.
 const POLL: Duration = Duration::from_millis(200);
-/// A consumer that stays a whole page or more behind the log for this
-/// long is dropped (it resumes with `Last-Event-ID`): it cannot hold a
-/// connection and the store's reads forever while it falls behind.
-const SLOW_AFTER: Duration = Duration::from_secs(60);
 
 /// Page through the event log in commit order (ids strictly increase).
 #[utoipa::path(get, path = "/v1/events", tag = "events",
@@ -105,8 +101,9 @@ async fn event_query(
 /// (`limit` is the page read at a time). A reconnecting client sends
 /// `Last-Event-ID` (it wins over `after`) and misses nothing, sees nothing
 /// twice. Without either, the feed starts at the oldest event kept.
-/// A consumer that stays a page or more behind for 60 s gets a last
-/// `dropped` event and the stream ends; so does the feed when the store
+/// A consumer that stays a page or more behind for 60 s (the server's
+/// `--event-feed-drop-after-seconds`) gets a last `dropped` event and the
+/// stream ends; so does the feed when the store
 /// fails (`error`). Both carry `{"reason","last_event_id"}`: reconnect
 /// from there.
 #[utoipa::path(get, path = "/v1/events/stream", tag = "events",
@@ -146,6 +143,7 @@ async fn stream_events(
         query,
         pending: VecDeque::new(),
         behind_since: None,
+        drop_after: app.event_feed_drop_after,
         ended: false,
     };
     let events = futures::stream::unfold(feed, |mut feed| async move {
@@ -162,6 +160,10 @@ struct Feed {
     pending: VecDeque<sluice_core::Event>,
     /// Since when every page read was full (the consumer is behind).
     behind_since: Option<Instant>,
+    /// A consumer that stays a whole page or more behind the log for this
+    /// long is dropped (it resumes with `Last-Event-ID`): it cannot hold a
+    /// connection and the store's reads forever while it falls behind.
+    drop_after: Duration,
     ended: bool,
 }
 
@@ -188,11 +190,14 @@ impl Feed {
                 self.behind_since = None;
             } else {
                 let since = *self.behind_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > SLOW_AFTER {
+                if since.elapsed() > self.drop_after {
                     self.ended = true;
                     return Some(self.last(
                         "dropped",
-                        "the consumer stayed a page or more behind the log for 60 s",
+                        &format!(
+                            "the consumer stayed a page or more behind the log for {} s",
+                            self.drop_after.as_secs()
+                        ),
                     ));
                 }
             }
