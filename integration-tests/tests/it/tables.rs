@@ -370,3 +370,45 @@ async fn names_that_differ_only_in_case_are_one_table_to_glue_so_the_second_is_r
     let names: Vec<String> = pages(c, 10).await.concat();
     assert_eq!(names, ["salesX.t"]);
 }
+
+/// `?prefix=` narrows a listing on the server, within the token's scopes:
+/// a scoped token never sees past them, whatever prefix it asks for.
+async fn a_prefix_narrows_the_listing_within_the_tokens_scopes(s: Server) {
+    let admin = s.client_with(&s.create_token("admin", "admin", &[], &[]));
+    for name in ["hr.people", "sales.orders", "sales.refunds", "sandbox.t"] {
+        assert_eq!(admin.put_table(name, json!({})).await.unwrap().status, 201);
+    }
+    let names = |page: Answer| -> Vec<String> {
+        page.body["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["table"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let sales = get(&admin, "/v1/tables?prefix=sales.").await;
+    assert_eq!(names(sales), ["sales.orders", "sales.refunds"]);
+    let paged = get(&admin, "/v1/tables?prefix=sa&limit=2").await;
+    assert_eq!(paged.body["next_after"], "sales.refunds");
+    let rest = get(&admin, "/v1/tables?prefix=sa&after=sales.refunds").await;
+    assert_eq!(names(rest), ["sandbox.t"]);
+
+    let scoped = s.client_with(&s.create_token("sales", "operator", &["sales."], &[]));
+    // Wider than the scope: the scope holds. Inside it: the prefix does.
+    assert_eq!(
+        names(get(&scoped, "/v1/tables?prefix=s").await),
+        ["sales.orders", "sales.refunds"]
+    );
+    assert_eq!(
+        names(get(&scoped, "/v1/tables?prefix=sales.r").await),
+        ["sales.refunds"]
+    );
+    // Outside it: nothing, not an error.
+    let outside = get(&scoped, "/v1/tables?prefix=hr.").await;
+    assert_eq!(names(outside), Vec::<String>::new());
+    let long = format!("/v1/tables?prefix={}", "x".repeat(1025));
+    let refused = admin.send(Method::GET, &long, None).await.unwrap();
+    assert_eq!(refused.status, 422, "{}", refused.body);
+}
+
+crate::on_both_backends_with_auth!(a_prefix_narrows_the_listing_within_the_tokens_scopes);
