@@ -7,7 +7,7 @@
 
 use crate::harness::{admin_url, Server};
 use crate::lake::venv;
-use crate::snapshots::{py, refresh, TABLE};
+use crate::snapshots::{py, refresh, sql_catalog, TABLE};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -52,11 +52,7 @@ async fn dashboard_in_a_browser() {
 
     // A real Iceberg table with a snapshot, in the embedded catalog.
     let data = server.data_dir();
-    let catalog = json!({
-        "name": "local", "type": "sql",
-        "uri": format!("sqlite:///{}", data.join("catalog.db").display()),
-        "warehouse": format!("file://{}", data.join("warehouse").display()),
-    });
+    let catalog = sql_catalog(&data);
     py(&catalog, &["create", TABLE]).await;
     let snapshot = py(&catalog, &["append", TABLE, "3"]).await;
     expect(

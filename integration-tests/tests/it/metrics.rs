@@ -160,7 +160,7 @@ async fn metrics_parse_and_move_with_requests_and_refusals() {
 /// as leases come and go on a real Iceberg table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_gauges_and_lease_counters_move() {
-    use crate::snapshots::{py, refresh, TABLE};
+    use crate::snapshots::{py, refresh, sql_catalog, TABLE};
     let server = Server::sqlite_with(&["--refresh-interval-seconds", "3600"]).await;
     let call = |method: Method, path: String, body: Value, status: u16| {
         let server = &server;
@@ -171,11 +171,7 @@ async fn store_gauges_and_lease_counters_move() {
         }
     };
     let data = server.data_dir();
-    let catalog = json!({
-        "name": "local", "type": "sql",
-        "uri": format!("sqlite:///{}", data.join("catalog.db").display()),
-        "warehouse": format!("file://{}", data.join("warehouse").display()),
-    });
+    let catalog = sql_catalog(&data);
     py(&catalog, &["create", TABLE]).await;
     py(&catalog, &["append", TABLE, "3"]).await;
     let job = json!({ "glue_job_name": "compact-orders", "kind": "compaction", "table": TABLE });

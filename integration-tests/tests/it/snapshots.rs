@@ -13,6 +13,17 @@ use std::time::{Duration, Instant};
 
 pub(crate) const TABLE: &str = "sales.orders";
 
+/// pyiceberg's configuration of the SQL catalog in `dir`: a SQLite file
+/// and a warehouse folder (sluice's embedded catalog on SQLite is the one
+/// in its data directory).
+pub(crate) fn sql_catalog(dir: &std::path::Path) -> Value {
+    json!({
+        "name": "local", "type": "sql",
+        "uri": format!("sqlite:///{}", dir.join("catalog.db").display()),
+        "warehouse": format!("file://{}", dir.join("warehouse").display()),
+    })
+}
+
 /// pyiceberg on the given catalog (`integration-tests/iceberg/lake.py`).
 fn lake_py(catalog: &Value, args: &[&str]) -> String {
     let output = Command::new(venv().join("bin/python"))
@@ -458,11 +469,7 @@ async fn wait_for_snapshot(server: &Server, id: &str, within: Duration) -> bool 
 async fn the_embedded_catalog_needs_no_configuration() {
     let server = Server::sqlite_with(&["--refresh-interval-seconds", "3600"]).await;
     let data = server.data_dir();
-    let catalog = json!({
-        "name": "local", "type": "sql",
-        "uri": format!("sqlite:///{}", data.join("catalog.db").display()),
-        "warehouse": format!("file://{}", data.join("warehouse").display()),
-    });
+    let catalog = sql_catalog(&data);
     py(&catalog, &["create", TABLE]).await;
     let id = py(&catalog, &["append", TABLE, "3"]).await;
     assert_eq!(

@@ -4,7 +4,7 @@
 //! kill -9 between "live" and the remap.
 
 use crate::harness::{fresh_database, Server};
-use crate::snapshots::{py, refresh, TABLE};
+use crate::snapshots::{py, refresh, sql_catalog, TABLE};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
@@ -62,11 +62,7 @@ async fn setup_on(postgres: bool, extra: &[&str], container_url: &str) -> (Serve
     } else {
         server.data_dir()
     };
-    let catalog = json!({
-        "name": "local", "type": "sql",
-        "uri": format!("sqlite:///{}", data.join("catalog.db").display()),
-        "warehouse": format!("file://{}", data.join("warehouse").display()),
-    });
+    let catalog = sql_catalog(&data);
     py(&catalog, &["create", TABLE]).await;
     let snapshot = py(&catalog, &["append", TABLE, "3"]).await;
     assert_eq!(
