@@ -2,7 +2,8 @@
 looks, and print what was measured as one JSON line.
 
 The server must hold many tables (the first page is timed), one of them
-`--table`, and a hydration of it in the snapshot phase (`--hydration`,
+`--table`, a view `analytics.orders` remapped twice, a run `--run`, and a
+hydration of it in the snapshot phase (`--hydration`,
 whose lease token is `--hydration-token`, copying `--snapshot-id`). Screenshots of every view go
 to `--screenshots`. Any check that fails raises, and the exit is non-zero.
 """
@@ -48,7 +49,7 @@ def browser():
 def main():
     parser = argparse.ArgumentParser()
     for name in ("--url", "--operator-token", "--admin-token", "--job-token", "--table",
-                 "--hydration", "--hydration-token", "--snapshot-id", "--screenshots"):
+                 "--hydration", "--hydration-token", "--snapshot-id", "--run", "--screenshots"):
         parser.add_argument(name, required=True)
     args = parser.parse_args()
     url, admin = args.url, args.admin_token
@@ -153,12 +154,17 @@ def main():
         measured["compactions_view"] = text_of("tr[data-compaction]")
         shot("compactions")
 
+        # A view, picked: its remap history, newest first.
         driver.get(url + "/#views")
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#view table"))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-view="analytics/orders"] a'))
+        driver.execute_script("document.querySelector('tr[data-view=\"analytics/orders\"] a').click()")
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#view-history tbody tr")) == 2)
+        measured["view_history"] = text_of("#view-history tbody tr")
         shot("views")
 
         driver.get(url + "/#runs")
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#view table"))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'tr[data-run="{args.run}"]'))
+        measured["runs_view"] = text_of(f'tr[data-run="{args.run}"]')
         shot("runs")
 
         # The event feed, live: releasing the lease shows up as it happens.

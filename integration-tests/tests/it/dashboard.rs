@@ -5,7 +5,7 @@
 //! drives the browser; the screenshots it takes of every view are kept in
 //! `target/dashboard-screenshots/`.
 
-use crate::harness::{admin_url, Server};
+use crate::harness::{fresh_database, Server};
 use crate::lake::venv;
 use crate::snapshots::{py, refresh, sql_catalog, TABLE};
 use reqwest::Method;
@@ -74,12 +74,45 @@ async fn dashboard_in_a_browser() {
     )
     .await;
     refresh(&server).await;
-    let container = json!({ "kind": "postgres", "url": admin_url() });
+    // A container (a database of its own) whose view `orders` was
+    // remapped twice.
+    let container_url = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&container_url).await.unwrap();
+    for target in ["orders_v1", "orders_v2"] {
+        sqlx::query(&format!("CREATE TABLE {target} (id bigint, amount bigint)"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+    let container = json!({ "kind": "postgres", "url": container_url });
     expect(
         &server,
         Method::PUT,
         "/v1/containers/analytics",
         container,
+        201,
+    )
+    .await;
+    for (target, reason) in [("orders_v1", "first copy"), ("orders_v2", "new schema")] {
+        let remap = json!({ "target": target, "reason": reason });
+        expect(
+            &server,
+            Method::POST,
+            "/v1/views/analytics/orders/remap",
+            remap,
+            200,
+        )
+        .await;
+    }
+    // A run of a job, whatever becomes of it without Glue.
+    let export = json!({ "glue_job_name": "export-orders", "kind": "export", "max_attempts": 1 });
+    expect(&server, Method::PUT, "/v1/jobs/export", export, 201).await;
+    let run = expect(
+        &server,
+        Method::POST,
+        "/v1/jobs/export/runs",
+        json!({}),
         201,
     )
     .await;
@@ -97,6 +130,7 @@ async fn dashboard_in_a_browser() {
         .args(["--admin-token", &admin])
         .args(["--job-token", &job])
         .args(["--table", TABLE])
+        .args(["--run", run["id"].as_str().unwrap()])
         .args(["--hydration", hydration["id"].as_str().unwrap()])
         .args([
             "--hydration-token",
@@ -151,6 +185,15 @@ async fn dashboard_in_a_browser() {
     }
     let paths = seen["reference_paths"].as_array().unwrap();
     assert!(paths.contains(&json!("/v1/events/stream")), "{seen}");
+    let history = seen["view_history"].as_str().unwrap();
+    assert!(
+        history.contains("new schema") && history.contains("first copy"),
+        "{history}"
+    );
+    assert!(
+        seen["runs_view"].as_str().unwrap().contains("export"),
+        "{seen}"
+    );
     assert_eq!(seen["after_logout_login_shown"], true, "{seen}");
     assert_eq!(seen["console_errors"], json!([]), "{seen}");
     for view in [

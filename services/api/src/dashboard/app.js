@@ -6,7 +6,7 @@
 
 const PAGE = 50;
 const TOKEN_KEY = "sluice.token";
-const state = { view: null, tables: { prefix: "", after: [], next: null }, events: [], refreshing: null };
+const state = { view: null, tables: { prefix: "", after: [], next: null }, events: [], selected: null, refreshing: null };
 
 // ---- DOM helpers: text is always set as text, never parsed as HTML.
 
@@ -156,9 +156,12 @@ const views = {
   async views() {
     const page = await api("/v1/views", { limit: 1000 });
     const detail = h("div", { id: "view-history" });
+    // The view picked stays picked across the re-renders events cause.
+    const pick = (v) => { state.selected = v; refresh(); };
+    if (state.selected) await remaps(state.selected, detail);
     const rows = page.views.map((v) =>
       h("tr", { "data-view": `${v.container}/${v.view}` },
-        h("td", {}, h("a", { href: "#views", onclick: (e) => { e.preventDefault(); remaps(v, detail); } }, `${v.container}.${v.view}`)),
+        h("td", {}, h("a", { href: "#views", onclick: (e) => { e.preventDefault(); pick(v); } }, `${v.container}.${v.view}`)),
         h("td", {}, v.target), h("td", {}, v.columns.length ? v.columns.join(", ") : h("span", { class: "muted" }, "all")),
         h("td", {}, v.auto_remap ? "yes" : "no"), h("td", {}, v.hydration_id || ""), h("td", {}, since(v.updated_at))));
     return h("div", {}, h("h2", {}, "Consumer views"),
