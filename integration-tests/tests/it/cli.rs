@@ -127,6 +127,13 @@ async fn tables_leases_bookmarks_views_runs_and_events() {
         .await
         .json();
     assert_eq!(json["holders"][0]["lease_id"], id.as_str());
+    let shown = sluice(&url, Some(&admin), &["leases", "show", &id, "--json"])
+        .await
+        .json();
+    assert_eq!(
+        (&shown["holder"], &shown["token"]),
+        (&json!("export-job"), &json!(1))
+    );
     let show = sluice(&url, Some(&admin), &["leases", "show", &id]).await;
     assert!(show.stdout.contains("holder"), "{}", show.stdout);
     assert!(show.stdout.contains("export-job"), "{}", show.stdout);
@@ -218,6 +225,19 @@ async fn tables_leases_bookmarks_views_runs_and_events() {
     .await
     .json();
     assert_eq!(reset["version"], 2);
+    let human = run(&["bookmark", "show", "sales.a.cdc"]).await;
+    assert!(
+        human
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("phase") && l.ends_with(" load")),
+        "{}",
+        human.stdout
+    );
+    let versions = run(&["bookmark", "history", "sales.a.cdc", "--json"])
+        .await
+        .json();
+    assert_eq!(versions.as_array().unwrap().len(), 2, "{versions}");
     let history = run(&["bookmark", "history", "sales.a.cdc"]).await;
     let rows = history.rows();
     assert_eq!(rows.len(), 2, "{}", history.stdout);
@@ -395,6 +415,10 @@ async fn compact_wait_and_hydration_follow() {
         "{}",
         followed.stdout
     );
+    let live = sluice(&url, None, &["hydrations", "ls", "--json"])
+        .await
+        .json();
+    assert_eq!(live["hydrations"][0]["state"], "live", "{live}");
     let listed = sluice(&url, None, &["hydrations", "ls", "--state", "live"]).await;
     assert_eq!(listed.rows()[0][0], id, "{}", listed.stdout);
 
@@ -453,4 +477,165 @@ async fn compact_wait_and_hydration_follow() {
         "{}",
         refused.stderr
     );
+}
+
+/// Polls `sluice runs show ID --json` until `done` holds.
+async fn run_until(url: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let run = sluice(url, None, &["runs", "show", id, "--json"])
+            .await
+            .json();
+        if done(&run) {
+            return run;
+        }
+        assert!(Instant::now() < deadline, "run {id} stuck: {run}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `views` remap, show and roll back a view in a real PostgreSQL
+/// container; `runs` list, show, retry, discard and cancel runs that
+/// moto's Glue (behind the double) fails or keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_remap_show_rollback_and_runs_retry_discard_cancel() {
+    let lake = glue_lake().await;
+    let (server, url) = (&lake.server, lake.server.url.clone());
+    let cli = |args: Vec<String>| {
+        let url = url.clone();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            sluice(&url, None, &args).await
+        }
+    };
+    let args = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+
+    // views, in a container of its own.
+    let container = crate::harness::fresh_database().await;
+    let pool = sqlx::PgPool::connect(&container).await.unwrap();
+    for target in ["orders_v1", "orders_v2"] {
+        sqlx::query(&format!("CREATE TABLE {target} (id bigint, amount bigint)"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let body = json!({ "kind": "postgres", "url": container });
+    expect(server, Method::PUT, "/v1/containers/analytics", body, 201).await;
+    let first = cli(args(
+        "views remap analytics orders --target orders_v1 --reason first",
+    ))
+    .await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        first
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("target") && l.ends_with("orders_v1")),
+        "{}",
+        first.stdout
+    );
+    let second = cli(args(
+        "views remap analytics orders --target orders_v2 --columns id --reason narrower --json",
+    ))
+    .await
+    .json();
+    assert_eq!(
+        (&second["target"], &second["columns"]),
+        (&json!("orders_v2"), &json!(["id"]))
+    );
+    let shown = cli(args("views show analytics orders")).await;
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    let history: Vec<&str> = shown
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("remap history"))
+        .collect();
+    assert_eq!(history.len(), 4, "{}", shown.stdout); // title, header, two remaps
+    assert!(
+        history[2].contains("orders_v1") && history[2].contains("narrower"),
+        "{}",
+        shown.stdout
+    );
+    let listed = cli(args("views ls --container analytics --json"))
+        .await
+        .json();
+    assert_eq!(listed["views"][0]["target"], "orders_v2");
+    let back = cli(args("views rollback analytics orders --reason undo --json"))
+        .await
+        .json();
+    assert_eq!(back["target"], "orders_v1");
+    // A target that is not there is refused, and the view left as it was.
+    let missing = cli(args(
+        "views remap analytics orders --target orders_v9 --reason typo",
+    ))
+    .await;
+    assert_eq!(missing.code, 4, "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("remap_refused"),
+        "{}",
+        missing.stderr
+    );
+    let none = cli(args("views rollback analytics nothing --reason x")).await;
+    assert_eq!(none.code, 3, "{}", none.stderr);
+
+    // runs: Glue fails the first two attempts and keeps the third running.
+    lake.double.create_job("export-orders", 5).await;
+    lake.double
+        .script(json!({ "outcomes": { "export-orders": ["FAILED", "FAILED", "RUNNING"] } }))
+        .await;
+    let job = json!({ "glue_job_name": "export-orders", "kind": "export", "max_attempts": 1 });
+    expect(server, Method::PUT, "/v1/jobs/export", job, 201).await;
+    let start = || async move {
+        let run = expect(server, Method::POST, "/v1/jobs/export/runs", json!({}), 201).await;
+        run["id"].as_str().unwrap().to_owned()
+    };
+    let id = start().await;
+    run_until(&url, &id, |r| r["state"] == "dead_letter").await;
+    let dead = cli(args("runs ls --state dead_letter")).await;
+    let rows = dead.rows();
+    assert_eq!(
+        (rows.len(), rows[0][0].as_str(), rows[0][1].as_str()),
+        (1, id.as_str(), "export"),
+        "{}",
+        dead.stdout
+    );
+    let shown = cli(vec!["runs".into(), "show".into(), id.clone()]).await;
+    assert!(shown.stdout.contains("scripted failed"), "{}", shown.stdout);
+    let retried = cli(vec![
+        "runs".into(),
+        "retry".into(),
+        id.clone(),
+        "--json".into(),
+    ])
+    .await
+    .json();
+    assert_eq!(retried["state"], "queued", "{retried}");
+    run_until(&url, &id, |r| {
+        r["state"] == "dead_letter" && r["attempt"] == 2
+    })
+    .await;
+    let discarded = cli(vec![
+        "runs".into(),
+        "discard".into(),
+        id.clone(),
+        "--json".into(),
+    ])
+    .await
+    .json();
+    assert_eq!(discarded["state"], "failed", "{discarded}");
+    let again = cli(vec!["runs".into(), "discard".into(), id.clone()]).await;
+    assert_eq!(again.code, 4, "{}", again.stderr);
+    assert!(again.stderr.contains("run_state"), "{}", again.stderr);
+    let running = start().await;
+    run_until(&url, &running, |r| r["state"] == "running").await;
+    let cancelled = cli(vec![
+        "runs".into(),
+        "cancel".into(),
+        running.clone(),
+        "--json".into(),
+    ])
+    .await
+    .json();
+    assert_eq!(cancelled["cancel_requested"], true, "{cancelled}");
+    run_until(&url, &running, |r| r["state"] == "cancelled").await;
 }
