@@ -34,8 +34,6 @@ struct Cli {
     /// A TOML configuration file.
     #[arg(long, global = true, env = "SLUICE_CONFIG")]
     config: Option<PathBuf>,
-    #[command(flatten)]
-    connection: ops_cli::Connection,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -131,7 +129,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
     if let Cmd::Ops(cmd) = cli.command {
-        return runtime.block_on(ops_cli::run(cli.connection, cmd));
+        return runtime.block_on(ops_cli::run(cmd));
     }
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,

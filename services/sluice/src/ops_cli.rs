@@ -43,6 +43,8 @@ pub struct Connection {
 pub enum OpsCmd {
     /// List tables with their lease counts.
     Tables {
+        #[command(flatten)]
+        conn: Connection,
         /// Only tables whose names start with this (e.g. `sales.`).
         #[arg(long)]
         prefix: Option<String>,
@@ -53,13 +55,23 @@ pub enum OpsCmd {
         limit: u32,
     },
     /// A table's leases; one lease; revoke one.
-    #[command(subcommand)]
-    Leases(LeaseCmd),
+    Leases {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        cmd: LeaseCmd,
+    },
     /// Hydrations: list, show (and follow), cancel.
-    #[command(subcommand)]
-    Hydrations(HydrationCmd),
+    Hydrations {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        cmd: HydrationCmd,
+    },
     /// Ask for a table's compaction; `--wait` follows it to its end.
     Compact {
+        #[command(flatten)]
+        conn: Connection,
         table: String,
         /// Who asks, recorded with the request.
         #[arg(long, default_value = "sluice-cli")]
@@ -71,16 +83,30 @@ pub enum OpsCmd {
         wait: bool,
     },
     /// A stream's bookmark: show, history, rewind, reset.
-    #[command(subcommand)]
-    Bookmark(BookmarkCmd),
+    Bookmark {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        cmd: BookmarkCmd,
+    },
     /// Consumer views: list, show (with remap history), remap, rollback.
-    #[command(subcommand)]
-    Views(ViewCmd),
+    Views {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        cmd: ViewCmd,
+    },
     /// Job runs: list, show, retry, discard, cancel.
-    #[command(subcommand)]
-    Runs(RunCmd),
+    Runs {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        cmd: RunCmd,
+    },
     /// The latest events; `--follow` prints new ones as they happen.
     Events {
+        #[command(flatten)]
+        conn: Connection,
         #[arg(long)]
         table: Option<String>,
         /// Start after this event id (default: the last `--tail`).
@@ -235,7 +261,23 @@ impl From<Error> for Failure {
 
 type Outcome = Result<(), Failure>;
 
-pub async fn run(conn: Connection, cmd: OpsCmd) -> ExitCode {
+impl OpsCmd {
+    fn connection(&self) -> &Connection {
+        match self {
+            OpsCmd::Tables { conn, .. }
+            | OpsCmd::Leases { conn, .. }
+            | OpsCmd::Hydrations { conn, .. }
+            | OpsCmd::Compact { conn, .. }
+            | OpsCmd::Bookmark { conn, .. }
+            | OpsCmd::Views { conn, .. }
+            | OpsCmd::Runs { conn, .. }
+            | OpsCmd::Events { conn, .. } => conn,
+        }
+    }
+}
+
+pub async fn run(cmd: OpsCmd) -> ExitCode {
+    let conn = cmd.connection();
     let client = Client::new(&conn.url).with_token(conn.token.clone());
     let out = Out { json: conn.json };
     match dispatch(&client, &out, cmd).await {
@@ -266,6 +308,7 @@ async fn dispatch(c: &Client, out: &Out, cmd: OpsCmd) -> Outcome {
             prefix,
             after,
             limit,
+            ..
         } => {
             let page = match &prefix {
                 Some(p) => c.tables_matching(p, after.as_deref(), limit).await?,
@@ -286,13 +329,14 @@ async fn dispatch(c: &Client, out: &Out, cmd: OpsCmd) -> Outcome {
                 eprintln!("more: --after {next}");
             }
         }
-        OpsCmd::Leases(cmd) => leases(c, out, cmd).await?,
-        OpsCmd::Hydrations(cmd) => hydrations(c, out, cmd).await?,
+        OpsCmd::Leases { cmd, .. } => leases(c, out, cmd).await?,
+        OpsCmd::Hydrations { cmd, .. } => hydrations(c, out, cmd).await?,
         OpsCmd::Compact {
             table,
             requested_by,
             reason,
             wait,
+            ..
         } => {
             let ask = RequestCompactionBody {
                 requested_by,
@@ -329,14 +373,15 @@ async fn dispatch(c: &Client, out: &Out, cmd: OpsCmd) -> Outcome {
                 out.record(&compaction);
             }
         }
-        OpsCmd::Bookmark(cmd) => bookmark(c, out, cmd).await?,
-        OpsCmd::Views(cmd) => views(c, out, cmd).await?,
-        OpsCmd::Runs(cmd) => runs(c, out, cmd).await?,
+        OpsCmd::Bookmark { cmd, .. } => bookmark(c, out, cmd).await?,
+        OpsCmd::Views { cmd, .. } => views(c, out, cmd).await?,
+        OpsCmd::Runs { cmd, .. } => runs(c, out, cmd).await?,
         OpsCmd::Events {
             table,
             after,
             tail,
             follow,
+            ..
         } => events(c, out, table, after, tail, follow).await?,
     }
     Ok(())
