@@ -521,9 +521,10 @@ async fn an_unknown_route_is_404_not_found_in_json() {
     // Arrange
     let s = Server::sqlite().await;
     let c = &s.client;
+    // (`/` and `/api` are the dashboard's pages.)
     let cases = [
-        (Method::GET, "/"),
         (Method::GET, "/nope"),
+        (Method::GET, "/ui/nope.js"),
         (Method::GET, "/v2/tables"),
         (Method::GET, "/v1/leases"),
         (Method::GET, "/v1/tables/sales.orders/nope"),
