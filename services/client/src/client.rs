@@ -62,6 +62,20 @@ impl Error {
     }
 }
 
+/// A non-2xx answer: the API's error body, or what came instead.
+fn refusal(status: u16, bytes: &[u8]) -> Error {
+    match serde_json::from_slice::<sluice_api::error::ErrorBody>(bytes) {
+        Ok(body) => Error::Api {
+            status,
+            error: body.error,
+        },
+        Err(_) => Error::Unexpected {
+            status,
+            detail: String::from_utf8_lossy(bytes).chars().take(200).collect(),
+        },
+    }
+}
+
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -124,16 +138,7 @@ impl Client {
                 detail: e.to_string(),
             });
         }
-        match serde_json::from_slice::<sluice_api::error::ErrorBody>(&bytes) {
-            Ok(body) => Err(Error::Api {
-                status,
-                error: body.error,
-            }),
-            Err(_) => Err(Error::Unexpected {
-                status,
-                detail: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-            }),
-        }
+        Err(refusal(status, &bytes))
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str, params: Params<'_>) -> Result<T> {
@@ -483,19 +488,7 @@ impl Client {
         let response = request.send().await?;
         let status = response.status().as_u16();
         if status != 200 {
-            let bytes = response.bytes().await?;
-            return Err(
-                match serde_json::from_slice::<sluice_api::error::ErrorBody>(&bytes) {
-                    Ok(body) => Error::Api {
-                        status,
-                        error: body.error,
-                    },
-                    Err(_) => Error::Unexpected {
-                        status,
-                        detail: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-                    },
-                },
-            );
+            return Err(refusal(status, &response.bytes().await?));
         }
         Ok(crate::feed::Feed::new(response))
     }
