@@ -213,7 +213,10 @@ async fn gauges(app: &AppState, out: &mut String) -> Result<(), StoreError> {
         let _ = writeln!(out, "sluice_runs{{state=\"{}\"}} {n}", escape(state));
     }
     let now = sluice_store::system_now();
-    let pending = app.store.active_compactions(QUEUE_READ).await?;
+    let pending = app
+        .store
+        .active_compactions(crate::routes::compactions::QUEUE_LIMIT)
+        .await?;
     out.push_str(
         "# HELP sluice_compactions Pending compactions, by state (queued, waiting, running).\n",
     );
@@ -274,8 +277,6 @@ async fn gauges(app: &AppState, out: &mut String) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The most pending compactions a scrape reads.
-const QUEUE_READ: u32 = 10_000;
 /// The hydrations whose lag is exported (at most 1000 in each state).
 const ACTIVE: [HydrationState; 4] = [
     HydrationState::Pending,

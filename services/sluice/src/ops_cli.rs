@@ -5,6 +5,7 @@
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::Value;
+use sluice_api::hydration_dto::HydrationBody;
 use sluice_api::job_dto::RequestCompactionBody;
 use sluice_api::stream_dto::{ResetBody, RewindBody};
 use sluice_api::view_dto::{RemapBody, RollbackBody};
@@ -345,7 +346,7 @@ async fn dispatch(c: &Client, out: &Out, cmd: OpsCmd) -> Outcome {
             };
             let mut compaction = c.request_compaction(&table, &ask).await?;
             if wait {
-                let bar = Progress::new();
+                let mut bar = Progress::new();
                 while !matches!(
                     compaction.state.as_str(),
                     "succeeded" | "failed" | "cancelled"
@@ -445,24 +446,25 @@ async fn hydrations(c: &Client, out: &Out, cmd: HydrationCmd) -> Outcome {
             );
         }
         HydrationCmd::Show { id, follow } => {
+            // The state as the API names it (`catching_up`, ...).
+            let state_of = |h: &HydrationBody| match serde_json::to_value(h.state) {
+                Ok(Value::String(s)) => s,
+                _ => String::new(),
+            };
             let mut h = c.hydration(&id).await?;
             if follow {
-                let bar = Progress::new();
+                let mut bar = Progress::new();
                 while matches!(
-                    serde_json::to_value(h.state)
-                        .expect("a state serializes")
-                        .as_str(),
-                    Some("pending" | "snapshot" | "catching_up")
+                    state_of(&h).as_str(),
+                    "pending" | "snapshot" | "catching_up"
                 ) {
-                    let state = serde_json::to_value(h.state).expect("a state serializes");
                     let lag = format!(
                         ", {} snapshots / {} s behind",
                         h.lag.snapshots, h.lag.seconds
                     );
-                    let percent = h.progress.percent;
                     bar.show(
-                        &format!("{} {}{lag}", h.id, state.as_str().unwrap_or("")),
-                        percent,
+                        &format!("{} {}{lag}", h.id, state_of(&h)),
+                        h.progress.percent,
                     );
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     h = c.hydration(&id).await?;
@@ -470,11 +472,10 @@ async fn hydrations(c: &Client, out: &Out, cmd: HydrationCmd) -> Outcome {
                 bar.done();
             }
             out.record(&h);
-            let state = serde_json::to_value(h.state).expect("a state serializes");
-            if follow && matches!(state.as_str(), Some("failed" | "cancelled" | "stale")) {
+            let state = state_of(&h);
+            if follow && matches!(state.as_str(), "failed" | "cancelled" | "stale") {
                 return Err(Failure::EndedBadly(format!(
-                    "the hydration ended {}: {}",
-                    state.as_str().unwrap_or(""),
+                    "the hydration ended {state}: {}",
                     h.reason.as_deref().unwrap_or("no reason given")
                 )));
             }
@@ -488,17 +489,10 @@ async fn bookmark(c: &Client, out: &Out, cmd: BookmarkCmd) -> Outcome {
     match cmd {
         BookmarkCmd::Show { stream } => out.record(&c.bookmark(&stream).await?),
         BookmarkCmd::History { stream } => {
-            let versions = c.history(&stream).await?;
-            if out.json {
-                out.print_json(&versions);
-                return Ok(());
-            }
-            let rows: Vec<Value> = versions
-                .iter()
-                .map(|v| serde_json::to_value(v).expect("a version serializes"))
-                .collect();
-            out.table(
-                &rows,
+            // The list is the whole answer: the pointer "" names it.
+            out.list(
+                &c.history(&stream).await?,
+                "",
                 &[
                     ("VERSION", "/version"),
                     ("PHASE", "/phase"),
@@ -740,15 +734,7 @@ impl Out {
     }
 
     fn table(&self, rows: &[Value], columns: &[(&str, &str)]) {
-        let cells: Vec<Vec<String>> = rows
-            .iter()
-            .map(|row| {
-                columns
-                    .iter()
-                    .map(|(_, at)| row.pointer(at).map_or_else(|| "-".to_owned(), cell))
-                    .collect()
-            })
-            .collect();
+        let cells: Vec<Vec<String>> = rows.iter().map(|row| cells(row, columns)).collect();
         let widths: Vec<usize> = columns
             .iter()
             .enumerate()
@@ -784,13 +770,17 @@ impl Out {
             let heads: Vec<&str> = columns.iter().map(|(h, _)| *h).collect();
             println!("{}", heads.join("  "));
         }
-        let cells: Vec<String> = columns
-            .iter()
-            .map(|(_, at)| row.pointer(at).map_or_else(|| "-".to_owned(), cell))
-            .collect();
-        println!("{}", cells.join("  "));
+        println!("{}", cells(row, columns).join("  "));
         let _ = std::io::stdout().flush();
     }
+}
+
+/// A row's cells: each column's JSON pointer into it, `-` where absent.
+fn cells(row: &Value, columns: &[(&str, &str)]) -> Vec<String> {
+    columns
+        .iter()
+        .map(|(_, at)| row.pointer(at).map_or_else(|| "-".to_owned(), cell))
+        .collect()
 }
 
 /// A JSON value as one table cell.
@@ -811,18 +801,18 @@ fn cell(v: &Value) -> String {
 /// per change otherwise (a log or a test reads every step).
 struct Progress {
     tty: bool,
-    last: std::cell::RefCell<String>,
+    last: String,
 }
 
 impl Progress {
     fn new() -> Progress {
         Progress {
             tty: std::io::stderr().is_terminal(),
-            last: Default::default(),
+            last: String::new(),
         }
     }
 
-    fn show(&self, what: &str, percent: Option<f64>) {
+    fn show(&mut self, what: &str, percent: Option<f64>) {
         let bar = percent.map(|p| {
             let filled = ((p / 100.0) * 30.0).round().clamp(0.0, 30.0) as usize;
             format!(
@@ -832,7 +822,7 @@ impl Progress {
             )
         });
         let line = format!("{}{what}", bar.unwrap_or_default());
-        if *self.last.borrow() == line {
+        if self.last == line {
             return;
         }
         if self.tty {
@@ -840,11 +830,11 @@ impl Progress {
         } else {
             eprintln!("{line}");
         }
-        *self.last.borrow_mut() = line;
+        self.last = line;
     }
 
     fn done(&self) {
-        if self.tty && !self.last.borrow().is_empty() {
+        if self.tty && !self.last.is_empty() {
             eprintln!();
         }
     }

@@ -26,10 +26,10 @@ use sluice_core::{
 /// database's `now`.
 pub type Apply<'a, Loaded, Changes> = &'a mut (dyn FnMut(Loaded, Millis) -> Changes + Send);
 
-/// Tables and their leases.
 /// Live leases of one mode in one state: `(mode, state, count)`.
 pub type LeaseCount = (String, String, i64);
 
+/// Tables and their leases.
 pub trait LeasePort: Send + Sync + 'static {
     fn transact_leases<'a>(
         &'a self,

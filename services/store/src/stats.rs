@@ -3,8 +3,8 @@
 //! committed (grants and how long they waited, expirations, revocations).
 //! Per process: with several replicas, sum across them.
 
-use sluice_core::{EventKind, Lease, Mode, NewEvent};
-use std::collections::HashMap;
+use sluice_core::{EventKind, Lease, NewEvent};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 
@@ -59,7 +59,7 @@ impl Histogram {
 }
 
 /// Seconds: a commit takes milliseconds; a lease may wait for hours.
-pub const SECONDS: [f64; 16] = [
+const SECONDS: [f64; 16] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0, 3600.0,
     86400.0,
 ];
@@ -83,39 +83,22 @@ struct LeaseCounts {
 #[derive(Default)]
 struct Inner {
     /// By group (`leases`, `streams`).
-    commits: Vec<(&'static str, Commits)>,
+    commits: BTreeMap<&'static str, Commits>,
     /// By lease mode.
-    leases: HashMap<&'static str, LeaseCounts>,
+    leases: BTreeMap<&'static str, LeaseCounts>,
 }
 
 #[derive(Default)]
 pub struct StoreStats(Mutex<Inner>);
 
-fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Read => "read",
-        Mode::Write => "write",
-    }
-}
-
 impl StoreStats {
     /// One group commit of `size` commands that took `seconds`.
     pub(crate) fn committed(&self, group: &'static str, size: usize, seconds: f64) {
         let mut inner = self.0.lock().expect("stats lock");
-        let i = match inner.commits.iter().position(|(g, _)| *g == group) {
-            Some(i) => i,
-            None => {
-                inner.commits.push((
-                    group,
-                    Commits {
-                        size: Histogram::new(&BATCH),
-                        seconds: Histogram::new(&SECONDS),
-                    },
-                ));
-                inner.commits.len() - 1
-            }
-        };
-        let c = &mut inner.commits[i].1;
+        let c = inner.commits.entry(group).or_insert_with(|| Commits {
+            size: Histogram::new(&BATCH),
+            seconds: Histogram::new(&SECONDS),
+        });
         c.size.observe(size as f64);
         c.seconds.observe(seconds);
     }
@@ -133,7 +116,7 @@ impl StoreStats {
             if lease.table.as_str().starts_with("sluice_system.") {
                 continue;
             }
-            let counts = inner.leases.entry(mode_name(lease.mode)).or_default();
+            let counts = inner.leases.entry(lease.mode.as_str()).or_default();
             match event.kind {
                 EventKind::LeaseGranted => {
                     counts.grants += 1;
@@ -173,8 +156,7 @@ impl StoreStats {
                 &format!("group=\"{group}\""),
             );
         }
-        let mut modes: Vec<_> = inner.leases.iter().collect();
-        modes.sort_by_key(|(m, _)| **m);
+        let modes = &inner.leases;
         for (name, help, get) in [
             (
                 "sluice_lease_grants_total",
@@ -193,13 +175,13 @@ impl StoreStats {
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (mode, c) in &modes {
+            for (mode, c) in modes {
                 let _ = writeln!(out, "{name}{{mode=\"{mode}\"}} {}", get(c));
             }
         }
         out.push_str("# HELP sluice_lease_wait_seconds From request to grant, by mode (0: granted at once).\n");
         out.push_str("# TYPE sluice_lease_wait_seconds histogram\n");
-        for (mode, c) in &modes {
+        for (mode, c) in modes {
             if let Some(wait) = &c.wait {
                 wait.write(
                     out,

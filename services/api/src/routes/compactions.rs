@@ -23,8 +23,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(queue))
 }
 
-/// The most pending compactions a queue listing reads.
-const QUEUE_LIMIT: u32 = 10_000;
+/// The most pending compactions a queue listing (or a metrics scrape)
+/// reads.
+pub(crate) const QUEUE_LIMIT: u32 = 10_000;
 
 fn parse_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(raw).map_err(|_| {

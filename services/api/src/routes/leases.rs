@@ -10,7 +10,7 @@ use crate::{parse_lease_id, parse_user_table, waiting, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
 use sluice_core::leases::AcquireRequest;
-use sluice_core::{LeaseCommand, LeaseId, LeaseState, Mode, Permission, RuleError};
+use sluice_core::{LeaseCommand, LeaseId, LeaseState, Permission, RuleError};
 use std::time::Duration;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -84,11 +84,8 @@ async fn acquire(
     }
     match view.lease.state {
         LeaseState::Granted => {
-            let mode = match view.lease.mode {
-                Mode::Read => "read",
-                Mode::Write => "write",
-            };
-            app.metrics.granted(mode, started.elapsed().as_secs_f64());
+            app.metrics
+                .granted(view.lease.mode.as_str(), started.elapsed().as_secs_f64());
             Ok((StatusCode::CREATED, axum::Json(view.into())))
         }
         LeaseState::Waiting => Ok((StatusCode::ACCEPTED, axum::Json(view.into()))),

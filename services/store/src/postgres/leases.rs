@@ -115,7 +115,7 @@ impl LeasePort for PgBackend {
             .fetch_all(&self.pool)
             .await?;
             let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
-            let counts: Vec<LeaseCount> = sqlx::query_as(&format!(
+            let counts: Vec<(String, String, i64)> = sqlx::query_as(&format!(
                 "SELECT table_name, state, COUNT(*) FROM leases \
                  WHERE {LIVE} AND expires_at > {NOW_MS} AND table_name = ANY($1) \
                  GROUP BY table_name, state"

@@ -142,7 +142,7 @@ impl LeasePort for SqliteBackend {
             .fetch_all(&self.readers)
             .await?;
             let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
-            let counts: Vec<LeaseCount> = sqlx::query_as(&format!(
+            let counts: Vec<(String, String, i64)> = sqlx::query_as(&format!(
                 "SELECT table_name, state, COUNT(*) FROM leases \
                  WHERE {LIVE} AND expires_at > ? AND table_name IN (SELECT value FROM json_each(?)) \
                  GROUP BY table_name, state"
