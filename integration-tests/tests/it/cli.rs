@@ -55,12 +55,6 @@ async fn sluice(url: &str, token: Option<&str>, args: &[&str]) -> Ran {
     }
 }
 
-async fn expect(server: &Server, method: Method, path: &str, body: Value, status: u16) -> Value {
-    let answer = server.call(method, path, Some(body)).await;
-    assert_eq!(answer.status, status, "{path}: {}", answer.body);
-    answer.body
-}
-
 #[tokio::test]
 async fn tables_leases_bookmarks_views_runs_and_events() {
     let mut server = Server::sqlite_with(&["--auth", "on"]).await;
@@ -73,14 +67,9 @@ async fn tables_leases_bookmarks_views_runs_and_events() {
         async move { sluice(&url, Some(&admin), args).await }
     };
     for table in ["sales.a", "sales.b", "hr.c"] {
-        expect(
-            &server,
-            Method::PUT,
-            &format!("/v1/tables/{table}"),
-            json!({}),
-            201,
-        )
-        .await;
+        server
+            .expect(Method::PUT, &format!("/v1/tables/{table}"), json!({}), 201)
+            .await;
     }
 
     // tables: name order, a prefix, pages, JSON.
@@ -107,14 +96,14 @@ async fn tables_leases_bookmarks_views_runs_and_events() {
     );
 
     // leases: ls, show, revoke, and what a user gets wrong.
-    let lease = expect(
-        &server,
-        Method::POST,
-        "/v1/tables/sales.a/leases",
-        json!({ "mode": "read", "ttl_seconds": 300, "holder": "export-job" }),
-        201,
-    )
-    .await;
+    let lease = server
+        .expect(
+            Method::POST,
+            "/v1/tables/sales.a/leases",
+            json!({ "mode": "read", "ttl_seconds": 300, "holder": "export-job" }),
+            201,
+        )
+        .await;
     let id = lease["lease_id"].as_str().unwrap().to_owned();
     let ls = sluice(&url, Some(&admin), &["leases", "ls", "sales.a"]).await;
     let rows = ls.rows();
@@ -170,14 +159,14 @@ async fn tables_leases_bookmarks_views_runs_and_events() {
         "{}",
         anonymous.stderr
     );
-    let lease = expect(
-        &server,
-        Method::POST,
-        "/v1/tables/sales.b/leases",
-        json!({ "mode": "read", "ttl_seconds": 300, "holder": "h" }),
-        201,
-    )
-    .await;
+    let lease = server
+        .expect(
+            Method::POST,
+            "/v1/tables/sales.b/leases",
+            json!({ "mode": "read", "ttl_seconds": 300, "holder": "h" }),
+            201,
+        )
+        .await;
     let as_job = sluice(
         &url,
         Some(&job),
@@ -199,14 +188,14 @@ async fn tables_leases_bookmarks_views_runs_and_events() {
     assert_eq!(run(&["leases", "revoke"]).await.code, 2);
 
     // bookmark: show, reset, history, rewind.
-    expect(
-        &server,
-        Method::PUT,
-        "/v1/streams/sales.a.cdc",
-        json!({ "table": "sales.a" }),
-        201,
-    )
-    .await;
+    server
+        .expect(
+            Method::PUT,
+            "/v1/streams/sales.a.cdc",
+            json!({ "table": "sales.a" }),
+            201,
+        )
+        .await;
     let shown = run(&["bookmark", "show", "sales.a.cdc", "--json"])
         .await
         .json();
@@ -333,14 +322,14 @@ async fn tables_leases_bookmarks_views_runs_and_events() {
         seen
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let held = expect(
-        &server,
-        Method::POST,
-        "/v1/tables/hr.c/leases",
-        json!({ "mode": "write", "ttl_seconds": 60, "holder": "compactor" }),
-        201,
-    )
-    .await;
+    let held = server
+        .expect(
+            Method::POST,
+            "/v1/tables/hr.c/leases",
+            json!({ "mode": "write", "ttl_seconds": 60, "holder": "compactor" }),
+            201,
+        )
+        .await;
     let release = format!(
         "/v1/leases/{}?token={}",
         held["lease_id"].as_str().unwrap(),
@@ -378,16 +367,18 @@ async fn compact_wait_and_hydration_follow() {
     let url = server.url.clone();
 
     // A hydration followed until it is live.
-    expect(
-        server,
-        Method::PUT,
-        "/v1/containers/analytics",
-        json!({ "kind": "postgres", "url": crate::harness::admin_url() }),
-        201,
-    )
-    .await;
+    server
+        .expect(
+            Method::PUT,
+            "/v1/containers/analytics",
+            json!({ "kind": "postgres", "url": crate::harness::admin_url() }),
+            201,
+        )
+        .await;
     let body = json!({ "table": TABLE, "container": "analytics", "target": "orders_cli" });
-    let created = expect(server, Method::POST, "/v1/hydrations", body, 201).await;
+    let created = server
+        .expect(Method::POST, "/v1/hydrations", body, 201)
+        .await;
     let id = created["id"].as_str().unwrap().to_owned();
     let follow = {
         let (url, id) = (url.clone(), id.clone());
@@ -401,9 +392,13 @@ async fn compact_wait_and_hydration_follow() {
                 "rows_total": 3, "snapshot_id": snapshot.trim().parse::<i64>().unwrap() })
     };
     let path = format!("/v1/hydrations/{id}/progress");
-    expect(server, Method::POST, &path, progress("snapshot", 1), 200).await;
+    server
+        .expect(Method::POST, &path, progress("snapshot", 1), 200)
+        .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    expect(server, Method::POST, &path, progress("catching_up", 3), 200).await;
+    server
+        .expect(Method::POST, &path, progress("catching_up", 3), 200)
+        .await;
     let followed = follow.await.unwrap();
     assert_eq!(followed.code, 0, "{}", followed.stderr);
     assert!(followed.stderr.contains(" 33.3% "), "{}", followed.stderr);
@@ -462,14 +457,9 @@ async fn compact_wait_and_hydration_follow() {
         done.stdout
     );
     // A table with no compaction job: refused, 4.
-    expect(
-        server,
-        Method::PUT,
-        "/v1/tables/sales.nojob",
-        json!({}),
-        201,
-    )
-    .await;
+    server
+        .expect(Method::PUT, "/v1/tables/sales.nojob", json!({}), 201)
+        .await;
     let refused = sluice(&url, None, &["compact", "sales.nojob"]).await;
     assert_eq!(refused.code, 4, "{}", refused.stderr);
     assert!(
@@ -520,7 +510,9 @@ async fn views_remap_show_rollback_and_runs_retry_discard_cancel() {
             .unwrap();
     }
     let body = json!({ "kind": "postgres", "url": container });
-    expect(server, Method::PUT, "/v1/containers/analytics", body, 201).await;
+    server
+        .expect(Method::PUT, "/v1/containers/analytics", body, 201)
+        .await;
     let first = cli(args(
         "views remap analytics orders --target orders_v1 --reason first",
     ))
@@ -584,9 +576,13 @@ async fn views_remap_show_rollback_and_runs_retry_discard_cancel() {
         .script(json!({ "outcomes": { "export-orders": ["FAILED", "FAILED", "RUNNING"] } }))
         .await;
     let job = json!({ "glue_job_name": "export-orders", "kind": "export", "max_attempts": 1 });
-    expect(server, Method::PUT, "/v1/jobs/export", job, 201).await;
+    server
+        .expect(Method::PUT, "/v1/jobs/export", job, 201)
+        .await;
     let start = || async move {
-        let run = expect(server, Method::POST, "/v1/jobs/export/runs", json!({}), 201).await;
+        let run = server
+            .expect(Method::POST, "/v1/jobs/export/runs", json!({}), 201)
+            .await;
         run["id"].as_str().unwrap().to_owned()
     };
     let id = start().await;

@@ -15,12 +15,6 @@ use std::process::Command;
 
 const TABLES: usize = 10_000;
 
-async fn expect(server: &Server, method: Method, path: &str, body: Value, status: u16) -> Value {
-    let answer = server.call(method, path, Some(body)).await;
-    assert_eq!(answer.status, status, "{path}: {}", answer.body);
-    answer.body
-}
-
 /// `TABLES` tables besides `TABLE`, registered 32 at a time.
 async fn many_tables(server: &Server) {
     let mut tasks = tokio::task::JoinSet::new();
@@ -55,24 +49,19 @@ async fn dashboard_in_a_browser() {
     let catalog = sql_catalog(&data);
     py(&catalog, &["create", TABLE]).await;
     let snapshot = py(&catalog, &["append", TABLE, "3"]).await;
-    expect(
-        &server,
-        Method::PUT,
-        "/v1/jobs/compact-orders",
-        json!({ "glue_job_name": "compact-orders", "kind": "compaction", "table": TABLE }),
-        201,
-    )
-    .await;
+    server
+        .expect(
+            Method::PUT,
+            "/v1/jobs/compact-orders",
+            json!({ "glue_job_name": "compact-orders", "kind": "compaction", "table": TABLE }),
+            201,
+        )
+        .await;
     let put =
         json!({ "compaction_job": "compact-orders", "max_compaction_deferral_seconds": 3600 });
-    expect(
-        &server,
-        Method::PUT,
-        &format!("/v1/tables/{TABLE}"),
-        put,
-        201,
-    )
-    .await;
+    server
+        .expect(Method::PUT, &format!("/v1/tables/{TABLE}"), put, 201)
+        .await;
     refresh(&server).await;
     // A container (a database of its own) whose view `orders` was
     // remapped twice.
@@ -86,39 +75,28 @@ async fn dashboard_in_a_browser() {
     }
     pool.close().await;
     let container = json!({ "kind": "postgres", "url": container_url });
-    expect(
-        &server,
-        Method::PUT,
-        "/v1/containers/analytics",
-        container,
-        201,
-    )
-    .await;
+    server
+        .expect(Method::PUT, "/v1/containers/analytics", container, 201)
+        .await;
     for (target, reason) in [("orders_v1", "first copy"), ("orders_v2", "new schema")] {
         let remap = json!({ "target": target, "reason": reason });
-        expect(
-            &server,
-            Method::POST,
-            "/v1/views/analytics/orders/remap",
-            remap,
-            200,
-        )
-        .await;
+        server
+            .expect(Method::POST, "/v1/views/analytics/orders/remap", remap, 200)
+            .await;
     }
     // A run of a job, whatever becomes of it without Glue.
     let export = json!({ "glue_job_name": "export-orders", "kind": "export", "max_attempts": 1 });
-    expect(&server, Method::PUT, "/v1/jobs/export", export, 201).await;
-    let run = expect(
-        &server,
-        Method::POST,
-        "/v1/jobs/export/runs",
-        json!({}),
-        201,
-    )
-    .await;
+    server
+        .expect(Method::PUT, "/v1/jobs/export", export, 201)
+        .await;
+    let run = server
+        .expect(Method::POST, "/v1/jobs/export/runs", json!({}), 201)
+        .await;
     let hydration = json!({ "table": TABLE, "container": "analytics", "target": "orders_v1",
                             "views": ["orders"], "lease_ttl_seconds": 600 });
-    let hydration = expect(&server, Method::POST, "/v1/hydrations", hydration, 201).await;
+    let hydration = server
+        .expect(Method::POST, "/v1/hydrations", hydration, 201)
+        .await;
     many_tables(&server).await;
 
     let screenshots =

@@ -313,6 +313,20 @@ impl Server {
             .expect("send a request")
     }
 
+    /// The body of a call that must answer `status` (`body`: a JSON value
+    /// or `None`).
+    pub async fn expect(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: impl Into<Option<serde_json::Value>>,
+        status: u16,
+    ) -> serde_json::Value {
+        let answer = self.call(method.clone(), path, body.into()).await;
+        assert_eq!(answer.status, status, "{method} {path}: {}", answer.body);
+        answer.body
+    }
+
     /// The running process's id (none after `kill9`).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())

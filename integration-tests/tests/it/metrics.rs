@@ -162,22 +162,18 @@ async fn metrics_parse_and_move_with_requests_and_refusals() {
 async fn store_gauges_and_lease_counters_move() {
     use crate::snapshots::{py, refresh, sql_catalog, TABLE};
     let server = Server::sqlite_with(&["--refresh-interval-seconds", "3600"]).await;
-    let call = |method: Method, path: String, body: Value, status: u16| {
-        let server = &server;
-        async move {
-            let answer = server.call(method, &path, Some(body)).await;
-            assert_eq!(answer.status, status, "{path}: {}", answer.body);
-            answer.body
-        }
-    };
     let data = server.data_dir();
     let catalog = sql_catalog(&data);
     py(&catalog, &["create", TABLE]).await;
     py(&catalog, &["append", TABLE, "3"]).await;
     let job = json!({ "glue_job_name": "compact-orders", "kind": "compaction", "table": TABLE });
-    call(Method::PUT, "/v1/jobs/compact".into(), job, 201).await;
+    server
+        .expect(Method::PUT, "/v1/jobs/compact", job, 201)
+        .await;
     let table = json!({ "compaction_job": "compact" });
-    call(Method::PUT, format!("/v1/tables/{TABLE}"), table, 201).await;
+    server
+        .expect(Method::PUT, &format!("/v1/tables/{TABLE}"), table, 201)
+        .await;
     refresh(&server).await;
     let before = scrape(&server).await;
     assert_eq!(value(&before, "sluice_store_up", &[]), 1.0);
@@ -198,26 +194,30 @@ async fn store_gauges_and_lease_counters_move() {
     // lets its TTL pass.
     let leases = format!("/v1/tables/{TABLE}/leases");
     let reader = json!({ "mode": "read", "ttl_seconds": 300, "holder": "export" });
-    let reader = call(Method::POST, leases.clone(), reader, 201).await;
+    let reader = server.expect(Method::POST, &leases, reader, 201).await;
     let short = json!({ "mode": "read", "ttl_seconds": 1, "holder": "forgetful" });
-    call(Method::POST, leases.clone(), short, 201).await;
-    call(
-        Method::PUT,
-        "/v1/containers/analytics".into(),
-        json!({ "kind": "postgres", "url": crate::harness::admin_url() }),
-        201,
-    )
-    .await;
+    server.expect(Method::POST, &leases, short, 201).await;
+    server
+        .expect(
+            Method::PUT,
+            "/v1/containers/analytics",
+            json!({ "kind": "postgres", "url": crate::harness::admin_url() }),
+            201,
+        )
+        .await;
     let hydration = json!({ "table": TABLE, "container": "analytics", "target": "orders_m" });
-    let hydration = call(Method::POST, "/v1/hydrations".into(), hydration, 201).await;
+    let hydration = server
+        .expect(Method::POST, "/v1/hydrations", hydration, 201)
+        .await;
     let ask = json!({ "requested_by": "metrics-test" });
-    let compaction = call(
-        Method::POST,
-        format!("/v1/tables/{TABLE}/compactions"),
-        ask,
-        201,
-    )
-    .await;
+    let compaction = server
+        .expect(
+            Method::POST,
+            &format!("/v1/tables/{TABLE}/compactions"),
+            ask,
+            201,
+        )
+        .await;
     // The table moves on.
     py(&catalog, &["append", TABLE, "2"]).await;
     refresh(&server).await;
@@ -273,14 +273,15 @@ async fn store_gauges_and_lease_counters_move() {
     // write lease is granted out of the queue, after a measured wait.
     let revoke = json!({ "reason": "metrics test" });
     let path = format!("/v1/leases/{}/revoke", reader["lease_id"].as_str().unwrap());
-    call(Method::POST, path, revoke, 200).await;
-    call(
-        Method::POST,
-        format!("/v1/hydrations/{id}/cancel"),
-        json!({}),
-        200,
-    )
-    .await;
+    server.expect(Method::POST, &path, revoke, 200).await;
+    server
+        .expect(
+            Method::POST,
+            &format!("/v1/hydrations/{id}/cancel"),
+            json!({}),
+            200,
+        )
+        .await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let after = loop {
         let now = scrape(&server).await;

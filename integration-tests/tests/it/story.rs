@@ -84,21 +84,8 @@ where
     }
 }
 
-/// The body of a call that must answer `status`.
-async fn expect(
-    server: &Server,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-    status: u16,
-) -> Value {
-    let answer = server.call(method.clone(), path, body).await;
-    assert_eq!(answer.status, status, "{method} {path}: {}", answer.body);
-    answer.body
-}
-
 async fn get(server: &Server, path: &str) -> Value {
-    expect(server, Method::GET, path, None, 200).await
+    server.expect(Method::GET, path, None, 200).await
 }
 
 /// The body of a 200, or null (not there yet).
@@ -220,21 +207,25 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
     let job = Job::over(&server, DMS_PREFIX, lake).await;
     let table_path = format!("/v1/tables/{TABLE}");
     let settings = json!({ "catalog": "lake", "compaction_job": "compact" });
-    expect(&server, Method::PUT, &table_path, Some(settings), 201).await;
+    server
+        .expect(Method::PUT, &table_path, Some(settings), 201)
+        .await;
     let hash = blocking(schema_hash).await;
     let stream = json!({ "table": TABLE, "expected_schema_hash": hash,
                          "source": { "kind": "dms", "prefix": DMS_PREFIX } });
-    expect(
-        &server,
-        Method::PUT,
-        &format!("/v1/streams/{STREAM}"),
-        Some(stream),
-        201,
-    )
-    .await;
+    server
+        .expect(
+            Method::PUT,
+            &format!("/v1/streams/{STREAM}"),
+            Some(stream),
+            201,
+        )
+        .await;
     let container = json!({ "kind": "postgres", "url": container_dsn });
     let container_path = format!("/v1/containers/{CONTAINER}");
-    expect(&server, Method::PUT, &container_path, Some(container), 201).await;
+    server
+        .expect(Method::PUT, &container_path, Some(container), 201)
+        .await;
     define(
         &server,
         "compact",
@@ -334,7 +325,9 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
     // read lease; nothing starts in Glue meanwhile.
     let request = json!({ "requested_by": "nightly-scheduler", "reason": "small files" });
     let compactions = format!("/v1/tables/{TABLE}/compactions");
-    let asked = expect(&server, Method::POST, &compactions, Some(request), 201).await;
+    let asked = server
+        .expect(Method::POST, &compactions, Some(request), 201)
+        .await;
     let compaction_id = asked["id"].as_str().unwrap().to_owned();
     let compaction_path = format!("/v1/tables/{TABLE}/compactions/{compaction_id}");
     until(
