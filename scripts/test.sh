@@ -2,7 +2,8 @@
 # Every test: formatting, lints, the rules' unit and property tests, and the
 # black-box tests of the built binary on SQLite and PostgreSQL (leases,
 # errors, long-polls, two replicas, kill -9 under load, streams and a
-# DMS-shaped ingestion job on Iceberg tables, OpenAPI drift).
+# DMS-shaped ingestion job on Iceberg tables, OpenAPI drift), and deploy/'s
+# checks (scripts/check-deploy.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
@@ -21,6 +22,8 @@ scripts/ensure-venv.sh .venv-ingest integration-tests/ingest/requirements.txt
 # The dashboard test drives a real headless browser.
 scripts/ensure-chromium.sh
 cargo test --workspace
+# deploy/: rendered, schema-checked, linted, and run as written (drift.py).
+scripts/check-deploy.sh
 # The Python client Glue jobs import: mypy --strict, then its tests against
 # the built binary (a lease revoked mid-block, sluice killed mid-batch).
 scripts/ensure-venv.sh .venv-client clients/python/requirements-dev.txt

@@ -147,17 +147,38 @@ pub fn new_token(
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    let record = TokenRecord {
-        id: id.clone(),
-        name: name.to_owned(),
-        role,
-        scopes,
-        secret_sha256: sha256_hex(&secret),
-        created_at: now,
-        expires_at,
-        revoked_at: None,
-    };
-    (format!("{PREFIX}{id}_{secret}"), record)
+    let token = format!("{PREFIX}{id}_{secret}");
+    let record = imported_token(&token, name, role, scopes, expires_at, now)
+        .expect("a new token has the shape of one");
+    (token, record)
+}
+
+/// The record of a token made elsewhere (a deployment's secret, handed to
+/// `sluice token import`), or `None` unless it is `sluice_<id>_<secret>`
+/// with a 16-character id and a secret of at least 32 characters, both
+/// letters and digits (so that it is as hard to guess as one sluice makes).
+pub fn imported_token(
+    token: &str,
+    name: &str,
+    role: Role,
+    scopes: Vec<String>,
+    expires_at: Option<Millis>,
+    now: Millis,
+) -> Option<TokenRecord> {
+    let (id, secret) = split(token)?;
+    let alphanumeric = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric());
+    (id.len() == 16 && secret.len() >= 32 && alphanumeric(id) && alphanumeric(secret)).then(|| {
+        TokenRecord {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            role,
+            scopes,
+            secret_sha256: sha256_hex(secret),
+            created_at: now,
+            expires_at,
+            revoked_at: None,
+        }
+    })
 }
 
 /// Middleware: find the caller of every non-public route.

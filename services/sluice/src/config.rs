@@ -155,7 +155,11 @@ pub struct DatabaseSection {
 }
 
 impl FileConfig {
-    pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+    /// The file at `path`, or the `inline` text, or nothing (the defaults).
+    pub fn load(path: Option<&Path>, inline: Option<&str>) -> anyhow::Result<FileConfig> {
+        if let Some(text) = inline {
+            return toml::from_str(text).context("parsing SLUICE_CONFIG_TOML");
+        }
         let Some(path) = path else {
             return Ok(FileConfig::default());
         };

@@ -1,5 +1,6 @@
-//! The `sluice` binary: `serve`, `migrate`, `openapi`, `token`, and the
-//! operator commands that call a running server (`tables`, `leases`, ...).
+//! The `sluice` binary: `serve`, `migrate`, `healthcheck`, `check-config`,
+//! `openapi`, `token`, and the operator commands that call a running server
+//! (`tables`, `leases`, ...).
 #![forbid(unsafe_code)]
 
 mod config;
@@ -34,6 +35,16 @@ struct Cli {
     /// A TOML configuration file.
     #[arg(long, global = true, env = "SLUICE_CONFIG")]
     config: Option<PathBuf>,
+    /// The TOML configuration itself, instead of a file: for platforms that
+    /// set environment variables but mount no files (ECS on Fargate).
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_CONFIG_TOML",
+        conflicts_with = "config",
+        hide_env_values = true
+    )]
+    config_toml: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -116,6 +127,28 @@ enum Cmd {
         #[command(flatten)]
         storage: StorageArgs,
     },
+    /// Exit 0 if a sluice server answers its readiness check (for a
+    /// container's HEALTHCHECK: the image has no curl), else 1.
+    Healthcheck {
+        /// The URL to GET; any 2xx answer is healthy. Default: `/readyz` on
+        /// loopback at the port `serve` binds (`--bind`, else
+        /// `SLUICE__SERVER__BIND`, else the file's, else 7878).
+        #[arg(long)]
+        url: Option<String>,
+        /// The address `serve` listens on, when --url is absent.
+        #[arg(long, env = "SLUICE__SERVER__BIND")]
+        bind: Option<String>,
+        /// Seconds before an unanswered check fails.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=300))]
+        timeout_seconds: u64,
+    },
+    /// Read the configuration file and the storage settings and say what
+    /// `serve` would use, without connecting: exit 1 on an unknown key or a
+    /// bad value (a deployment's check before it rolls out).
+    CheckConfig {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
     /// Print the OpenAPI document.
     Openapi,
     /// Manage bearer tokens.
@@ -141,8 +174,39 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let file = FileConfig::load(cli.config.as_deref())?;
+    let file = FileConfig::load(cli.config.as_deref(), cli.config_toml.as_deref())?;
     match cli.command {
+        Cmd::Healthcheck {
+            url,
+            bind,
+            timeout_seconds,
+        } => {
+            let url = url.unwrap_or_else(|| {
+                let bind = bind
+                    .or(file.server.bind)
+                    .unwrap_or_else(|| config::DEFAULT_BIND.to_owned());
+                let port = bind.rsplit_once(':').map_or("7878", |(_, port)| port);
+                format!("http://127.0.0.1:{port}/readyz")
+            });
+            healthcheck(&url, Duration::from_secs(timeout_seconds)).await
+        }
+        Cmd::CheckConfig { storage } => {
+            let (store, _) = storage.resolve(&file.database);
+            let (catalogs, default) = config::catalogs(&file, &store, None);
+            println!("storage: {}", config::describe(&store));
+            for c in &catalogs {
+                let mark = if default.as_deref() == Some(c.name.as_str()) {
+                    " (default)"
+                } else {
+                    ""
+                };
+                println!("catalog: {}{mark}", c.name);
+            }
+            if let Some(endpoint) = &file.aws.endpoint_url {
+                println!("aws endpoint: {endpoint}");
+            }
+            Ok(())
+        }
         Cmd::Openapi => {
             println!("{}", serde_json::to_string_pretty(&sluice_api::openapi())?);
             Ok(())
@@ -263,6 +327,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Token(cmd) => token_cli::run(cmd, &file).await,
         Cmd::Ops(_) => unreachable!("run by main"),
     }
+}
+
+/// One GET, no retries: the container runtime retries on its own schedule.
+async fn healthcheck(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    let answer = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()?
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("no answer from {url}"))?;
+    let status = answer.status();
+    let body = answer.text().await.unwrap_or_default();
+    anyhow::ensure!(status.is_success(), "{url} answered {status}: {body}");
+    println!("{body}");
+    Ok(())
 }
 
 /// The Iceberg catalogs and how often the snapshot logs are refreshed.

@@ -2,6 +2,7 @@
 //! the database (so the first admin token can be made before any exists).
 
 use crate::config::{FileConfig, StorageArgs};
+use anyhow::Context;
 use clap::Subcommand;
 use sluice_core::{Millis, Role, TableName};
 use sluice_store::Store;
@@ -30,6 +31,31 @@ pub enum TokenCmd {
         #[command(flatten)]
         storage: StorageArgs,
     },
+    /// Store a token made elsewhere, read from an environment variable, so
+    /// that a deployment's secret (a Kubernetes Secret, a Secrets Manager
+    /// secret) is the token: the same token again changes nothing.
+    Import {
+        /// A unique name: who or what uses the token.
+        #[arg(long)]
+        name: String,
+        /// job, scheduler, operator or admin.
+        #[arg(long)]
+        role: String,
+        /// Limit the token to tables whose names start with this prefix;
+        /// repeat for several. None: every table.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Days until the token expires, 1 to 3650; none: it does not.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_EXPIRY_DAYS as i64))]
+        expires_in_days: Option<u32>,
+        /// The environment variable that holds the token, shaped
+        /// `sluice_<16 letters or digits>_<32 or more>` (never a flag's
+        /// value: that would show in the process list).
+        #[arg(long, value_name = "VAR")]
+        from_env: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
     /// List tokens (never their secrets).
     List {
         #[command(flatten)]
@@ -54,20 +80,7 @@ pub async fn run(cmd: TokenCmd, file: &FileConfig) -> anyhow::Result<()> {
             expires_in_days,
             storage,
         } => {
-            let role = Role::parse(&role).ok_or_else(|| {
-                anyhow::anyhow!("unknown role `{role}`: job, scheduler, operator or admin")
-            })?;
-            anyhow::ensure!(
-                !name.trim().is_empty() && name.len() <= 256 && !name.chars().any(char::is_control),
-                "the name must be 1 to 256 characters"
-            );
-            for scope in &scopes {
-                anyhow::ensure!(
-                    valid_scope(scope),
-                    "scope `{scope}` is not a table name prefix"
-                );
-            }
-            let expires_at = expires_in_days.map(|d| Millis(now.0 + i64::from(d) * 86_400_000));
+            let (role, expires_at) = check(&name, &role, &scopes, expires_in_days, now)?;
             let (token, record) = sluice_api::auth::new_token(&name, role, scopes, expires_at, now);
             let tokens = Store::open_tokens(&storage.resolve(&file.database).0).await?;
             anyhow::ensure!(
@@ -79,6 +92,53 @@ pub async fn run(cmd: TokenCmd, file: &FileConfig) -> anyhow::Result<()> {
                 role.as_str()
             );
             println!("{token}");
+        }
+        TokenCmd::Import {
+            name,
+            role,
+            scopes,
+            expires_in_days,
+            from_env,
+            storage,
+        } => {
+            let (role, expires_at) = check(&name, &role, &scopes, expires_in_days, now)?;
+            let token = std::env::var(&from_env)
+                .with_context(|| format!("the environment variable `{from_env}` is not set"))?;
+            let record = sluice_api::auth::imported_token(
+                token.trim(),
+                &name,
+                role,
+                scopes,
+                expires_at,
+                now,
+            )
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "`{from_env}` does not hold a sluice token: sluice_<16 letters or digits>_<32 or more>"
+                )
+            })?;
+            let tokens = Store::open_tokens(&storage.resolve(&file.database).0).await?;
+            if tokens.create(&record).await? {
+                eprintln!("imported token `{name}` (role {})", role.as_str());
+                return Ok(());
+            }
+            // The name is taken: by this very token (a re-run of the same
+            // deployment step), or by another one, which is not replaced
+            // behind an operator's back.
+            let same = tokens.list().await?.into_iter().any(|t| {
+                t.name == name
+                    && t.id == record.id
+                    && t.secret_sha256 == record.secret_sha256
+                    && t.role == record.role
+                    && t.scopes == record.scopes
+                    && t.revoked_at.is_none()
+            });
+            anyhow::ensure!(
+                same,
+                "a different token named `{name}` exists (another secret, role or scopes, or revoked): \
+                 revoke it and import this one under a new name"
+            );
+            eprintln!("token `{name}` is imported already");
         }
         TokenCmd::List { storage } => {
             let tokens = Store::open_tokens(&storage.resolve(&file.database).0).await?;
@@ -113,6 +173,34 @@ pub async fn run(cmd: TokenCmd, file: &FileConfig) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The role and expiry of a token to store, once its name and scopes are
+/// known to be valid.
+fn check(
+    name: &str,
+    role: &str,
+    scopes: &[String],
+    expires_in_days: Option<u32>,
+    now: Millis,
+) -> anyhow::Result<(Role, Option<Millis>)> {
+    let role = Role::parse(role).ok_or_else(|| {
+        anyhow::anyhow!("unknown role `{role}`: job, scheduler, operator or admin")
+    })?;
+    anyhow::ensure!(
+        !name.trim().is_empty() && name.len() <= 256 && !name.chars().any(char::is_control),
+        "the name must be 1 to 256 characters"
+    );
+    for scope in scopes {
+        anyhow::ensure!(
+            valid_scope(scope),
+            "scope `{scope}` is not a table name prefix"
+        );
+    }
+    Ok((
+        role,
+        expires_in_days.map(|d| Millis(now.0 + i64::from(d) * 86_400_000)),
+    ))
 }
 
 /// A scope is the start of a table name: `sales.` or `sales.ord`.
