@@ -594,3 +594,75 @@ async fn a_token_expires_between_one_day_and_ten_years() {
         .unwrap();
     assert_eq!(answer.status, 200, "{answer:?}");
 }
+
+/// `sluice token import`, as a deployment's one-shot runs it.
+fn import(s: &Server, name: &str, role: &str, var: &str, value: Option<&str>) -> (bool, String) {
+    let mut command = std::process::Command::new(crate::harness::binary());
+    command
+        .args(["token", "import", "--name", name, "--role", role])
+        .args(["--from-env", var, "--data-dir"])
+        .arg(s.data_dir())
+        .env_remove(var);
+    if let Some(value) = value {
+        command.env(var, value);
+    }
+    let out = command.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn an_imported_token_authenticates_and_importing_it_again_changes_nothing() {
+    let s = Server::sqlite_with(&["--auth", "on"]).await;
+    let token = "sluice_deploy0123456789_thisisthedeploymentssecretvalue42";
+    let (ok, said) = import(&s, "deploy-ops", "operator", "DEPLOY_TOKEN", Some(token));
+    assert!(ok && said.contains("imported token `deploy-ops`"), "{said}");
+    let events = s
+        .client_with(token)
+        .send(reqwest::Method::GET, "/v1/events", None)
+        .await
+        .unwrap();
+    assert_eq!(events.status, 200, "the operator token reads the event log");
+    // A second task starting, or the next rollout: nothing to do.
+    let (ok, said) = import(&s, "deploy-ops", "operator", "DEPLOY_TOKEN", Some(token));
+    assert!(ok && said.contains("imported already"), "{said}");
+
+    // Each mistake a deployment can make is refused, with what to do.
+    let other = "sluice_other0123456789a_anothersecretvalueofthirtytwoplus";
+    for (value, role, expect) in [
+        (
+            Some(other),
+            "operator",
+            "a different token named `deploy-ops` exists",
+        ),
+        (
+            Some(token),
+            "admin",
+            "a different token named `deploy-ops` exists",
+        ),
+        (
+            Some("sluice_short_secret"),
+            "operator",
+            "does not hold a sluice token",
+        ),
+        (
+            Some("not-a-token"),
+            "operator",
+            "does not hold a sluice token",
+        ),
+        (None, "operator", "`DEPLOY_TOKEN` is not set"),
+        (Some(token), "root", "unknown role `root`"),
+    ] {
+        let (ok, said) = import(&s, "deploy-ops", role, "DEPLOY_TOKEN", value);
+        assert!(!ok && said.contains(expect), "{value:?} {role}: {said}");
+    }
+    // The refused attempts changed nothing: the token still works as it was.
+    let events = s
+        .client_with(token)
+        .send(reqwest::Method::GET, "/v1/events", None)
+        .await
+        .unwrap();
+    assert_eq!(events.status, 200);
+}

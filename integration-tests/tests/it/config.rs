@@ -143,3 +143,69 @@ fn with_a_certificate_sluice_serves_https_and_refuses_plain_http() {
         "plain HTTP must not be served"
     );
 }
+
+/// `sluice healthcheck`, as the image's HEALTHCHECK runs it.
+fn healthcheck(args: &[&str], bind: Option<&str>) -> (bool, String) {
+    let mut command = std::process::Command::new(crate::harness::binary());
+    command.arg("healthcheck").args(args);
+    match bind {
+        Some(bind) => command.env("SLUICE__SERVER__BIND", bind),
+        None => command.env_remove("SLUICE__SERVER__BIND"),
+    };
+    let out = command.output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn healthcheck_passes_on_a_ready_server_and_fails_otherwise() {
+    let s = Server::sqlite_with(&["--auth", "on"]).await;
+    let bind = s.url.trim_start_matches("http://").to_owned();
+    // No URL: /readyz at the port of SLUICE__SERVER__BIND, as in the image.
+    let (ok, said) = healthcheck(&[], Some(&bind));
+    assert!(ok && said.contains("ready"), "{said}");
+    let (ok, _) = healthcheck(&["--url", &format!("{}/healthz", s.url)], None);
+    assert!(ok);
+    // A non-2xx answer, and no answer at all, both fail with the reason.
+    let (ok, said) = healthcheck(&["--url", &format!("{}/v1/tables", s.url)], None);
+    assert!(!ok && said.contains("401"), "{said}");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let (ok, said) = healthcheck(
+        &["--timeout-seconds", "2"],
+        Some(&format!("0.0.0.0:{port}")),
+    );
+    assert!(!ok && said.contains("no answer"), "{said}");
+}
+
+#[test]
+fn the_configuration_can_come_from_the_environment_instead_of_a_file() {
+    let check = |env: &[(&str, &str)], args: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(crate::harness::binary())
+            .arg("check-config")
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let toml = "[catalogs.lake]\nkind = \"sql\"\nuri = \"sqlite::memory:\"\nwarehouse = \"file:///tmp/w\"\n";
+    let (ok, said) = check(&[("SLUICE_CONFIG_TOML", toml)], &[]);
+    assert!(ok && said.contains("catalog: lake (default)"), "{said}");
+    let (ok, said) = check(&[("SLUICE_CONFIG_TOML", "[server]\nbnd = 1\n")], &[]);
+    assert!(
+        !ok && said.contains("SLUICE_CONFIG_TOML") && said.contains("bnd"),
+        "{said}"
+    );
+    // Never both: which one would win is not obvious.
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/sluice.toml");
+    let (ok, said) = check(&[("SLUICE_CONFIG_TOML", toml)], &["--config", file]);
+    assert!(!ok && said.contains("cannot be used with"), "{said}");
+}
