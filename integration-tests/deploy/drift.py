@@ -411,6 +411,14 @@ class Drift(unittest.TestCase):
         found = [p for where, text in texts.items() for p in check_config(where, text)]
         self.assertEqual(found, [])
 
+    def test_every_terraform_variable_and_output_is_documented(self) -> None:
+        module = DEPLOY / "terraform" / "aws"
+        readme = (module / "README.md").read_text()
+        names = (re.findall(r'(?m)^variable "([a-z0-9_]+)"', (module / "variables.tf").read_text())
+                 + re.findall(r'(?m)^output "([a-z0-9_]+)"', (module / "outputs.tf").read_text()))
+        self.assertGreater(len(names), 30)
+        self.assertEqual([n for n in names if f"`{n}`" not in readme], [])
+
     def test_a_drifted_file_is_caught(self) -> None:
         # The checks can fail: a renamed flag, an unknown variable, a bad key.
         self.assertTrue(problems(Invocation("x", ["serve", "--no-such-flag"])))

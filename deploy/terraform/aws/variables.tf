@@ -62,7 +62,7 @@ variable "aurora_instances" {
 }
 
 variable "domain_name" {
-  description = "The name Glue jobs and EventBridge call sluice at (https://DOMAIN_NAME), in a private hosted zone; the certificate must cover it."
+  description = "The name Glue jobs and EventBridge call sluice at (https://DOMAIN_NAME); the certificate must cover it. With compaction_schedules it must resolve publicly: an alias of the internal load balancer in a public zone resolves to its private addresses."
   type        = string
 }
 
@@ -72,7 +72,7 @@ variable "certificate_arn" {
 }
 
 variable "route53_zone_id" {
-  description = "Private hosted zone to put domain_name in (an alias of the load balancer). Null: make the record yourself."
+  description = "The hosted zone to put domain_name in, as an alias of the load balancer. Null: make the record yourself."
   type        = string
   default     = null
 }
@@ -117,7 +117,7 @@ variable "tokens" {
 }
 
 variable "config_toml" {
-  description = "More sluice configuration (TOML), appended to the module's own: catalogs, scheduler settings. See the README's Configuration section."
+  description = "sluice's configuration file (TOML), passed as SLUICE_CONFIG_TOML: catalogs, scheduler and server settings. The module sets the database, auth, the advertised URL and the region through environment variables, which override the file."
   type        = string
   default     = ""
 }
