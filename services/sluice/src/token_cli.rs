@@ -80,7 +80,7 @@ pub async fn run(cmd: TokenCmd, file: &FileConfig) -> anyhow::Result<()> {
             expires_in_days,
             storage,
         } => {
-            let (role, expires_at) = check(&name, &role, &scopes, expires_in_days, now)?;
+            let (role, expires_at) = validated(&name, &role, &scopes, expires_in_days, now)?;
             let (token, record) = sluice_api::auth::new_token(&name, role, scopes, expires_at, now);
             let tokens = Store::open_tokens(&storage.resolve(&file.database).0).await?;
             anyhow::ensure!(
@@ -101,7 +101,7 @@ pub async fn run(cmd: TokenCmd, file: &FileConfig) -> anyhow::Result<()> {
             from_env,
             storage,
         } => {
-            let (role, expires_at) = check(&name, &role, &scopes, expires_in_days, now)?;
+            let (role, expires_at) = validated(&name, &role, &scopes, expires_in_days, now)?;
             let token = std::env::var(&from_env)
                 .with_context(|| format!("the environment variable `{from_env}` is not set"))?;
             let record = sluice_api::auth::imported_token(
@@ -177,7 +177,7 @@ pub async fn run(cmd: TokenCmd, file: &FileConfig) -> anyhow::Result<()> {
 
 /// The role and expiry of a token to store, once its name and scopes are
 /// known to be valid.
-fn check(
+fn validated(
     name: &str,
     role: &str,
     scopes: &[String],
