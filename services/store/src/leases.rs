@@ -342,7 +342,7 @@ pub(crate) fn apply(mut loaded: Loaded, jobs: &mut [Job], now: Millis) -> Change
                 let mut ended = 0;
                 for id in ids.iter() {
                     if let Ok((state, h)) = hydration_and_table(&mut loaded, *id) {
-                        if !h.state.is_final() || h.state.is_mappable() {
+                        if h.state.can_be_superseded() {
                             hydrations::rules::supersede(h, *by, now, &mut events);
                             let reason = format!("hydration superseded by {by}");
                             rules::end(state, *id, &reason, now, &mut events);

@@ -182,7 +182,7 @@ impl Store {
                 .await?;
             ids.extend(
                 page.iter()
-                    .filter(|h| h.id != by && (!h.state.is_final() || h.state.is_mappable()))
+                    .filter(|h| h.id != by && h.state.can_be_superseded())
                     .filter(|h| left.contains(&h.target.as_str()))
                     .map(|h| h.id),
             );

@@ -71,6 +71,12 @@ impl HydrationState {
         matches!(self, HydrationState::Live | HydrationState::Completed)
     }
 
+    /// A newer hydration of the same views may take over from it: one still
+    /// running, or a completed copy (the others ended on their own).
+    pub fn can_be_superseded(self) -> bool {
+        !self.is_final() || self == HydrationState::Completed
+    }
+
     pub fn parse(s: &str) -> Option<HydrationState> {
         HydrationState::ALL.into_iter().find(|h| h.as_str() == s)
     }

@@ -294,7 +294,7 @@ pub fn cancel(
 /// A newer hydration's views took over from this one (running or
 /// completed).
 pub fn supersede(h: &mut Hydration, by: HydrationId, now: Millis, events: &mut Vec<NewEvent>) {
-    if h.state.is_final() && h.state != HydrationState::Completed {
+    if !h.state.can_be_superseded() {
         return;
     }
     let reason = format!("hydration {by} replaced it in its views");

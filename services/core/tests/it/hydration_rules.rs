@@ -249,6 +249,34 @@ fn released_while_live_it_completes_and_can_still_be_superseded() {
 }
 
 #[test]
+fn supersede_moves_exactly_the_states_that_can_be_superseded() {
+    let log = log(3);
+    for state in HydrationState::ALL {
+        let mut h = Hydration {
+            state,
+            ..created(0, &log)
+        };
+        let mut events = Vec::new();
+        rules::supersede(&mut h, LeaseId::new_v7(), Millis(9), &mut events);
+        let moved = h.state == HydrationState::Superseded && state != HydrationState::Superseded;
+        // Running ones and whole copies; not those that ended on their own.
+        let expected = matches!(
+            state,
+            HydrationState::Pending
+                | HydrationState::Snapshot
+                | HydrationState::CatchingUp
+                | HydrationState::Live
+                | HydrationState::Completed
+        );
+        assert_eq!(
+            (moved, state.can_be_superseded()),
+            (expected, expected),
+            "{state:?}"
+        );
+    }
+}
+
+#[test]
 fn names_are_checked_before_the_rules_see_them() {
     let ok = new(0);
     assert!(check_new(&ok).is_ok());
