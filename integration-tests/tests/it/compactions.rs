@@ -12,7 +12,7 @@ use crate::scheduler::{define, scheduled};
 use crate::snapshots::{glue_catalog, py};
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub(crate) const TABLE: &str = "sales.orders";
 
@@ -29,19 +29,9 @@ async fn compaction(server: &Server, id: &str) -> Value {
 }
 
 async fn until(server: &Server, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let c = compaction(server, id).await;
-        if done(&c) {
-            return c;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "compaction never got there: {c}\n{}",
-            server.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let within = Duration::from_secs(90);
+    let read = || compaction(server, id);
+    crate::harness::until("compaction", within, read, done, || server.log_text()).await
 }
 
 async fn request(server: &Server) -> (u16, Value) {

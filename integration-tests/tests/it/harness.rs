@@ -391,3 +391,31 @@ macro_rules! on_both_backends_with_auth {
         }
     )*};
 }
+
+/// Read until `done` holds, every 100 ms; after `within`, fail with `what`,
+/// the last value read and `context` (a server's log, say).
+pub async fn until<F, Fut>(
+    what: &str,
+    within: Duration,
+    read: F,
+    done: impl Fn(&serde_json::Value) -> bool,
+    context: impl Fn() -> String,
+) -> serde_json::Value
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = serde_json::Value>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        let value = read().await;
+        if done(&value) {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} never got there: {value}\n{}",
+            context()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -58,19 +58,8 @@ pub(crate) async fn until(
     within: Duration,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let r = run(server, id).await;
-        if done(&r) {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "run never got there: {r}\n{}",
-            server.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let read = || run(server, id);
+    crate::harness::until("run", within, read, done, || server.log_text()).await
 }
 
 fn state_is(state: &'static str) -> impl Fn(&Value) -> bool {

@@ -73,15 +73,8 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Value>,
 {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let value = read().await;
-        if done(&value) {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what} never happened: {value}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let within = Duration::from_secs(120);
+    crate::harness::until(what, within, read, done, String::new).await
 }
 
 async fn get(server: &Server, path: &str) -> Value {
