@@ -24,7 +24,14 @@ const PREFIX: &str = "sluice_";
 const CACHE_FOR: Duration = Duration::from_secs(5);
 /// Routes anyone may call: liveness, readiness, the spec, metrics (and
 /// the dashboard's pages, which hold no data).
-const PUBLIC: [&str; 4] = ["/healthz", "/readyz", "/openapi.json", "/metrics"];
+/// And IAM authentication's login, whose signed request is the credential.
+const PUBLIC: [&str; 5] = [
+    "/healthz",
+    "/readyz",
+    "/openapi.json",
+    "/metrics",
+    crate::routes::aws_auth::PATH,
+];
 
 pub struct Authenticator {
     tokens: Tokens,
@@ -81,7 +88,7 @@ impl Authenticator {
             return Err(unauthenticated("token_expired", "this token has expired"));
         }
         Ok(Arc::new(Principal {
-            name: record.name.clone(),
+            name: principal_name(&record.name).to_owned(),
             role: record.role,
             scopes: record.scopes.clone(),
         }))
@@ -105,6 +112,23 @@ impl Authenticator {
         }
         cache.insert(id.to_owned(), (record.clone(), Instant::now()));
         Ok(record)
+    }
+}
+
+/// The names of tokens from IAM logins start with this (and no other
+/// token's may).
+pub const AWS_LOGIN_PREFIX: &str = "aws:";
+
+/// The principal a token acts as. A token from an IAM login is named
+/// `aws:ARN#LOGIN`: every login of one identity (a Glue run's session,
+/// renewing its token) is the same principal, so it still owns the leases
+/// and batches it took with an earlier token.
+pub fn principal_name(token_name: &str) -> &str {
+    match token_name.strip_prefix(AWS_LOGIN_PREFIX) {
+        Some(_) => token_name
+            .rsplit_once('#')
+            .map_or(token_name, |(name, _)| name),
+        None => token_name,
     }
 }
 
@@ -298,6 +322,19 @@ impl Caller {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn every_login_of_one_aws_identity_is_one_principal() {
+        let session = "aws:arn:aws:sts::1:assumed-role/r/jr_1";
+        assert_eq!(
+            super::principal_name(&format!("{session}#0123abcd")),
+            session
+        );
+        assert_eq!(super::principal_name(session), session);
+        // Other tokens' names are theirs whole, `#` included.
+        assert_eq!(super::principal_name("ci#2"), "ci#2");
+    }
+
     use super::*;
 
     #[test]

@@ -67,6 +67,10 @@ pub struct Shared {
     /// An event feed's consumer a page or more behind for this long is
     /// dropped.
     pub event_feed_drop_after: Duration,
+    /// IAM authentication, when configured.
+    pub aws_auth: Option<routes::aws_auth::AwsAuthConfig>,
+    /// For sluice's own outbound calls (STS).
+    pub http: reqwest::Client,
 }
 
 impl axum::extract::FromRef<AppState> for metrics::Metrics {
@@ -95,6 +99,11 @@ impl AppState {
             nudges,
             metrics: metrics::Metrics::default(),
             event_feed_drop_after: config.event_feed_drop_after,
+            aws_auth: config.aws_auth.clone(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("an HTTP client"),
         }))
     }
 }
@@ -112,6 +121,8 @@ pub struct ApiConfig {
     /// An event feed's consumer a page or more behind for this long gets a
     /// last `dropped` event (it resumes with `Last-Event-ID`).
     pub event_feed_drop_after: Duration,
+    /// IAM authentication (`POST /v1/auth/aws`); `None`: off.
+    pub aws_auth: Option<routes::aws_auth::AwsAuthConfig>,
 }
 
 impl Default for ApiConfig {
@@ -122,6 +133,7 @@ impl Default for ApiConfig {
             max_waiters_per_table: 1000,
             event_feed_drop_after: Duration::from_secs(60),
             max_long_polls: 10_000,
+            aws_auth: None,
         }
     }
 }
@@ -169,7 +181,7 @@ impl utoipa::Modify for Security {
         let error =
             utoipa::openapi::RefOr::Ref(utoipa::openapi::Ref::from_schema_name("ErrorBody"));
         for (path, item) in openapi.paths.paths.iter_mut() {
-            if !path.starts_with("/v1/") {
+            if !path.starts_with("/v1/") || path == routes::aws_auth::PATH {
                 continue;
             }
             for op in [
@@ -236,6 +248,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(routes::streams::router())
         .merge(routes::events::router())
         .merge(routes::health::router())
+        .merge(routes::aws_auth::router())
 }
 
 /// The routes and their OpenAPI document.

@@ -56,6 +56,61 @@ pub struct FileConfig {
     pub aws: AwsSection,
     #[serde(default)]
     pub scheduler: SchedulerSection,
+    #[serde(default)]
+    pub aws_auth: AwsAuthSection,
+}
+
+/// IAM authentication (`[aws_auth]`); flags override each key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsAuthSection {
+    /// This deployment's name, which callers sign; set: IAM login is on.
+    pub server_id: Option<String>,
+    /// Where signed requests are forwarded.
+    pub sts_endpoint: Option<String>,
+    /// How long a token from a login lives (default 3600, 60 to 43200).
+    pub token_ttl_seconds: Option<u64>,
+}
+
+/// How long a token from an IAM login lives unless configured.
+pub const DEFAULT_AWS_TOKEN_TTL_SECONDS: u64 = 3600;
+
+/// IAM authentication's settings, or `None` when no server id is set.
+pub fn aws_auth(
+    file: &FileConfig,
+    server_id: Option<String>,
+    sts_endpoint: Option<String>,
+    token_ttl_seconds: Option<u64>,
+) -> anyhow::Result<Option<sluice_api::routes::aws_auth::AwsAuthConfig>> {
+    let Some(server_id) = server_id.or_else(|| file.aws_auth.server_id.clone()) else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        !server_id.trim().is_empty() && server_id.len() <= 256,
+        "[aws_auth] server_id must be 1 to 256 characters"
+    );
+    let ttl = token_ttl_seconds
+        .or(file.aws_auth.token_ttl_seconds)
+        .unwrap_or(DEFAULT_AWS_TOKEN_TTL_SECONDS);
+    anyhow::ensure!(
+        (60..=43_200).contains(&ttl),
+        "[aws_auth] token_ttl_seconds must be 60 to 43200"
+    );
+    let sts_endpoint = sts_endpoint
+        .or_else(|| file.aws_auth.sts_endpoint.clone())
+        .unwrap_or_else(|| match &file.aws.region {
+            Some(region) => format!("https://sts.{region}.amazonaws.com/"),
+            None => "https://sts.amazonaws.com/".to_owned(),
+        });
+    anyhow::ensure!(
+        sts_endpoint.starts_with("https://") || sts_endpoint.starts_with("http://"),
+        "[aws_auth] sts_endpoint `{sts_endpoint}` is not an http(s) URL"
+    );
+    Ok(Some(sluice_api::routes::aws_auth::AwsAuthConfig {
+        server_id,
+        sts_endpoint,
+        token_ttl: Duration::from_secs(ttl),
+    }))
 }
 
 /// The scheduler's loop (`[scheduler]`); flags override each key.

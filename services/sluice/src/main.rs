@@ -5,6 +5,7 @@
 
 mod config;
 mod ops_cli;
+mod principal_cli;
 mod server;
 mod tls;
 mod token_cli;
@@ -119,6 +120,17 @@ enum Cmd {
         /// the job's client needs no configuration of its own.
         #[arg(long, env = "SLUICE__SCHEDULER__ADVERTISE_URL")]
         advertise_url: Option<String>,
+        /// Turn IAM authentication on: callers sign this deployment's name
+        /// in `X-Sluice-Server-Id` (`POST /v1/auth/aws`).
+        #[arg(long, env = "SLUICE__AWS_AUTH__SERVER_ID")]
+        aws_auth_server_id: Option<String>,
+        /// Where signed login requests go (default: STS in `[aws] region`,
+        /// else the global endpoint).
+        #[arg(long, env = "SLUICE__AWS_AUTH__STS_ENDPOINT")]
+        aws_auth_sts_endpoint: Option<String>,
+        /// How long a token from an IAM login lives (default 3600).
+        #[arg(long, env = "SLUICE__AWS_AUTH__TOKEN_TTL_SECONDS", value_parser = clap::value_parser!(u64).range(60..=43200))]
+        aws_auth_token_ttl_seconds: Option<u64>,
         #[command(flatten)]
         storage: StorageArgs,
     },
@@ -154,6 +166,9 @@ enum Cmd {
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(token_cli::TokenCmd),
+    /// Map AWS identities to principals (IAM authentication).
+    #[command(subcommand)]
+    Principal(principal_cli::PrincipalCmd),
     #[command(flatten)]
     Ops(ops_cli::OpsCmd),
 }
@@ -236,6 +251,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             leader_ttl_seconds,
             compaction_lease_ttl_seconds,
             advertise_url,
+            aws_auth_server_id,
+            aws_auth_sts_endpoint,
+            aws_auth_token_ttl_seconds,
             storage,
         } => {
             init_logging();
@@ -257,6 +275,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 event_feed_drop_after: event_feed_drop_after_seconds
                     .or(file.server.event_feed_drop_after_seconds)
                     .map_or(defaults.event_feed_drop_after, Duration::from_secs),
+                aws_auth: config::aws_auth(
+                    &file,
+                    aws_auth_server_id,
+                    aws_auth_sts_endpoint,
+                    aws_auth_token_ttl_seconds,
+                )?,
                 ..defaults
             };
             let tls = tls_cert
@@ -325,6 +349,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Cmd::Token(cmd) => token_cli::run(cmd, &file).await,
+        Cmd::Principal(cmd) => principal_cli::run(cmd, &file).await,
         Cmd::Ops(_) => unreachable!("run by main"),
     }
 }

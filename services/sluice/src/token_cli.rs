@@ -177,7 +177,7 @@ pub async fn run(cmd: TokenCmd, file: &FileConfig) -> anyhow::Result<()> {
 
 /// The role and expiry of a token to store, once its name and scopes are
 /// known to be valid.
-fn validated(
+pub(crate) fn validated(
     name: &str,
     role: &str,
     scopes: &[String],
@@ -190,6 +190,11 @@ fn validated(
     anyhow::ensure!(
         !name.trim().is_empty() && name.len() <= 256 && !name.chars().any(char::is_control),
         "the name must be 1 to 256 characters"
+    );
+    anyhow::ensure!(
+        !name.starts_with(sluice_api::auth::AWS_LOGIN_PREFIX),
+        "names starting with `{}` are IAM logins' own",
+        sluice_api::auth::AWS_LOGIN_PREFIX
     );
     for scope in scopes {
         anyhow::ensure!(

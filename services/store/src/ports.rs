@@ -11,6 +11,7 @@
 use crate::error::StoreError;
 use crate::{leases, streams};
 use futures::future::BoxFuture;
+use sluice_core::aws_identity::ArnRule;
 use sluice_core::containers::{Container, ContainerName};
 use sluice_core::hydrations::{Hydration, HydrationId, HydrationState};
 use sluice_core::outbox::Intent;
@@ -123,6 +124,20 @@ pub trait TokenPort: Send + Sync + 'static {
     /// Revoke the token named `name`; `false` if there is none (or it was
     /// revoked already).
     fn revoke<'a>(&'a self, name: &'a str, now: Millis) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// The rules that map AWS identities to principals (IAM
+    /// authentication), by pattern.
+    fn aws_principals(&self) -> BoxFuture<'_, Result<Vec<ArnRule>, StoreError>>;
+    /// Store a rule; `false` if one with that pattern exists.
+    fn create_aws_principal<'a>(
+        &'a self,
+        rule: &'a ArnRule,
+        now: Millis,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Delete the rule with this pattern; `false` if there is none.
+    fn delete_aws_principal<'a>(
+        &'a self,
+        pattern: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
 }
 
 /// The event log, appended to by every aggregate's transactions.

@@ -7,6 +7,9 @@ sluice deployment, and hands the signed request (not the credentials) to
 sluice, which forwards it to STS to learn who signed it. The request is
 good for one deployment and a few minutes only.
 
+`Client(url, aws=AwsLogin(server_id, region))` logs in by itself and logs
+in again before the token expires (and once more if sluice refuses it).
+
 Signing uses botocore when it is installed (as in Glue: its credential
 chain finds the job's role), else a standard-library SigV4 with the
 credentials from the environment. Both give the same signature.
@@ -19,9 +22,13 @@ import hashlib
 import hmac
 import importlib
 import os
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 from urllib.parse import urlsplit
+
+from .transport import Retry, Transport
 
 SERVER_ID_HEADER = "X-Sluice-Server-Id"
 BODY = "Action=GetCallerIdentity&Version=2011-06-15"
@@ -130,3 +137,50 @@ def signed_login(server_id: str, region: str, credentials: Optional[Credentials]
         signed = sign_sigv4(url, headers, BODY, credentials, region,
                             datetime.datetime.now(datetime.timezone.utc))
     return {"method": "POST", "url": url, "headers": signed, "body": BODY}
+
+
+class AwsLogin:
+    """Tokens from sluice's IAM login (`POST /v1/auth/aws`), as a client's
+    token source: logged in at first use, and again `renew_before` seconds
+    before the token expires. `credentials` default to the environment's
+    (botocore's chain when it is installed: the Glue job's role)."""
+
+    def __init__(self, server_id: str, region: str, *, sts_endpoint: Optional[str] = None,
+                 credentials: Optional[Credentials] = None, renew_before: float = 300.0) -> None:
+        self.server_id = server_id
+        self.region = region
+        self.sts_endpoint = sts_endpoint
+        self.credentials = credentials
+        self.renew_before = renew_before
+        self.logins = 0
+        self.answer: Optional[Dict[str, Any]] = None
+        self._transport: Optional[Transport] = None
+        self._renew_at = 0.0
+        self._lock = threading.Lock()
+
+    def bind(self, url: str, timeout: float, retry: Retry) -> "AwsLogin":
+        # The login call itself carries no token.
+        self._transport = Transport(url, None, timeout, retry)
+        return self
+
+    def token(self) -> str:
+        with self._lock:
+            if self.answer is None or time.time() >= self._renew_at:
+                self._login()
+            assert self.answer is not None
+            return str(self.answer["token"])
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self.answer = None
+
+    def _login(self) -> None:
+        if self._transport is None:
+            raise RuntimeError("an AwsLogin logs in for a Client: pass it as Client(url, aws=...)")
+        request = signed_login(self.server_id, self.region, self.credentials, self.sts_endpoint)
+        answer = self._transport.call("POST", "/v1/auth/aws", request)
+        expires = datetime.datetime.fromisoformat(str(answer["expires_at"]).replace("Z", "+00:00"))
+        # Early by renew_before, but never past half the token's life.
+        left = expires.timestamp() - time.time()
+        self.answer, self._renew_at = answer, time.time() + max(left - self.renew_before, left / 2)
+        self.logins += 1

@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
+from .aws import AwsLogin
 from .batch import Batch
 from .errors import SluiceError
 from .hydration import Hydration
@@ -23,18 +24,23 @@ class Client:
     """sluice at `url` (default `$SLUICE_URL`), with the bearer `token`
     (default `$SLUICE_TOKEN`; none when sluice runs without auth).
 
-    `retry` says how long calls keep trying through connection errors, 503
-    and 429; `holder` names this process in the leases it takes."""
+    `aws` logs in with the process's AWS identity instead of a token
+    (`sluice_client.aws.AwsLogin`, IAM authentication). `retry` says how
+    long calls keep trying through connection errors, 503 and 429; `holder`
+    names this process in the leases it takes."""
 
     def __init__(self, url: Optional[str] = None, token: Optional[str] = None, *,
                  timeout: float = 30.0, retry: Retry = Retry(),
-                 holder: Optional[str] = None) -> None:
+                 holder: Optional[str] = None, aws: Optional[AwsLogin] = None) -> None:
         url = url or os.environ.get("SLUICE_URL")
         if not url:
             raise SluiceError("no sluice URL: pass url= or set SLUICE_URL")
         self.url = url.rstrip("/")
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
-        self._transport = Transport(self.url, token or os.environ.get("SLUICE_TOKEN"),
+        source: Union[str, AwsLogin, None] = token
+        if source is None and aws is not None:
+            source = aws.bind(self.url, timeout, retry)
+        self._transport = Transport(self.url, source or os.environ.get("SLUICE_TOKEN"),
                                     timeout, retry)
 
     def call(self, method: str, path: str, body: Any = None, query: Optional[Query] = None,

@@ -14,7 +14,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Protocol, Union
 
 from .errors import ApiError, ConnectionFailed, api_error
 
@@ -38,8 +38,18 @@ class Retry:
         return random.uniform(0, min(self.cap, self.base * (2 ** attempt)))
 
 
+class TokenSource(Protocol):
+    """Where a bearer token comes from when it is not fixed: sluice's IAM
+    login (`aws.AwsLogin`), renewed before it expires."""
+
+    def token(self) -> str: ...
+
+    def invalidate(self) -> None: ...
+
+
 class Transport:
-    def __init__(self, url: str, token: Optional[str], timeout: float, retry: Retry) -> None:
+    def __init__(self, url: str, token: Union[str, TokenSource, None], timeout: float,
+                 retry: Retry) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
@@ -55,11 +65,18 @@ class Transport:
         policy = retry or self.retry
         deadline = time.monotonic() + policy.seconds
         attempt = 0
+        renewed = False
         while True:
             attempt += 1
             try:
                 return self._once(method, path, body, query, timeout or self.timeout)
             except ApiError as e:
+                # A token from a login that sluice no longer takes (revoked,
+                # or expired early by its clock): log in again, once.
+                if e.status == 401 and not renewed and not isinstance(self.token, (str, type(None))):
+                    self.token.invalidate()
+                    renewed = True
+                    continue
                 if e.status not in (429, 503) or not _more(policy, attempt, deadline):
                     raise
                 pause = policy.pause(attempt, e.retry_after)
@@ -82,8 +99,9 @@ class Transport:
         request.add_header("Accept", "application/json")
         if data is not None:
             request.add_header("Content-Type", "application/json")
-        if self.token:
-            request.add_header("Authorization", "Bearer " + self.token)
+        token = self.token if isinstance(self.token, (str, type(None))) else self.token.token()
+        if token:
+            request.add_header("Authorization", "Bearer " + token)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 raw = response.read()

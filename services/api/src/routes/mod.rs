@@ -1,5 +1,6 @@
 //! One module per resource; each exposes `router()`.
 
+pub mod aws_auth;
 pub mod compactions;
 pub mod containers;
 pub mod events;

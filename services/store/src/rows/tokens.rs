@@ -5,6 +5,7 @@
 use super::corrupt;
 use crate::error::StoreError;
 use crate::ports::TokenRecord;
+use sluice_core::aws_identity::ArnRule;
 use sluice_core::{Millis, Role};
 
 #[derive(sqlx::FromRow)]
@@ -44,3 +45,29 @@ pub const INSERT_TOKEN: &str = "INSERT INTO api_tokens (id, name, role, scopes, 
 
 pub const REVOKE_TOKEN: &str =
     "UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL";
+
+#[derive(sqlx::FromRow)]
+pub struct AwsPrincipalRow {
+    pub pattern: String,
+    pub role: String,
+    pub scopes: String,
+}
+
+impl TryFrom<AwsPrincipalRow> for ArnRule {
+    type Error = StoreError;
+    fn try_from(r: AwsPrincipalRow) -> Result<ArnRule, StoreError> {
+        Ok(ArnRule {
+            role: Role::parse(&r.role).ok_or_else(|| corrupt("role", &r.role))?,
+            scopes: serde_json::from_str(&r.scopes).map_err(|_| corrupt("scopes", &r.scopes))?,
+            pattern: r.pattern,
+        })
+    }
+}
+
+pub const SELECT_AWS_PRINCIPALS: &str =
+    "SELECT pattern, role, scopes FROM aws_principals ORDER BY pattern";
+
+pub const INSERT_AWS_PRINCIPAL: &str = "INSERT INTO aws_principals (pattern, role, scopes, \
+     created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (pattern) DO NOTHING";
+
+pub const DELETE_AWS_PRINCIPAL: &str = "DELETE FROM aws_principals WHERE pattern = $1";

@@ -4,9 +4,13 @@ use super::SqliteBackend;
 use crate::error::StoreError;
 use crate::ports::{TokenPort, TokenRecord};
 use crate::rows::json_list;
-use crate::rows::tokens::{TokenRow, INSERT_TOKEN, REVOKE_TOKEN, TOKEN_COLUMNS};
+use crate::rows::tokens::{AwsPrincipalRow, DELETE_AWS_PRINCIPAL, INSERT_AWS_PRINCIPAL};
+use crate::rows::tokens::{
+    TokenRow, INSERT_TOKEN, REVOKE_TOKEN, SELECT_AWS_PRINCIPALS, TOKEN_COLUMNS,
+};
 use futures::future::BoxFuture;
 use futures::FutureExt;
+use sluice_core::aws_identity::ArnRule;
 use sluice_core::Millis;
 
 impl TokenPort for SqliteBackend {
@@ -63,6 +67,50 @@ impl TokenPort for SqliteBackend {
                 .await?
                 .rows_affected();
             Ok(done == 1)
+        }
+        .boxed()
+    }
+
+    fn aws_principals(&self) -> BoxFuture<'_, Result<Vec<ArnRule>, StoreError>> {
+        async move {
+            let rows: Vec<AwsPrincipalRow> = sqlx::query_as(SELECT_AWS_PRINCIPALS)
+                .fetch_all(&self.readers)
+                .await?;
+            rows.into_iter().map(ArnRule::try_from).collect()
+        }
+        .boxed()
+    }
+
+    fn create_aws_principal<'a>(
+        &'a self,
+        rule: &'a ArnRule,
+        now: Millis,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        async move {
+            let inserted = sqlx::query(INSERT_AWS_PRINCIPAL)
+                .bind(&rule.pattern)
+                .bind(rule.role.as_str())
+                .bind(json_list(&rule.scopes))
+                .bind(now.0)
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
+            Ok(inserted == 1)
+        }
+        .boxed()
+    }
+
+    fn delete_aws_principal<'a>(
+        &'a self,
+        pattern: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        async move {
+            let deleted = sqlx::query(DELETE_AWS_PRINCIPAL)
+                .bind(pattern)
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
+            Ok(deleted == 1)
         }
         .boxed()
     }
