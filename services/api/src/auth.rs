@@ -117,7 +117,7 @@ impl Authenticator {
 
 /// The names of tokens from IAM logins start with this (and no other
 /// token's may).
-pub const AWS_LOGIN_PREFIX: &str = "aws:";
+pub const AWS_LOGIN_PREFIX: &str = sluice_core::aws_identity::LOGIN_TOKEN_PREFIX;
 
 /// The principal a token acts as. A token from an IAM login is named
 /// `aws:ARN#LOGIN`: every login of one identity (a Glue run's session,

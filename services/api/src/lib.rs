@@ -181,9 +181,11 @@ impl utoipa::Modify for Security {
         let error =
             utoipa::openapi::RefOr::Ref(utoipa::openapi::Ref::from_schema_name("ErrorBody"));
         for (path, item) in openapi.paths.paths.iter_mut() {
-            if !path.starts_with("/v1/") || path == routes::aws_auth::PATH {
+            if !path.starts_with("/v1/") {
                 continue;
             }
+            // The IAM login takes no token: its signed request is the credential.
+            let public = path == routes::aws_auth::PATH;
             for op in [
                 &mut item.get,
                 &mut item.put,
@@ -194,17 +196,20 @@ impl utoipa::Modify for Security {
             .into_iter()
             .flatten()
             {
-                op.security = Some(vec![SecurityRequirement::new(
-                    "bearer",
-                    Vec::<String>::new(),
-                )]);
-                let mut statuses = vec![
-                    (
-                        "401",
-                        "No valid token (missing, malformed, unknown, expired or revoked)",
-                    ),
-                    ("403", "The token's role or scopes do not allow this, or the lease or batch belongs to another principal (`not_owner`)"),
-                ];
+                let mut statuses = Vec::new();
+                if !public {
+                    op.security = Some(vec![SecurityRequirement::new(
+                        "bearer",
+                        Vec::<String>::new(),
+                    )]);
+                    statuses.extend([
+                        (
+                            "401",
+                            "No valid token (missing, malformed, unknown, expired or revoked)",
+                        ),
+                        ("403", "The token's role or scopes do not allow this, or the lease or batch belongs to another principal (`not_owner`)"),
+                    ]);
+                }
                 if op.request_body.is_some() {
                     statuses.extend([
                         ("400", "Malformed JSON or path"),

@@ -16,6 +16,10 @@ use crate::{Millis, Role};
 /// trusts IAM could be replayed here.
 pub const SERVER_ID_HEADER: &str = "x-sluice-server-id";
 
+/// The names of tokens minted by IAM logins start with this (and no other
+/// token's may): the principal is what follows, up to a `#`.
+pub const LOGIN_TOKEN_PREFIX: &str = "aws:";
+
 /// How far a signature's `X-Amz-Date` may be from sluice's clock, either
 /// way. STS accepts 15 minutes; a request is signed just before it is sent,
 /// so sluice allows less.

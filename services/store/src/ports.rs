@@ -124,6 +124,9 @@ pub trait TokenPort: Send + Sync + 'static {
     /// Revoke the token named `name`; `false` if there is none (or it was
     /// revoked already).
     fn revoke<'a>(&'a self, name: &'a str, now: Millis) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Delete up to `limit` tokens of IAM logins that expired before
+    /// `before` (each login makes one); how many went.
+    fn prune_logins(&self, before: Millis, limit: u32) -> BoxFuture<'_, Result<u64, StoreError>>;
     /// The rules that map AWS identities to principals (IAM
     /// authentication), by pattern.
     fn aws_principals(&self) -> BoxFuture<'_, Result<Vec<ArnRule>, StoreError>>;

@@ -1,6 +1,7 @@
 //! Keeps history for a while, then lets it go: finished leases, finished
-//! batches and events older than the retention are deleted in the
-//! background, a few hundred rows per statement with a pause between, so
+//! batches, events and the expired tokens of IAM logins older than the
+//! retention are deleted in the background, a few hundred rows per
+//! statement with a pause between, so
 //! that the group-commit writer is never held up for long and the tables
 //! the hot path reads do not grow without end. Bookmark versions are kept
 //! (a stream's history is small, and rewinds need it), and so are the
@@ -59,12 +60,13 @@ pub async fn prune(
     keep_events: i64,
 ) -> Result<u64, crate::StoreError> {
     let mut total = 0;
-    for kind in [Kind::Leases, Kind::Batches, Kind::Events] {
+    for kind in [Kind::Leases, Kind::Batches, Kind::Events, Kind::Logins] {
         loop {
             let rows = match kind {
                 Kind::Leases => backend.prune_leases(before, STEP).await?,
                 Kind::Batches => backend.prune_batches(before, STEP).await?,
                 Kind::Events => backend.prune_events(before, keep_events, STEP).await?,
+                Kind::Logins => backend.prune_logins(before, STEP).await?,
             };
             total += rows;
             // A short step: nothing more of this kind is old enough.
@@ -82,4 +84,6 @@ enum Kind {
     Leases,
     Batches,
     Events,
+    /// Tokens of IAM logins, a day's worth per Glue run at most.
+    Logins,
 }

@@ -4,7 +4,9 @@ use super::PgBackend;
 use crate::error::StoreError;
 use crate::ports::{TokenPort, TokenRecord};
 use crate::rows::json_list;
-use crate::rows::tokens::{AwsPrincipalRow, DELETE_AWS_PRINCIPAL, INSERT_AWS_PRINCIPAL};
+use crate::rows::tokens::{
+    AwsPrincipalRow, DELETE_AWS_PRINCIPAL, INSERT_AWS_PRINCIPAL, PRUNE_LOGINS,
+};
 use crate::rows::tokens::{
     TokenRow, INSERT_TOKEN, REVOKE_TOKEN, SELECT_AWS_PRINCIPALS, TOKEN_COLUMNS,
 };
@@ -67,6 +69,19 @@ impl TokenPort for PgBackend {
                 .await?
                 .rows_affected();
             Ok(done == 1)
+        }
+        .boxed()
+    }
+
+    fn prune_logins(&self, before: Millis, limit: u32) -> BoxFuture<'_, Result<u64, StoreError>> {
+        async move {
+            let done = sqlx::query(PRUNE_LOGINS)
+                .bind(before.0)
+                .bind(i64::from(limit))
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            Ok(done)
         }
         .boxed()
     }

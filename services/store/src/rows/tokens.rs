@@ -71,3 +71,8 @@ pub const INSERT_AWS_PRINCIPAL: &str = "INSERT INTO aws_principals (pattern, rol
      created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (pattern) DO NOTHING";
 
 pub const DELETE_AWS_PRINCIPAL: &str = "DELETE FROM aws_principals WHERE pattern = $1";
+
+/// Expired IAM-login tokens, oldest first (`$1` before, `$2` the limit;
+/// the prefix is `aws_identity::LOGIN_TOKEN_PREFIX`).
+pub const PRUNE_LOGINS: &str = "DELETE FROM api_tokens WHERE id IN (SELECT id FROM api_tokens \
+     WHERE name LIKE 'aws:%' AND expires_at < $1 ORDER BY expires_at LIMIT $2)";

@@ -49,3 +49,75 @@ async fn a_token_is_created_once_found_listed_and_revoked_once() {
         assert_eq!(revoked.revoked_at, Some(Millis(5_000)), "{}", b.name);
     }
 }
+
+#[tokio::test]
+async fn aws_principal_rules_are_created_once_listed_and_deleted() {
+    use sluice_core::aws_identity::ArnRule;
+    let rule = |pattern: &str, role| ArnRule {
+        pattern: pattern.into(),
+        role,
+        scopes: vec!["sales.".into()],
+    };
+    for b in both().await {
+        let tokens = b.store.tokens();
+        let glue = rule("arn:aws:iam::*:role/glue-*", Role::Job);
+        let ops = rule("arn:aws:iam::1:user/ops", Role::Operator);
+        assert!(tokens.create_aws_principal(&glue, Millis(1)).await.unwrap());
+        assert!(tokens.create_aws_principal(&ops, Millis(2)).await.unwrap());
+        let again = rule("arn:aws:iam::*:role/glue-*", Role::Admin);
+        assert!(
+            !tokens
+                .create_aws_principal(&again, Millis(3))
+                .await
+                .unwrap(),
+            "{}: one rule per pattern",
+            b.name
+        );
+        assert_eq!(
+            tokens.aws_principals().await.unwrap(),
+            vec![glue.clone(), ops.clone()],
+            "{}",
+            b.name
+        );
+        assert!(tokens.delete_aws_principal(&glue.pattern).await.unwrap());
+        assert!(!tokens.delete_aws_principal(&glue.pattern).await.unwrap());
+        assert_eq!(
+            tokens.aws_principals().await.unwrap(),
+            vec![ops],
+            "{}",
+            b.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn expired_login_tokens_are_pruned_and_no_other_token_is() {
+    for b in both().await {
+        let tokens = b.store.tokens();
+        let login = |id: &str, expires: i64| TokenRecord {
+            expires_at: Some(Millis(expires)),
+            ..record(id, &format!("aws:arn:aws:sts::1:assumed-role/r/s#{id}"))
+        };
+        for t in [
+            login("old1", 1_000),
+            login("old2", 2_000),
+            login("live", 50_000),
+            // A token made by hand keeps its record after it expires.
+            record("static", "ingest"),
+        ] {
+            assert!(tokens.create(&t).await.unwrap(), "{}", b.name);
+        }
+        assert_eq!(tokens.prune_logins(Millis(10_000), 1).await.unwrap(), 1);
+        assert_eq!(tokens.prune_logins(Millis(10_000), 10).await.unwrap(), 1);
+        assert_eq!(tokens.prune_logins(Millis(10_000), 10).await.unwrap(), 0);
+        let mut left: Vec<String> = tokens
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        left.sort();
+        assert_eq!(left, ["live", "static"], "{}", b.name);
+    }
+}
