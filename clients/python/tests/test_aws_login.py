@@ -122,6 +122,30 @@ class IamLogin(unittest.TestCase):
         self.assertIn(login.answer["principal"], actors)
         self.assertEqual(login.logins, 1, "one login served every call")
 
+    def test_a_job_sluice_started_logs_in_from_its_arguments_alone(self) -> None:
+        # What a Glue run sees: its arguments (as sluice's scheduler passes
+        # them) and its role's credentials in the environment, no token.
+        from sluice_client import from_glue_args
+        creds = self.moto.assume("glue-ingest-orders", "jr_glue")
+        env = {"AWS_ACCESS_KEY_ID": creds.access_key, "AWS_SECRET_ACCESS_KEY": creds.secret_key,
+               "AWS_SESSION_TOKEN": str(creds.token), "AWS_REGION": "us-east-1",
+               "AWS_EC2_METADATA_DISABLED": "true"}
+        argv = ["job.py", "--sluice-url", self.server.url, "--sluice-run-id", "r1/1",
+                "--sluice-aws-server-id", SERVER_ID, "--sluice-aws-sts-endpoint", self.moto.url]
+        saved = {k: os.environ.get(k) for k in [*env, "SLUICE_TOKEN"]}
+        os.environ.update(env)
+        os.environ.pop("SLUICE_TOKEN", None)
+        try:
+            client = from_glue_args(argv).client()
+            with client.read_lease("sales.orders", ttl=30) as lease:
+                self.assertGreater(lease.token, 0)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
     def test_the_token_is_renewed_before_it_expires_and_keeps_its_leases(self) -> None:
         # The server's tokens live 60 s: renewed at half their life at the
         # latest; here a new login is forced under a held lease.

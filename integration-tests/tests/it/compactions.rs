@@ -101,6 +101,10 @@ pub(crate) async fn glue_lake() -> Lake {
             "3600",
             "--advertise-url",
             "http://sluice.internal:7878",
+            "--aws-auth-server-id",
+            "lake-prod",
+            "--aws-auth-sts-endpoint",
+            "https://sts.eu-west-1.amazonaws.com/",
         ],
     )
     .await;
@@ -242,6 +246,12 @@ async fn a_compaction_waits_for_readers_then_rewrites_under_its_token_and_is_che
     assert_eq!(recorded["sluice-table"], TABLE);
     // Where the job's client reaches sluice (`--advertise-url`).
     assert_eq!(recorded["sluice-url"], "http://sluice.internal:7878");
+    // How it logs in with its role instead of a token (IAM authentication).
+    assert_eq!(recorded["sluice-aws-server-id"], "lake-prod");
+    assert_eq!(
+        recorded["sluice-aws-sts-endpoint"],
+        "https://sts.eu-west-1.amazonaws.com/"
+    );
     assert_eq!(
         recorded["sluice-base-snapshot-id"],
         done["base_snapshot_id"].to_string()

@@ -52,6 +52,10 @@ pub struct SchedulerConfig {
     /// The URL the jobs sluice starts reach it at, passed to every run as
     /// `--sluice-url` (none: the jobs are told nothing and need their own).
     pub advertise_url: Option<String>,
+    /// IAM authentication's server id and STS endpoint, passed to every run
+    /// as `--sluice-aws-server-id` and `--sluice-aws-sts-endpoint` (none:
+    /// the jobs bring a token).
+    pub aws_login: Option<(String, String)>,
 }
 
 impl Default for SchedulerConfig {
@@ -69,6 +73,7 @@ impl Default for SchedulerConfig {
             compaction_lease_ttl_seconds: 120,
             replica: std::process::id().to_string(),
             advertise_url: None,
+            aws_login: None,
         }
     }
 }

@@ -6,7 +6,8 @@
 
 use crate::rate::Bucket;
 use crate::{jitter, write, Context, Failure};
-use sluice_core::scheduling::glue::{GlueError, GlueRun, GlueState, URL_ARG};
+use sluice_core::scheduling::glue::{GlueError, GlueRun, GlueState};
+use sluice_core::scheduling::glue::{AWS_SERVER_ID_ARG, AWS_STS_ENDPOINT_ARG, URL_ARG};
 use sluice_core::scheduling::run::{self, start_arguments, Transition};
 use sluice_core::scheduling::{Run, RunState};
 use sluice_store::{ScheduleWrite, Versioned};
@@ -77,6 +78,10 @@ async fn call_start(cx: &Context<'_>, mut r: Run, version: i64) -> Result<(), Fa
     let mut args = start_arguments(&r);
     if let Some(url) = &cx.config.advertise_url {
         args.insert(URL_ARG.to_owned(), url.clone());
+    }
+    if let Some((server_id, sts_endpoint)) = &cx.config.aws_login {
+        args.insert(AWS_SERVER_ID_ARG.to_owned(), server_id.clone());
+        args.insert(AWS_STS_ENDPOINT_ARG.to_owned(), sts_endpoint.clone());
     }
     let answer = cx.glue.start_job_run(&r.glue_job_name, &args).await;
     let now = sluice_store::system_now();

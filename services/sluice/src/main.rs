@@ -333,6 +333,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .unwrap_or(defaults.compaction_lease_ttl_seconds),
                 replica: format!("{}:{}", hostname(), std::process::id()),
                 advertise_url: advertise_url.or_else(|| file.scheduler.advertise_url.clone()),
+                aws_login: api
+                    .aws_auth
+                    .as_ref()
+                    .map(|a| (a.server_id.clone(), a.sts_endpoint.clone())),
                 ..defaults
             };
             serve(

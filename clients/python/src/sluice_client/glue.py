@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence
 
+from .aws import AwsLogin
 from .client import Client
 from .errors import SluiceError
 from .transport import Retry
@@ -40,8 +41,16 @@ class GlueArgs:
                retry: Retry = Retry()) -> Client:
         """A client for sluice at `--sluice-url` (else `$SLUICE_URL`), with
         the bearer `token`, else `$SLUICE_TOKEN`, else the job argument
-        `--SLUICE_TOKEN`."""
+        `--SLUICE_TOKEN`; with none of them and `--sluice-aws-server-id`
+        (sluice passes it when IAM authentication is on), the job logs in
+        with its own role (`aws.AwsLogin`, region from `AWS_REGION`)."""
         bearer = token or os.environ.get("SLUICE_TOKEN") or self.arguments.get("SLUICE_TOKEN")
+        server_id = self.arguments.get("sluice-aws-server-id")
+        if bearer is None and server_id:
+            region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+            login = AwsLogin(server_id, region,
+                             sts_endpoint=self.arguments.get("sluice-aws-sts-endpoint"))
+            return Client(self.url, timeout=timeout, retry=retry, aws=login)
         return Client(self.url, bearer, timeout=timeout, retry=retry)
 
     def snapshot_properties(self) -> Dict[str, str]:

@@ -127,6 +127,10 @@ pub trait GluePort: Send + Sync + 'static {
 pub const RUN_ID_ARG: &str = "--sluice-run-id";
 /// Where the run reaches sluice (the `--advertise-url` it was started with).
 pub const URL_ARG: &str = "--sluice-url";
+/// With IAM authentication on: the server id the run signs its login for,
+/// and the STS endpoint to sign it for, so that it needs no token.
+pub const AWS_SERVER_ID_ARG: &str = "--sluice-aws-server-id";
+pub const AWS_STS_ENDPOINT_ARG: &str = "--sluice-aws-sts-endpoint";
 
 /// What `--sluice-run-id` holds for an attempt: the run id and the attempt
 /// number, so a retry is never mistaken for the attempt before it.
