@@ -247,16 +247,21 @@ def terraform_invocations() -> List[Invocation]:
         sub = [w for w in words if not w.startswith("-")][:2]
         env = {n: None for n in names}
         own: List[str] = []
-        if sub == ["token", "import"]:
-            # The flags the file spells for it, and the variable it names.
+        if len(sub) == 2:
+            # `token import`, `principal create`: the flags the file spells
+            # that it takes, and the variable a --from-env names.
             own = [f for f in sorted(flags) if f in accepted_flags(sub) and f != "--from-env"]
-            own += [a for name in from_env for a in ("--from-env", name)]
+            if "--from-env" in accepted_flags(sub):
+                own += [a for name in from_env for a in ("--from-env", name)]
+            else:
+                env = {n: None for n in names - set(from_env)}
         else:
             env = {n: None for n in names - set(from_env)}
         out.append(Invocation(f"terraform command {words}", sub + own, env))
+    # A flag no subcommand of the file takes: reported against the first.
     unclaimed = flags - set().union(*(set(i.flags()) for i in out))
     for flag in sorted(unclaimed):
-        out.append(Invocation(f"terraform flag {flag}", ["token", "import", flag]))
+        out.append(Invocation(f"terraform flag {flag}", [*out[0].subcommand(), flag]))
     return out
 
 
@@ -388,6 +393,26 @@ class Moto:
         self.process.wait(timeout=10)
 
 
+def iam_login(moto: "Moto", address: str, server_id: str) -> tuple:
+    """Log in through the Python client with a moto role (glue-ingest);
+    the role sluice gave, and a table list's status with that token."""
+    sys.path.insert(0, str(ROOT / "clients" / "python" / "src"))
+    from sluice_client import Client
+    from sluice_client.aws import AwsLogin, Credentials
+    import botocore.session
+    sts = botocore.session.get_session().create_client(
+        "sts", region_name="us-east-1", endpoint_url=moto.url,
+        aws_access_key_id="testing", aws_secret_access_key="testing")
+    c = sts.assume_role(RoleArn="arn:aws:iam::123456789012:role/glue-ingest",
+                        RoleSessionName="drift")["Credentials"]
+    login = AwsLogin(server_id, "us-east-1", sts_endpoint=moto.url + "/",
+                     credentials=Credentials(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"]))
+    client = Client(f"http://{address}", aws=login)
+    client.call("GET", "/v1/tables")
+    assert login.answer is not None
+    return login.answer["role"], call(f"http://{address}/v1/tables", login.answer["token"])
+
+
 class Drift(unittest.TestCase):
     def test_every_invocation_is_one_the_binary_accepts(self) -> None:
         invocations = (compose_invocations() + kubernetes_invocations({})
@@ -439,6 +464,9 @@ class Drift(unittest.TestCase):
             for address in addresses:
                 self.assertEqual(call(f"http://{address}/v1/tables", token), 200)
                 self.assertEqual(call(f"http://{address}/v1/tables"), 401)
+            # A job logs in with its role, as the stack's README shows: an
+            # assumed role of moto's, signed for the endpoint sluice forwards to.
+            self.assertEqual(iam_login(moto, addresses[1], "laptop"), ("job", 200))
             # One scheduler leader for the pair, seen from both replicas.
             deadline = time.monotonic() + 30
             while True:

@@ -1,5 +1,5 @@
-# The service: every task runs `sluice migrate`, then imports the tokens,
-# then serves. Migrations take a lock in the database, so tasks starting
+# The service: every task runs `sluice migrate`, then imports the tokens
+# and makes IAM authentication's principal rules, then serves. Migrations take a lock in the database, so tasks starting
 # together apply them once; both one-shots do nothing when there is nothing
 # to do.
 
@@ -35,6 +35,7 @@ locals {
       { name = "SLUICE__SCHEDULER__ADVERTISE_URL", value = local.url },
       { name = "AWS_REGION", value = local.region },
     ],
+    var.aws_auth_server_id == null ? [] : [{ name = "SLUICE__AWS_AUTH__SERVER_ID", value = var.aws_auth_server_id }],
     local.create_database ? [{ name = "SLUICE__DATABASE__URL", value = local.database_url }] : [],
     var.config_toml == "" ? [] : [{ name = "SLUICE_CONFIG_TOML", value = var.config_toml }],
   )
@@ -65,6 +66,23 @@ locals {
       dependsOn = [{ containerName = "migrate", condition = "SUCCESS" }]
     })
   ]
+  # IAM authentication's rules, made (or found made) at every start.
+  principals = var.aws_auth_server_id == null ? {} : merge(
+    { (aws_iam_role.glue_job.arn) = { role = "job", scopes = [] } },
+    var.aws_principals,
+  )
+  principal_containers = [
+    for i, pattern in sort(keys(local.principals)) : merge(local.one_shot, {
+      name = "principal-${i}"
+      command = concat(
+        ["principal", "create", "--aws-arn", pattern, "--role", local.principals[pattern].role],
+        flatten([for s in local.principals[pattern].scopes : ["--scope", s]]),
+      )
+      environment = local.environment
+      secrets     = local.database_secrets
+      dependsOn   = [{ containerName = "migrate", condition = "SUCCESS" }]
+    })
+  ]
   containers = concat(
     [merge(local.one_shot, {
       name        = "migrate"
@@ -73,6 +91,7 @@ locals {
       secrets     = local.database_secrets
     })],
     local.token_containers,
+    local.principal_containers,
     [{
       name                   = "sluice"
       image                  = var.image
@@ -95,7 +114,7 @@ locals {
         startPeriod = 30
       }
       dependsOn = [
-        for c in concat([{ name = "migrate" }], local.token_containers) :
+        for c in concat([{ name = "migrate" }], local.token_containers, local.principal_containers) :
         { containerName = c.name, condition = "SUCCESS" }
       ]
     }],

@@ -116,6 +116,21 @@ variable "tokens" {
   }
 }
 
+variable "aws_auth_server_id" {
+  description = "IAM authentication's server id: Glue jobs sign it to log in with their role instead of a token. Null: IAM authentication off."
+  type        = string
+  default     = "sluice"
+}
+
+variable "aws_principals" {
+  description = "More IAM ARN patterns (wildcards * and ?) that log in as sluice principals: pattern => role and table-prefix scopes. The module's Glue job role is always one (role job, every table)."
+  type = map(object({
+    role   = string
+    scopes = optional(list(string), [])
+  }))
+  default = {}
+}
+
 variable "config_toml" {
   description = "sluice's configuration file (TOML), passed as SLUICE_CONFIG_TOML: catalogs, scheduler and server settings. The module sets the database, auth, the advertised URL and the region through environment variables, which override the file."
   type        = string

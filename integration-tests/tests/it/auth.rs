@@ -666,3 +666,78 @@ async fn an_imported_token_authenticates_and_importing_it_again_changes_nothing(
         .unwrap();
     assert_eq!(events.status, 200);
 }
+
+#[test]
+fn principal_rules_are_made_once_listed_and_deleted_with_clear_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(crate::harness::binary())
+            .arg("principal")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let glue = "arn:aws:iam::*:role/glue-ingest-*";
+    let create = [
+        "create",
+        "--aws-arn",
+        glue,
+        "--role",
+        "job",
+        "--scope",
+        "sales.",
+    ];
+    let (ok, said) = run(&create);
+    assert!(ok && said.contains("now get role job"), "{said}");
+    // The same rule again (a deployment's one-shot): nothing to do.
+    let (ok, said) = run(&create);
+    assert!(ok && said.contains("exists already"), "{said}");
+    for (args, expect) in [
+        (
+            vec!["create", "--aws-arn", glue, "--role", "admin"],
+            "a different rule",
+        ),
+        (
+            vec!["create", "--aws-arn", "glue-*", "--role", "job"],
+            "is not an ARN pattern",
+        ),
+        (
+            vec!["create", "--aws-arn", glue, "--role", "root"],
+            "unknown role",
+        ),
+        (
+            vec![
+                "create",
+                "--aws-arn",
+                glue,
+                "--role",
+                "job",
+                "--scope",
+                "Sales Orders",
+            ],
+            "is not a table name prefix",
+        ),
+        (
+            vec!["delete", "--aws-arn", "arn:aws:iam::1:user/x"],
+            "no rule for",
+        ),
+    ] {
+        let (ok, said) = run(&args);
+        assert!(!ok && said.contains(expect), "{args:?}: {said}");
+    }
+    let (ok, said) = run(&["list"]);
+    assert!(
+        ok && said.contains(glue) && said.contains("sales."),
+        "{said}"
+    );
+    let (ok, _) = run(&["delete", "--aws-arn", glue]);
+    assert!(ok);
+    let (_, said) = run(&["list"]);
+    assert!(!said.contains(glue), "{said}");
+}

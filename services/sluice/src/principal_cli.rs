@@ -61,11 +61,18 @@ pub async fn run(cmd: PrincipalCmd, file: &FileConfig) -> anyhow::Result<()> {
                 scopes,
             };
             let tokens = Store::open_tokens(&storage.resolve(&file.database).0).await?;
-            anyhow::ensure!(
-                tokens.create_aws_principal(&rule, now).await?,
-                "a rule for `{}` exists already: delete it first",
-                rule.pattern
-            );
+            if !tokens.create_aws_principal(&rule, now).await? {
+                // The pattern is taken: by this very rule (a deployment's
+                // one-shot run again), or by another, not replaced.
+                let same = tokens.aws_principals().await?.contains(&rule);
+                anyhow::ensure!(
+                    same,
+                    "a different rule for `{}` exists (another role or scopes): delete it first",
+                    rule.pattern
+                );
+                eprintln!("the rule for `{}` exists already", rule.pattern);
+                return Ok(());
+            }
             eprintln!(
                 "AWS identities matching `{}` now get role {}",
                 rule.pattern,
