@@ -606,11 +606,7 @@ fn import(s: &Server, name: &str, role: &str, var: &str, value: Option<&str>) ->
     if let Some(value) = value {
         command.env(var, value);
     }
-    let out = command.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::harness::outcome(&mut command)
 }
 
 #[tokio::test]
@@ -672,16 +668,13 @@ fn principal_rules_are_made_once_listed_and_deleted_with_clear_refusals() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(crate::harness::binary())
-            .arg("principal")
-            .args(args)
-            .arg("--data-dir")
-            .arg(&data)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        (out.status.success(), text)
+        crate::harness::outcome(
+            std::process::Command::new(crate::harness::binary())
+                .arg("principal")
+                .args(args)
+                .arg("--data-dir")
+                .arg(&data),
+        )
     };
     let glue = "arn:aws:iam::*:role/glue-ingest-*";
     let create = [

@@ -152,10 +152,7 @@ fn healthcheck(args: &[&str], bind: Option<&str>) -> (bool, String) {
         Some(bind) => command.env("SLUICE__SERVER__BIND", bind),
         None => command.env_remove("SLUICE__SERVER__BIND"),
     };
-    let out = command.output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    crate::harness::outcome(&mut command)
 }
 
 #[tokio::test]
@@ -184,17 +181,14 @@ async fn healthcheck_passes_on_a_ready_server_and_fails_otherwise() {
 fn the_configuration_can_come_from_the_environment_instead_of_a_file() {
     let check = |env: &[(&str, &str)], args: &[&str]| {
         let dir = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new(crate::harness::binary())
-            .arg("check-config")
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        (out.status.success(), text)
+        crate::harness::outcome(
+            std::process::Command::new(crate::harness::binary())
+                .arg("check-config")
+                .args(args)
+                .arg("--data-dir")
+                .arg(dir.path())
+                .envs(env.iter().copied()),
+        )
     };
     let toml = "[catalogs.lake]\nkind = \"sql\"\nuri = \"sqlite::memory:\"\nwarehouse = \"file:///tmp/w\"\n";
     let (ok, said) = check(&[("SLUICE_CONFIG_TOML", toml)], &[]);

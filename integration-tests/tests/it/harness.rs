@@ -419,3 +419,12 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Run a `sluice` command to its end: whether it succeeded, and what it
+/// printed (stdout, then stderr).
+pub fn outcome(command: &mut Command) -> (bool, String) {
+    let out = command.output().expect("run sluice");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}

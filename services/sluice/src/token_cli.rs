@@ -10,24 +10,31 @@ use sluice_store::Store;
 /// A token is meant to be rotated; ten years is already past any audit.
 const MAX_EXPIRY_DAYS: u32 = 3650;
 
+/// Who a token is for and what it may do.
+#[derive(clap::Args)]
+pub struct TokenSpec {
+    /// A unique name: who or what uses the token.
+    #[arg(long)]
+    name: String,
+    /// job, scheduler, operator or admin.
+    #[arg(long)]
+    role: String,
+    /// Limit the token to tables whose names start with this prefix (e.g.
+    /// `sales.`); repeat for several. None: every table.
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// Days until the token expires, 1 to 3650 (ten years); none: it does
+    /// not.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_EXPIRY_DAYS as i64))]
+    expires_in_days: Option<u32>,
+}
+
 #[derive(Subcommand)]
 pub enum TokenCmd {
     /// Create a token and print it (once: only its hash is stored).
     Create {
-        /// A unique name: who or what uses the token.
-        #[arg(long)]
-        name: String,
-        /// job, scheduler, operator or admin.
-        #[arg(long)]
-        role: String,
-        /// Limit the token to tables whose names start with this prefix
-        /// (e.g. `sales.`); repeat for several. None: every table.
-        #[arg(long = "scope")]
-        scopes: Vec<String>,
-        /// Days until the token expires, 1 to 3650 (ten years); none: it
-        /// does not.
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_EXPIRY_DAYS as i64))]
-        expires_in_days: Option<u32>,
+        #[command(flatten)]
+        spec: TokenSpec,
         #[command(flatten)]
         storage: StorageArgs,
     },
@@ -35,19 +42,8 @@ pub enum TokenCmd {
     /// that a deployment's secret (a Kubernetes Secret, a Secrets Manager
     /// secret) is the token: the same token again changes nothing.
     Import {
-        /// A unique name: who or what uses the token.
-        #[arg(long)]
-        name: String,
-        /// job, scheduler, operator or admin.
-        #[arg(long)]
-        role: String,
-        /// Limit the token to tables whose names start with this prefix;
-        /// repeat for several. None: every table.
-        #[arg(long = "scope")]
-        scopes: Vec<String>,
-        /// Days until the token expires, 1 to 3650; none: it does not.
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_EXPIRY_DAYS as i64))]
-        expires_in_days: Option<u32>,
+        #[command(flatten)]
+        spec: TokenSpec,
         /// The environment variable that holds the token, shaped
         /// `sluice_<16 letters or digits>_<32 or more>` (never a flag's
         /// value: that would show in the process list).
@@ -73,13 +69,13 @@ pub enum TokenCmd {
 pub async fn run(cmd: TokenCmd, file: &FileConfig) -> anyhow::Result<()> {
     let now = sluice_store::system_now();
     match cmd {
-        TokenCmd::Create {
-            name,
-            role,
-            scopes,
-            expires_in_days,
-            storage,
-        } => {
+        TokenCmd::Create { spec, storage } => {
+            let TokenSpec {
+                name,
+                role,
+                scopes,
+                expires_in_days,
+            } = spec;
             let (role, expires_at) = validated(&name, &role, &scopes, expires_in_days, now)?;
             let (token, record) = sluice_api::auth::new_token(&name, role, scopes, expires_at, now);
             let tokens = Store::open_tokens(&storage.resolve(&file.database).0).await?;
@@ -94,13 +90,16 @@ pub async fn run(cmd: TokenCmd, file: &FileConfig) -> anyhow::Result<()> {
             println!("{token}");
         }
         TokenCmd::Import {
-            name,
-            role,
-            scopes,
-            expires_in_days,
+            spec,
             from_env,
             storage,
         } => {
+            let TokenSpec {
+                name,
+                role,
+                scopes,
+                expires_in_days,
+            } = spec;
             let (role, expires_at) = validated(&name, &role, &scopes, expires_in_days, now)?;
             let token = std::env::var(&from_env)
                 .with_context(|| format!("the environment variable `{from_env}` is not set"))?;
