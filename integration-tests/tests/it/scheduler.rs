@@ -674,3 +674,55 @@ async fn the_leader_killed_mid_run_is_replaced_and_the_run_is_followed_to_its_en
         .collect();
     assert_eq!(ends, ["running->succeeded"]);
 }
+
+#[tokio::test]
+async fn runs_list_newest_first_page_by_page_on_both_backends() {
+    for server in [Server::sqlite().await, Server::postgres().await] {
+        let job = json!({ "glue_job_name": "g", "kind": "ingestion" });
+        server
+            .expect(Method::PUT, "/v1/jobs/nightly", job, 201)
+            .await;
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            let run = server
+                .expect(Method::POST, "/v1/jobs/nightly/runs", json!({}), 201)
+                .await;
+            ids.push(run["id"].as_str().unwrap().to_owned());
+        }
+        let page = |after: Option<&str>| {
+            let path = match after {
+                Some(a) => format!("/v1/runs?job=nightly&order=newest&limit=2&after={a}"),
+                None => "/v1/runs?job=nightly&order=newest&limit=2".to_owned(),
+            };
+            let server = &server;
+            async move { server.expect(Method::GET, &path, None, 200).await }
+        };
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let body = page(after.as_deref()).await;
+            seen.extend(
+                body["runs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["id"].as_str().unwrap().to_owned()),
+            );
+            match body["next_after"].as_str() {
+                Some(next) => after = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        ids.reverse();
+        assert_eq!(seen, ids, "newest first, every run once");
+        // The default stays oldest first; an unknown order is refused.
+        let oldest = server
+            .expect(Method::GET, "/v1/runs?job=nightly&limit=1", None, 200)
+            .await;
+        assert_eq!(oldest["runs"][0]["id"], ids[4].as_str());
+        let bad = server
+            .call(Method::GET, "/v1/runs?order=sideways", None)
+            .await;
+        assert_eq!(bad.status, 400, "{}", bad.body);
+    }
+}

@@ -309,6 +309,15 @@ pub struct RunParams {
     /// 1 to 1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+    /// `oldest` first (the default) or `newest` first.
+    pub order: Option<RunOrder>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunOrder {
+    Oldest,
+    Newest,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -455,6 +455,9 @@ pub struct RunQuery {
     /// Only runs created at or after this.
     pub since: Option<Millis>,
     pub limit: u32,
+    /// Newest first (`after` then continues with older runs); else oldest
+    /// first.
+    pub newest_first: bool,
 }
 
 /// One database: every port, and what concerns the whole of it.

@@ -184,7 +184,7 @@ const views = {
   async runs() {
     const day = new Date(Date.now() - 86400000).toISOString();
     const [recent, dead] = await Promise.all([
-      api("/v1/runs", { since: day, limit: 1000 }),
+      api("/v1/runs", { since: day, order: "newest", limit: 1000 }),
       api("/v1/runs", { state: "dead_letter", limit: 1000 }),
     ]);
     const row = (r) =>

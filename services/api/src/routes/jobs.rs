@@ -158,7 +158,7 @@ async fn start_run(
     Ok((StatusCode::CREATED, axum::Json(run.into())))
 }
 
-/// Runs in creation order, filtered.
+/// Runs in creation order (or newest first with `order=newest`), filtered.
 #[utoipa::path(get, path = "/v1/runs", tag = "jobs",
     params(RunParams),
     responses(
@@ -207,6 +207,7 @@ async fn list_runs(
             state,
             since,
             limit,
+            newest_first: params.order == Some(crate::job_dto::RunOrder::Newest),
         })
         .await?;
     let next_after = (runs.len() == limit as usize)

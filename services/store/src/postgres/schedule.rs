@@ -104,12 +104,18 @@ impl SchedulePort for PgBackend {
     }
 
     fn runs<'a>(&'a self, q: &'a RunQuery) -> BoxFuture<'a, Result<Vec<Run>, StoreError>> {
+        // Run ids are UUIDv7: their order is their creation order.
+        let (after, order) = if q.newest_first {
+            ("($1 = '' OR id < $1)", "DESC")
+        } else {
+            ("id > $1", "ASC")
+        };
         async move {
-            let rows: Vec<DocRow> = sqlx::query_as(
-                "SELECT doc, version FROM runs WHERE id > $1 AND ($2::text IS NULL OR job = $2) \
+            let rows: Vec<DocRow> = sqlx::query_as(&format!(
+                "SELECT doc, version FROM runs WHERE {after} AND ($2::text IS NULL OR job = $2) \
                  AND ($3::text IS NULL OR state = $3) AND ($4::int8 IS NULL OR created_at >= $4) \
-                 ORDER BY id LIMIT $5",
-            )
+                 ORDER BY id {order} LIMIT $5",
+            ))
             .bind(q.after.map(|a| a.to_string()).unwrap_or_default())
             .bind(q.job.as_deref())
             .bind(q.state.map(|s| s.as_str()))
