@@ -62,11 +62,11 @@ class Moto:
         self.process.wait(timeout=10)
 
 
-def post(url: str, body: Dict[str, Any]) -> Tuple[int, Dict[str, Any]]:
+def post(url: str, body: Dict[str, Any], timeout: float = 10) -> Tuple[int, Dict[str, Any]]:
     request = urllib.request.Request(url + "/v1/auth/aws", data=json.dumps(body).encode(),
                                      method="POST", headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
@@ -212,6 +212,45 @@ class IamLogin(unittest.TestCase):
         # Bad JSON shapes are the usual 4xx.
         got, answer = post(self.server.url, {"method": "POST"})
         self.assertEqual(got, 422, answer)
+
+
+class Overload(unittest.TestCase):
+    def test_logins_past_the_in_flight_bound_are_refused_with_429(self) -> None:
+        # An STS that takes connections and never answers: every login
+        # forwarded to it stays in flight until sluice's 10 s timeout.
+        import socket
+        import threading
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(128)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        server = Server("--auth", "on", "--aws-auth-server-id", SERVER_ID,
+                        "--aws-auth-sts-endpoint", endpoint)
+        try:
+            credentials = aws.Credentials("AKIDEXAMPLE", "secret")
+            headers = {"Content-Type": aws.CONTENT_TYPE, aws.SERVER_ID_HEADER: SERVER_ID}
+            results: list = []
+
+            def one() -> None:
+                signed = aws.sign_sigv4(endpoint, headers, aws.BODY, credentials, "us-east-1",
+                                        datetime.datetime.now(datetime.timezone.utc))
+                body = {"method": "POST", "url": endpoint, "headers": signed, "body": aws.BODY}
+                # Longer than sluice's own 10 s wait for STS.
+                results.append(post(server.url, body, timeout=30))
+
+            threads = [threading.Thread(target=one) for _ in range(48)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+            kinds = sorted(answer["error"]["type"] for _, answer in results)
+            statuses = {(status, answer["error"]["type"]) for status, answer in results}
+            self.assertEqual(len(results), 48)
+            self.assertLessEqual(statuses, {(429, "too_many_logins"), (503, "sts_unavailable")})
+            self.assertEqual(kinds.count("sts_unavailable"), 32, kinds)
+        finally:
+            server.close()
+            silent.close()
 
 
 class Disabled(unittest.TestCase):

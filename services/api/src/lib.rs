@@ -71,6 +71,8 @@ pub struct Shared {
     pub aws_auth: Option<routes::aws_auth::AwsAuthConfig>,
     /// For sluice's own outbound calls (STS).
     pub http: reqwest::Client,
+    /// One permit per IAM login being checked with STS.
+    pub sts_permits: tokio::sync::Semaphore,
 }
 
 impl axum::extract::FromRef<AppState> for metrics::Metrics {
@@ -104,6 +106,7 @@ impl AppState {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("an HTTP client"),
+            sts_permits: tokio::sync::Semaphore::new(routes::aws_auth::MAX_LOGINS_IN_FLIGHT),
         }))
     }
 }

@@ -32,6 +32,10 @@ pub struct AwsAuthConfig {
     pub token_ttl: Duration,
 }
 
+/// Most logins forwarded to STS at once by one server: the route is
+/// public, so this bounds what anyone who can reach it makes sluice do.
+pub const MAX_LOGINS_IN_FLIGHT: usize = 32;
+
 /// Headers sluice does not pass on to STS: the connection's own.
 const HOP_BY_HOP: [&str; 5] = [
     "content-length",
@@ -91,6 +95,7 @@ pub struct AwsLoginAnswer {
         (status = 401, description = "Signed for another server (`wrong_server_id`), too old or in the future (`signature_expired`), or refused by STS (`aws_identity_refused`)", body = ErrorBody),
         (status = 403, description = "No rule maps the identity (`unknown_aws_identity`)", body = ErrorBody),
         (status = 404, description = "IAM authentication is not configured (`aws_auth_disabled`)", body = ErrorBody),
+        (status = 429, description = "Too many logins in flight on this server (`too_many_logins`)", body = ErrorBody),
         (status = 503, description = "STS did not answer (`sts_unavailable`)", body = ErrorBody),
     ))]
 async fn login(
@@ -163,6 +168,13 @@ async fn trade(
             config.sts_endpoint
         )));
     }
+    let _permit = app.sts_permits.try_acquire().map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_logins",
+            "too many IAM logins are in flight on this server; retry shortly",
+        )
+    })?;
     let arn = caller_arn(&app.http, &endpoint, &request).await?;
     let rules = app.store.tokens().aws_principals().await?;
     let rule = aws_identity::pick(&rules, &arn).ok_or_else(|| {
