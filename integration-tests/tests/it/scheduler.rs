@@ -715,6 +715,15 @@ async fn runs_list_newest_first_page_by_page_on_both_backends() {
         }
         ids.reverse();
         assert_eq!(seen, ids, "newest first, every run once");
+        // `sluice runs ls` shows the newest first too.
+        let (ok, text) = crate::harness::outcome(
+            std::process::Command::new(crate::harness::binary())
+                .args(["runs", "ls", "--job", "nightly", "--limit", "2", "--json"])
+                .args(["--url", &server.url]),
+        );
+        let listed: Value = serde_json::from_str(&text).unwrap_or_default();
+        assert!(ok, "{text}");
+        assert_eq!(listed["runs"][0]["id"], ids[0].as_str(), "{text}");
         // The default stays oldest first; an unknown order is refused.
         let oldest = server
             .expect(Method::GET, "/v1/runs?job=nightly&limit=1", None, 200)

@@ -429,16 +429,22 @@ impl Client {
     // Runs
 
     /// One page of runs in creation order, optionally of one job or state.
+    /// A page of runs, oldest first, or newest first (`after` then goes on
+    /// to older ones).
     pub async fn runs(
         &self,
         job: Option<&str>,
         state: Option<&str>,
         after: Option<&str>,
         limit: u32,
+        newest_first: bool,
     ) -> Result<RunsPage> {
         let mut params = Self::page(after, limit);
         params.extend(job.map(|j| ("job", j.to_owned())));
         params.extend(state.map(|s| ("state", s.to_owned())));
+        if newest_first {
+            params.push(("order", "newest".to_owned()));
+        }
         self.get("/v1/runs", &params).await
     }
 

@@ -221,6 +221,7 @@ pub enum ViewCmd {
 
 #[derive(Subcommand)]
 pub enum RunCmd {
+    /// The newest runs first.
     Ls {
         #[arg(long)]
         job: Option<String>,
@@ -596,7 +597,7 @@ async fn runs(c: &Client, out: &Out, cmd: RunCmd) -> Outcome {
     match cmd {
         RunCmd::Ls { job, state, limit } => {
             let page = c
-                .runs(job.as_deref(), state.as_deref(), None, limit)
+                .runs(job.as_deref(), state.as_deref(), None, limit, true)
                 .await?;
             out.list(
                 &page,

@@ -29,6 +29,20 @@ pub struct TokenSpec {
     expires_in_days: Option<u32>,
 }
 
+impl TokenSpec {
+    /// Its name, role, scopes and expiry, once they are known to be valid.
+    fn checked(self, now: Millis) -> anyhow::Result<(String, Role, Vec<String>, Option<Millis>)> {
+        let (role, expires_at) = validated(
+            &self.name,
+            &self.role,
+            &self.scopes,
+            self.expires_in_days,
+            now,
+        )?;
+        Ok((self.name, role, self.scopes, expires_at))
+    }
+}
+
 #[derive(Subcommand)]
 pub enum TokenCmd {
     /// Create a token and print it (once: only its hash is stored).
@@ -70,13 +84,7 @@ pub async fn run(cmd: TokenCmd, file: &FileConfig) -> anyhow::Result<()> {
     let now = sluice_store::system_now();
     match cmd {
         TokenCmd::Create { spec, storage } => {
-            let TokenSpec {
-                name,
-                role,
-                scopes,
-                expires_in_days,
-            } = spec;
-            let (role, expires_at) = validated(&name, &role, &scopes, expires_in_days, now)?;
+            let (name, role, scopes, expires_at) = spec.checked(now)?;
             let (token, record) = sluice_api::auth::new_token(&name, role, scopes, expires_at, now);
             let tokens = Store::open_tokens(&storage.resolve(&file.database).0).await?;
             anyhow::ensure!(
@@ -94,13 +102,7 @@ pub async fn run(cmd: TokenCmd, file: &FileConfig) -> anyhow::Result<()> {
             from_env,
             storage,
         } => {
-            let TokenSpec {
-                name,
-                role,
-                scopes,
-                expires_in_days,
-            } = spec;
-            let (role, expires_at) = validated(&name, &role, &scopes, expires_in_days, now)?;
+            let (name, role, scopes, expires_at) = spec.checked(now)?;
             let token = std::env::var(&from_env)
                 .with_context(|| format!("the environment variable `{from_env}` is not set"))?;
             let record = sluice_api::auth::imported_token(
