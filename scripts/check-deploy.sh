@@ -38,6 +38,28 @@ checkov --framework dockerfile -f deploy/docker/Dockerfile
 checkov --framework kubernetes -f "$out/kubernetes-base.yaml" -f "$out/kubernetes-production.yaml"
 checkov --framework terraform -d deploy/terraform/aws
 
+# terraform fmt, and validate against the AWS provider's schema, where the
+# machine has terraform and a provider mirror (nothing can be downloaded):
+# a copy of the module, and of its example root module, is initialised
+# from the mirror and validated.
+mirror=${TF_PLUGIN_MIRROR:-/opt/tf-plugins}
+if command -v terraform >/dev/null && [ -d "$mirror/registry.terraform.io/hashicorp/aws" ]; then
+  terraform fmt -check -recursive deploy/terraform
+  tf=$(mktemp -d)
+  trap 'rm -rf "$tf"' EXIT
+  printf '%s\n' 'provider_installation {' \
+    "  filesystem_mirror { path = \"$mirror\" }" \
+    '}' >"$tf/cli.tfrc"
+  cp -r deploy/terraform/aws "$tf/aws"
+  for dir in "$tf/aws" "$tf/aws/examples/complete"; do
+    (cd "$dir" && export TF_CLI_CONFIG_FILE="$tf/cli.tfrc" &&
+      terraform init -backend=false -input=false -no-color >/dev/null &&
+      terraform validate -no-color)
+  done
+else
+  echo "check-deploy: no terraform with an AWS provider mirror at $mirror: terraform validate skipped" >&2
+fi
+
 "$venv/bin/hadolint" deploy/docker/Dockerfile
 "$venv/bin/yamllint" --strict -c deploy/.yamllint.yaml deploy/compose deploy/kubernetes "$out"/kubernetes-*.yaml
 

@@ -72,6 +72,6 @@ resource "aws_rds_cluster_instance" "this" {
 
 locals {
   # sluice's URL without its password (PGPASSWORD brings it).
-  database_url = local.create_database ? "postgres://sluice@${aws_rds_cluster.this[0].endpoint}:5432/sluice?sslmode=require" : null
+  database_url             = local.create_database ? "postgres://sluice@${aws_rds_cluster.this[0].endpoint}:5432/sluice?sslmode=require" : null
   database_password_secret = local.create_database ? aws_rds_cluster.this[0].master_user_secret[0].secret_arn : null
 }

@@ -7,9 +7,5 @@ terraform {
       source  = "hashicorp/aws"
       version = ">= 5.90"
     }
-    random = {
-      source  = "hashicorp/random"
-      version = ">= 3.5"
-    }
   }
 }
