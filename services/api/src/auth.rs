@@ -132,7 +132,8 @@ pub fn principal_name(token_name: &str) -> &str {
     }
 }
 
-fn unauthenticated(kind: &'static str, message: &str) -> ApiError {
+/// A 401 with the error's type.
+pub(crate) fn unauthenticated(kind: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, kind, message)
 }
 

@@ -54,7 +54,7 @@ pub async fn run(cmd: PrincipalCmd, file: &FileConfig) -> anyhow::Result<()> {
                 aws_arn.starts_with("arn:") && aws_arn.len() <= 2048 && !aws_arn.contains(char::is_whitespace),
                 "`{aws_arn}` is not an ARN pattern (arn:aws:iam::ACCOUNT:role/NAME, wildcards * and ?)"
             );
-            let (role, _) = crate::token_cli::validated("principal", &role, &scopes, None, now)?;
+            let role = crate::token_cli::role_and_scopes(&role, &scopes)?;
             let rule = ArnRule {
                 pattern: aws_arn,
                 role,

@@ -178,16 +178,14 @@ pub async fn run(cmd: TokenCmd, file: &FileConfig) -> anyhow::Result<()> {
 
 /// The role and expiry of a token to store, once its name and scopes are
 /// known to be valid.
-pub(crate) fn validated(
+fn validated(
     name: &str,
     role: &str,
     scopes: &[String],
     expires_in_days: Option<u32>,
     now: Millis,
 ) -> anyhow::Result<(Role, Option<Millis>)> {
-    let role = Role::parse(role).ok_or_else(|| {
-        anyhow::anyhow!("unknown role `{role}`: job, scheduler, operator or admin")
-    })?;
+    let role = role_and_scopes(role, scopes)?;
     anyhow::ensure!(
         !name.trim().is_empty() && name.len() <= 256 && !name.chars().any(char::is_control),
         "the name must be 1 to 256 characters"
@@ -197,16 +195,25 @@ pub(crate) fn validated(
         "names starting with `{}` are IAM logins' own",
         sluice_api::auth::AWS_LOGIN_PREFIX
     );
+    Ok((
+        role,
+        expires_in_days.map(|d| Millis(now.0 + i64::from(d) * 86_400_000)),
+    ))
+}
+
+/// The role a token or an AWS principal rule gives, once it and the scopes
+/// are known to be valid.
+pub(crate) fn role_and_scopes(role: &str, scopes: &[String]) -> anyhow::Result<Role> {
+    let role = Role::parse(role).ok_or_else(|| {
+        anyhow::anyhow!("unknown role `{role}`: job, scheduler, operator or admin")
+    })?;
     for scope in scopes {
         anyhow::ensure!(
             valid_scope(scope),
             "scope `{scope}` is not a table name prefix"
         );
     }
-    Ok((
-        role,
-        expires_in_days.map(|d| Millis(now.0 + i64::from(d) * 86_400_000)),
-    ))
+    Ok(role)
 }
 
 /// A scope is the start of a table name: `sales.` or `sales.ord`.

@@ -5,6 +5,7 @@
 //! configured rules and mints a token. Every outcome is logged under the
 //! `sluice::audit` target.
 
+use crate::auth::unauthenticated;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Json;
 use crate::AppState;
@@ -260,10 +261,6 @@ fn element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
     let start = xml.find(&open)? + open.len();
     let end = xml[start..].find(&format!("</{name}>"))? + start;
     Some(xml[start..end].trim())
-}
-
-fn unauthenticated(kind: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, kind, message)
 }
 
 #[cfg(test)]
