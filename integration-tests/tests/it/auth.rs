@@ -281,7 +281,7 @@ async fn every_change_records_its_caller_in_the_event_log(server: Server) {
     );
 }
 
-crate::on_both_backends_with_auth!(
+crate::on_every_backend_with_auth!(
     only_the_principal_that_took_a_lease_or_opened_a_batch_acts_on_it,
     every_route_answers_every_kind_of_caller_as_the_role_matrix_says,
     a_scoped_token_sees_only_its_tables_in_lists_and_is_refused_elsewhere,

@@ -2,11 +2,11 @@
 //! secrets left out, on both backends; every mistake a 4xx.
 
 use crate::harness::Server;
-use crate::on_both_backends;
+use crate::on_every_backend;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-on_both_backends!(
+on_every_backend!(
     containers_are_registered_replaced_and_listed_without_their_secrets,
     container_mistakes_are_refused,
 );

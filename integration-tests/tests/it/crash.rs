@@ -1,12 +1,12 @@
 //! kill -9 during load: nothing acknowledged is lost.
 
 use crate::harness::Server;
-use crate::on_both_backends;
+use crate::on_every_backend;
 use sluice_client::history::{self, Report};
 use sluice_client::load::{self, LoadConfig};
 use std::time::Duration;
 
-on_both_backends!(kill_9_during_load_loses_no_acknowledged_grant_or_release);
+on_every_backend!(kill_9_during_load_loses_no_acknowledged_grant_or_release);
 
 async fn kill_9_during_load_loses_no_acknowledged_grant_or_release(mut s: Server) {
     let config = LoadConfig {

@@ -3,7 +3,7 @@
 
 use crate::harness::Server;
 use crate::leases::{read, table, write};
-use crate::on_both_backends;
+use crate::on_every_backend;
 use crate::raw::{Acquire, Answer, Client, Lease};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -581,7 +581,7 @@ async fn a_wrong_method_is_405_method_not_allowed_in_json() {
 // Errors that involve storage: on SQLite and on PostgreSQL.
 // ---------------------------------------------------------------------
 
-on_both_backends!(
+on_every_backend!(
     invalid_table_settings_are_refused_with_422_and_register_nothing,
     an_unregistered_table_is_404_table_not_found,
     an_unknown_lease_id_is_404_lease_not_found,

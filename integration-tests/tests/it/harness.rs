@@ -1,8 +1,11 @@
-//! Start real sluice processes (the built binary) on SQLite or on a fresh
-//! PostgreSQL database, kill them with SIGKILL, restart them.
+//! Start real sluice processes (the built binary) on SQLite, on a fresh
+//! PostgreSQL database or on DynamoDB (moto's), kill them with SIGKILL,
+//! restart them.
 
+use crate::lake::Lake;
 use crate::raw::Client;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,6 +18,56 @@ pub struct Server {
     child: Option<Child>,
     log: PathBuf,
     dir: tempfile::TempDir,
+    /// The DynamoDB this server's table lives in, kept running while any
+    /// replica on it is.
+    dynamodb: Option<Arc<Lake>>,
+}
+
+/// Credentials for moto (it checks none) and no instance-metadata lookups,
+/// for every sluice process a test starts.
+pub const AWS_ENV: [(&str, &str); 4] = [
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
+/// A moto server and a fresh sluice table in it, created by `sluice migrate`.
+pub struct DynamoDb {
+    pub moto: Arc<Lake>,
+    pub url: String,
+}
+
+impl DynamoDb {
+    pub async fn start() -> DynamoDb {
+        let moto = Arc::new(Lake::start().await);
+        let url = format!(
+            "dynamodb://it?region=us-east-1&endpoint={}&skew_margin_ms=200",
+            moto.url
+        );
+        let output = Command::new(binary())
+            .args(["migrate", "--database-url", &url])
+            .envs(AWS_ENV)
+            .output()
+            .expect("run sluice migrate");
+        assert!(
+            output.status.success(),
+            "sluice migrate on DynamoDB: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        DynamoDb { moto, url }
+    }
+
+    /// A replica on this table, authentication off (as `on_database`).
+    pub async fn replica(&self) -> Server {
+        self.replica_with(&["--auth", "off"]).await
+    }
+
+    pub async fn replica_with(&self, extra: &[&str]) -> Server {
+        let mut server = Server::on_database_with(&self.url, extra).await;
+        server.dynamodb = Some(self.moto.clone());
+        server
+    }
 }
 
 /// The sluice binary: `SLUICE_BIN`, or the workspace's debug build.
@@ -85,6 +138,11 @@ impl Server {
         Server::start(args, dir).await
     }
 
+    /// sluice on a fresh DynamoDB table (its own moto server).
+    pub async fn dynamodb() -> Server {
+        DynamoDb::start().await.replica().await
+    }
+
     /// sluice on a fresh PostgreSQL database.
     pub async fn postgres() -> Server {
         let url = fresh_database().await;
@@ -131,6 +189,7 @@ impl Server {
         }
         cmd.args(extra)
             .args(&self.storage)
+            .envs(AWS_ENV)
             .output()
             .expect("run sluice token create")
     }
@@ -150,6 +209,9 @@ impl Server {
                     .await
                     .unwrap()
                     .rows_affected()
+            }
+            [flag, url] if flag == "--database-url" && url.starts_with("dynamodb://") => {
+                crate::dynamodb::expire_token(url, name).await
             }
             [flag, url] if flag == "--database-url" => {
                 let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
@@ -187,6 +249,7 @@ impl Server {
         let output = Command::new(binary())
             .args(["token", "revoke", "--name", name])
             .args(&self.storage)
+            .envs(AWS_ENV)
             .output()
             .expect("run sluice token revoke");
         assert!(
@@ -208,7 +271,17 @@ impl Server {
         args: &[&str],
         within: Duration,
     ) -> Option<(std::process::ExitStatus, String)> {
+        Server::try_serve_with_env(args, &[], within)
+    }
+
+    /// [`Server::try_serve`] with more environment variables.
+    pub fn try_serve_with_env(
+        args: &[&str],
+        env: &[(&str, &str)],
+        within: Duration,
+    ) -> Option<(std::process::ExitStatus, String)> {
         let mut child = Command::new(binary())
+            .envs(env.iter().copied())
             .arg("serve")
             .arg("--bind")
             .arg(format!("127.0.0.1:{}", free_port()))
@@ -246,6 +319,7 @@ impl Server {
             child: None,
             log: dir.path().join("sluice.log"),
             dir,
+            dynamodb: None,
         };
         server.spawn().await;
         server
@@ -260,6 +334,7 @@ impl Server {
         let child = Command::new(binary())
             .args(&self.args)
             .env("RUST_LOG", "warn")
+            .envs(AWS_ENV)
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
@@ -357,9 +432,10 @@ impl Drop for Server {
     }
 }
 
-/// Run a scenario on SQLite and on PostgreSQL: two tests, `sqlite` and `postgres`.
+/// Run a scenario on every backend: three tests, `sqlite`, `postgres` and
+/// `dynamodb`.
 #[macro_export]
-macro_rules! on_both_backends {
+macro_rules! on_every_backend {
     ($($scenario:ident),* $(,)?) => {$(
         mod $scenario {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,13 +446,17 @@ macro_rules! on_both_backends {
             async fn postgres() {
                 super::$scenario($crate::harness::Server::postgres().await).await
             }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn dynamodb() {
+                super::$scenario($crate::harness::Server::dynamodb().await).await
+            }
         }
     )*};
 }
 
-/// Run a scenario with authentication on, on SQLite and on PostgreSQL.
+/// Run a scenario with authentication on, on every backend.
 #[macro_export]
-macro_rules! on_both_backends_with_auth {
+macro_rules! on_every_backend_with_auth {
     ($($scenario:ident),* $(,)?) => {$(
         mod $scenario {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,6 +467,11 @@ macro_rules! on_both_backends_with_auth {
             async fn postgres() {
                 let db = $crate::harness::fresh_database().await;
                 super::$scenario($crate::harness::Server::on_database_with(&db, &["--auth", "on"]).await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn dynamodb() {
+                let table = $crate::harness::DynamoDb::start().await;
+                super::$scenario(table.replica_with(&["--auth", "on"]).await).await
             }
         }
     )*};

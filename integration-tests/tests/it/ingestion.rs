@@ -7,7 +7,7 @@
 
 use crate::harness::Server;
 use crate::lake::{venv, Lake};
-use crate::on_both_backends;
+use crate::on_every_backend;
 use crate::raw::Client;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-on_both_backends!(
+on_every_backend!(
     a_job_killed_mid_load_resumes_completes_the_load_and_follows_cdc,
     two_racing_runs_record_every_file_exactly_once,
 );

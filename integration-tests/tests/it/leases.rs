@@ -1,7 +1,7 @@
 //! Lease behaviour a platform engineer relies on, on both backends.
 
 use crate::harness::Server;
-use crate::on_both_backends;
+use crate::on_every_backend;
 use crate::raw::{Acquire, Client};
 use serde_json::json;
 use std::time::Duration;
@@ -29,7 +29,7 @@ pub async fn table(client: &Client, name: &str, settings: serde_json::Value) {
     assert!(answer.status == 201 || answer.status == 200, "{answer:?}");
 }
 
-on_both_backends!(
+on_every_backend!(
     two_readers_share_and_a_writer_is_granted_when_both_release,
     a_long_polling_writer_is_answered_by_the_last_release,
     a_holder_that_stops_heartbeating_expires_and_lets_the_waiter_in,

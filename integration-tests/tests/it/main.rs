@@ -12,6 +12,7 @@ mod config;
 mod containers;
 mod crash;
 mod dashboard;
+mod dynamodb;
 mod errors;
 mod event_feed;
 mod glue_double;

@@ -676,7 +676,7 @@ async fn the_leader_killed_mid_run_is_replaced_and_the_run_is_followed_to_its_en
 }
 
 #[tokio::test]
-async fn runs_list_newest_first_page_by_page_on_both_backends() {
+async fn runs_list_newest_first_page_by_page_on_every_backend() {
     for server in [Server::sqlite().await, Server::postgres().await] {
         let job = json!({ "glue_job_name": "g", "kind": "ingestion" });
         server

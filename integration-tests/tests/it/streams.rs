@@ -6,7 +6,7 @@
 use crate::errors::{assert_error, send, with};
 use crate::harness::Server;
 use crate::raw::{Answer, Client};
-use crate::{on_both_backends, on_both_backends_with_auth};
+use crate::{on_every_backend, on_every_backend_with_auth};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
@@ -20,7 +20,7 @@ const TTL: u32 = 600;
 const CDC_START: &str = "20240501-000000000";
 const UNKNOWN_BATCH: &str = "0190a0b1-7c3e-7d2a-9f10-4b7e2c9d8e11";
 
-on_both_backends!(
+on_every_backend!(
     racing_runs_commit_one_batch_at_a_time_and_never_fork_the_history,
     runs_opening_or_committing_at_the_same_instant_get_one_batch_between_them,
     a_completed_load_moves_to_delta_and_the_bookmark_never_goes_back,
@@ -38,7 +38,7 @@ on_both_backends!(
     kill_9_keeps_the_bookmark_its_history_and_the_open_batch,
 );
 
-on_both_backends_with_auth!(
+on_every_backend_with_auth!(
     operators_rewind_and_reset_and_jobs_resume_from_there,
     streams_are_listed_a_page_at_a_time_and_a_scoped_token_sees_only_its_own,
 );

@@ -2,7 +2,7 @@
 
 use crate::harness::Server;
 use crate::leases::{read, table, write};
-use crate::on_both_backends;
+use crate::on_every_backend;
 use crate::raw::{Answer, Client};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -59,7 +59,7 @@ async fn pages(c: &Client, limit: usize) -> Vec<Vec<String>> {
     }
 }
 
-on_both_backends!(
+on_every_backend!(
     a_table_is_registered_with_201_and_its_settings_replaced_with_200,
     the_table_shows_how_many_hold_and_wait,
     tables_are_listed_by_name_a_page_at_a_time,
@@ -411,4 +411,4 @@ async fn a_prefix_narrows_the_listing_within_the_tokens_scopes(s: Server) {
     assert_eq!(refused.status, 422, "{}", refused.body);
 }
 
-crate::on_both_backends_with_auth!(a_prefix_narrows_the_listing_within_the_tokens_scopes);
+crate::on_every_backend_with_auth!(a_prefix_narrows_the_listing_within_the_tokens_scopes);

@@ -115,6 +115,8 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(_) => (StatusCode::CONFLICT, "storage_conflict"),
             StoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             StoreError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            // Only a single command too large for one transaction reaches here.
+            StoreError::TooLarge(_) => (StatusCode::INTERNAL_SERVER_ERROR, "transaction_too_large"),
         };
         let id = uuid::Uuid::now_v7();
         if status == StatusCode::SERVICE_UNAVAILABLE {

@@ -154,7 +154,7 @@ pub fn rule_arn(caller: &str) -> Option<String> {
 
 /// A configured mapping: identities whose ARN matches `pattern` (`*` any
 /// run of characters, `?` one) become principals with this role and scopes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ArnRule {
     pub pattern: String,
     pub role: Role,

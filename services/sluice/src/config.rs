@@ -4,7 +4,7 @@
 use anyhow::Context;
 use serde::Deserialize;
 use sluice_iceberg::CatalogConfig;
-use sluice_store::{Retention, StoreConfig, WriterConfig};
+use sluice_store::{DynamoConfig, Retention, StoreConfig, WriterConfig};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,7 +17,9 @@ pub struct StorageArgs {
     /// Directory of the embedded SQLite database (used when no database URL is set).
     #[arg(long, env = "SLUICE__DATABASE__DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// PostgreSQL URL (postgres://...); absent: SQLite in the data dir.
+    /// PostgreSQL URL (postgres://...) or DynamoDB table prefix
+    /// (dynamodb://PREFIX?region=R&endpoint=URL&skew_margin_ms=N); absent:
+    /// SQLite in the data dir.
     #[arg(long, env = "SLUICE__DATABASE__URL")]
     pub database_url: Option<String>,
     /// PostgreSQL connection pool size.
@@ -201,6 +203,15 @@ pub struct ServerSection {
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSection {
     pub url: Option<String>,
+    /// `dynamodb` (with the fields below) instead of a `url`.
+    pub kind: Option<String>,
+    /// DynamoDB: the table is `{table_prefix}-state`.
+    pub table_prefix: Option<String>,
+    pub region: Option<String>,
+    /// DynamoDB: another endpoint (an emulator, a VPC endpoint).
+    pub endpoint: Option<String>,
+    /// DynamoDB: how far apart the replicas' clocks may be (default 1000).
+    pub skew_margin_ms: Option<u64>,
     pub data_dir: Option<PathBuf>,
     pub max_connections: Option<u32>,
     pub writers: Option<usize>,
@@ -225,9 +236,19 @@ impl FileConfig {
 }
 
 impl StorageArgs {
-    pub fn resolve(&self, file: &DatabaseSection) -> (StoreConfig, WriterConfig) {
-        let url = self.database_url.clone().or_else(|| file.url.clone());
+    pub fn resolve(&self, file: &DatabaseSection) -> anyhow::Result<(StoreConfig, WriterConfig)> {
+        let url = match (self.database_url.clone(), file.kind.as_deref()) {
+            (Some(url), _) => Some(url),
+            (None, Some("dynamodb")) => Some(dynamodb_url(file)?),
+            (None, Some(other)) => {
+                anyhow::bail!("[database] kind `{other}` is not known (known: dynamodb; PostgreSQL takes a url)")
+            }
+            (None, None) => file.url.clone(),
+        };
         let store = match url {
+            Some(url) if DynamoConfig::is_url(&url) => {
+                StoreConfig::Dynamo(DynamoConfig::parse(&url).map_err(anyhow::Error::msg)?)
+            }
             Some(url) => StoreConfig::Postgres {
                 url,
                 max_connections: self.max_connections.or(file.max_connections).unwrap_or(16),
@@ -260,8 +281,32 @@ impl StorageArgs {
                     .map_or(defaults.retention.keep_events, i64::from),
             },
         };
-        (store, writer)
+        Ok((store, writer))
     }
+}
+
+/// The `[database] kind = "dynamodb"` section as a URL, so that both
+/// spellings go through one parser.
+fn dynamodb_url(file: &DatabaseSection) -> anyhow::Result<String> {
+    let prefix = file
+        .table_prefix
+        .as_deref()
+        .context("[database] kind = \"dynamodb\" needs table_prefix")?;
+    let mut params = Vec::new();
+    if let Some(region) = &file.region {
+        params.push(format!("region={region}"));
+    }
+    if let Some(endpoint) = &file.endpoint {
+        params.push(format!("endpoint={}", endpoint.replace('%', "%25").replace('&', "%26")));
+    }
+    if let Some(ms) = file.skew_margin_ms {
+        params.push(format!("skew_margin_ms={ms}"));
+    }
+    Ok(if params.is_empty() {
+        format!("dynamodb://{prefix}")
+    } else {
+        format!("dynamodb://{prefix}?{}", params.join("&"))
+    })
 }
 
 /// Where the state lives, for the start-up line (never the password).
@@ -272,5 +317,13 @@ pub fn describe(store: &StoreConfig) -> String {
             let host = url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host);
             format!("postgres at {host}")
         }
+        StoreConfig::Dynamo(c) => format!(
+            "dynamodb table {}{}",
+            c.table(),
+            c.endpoint
+                .as_deref()
+                .map(|e| format!(" at {e}"))
+                .unwrap_or_default()
+        ),
     }
 }

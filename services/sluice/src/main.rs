@@ -206,7 +206,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             healthcheck(&url, Duration::from_secs(timeout_seconds)).await
         }
         Cmd::CheckConfig { storage } => {
-            let (store, _) = storage.resolve(&file.database);
+            let (store, _) = storage.resolve(&file.database)?;
             let (catalogs, default) = config::catalogs(&file, &store, None);
             println!("storage: {}", config::describe(&store));
             for c in &catalogs {
@@ -228,7 +228,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Migrate { storage } => {
             init_logging();
-            let (store, _) = storage.resolve(&file.database);
+            let (store, _) = storage.resolve(&file.database)?;
             Store::migrate(&store).await?;
             tracing::info!("migrated {}", config::describe(&store));
             Ok(())
@@ -263,7 +263,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let auth = auth
                 .or(file.server.auth.clone())
                 .unwrap_or_else(|| "auto".to_owned());
-            let (store_config, writer) = storage.resolve(&file.database);
+            let (store_config, writer) = storage.resolve(&file.database)?;
             let defaults = ApiConfig::default();
             let api = ApiConfig {
                 max_waiters_per_table: max_waiters_per_table

@@ -60,7 +60,7 @@ pub async fn run(cmd: PrincipalCmd, file: &FileConfig) -> anyhow::Result<()> {
                 role,
                 scopes,
             };
-            let tokens = Store::open_tokens(&storage.resolve(&file.database).0).await?;
+            let tokens = Store::open_tokens(&storage.resolve(&file.database)?.0).await?;
             if !tokens.create_aws_principal(&rule, now).await? {
                 // The pattern is taken: by this very rule (a deployment's
                 // one-shot run again), or by another, not replaced.
@@ -80,7 +80,7 @@ pub async fn run(cmd: PrincipalCmd, file: &FileConfig) -> anyhow::Result<()> {
             );
         }
         PrincipalCmd::List { storage } => {
-            let tokens = Store::open_tokens(&storage.resolve(&file.database).0).await?;
+            let tokens = Store::open_tokens(&storage.resolve(&file.database)?.0).await?;
             println!("{:<10} {:<24} aws arn", "role", "scopes");
             for rule in tokens.aws_principals().await? {
                 let scopes = if rule.scopes.is_empty() {
@@ -92,7 +92,7 @@ pub async fn run(cmd: PrincipalCmd, file: &FileConfig) -> anyhow::Result<()> {
             }
         }
         PrincipalCmd::Delete { aws_arn, storage } => {
-            let tokens = Store::open_tokens(&storage.resolve(&file.database).0).await?;
+            let tokens = Store::open_tokens(&storage.resolve(&file.database)?.0).await?;
             anyhow::ensure!(
                 tokens.delete_aws_principal(&aws_arn).await?,
                 "no rule for `{aws_arn}`"

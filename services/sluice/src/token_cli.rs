@@ -86,7 +86,7 @@ pub async fn run(cmd: TokenCmd, file: &FileConfig) -> anyhow::Result<()> {
         TokenCmd::Create { spec, storage } => {
             let (name, role, scopes, expires_at) = spec.checked(now)?;
             let (token, record) = sluice_api::auth::new_token(&name, role, scopes, expires_at, now);
-            let tokens = Store::open_tokens(&storage.resolve(&file.database).0).await?;
+            let tokens = Store::open_tokens(&storage.resolve(&file.database)?.0).await?;
             anyhow::ensure!(
                 tokens.create(&record).await?,
                 "a token named `{name}` exists already"
@@ -118,7 +118,7 @@ pub async fn run(cmd: TokenCmd, file: &FileConfig) -> anyhow::Result<()> {
                     "`{from_env}` does not hold a sluice token: sluice_<16 letters or digits>_<32 or more>"
                 )
             })?;
-            let tokens = Store::open_tokens(&storage.resolve(&file.database).0).await?;
+            let tokens = Store::open_tokens(&storage.resolve(&file.database)?.0).await?;
             if tokens.create(&record).await? {
                 eprintln!("imported token `{name}` (role {})", role.as_str());
                 return Ok(());
@@ -142,7 +142,7 @@ pub async fn run(cmd: TokenCmd, file: &FileConfig) -> anyhow::Result<()> {
             eprintln!("token `{name}` is imported already");
         }
         TokenCmd::List { storage } => {
-            let tokens = Store::open_tokens(&storage.resolve(&file.database).0).await?;
+            let tokens = Store::open_tokens(&storage.resolve(&file.database)?.0).await?;
             println!(
                 "{:<24} {:<10} {:<24} {:<26} {:<26} revoked",
                 "name", "role", "scopes", "created", "expires"
@@ -165,7 +165,7 @@ pub async fn run(cmd: TokenCmd, file: &FileConfig) -> anyhow::Result<()> {
             }
         }
         TokenCmd::Revoke { name, storage } => {
-            let tokens = Store::open_tokens(&storage.resolve(&file.database).0).await?;
+            let tokens = Store::open_tokens(&storage.resolve(&file.database)?.0).await?;
             anyhow::ensure!(
                 tokens.revoke(&name, now).await?,
                 "no live token named `{name}`"

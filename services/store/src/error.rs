@@ -14,6 +14,10 @@ pub enum StoreError {
     /// created first).
     #[error("storage conflict: {0}")]
     Conflict(String),
+    /// One transaction would pass the database's limit on its size
+    /// (DynamoDB's 100 items): the writer commits the batch in parts.
+    #[error("transaction too large: {0}")]
+    TooLarge(String),
     #[error("not found: {0}")]
     NotFound(String),
     /// A bug or corrupt data: retrying will not help.

@@ -1,5 +1,5 @@
-//! The store: every aggregate's state over SQLite or PostgreSQL, with group
-//! commit.
+//! The store: every aggregate's state over SQLite, PostgreSQL or DynamoDB,
+//! with group commit.
 //!
 //! Handlers never open transactions. They hand a command to an aggregate's
 //! writer ([`Store::execute`], [`Store::execute_stream`]); the writer drains
@@ -11,6 +11,7 @@
 //! `streams.rs`) and the writer, hub and sweeper sit beside them.
 #![forbid(unsafe_code)]
 
+mod dynamo;
 mod error;
 mod hub;
 mod hydrations;
@@ -29,6 +30,7 @@ pub mod streams;
 mod sweeper;
 mod writer;
 
+pub use dynamo::{DynamoConfig, DEFAULT_SKEW_MARGIN, WAKE_INTERVAL};
 pub use error::StoreError;
 pub use hub::{Hub, Wake};
 pub use leases::{HydrationCommand, HydrationReply};
@@ -59,6 +61,9 @@ pub enum StoreConfig {
     Sqlite { data_dir: PathBuf },
     /// Production: many replicas may share one database.
     Postgres { url: String, max_connections: u32 },
+    /// AWS-native: one DynamoDB table, no database to run; many replicas
+    /// may share it.
+    Dynamo(DynamoConfig),
 }
 
 /// Tuning of the writer.
@@ -128,6 +133,11 @@ async fn connect(
             let listener = backend.listen(hub.clone()).await?;
             Ok((Arc::new(backend), Some(listener)))
         }
+        StoreConfig::Dynamo(config) => {
+            let backend = Arc::new(dynamo::DynamoBackend::open(config).await?);
+            let watcher = backend.clone().watch(hub.clone()).await?;
+            Ok((backend, Some(watcher)))
+        }
     }
 }
 
@@ -187,6 +197,7 @@ impl Store {
             StoreConfig::Postgres { url, .. } => {
                 postgres::PgBackend::open(url, 2).await.map(|_| ())
             }
+            StoreConfig::Dynamo(config) => dynamo::DynamoBackend::migrate(config).await,
         }
     }
 
@@ -200,6 +211,7 @@ impl Store {
             StoreConfig::Postgres { url, .. } => {
                 Ok(Arc::new(postgres::PgBackend::open(url, 1).await?))
             }
+            StoreConfig::Dynamo(config) => Ok(Arc::new(dynamo::DynamoBackend::open(config).await?)),
         }
     }
 

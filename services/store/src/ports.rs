@@ -518,7 +518,7 @@ pub struct Due {
     pub now: Millis,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TokenRecord {
     /// The public part of the token, used to find it.
     pub id: String,

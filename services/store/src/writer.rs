@@ -111,6 +111,15 @@ async fn run<G: Group>(group: &G, mut batch: Vec<G::Job>, stats: &StoreStats) {
                 job.finish(Ok(()));
             }
         }
+        Err(StoreError::TooLarge(why)) if batch.len() > 1 => {
+            // Past the database's limit on one transaction (DynamoDB's
+            // items): commit each half as its own transaction, each
+            // answered after its own commit; a command is never split.
+            tracing::debug!(%why, commands = batch.len(), "batch too large; committing it in halves");
+            let second = batch.split_off(batch.len() / 2);
+            Box::pin(run(group, batch, stats)).await;
+            Box::pin(run(group, second, stats)).await;
+        }
         Err(error) if batch.len() > 1 => {
             // One bad command must not fail its neighbours: retry alone.
             tracing::warn!(%error, commands = batch.len(), "batch failed; retrying its commands one by one");

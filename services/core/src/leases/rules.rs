@@ -133,7 +133,7 @@ fn lease_reply(state: &TableState, id: LeaseId, replayed: bool) -> Result<LeaseR
 pub fn settle(state: &mut TableState, now: Millis, events: &mut Vec<NewEvent>) {
     let mut i = 0;
     while i < state.live.len() {
-        if state.live[i].is_expired_at(now) {
+        if state.live[i].is_expired_at(Millis(now.0 - state.skew_margin.0)) {
             let mut lease = state.live.remove(i);
             let was = lease.state;
             lease.state = LeaseState::Expired;

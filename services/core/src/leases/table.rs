@@ -39,6 +39,13 @@ pub struct TableState {
     /// Finished leases the current commands refer to (by id or idempotency
     /// key); loaded so that repeated calls can be answered, never changed.
     pub finished: Vec<Lease>,
+    /// How long past its expiry a live lease is still honoured, because
+    /// the clocks that judge expiry may disagree by that much: zero where
+    /// the database keeps time (SQLite's one process, PostgreSQL's
+    /// `now()`), the configured margin on DynamoDB, where each replica's
+    /// own clock judges. Set by the backend as it loads; never stored.
+    #[serde(skip)]
+    pub skew_margin: Millis,
 }
 
 impl TableState {
@@ -51,6 +58,7 @@ impl TableState {
             created_at: now,
             updated_at: now,
             live: Vec::new(),
+            skew_margin: Millis(0),
             finished: Vec::new(),
         }
     }

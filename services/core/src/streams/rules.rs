@@ -47,6 +47,7 @@ pub fn put_stream(
             updated_at: now,
             batches: Vec::new(),
             versions: Vec::new(),
+            skew_margin: Millis(0),
         };
         state
             .versions
@@ -180,7 +181,7 @@ fn settle(state: &mut StreamState, now: Millis, events: &mut Vec<NewEvent>) {
     let expired = state
         .batches
         .iter()
-        .position(|b| b.is_open() && b.expires_at <= now);
+        .position(|b| b.is_open() && b.expires_at.0 + state.skew_margin.0 <= now.0);
     if let Some(i) = expired {
         end_batch(
             state,

@@ -149,7 +149,7 @@ impl Cause {
 }
 
 /// One entry of a stream's bookmark history, immutable once written.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BookmarkVersion {
     pub stream: StreamName,
     pub bookmark: Bookmark,
@@ -192,7 +192,7 @@ impl BatchState {
 pub const EXPIRED: &str = "expired";
 
 /// One run's unit of work on a stream: `open -> committed | failed`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Batch {
     pub id: BatchId,
     pub stream: StreamName,
@@ -225,7 +225,7 @@ impl Batch {
 }
 
 /// What an administrator says about a stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StreamSettings {
     /// The Iceberg table the stream feeds.
     pub table: TableName,
@@ -236,7 +236,7 @@ pub struct StreamSettings {
 }
 
 /// A stream as the rules see it within one transaction.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StreamState {
     pub name: StreamName,
     pub settings: StreamSettings,
@@ -249,6 +249,13 @@ pub struct StreamState {
     /// Versions a rewind may restore (those the commands name), plus those
     /// written in this transaction.
     pub versions: Vec<BookmarkVersion>,
+    /// How long past its expiry a live batch is still honoured, because
+    /// the clocks that judge expiry may disagree by that much: zero where
+    /// the database keeps time (SQLite's one process, PostgreSQL's
+    /// `now()`), the configured margin on DynamoDB, where each replica's
+    /// own clock judges. Set by the backend as it loads; never stored.
+    #[serde(skip)]
+    pub skew_margin: Millis,
 }
 
 impl StreamState {

@@ -90,6 +90,7 @@ impl TryFrom<TableRow> for TableState {
             updated_at: Millis(r.updated_at),
             live: Vec::new(),
             finished: Vec::new(),
+            skew_margin: Millis(0),
         })
     }
 }

@@ -170,6 +170,7 @@ impl TryFrom<StreamRow> for StreamState {
             updated_at: Millis(r.updated_at),
             batches: Vec::new(),
             versions: Vec::new(),
+            skew_margin: Millis(0),
         })
     }
 }

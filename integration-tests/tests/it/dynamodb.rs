@@ -1,0 +1,216 @@
+//! What only the DynamoDB backend has: replicas on one table hearing each
+//! other by the event counter, optimistic commits racing across replicas,
+//! group commits split at the 100-item transaction limit, and the table
+//! created by `sluice migrate`. (Every scenario of the black-box suite runs
+//! on it too, through `on_every_backend!`.)
+
+use crate::harness::{binary, DynamoDb, Server, AWS_ENV};
+use crate::lake::Lake;
+use aws_sdk_dynamodb::types::AttributeValue;
+use sluice_client::history::{self, Report};
+use sluice_client::load::{self, LoadConfig};
+use sluice_client::wake;
+use std::process::Command;
+use std::time::Duration;
+
+/// A client of the DynamoDB a `dynamodb://` URL names.
+async fn client(url: &str) -> aws_sdk_dynamodb::Client {
+    let endpoint = url
+        .split("endpoint=")
+        .nth(1)
+        .and_then(|rest| rest.split('&').next())
+        .expect("the URL names an endpoint");
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "static",
+        ))
+        .load()
+        .await;
+    aws_sdk_dynamodb::Client::new(&config)
+}
+
+fn key(pk: &str, sk: &str) -> std::collections::HashMap<String, AttributeValue> {
+    [
+        ("pk".to_owned(), AttributeValue::S(pk.into())),
+        ("sk".to_owned(), AttributeValue::S(sk.into())),
+    ]
+    .into()
+}
+
+/// Make a token's expiry pass in the table (the CLI only makes tokens that
+/// expire a day or more from now).
+pub async fn expire_token(url: &str, name: &str) -> u64 {
+    let db = client(url).await;
+    let table = "it-state";
+    let named = db
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key("token-name", name)))
+        .send()
+        .await
+        .unwrap();
+    let Some(named) = named.item else { return 0 };
+    let Some(AttributeValue::S(id)) = named.get("id") else {
+        panic!("token-name item without an id: {named:?}")
+    };
+    let mut item = db
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key("token", id)))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the token item");
+    let Some(AttributeValue::S(doc)) = item.get("doc") else {
+        panic!("token without a doc")
+    };
+    let mut doc: serde_json::Value = serde_json::from_str(doc).unwrap();
+    doc["expires_at"] = serde_json::json!(1);
+    item.insert("doc".into(), AttributeValue::S(doc.to_string()));
+    db.put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+    1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_on_one_replica_wakes_a_writer_long_polling_on_another() {
+    let table = DynamoDb::start().await;
+    let (a, b) = (table.replica().await, table.replica().await);
+    let samples = wake::wake_latencies(&a.url, &b.url, "sales.orders", 3, None)
+        .await
+        .unwrap();
+    eprintln!("replica B answered {samples:?} after each release on replica A");
+    for sample in samples {
+        assert!(
+            sample < Duration::from_secs(5),
+            "answered only after {sample:?}: not woken by the counter watch"
+        );
+    }
+}
+
+/// Two replicas take turns on the same tables while one of them is killed
+/// and restarted: their optimistic commits race on every root, and the
+/// checker finds no double grant, no lost acknowledged change and tokens
+/// increasing per table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_killed_under_load_grant_nothing_twice_and_lose_nothing_acknowledged() {
+    let table = DynamoDb::start().await;
+    let (mut a, b) = (table.replica().await, table.replica().await);
+    let config = LoadConfig {
+        urls: vec![a.url.clone(), b.url.clone()],
+        clients: 12,
+        tables: 6,
+        duration: Duration::from_secs(5),
+        hold: Duration::from_millis(2),
+        // Leases whose grant answer died with the process expire soon.
+        ttl_seconds: 2,
+        wait_seconds: 5,
+        retry_for: Duration::from_secs(30),
+        ..LoadConfig::default()
+    };
+    load::setup(&config, &load::load_table_settings())
+        .await
+        .unwrap();
+    let running = tokio::spawn(load::run(config));
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    a.kill9();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.restart().await;
+    let result = running.await.unwrap().unwrap();
+    assert!(
+        result.summary.retries > 0,
+        "the crash happened under load: {:?}",
+        result.summary
+    );
+    assert!(result.holds.len() > 20, "{:?}", result.summary);
+    let writes = result.holds.iter().filter(|h| h.mode == "write").count();
+    assert!(writes > 2, "writers must get through: {writes}");
+
+    let events = b.client.typed().all_events(0, None).await.unwrap();
+    let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "event ids strictly increase in commit order across replicas"
+    );
+    let mut report = Report::default();
+    history::check_holds(&result.holds, &mut report);
+    history::check_events(&result.holds, &events, &mut report);
+    assert!(report.ok(), "{:#?}", report.violations);
+}
+
+/// 150 tables registered at once: a group commit of that many commands
+/// passes DynamoDB's 100 items a transaction, so the writer commits it in
+/// parts, each answered after its own commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_commit_past_the_transaction_limit_is_committed_in_parts() {
+    let s = Server::dynamodb().await;
+    let calls: Vec<_> = (0..150)
+        .map(|i| {
+            let client = s.client.clone();
+            tokio::spawn(async move {
+                client
+                    .put_table(&format!("bulk.t{i:03}"), serde_json::json!({}))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for call in calls {
+        let answer = call.await.unwrap();
+        assert_eq!(answer.status, 201, "{answer:?}");
+    }
+    let listed = s
+        .expect(reqwest::Method::GET, "/v1/tables?limit=500", None, 200)
+        .await;
+    assert_eq!(listed["tables"].as_array().map(Vec::len), Some(150), "{listed}");
+    let events = s.client.typed().all_events(0, None).await.unwrap();
+    let created = events
+        .iter()
+        .filter(|e| e.kind == "table_created")
+        .count();
+    assert_eq!(created, 150);
+}
+
+#[tokio::test]
+async fn serve_before_migrate_says_to_run_it_and_migrate_twice_is_fine() {
+    let moto = Lake::start().await;
+    let url = format!("dynamodb://fresh?region=us-east-1&endpoint={}", moto.url);
+    let (status, output) =
+        Server::try_serve_with_env(&["--database-url", &url], &AWS_ENV, Duration::from_secs(20))
+            .expect("serve stops by itself");
+    assert!(!status.success());
+    assert!(
+        output.contains("fresh-state does not exist") && output.contains("sluice migrate"),
+        "{output}"
+    );
+    for _ in 0..2 {
+        let migrated = Command::new(binary())
+            .args(["migrate", "--database-url", &url])
+            .envs(AWS_ENV)
+            .output()
+            .unwrap();
+        assert!(
+            migrated.status.success(),
+            "{}",
+            String::from_utf8_lossy(&migrated.stderr)
+        );
+    }
+    let bad = Command::new(binary())
+        .args(["migrate", "--database-url", "dynamodb://x?colour=red"])
+        .envs(AWS_ENV)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("unknown parameter `colour`"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
