@@ -1,4 +1,5 @@
-//! Black-box tests: the built `sluice` binary on SQLite and PostgreSQL.
+//! Black-box tests: the built `sluice` binary on SQLite, PostgreSQL and
+//! DynamoDB (moto's).
 
 mod harness;
 mod hydrations;

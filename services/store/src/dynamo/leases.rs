@@ -9,6 +9,10 @@
 //!   its whole document and `ended` (ms). Ids are UUIDv7, so the pruner
 //!   walks the old end of this partition as the SQL backends walk theirs.
 //! - `idem/TABLE` / KEY: the lease an idempotency key created.
+//! - `table-folded` / lower-case NAME: the table registered under that name
+//!   in any case, written with the root on the condition it is new: names
+//!   that differ only in case are one table (the SQL backends' folded
+//!   unique index).
 //!
 //! A root holds its live leases, so the number of leases live at once on
 //! one table is bounded by DynamoDB's 400 KB item (about a thousand).
@@ -26,6 +30,7 @@ use std::collections::{HashMap, HashSet};
 
 pub(super) const TABLES: &str = "table";
 pub(super) const LEASES: &str = "lease";
+const FOLDED: &str = "table-folded";
 /// sluice's own tables (the scheduler's leader lease): never listed.
 const SYSTEM_PREFIX: &str = "sluice_system.";
 
@@ -82,7 +87,7 @@ impl DynamoBackend {
     }
 
     /// Load what a batch names, each root with the version it was read at.
-    async fn load(&self, targets: &Targets) -> Result<(Loaded, HashMap<TableName, i64>), StoreError> {
+    async fn load(&self, targets: &Targets) -> Result<(Loaded, Versions), StoreError> {
         let fresh: HashSet<LeaseId> = targets.fresh.iter().map(|(id, _)| *id).collect();
         let mut tables: HashSet<TableName> = targets.tables.iter().cloned().collect();
         let mut lease_tables: HashMap<LeaseId, TableName> = HashMap::new();
@@ -110,6 +115,12 @@ impl DynamoBackend {
                 .idempotency_keys
                 .iter()
                 .map(|(t, k)| (idem_pk(t), k.clone())),
+        );
+        keys.extend(
+            targets
+                .tables
+                .iter()
+                .map(|t| (FOLDED.to_owned(), t.as_str().to_lowercase())),
         );
         let mut read = self.get_many(&keys).await?;
         let mut finished: HashMap<LeaseId, Lease> = HashMap::new();
@@ -143,11 +154,17 @@ impl DynamoBackend {
             read.extend(self.get_many(&missing_roots).await?);
         }
         let mut loaded = Loaded::default();
-        let mut versions = HashMap::new();
+        let mut versions = Versions::default();
         for table in &tables {
             if let Some(item) = read.get(&(TABLES.to_owned(), table.to_string())) {
-                versions.insert(table.clone(), version(item));
+                versions.roots.insert(table.clone(), version(item));
                 loaded.tables.insert(table.clone(), self.decode_root(item)?);
+            }
+        }
+        for table in &targets.tables {
+            let folded = (FOLDED.to_owned(), table.as_str().to_lowercase());
+            if let Some(item) = read.get(&folded) {
+                versions.folded.insert(table.clone(), text(item, "table")?.to_owned());
             }
         }
         let live: HashSet<LeaseId> = loaded
@@ -186,6 +203,22 @@ impl DynamoBackend {
     }
 }
 
+/// The versions a batch's roots were read at, and the registered names
+/// its tables fold to.
+#[derive(Default)]
+struct Versions {
+    roots: HashMap<TableName, i64>,
+    folded: HashMap<TableName, String>,
+}
+
+/// A table the batch creates whose name another table has in another case.
+fn twin(versions: &Versions, changes: &Changes) -> Option<(String, String)> {
+    changes.created_tables.iter().find_map(|t| {
+        let registered = versions.folded.get(&t.name)?;
+        (registered != t.name.as_str()).then(|| (t.name.to_string(), registered.clone()))
+    })
+}
+
 /// Each changed root, as it is after the batch: the states the rules left
 /// for tables whose header changed, else the loaded one with its changed
 /// leases put in (or taken out, once finished).
@@ -220,21 +253,30 @@ fn roots_after(before: &HashMap<TableName, TableState>, changes: &Changes) -> Ve
 fn write_changes(
     write: &mut Write,
     before: &HashMap<TableName, TableState>,
-    versions: &HashMap<TableName, i64>,
+    versions: &Versions,
     changes: &Changes,
 ) {
     let mut written = HashSet::new();
     for root in roots_after(before, changes) {
-        let expect = match versions.get(&root.name) {
+        let expect = match versions.roots.get(&root.name) {
             Some(v) => Expect::Version(*v),
-            None => Expect::Absent,
+            None => {
+                write.put(
+                    FOLDED,
+                    &root.name.as_str().to_lowercase(),
+                    Expect::Absent,
+                    &(),
+                    [text_attr("table", root.name.as_str())],
+                );
+                Expect::Absent
+            }
         };
         write.put(TABLES, root.name.as_str(), expect, &root, []);
         written.insert(root.name.clone());
     }
     // What the batch decided on without changing it must not have changed
     // either: the same guarantee as a SQL backend's row locks.
-    for (table, v) in versions {
+    for (table, v) in &versions.roots {
         if !written.contains(table) {
             write.check(TABLES, table.as_str(), Expect::Version(*v));
         }
@@ -297,6 +339,11 @@ impl LeasePort for DynamoBackend {
                 let changes = apply(loaded, self.now());
                 if changes.is_empty() {
                     return Ok(changes);
+                }
+                if let Some((name, registered)) = twin(&versions, &changes) {
+                    return Err(StoreError::Conflict(format!(
+                        "table {name} differs from the registered {registered} only in case"
+                    )));
                 }
                 let mut write = Write::default();
                 write_changes(&mut write, &before, &versions, &changes);

@@ -1,13 +1,13 @@
 //! The event log: appended in commit order by every aggregate, filtered by
 //! table, kind and scopes.
 
-use crate::support::{acquire, both, put_table, table};
+use crate::support::{acquire, every, put_table, table};
 use sluice_core::{EventKind, Mode};
 use sluice_store::EventQuery;
 
 #[tokio::test]
 async fn events_follow_commit_order_and_filter_by_table_kind_and_scope() {
-    for b in both().await {
+    for b in every().await {
         let store = &b.store;
         put_table(store, "sales.orders").await;
         put_table(store, "hr.payroll").await;

@@ -1,12 +1,12 @@
 //! Tables and leases: what a transaction writes is what the reads load.
 
-use crate::support::{acquire, both, put_table, table};
+use crate::support::{acquire, every, put_table, table};
 use sluice_core::{LeaseCommand, LeaseState, Mode, TableCommand};
 use std::time::Duration;
 
 #[tokio::test]
 async fn a_waiting_writer_is_read_back_with_its_place_and_granted_by_the_release() {
-    for b in both().await {
+    for b in every().await {
         let store = &b.store;
         put_table(store, "sales.orders").await;
         let reader = acquire(store, "sales.orders", Mode::Read, 60).await;
@@ -45,9 +45,41 @@ async fn a_waiting_writer_is_read_back_with_its_place_and_granted_by_the_release
     }
 }
 
+/// On DynamoDB each replica's clock judges expiry, `skew_margin` late: a
+/// lease past its TTL but within the margin is still its holder's (a
+/// replica whose clock runs ahead must not cut it off early).
+#[tokio::test]
+async fn on_dynamodb_a_lease_expires_only_once_its_ttl_and_the_skew_margin_ran() {
+    let b = crate::support::dynamodb_with_margin(1500).await;
+    let store = &b.store;
+    put_table(store, "sales.skew").await;
+    let lease = acquire(store, "sales.skew", Mode::Write, 1).await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let read = store.lease(lease.id).await.unwrap().unwrap();
+    assert!(!read.stale, "past its TTL, within the margin: {read:?}");
+    assert_eq!(read.lease.state, LeaseState::Granted);
+    let events = store
+        .events(&sluice_store::EventQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        events.iter().all(|e| e.event.kind.as_str() != "lease_expired"),
+        "not swept within the margin: {events:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let read = store.lease(lease.id).await.unwrap().unwrap();
+    assert!(
+        read.stale || read.lease.state == LeaseState::Expired,
+        "past its TTL and the margin: {read:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_lease_past_its_ttl_reads_as_stale_by_the_stores_clock_until_swept() {
-    for b in both().await {
+    for b in every().await {
         let store = &b.store;
         put_table(store, "sales.stale").await;
         let lease = acquire(store, "sales.stale", Mode::Read, 1).await;
@@ -68,7 +100,7 @@ async fn a_lease_past_its_ttl_reads_as_stale_by_the_stores_clock_until_swept() {
 
 #[tokio::test]
 async fn table_listings_page_by_name_and_honour_scopes() {
-    for b in both().await {
+    for b in every().await {
         let store = &b.store;
         for name in ["hr.payroll", "sales.a", "sales.b", "sales.c"] {
             put_table(store, name).await;
@@ -87,7 +119,7 @@ async fn table_listings_page_by_name_and_honour_scopes() {
 
 #[tokio::test]
 async fn an_unknown_table_or_lease_is_the_callers_error_not_the_stores() {
-    for b in both().await {
+    for b in every().await {
         let store = &b.store;
         let sweep = TableCommand::Sweep {
             table: table("no.such"),
@@ -107,7 +139,7 @@ async fn an_unknown_table_or_lease_is_the_callers_error_not_the_stores() {
 
 #[tokio::test]
 async fn a_name_differing_only_in_case_finds_the_registered_table_and_cannot_be_stored() {
-    for b in both().await {
+    for b in every().await {
         let store = &b.store;
         put_table(store, "salesX.orders").await;
         let alike = table("salesx.orders");

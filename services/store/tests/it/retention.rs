@@ -1,14 +1,14 @@
 //! History retention: what ended before the cutoff goes, what is live or
 //! recent stays, and so do bookmark versions and the log's last events.
 
-use crate::support::{acquire, both, put_table};
+use crate::support::{acquire, every, put_table};
 use sluice_core::streams::{BatchCommand, PutStream, StreamSettings};
 use sluice_core::{BatchId, LeaseCommand, LeaseState, Millis, Mode, StreamName};
 use sluice_store::{system_now, EventQuery};
 
 #[tokio::test]
 async fn pruning_deletes_finished_history_before_the_cutoff_and_keeps_the_rest() {
-    for b in both().await {
+    for b in every().await {
         let store = &b.store;
         put_table(store, "sales.orders").await;
         let mut finished = Vec::new();

@@ -1,7 +1,7 @@
 //! Streams, batches and bookmark versions: a commit's rows read back, the
 //! history in version order, listings with open batches and scopes.
 
-use crate::support::{both, table};
+use crate::support::{every, table};
 use sluice_core::streams::{
     BatchCommand, BatchReply, BookmarkCommand, BookmarkUpdate, Commit, Counts, LoadProgress, Phase,
     PutStream, StreamSettings,
@@ -63,7 +63,7 @@ async fn open(store: &Store, name: &str) -> (BatchId, i64) {
 
 #[tokio::test]
 async fn a_committed_batch_and_its_bookmark_version_read_back() {
-    for b in both().await {
+    for b in every().await {
         let store = &b.store;
         register(store, "sales.cdc").await;
         let (batch_id, token) = open(store, "sales.cdc").await;
@@ -175,7 +175,7 @@ async fn a_committed_batch_and_its_bookmark_version_read_back() {
 
 #[tokio::test]
 async fn a_rewind_reads_its_target_inside_the_transaction() {
-    for b in both().await {
+    for b in every().await {
         let store = &b.store;
         register(store, "sales.cdc").await;
         let (batch_id, token) = open(store, "sales.cdc").await;
@@ -209,7 +209,7 @@ async fn a_rewind_reads_its_target_inside_the_transaction() {
 
 #[tokio::test]
 async fn stream_listings_page_by_name_carry_open_batches_and_honour_scopes() {
-    for b in both().await {
+    for b in every().await {
         let store = &b.store;
         for name in ["hr.feed", "sales.a", "sales.b"] {
             register(store, name).await;
@@ -263,7 +263,7 @@ async fn commit_files(store: &Store, name: &str, files: &[String]) -> i64 {
 
 #[tokio::test]
 async fn versions_stored_as_what_they_added_read_back_whole_and_rewind_exactly() {
-    for b in both().await {
+    for b in every().await {
         let store = &b.store;
         register(store, "sales.cdc").await;
         let files =

@@ -1,5 +1,6 @@
-//! Both backends, fresh for each test: SQLite in a temporary folder, and a
-//! new database on the PostgreSQL server `DATABASE_URL` names.
+//! Every backend, fresh for each test: SQLite in a temporary folder, a new
+//! database on the PostgreSQL server `DATABASE_URL` names, and a new table
+//! on a moto server of the test's own (DynamoDB).
 
 use sluice_core::leases::{AcquireRequest, TableSettings};
 use sluice_core::{Lease, LeaseCommand, LeaseId, Mode, TableCommand, TableName};
@@ -9,6 +10,17 @@ pub struct Backend {
     pub name: &'static str,
     pub store: Store,
     _dir: Option<tempfile::TempDir>,
+    _moto: Option<Moto>,
+}
+
+/// A moto server, stopped when dropped.
+struct Moto(std::process::Child);
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 pub async fn sqlite() -> Backend {
@@ -22,6 +34,7 @@ pub async fn sqlite() -> Backend {
             .await
             .expect("open SQLite"),
         _dir: Some(dir),
+        _moto: None,
     }
 }
 
@@ -48,12 +61,64 @@ pub async fn postgres() -> Backend {
             .await
             .expect("open PostgreSQL"),
         _dir: None,
+        _moto: None,
     }
 }
 
-/// Both backends, each fresh.
-pub async fn both() -> Vec<Backend> {
-    vec![sqlite().await, postgres().await]
+/// A fresh sluice table on a moto server of this test's own (from the venv
+/// `scripts/test.sh` makes: `SLUICE_INGEST_VENV` or `.venv-ingest`).
+pub async fn dynamodb() -> Backend {
+    // A small skew margin: the tests' TTLs are a second or two.
+    dynamodb_with_margin(50).await
+}
+
+/// [`dynamodb`] whose replicas may disagree by `skew_margin_ms`.
+pub async fn dynamodb_with_margin(skew_margin_ms: u64) -> Backend {
+    static CREDENTIALS: std::sync::Once = std::sync::Once::new();
+    // moto checks no signature; the SDK's default chain needs some.
+    CREDENTIALS.call_once(|| {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    });
+    let venv = std::env::var("SLUICE_INGEST_VENV").map_or_else(
+        |_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv-ingest"),
+        std::path::PathBuf::from,
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let child = std::process::Command::new(venv.join("bin/moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}/bin/moto_server: {e}", venv.display()));
+    let moto = Moto(child);
+    let url = format!(
+        "dynamodb://store?region=us-east-1&endpoint=http://127.0.0.1:{port}&skew_margin_ms={skew_margin_ms}"
+    );
+    let config = StoreConfig::Dynamo(sluice_store::DynamoConfig::parse(&url).expect("a valid URL"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // moto answers within a second or two of starting.
+    while let Err(error) = Store::migrate(&config).await {
+        assert!(std::time::Instant::now() < deadline, "moto never answered: {error}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Backend {
+        name: "dynamodb",
+        store: Store::open(&config, WriterConfig::default())
+            .await
+            .expect("open DynamoDB"),
+        _dir: None,
+        _moto: Some(moto),
+    }
+}
+
+/// Every backend, each fresh.
+pub async fn every() -> Vec<Backend> {
+    vec![sqlite().await, postgres().await, dynamodb().await]
 }
 
 pub fn table(name: &str) -> TableName {
