@@ -297,7 +297,10 @@ fn dynamodb_url(file: &DatabaseSection) -> anyhow::Result<String> {
         params.push(format!("region={region}"));
     }
     if let Some(endpoint) = &file.endpoint {
-        params.push(format!("endpoint={}", endpoint.replace('%', "%25").replace('&', "%26")));
+        params.push(format!(
+            "endpoint={}",
+            endpoint.replace('%', "%25").replace('&', "%26")
+        ));
     }
     if let Some(ms) = file.skew_margin_ms {
         params.push(format!("skew_margin_ms={ms}"));

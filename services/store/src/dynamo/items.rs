@@ -139,7 +139,12 @@ impl DynamoBackend {
                     .send()
                     .await
                     .map_err(|e| super::sdk_error("BatchGetItem", e))?;
-                for item in out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+                for item in out
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
                     let pk = text(&item, "pk")?.to_owned();
                     let sk = text(&item, "sk")?.to_owned();
                     found.insert((pk, sk), item);

@@ -178,13 +178,14 @@ impl DynamoBackend {
     }
 
     async fn connect(config: &DynamoConfig) -> Result<DynamoBackend, StoreError> {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .operation_attempt_timeout(Duration::from_secs(5))
-                .operation_timeout(Duration::from_secs(15))
-                .connect_timeout(Duration::from_secs(3))
-                .build(),
-        );
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_secs(5))
+                    .operation_timeout(Duration::from_secs(15))
+                    .connect_timeout(Duration::from_secs(3))
+                    .build(),
+            );
         if let Some(region) = &config.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
@@ -209,8 +210,16 @@ impl DynamoBackend {
     }
 
     /// The table's status, `None` when it does not exist.
-    async fn describe(&self) -> Result<Option<aws_sdk_dynamodb::types::TableDescription>, StoreError> {
-        match self.client.describe_table().table_name(&self.table).send().await {
+    async fn describe(
+        &self,
+    ) -> Result<Option<aws_sdk_dynamodb::types::TableDescription>, StoreError> {
+        match self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+        {
             Ok(out) => Ok(out.table),
             Err(error) => match error.as_service_error() {
                 Some(e) if e.is_resource_not_found_exception() => Ok(None),
@@ -280,7 +289,12 @@ impl DynamoBackend {
         let keys: Vec<(String, String)> = table
             .key_schema()
             .iter()
-            .map(|k| (k.attribute_name().to_owned(), k.key_type().as_str().to_owned()))
+            .map(|k| {
+                (
+                    k.attribute_name().to_owned(),
+                    k.key_type().as_str().to_owned(),
+                )
+            })
             .collect();
         let expected = vec![
             ("pk".to_owned(), "HASH".to_owned()),
@@ -305,7 +319,11 @@ impl DynamoBackend {
 
     /// The lease's table, if this replica has seen it.
     fn known_table(&self, id: LeaseId) -> Option<TableName> {
-        self.lease_tables.lock().expect("lease tables").get(&id).cloned()
+        self.lease_tables
+            .lock()
+            .expect("lease tables")
+            .get(&id)
+            .cloned()
     }
 
     fn remember_tables(&self, pairs: impl IntoIterator<Item = (LeaseId, TableName)>) {
@@ -328,7 +346,10 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let code = error.as_service_error().and_then(|e| e.code()).unwrap_or("");
+    let code = error
+        .as_service_error()
+        .and_then(|e| e.code())
+        .unwrap_or("");
     if matches!(
         code,
         "AccessDeniedException" | "UnrecognizedClientException" | "InvalidSignatureException"

@@ -13,10 +13,21 @@
 //!   attribute `ended` (ended_at, ms). Batch ids are UUIDv7, so this one
 //!   partition lists every stream's ended batches in creation order, and
 //!   pruning reads the oldest without visiting each stream.
-//! - `version/STREAM` / padded(VERSION): each bookmark version, whole
-//!   ([`BookmarkVersion`]), with attribute `at` (its time, ms) for rewinds
-//!   to a time. The SQL backends' delta encoding of the file list
-//!   (`NewVersion::load`) is not used: a version is one item either way.
+//! - `version/STREAM` / padded(VERSION): each bookmark version. Its load is
+//!   stored as the SQL backends store it (`NewVersion::load`: whole, or
+//!   only the files it added to the version before) and read back through
+//!   the same `rows::streams::rebuild_load`, so a 20,000-file list is
+//!   stored about once, not in every version. `doc` is the version as a
+//!   history page shows it (no `files_done`); attributes: `at` (its time,
+//!   ms) for rewinds to a time, `files` (how many files its load has done)
+//!   for history pages, `whole` (1 when its load is stored whole: where a
+//!   chain starts), and the stored load in `load` when it is short, else
+//!   the number of `parts` it was split into:
+//! - `version-part/STREAM` / padded(VERSION)/padded(I): the I-th slice of a
+//!   long stored load, in `doc` (text, JSON only once joined). A whole
+//!   20,000-file list is ~380 KB: in one item it would brush DynamoDB's
+//!   400 KB item limit, and in the version item every history page would
+//!   read it.
 //!
 //! A group commit loads the named roots (and the batches and versions its
 //! commands name), applies the rules, and writes every changed item in one
@@ -24,12 +35,14 @@
 //! read are checked the same way, and named streams that do not exist are
 //! checked to be still absent. A lost race loads and applies again.
 
-use super::items::{doc, number, padded, text, version, Range};
+use super::items::{doc, json, number, padded, text, version, Attrs, Range};
 use super::write::{number_attr, text_attr, Committed, Expect, Write, MAX_ITEMS};
 use super::DynamoBackend;
 use crate::error::StoreError;
 use crate::ports::{Apply, StreamPort, VersionSummary};
-use crate::streams::{Changes, Loaded, Targets};
+use crate::rows::streams::{is_whole, rebuild_load, WHOLE_EVERY};
+use crate::streams::{Changes, Loaded, NewVersion, Targets};
+use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -47,6 +60,22 @@ fn batches_pk(stream: &StreamName) -> String {
 fn versions_pk(stream: &StreamName) -> String {
     format!("version/{stream}")
 }
+
+fn parts_pk(stream: &StreamName) -> String {
+    format!("version-part/{stream}")
+}
+
+fn part_sk(version_sk: &str, part: i64) -> String {
+    format!("{version_sk}/{}", padded(part))
+}
+
+/// Stored loads up to this long stay in their version's item: a history
+/// page reads every item it lists, and most loads (what a batch added, a
+/// short list) are this short.
+const INLINE_LOAD: usize = 4 * 1024;
+/// Longer ones are split into parts of at most this many bytes, well under
+/// DynamoDB's 400 KB an item.
+const PART_BYTES: usize = 64 * 1024;
 
 /// What the pruning index says of an ended batch.
 #[derive(Serialize, Deserialize)]
@@ -147,15 +176,17 @@ impl StreamPort for DynamoBackend {
             let items = self
                 .query(&versions_pk(stream), range, true, limit as usize, |_| true)
                 .await?;
+            // As the SQL backends answer: the list counted, not sent. The
+            // items hold no long list (`INLINE_LOAD`): the page stays cheap.
             items
                 .iter()
                 .map(|item| {
-                    let mut version: BookmarkVersion = doc(item)?;
-                    // As the SQL backends answer: the list counted, not sent.
-                    let files = std::mem::take(&mut version.bookmark.load.files_done);
+                    let files = number(item, "files")
+                        .and_then(|n| usize::try_from(n).ok())
+                        .ok_or_else(|| corrupt(item, "no file count"))?;
                     Ok(VersionSummary {
-                        version,
-                        files_done: files.len(),
+                        version: doc(item)?,
+                        files_done: files,
                     })
                 })
                 .collect()
@@ -280,11 +311,18 @@ impl DynamoBackend {
                         number(item, "at").is_some_and(|at| at <= t.0)
                     })
                     .await?;
-                found.first().map(doc).transpose()
+                match found.first() {
+                    Some(item) => {
+                        let target: BookmarkVersion = doc(item)?;
+                        self.version_at(stream, target.bookmark.version).await
+                    }
+                    None => Ok(None),
+                }
             }
         }
     }
 
+    /// A version whole, rebuilt from its chain as the SQL backends do.
     async fn version_at(
         &self,
         stream: &StreamName,
@@ -293,8 +331,164 @@ impl DynamoBackend {
         if version < 0 {
             return Ok(None);
         }
-        self.get_doc(&versions_pk(stream), &padded(version)).await
+        // The chain starts at the last whole version at or before this one,
+        // which is no older than the last multiple of `WHOLE_EVERY` (always
+        // stored whole): at most that many items, read newest first.
+        let oldest = version - version % WHOLE_EVERY;
+        let mut chain = self
+            .query(
+                &versions_pk(stream),
+                Range::Before(padded(version.saturating_add(1))),
+                false,
+                usize::try_from(version - oldest + 1).unwrap_or(1),
+                |_| true,
+            )
+            .await?;
+        let sk = padded(version);
+        if chain.first().and_then(|item| text(item, "sk").ok()) != Some(sk.as_str()) {
+            return Ok(None);
+        }
+        if let Some(start) = chain
+            .iter()
+            .position(|item| number(item, "whole") == Some(1))
+        {
+            chain.truncate(start + 1);
+        }
+        chain.reverse();
+        let loads = self.stored_loads(stream, &chain).await?;
+        chain_version(&chain, &loads)
     }
+
+    /// The stored load of each version item of `chain`, its parts joined.
+    async fn stored_loads(
+        &self,
+        stream: &StreamName,
+        chain: &[Attrs],
+    ) -> Result<Vec<String>, StoreError> {
+        let pk = parts_pk(stream);
+        let mut keys = Vec::new();
+        for item in chain {
+            if let Some(parts) = number(item, "parts") {
+                let sk = text(item, "sk")?;
+                keys.extend((0..parts).map(|i| (pk.clone(), part_sk(sk, i))));
+            }
+        }
+        let found = if keys.is_empty() {
+            HashMap::new()
+        } else {
+            self.get_many(&keys).await?
+        };
+        chain
+            .iter()
+            .map(|item| stored_load(item, &pk, &found))
+            .collect()
+    }
+}
+
+fn corrupt(item: &Attrs, what: &str) -> StoreError {
+    StoreError::Internal(format!(
+        "corrupt bookmark version {}/{}: {what}",
+        text(item, "pk").unwrap_or("?"),
+        text(item, "sk").unwrap_or("?")
+    ))
+}
+
+/// A version item's stored load: its own `load`, or its parts' in order.
+fn stored_load(
+    item: &Attrs,
+    parts_pk: &str,
+    parts: &HashMap<(String, String), Attrs>,
+) -> Result<String, StoreError> {
+    if let Some(AttributeValue::S(load)) = item.get("load") {
+        return Ok(load.clone());
+    }
+    let count = number(item, "parts").ok_or_else(|| corrupt(item, "neither load nor parts"))?;
+    let sk = text(item, "sk")?;
+    let mut load = String::new();
+    for i in 0..count {
+        let part = parts
+            .get(&(parts_pk.to_owned(), part_sk(sk, i)))
+            .ok_or_else(|| corrupt(item, &format!("part {i} of {count} is missing")))?;
+        load.push_str(text(part, "doc")?);
+    }
+    Ok(load)
+}
+
+/// The last version of `chain` (version items oldest first, from a whole
+/// one, with their stored loads) whole.
+fn chain_version(chain: &[Attrs], loads: &[String]) -> Result<Option<BookmarkVersion>, StoreError> {
+    let Some(last) = chain.last() else {
+        return Ok(None);
+    };
+    let Some(load) = rebuild_load(loads.iter().map(String::as_str))? else {
+        return Ok(None);
+    };
+    let mut version: BookmarkVersion = doc(last)?;
+    version.bookmark.load = load;
+    Ok(Some(version))
+}
+
+/// One item to put, as `Write::put_raw` takes it.
+struct NewItem {
+    pk: String,
+    sk: String,
+    doc: String,
+    attrs: Vec<(&'static str, AttributeValue)>,
+}
+
+/// The items of a new version: its own, and its stored load's parts when
+/// that is too long to stay in it.
+fn version_items(new: &NewVersion) -> Vec<NewItem> {
+    let v = &new.version;
+    let stream = &v.stream;
+    let sk = padded(v.bookmark.version);
+    let mut header = v.clone();
+    header.bookmark.load.files_done = Vec::new();
+    let files = i64::try_from(v.bookmark.load.files_done.len()).unwrap_or(i64::MAX);
+    let mut attrs = vec![
+        number_attr("at", v.bookmark.updated_at.0),
+        number_attr("files", files),
+        number_attr("whole", i64::from(is_whole(&new.load))),
+    ];
+    let mut items = Vec::new();
+    if new.load.len() <= INLINE_LOAD {
+        attrs.push(text_attr("load", new.load.as_str()));
+    } else {
+        let parts = split(&new.load, PART_BYTES);
+        attrs.push(number_attr("parts", parts.len() as i64));
+        for (i, part) in parts.into_iter().enumerate() {
+            items.push(NewItem {
+                pk: parts_pk(stream),
+                sk: part_sk(&sk, i as i64),
+                doc: part.to_owned(),
+                attrs: Vec::new(),
+            });
+        }
+    }
+    items.push(NewItem {
+        pk: versions_pk(stream),
+        sk,
+        doc: json(&header),
+        attrs,
+    });
+    items
+}
+
+/// `text` in slices of at most `max` bytes (at least 4: a character's
+/// longest), cut between characters.
+fn split(text: &str, max: usize) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(max);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (part, tail) = rest.split_at(end);
+        parts.push(part);
+        rest = tail;
+    }
+    parts
 }
 
 /// A root as stored: the stream's header (`header`, changed or as loaded)
@@ -389,13 +583,9 @@ fn stream_write(
     for new in &changes.versions {
         let v = &new.version;
         if written.insert((v.stream.clone(), v.bookmark.version)) {
-            write.put(
-                &versions_pk(&v.stream),
-                &padded(v.bookmark.version),
-                Expect::Any,
-                v,
-                [number_attr("at", v.bookmark.updated_at.0)],
-            );
+            for item in version_items(new) {
+                write.put_raw(&item.pk, &item.sk, Expect::Any, item.doc, item.attrs);
+            }
         }
     }
     write.events(&changes.events);
@@ -405,7 +595,9 @@ fn stream_write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_core::streams::{rules, BatchCommand, StreamSettings};
+    use sluice_core::streams::{
+        rules, BatchCommand, Bookmark, Cause, LoadProgress, Phase, StreamSettings,
+    };
     use sluice_core::TableName;
 
     fn stream() -> StreamState {
@@ -473,5 +665,99 @@ mod tests {
         // One check and nothing to write.
         assert_eq!(write.len(), 1);
         assert!(write.is_empty());
+    }
+
+    /// A version as `diff` makes it: its load stored against `previous`.
+    fn new_version(number: i64, cause: Cause, files: &[String], previous: &[String]) -> NewVersion {
+        let version = BookmarkVersion {
+            stream: stream().name,
+            bookmark: Bookmark {
+                version: number,
+                phase: Phase::Load,
+                load: LoadProgress {
+                    files_done: files.to_vec(),
+                    high_water: files.last().cloned(),
+                    cdc_start: None,
+                },
+                delta: None,
+                updated_at: Millis(number * 1_000),
+            },
+            cause,
+            batch_id: None,
+            run_id: Some("run".into()),
+            counts: None,
+            snapshot_id: None,
+            rewound_to: None,
+            actor: None,
+            reason: None,
+        };
+        NewVersion {
+            load: crate::rows::streams::stored_load(&version, Some(previous)),
+            version,
+        }
+    }
+
+    /// An item as the table would hold it.
+    fn stored(item: NewItem) -> Attrs {
+        let mut attrs = super::super::items::key(&item.pk, &item.sk);
+        attrs.insert("doc".into(), AttributeValue::S(item.doc));
+        attrs.extend(item.attrs.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        attrs
+    }
+
+    #[test]
+    fn long_loads_are_stored_once_in_small_items_and_read_back_whole() {
+        let files: Vec<String> = (1..=20_000).map(|i| format!("LOAD{i:08X}.csv")).collect();
+        let more: Vec<String> = files.iter().cloned().chain(["Z.csv".to_owned()]).collect();
+        let made = [
+            new_version(1, Cause::Created, &[], &[]),
+            new_version(2, Cause::Batch, &files, &[]),
+            new_version(3, Cause::Batch, &files, &files),
+            new_version(4, Cause::Batch, &more, &files),
+        ];
+        let mut versions = Vec::new();
+        let mut parts = HashMap::new();
+        for new in &made {
+            for item in version_items(new).into_iter().map(stored) {
+                let doc_len = text(&item, "doc").expect("doc").len();
+                assert!(doc_len <= PART_BYTES, "an item of {doc_len} bytes");
+                let key = (
+                    text(&item, "pk").expect("pk").to_owned(),
+                    text(&item, "sk").expect("sk").to_owned(),
+                );
+                if key.0.starts_with("version-part/") {
+                    parts.insert(key, item);
+                } else {
+                    versions.push(item);
+                }
+            }
+        }
+        // Version 2 added the whole list (in parts); 3 and 4 almost nothing.
+        assert_eq!(number(&versions[1], "parts"), Some(6));
+        assert_eq!(parts.len(), 6);
+        assert!(versions[2].contains_key("load") && versions[3].contains_key("load"));
+        assert_eq!(number(&versions[3], "files"), Some(20_001));
+        let pk = parts_pk(&stream().name);
+        for upto in 1..=made.len() {
+            let chain = &versions[..upto];
+            let loads: Vec<String> = chain
+                .iter()
+                .map(|item| stored_load(item, &pk, &parts).expect("joins"))
+                .collect();
+            let whole = chain_version(chain, &loads).expect("rebuilds");
+            assert_eq!(whole.as_ref(), Some(&made[upto - 1].version));
+        }
+        // A part gone is an error, not a shorter list.
+        parts.remove(&(pk.clone(), part_sk(&padded(2), 5)));
+        assert!(stored_load(&versions[1], &pk, &parts).is_err());
+    }
+
+    #[test]
+    fn long_texts_are_cut_between_characters() {
+        let text = "aé€😀".repeat(1_000);
+        let parts = split(&text, 7);
+        assert!(parts.iter().all(|p| !p.is_empty() && p.len() <= 7));
+        assert_eq!(parts.concat(), text);
+        assert!(split("", 7).is_empty());
     }
 }

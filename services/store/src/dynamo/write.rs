@@ -135,7 +135,12 @@ impl Write {
 
     /// The items the transaction will hold.
     pub fn len(&self) -> usize {
-        self.actions.len() + if self.events.is_empty() { 0 } else { self.events.len() + 1 }
+        self.actions.len()
+            + if self.events.is_empty() {
+                0
+            } else {
+                self.events.len() + 1
+            }
     }
 }
 
@@ -155,7 +160,9 @@ fn build_err(e: impl std::fmt::Display) -> StoreError {
 fn transact_item(table: &str, action: &Action) -> Result<TransactWriteItem, StoreError> {
     let item = match action {
         Action::Put { item, expect } => {
-            let mut put = Put::builder().table_name(table).set_item(Some(item.clone()));
+            let mut put = Put::builder()
+                .table_name(table)
+                .set_item(Some(item.clone()));
             if let Some((expr, v)) = condition(*expect) {
                 put = put.condition_expression(expr);
                 if let Some(v) = v {
@@ -167,7 +174,9 @@ fn transact_item(table: &str, action: &Action) -> Result<TransactWriteItem, Stor
                 .build()
         }
         Action::Delete { key, expect } => {
-            let mut delete = Delete::builder().table_name(table).set_key(Some(key.clone()));
+            let mut delete = Delete::builder()
+                .table_name(table)
+                .set_key(Some(key.clone()));
             if let Some((expr, v)) = condition(*expect) {
                 delete = delete.condition_expression(expr);
                 if let Some(v) = v {
@@ -251,7 +260,9 @@ impl DynamoBackend {
                 }
                 let mut counter = key(COUNTER, EVENTS);
                 counter.insert("n".into(), n(from + write.events.len() as i64));
-                let mut put = Put::builder().table_name(&self.table).set_item(Some(counter));
+                let mut put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(counter));
                 put = if from == 0 {
                     put.condition_expression("attribute_not_exists(pk)")
                 } else {
@@ -290,7 +301,8 @@ impl DynamoBackend {
                     .collect(),
                 _ => return Err(super::sdk_error("TransactWriteItems", error)),
             };
-            let failed = |code: &str| code == "ConditionalCheckFailed" || code == "TransactionConflict";
+            let failed =
+                |code: &str| code == "ConditionalCheckFailed" || code == "TransactionConflict";
             let (counter_failed, others_failed) = if write.events.is_empty() {
                 (false, reasons.iter().any(|c| failed(c)))
             } else {
@@ -313,7 +325,9 @@ impl DynamoBackend {
                 let why: Vec<&String> = reasons.iter().filter(|c| *c != "None").collect();
                 return Err(match why.first().map(|c| c.as_str()) {
                     Some("ThrottlingError" | "ProvisionedThroughputExceeded") => {
-                        StoreError::Unavailable(format!("DynamoDB throttled a transaction: {why:?}"))
+                        StoreError::Unavailable(format!(
+                            "DynamoDB throttled a transaction: {why:?}"
+                        ))
                     }
                     _ => StoreError::Internal(format!(
                         "DynamoDB cancelled a transaction: {why:?} ({})",

@@ -292,20 +292,38 @@ fn added(previous: &[String], files: &[String]) -> Option<Vec<String>> {
     rest.peek().is_none().then_some(added)
 }
 
+/// Whether a stored load is whole, not what it added to the version before
+/// (told apart as [`rebuild_load`] does).
+pub fn is_whole(load: &str) -> bool {
+    serde_json::from_str::<AddedLoad>(load).is_err()
+}
+
 /// The last of `chain` (one stream's version rows, oldest first, starting
 /// at a whole one) whole: the files of those before it added up.
-pub fn rebuild(chain: Vec<VersionRow>) -> Result<Option<BookmarkVersion>, StoreError> {
+pub fn rebuild(mut chain: Vec<VersionRow>) -> Result<Option<BookmarkVersion>, StoreError> {
+    let load = rebuild_load(chain.iter().map(|row| row.load.as_str()))?;
+    match (chain.pop(), load) {
+        (Some(row), Some(load)) => version_of(row, load).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The last of `loads` (the stored loads of a chain as [`rebuild`] takes
+/// it, in any backend's layout) whole.
+pub fn rebuild_load<'a>(
+    loads: impl IntoIterator<Item = &'a str>,
+) -> Result<Option<LoadProgress>, StoreError> {
     let mut files: Option<BTreeSet<String>> = None;
     let mut last = None;
-    for row in chain {
-        let load = match serde_json::from_str::<AddedLoad>(&row.load) {
+    for stored in loads {
+        let load = match serde_json::from_str::<AddedLoad>(stored) {
             Ok(added) => {
                 let done = files
                     .as_mut()
-                    .ok_or_else(|| corrupt("version chain without a whole start", &row.load))?;
+                    .ok_or_else(|| corrupt("version chain without a whole start", stored))?;
                 done.extend(added.files_added);
                 if done.len() != added.files_done_count {
-                    return Err(corrupt("files_done_count", &row.load));
+                    return Err(corrupt("files_done_count", stored));
                 }
                 LoadProgress {
                     files_done: Vec::new(),
@@ -314,18 +332,18 @@ pub fn rebuild(chain: Vec<VersionRow>) -> Result<Option<BookmarkVersion>, StoreE
                 }
             }
             Err(_) => {
-                let mut whole: LoadProgress = parse_json("load", &row.load)?;
+                let mut whole: LoadProgress = parse_json("load", stored)?;
                 files = Some(std::mem::take(&mut whole.files_done).into_iter().collect());
                 whole
             }
         };
-        last = Some((row, load));
+        last = Some(load);
     }
-    let Some((row, mut load)) = last else {
+    let Some(mut load) = last else {
         return Ok(None);
     };
     load.files_done = files.unwrap_or_default().into_iter().collect();
-    version_of(row, load).map(Some)
+    Ok(Some(load))
 }
 
 fn text<T: serde::Serialize>(value: &T) -> String {

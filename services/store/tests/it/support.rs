@@ -103,7 +103,10 @@ pub async fn dynamodb_with_margin(skew_margin_ms: u64) -> Backend {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     // moto answers within a second or two of starting.
     while let Err(error) = Store::migrate(&config).await {
-        assert!(std::time::Instant::now() < deadline, "moto never answered: {error}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "moto never answered: {error}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     Backend {

@@ -112,9 +112,24 @@ async fn expired_login_tokens_are_pruned_and_no_other_token_is() {
             assert!(tokens.create(&t).await.unwrap(), "{}", b.name);
         }
         let cutoff = Millis(now - hour);
-        assert_eq!(tokens.prune_logins(cutoff, 1).await.unwrap(), 1, "{}", b.name);
-        assert_eq!(tokens.prune_logins(cutoff, 10).await.unwrap(), 1, "{}", b.name);
-        assert_eq!(tokens.prune_logins(cutoff, 10).await.unwrap(), 0, "{}", b.name);
+        assert_eq!(
+            tokens.prune_logins(cutoff, 1).await.unwrap(),
+            1,
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            tokens.prune_logins(cutoff, 10).await.unwrap(),
+            1,
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            tokens.prune_logins(cutoff, 10).await.unwrap(),
+            0,
+            "{}",
+            b.name
+        );
         let mut left: Vec<String> = tokens
             .list()
             .await
