@@ -16,8 +16,10 @@ RUN_SECONDS="${RUN_SECONDS:-15}"
 CLIENTS="${CLIENTS:-16}"
 TABLES="${TABLES:-100}"
 scripts/ensure-venv.sh .venv-ingest integration-tests/ingest/requirements.txt >/dev/null
-cargo build --release --bins --quiet
-bin="${CARGO_TARGET_DIR:-target}/release"
+# PROFILE=debug measures the debug build (call counts do not depend on it).
+PROFILE="${PROFILE:-release}"
+if [ "$PROFILE" = release ]; then cargo build --release --bins --quiet; else cargo build --bins --quiet; fi
+bin="${CARGO_TARGET_DIR:-target}/$PROFILE"
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -28,7 +30,9 @@ wait_for() { # url, what
   echo "$2 did not start" >&2; exit 1
 }
 
-.venv-ingest/bin/moto_server -H 127.0.0.1 -p 7950 >"$work/moto.log" 2>&1 &
+# One request at a time: moto's transactions are not isolated between its
+# threads (integration-tests/dynamodb/serial_moto.py says how).
+.venv-ingest/bin/python integration-tests/dynamodb/serial_moto.py 127.0.0.1 7950 >"$work/moto.log" 2>&1 &
 pids+=($!)
 wait_for http://127.0.0.1:7950/moto-api/ moto
 python3 scripts/count-calls.py 7951 http://127.0.0.1:7950 &
@@ -71,7 +75,7 @@ serve 7952 --database-url "$url" --auth on
 serve 7953 --database-url "$url" --auth on
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr)"
-echo "clients: $CLIENTS, $TABLES tables, $RUN_SECONDS s per run, read ratio 0.7, holds released at once"
+echo "$PROFILE build; clients: $CLIENTS, $TABLES tables, $RUN_SECONDS s per run, read ratio 0.7, holds released at once"
 "$bin/sluice-load" run --url http://127.0.0.1:7952 --clients 1 --tables "$TABLES" --namespace dyn \
   --seconds 0.5 --setup >/dev/null
 reset; sleep 5

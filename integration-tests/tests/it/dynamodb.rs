@@ -215,7 +215,7 @@ async fn a_group_commit_past_the_transaction_limit_is_committed_in_parts() {
 
 #[tokio::test]
 async fn serve_before_migrate_says_to_run_it_and_migrate_twice_is_fine() {
-    let moto = Lake::start().await;
+    let moto = Lake::start_serial().await;
     let url = format!("dynamodb://fresh?region=us-east-1&endpoint={}", moto.url);
     let (status, output) =
         Server::try_serve_with_env(&["--database-url", &url], &AWS_ENV, Duration::from_secs(20))

@@ -5,8 +5,8 @@
 use crate::lake::Lake;
 use crate::raw::Client;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct Server {
@@ -40,7 +40,7 @@ pub struct DynamoDb {
 
 impl DynamoDb {
     pub async fn start() -> DynamoDb {
-        let moto = Arc::new(Lake::start().await);
+        let moto = Arc::new(Lake::start_serial().await);
         let url = format!(
             "dynamodb://it?region=us-east-1&endpoint={}&skew_margin_ms=200",
             moto.url
@@ -225,6 +225,15 @@ impl Server {
             other => panic!("unknown storage {other:?}"),
         };
         assert_eq!(changed, 1, "token {name}");
+    }
+
+    /// The `--database-url` this server stores in (none: SQLite in its
+    /// data directory).
+    pub fn database_url(&self) -> Option<&str> {
+        match self.storage.as_slice() {
+            [flag, url] if flag == "--database-url" => Some(url),
+            _ => None,
+        }
     }
 
     /// One integer from this server's database (an inspection query).
@@ -429,6 +438,39 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// The store a test's sluice runs on, for the tests that build their
+/// servers themselves (extra flags, configuration files).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+    Dynamodb,
+}
+
+impl Backend {
+    /// A sluice on a fresh store of this kind with more `serve` flags.
+    /// On PostgreSQL and DynamoDB authentication is off unless `extra`
+    /// says otherwise (as [`Server::on_database`]); on SQLite `auto`
+    /// already means off.
+    pub async fn server_with(self, extra: &[&str]) -> Server {
+        let mut args = extra.to_vec();
+        if self != Backend::Sqlite && !extra.contains(&"--auth") {
+            args.extend_from_slice(&["--auth", "off"]);
+        }
+        match self {
+            Backend::Sqlite => Server::sqlite_with(&args).await,
+            Backend::Postgres => Server::on_database_with(&fresh_database().await, &args).await,
+            Backend::Dynamodb => DynamoDb::start().await.replica_with(&args).await,
+        }
+    }
+
+    /// Whether its store is SQLite in the server's data directory (where
+    /// the embedded catalog is too).
+    pub fn is_sqlite(self) -> bool {
+        self == Backend::Sqlite
     }
 }
 

@@ -3,7 +3,7 @@
 //! progress; sluice's lag is checked against pyiceberg's own view of the
 //! table at each step.
 
-use crate::harness::Server;
+use crate::harness::{Backend, Server};
 use crate::snapshots::{glue_catalog, lake_table, py, refresh, TABLE};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -82,8 +82,8 @@ async fn assert_lag(server: &Server, catalog: &Value, id: &str, applied: &str) -
     h
 }
 
-async fn progress_lag_and_staleness_follow_the_table(postgres: bool) {
-    let (server, lake, _dir) = lake_table(postgres, "3600").await;
+async fn progress_lag_and_staleness_follow_the_table(backend: Backend) {
+    let (server, lake, _dir) = lake_table(backend, "3600").await;
     let catalog = glue_catalog(&lake);
     let c = &server.client;
     let put = c
@@ -278,12 +278,17 @@ async fn progress_lag_and_staleness_follow_the_table(postgres: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_lag_and_staleness_follow_the_table_sqlite() {
-    progress_lag_and_staleness_follow_the_table(false).await
+    progress_lag_and_staleness_follow_the_table(Backend::Sqlite).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_lag_and_staleness_follow_the_table_postgres() {
-    progress_lag_and_staleness_follow_the_table(true).await
+    progress_lag_and_staleness_follow_the_table(Backend::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_lag_and_staleness_follow_the_table_dynamodb() {
+    progress_lag_and_staleness_follow_the_table(Backend::Dynamodb).await
 }
 
 async fn create(client: &crate::raw::Client, body: Value) -> crate::raw::Answer {
@@ -298,7 +303,18 @@ async fn create(client: &crate::raw::Client, body: Value) -> crate::raw::Answer 
 /// what follows roles and owners.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_read_lease_carries_the_hydration() {
-    let server = Server::sqlite_with(&["--auth", "on", "--refresh-interval-seconds", "3600"]).await;
+    the_read_lease_carries_the_hydration_on(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_lease_carries_the_hydration_dynamodb() {
+    the_read_lease_carries_the_hydration_on(Backend::Dynamodb).await
+}
+
+async fn the_read_lease_carries_the_hydration_on(backend: Backend) {
+    let server = backend
+        .server_with(&["--auth", "on", "--refresh-interval-seconds", "3600"])
+        .await;
     let admin = server.client_with(&server.create_token("admin", "admin", &[], &[]));
     assert_eq!(
         admin.put_table("sales.t", json!({})).await.unwrap().status,

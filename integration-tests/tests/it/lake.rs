@@ -29,12 +29,29 @@ pub struct Lake {
 
 impl Lake {
     pub async fn start() -> Lake {
+        Lake::start_with(Command::new(venv().join("bin/moto_server")).args([
+            "-H",
+            "127.0.0.1",
+            "-p",
+        ]))
+        .await
+    }
+
+    /// moto answering one request at a time, for DynamoDB
+    /// (`integration-tests/dynamodb/serial_moto.py` says why).
+    pub async fn start_serial() -> Lake {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/dynamodb/serial_moto.py");
+        Lake::start_with(Command::new(venv().join("bin/python")).args([script, "127.0.0.1"])).await
+    }
+
+    /// Start `command` with a free port as its last argument.
+    async fn start_with(command: &mut Command) -> Lake {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let child = Command::new(venv().join("bin/moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let child = command
+            .arg(port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

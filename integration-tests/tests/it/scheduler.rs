@@ -5,7 +5,7 @@
 //! input error a caller can make.
 
 use crate::glue_double::GlueDouble;
-use crate::harness::Server;
+use crate::harness::{Backend, Server};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -17,10 +17,20 @@ pub(crate) async fn scheduled(
     dir: &std::path::Path,
     extra: &[&str],
 ) -> Server {
+    scheduled_on(Backend::Sqlite, double, dir, extra).await
+}
+
+/// [`scheduled`] on `backend`.
+pub(crate) async fn scheduled_on(
+    backend: Backend,
+    double: &GlueDouble,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> Server {
     let config = double.config(dir);
     let mut args = vec!["--config", config.as_str(), "--run-poll-max-seconds", "1"];
     args.extend_from_slice(extra);
-    Server::sqlite_with(&args).await
+    backend.server_with(&args).await
 }
 
 pub(crate) async fn define(server: &Server, name: &str, body: Value) -> Value {
@@ -88,6 +98,24 @@ pub(crate) async fn transitions(server: &Server, id: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_run_is_retried_with_back_off_dead_lettered_and_an_operator_retry_succeeds() {
+    a_failing_run_is_retried_with_back_off_dead_lettered_and_an_operator_retry_succeeds_on(
+        Backend::Sqlite,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_run_is_retried_with_back_off_dead_lettered_and_an_operator_retry_succeeds_dynamodb(
+) {
+    a_failing_run_is_retried_with_back_off_dead_lettered_and_an_operator_retry_succeeds_on(
+        Backend::Dynamodb,
+    )
+    .await
+}
+
+async fn a_failing_run_is_retried_with_back_off_dead_lettered_and_an_operator_retry_succeeds_on(
+    backend: Backend,
+) {
     let double = GlueDouble::start().await;
     double.create_job("flaky-glue", 1).await;
     double
@@ -96,7 +124,7 @@ async fn a_failing_run_is_retried_with_back_off_dead_lettered_and_an_operator_re
         )
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let server = scheduled(&double, dir.path(), &[]).await;
+    let server = scheduled_on(backend, &double, dir.path(), &[]).await;
     define(
         &server,
         "flaky",
@@ -208,13 +236,28 @@ async fn a_failing_run_is_retried_with_back_off_dead_lettered_and_an_operator_re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_past_its_timeout_is_stopped_and_counts_as_failed_and_a_discard_ends_it() {
+    a_run_past_its_timeout_is_stopped_and_counts_as_failed_and_a_discard_ends_it_on(Backend::Sqlite)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_past_its_timeout_is_stopped_and_counts_as_failed_and_a_discard_ends_it_dynamodb() {
+    a_run_past_its_timeout_is_stopped_and_counts_as_failed_and_a_discard_ends_it_on(
+        Backend::Dynamodb,
+    )
+    .await
+}
+
+async fn a_run_past_its_timeout_is_stopped_and_counts_as_failed_and_a_discard_ends_it_on(
+    backend: Backend,
+) {
     let double = GlueDouble::start().await;
     double.create_job("slow-glue", 1).await;
     double
         .script(json!({ "outcomes": { "slow-glue": ["RUNNING"] } }))
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let server = scheduled(&double, dir.path(), &[]).await;
+    let server = scheduled_on(backend, &double, dir.path(), &[]).await;
     define(
         &server,
         "slow",
@@ -251,13 +294,22 @@ async fn a_run_past_its_timeout_is_stopped_and_counts_as_failed_and_a_discard_en
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_whose_answer_is_lost_is_adopted_not_repeated() {
+    a_start_whose_answer_is_lost_is_adopted_not_repeated_on(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_whose_answer_is_lost_is_adopted_not_repeated_dynamodb() {
+    a_start_whose_answer_is_lost_is_adopted_not_repeated_on(Backend::Dynamodb).await
+}
+
+async fn a_start_whose_answer_is_lost_is_adopted_not_repeated_on(backend: Backend) {
     let double = GlueDouble::start().await;
     double.create_job("lossy-glue", 1).await;
     double
         .script(json!({ "drop_start_answers": { "lossy-glue": 1 } }))
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let server = scheduled(&double, dir.path(), &[]).await;
+    let server = scheduled_on(backend, &double, dir.path(), &[]).await;
     define(
         &server,
         "lossy",
@@ -279,13 +331,26 @@ async fn a_start_whose_answer_is_lost_is_adopted_not_repeated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_runs_exceeded_keeps_the_run_queued_without_spending_an_attempt() {
+    concurrent_runs_exceeded_keeps_the_run_queued_without_spending_an_attempt_on(Backend::Sqlite)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_runs_exceeded_keeps_the_run_queued_without_spending_an_attempt_dynamodb() {
+    concurrent_runs_exceeded_keeps_the_run_queued_without_spending_an_attempt_on(Backend::Dynamodb)
+        .await
+}
+
+async fn concurrent_runs_exceeded_keeps_the_run_queued_without_spending_an_attempt_on(
+    backend: Backend,
+) {
     let double = GlueDouble::start().await;
     double.create_job("busy-glue", 1).await;
     double
         .script(json!({ "concurrent_exceeded": { "busy-glue": 2 } }))
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let server = scheduled(&double, dir.path(), &[]).await;
+    let server = scheduled_on(backend, &double, dir.path(), &[]).await;
     define(
         &server,
         "busy",
@@ -316,13 +381,22 @@ async fn concurrent_runs_exceeded_keeps_the_run_queued_without_spending_an_attem
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_cancel_stops_the_glue_run() {
+    an_operator_cancel_stops_the_glue_run_on(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_cancel_stops_the_glue_run_dynamodb() {
+    an_operator_cancel_stops_the_glue_run_on(Backend::Dynamodb).await
+}
+
+async fn an_operator_cancel_stops_the_glue_run_on(backend: Backend) {
     let double = GlueDouble::start().await;
     double.create_job("long-glue", 1).await;
     double
         .script(json!({ "outcomes": { "long-glue": ["RUNNING"] } }))
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let server = scheduled(&double, dir.path(), &[]).await;
+    let server = scheduled_on(backend, &double, dir.path(), &[]).await;
     define(
         &server,
         "long",
@@ -359,10 +433,22 @@ async fn an_operator_cancel_stops_the_glue_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_every_minute_schedule_starts_its_glue_run_within_2_s_of_the_minute() {
+    an_every_minute_schedule_starts_its_glue_run_within_2_s_of_the_minute_on(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_every_minute_schedule_starts_its_glue_run_within_2_s_of_the_minute_dynamodb() {
+    an_every_minute_schedule_starts_its_glue_run_within_2_s_of_the_minute_on(Backend::Dynamodb)
+        .await
+}
+
+async fn an_every_minute_schedule_starts_its_glue_run_within_2_s_of_the_minute_on(
+    backend: Backend,
+) {
     let double = GlueDouble::start().await;
     double.create_job("minutely-glue", 1).await;
     let dir = tempfile::tempdir().unwrap();
-    let server = scheduled(&double, dir.path(), &[]).await;
+    let server = scheduled_on(backend, &double, dir.path(), &[]).await;
     let job = define(
         &server,
         "minutely",
@@ -400,7 +486,16 @@ async fn an_every_minute_schedule_starts_its_glue_run_within_2_s_of_the_minute()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_input_error_is_a_4xx_with_the_json_error_body() {
-    let server = Server::sqlite().await;
+    every_input_error_is_a_4xx_with_the_json_error_body_on(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_input_error_is_a_4xx_with_the_json_error_body_dynamodb() {
+    every_input_error_is_a_4xx_with_the_json_error_body_on(Backend::Dynamodb).await
+}
+
+async fn every_input_error_is_a_4xx_with_the_json_error_body_on(backend: Backend) {
+    let server = backend.server_with(&[]).await;
     let good = json!({ "glue_job_name": "g", "kind": "ingestion" });
     let put = |name: &str, patch: Value| {
         let mut body = good.clone();
@@ -600,6 +695,24 @@ async fn leader_pid(server: &Server) -> Option<u32> {
 /// once (one Glue run, one transition to `succeeded`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_killed_mid_run_is_replaced_and_the_run_is_followed_to_its_end_once() {
+    let database = crate::harness::fresh_database().await;
+    the_leader_killed_mid_run_is_replaced(async |flags: &[&str]| {
+        Server::on_database_with(&database, flags).await
+    })
+    .await
+}
+
+/// The same with two replicas on one DynamoDB table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_killed_mid_run_is_replaced_and_the_run_is_followed_to_its_end_once_dynamodb() {
+    let table = crate::harness::DynamoDb::start().await;
+    the_leader_killed_mid_run_is_replaced(async |flags: &[&str]| table.replica_with(flags).await)
+        .await
+}
+
+/// The scenario, on replicas `replica` starts (with these `serve` flags)
+/// on one shared store.
+async fn the_leader_killed_mid_run_is_replaced(replica: impl AsyncFn(&[&str]) -> Server) {
     let double = GlueDouble::start().await;
     double.create_job("steady-glue", 1).await;
     let python = crate::lake::venv().join("bin/python");
@@ -610,7 +723,6 @@ async fn the_leader_killed_mid_run_is_replaced_and_the_run_is_followed_to_its_en
         .await;
     let dir = tempfile::tempdir().unwrap();
     let config = double.config(dir.path());
-    let database = crate::harness::fresh_database().await;
     let flags = [
         "--auth",
         "off",
@@ -621,8 +733,8 @@ async fn the_leader_killed_mid_run_is_replaced_and_the_run_is_followed_to_its_en
         "--leader-ttl-seconds",
         "3",
     ];
-    let mut a = Server::on_database_with(&database, &flags).await;
-    let mut b = Server::on_database_with(&database, &flags).await;
+    let mut a = replica(&flags).await;
+    let mut b = replica(&flags).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let first = loop {
         if let Some(pid) = leader_pid(&a).await {
@@ -677,7 +789,11 @@ async fn the_leader_killed_mid_run_is_replaced_and_the_run_is_followed_to_its_en
 
 #[tokio::test]
 async fn runs_list_newest_first_page_by_page_on_every_backend() {
-    for server in [Server::sqlite().await, Server::postgres().await] {
+    for server in [
+        Server::sqlite().await,
+        Server::postgres().await,
+        Server::dynamodb().await,
+    ] {
         let job = json!({ "glue_job_name": "g", "kind": "ingestion" });
         server
             .expect(Method::PUT, "/v1/jobs/nightly", job, 201)

@@ -3,7 +3,7 @@
 //! through the `iceberg` crate's Glue catalog; and the embedded SQL
 //! catalog that the SQLite default gets with no configuration.
 
-use crate::harness::{fresh_database, Server};
+use crate::harness::{Backend, Server};
 use crate::lake::{venv, Lake};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -93,7 +93,7 @@ aws_secret_access_key = "env:LAKE_SECRET"
     path
 }
 
-async fn on_lake(postgres: bool, extra: &[&str]) -> (Server, Lake, tempfile::TempDir) {
+async fn on_lake(backend: Backend, extra: &[&str]) -> (Server, Lake, tempfile::TempDir) {
     let lake = Lake::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let config = glue_config(dir.path(), &lake).display().to_string();
@@ -101,25 +101,18 @@ async fn on_lake(postgres: bool, extra: &[&str]) -> (Server, Lake, tempfile::Tem
     std::env::set_var("LAKE_SECRET", "testing");
     let mut args = vec!["--config", config.as_str()];
     args.extend_from_slice(extra);
-    let server = if postgres {
-        let db = fresh_database().await;
-        let mut args = args.clone();
-        args.extend_from_slice(&["--auth", "off"]);
-        Server::on_database_with(&db, &args).await
-    } else {
-        Server::sqlite_with(&args).await
-    };
+    let server = backend.server_with(&args).await;
     (server, lake, dir)
 }
 
 /// A server on a fresh lake whose table `TABLE` exists in the lake and is
 /// registered in sluice.
 pub(crate) async fn lake_table(
-    postgres: bool,
+    backend: Backend,
     refresh_interval: &str,
 ) -> (Server, Lake, tempfile::TempDir) {
     let (server, lake, dir) =
-        on_lake(postgres, &["--refresh-interval-seconds", refresh_interval]).await;
+        on_lake(backend, &["--refresh-interval-seconds", refresh_interval]).await;
     py(&glue_catalog(&lake), &["create", TABLE]).await;
     let registered = server
         .client
@@ -204,8 +197,8 @@ fn assert_log_matches(log: &[Value], pyiceberg: &Value) {
     }
 }
 
-async fn the_log_follows_appends_and_expiry_on_glue(postgres: bool) {
-    let (server, lake, _dir) = on_lake(postgres, &["--refresh-interval-seconds", "3600"]).await;
+async fn the_log_follows_appends_and_expiry_on_glue(backend: Backend) {
+    let (server, lake, _dir) = on_lake(backend, &["--refresh-interval-seconds", "3600"]).await;
     let catalog = glue_catalog(&lake);
     let c = &server.client;
     assert_eq!(
@@ -305,19 +298,33 @@ async fn the_log_follows_appends_and_expiry_on_glue(postgres: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_follows_appends_and_expiry_on_glue_sqlite() {
-    the_log_follows_appends_and_expiry_on_glue(false).await
+    the_log_follows_appends_and_expiry_on_glue(Backend::Sqlite).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_follows_appends_and_expiry_on_glue_postgres() {
-    the_log_follows_appends_and_expiry_on_glue(true).await
+    the_log_follows_appends_and_expiry_on_glue(Backend::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_follows_appends_and_expiry_on_glue_dynamodb() {
+    the_log_follows_appends_and_expiry_on_glue(Backend::Dynamodb).await
 }
 
 /// Retention names the oldest snapshot a reader needs, and expiring at the
 /// timestamp it answers keeps that snapshot (and removes what is older).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_at_the_retention_point_keeps_what_readers_pinned() {
-    let (server, lake, _dir) = lake_table(false, "3600").await;
+    expiry_at_the_retention_point_keeps_what_readers_pinned_on(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_at_the_retention_point_keeps_what_readers_pinned_dynamodb() {
+    expiry_at_the_retention_point_keeps_what_readers_pinned_on(Backend::Dynamodb).await
+}
+
+async fn expiry_at_the_retention_point_keeps_what_readers_pinned_on(backend: Backend) {
+    let (server, lake, _dir) = lake_table(backend, "3600").await;
     let catalog = glue_catalog(&lake);
     let c = &server.client;
     let mut ids = Vec::new();
@@ -404,7 +411,16 @@ async fn expiry_at_the_retention_point_keeps_what_readers_pinned() {
 /// The watcher refreshes every table by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watcher_refreshes_the_log_by_itself() {
-    let (server, lake, _dir) = lake_table(true, "1").await;
+    the_watcher_refreshes_the_log_by_itself_on(Backend::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_refreshes_the_log_by_itself_dynamodb() {
+    the_watcher_refreshes_the_log_by_itself_on(Backend::Dynamodb).await
+}
+
+async fn the_watcher_refreshes_the_log_by_itself_on(backend: Backend) {
+    let (server, lake, _dir) = lake_table(backend, "1").await;
     let catalog = glue_catalog(&lake);
     let id = py(&catalog, &["append", TABLE, "1"]).await;
     assert!(
@@ -417,7 +433,16 @@ async fn the_watcher_refreshes_the_log_by_itself() {
 /// table refreshed at once, long before the watcher's next round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_naming_a_new_snapshot_refreshes_its_table() {
-    let (server, lake, _dir) = lake_table(false, "86400").await;
+    a_batch_naming_a_new_snapshot_refreshes_its_table_on(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_naming_a_new_snapshot_refreshes_its_table_dynamodb() {
+    a_batch_naming_a_new_snapshot_refreshes_its_table_on(Backend::Dynamodb).await
+}
+
+async fn a_batch_naming_a_new_snapshot_refreshes_its_table_on(backend: Backend) {
+    let (server, lake, _dir) = lake_table(backend, "86400").await;
     let catalog = glue_catalog(&lake);
     let c = &server.client;
     let stream = "sales.orders_cdc";

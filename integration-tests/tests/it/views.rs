@@ -3,7 +3,7 @@
 //! while readers query both in a loop; rollback; a refused remap; and a
 //! kill -9 between "live" and the remap.
 
-use crate::harness::{fresh_database, Server};
+use crate::harness::{fresh_database, Backend, Server};
 use crate::snapshots::{py, refresh, sql_catalog, TABLE};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -31,16 +31,15 @@ async fn container_database() -> String {
 
 /// A sluice whose table `TABLE` is a real Iceberg table with one snapshot
 /// in a SQL catalog on a local folder (the embedded one on SQLite, the
-/// same kind configured on PostgreSQL); and the container registered.
-async fn setup(extra: &[&str], container_url: &str) -> (Server, String) {
-    setup_on(false, extra, container_url).await
-}
-
-async fn setup_on(postgres: bool, extra: &[&str], container_url: &str) -> (Server, String) {
+/// same kind configured on PostgreSQL and DynamoDB); and the container
+/// registered.
+async fn setup_on(backend: Backend, extra: &[&str], container_url: &str) -> (Server, String) {
     let mut args = vec!["--refresh-interval-seconds", "3600"];
     args.extend_from_slice(extra);
     let lake_dir = tempfile::tempdir().unwrap().keep();
-    let server = if postgres {
+    let server = if backend.is_sqlite() {
+        backend.server_with(&args).await
+    } else {
         let config = lake_dir.join("sluice.toml");
         std::fs::write(
             &config,
@@ -52,15 +51,13 @@ async fn setup_on(postgres: bool, extra: &[&str], container_url: &str) -> (Serve
         .unwrap();
         let config = config.display().to_string();
         let mut args = args.clone();
-        args.extend_from_slice(&["--auth", "off", "--config", &config]);
-        Server::on_database_with(&fresh_database().await, &args).await
-    } else {
-        Server::sqlite_with(&args).await
+        args.extend_from_slice(&["--config", &config]);
+        backend.server_with(&args).await
     };
-    let data = if postgres {
-        lake_dir
-    } else {
+    let data = if backend.is_sqlite() {
         server.data_dir()
+    } else {
+        lake_dir
     };
     let catalog = sql_catalog(&data);
     py(&catalog, &["create", TABLE]).await;
@@ -204,17 +201,22 @@ async fn history(server: &Server, view: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_views_move_to_v2_at_once_while_readers_read_and_roll_back_sqlite() {
-    two_views_move_to_v2_at_once_while_readers_read_and_roll_back(false).await
+    two_views_move_to_v2_at_once_while_readers_read_and_roll_back(Backend::Sqlite).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_views_move_to_v2_at_once_while_readers_read_and_roll_back_postgres() {
-    two_views_move_to_v2_at_once_while_readers_read_and_roll_back(true).await
+    two_views_move_to_v2_at_once_while_readers_read_and_roll_back(Backend::Postgres).await
 }
 
-async fn two_views_move_to_v2_at_once_while_readers_read_and_roll_back(postgres: bool) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_views_move_to_v2_at_once_while_readers_read_and_roll_back_dynamodb() {
+    two_views_move_to_v2_at_once_while_readers_read_and_roll_back(Backend::Dynamodb).await
+}
+
+async fn two_views_move_to_v2_at_once_while_readers_read_and_roll_back(backend: Backend) {
     let url = container_database().await;
-    let (server, snapshot) = setup_on(postgres, &[], &url).await;
+    let (server, snapshot) = setup_on(backend, &[], &url).await;
     let mut conn = PgConnection::connect(&url).await.unwrap();
 
     // v1's hydration is live: both views are created on v1.
@@ -381,8 +383,18 @@ async fn two_views_move_to_v2_at_once_while_readers_read_and_roll_back(postgres:
 /// after restart the views are switched, and recorded once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_live_and_the_remap_switches_after_restart_once() {
+    a_crash_between_live_and_the_remap_switches_after_restart_once_on(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_live_and_the_remap_switches_after_restart_once_dynamodb() {
+    a_crash_between_live_and_the_remap_switches_after_restart_once_on(Backend::Dynamodb).await
+}
+
+async fn a_crash_between_live_and_the_remap_switches_after_restart_once_on(backend: Backend) {
     let url = container_database().await;
-    let (mut server, snapshot) = setup(&["--outbox-interval-seconds", "3600"], &url).await;
+    let (mut server, snapshot) =
+        setup_on(backend, &["--outbox-interval-seconds", "3600"], &url).await;
     let mut conn = PgConnection::connect(&url).await.unwrap();
     hydrate_live(&server, &snapshot, "orders_v1", None).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -418,6 +430,15 @@ async fn glue_view(catalog: &Value, name: &str) -> Value {
 /// the next hydration's table, rolled back; a missing column is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn athena_views_in_a_glue_container_follow_remaps() {
+    athena_views_in_a_glue_container_follow_remaps_on(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn athena_views_in_a_glue_container_follow_remaps_dynamodb() {
+    athena_views_in_a_glue_container_follow_remaps_on(Backend::Dynamodb).await
+}
+
+async fn athena_views_in_a_glue_container_follow_remaps_on(backend: Backend) {
     let lake = crate::lake::Lake::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = crate::snapshots::glue_config(dir.path(), &lake);
@@ -432,8 +453,9 @@ async fn athena_views_in_a_glue_container_follow_remaps() {
     std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
     let config = config.display().to_string();
-    let server =
-        Server::sqlite_with(&["--config", &config, "--refresh-interval-seconds", "3600"]).await;
+    let server = backend
+        .server_with(&["--config", &config, "--refresh-interval-seconds", "3600"])
+        .await;
     let catalog = crate::snapshots::glue_catalog(&lake);
     py(&catalog, &["create", TABLE]).await;
     let snapshot = py(&catalog, &["append", TABLE, "2"]).await;

@@ -164,7 +164,9 @@ impl DynamoBackend {
         for table in &targets.tables {
             let folded = (FOLDED.to_owned(), table.as_str().to_lowercase());
             if let Some(item) = read.get(&folded) {
-                versions.folded.insert(table.clone(), text(item, "table")?.to_owned());
+                versions
+                    .folded
+                    .insert(table.clone(), text(item, "table")?.to_owned());
             }
         }
         let live: HashSet<LeaseId> = loaded
@@ -289,7 +291,13 @@ fn write_changes(
         let table = text_attr("table", lease.table.as_str());
         if !lease.is_live() {
             let ended = number_attr("ended", lease.ended_at.unwrap_or(lease.expires_at).0);
-            write.put(LEASES, &lease.id.to_string(), Expect::Any, lease, [table, ended]);
+            write.put(
+                LEASES,
+                &lease.id.to_string(),
+                Expect::Any,
+                lease,
+                [table, ended],
+            );
         } else if !known.contains(&lease.id) {
             write_index(write, lease);
         }
@@ -436,9 +444,15 @@ impl LeasePort for DynamoBackend {
                 .iter()
                 .map(|item| {
                     let mut state = self.decode_root(item)?;
-                    let live: Vec<&Lease> =
-                        state.live.iter().filter(|l| !self.expired(l, now)).collect();
-                    let holders = live.iter().filter(|l| l.state == LeaseState::Granted).count();
+                    let live: Vec<&Lease> = state
+                        .live
+                        .iter()
+                        .filter(|l| !self.expired(l, now))
+                        .collect();
+                    let holders = live
+                        .iter()
+                        .filter(|l| l.state == LeaseState::Granted)
+                        .count();
                     let waiters = live.len() - holders;
                     state.live.clear();
                     Ok(TableSummary {
@@ -462,7 +476,10 @@ impl LeasePort for DynamoBackend {
                 }
                 for lease in state.live.iter().filter(|l| !self.expired(l, now)) {
                     *counts
-                        .entry((lease.mode.as_str().to_owned(), lease.state.as_str().to_owned()))
+                        .entry((
+                            lease.mode.as_str().to_owned(),
+                            lease.state.as_str().to_owned(),
+                        ))
                         .or_default() += 1;
                 }
             }
@@ -482,8 +499,7 @@ impl LeasePort for DynamoBackend {
             let lower = name.as_str().to_lowercase();
             let found = self
                 .query(TABLES, Range::All, true, 1, |item| {
-                    text(item, "sk")
-                        .is_ok_and(|n| n != name.as_str() && n.to_lowercase() == lower)
+                    text(item, "sk").is_ok_and(|n| n != name.as_str() && n.to_lowercase() == lower)
                 })
                 .await?;
             found

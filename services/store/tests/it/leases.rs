@@ -66,7 +66,9 @@ async fn on_dynamodb_a_lease_expires_only_once_its_ttl_and_the_skew_margin_ran()
         .await
         .unwrap();
     assert!(
-        events.iter().all(|e| e.event.kind.as_str() != "lease_expired"),
+        events
+            .iter()
+            .all(|e| e.event.kind.as_str() != "lease_expired"),
         "not swept within the margin: {events:?}"
     );
     tokio::time::sleep(Duration::from_millis(1700)).await;

@@ -89,8 +89,14 @@ pub async fn dynamodb_with_margin(skew_margin_ms: u64) -> Backend {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let child = std::process::Command::new(venv.join("bin/moto_server"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    // One request at a time: moto's transactions are not isolated between
+    // its threads (integration-tests/dynamodb/serial_moto.py).
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../integration-tests/dynamodb/serial_moto.py"
+    );
+    let child = std::process::Command::new(venv.join("bin/python"))
+        .args([script, "127.0.0.1", &port.to_string()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
