@@ -4,19 +4,12 @@
 
 use super::items::{doc, padded, text, Range};
 use super::write::EVENTS;
-use super::DynamoBackend;
+use super::{in_scopes, DynamoBackend, SYSTEM_PREFIX};
 use crate::error::StoreError;
 use crate::ports::{EventPort, EventQuery};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use sluice_core::{Event, Millis};
-
-/// sluice's own tables (the scheduler's leader lease).
-const SYSTEM_PREFIX: &str = "sluice_system.";
-
-fn in_scopes(name: &str, scopes: &[String]) -> bool {
-    scopes.is_empty() || scopes.iter().any(|s| name.starts_with(s.as_str()))
-}
 
 /// Whether `event` answers `q`, as the SQL backends' WHERE clause says.
 fn wanted(q: &EventQuery, event: &Event) -> bool {

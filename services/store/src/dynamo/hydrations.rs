@@ -10,7 +10,7 @@
 
 use super::items::{text, Attrs, Range};
 use super::write::{text_attr, Expect, Write};
-use super::DynamoBackend;
+use super::{in_scopes, DynamoBackend};
 use crate::error::StoreError;
 use crate::leases::{Loaded, Targets};
 use crate::ports::{HydrationPort, HydrationQuery};
@@ -84,10 +84,6 @@ pub(super) fn write(write: &mut Write, hydrations: &[Hydration]) {
             );
         }
     }
-}
-
-fn in_scopes(name: &str, scopes: &[String]) -> bool {
-    scopes.is_empty() || scopes.iter().any(|s| name.starts_with(s.as_str()))
 }
 
 impl HydrationPort for DynamoBackend {

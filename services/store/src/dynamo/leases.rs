@@ -19,7 +19,7 @@
 
 use super::items::{doc, number, text, version, Attrs, Range};
 use super::write::{number_attr, text_attr, Committed, Expect, Write};
-use super::{hydrations, DynamoBackend, TRANSACT_RETRIES};
+use super::{hydrations, in_scopes, DynamoBackend, SYSTEM_PREFIX, TRANSACT_RETRIES};
 use crate::error::StoreError;
 use crate::leases::{Changes, Loaded, Targets};
 use crate::ports::{Apply, Due, LeaseCount, LeasePort, LeaseView, TableSummary};
@@ -31,8 +31,6 @@ use std::collections::{HashMap, HashSet};
 pub(super) const TABLES: &str = "table";
 pub(super) const LEASES: &str = "lease";
 const FOLDED: &str = "table-folded";
-/// sluice's own tables (the scheduler's leader lease): never listed.
-const SYSTEM_PREFIX: &str = "sluice_system.";
 
 fn idem_pk(table: &TableName) -> String {
     format!("idem/{table}")
@@ -51,10 +49,6 @@ fn finished_doc(item: &Attrs) -> Result<Option<Lease>, StoreError> {
     } else {
         Ok(None)
     }
-}
-
-fn in_scopes(name: &str, scopes: &[String]) -> bool {
-    scopes.is_empty() || scopes.iter().any(|s| name.starts_with(s.as_str()))
 }
 
 /// A root as stored: live leases in queue order, nothing finished.

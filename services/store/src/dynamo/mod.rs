@@ -340,6 +340,15 @@ impl DynamoBackend {
     }
 }
 
+/// sluice's own tables (the scheduler's leader lease): never listed.
+const SYSTEM_PREFIX: &str = "sluice_system.";
+
+/// `name` starts with one of the prefixes in `scopes`, or there are none:
+/// the SQL backends' scope filter, applied as items are read.
+fn in_scopes(name: &str, scopes: &[String]) -> bool {
+    scopes.is_empty() || scopes.iter().any(|s| name.starts_with(s.as_str()))
+}
+
 /// An error at start-up or migration, saying what to fix.
 fn start_error<E, R>(table: &str, op: &str, error: SdkError<E, R>) -> StoreError
 where

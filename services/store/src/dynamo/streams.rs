@@ -37,7 +37,7 @@
 
 use super::items::{doc, json, number, padded, text, version, Attrs, Range};
 use super::write::{number_attr, text_attr, Committed, Expect, Write, MAX_ITEMS};
-use super::DynamoBackend;
+use super::{in_scopes, DynamoBackend};
 use crate::error::StoreError;
 use crate::ports::{Apply, StreamPort, VersionSummary};
 use crate::rows::streams::{is_whole, rebuild_load, WHOLE_EVERY};
@@ -138,8 +138,7 @@ impl StreamPort for DynamoBackend {
                 _ => Range::All,
             };
             let in_scope = |value: Option<&str>| {
-                scopes.is_empty()
-                    || value.is_some_and(|v| scopes.iter().any(|p| v.starts_with(p.as_str())))
+                scopes.is_empty() || value.is_some_and(|v| in_scopes(v, scopes))
             };
             // A stream is seen only with the table it feeds.
             let items = self
