@@ -16,10 +16,15 @@ RUN_SECONDS="${RUN_SECONDS:-15}"
 CLIENTS="${CLIENTS:-16}"
 TABLES="${TABLES:-100}"
 scripts/ensure-venv.sh .venv-ingest integration-tests/ingest/requirements.txt >/dev/null
-# PROFILE=debug measures the debug build (call counts do not depend on it).
+# PROFILE=debug measures the debug build (call counts do not depend on it);
+# BIN=DIR measures the sluice and sluice-load already built in DIR.
 PROFILE="${PROFILE:-release}"
-if [ "$PROFILE" = release ]; then cargo build --release --bins --quiet; else cargo build --bins --quiet; fi
-bin="${CARGO_TARGET_DIR:-target}/$PROFILE"
+if [ -n "${BIN:-}" ]; then
+  bin=$BIN
+else
+  if [ "$PROFILE" = release ]; then cargo build --release --bins --quiet; else cargo build --bins --quiet; fi
+  bin="${CARGO_TARGET_DIR:-target}/$PROFILE"
+fi
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -49,21 +54,23 @@ serve() { # port, storage flags...
 counts() { curl -sf http://127.0.0.1:7951/counts; }
 reset() { curl -sf -X POST http://127.0.0.1:7951/counts/reset >/dev/null; }
 
-# calls per operation: counts over a load run, less the replicas' idle
-# reads of the event counter (measured first), over its operations.
-per_op() { # counts-json, summary-json, idle-getitem-per-second
+# calls per operation: counts over a load run, less what the replicas do
+# idle (measured first: the event-counter watch, the scheduler leader's
+# heartbeat), over its operations.
+per_op() { # counts-json, summary-json, idle-calls-per-second-json
   python3 - "$1" "$2" "$3" <<'PY'
 import json, sys
-counts, summary, idle = json.loads(sys.argv[1]), json.loads(sys.argv[2]), float(sys.argv[3])
+counts, summary, idle = json.loads(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3])
 ops = summary["ops"]
-watch = idle * summary["seconds"]
-counts["GetItem"] = max(0.0, counts.get("GetItem", 0) - watch)
+background = sum(idle.values()) * summary["seconds"]
+for k, rate in idle.items():
+    counts[k] = max(0.0, counts.get(k, 0) - rate * summary["seconds"])
 total = sum(counts.values())
 parts = ", ".join(f"{k} {v / ops:.2f}" for k, v in sorted(counts.items()) if v)
 print(f"  {ops} ops, {summary['ops_per_second']:.0f} ops/s, grant p50 {summary['grant_p50_ms']:.1f} ms, "
       f"p99 {summary['grant_p99_ms']:.1f} ms, errors {summary['errors']}")
 print(f"  DynamoDB calls per lease op: {total / ops:.2f} ({parts}; "
-      f"less {watch:.0f} GetItem of the replicas' counter watch)")
+      f"less {background:.0f} calls the idle replicas make in that time)")
 PY
 }
 
@@ -78,15 +85,19 @@ echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname 
 echo "$PROFILE build; clients: $CLIENTS, $TABLES tables, $RUN_SECONDS s per run, read ratio 0.7, holds released at once"
 "$bin/sluice-load" run --url http://127.0.0.1:7952 --clients 1 --tables "$TABLES" --namespace dyn \
   --seconds 0.5 --setup >/dev/null
-reset; sleep 5
-idle=$(counts | python3 -c 'import json,sys; print(json.load(sys.stdin).get("GetItem", 0) / 5)')
-echo "idle: $idle GetItem/s (two replicas reading the event counter every 100 ms)"
+reset; sleep 10
+idle=$(counts | python3 -c 'import json,sys; print(json.dumps({k: v / 10 for k, v in json.load(sys.stdin).items()}))')
+echo "idle calls per second: $idle (the replicas' event-counter watch, the scheduler leader's heartbeat)"
 
-for label in "one replica" "two replicas"; do
+# One client first: no group commit to share calls, so the count is what
+# each operation costs alone.
+for label in "one replica, one client" "one replica" "two replicas"; do
   urls=(--url http://127.0.0.1:7952)
   [ "$label" = "two replicas" ] && urls+=(--url http://127.0.0.1:7953)
+  clients=$CLIENTS
+  [ "$label" = "one replica, one client" ] && clients=1
   reset
-  summary=$("$bin/sluice-load" run "${urls[@]}" --clients "$CLIENTS" --tables "$TABLES" \
+  summary=$("$bin/sluice-load" run "${urls[@]}" --clients "$clients" --tables "$TABLES" \
     --namespace dyn --seconds "$RUN_SECONDS" --history "$work/dyn-$label.jsonl")
   echo "dynamodb (moto), $label:"
   per_op "$(counts)" "$summary" "$idle"
@@ -97,7 +108,13 @@ SQLITE_TOKEN=$("$bin/sluice" token create --name bench --role admin --data-dir "
 serve 7954 --data-dir "$work/sqlite" --auth on
 summary=$(SLUICE_TOKEN=$SQLITE_TOKEN "$bin/sluice-load" run --url http://127.0.0.1:7954 --clients "$CLIENTS" \
   --tables "$TABLES" --namespace dyn --seconds "$RUN_SECONDS" --setup)
-echo "sqlite, the same load: $(python3 -c 'import json,sys; s=json.loads(sys.argv[1]); print(f"{s[\"ops_per_second\"]:.0f} ops/s, grant p50 {s[\"grant_p50_ms\"]:.1f} ms, p99 {s[\"grant_p99_ms\"]:.1f} ms")' "$summary")"
+echo "sqlite, the same load:"
+python3 - "$summary" <<'PY'
+import json, sys
+s = json.loads(sys.argv[1])
+print(f"  {s['ops']} ops, {s['ops_per_second']:.0f} ops/s, grant p50 {s['grant_p50_ms']:.1f} ms, "
+      f"p99 {s['grant_p99_ms']:.1f} ms, errors {s['errors']}")
+PY
 
 printf 'dynamodb, wake-up across replicas: '
 "$bin/sluice-load" wake --reader-url http://127.0.0.1:7952 --writer-url http://127.0.0.1:7953 \
