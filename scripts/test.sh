@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Every test: formatting, lints, the rules' unit and property tests, and the
-# black-box tests of the built binary on SQLite and PostgreSQL (leases,
-# errors, long-polls, two replicas, kill -9 under load, streams and a
-# DMS-shaped ingestion job on Iceberg tables, OpenAPI drift), and deploy/'s
-# checks (scripts/check-deploy.sh).
+# black-box tests of the built binary on SQLite, PostgreSQL and moto's
+# DynamoDB (leases, errors, long-polls, two replicas, kill -9 under load,
+# streams and a DMS-shaped ingestion job on Iceberg tables, OpenAPI drift),
+# and deploy/'s checks (scripts/check-deploy.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
@@ -17,7 +17,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # --all-targets: the same features as `cargo test` below, so nothing builds twice.
 cargo build --workspace --all-targets --quiet
-# The ingestion tests run a Python job (pyiceberg) against moto's Glue and S3.
+# The ingestion tests run a Python job (pyiceberg) against moto's Glue and
+# S3; the DynamoDB backend's tests run on moto's DynamoDB from the same venv.
 scripts/ensure-venv.sh .venv-ingest integration-tests/ingest/requirements.txt
 # The dashboard test drives a real headless browser.
 scripts/ensure-chromium.sh
