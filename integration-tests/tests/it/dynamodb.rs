@@ -126,6 +126,42 @@ async fn a_release_on_one_replica_wakes_a_writer_long_polling_on_another() {
     }
 }
 
+/// A lease taken through one replica is read, heartbeated and released
+/// through another that never saw it: the other finds its table from the
+/// lease's item, live or finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_taken_on_one_replica_is_read_heartbeated_and_released_on_another() {
+    let table = DynamoDb::start().await;
+    let (a, b) = (table.replica().await, table.replica().await);
+    crate::leases::table(&a.client, "sales.orders", serde_json::json!({})).await;
+    let lease = a
+        .client
+        .acquire("sales.orders", &crate::leases::read("job"))
+        .await
+        .unwrap()
+        .lease()
+        .unwrap();
+    let read = b.client.lease(&lease.lease_id, 0).await.unwrap();
+    assert_eq!(read.status, 200, "{read:?}");
+    assert_eq!(read.body["state"], "granted", "{read:?}");
+    let beat = b
+        .client
+        .heartbeat(&lease.lease_id, lease.token)
+        .await
+        .unwrap();
+    assert_eq!(beat.status, 200, "{beat:?}");
+    let released = b
+        .client
+        .release(&lease.lease_id, lease.token)
+        .await
+        .unwrap();
+    assert_eq!(released.status, 200, "{released:?}");
+    let c = table.replica().await;
+    let finished = c.client.lease(&lease.lease_id, 0).await.unwrap();
+    assert_eq!(finished.status, 200, "{finished:?}");
+    assert_eq!(finished.body["state"], "released", "{finished:?}");
+}
+
 /// Two replicas take turns on the same tables while one of them is killed
 /// and restarted: their optimistic commits race on every root, and the
 /// checker finds no double grant, no lost acknowledged change and tokens

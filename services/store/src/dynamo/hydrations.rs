@@ -75,13 +75,7 @@ pub(super) fn write(write: &mut Write, hydrations: &[Hydration]) {
         if h.state.is_final() {
             write.delete(&open_pk(h.table.as_str()), &id, Expect::Any);
         } else {
-            write.put_raw(
-                &open_pk(h.table.as_str()),
-                &id,
-                Expect::Any,
-                String::new(),
-                [],
-            );
+            write.put_attrs(&open_pk(h.table.as_str()), &id, Expect::Any, []);
         }
     }
 }

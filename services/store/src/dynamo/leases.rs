@@ -257,11 +257,10 @@ fn write_changes(
         let expect = match versions.roots.get(&root.name) {
             Some(v) => Expect::Version(*v),
             None => {
-                write.put(
+                write.put_attrs(
                     FOLDED,
                     &root.name.as_str().to_lowercase(),
                     Expect::Absent,
-                    &(),
                     [text_attr("table", root.name.as_str())],
                 );
                 Expect::Absent
@@ -297,11 +296,10 @@ fn write_changes(
         }
         if !known.contains(&lease.id) {
             if let Some(key) = &lease.idempotency_key {
-                write.put(
+                write.put_attrs(
                     &idem_pk(&lease.table),
                     key,
                     Expect::Any,
-                    &(),
                     [text_attr("lease", lease.id.to_string())],
                 );
             }
@@ -318,11 +316,10 @@ fn write_changes(
 
 /// A live lease's item: only where to find it.
 fn write_index(write: &mut Write, lease: &Lease) {
-    write.put(
+    write.put_attrs(
         LEASES,
         &lease.id.to_string(),
         Expect::Any,
-        &(),
         [text_attr("table", lease.table.as_str())],
     );
 }

@@ -35,13 +35,7 @@ impl TokenPort for DynamoBackend {
     fn create<'a>(&'a self, t: &'a TokenRecord) -> BoxFuture<'a, Result<bool, StoreError>> {
         async move {
             let mut write = Write::default();
-            write.put(
-                NAMES,
-                &t.name,
-                Expect::Absent,
-                &(),
-                [text_attr("id", &t.id)],
-            );
+            write.put_attrs(NAMES, &t.name, Expect::Absent, [text_attr("id", &t.id)]);
             write.put(TOKENS, &t.id, Expect::Absent, t, []);
             Ok(matches!(self.commit(&write).await?, Committed::Done { .. }))
         }

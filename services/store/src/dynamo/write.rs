@@ -88,9 +88,22 @@ impl Write {
         document: String,
         extra: impl IntoIterator<Item = (&'static str, aws_sdk_dynamodb::types::AttributeValue)>,
     ) {
+        let doc = std::iter::once(("doc", s(document)));
+        self.put_attrs(pk, sk, expect, doc.chain(extra));
+    }
+
+    /// Put an item of attributes only, with no document: one that points
+    /// at another (a lease's table, a name's id), whose readers tell it
+    /// from a document by the missing `doc`.
+    pub fn put_attrs(
+        &mut self,
+        pk: &str,
+        sk: &str,
+        expect: Expect,
+        attrs: impl IntoIterator<Item = (&'static str, aws_sdk_dynamodb::types::AttributeValue)>,
+    ) {
         let mut item = key(pk, sk);
-        item.insert("doc".to_owned(), s(document));
-        for (name, value) in extra {
+        for (name, value) in attrs {
             item.insert(name.to_owned(), value);
         }
         match expect {
