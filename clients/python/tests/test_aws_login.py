@@ -1,8 +1,9 @@
 """IAM authentication end to end, against moto's STS: a Glue-job-shaped
 script holds an assumed role's credentials, logs in to sluice through the
 client, gets the role and scopes its rule maps, and holds a lease; each
-refusal (another deployment's header, an old signature, an unknown ARN, a
-request that is not GetCallerIdentity, one signed for another endpoint) is
+refusal (another deployment's header, an old signature, a request used
+once already, an unknown ARN, a request that is not GetCallerIdentity, one
+signed for another endpoint, a header that cannot be sent) is
 a 4xx with the JSON body, and is audited in sluice's log."""
 
 from __future__ import annotations
@@ -188,7 +189,11 @@ class IamLogin(unittest.TestCase):
             time.sleep(0.05)
 
     def test_each_refusal_is_a_4xx_with_the_json_body_and_audited(self) -> None:
-        self.assertEqual(post(self.server.url, self.signed())[0], 200)
+        once = self.signed()
+        self.assertEqual(post(self.server.url, once)[0], 200)
+        # The same signed request again (a replay within its window): each
+        # logs in once.
+        self.refused(once, 401, "login_replayed")
         # Signed for another deployment: a replay across servers.
         self.refused(self.signed(server_id="sluice-staging"), 401, "wrong_server_id")
         # Signed ten minutes ago.
@@ -209,6 +214,11 @@ class IamLogin(unittest.TestCase):
         auth = unsigned["headers"]["Authorization"]
         unsigned["headers"]["Authorization"] = auth.replace(";x-sluice-server-id", "")
         self.refused(unsigned, 401, "wrong_server_id")
+        # A header name or value that cannot be sent: 400, never forwarded.
+        for name, value in (("X Bad", "1"), ("X-Ok", "a\r\nX-Injected: 1")):
+            broken = self.signed()
+            broken["headers"][name] = value
+            self.refused(broken, 400, "invalid_aws_request")
         # Bad JSON shapes are the usual 4xx.
         got, answer = post(self.server.url, {"method": "POST"})
         self.assertEqual(got, 422, answer)

@@ -16,7 +16,8 @@ from typing import Any, Dict, List
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 from sluice_client import (BatchLost, Client, Conflict, ConnectionFailed, Forbidden,  # noqa: E402
-                           LeaseLost, LeaseTimeout, NotFound, Retry, Unauthorized, from_glue_args)
+                           LeaseLost, LeaseTimeout, NotFound, Retry, SluiceError, Unauthorized,
+                           from_glue_args)
 from sluice_server import Server  # noqa: E402
 
 LOAD = {"load": {"files_done": ["LOAD00000001.csv"], "cdc_start": None}}
@@ -252,6 +253,17 @@ class GlueArguments(unittest.TestCase):
         self.assertEqual(glue.snapshot_properties(),
                          {"sluice.lease-token": "17", "sluice.lease-id": "0190bbbb"})
         self.assertEqual(glue.client().url, "http://sluice:7878")
+
+    def test_a_sluice_argument_given_twice_is_refused_not_guessed(self) -> None:
+        # A caller's argument that smuggles a second --sluice-url (sluice
+        # refuses such values; a job never takes the later one either).
+        for smuggled in (["--zz", "--sluice-url=http://attacker"],
+                         ["--sluice-url", "http://attacker"],
+                         ["--sluice-aws-sts-endpoint=http://attacker"]):
+            argv = ["job.py", "--sluice-url", "http://sluice:7878",
+                    "--sluice-aws-sts-endpoint", "http://sts", *smuggled]
+            with self.assertRaises(SluiceError, msg=str(smuggled)):
+                from_glue_args(argv)
 
 
 if __name__ == "__main__":

@@ -339,3 +339,89 @@ async fn a_slow_consumer_is_dropped_with_a_clear_close_and_resumes_where_it_was(
     }
     assert_eq!(seen, all);
 }
+
+/// An open feed outlives the check of the request that opened it: its
+/// token is checked again while it is open. Revoked (`sluice token
+/// revoke`), the feed ends within seconds with a last `end` event saying
+/// why and where it was, and the connection closes; the token is refused
+/// from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_tokens_open_feed_ends_within_seconds_with_a_last_end_event() {
+    let server = Server::sqlite_with(&["--auth", "on"]).await;
+    let admin = server.client_with(&server.create_token("admin", "admin", &[], &[]));
+    let put = admin.put_table("sales.a", json!({})).await.unwrap();
+    assert_eq!(put.status, 201, "{put:?}");
+    let watcher = server.create_token("watcher", "operator", &[], &[]);
+    let all = admin.all_events(0, None).await.unwrap();
+    let mut feed = Feed::open(&server, "", None, Some(&watcher)).await;
+    let mut seen = Vec::new();
+    read(&mut feed, all.len(), &mut seen).await;
+
+    server.revoke_token("watcher");
+    let revoked = std::time::Instant::now();
+    let end = loop {
+        let frame = feed
+            .next(Duration::from_secs(15))
+            .await
+            .expect("the feed ends with an `end` event");
+        if frame.event == "end" {
+            break frame;
+        }
+        seen.push(frame);
+    };
+    let took = revoked.elapsed();
+    assert!(took < Duration::from_secs(10), "ended after {took:?}");
+    assert_eq!(end.id, None, "{end:?}");
+    assert_eq!(end.data["reason"], "token_revoked", "{end:?}");
+    assert!(end.data["message"].is_string(), "{end:?}");
+    assert_eq!(end.data["last_event_id"].as_i64(), seen.last().unwrap().id);
+    assert!(
+        feed.next(Duration::from_secs(2)).await.is_none(),
+        "nothing after the last event: the connection closes"
+    );
+    let again = reqwest::Client::new()
+        .get(format!("{}/v1/events/stream", server.url))
+        .bearer_auth(&watcher)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 401);
+}
+
+/// Every open feed takes a place among the long-polls: over
+/// `--max-long-polls` the next one is refused, 429 with the JSON error
+/// body, and the place comes back when the feed's client goes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_feeds_count_against_the_long_poll_limit() {
+    let server = Server::sqlite_with(&["--max-long-polls", "1"]).await;
+    let put = server.client.put_table("sales.a", json!({})).await.unwrap();
+    assert_eq!(put.status, 201, "{put:?}");
+    let open = Feed::open(&server, "", None, None).await;
+    let url = format!("{}/v1/events/stream", server.url);
+    let http = reqwest::Client::new();
+    let refused = http.get(&url).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let body: Value = refused.json().await.expect("a JSON error body");
+    assert_eq!(body["error"]["type"], "too_many_long_polls", "{body}");
+    // A lease's long-poll shares the limit.
+    let ask = json!({ "mode": "read", "ttl_seconds": 60, "holder": "h", "wait_seconds": 1 });
+    let acquire = server
+        .call(Method::POST, "/v1/tables/sales.a/leases", Some(ask))
+        .await;
+    assert_eq!(acquire.status, 429, "{}", acquire.body);
+
+    drop(open);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = http.get(&url).send().await.unwrap();
+        if answer.status() == 200 {
+            break;
+        }
+        assert_eq!(answer.status(), 429);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the closed feed's place never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

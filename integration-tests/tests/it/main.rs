@@ -24,6 +24,7 @@ mod limits;
 mod metrics;
 mod pg_restart;
 mod replicas;
+mod scopes;
 mod scheduler;
 mod snapshots;
 mod spec;

@@ -367,3 +367,80 @@ async fn store_gauges_and_lease_counters_move() {
         );
     }
 }
+
+/// Made-up methods and paths, sent without a token, add no series: every
+/// method but the usual ones is one `other` label, every path no route
+/// matches one `unmatched` route. (A method became a label of its own,
+/// with a whole histogram: 5,000 requests grew a scrape a hundredfold.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_and_paths_leave_the_series_bounded() {
+    let server = Server::sqlite_with(&["--auth", "on"]).await;
+    let http = reqwest::Client::new();
+    let odd = |round: usize, i: usize| {
+        let method = Method::from_bytes(format!("PROBE{round}X{i}").as_bytes()).unwrap();
+        [
+            (method.clone(), "/healthz".to_owned()),
+            (method.clone(), format!("/no/such/{round}/{i}")),
+            (method, "/v1/tables/sales.orders".to_owned()),
+            (Method::GET, format!("/v1/nothing-{round}-{i}")),
+            (Method::DELETE, format!("/{round}{i}.php")),
+        ]
+    };
+    let send = |round: usize, n: usize| {
+        let http = http.clone();
+        let url = server.url.clone();
+        async move {
+            for i in 0..n {
+                for (method, path) in odd(round, i) {
+                    let answer = http
+                        .request(method, format!("{url}{path}"))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(answer.status().is_client_error(), "{path}: {answer:?}");
+                }
+            }
+        }
+    };
+    // One of each kind first, and a scrape (its own series).
+    scrape(&server).await;
+    send(0, 1).await;
+    let warm = scrape(&server).await;
+    send(1, 200).await;
+    // A method as long as a request line allows.
+    let long = Method::from_bytes("M".repeat(15_000).as_bytes()).unwrap();
+    let answer = http
+        .request(long, format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_client_error(), "{answer:?}");
+    let after = scrape(&server).await;
+
+    let series = |samples: &[Value]| {
+        let mut keys: Vec<String> = samples
+            .iter()
+            .map(|s| format!("{}{}", s["name"], s["labels"]))
+            .collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(series(&after), series(&warm), "new series appeared");
+    for s in &after {
+        let labels = s["labels"].to_string();
+        assert!(
+            !labels.contains("PROBE") && !labels.contains("MMMM") && !labels.contains("/no/such"),
+            "{labels}"
+        );
+    }
+    let moved = |labels: &[(&str, &str)]| {
+        value(&after, "sluice_http_requests_total", labels)
+            - value(&warm, "sluice_http_requests_total", labels)
+    };
+    assert_eq!(
+        moved(&[("method", "other"), ("route", "/healthz")]),
+        201.0,
+        "{after:?}"
+    );
+    assert_eq!(moved(&[("route", "unmatched")]), 600.0, "{after:?}");
+}

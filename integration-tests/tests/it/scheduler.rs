@@ -531,6 +531,9 @@ async fn every_input_error_is_a_4xx_with_the_json_error_body_on(backend: Backend
         ),
         (json!({ "arguments": { "x": "1" } }), "--"),
         (json!({ "table": "nodot" }), "namespace"),
+        (json!({ "table": "sluice_system.scheduler" }), "reserved"),
+        (json!({ "timezone": "localtime" }), "IANA"),
+        (json!({ "timezone": "../etc/passwd" }), "IANA"),
     ] {
         let answer = put("j", patch.clone()).await;
         assert_eq!(answer.status, 422, "{patch}: {}", answer.body);
@@ -850,4 +853,100 @@ async fn runs_list_newest_first_page_by_page_on_every_backend() {
             .await;
         assert_eq!(bad.status, 400, "{}", bad.body);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_glue_cannot_reach_says_why_backs_off_and_can_be_given_up() {
+    // Glue's endpoint refuses every connection (a laptop without AWS).
+    let dir = tempfile::tempdir().unwrap();
+    let closed = crate::harness::free_port();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!("[aws]\nregion = \"us-east-1\"\nendpoint_url = \"http://127.0.0.1:{closed}\"\n"),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let server = Backend::Sqlite
+        .server_with(&["--config", &config, "--run-poll-max-seconds", "1"])
+        .await;
+    define(&server, "nightly", json!({ "glue_job_name": "g", "kind": "ingestion" })).await;
+    let stuck = start(&server, "nightly").await;
+    let seen = until(&server, &stuck, Duration::from_secs(20), |r| {
+        r["state"] == "starting" && r["error"].as_str().is_some_and(|e| e.contains("Glue"))
+    })
+    .await;
+    assert!(
+        seen["error"].as_str().unwrap().len() < 700,
+        "a reason, not a dump: {seen}"
+    );
+    // The reason is an event too, once while it does not change.
+    let events = server
+        .call(Method::GET, "/v1/events?kind=run_state_changed", None)
+        .await;
+    let reasons = events.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["data"]["run_id"] == stuck || e["data"]["id"] == stuck)
+        .filter(|e| e.to_string().contains("Glue unreachable"))
+        .count();
+    assert!(reasons >= 1, "{}", events.body);
+    // Backing off: over 8 s, a few looks, not one every 250 ms.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let warnings = server.log_text().matches("Glue unreachable").count();
+    assert!(warnings <= 3, "{warnings} warnings:\n{}", server.log_text());
+
+    // Cancel asks for the last look; while Glue cannot answer it stays
+    // starting with its reason, and discard gives up on it for good.
+    let cancel = server
+        .call(Method::POST, &format!("/v1/runs/{stuck}/cancel"), None)
+        .await;
+    assert_eq!(cancel.status, 200, "{}", cancel.body);
+    assert_eq!(cancel.body["cancel_requested"], true, "{}", cancel.body);
+    let discarded = server
+        .call(Method::POST, &format!("/v1/runs/{stuck}/discard"), None)
+        .await;
+    assert_eq!(discarded.status, 200, "{}", discarded.body);
+    assert_eq!(discarded.body["state"], "failed", "{}", discarded.body);
+    assert!(
+        discarded.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("discarded while starting"),
+        "{}",
+        discarded.body
+    );
+    // A run that is going nowhere else cannot be discarded.
+    let queued = server
+        .call(Method::POST, &format!("/v1/runs/{stuck}/discard"), None)
+        .await;
+    assert_eq!(queued.status, 409, "{}", queued.body);
+    assert_eq!(queued.body["error"]["type"], "run_state", "{}", queued.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cancelled_while_starting_is_looked_for_adopted_and_stopped_never_started_twice() {
+    let double = GlueDouble::start().await;
+    double.create_job("g", 5).await;
+    // StartJobRun's answer is lost (Glue started it): the run stays
+    // starting until it is looked for by its stamp.
+    double
+        .script(json!({ "drop_start_answers": { "g": 1 } }))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = scheduled(&double, dir.path(), &[]).await;
+    define(&server, "nightly", json!({ "glue_job_name": "g", "kind": "ingestion" })).await;
+    let id = start(&server, "nightly").await;
+    until(&server, &id, Duration::from_secs(20), state_is("starting")).await;
+    let cancel = server
+        .call(Method::POST, &format!("/v1/runs/{id}/cancel"), None)
+        .await;
+    assert_eq!(cancel.status, 200, "{}", cancel.body);
+    let ended = until(&server, &id, Duration::from_secs(60), |r| {
+        matches!(r["state"].as_str(), Some("cancelled" | "succeeded" | "failed" | "dead_letter"))
+    })
+    .await;
+    assert_eq!(ended["state"], "cancelled", "{ended}");
+    assert_eq!(double.runs("g").await.len(), 1, "one Glue run, never a second");
 }

@@ -52,6 +52,13 @@ impl Authenticator {
         self.required
     }
 
+    /// The check a request presenting `header` would get now (a revocation
+    /// or expiry seen within `CACHE_FOR`): for what outlives the check of
+    /// its request, an open event feed.
+    pub async fn recheck(&self, header: Option<&str>) -> Result<(), ApiError> {
+        self.principal(header).await.map(|_| ())
+    }
+
     async fn principal(&self, header: Option<&str>) -> Result<Arc<Principal>, ApiError> {
         let raw = header.ok_or_else(|| {
             unauthenticated("missing_token", "send `Authorization: Bearer <token>`")
@@ -281,6 +288,29 @@ impl Caller {
                 format!("table `{table}` is outside this token's scopes"),
             ))
         }
+    }
+
+    /// Whether the caller sees what belongs to `table`, if anything: what
+    /// belongs to no table (a job defined without one, its runs) is seen
+    /// only by unscoped callers.
+    pub fn sees(&self, table: Option<&TableName>) -> bool {
+        match table {
+            Some(table) => self.0.sees(table.as_str()),
+            None => !self.scoped(),
+        }
+    }
+
+    /// 403 `out_of_scope` unless the caller sees what belongs to `table`
+    /// (`what` names it in the message).
+    pub fn require_seen(&self, table: Option<&TableName>, what: &str) -> Result<(), ApiError> {
+        if self.sees(table) {
+            return Ok(());
+        }
+        let message = match table {
+            Some(table) => format!("{what} is on table `{table}`, outside this token's scopes"),
+            None => format!("{what} names no table: only a token without scopes may act on it"),
+        };
+        Err(ApiError::new(StatusCode::FORBIDDEN, "out_of_scope", message))
     }
 
     /// Both checks at once.

@@ -52,7 +52,8 @@ pub struct ContainerBody {
     pub name: String,
     pub kind: ContainerKindBody,
     /// `postgres`: the URL with its password replaced by `***`, or the
-    /// `env:VAR` reference.
+    /// `env:VAR` reference; left out for a token with scopes (a container
+    /// is shared by every scope that hydrates into it, its address is not).
     pub url: Option<String>,
     /// `glue`: the Glue database.
     pub database: Option<String>,
@@ -86,4 +87,16 @@ pub struct ContainersPage {
     pub containers: Vec<ContainerBody>,
     /// Pass as `after` for the next page; absent on the last page.
     pub next_after: Option<String>,
+}
+
+impl ContainerBody {
+    /// The container as a caller sees it: a scoped caller learns its name
+    /// and kind, not where it is.
+    pub fn shown(c: Container, scoped: bool) -> ContainerBody {
+        let mut body = ContainerBody::from(c);
+        if scoped {
+            body.url = None;
+        }
+        body
+    }
 }

@@ -100,6 +100,11 @@ impl PutJobBody {
             .map(TableName::parse)
             .transpose()
             .map_err(|e| ApiError::invalid(e.0))?;
+        if let Some(table) = table.as_ref().filter(|t| t.is_reserved()) {
+            return Err(ApiError::invalid(format!(
+                "`{table}` is reserved for sluice itself: a job cannot run on it"
+            )));
+        }
         let stream = self
             .stream
             .as_deref()
@@ -313,6 +318,8 @@ pub struct RunParams {
     pub order: Option<RunOrder>,
 }
 
+/// The order of a page of runs: by creation, `oldest` or `newest` first.
+/// (A query parameter's schema: registered in the spec by `ApiDoc`.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunOrder {

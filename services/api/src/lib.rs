@@ -145,24 +145,51 @@ impl Default for ApiConfig {
 #[openapi(
     info(
         title = "sluice",
-        description = "The control plane of an Iceberg data platform: leases on tables \
-                       (hydration read locks, compaction write locks) with fencing tokens, \
-                       queues and a compaction deadline; CDC streams whose batches advance a \
-                       LOAD -> DELTA bookmark, with history, rewind and reset; and the event log.\n\n\
+        description = "The control plane of an Iceberg data platform: the state that Glue jobs, \
+                       schedulers and operators must agree on.\n\n\
+                       - **Leases** (`leases`): read locks for hydrations and write locks for \
+                       compactions on tables; many readers or one writer, with TTL and heartbeat, \
+                       fencing tokens, waiting queues (long-polled) and a compaction deadline \
+                       that stops readers from starving compaction.\n\
+                       - **Streams and bookmarks** (`streams`): per CDC stream, batches that \
+                       advance the LOAD -> DELTA bookmark ingestion jobs resume from, with \
+                       history, rewind and reset.\n\
+                       - **Tables and their snapshot log** (`tables`): registration and lease \
+                       settings, the Iceberg snapshots sluice keeps for each table (refreshed \
+                       from the catalog), the retention horizon that keeps what readers pinned.\n\
+                       - **Hydrations** (`hydrations`): copies of a table into a consumer \
+                       container, snapshot first then deltas, under a read lease that pins what \
+                       they need: the hydration job reports progress, sluice reports lag and \
+                       state.\n\
+                       - **Containers and views** (`containers`, `views`): where copies live, and \
+                       the consumer views over them, remapped atomically (by hand or when a \
+                       hydration is live) with rollback.\n\
+                       - **Jobs, runs and compactions** (`jobs`, `tables`): Glue job definitions \
+                       with cron schedules, runs followed to the end with retries and dead \
+                       letters, and compaction requests that wait for the write lease and then \
+                       start the compaction job.\n\
+                       - **Events** (`events`): the log of every transition, paged or followed \
+                       live (Server-Sent Events, resumed with `Last-Event-ID`).\n\
+                       - **Auth** (`operations`): every `/v1` call takes a bearer token (roles \
+                       and table scopes); `POST /v1/auth/aws` trades a signed STS \
+                       GetCallerIdentity request for a short-lived token. Health, readiness \
+                       and `/metrics` are open.\n\n\
                        Errors are `{\"error\":{\"type\",\"message\"}}` with a stable `type`.",
         license(name = "Apache-2.0")
     ),
     tags(
         (name = "leases", description = "Read and write leases on tables"),
-        (name = "tables", description = "Tables and their lease settings"),
+        (name = "tables", description = "Tables and their lease settings, snapshot log and retention; compaction requests and the compaction queue"),
         (name = "streams", description = "CDC streams: batches and the LOAD -> DELTA bookmark ingestion jobs resume from"),
         (name = "containers", description = "Consumer data containers: where hydrations copy tables and consumer views live"),
         (name = "views", description = "Consumer views: what each maps to, remaps (automatic when a hydration is live, or by hand), rollback"),
         (name = "hydrations", description = "Copies of a table into a container: progress, lag, and the read lease that pins what they need"),
         (name = "jobs", description = "Glue job definitions (cron in a zone, retries, timeout) and their runs, followed to the end: retries, dead letters, cancel"),
-        (name = "events", description = "The event log"),
-        (name = "operations", description = "Health and readiness"),
-    )
+        (name = "events", description = "The event log, paged or followed live"),
+        (name = "operations", description = "Health, readiness, and IAM login (a signed STS request traded for a token)"),
+    ),
+    // Schemas only parameters name (utoipa registers those of bodies).
+    components(schemas(job_dto::RunOrder))
 )]
 struct ApiDoc;
 
@@ -360,7 +387,7 @@ pub(crate) fn parse_table(raw: &str) -> Result<TableName, ApiError> {
 /// Operators still read them, and may revoke their leases.
 pub(crate) fn parse_user_table(raw: &str) -> Result<TableName, ApiError> {
     let table = parse_table(raw)?;
-    if table.as_str().starts_with("sluice_system.") {
+    if table.is_reserved() {
         return Err(ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
             "reserved_table",

@@ -32,7 +32,7 @@ const BUCKETS: [f64; 12] = [
 
 /// One method of one route.
 struct MethodStats {
-    method: Method,
+    method: &'static str,
     latency: Histogram,
     /// (status, requests), in first-seen order: a handful per route.
     statuses: Vec<(u16, u64)>,
@@ -56,7 +56,7 @@ pub struct Metrics(Arc<Mutex<Counts>>);
 impl Metrics {
     fn record(
         &self,
-        method: &Method,
+        method: &'static str,
         route: &str,
         status: u16,
         seconds: f64,
@@ -70,11 +70,11 @@ impl Metrics {
             c.routes.insert(route.to_owned(), Vec::new());
         }
         let methods = c.routes.get_mut(route).expect("inserted above");
-        let i = match methods.iter().position(|m| m.method == *method) {
+        let i = match methods.iter().position(|m| m.method == method) {
             Some(i) => i,
             None => {
                 methods.push(MethodStats {
-                    method: method.clone(),
+                    method,
                     latency: Histogram::new(&BUCKETS),
                     statuses: Vec::new(),
                 });
@@ -151,19 +151,41 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The route label of a request no route matched: one series for every
+/// unknown path.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The method label: the methods the API and browsers use, and `other` for
+/// any other (a method is any token a client makes up, so each one must
+/// not make a series of its own).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Count every request as its response leaves: its route's template
 /// (never the raw path, so ids do not make new series), status, latency,
-/// and the error type of a refusal.
+/// and the error type of a refusal. Labels come from fixed sets only (the
+/// routes' templates, a few methods, status codes, error types), so what
+/// unauthenticated callers send cannot grow the exposition.
 pub async fn count(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().clone();
+    let method = method_label(req.method());
     // A clone of the matched path is one reference count, not a copy.
     let route = req.extensions().get::<MatchedPath>().cloned();
     let response = next.run(req).await;
     let refusal = response.extensions().get::<ErrorKind>().map(|k| k.0);
     metrics.record(
-        &method,
-        route.as_ref().map_or("unmatched", |p| p.as_str()),
+        method,
+        route.as_ref().map_or(UNMATCHED_ROUTE, |p| p.as_str()),
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
         refusal,
@@ -284,3 +306,31 @@ const ACTIVE: [HydrationState; 4] = [
     HydrationState::CatchingUp,
     HydrationState::Live,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        let metrics = Metrics::default();
+        for i in 0..100 {
+            let method = Method::from_bytes(format!("PROBE{i}").as_bytes()).unwrap();
+            metrics.record(method_label(&method), UNMATCHED_ROUTE, 405, 0.001, None);
+        }
+        metrics.record(method_label(&Method::GET), UNMATCHED_ROUTE, 404, 0.001, None);
+        let text = metrics.render();
+        assert!(!text.contains("PROBE"), "{text}");
+        let requests: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("sluice_http_requests_total{"))
+            .collect();
+        assert_eq!(
+            requests,
+            [
+                "sluice_http_requests_total{method=\"other\",route=\"unmatched\",status=\"405\"} 100",
+                "sluice_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 1",
+            ]
+        );
+    }
+}

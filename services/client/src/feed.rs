@@ -8,7 +8,7 @@ use sluice_api::dto::EventBody;
 #[derive(Debug)]
 pub enum FeedItem {
     Event(EventBody),
-    /// The server ended the feed (`dropped`, `error`): why, and the id to
+    /// The server ended the feed (`dropped`, `error`, `end`): why, and the id to
     /// resume after.
     Ended {
         kind: String,
@@ -65,7 +65,7 @@ fn parse(message: &str) -> Result<Option<FeedItem>> {
         status: 200,
         detail: format!("a feed message that is not JSON: {e}"),
     };
-    if kind == "dropped" || kind == "error" {
+    if matches!(kind, "dropped" | "error" | "end") {
         let end: serde_json::Value = serde_json::from_str(&data).map_err(unexpected)?;
         return Ok(Some(FeedItem::Ended {
             kind: kind.to_owned(),

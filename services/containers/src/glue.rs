@@ -6,7 +6,7 @@
 
 use aws_sdk_glue::types::{Column, StorageDescriptor, TableInput};
 use aws_sdk_glue::Client;
-use sluice_core::views::{plan, Plan, ViewError, ViewRequest};
+use sluice_core::views::{check_request, plan, Plan, ViewError, ViewRequest};
 
 /// What Glue holds of a table or view: its columns (name and type) and,
 /// for a view, the input that recreates it.
@@ -31,6 +31,12 @@ pub async fn remap(
                 r.view
             )));
         }
+        // Glue folds names to lower case: `Orders` and `orders` are one.
+        check_request(
+            &r.view.to_ascii_lowercase(),
+            &r.target.to_ascii_lowercase(),
+            database,
+        )?;
         let view = get(client, database, &r.view).await?;
         let (target_db, target_name) = r.target.split_once('.').unwrap_or((database, &r.target));
         let target = get(client, target_db, target_name).await?;
@@ -41,6 +47,7 @@ pub async fn remap(
         let p = plan(
             &r.view,
             &r.target,
+            database,
             r.columns.as_deref(),
             names(&view).as_deref(),
             names(&target).as_deref(),
@@ -52,6 +59,8 @@ pub async fn remap(
     let mut done: Vec<(String, Option<TableInput>)> = Vec::new();
     for (input, before) in work {
         let name = input.name().to_owned();
+        // Glue refuses for good what is invalid, or a database that does
+        // not exist; the rest (throttling, timeouts...) is worth retrying.
         let result = if before.is_some() {
             client
                 .update_table()
@@ -60,7 +69,12 @@ pub async fn remap(
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| e.into_service_error().to_string())
+                .map_err(|e| {
+                    let e = e.into_service_error();
+                    let refused =
+                        e.is_invalid_input_exception() || e.is_entity_not_found_exception();
+                    (refused, e.to_string())
+                })
         } else {
             client
                 .create_table()
@@ -69,13 +83,21 @@ pub async fn remap(
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| e.into_service_error().to_string())
+                .map_err(|e| {
+                    let e = e.into_service_error();
+                    let refused =
+                        e.is_invalid_input_exception() || e.is_entity_not_found_exception();
+                    (refused, e.to_string())
+                })
         };
-        if let Err(e) = result {
+        if let Err((refused, e)) = result {
             undo(client, database, done).await;
-            return Err(ViewError::Unavailable(format!(
-                "Glue refused view `{name}`: {e}"
-            )));
+            let message = format!("Glue refused view `{name}`: {e}");
+            return Err(if refused {
+                ViewError::Refused(message)
+            } else {
+                ViewError::Unavailable(message)
+            });
         }
         done.push((name, before));
     }
@@ -166,10 +188,6 @@ async fn get(client: &Client, database: &str, name: &str) -> Result<Option<Found
 /// The Glue table input of an Athena view selecting `plan.columns` from
 /// `plan.target`.
 fn view_input(database: &str, plan: &Plan, types: &[(String, String)]) -> TableInput {
-    let (target_db, target_name) = plan
-        .target
-        .split_once('.')
-        .unwrap_or((database, &plan.target));
     let type_of = |c: &str| {
         types
             .iter()
@@ -177,16 +195,8 @@ fn view_input(database: &str, plan: &Plan, types: &[(String, String)]) -> TableI
             .map_or("string", |(_, t)| t.as_str())
             .to_owned()
     };
-    let select = format!(
-        "SELECT {} FROM \"{target_db}\".\"{target_name}\"",
-        plan.columns
-            .iter()
-            .map(|c| format!("\"{c}\""))
-            .collect::<Vec<_>>()
-            .join(", "),
-    );
     let presto = serde_json::json!({
-        "originalSql": select,
+        "originalSql": select(database, plan),
         "catalog": "awsdatacatalog",
         "schema": database,
         "columns": plan.columns.iter().map(|c| serde_json::json!({
@@ -218,6 +228,29 @@ fn view_input(database: &str, plan: &Plan, types: &[(String, String)]) -> TableI
         )
         .build()
         .expect("a view input has a name")
+}
+
+/// The view's query: `plan.columns` from `plan.target`. Every name is
+/// quoted, a `"` in it doubled: column names come from the Glue catalog,
+/// and one like `id" FROM "finance"."ledger" UNION ALL SELECT "x` must
+/// stay one column's name, not become SQL.
+fn select(database: &str, plan: &Plan) -> String {
+    let (target_db, target_name) = plan
+        .target
+        .split_once('.')
+        .unwrap_or((database, &plan.target));
+    let columns: Vec<String> = plan.columns.iter().map(|c| quote(c)).collect();
+    format!(
+        "SELECT {} FROM {}.{}",
+        columns.join(", "),
+        quote(target_db),
+        quote(target_name)
+    )
+}
+
+/// A Presto identifier: in double quotes, each `"` doubled.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The Presto (Athena) spelling of a Hive column type.
@@ -253,6 +286,75 @@ fn base64(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// The query's text outside quoted names, and the names, unquoted.
+    fn tokens(sql: &str) -> (String, Vec<String>) {
+        let (mut bare, mut names) = (String::new(), Vec::new());
+        let mut chars = sql.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '"' {
+                bare.push(c);
+                continue;
+            }
+            let mut name = String::new();
+            loop {
+                match chars.next().expect("a closing quote") {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        name.push('"');
+                    }
+                    '"' => break,
+                    c => name.push(c),
+                }
+            }
+            bare.push('?');
+            names.push(name);
+        }
+        (bare, names)
+    }
+
+    #[test]
+    fn hostile_names_stay_names_in_the_view_query() {
+        let hostile = r#"id" FROM "finance"."ledger_secret" UNION ALL SELECT "x"#;
+        let cases = [
+            (
+                "views",
+                "orders_v2",
+                vec!["id".to_owned(), hostile.to_owned()],
+            ),
+            ("views", r#"fin"."ledger"--"#, vec!["id".to_owned()]),
+            (
+                r#"db" ; DROP TABLE "t"#,
+                "orders",
+                vec![r#"a""b"#.to_owned()],
+            ),
+            (
+                "views",
+                r#"other" . "t"#,
+                vec![r#"""#.to_owned(), "".to_owned()],
+            ),
+        ];
+        for (database, target, columns) in cases {
+            let plan = Plan {
+                view: "v".into(),
+                target: target.into(),
+                columns: columns.clone(),
+                previous_columns: None,
+                drop_first: false,
+            };
+            let sql = select(database, &plan);
+            let (bare, names) = tokens(&sql);
+            let placeholders = vec!["?"; columns.len()].join(", ");
+            // Exactly one FROM, of the intended table.
+            assert_eq!(bare, format!("SELECT {placeholders} FROM ?.?"), "{sql}");
+            let (db, table) = target.split_once('.').unwrap_or((database, target));
+            let mut want = columns;
+            want.extend([db.to_owned(), table.to_owned()]);
+            assert_eq!(names, want, "{sql}");
+        }
+    }
+
     #[test]
     fn base64_is_the_standard_alphabet_with_padding() {
         assert_eq!(super::base64(b"Presto"), "UHJlc3Rv");

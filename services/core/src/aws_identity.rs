@@ -69,6 +69,22 @@ impl SignedRequest {
         if !self.method.eq_ignore_ascii_case("POST") {
             return Err(Refusal::Malformed("the method must be POST".into()));
         }
+        // What cannot be sent as an HTTP header is refused here, not found
+        // out when forwarding it fails.
+        let token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        for (name, value) in &self.headers {
+            if name.is_empty() || !name.chars().all(token_char) {
+                return Err(Refusal::Malformed(format!(
+                    "`{}` is not a header name",
+                    name.escape_debug()
+                )));
+            }
+            if value.chars().any(|c| c.is_control() && c != '\t') {
+                return Err(Refusal::Malformed(format!(
+                    "header {name} holds a control character"
+                )));
+            }
+        }
         let mut fields: Vec<(&str, &str)> = self
             .body
             .split('&')

@@ -98,7 +98,7 @@ impl Connection {
     }
 
     /// As shown: the reference, or the URL with its password (in the
-    /// user-info part or a `password=` parameter) replaced by `***`.
+    /// user-info part or a parameter [`is_secret_key`]) replaced by `***`.
     pub fn redacted(&self) -> String {
         match self {
             Connection::Env(var) => format!("env:{var}"),
@@ -125,7 +125,7 @@ fn redact_url(url: &str) -> String {
             let query: Vec<String> = query
                 .split('&')
                 .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    Some((key, _)) if is_secret_key(key) => format!("{key}=***"),
                     _ => pair.to_owned(),
                 })
                 .collect();
@@ -134,6 +134,42 @@ fn redact_url(url: &str) -> String {
         None => after.to_owned(),
     };
     format!("{scheme}://{userinfo}{after}")
+}
+
+/// Whether a URL query key names a secret: as the drivers read it
+/// (percent-decoded, `+` a space: sqlx takes `pass%77ord` for
+/// `password`), any key holding `password` whatever its case (`password`,
+/// libpq's `sslpassword`, sqlx's `ssl-password`-like spellings). Hiding a
+/// key that is no secret is harmless; showing one that is is not.
+pub fn is_secret_key(raw: &str) -> bool {
+    percent_decode(raw)
+        .to_ascii_lowercase()
+        .contains("password")
+}
+
+/// `%XX` decoded and `+` read as a space, as URL query parsers do; a `%`
+/// not followed by two hex digits is kept as it is.
+pub fn percent_decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,10 +244,26 @@ mod tests {
             ),
             ("postgres://u:se/cr?et@h/db", "postgres://u:***@h/db"),
             ("postgres://u:se@cret@h/db", "postgres://u:***@h/db"),
+            // The key as the driver decodes it: `pass%77ord` is `password`.
+            (
+                "postgres://h/db?user=u&pass%77ord=secret",
+                "postgres://h/db?user=u&pass%77ord=***",
+            ),
+            (
+                "postgres://h/db?%70%61%73%73%77%6F%72%64=secret&sslmode=require",
+                "postgres://h/db?%70%61%73%73%77%6F%72%64=***&sslmode=require",
+            ),
+            (
+                "postgres://h/db?sslpassword=secret&SslPass%57ord=secret",
+                "postgres://h/db?sslpassword=***&SslPass%57ord=***",
+            ),
         ];
         for (url, want) in cases {
             assert_eq!(shown(url), want, "{url}");
-            assert!(!shown(url).contains("secret") && !shown(url).contains("cr?et"));
+            assert!(
+                !shown(url).contains("secret") && !shown(url).contains("cr?et"),
+                "{url}"
+            );
         }
         assert_eq!(shown("env:AURORA_URL"), "env:AURORA_URL");
     }

@@ -44,7 +44,16 @@ impl TableName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// One of sluice's own tables (`sluice_system.*`: the scheduler
+    /// leader's lease): no caller's lease, job or change names it.
+    pub fn is_reserved(&self) -> bool {
+        self.0.starts_with(RESERVED_NAMESPACE)
+    }
 }
+
+/// The namespace of sluice's own tables.
+pub const RESERVED_NAMESPACE: &str = "sluice_system.";
 
 impl TryFrom<String> for TableName {
     type Error = NameError;

@@ -18,10 +18,62 @@ pub enum ViewError {
         column: String,
         target: String,
     },
-    #[error("the container could not be reached or refused the change: {0}")]
+    /// Worth retrying: the container could not be reached, timed out, or
+    /// could not take a lock in time.
+    #[error("the container could not be reached or could not make the change now: {0}")]
     Unavailable(String),
     #[error("{0}")]
     Unsupported(String),
+    /// The container refused the change itself (a column's type would
+    /// change, the view is a table, a schema is missing...): retrying
+    /// changes nothing until someone changes the container.
+    #[error("the container refused the change: {0}")]
+    Refused(String),
+    /// Every read of a view that selects from itself fails.
+    #[error("view `{view}` cannot be its own target")]
+    SelfTarget { view: String },
+    /// A view or target in a system schema.
+    #[error("{0}")]
+    SystemSchema(String),
+}
+
+/// Refuse a view or target name (`schema.name` or `name`) in a system
+/// schema: `pg_catalog`, `information_schema`, or any `pg_*` (`pg_toast`,
+/// `pg_temp_*`...). A view there could expose what only the database
+/// itself should read (`pg_catalog.pg_authid` holds password hashes).
+/// An unqualified name is in the container's default schema.
+pub fn check_schema(name: &str) -> Result<(), String> {
+    let Some((schema, _)) = name.split_once('.') else {
+        return Ok(());
+    };
+    // Compared without case: refusing `"PG_CATALOG"` too is harmless.
+    let schema = schema.to_ascii_lowercase();
+    if schema == "information_schema" || schema.starts_with("pg_") {
+        Err(format!(
+            "`{name}` is in system schema `{schema}`: views and their targets stay out of `pg_catalog`, `information_schema` and `pg_*`"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The checks a remap passes before the container is asked anything:
+/// neither name in a system schema, and the view not its own target.
+/// `schema` is where unqualified names are (PostgreSQL: `public`; Glue:
+/// the container's database), so that `v` and `public.v` are one view.
+pub fn check_request(view: &str, target: &str, schema: &str) -> Result<(), ViewError> {
+    check_schema(view).map_err(ViewError::SystemSchema)?;
+    check_schema(target).map_err(ViewError::SystemSchema)?;
+    let qualified = |name: &str| match name.split_once('.') {
+        Some((s, n)) => (s.to_owned(), n.to_owned()),
+        None => (schema.to_owned(), name.to_owned()),
+    };
+    if qualified(view) == qualified(target) {
+        return Err(ViewError::SelfTarget {
+            view: view.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// How one view is to be switched, as planned from what the container holds.
@@ -40,14 +92,17 @@ pub struct Plan {
 
 /// Plan switching `view` to `target`: it exposes `declared` when given,
 /// otherwise what it exposes today (or, for a new view, every column of
-/// the target). A column the target lacks refuses the whole remap.
+/// the target). A column the target lacks refuses the whole remap, and
+/// so does anything [`check_request`] refuses.
 pub fn plan(
     view: &str,
     target: &str,
+    schema: &str,
     declared: Option<&[String]>,
     view_columns: Option<&[String]>,
     target_columns: Option<&[String]>,
 ) -> Result<Plan, ViewError> {
+    check_request(view, target, schema)?;
     let Some(target_columns) = target_columns else {
         return Err(ViewError::TargetMissing {
             target: target.to_owned(),
@@ -115,25 +170,89 @@ mod tests {
         let v1 = cols(&["id", "name", "legacy"]);
         let v2 = cols(&["id", "name", "email"]);
         // v2 lacks `legacy`: refused unless the new list is declared.
-        let refused = plan("orders", "t_v2", None, Some(&v1), Some(&v2));
+        let refused = plan("orders", "t_v2", "public", None, Some(&v1), Some(&v2));
         assert!(
             matches!(refused, Err(ViewError::MissingColumn { ref column, .. }) if column == "legacy")
         );
         let declared = cols(&["id", "name", "email"]);
-        let p = plan("orders", "t_v2", Some(&declared), Some(&v1), Some(&v2)).unwrap();
+        let p = plan(
+            "orders",
+            "t_v2",
+            "public",
+            Some(&declared),
+            Some(&v1),
+            Some(&v2),
+        )
+        .unwrap();
         assert_eq!(p.columns, declared);
         assert!(p.drop_first, "a dropped column needs DROP + CREATE");
         // Only adding after the existing columns replaces in place.
         let wider = cols(&["id", "name", "legacy", "email"]);
-        let p = plan("orders", "t_v3", Some(&wider), Some(&v1), Some(&wider)).unwrap();
+        let p = plan(
+            "orders",
+            "t_v3",
+            "public",
+            Some(&wider),
+            Some(&v1),
+            Some(&wider),
+        )
+        .unwrap();
         assert!(!p.drop_first);
         // A new view exposes the whole target.
-        let p = plan("fresh", "t_v2", None, None, Some(&v2)).unwrap();
+        let p = plan("fresh", "t_v2", "public", None, None, Some(&v2)).unwrap();
         assert_eq!((p.columns, p.drop_first), (v2.clone(), false));
         assert!(matches!(
-            plan("orders", "nowhere", None, Some(&v1), None),
+            plan("orders", "nowhere", "public", None, Some(&v1), None),
             Err(ViewError::TargetMissing { .. })
         ));
+    }
+
+    #[test]
+    fn a_view_is_never_its_own_target() {
+        let c = cols(&["id"]);
+        for (view, target) in [
+            ("v", "v"),
+            ("v", "public.v"),
+            ("public.v", "v"),
+            ("s.v", "s.v"),
+        ] {
+            assert!(
+                matches!(
+                    plan(view, target, "public", None, Some(&c), Some(&c)),
+                    Err(ViewError::SelfTarget { .. })
+                ),
+                "{view} -> {target}"
+            );
+        }
+        // In a Glue container unqualified names are in its database.
+        assert!(check_request("v", "analytics.v", "analytics").is_err());
+        assert!(check_request("v", "other.v", "analytics").is_ok());
+        assert!(check_request("v", "s.v", "public").is_ok());
+    }
+
+    #[test]
+    fn views_and_targets_stay_out_of_system_schemas() {
+        let c = cols(&["rolname", "rolpassword"]);
+        for name in [
+            "pg_catalog.pg_authid",
+            "information_schema.tables",
+            "pg_toast.pg_toast_1",
+            "pg_temp_3.t",
+            "PG_CATALOG.pg_authid",
+        ] {
+            assert!(check_schema(name).is_err(), "{name}");
+            assert!(matches!(
+                plan("v", name, "public", None, None, Some(&c)),
+                Err(ViewError::SystemSchema(_))
+            ));
+            assert!(matches!(
+                plan(name, "t", "public", None, None, Some(&c)),
+                Err(ViewError::SystemSchema(_))
+            ));
+        }
+        for name in ["orders", "public.orders", "pgx.orders", "pg_orders"] {
+            assert!(check_schema(name).is_ok(), "{name}");
+        }
     }
 }
 

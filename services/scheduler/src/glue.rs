@@ -54,9 +54,35 @@ impl Glue {
                 if let Some(url) = &self.endpoint_url {
                     config = config.endpoint_url(url);
                 }
-                Client::new(&config.load().await)
+                let config = config.load().await;
+                warn_without_credentials(&config, self.timeout).await;
+                Client::new(&config)
             })
             .await
+    }
+}
+
+/// Say once, at the first Glue call, when the default chain finds no
+/// credentials (a laptop without AWS): runs then stay `starting` with
+/// the reason on each, and this says why in one line.
+async fn warn_without_credentials(config: &aws_config::SdkConfig, timeout: Duration) {
+    use aws_sdk_glue::config::ProvideCredentials;
+    let found = match config.credentials_provider() {
+        Some(provider) => {
+            match tokio::time::timeout(timeout, provider.provide_credentials()).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("none found within {timeout:?}")),
+            }
+        }
+        None => Err("no credentials provider".to_owned()),
+    };
+    if let Err(why) = found {
+        tracing::warn!(
+            %why,
+            "no AWS credentials found: sluice cannot start or follow Glue runs until there are \
+             (environment, profile, or the task's or instance's role)"
+        );
     }
 }
 

@@ -9,6 +9,7 @@ use crate::{jitter, write, Context, Failure};
 use sluice_core::scheduling::glue::{GlueError, GlueRun, GlueState};
 use sluice_core::scheduling::glue::{AWS_SERVER_ID_ARG, AWS_STS_ENDPOINT_ARG, URL_ARG};
 use sluice_core::scheduling::run::{self, start_arguments, Transition};
+
 use sluice_core::scheduling::{Run, RunState};
 use sluice_store::{ScheduleWrite, Versioned};
 
@@ -103,11 +104,32 @@ async fn call_start(cx: &Context<'_>, mut r: Run, version: i64) -> Result<(), Fa
         Err(GlueError::Unavailable(error)) => {
             // It may or may not have started: left `starting`, to be
             // looked for by its stamp after `adopt_after`.
-            tracing::warn!(run = %r.id, %error, "StartJobRun failed; will look for the run before starting it again");
-            return Ok(());
+            return unreachable(cx, r, version, "StartJobRun", error.to_string()).await;
         }
     };
     save(cx, r, version, Some(t)).await.map(|_| ())
+}
+
+/// Glue did not answer: the run says why (an event when the reason is
+/// new, one warning in the log then) and waits out its back-off.
+async fn unreachable(
+    cx: &Context<'_>,
+    mut r: Run,
+    version: i64,
+    call: &str,
+    error: String,
+) -> Result<(), Failure> {
+    let now = sluice_store::system_now();
+    let error = format!("{call}: {error}");
+    let new = r.glue_unreachable(&error, now);
+    if new {
+        tracing::warn!(run = %r.id, %error, "Glue unreachable; the run stays starting and is looked for again");
+    }
+    let t = new.then_some(Transition {
+        from: RunState::Starting,
+        to: RunState::Starting,
+    });
+    save(cx, r, version, t).await.map(|_| ())
 }
 
 async fn reconcile(
@@ -117,27 +139,32 @@ async fn reconcile(
     bucket: &mut Bucket,
 ) -> Result<(), Failure> {
     let now = sluice_store::system_now();
-    if now.0 - r.updated_at.0 < cx.config.adopt_after.as_millis() as i64 || !bucket.take() {
+    let waiting = now.0 - r.updated_at.0 < cx.config.adopt_after.as_millis() as i64;
+    // `due_at`: the back-off after Glue did not answer.
+    if waiting || now.0 < r.due_at.0 || !bucket.take() {
         return Ok(());
     }
     let stamp = r.stamp();
     match cx.glue.find_runs(&r.glue_job_name, &stamp).await {
         Ok(found) => match found.into_iter().next() {
+            // Adopted even when a cancel is asked: following it stops it.
             Some(glue) => {
                 tracing::info!(run = %r.id, glue_run = %glue.id, "adopted the Glue run carrying its stamp");
                 let t = r.started(&glue, now, cx.config.poll);
                 save(cx, r, version, Some(t)).await.map(|_| ())
             }
+            // The last look found nothing: a cancelled run never starts.
+            None if r.cancel_requested => match r.cancel_unstarted(now) {
+                Ok(t) => save(cx, r, version, Some(t)).await.map(|_| ()),
+                Err(_) => Ok(()),
+            },
             None if cx.may_act() => {
                 tracing::info!(run = %r.id, "no Glue run carries its stamp: starting it");
                 call_start(cx, r, version).await
             }
             None => Ok(()),
         },
-        Err(error) => {
-            tracing::warn!(run = %r.id, %error, "GetJobRuns failed; will look again");
-            Ok(())
-        }
+        Err(error) => unreachable(cx, r, version, "GetJobRuns", error.to_string()).await,
     }
 }
 

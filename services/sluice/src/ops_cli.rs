@@ -285,11 +285,12 @@ pub async fn run(cmd: OpsCmd) -> ExitCode {
     match dispatch(&client, &out, cmd).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::EndedBadly(why)) => {
-            eprintln!("error: {why}");
+            eprintln!("error: {}", printable(&why));
             ExitCode::from(7)
         }
         Err(Failure::Api(error)) => {
-            eprintln!("error: {error}");
+            // The server's message may quote what a caller stored.
+            eprintln!("error: {}", printable(&error.to_string()));
             ExitCode::from(exit_code(&error))
         }
     }
@@ -328,7 +329,7 @@ async fn dispatch(c: &Client, out: &Out, cmd: OpsCmd) -> Outcome {
                 ],
             );
             if let Some(next) = page.next_after.filter(|_| !out.json) {
-                eprintln!("more: --after {next}");
+                eprintln!("more: --after {}", printable(&next));
             }
         }
         OpsCmd::Leases { cmd, .. } => leases(c, out, cmd).await?,
@@ -654,7 +655,7 @@ async fn events(
         let mut feed = match c.follow_events(last, Some(tail), table.as_deref()).await {
             Ok(feed) => feed,
             Err(e) if e.is_transient() => {
-                eprintln!("sluice: {e}; reconnecting");
+                eprintln!("sluice: {}; reconnecting", printable(&e.to_string()));
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -677,7 +678,8 @@ async fn events(
                     reason,
                     last_event_id,
                 })) => {
-                    eprintln!("sluice: the feed ended ({kind}: {reason}); resuming");
+                    let why = format!("{kind}: {reason}");
+                    eprintln!("sluice: the feed ended ({}); resuming", printable(&why));
                     last = Some(last_event_id);
                 }
                 Ok(None) | Err(_) => break,
@@ -718,8 +720,11 @@ impl Out {
         let Some(fields) = value.as_object() else {
             return println!("{}", cell(&value));
         };
-        let width = fields.keys().map(String::len).max().unwrap_or(0);
-        for (key, v) in fields {
+        // Keys are the API's field names, but a map's keys (a run's
+        // arguments) are stored text too.
+        let keys: Vec<String> = fields.keys().map(|k| printable(k).into_owned()).collect();
+        let width = keys.iter().map(|k| k.chars().count()).max().unwrap_or(0);
+        for (key, v) in keys.iter().zip(fields.values()) {
             println!("{key:width$}  {}", cell(v));
         }
     }
@@ -784,9 +789,9 @@ fn cells(row: &Value, columns: &[(&str, &str)]) -> Vec<String> {
         .collect()
 }
 
-/// A JSON value as one table cell.
+/// A JSON value as one table cell, safe to print (see `printable`).
 fn cell(v: &Value) -> String {
-    match v {
+    let text = match v {
         Value::Null => "-".to_owned(),
         Value::String(s) => s.clone(),
         Value::Array(items) if items.iter().all(Value::is_string) => items
@@ -794,8 +799,33 @@ fn cell(v: &Value) -> String {
             .filter_map(Value::as_str)
             .collect::<Vec<_>>()
             .join(","),
+        // JSON escapes C0 controls but not DEL or C1: filtered too.
         other => other.to_string(),
+    };
+    printable(&text).into_owned()
+}
+
+/// Text from the server (stored by callers: a Glue job's failure message,
+/// a compaction's `requested_by`, a reason) made safe for a terminal: a
+/// control character (C0, DEL, C1) or a bidirectional override would
+/// otherwise move the cursor, recolour, retitle the window or reorder
+/// what is shown. Each one is printed as a visible escape instead: ESC as
+/// `\e`, newline as `\n`, tab as `\t`, any other as `\u{..}`. Every
+/// human output path goes through here; `--json` prints the API's JSON.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
     }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\u{1b}' => out.push_str("\\e"),
+            c if unsafe_char(c) => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A progress line on stderr: redrawn in place on a terminal, one line
@@ -822,7 +852,7 @@ impl Progress {
                 " ".repeat(30 - filled)
             )
         });
-        let line = format!("{}{what}", bar.unwrap_or_default());
+        let line = format!("{}{}", bar.unwrap_or_default(), printable(what));
         if self.last == line {
             return;
         }
@@ -839,4 +869,25 @@ impl Progress {
             eprintln!();
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_text_prints_without_control_characters() {
+        assert_eq!(printable("plain ünïcode"), "plain ünïcode");
+        assert_eq!(printable("\x1b[31mred\x1b[0m"), "\\e[31mred\\e[0m");
+        assert_eq!(printable("a\nb\tc\rd\x07"), "a\\nb\\tc\\rd\\u{7}");
+        assert_eq!(printable("del\x7f c1\u{9b}31m"), "del\\u{7f} c1\\u{9b}31m");
+        assert_eq!(printable("\u{202e}txt.exe"), "\\u{202e}txt.exe");
+        // Cells of every shape go through it, JSON objects included (JSON
+        // escapes C0 itself, but leaves DEL and C1 as they are).
+        assert_eq!(cell(&json!("\x1b]0;title\x07")), "\\e]0;title\\u{7}");
+        assert_eq!(cell(&json!(["a\x1b", "b"])), "a\\e,b");
+        assert_eq!(cell(&json!({ "k": "\u{9b}" })), "{\"k\":\"\\u{9b}\"}");
+    }
+
+    use serde_json::json;
 }

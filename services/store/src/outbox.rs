@@ -4,7 +4,9 @@
 //! idempotent (a view already on its target is replaced by the same
 //! definition), and an intent is marked done in the transaction that
 //! records its remaps, so a crash between the switch and the record
-//! switches again after restart and records it once.
+//! switches again after restart and records it once. Each container's
+//! intents run in order in a task of their own, beside the others', so a
+//! container that does not answer holds back only its own remaps.
 
 use crate::error::StoreError;
 use crate::leases::Job;
@@ -16,7 +18,8 @@ use sluice_core::hydrations::{Hydration, HydrationId};
 use sluice_core::outbox::{backoff_ms, Intent};
 use sluice_core::views::{self, Remap, RemapKind, View, ViewError, ViewPort, ViewRequest};
 use sluice_core::{EventKind, NewEvent};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Why a remap did not happen.
@@ -200,33 +203,114 @@ impl Store {
         Ok(())
     }
 
-    /// Carry out what is due in the outbox; how many intents were handled.
-    pub async fn run_outbox(&self, ports: &dyn ViewPort) -> Result<usize, StoreError> {
+    /// Start what is due in the outbox: the intents of one container in
+    /// order, in a task of their own, beside other containers' tasks. A
+    /// container whose task is still running (say its server does not
+    /// answer) is left for a later round: it delays no other container.
+    async fn start_due(&self, ports: &Arc<dyn ViewPort>, busy: &Busy) -> Result<(), StoreError> {
         let due = self.backend.due_intents(system_now(), 16).await?;
-        let n = due.len();
+        let mut groups: Vec<(Option<ContainerName>, Vec<(DueIntent, Option<Hydration>)>)> =
+            Vec::new();
         for intent in due {
-            self.run_intent(ports, intent).await?;
+            let Intent::RemapViews { hydration_id } = intent.intent;
+            let h = self.backend.hydration(hydration_id).await?;
+            let container = h.as_ref().map(|h| h.container.clone());
+            match groups.iter_mut().find(|(c, _)| *c == container) {
+                Some((_, group)) => group.push((intent, h)),
+                None => groups.push((container, vec![(intent, h)])),
+            }
         }
-        Ok(n)
+        let mut claimed = Vec::new();
+        for (container, group) in groups {
+            match container {
+                Some(c) => {
+                    if let Some(claim) = Claim::take(busy, c) {
+                        claimed.push((Some(claim), group));
+                    }
+                }
+                None => claimed.push((None, group)),
+            }
+        }
+        if claimed.is_empty() {
+            return Ok(());
+        }
+        // A task that ended between the read above and its container's
+        // claim has carried out some of these already: only what is still
+        // due now runs (again, it could switch views back behind a newer
+        // remap).
+        let still: HashSet<i64> = self
+            .backend
+            .due_intents(system_now(), 16)
+            .await?
+            .iter()
+            .map(|d| d.id)
+            .collect();
+        for (claim, mut group) in claimed {
+            group.retain(|(d, _)| still.contains(&d.id));
+            if group.is_empty() {
+                continue;
+            }
+            let (store, ports) = (self.clone(), ports.clone());
+            tokio::spawn(async move {
+                if let Err(error) = store.run_group(ports.as_ref(), group).await {
+                    tracing::warn!(%error, "outbox run failed");
+                }
+                drop(claim);
+            });
+        }
+        Ok(())
     }
 
-    async fn run_intent(&self, ports: &dyn ViewPort, due: DueIntent) -> Result<(), StoreError> {
-        let Intent::RemapViews { hydration_id } = due.intent;
+    /// One container's due intents, oldest first. When one fails for a
+    /// reason worth retrying, those after it wait with it: they would most
+    /// likely fail the same way (each after its own timeout), and must not
+    /// switch the views before it.
+    async fn run_group(
+        &self,
+        ports: &dyn ViewPort,
+        group: Vec<(DueIntent, Option<Hydration>)>,
+    ) -> Result<(), StoreError> {
+        let mut group = group.into_iter();
+        while let Some((due, h)) = group.next() {
+            let id = due.id;
+            if let Some((error, next)) = self.run_intent(ports, due, h).await? {
+                let error = format!("waits for intent {id}, which failed: {error}");
+                for (rest, _) in group {
+                    self.backend.retry_intent(rest.id, &error, next).await?;
+                }
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Carry out one intent; the error and the time of the next attempt
+    /// when it is to be retried.
+    async fn run_intent(
+        &self,
+        ports: &dyn ViewPort,
+        due: DueIntent,
+        h: Option<Hydration>,
+    ) -> Result<Option<(String, sluice_core::Millis)>, StoreError> {
         let now = system_now();
-        let Some(h) = self.backend.hydration(hydration_id).await? else {
-            return self
-                .backend
+        let Some(h) = h else {
+            self.backend
                 .finish_intent(due.id, Some("the hydration does not exist"), now)
-                .await;
+                .await?;
+            return Ok(None);
         };
         if !h.state.is_mappable() {
             // It ended (superseded, cancelled...) before its views switched;
             // one that completed right after going live still switches.
-            return self.backend.finish_intent(due.id, None, now).await;
+            self.backend.finish_intent(due.id, None, now).await?;
+            return Ok(None);
         }
         let Some(container) = self.backend.container(&h.container).await? else {
             let error = format!("container `{}` does not exist", h.container);
-            return self.backend.finish_intent(due.id, Some(&error), now).await;
+            self.backend
+                .finish_intent(due.id, Some(&error), now)
+                .await?;
+            return Ok(None);
         };
         let mut requests = Vec::new();
         for view in &h.views {
@@ -244,7 +328,8 @@ impl Store {
             }
         }
         if requests.is_empty() {
-            return self.backend.finish_intent(due.id, None, now).await;
+            self.backend.finish_intent(due.id, None, now).await?;
+            return Ok(None);
         }
         let reason = format!("hydration {} is live", h.id);
         let outcome = self
@@ -262,20 +347,31 @@ impl Store {
             )
             .await;
         match outcome {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(None),
             Err(RemapError::View(ViewError::Unavailable(e))) => {
-                tracing::warn!(hydration = %h.id, error = %e, "view remap failed; will retry");
+                // The outbox row keeps the attempts, this error and when
+                // the next attempt is.
                 let next = sluice_core::Millis(now.0 + backoff_ms(due.attempts));
-                self.backend.retry_intent(due.id, &e, next).await
+                tracing::warn!(
+                    hydration = %h.id, container = %container.name, attempts = due.attempts + 1,
+                    next_attempt_at = next.0, error = %e, "view remap failed; will retry"
+                );
+                self.backend.retry_intent(due.id, &e, next).await?;
+                Ok(Some((e, next)))
             }
             Err(RemapError::View(refused)) => {
+                // `remap_views` recorded the refusal as an event.
                 tracing::warn!(hydration = %h.id, error = %refused, "view remap refused");
                 self.backend
                     .finish_intent(due.id, Some(&refused.to_string()), now)
-                    .await
+                    .await?;
+                Ok(None)
             }
             Err(RemapError::Store(e)) => Err(e),
-            Err(RemapError::NotFound(e)) => self.backend.finish_intent(due.id, Some(&e), now).await,
+            Err(RemapError::NotFound(e)) => {
+                self.backend.finish_intent(due.id, Some(&e), now).await?;
+                Ok(None)
+            }
         }
     }
 
@@ -341,6 +437,34 @@ impl Store {
     }
 }
 
+/// The containers whose intents a task is carrying out.
+type Busy = Arc<Mutex<HashSet<ContainerName>>>;
+
+/// A container claimed for one task, until it is dropped (also when the
+/// task panics).
+struct Claim {
+    busy: Busy,
+    container: ContainerName,
+}
+
+impl Claim {
+    /// `None` when another task has it.
+    fn take(busy: &Busy, container: ContainerName) -> Option<Claim> {
+        let mut set = busy.lock().unwrap_or_else(|e| e.into_inner());
+        set.insert(container.clone()).then(|| Claim {
+            busy: busy.clone(),
+            container,
+        })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut set = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        set.remove(&self.container);
+    }
+}
+
 /// Run the outbox at start (what a crash left pending) and every `interval`.
 pub fn spawn_executor(
     store: Store,
@@ -348,10 +472,11 @@ pub fn spawn_executor(
     interval: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let busy = Busy::default();
         let mut tick = tokio::time::interval(interval);
         loop {
             tick.tick().await;
-            if let Err(error) = store.run_outbox(ports.as_ref()).await {
+            if let Err(error) = store.start_due(&ports, &busy).await {
                 tracing::warn!(%error, "outbox run failed");
             }
         }

@@ -113,7 +113,7 @@ impl StoreStats {
                 continue;
             };
             // The scheduler's leader lease is sluice's own business.
-            if lease.table.as_str().starts_with("sluice_system.") {
+            if lease.table.is_reserved() {
                 continue;
             }
             let counts = inner.leases.entry(lease.mode.as_str()).or_default();

@@ -5,7 +5,7 @@ arguments, it signs an `sts:GetCallerIdentity` request with that role's
 credentials, including the `X-Sluice-Server-Id` header that names the
 sluice deployment, and hands the signed request (not the credentials) to
 sluice, which forwards it to STS to learn who signed it. The request is
-good for one deployment and a few minutes only.
+good for one deployment, one login and a few minutes only.
 
 `Client(url, aws=AwsLogin(server_id, region))` logs in by itself and logs
 in again before the token expires (and once more if sluice refuses it).
@@ -22,15 +22,18 @@ import hashlib
 import hmac
 import importlib
 import os
+import secrets
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 from urllib.parse import urlsplit
 
+from .errors import ApiError
 from .transport import Retry, Transport
 
 SERVER_ID_HEADER = "X-Sluice-Server-Id"
+NONCE_HEADER = "X-Sluice-Nonce"
 BODY = "Action=GetCallerIdentity&Version=2011-06-15"
 CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
 
@@ -131,7 +134,11 @@ def signed_login(server_id: str, region: str, credentials: Optional[Credentials]
     signed now for the deployment `server_id`."""
     credentials = credentials or credentials_from_environment()
     url = endpoint or sts_endpoint(region)
-    headers = {"Content-Type": CONTENT_TYPE, SERVER_ID_HEADER: server_id}
+    # A signed nonce makes every login request unique, so that two logins
+    # signed in the same second with the same credentials are not taken
+    # by sluice for a replay of one.
+    headers = {"Content-Type": CONTENT_TYPE, SERVER_ID_HEADER: server_id,
+               NONCE_HEADER: secrets.token_hex(16)}
     signed = _sign_botocore(url, headers, BODY, credentials, region)
     if signed is None:
         signed = sign_sigv4(url, headers, BODY, credentials, region,
@@ -177,8 +184,18 @@ class AwsLogin:
     def _login(self) -> None:
         if self._transport is None:
             raise RuntimeError("an AwsLogin logs in for a Client: pass it as Client(url, aws=...)")
-        request = signed_login(self.server_id, self.region, self.credentials, self.sts_endpoint)
-        answer = self._transport.call("POST", "/v1/auth/aws", request)
+        answer = None
+        for last in (False, True):
+            request = signed_login(self.server_id, self.region, self.credentials, self.sts_endpoint)
+            try:
+                answer = self._transport.call("POST", "/v1/auth/aws", request)
+                break
+            except ApiError as e:
+                # sluice takes each signed request once: a retry whose first
+                # try logged in (its answer lost) is refused; sign anew.
+                if e.type != "login_replayed" or last:
+                    raise
+        assert answer is not None
         expires = datetime.datetime.fromisoformat(str(answer["expires_at"]).replace("Z", "+00:00"))
         # Early by renew_before, but never past half the token's life.
         left = expires.timestamp() - time.time()

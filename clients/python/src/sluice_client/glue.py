@@ -41,7 +41,8 @@ class GlueArgs:
                retry: Retry = Retry()) -> Client:
         """A client for sluice at `--sluice-url` (else `$SLUICE_URL`), with
         the bearer `token`, else `$SLUICE_TOKEN`, else the job argument
-        `--SLUICE_TOKEN`; with none of them and `--sluice-aws-server-id`
+        `--SLUICE_TOKEN` (set on the Glue job itself: sluice passes no
+        `--sluice*` argument but its own); with none of them and `--sluice-aws-server-id`
         (sluice passes it when IAM authentication is on), the job logs in
         with its own role (`aws.AwsLogin`, region from `AWS_REGION`)."""
         bearer = token or os.environ.get("SLUICE_TOKEN") or self.arguments.get("SLUICE_TOKEN")
@@ -62,7 +63,12 @@ class GlueArgs:
 
 
 def parse_args(argv: Sequence[str]) -> Dict[str, str]:
-    """`--key value` and `--key=value` pairs (Glue passes the first)."""
+    """`--key value` and `--key=value` pairs (Glue passes the first).
+
+    sluice's own `--sluice-*` arguments decide where the job sends its
+    identity: one given twice is refused (sluice writes each once, and
+    refuses callers' arguments that read as options), never resolved by
+    taking one of them."""
     out: Dict[str, str] = {}
     items = list(argv)
     i = 0
@@ -74,6 +80,8 @@ def parse_args(argv: Sequence[str]) -> Dict[str, str]:
                 following = items[i + 1] if i + 1 < len(items) else None
                 if following is not None and not following.startswith("--"):
                     value, i = following, i + 1
+            if key.lower().startswith("sluice") and key in out:
+                raise SluiceError(f"--{key} is given twice in the job arguments: refusing to guess")
             out[key] = value
         i += 1
     return out

@@ -329,7 +329,7 @@ function received(block) {
     else if (line.startsWith("event:")) kind = line.slice(6).trim();
     else if (line.startsWith("data:")) data += line.slice(5).trim();
   }
-  if (kind === "dropped" || kind === "error") return JSON.parse(data).last_event_id;
+  if (kind === "dropped" || kind === "error" || kind === "end") return JSON.parse(data).last_event_id;
   if (!data) return id;
   const event = JSON.parse(data);
   state.events.push(event);

@@ -93,7 +93,7 @@ pub struct AwsLoginAnswer {
     responses(
         (status = 200, description = "A token for the identity", body = AwsLoginAnswer),
         (status = 400, description = "Not a signed GetCallerIdentity request for this server's STS endpoint (`invalid_aws_request`)", body = ErrorBody),
-        (status = 401, description = "Signed for another server (`wrong_server_id`), too old or in the future (`signature_expired`), or refused by STS (`aws_identity_refused`)", body = ErrorBody),
+        (status = 401, description = "Signed for another server (`wrong_server_id`), too old or in the future (`signature_expired`), used to log in already (`login_replayed`), or refused by STS (`aws_identity_refused`)", body = ErrorBody),
         (status = 403, description = "No rule maps the identity (`unknown_aws_identity`)", body = ErrorBody),
         (status = 404, description = "IAM authentication is not configured (`aws_auth_disabled`)", body = ErrorBody),
         (status = 429, description = "Too many logins in flight on this server (`too_many_logins`)", body = ErrorBody),
@@ -189,16 +189,18 @@ async fn trade(
     // The ARN is the principal (in the event log, as the owner of leases);
     // the part after `#` keeps each login's token its own.
     let label: String = arn.chars().take(200).collect();
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
     let principal = format!("{}{label}", crate::auth::AWS_LOGIN_PREFIX);
-    let name = format!("{principal}#{}", &suffix[..12]);
+    // Each signed request logs in once: the part after `#` is drawn from
+    // its signature, and token names are unique, so a request replayed
+    // within its 5-minute window (by whoever saw it on its way) finds its
+    // name taken.
+    let name = format!("{principal}#{}", signature_digest(&request));
     let (token, record) =
         crate::auth::new_token(&name, rule.role, rule.scopes.clone(), Some(expires_at), now);
     if !app.store.tokens().create(&record).await? {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "retry",
-            "a token name collided: try again",
+        return Err(unauthenticated(
+            "login_replayed",
+            "this signed request was used to log in already: sign a new one",
         ));
     }
     Ok(AwsLoginAnswer {
@@ -209,6 +211,22 @@ async fn trade(
         arn,
         principal,
     })
+}
+
+/// 24 hex digits of the SHA-256 of the request's `Authorization` header
+/// (which holds its signature).
+fn signature_digest(request: &SignedRequest) -> String {
+    use sha2::{Digest, Sha256};
+    let authorization = request
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        .map_or("", |(_, v)| v.as_str());
+    Sha256::digest(authorization.as_bytes())
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Forward the request to STS and read the ARN it answers with.

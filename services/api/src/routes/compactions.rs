@@ -98,7 +98,9 @@ async fn request(
     Ok((status, axum::Json(c.into())))
 }
 
+// Its own operation id: `list` is the hydrations' (ids are unique in a spec).
 #[utoipa::path(get, path = "/v1/tables/{table}/compactions", tag = "tables",
+    operation_id = "list_compactions",
     params(("table" = String, Path, description = "`namespace.table`"), CompactionParams),
     responses(
         (status = 200, description = "The table's compactions, newest first", body = CompactionsPage),
@@ -133,23 +135,39 @@ async fn list(
 /// The compaction queue: every pending (queued, waiting or running)
 /// compaction of the tables the caller may see, oldest first.
 #[utoipa::path(get, path = "/v1/compactions", tag = "tables",
+    params(QueueParams),
     responses(
         (status = 200, description = "Pending compactions, oldest first", body = CompactionQueueBody),
+        (status = 400, description = "Malformed query", body = ErrorBody),
+        (status = 422, description = "`limit` out of range", body = ErrorBody),
     ))]
 async fn queue(
     State(app): State<AppState>,
     caller: Caller,
+    Query(params): Query<QueueParams>,
 ) -> Result<axum::Json<CompactionQueueBody>, ApiError> {
     caller.require(Permission::ReadJobs)?;
+    let limit = params.limit.map_or(Ok(QUEUE_LIMIT), |n| {
+        dto::in_range("limit", n, 1, QUEUE_LIMIT)
+    })?;
     let pending = app.store.active_compactions(QUEUE_LIMIT).await?;
     Ok(axum::Json(CompactionQueueBody {
         compactions: pending
             .into_iter()
             .map(|c| c.value)
             .filter(|c| caller.require_table(&c.table).is_ok())
+            .take(limit as usize)
             .map(Into::into)
             .collect(),
     }))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct QueueParams {
+    /// The oldest this many pending compactions: 1 to 10000, default 10000.
+    #[param(minimum = 1, maximum = 10000)]
+    pub limit: Option<i64>,
 }
 
 #[utoipa::path(get, path = "/v1/tables/{table}/compactions/{id}", tag = "tables",

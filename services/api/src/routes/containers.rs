@@ -84,7 +84,7 @@ async fn get_container(
         .container(&name)
         .await?
         .ok_or_else(not_found(&name))?;
-    Ok(axum::Json(found.into()))
+    Ok(axum::Json(ContainerBody::shown(found, caller.scoped())))
 }
 
 /// The containers, by name, a page at a time.
@@ -108,7 +108,10 @@ async fn list_containers(
         .then(|| containers.last().map(|c| c.name.to_string()))
         .flatten();
     Ok(axum::Json(ContainersPage {
-        containers: containers.into_iter().map(ContainerBody::from).collect(),
+        containers: containers
+            .into_iter()
+            .map(|c| ContainerBody::shown(c, caller.scoped()))
+            .collect(),
         next_after,
     }))
 }

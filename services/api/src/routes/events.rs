@@ -1,20 +1,24 @@
 //! The event log: every change, in commit order; paged, or followed live
 //! as Server-Sent Events.
 
-use crate::auth::Caller;
+use crate::auth::{Authenticator, Caller};
 use crate::dto::{self, EventBody, EventParams, EventsPage};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Query;
+use crate::routes::leases::long_poll_permit;
 use crate::routes::streams::authorized;
 use crate::{parse_table, AppState};
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use sluice_core::{EventKind, Permission};
 use sluice_store::{EventQuery, Store};
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -27,6 +31,17 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// How often an idle feed looks at the log. Events are committed by any
 /// replica, so the log itself is the one source every replica shares.
 const POLL: Duration = Duration::from_millis(200);
+
+/// How often an open feed checks its token again: with the token cache's
+/// 5 s, a revoked or expired token's feed ends within 7 s, as its plain
+/// requests are refused within 5 s.
+const RECHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// The longest a feed stays open, as the longest long-poll: every request
+/// ends within the request timeout (330 s), so nothing, a client that no
+/// longer reads included, holds a connection and a long-poll permit for
+/// ever. The client resumes with `Last-Event-ID`.
+pub const MAX_FEED_LIFE: Duration = Duration::from_secs(dto::MAX_WAIT_SECONDS as u64);
 
 /// Page through the event log in commit order (ids strictly increase).
 #[utoipa::path(get, path = "/v1/events", tag = "events",
@@ -105,7 +120,11 @@ async fn event_query(
 /// `--event-feed-drop-after-seconds`) gets a last `dropped` event and the
 /// stream ends; so does the feed when the store
 /// fails (`error`). Both carry `{"reason","last_event_id"}`: reconnect
-/// from there.
+/// from there. The feed also ends with a last `end` event,
+/// `{"reason","message","last_event_id"}`, when its token is revoked
+/// (`token_revoked`, within 7 s) or expires (`token_expired`), and after
+/// 300 s (`max_duration`: reconnect with `Last-Event-ID`). An open feed
+/// counts against the server's long-poll limit (`--max-long-polls`).
 #[utoipa::path(get, path = "/v1/events/stream", tag = "events",
     params(
         EventParams,
@@ -117,6 +136,7 @@ async fn event_query(
          content_type = "text/event-stream", body = String),
         (status = 400, description = "Malformed query, table name or Last-Event-ID", body = ErrorBody),
         (status = 422, description = "Unknown kind or limit out of range", body = ErrorBody),
+        (status = 429, description = "Too many long-polls and feeds are open", body = ErrorBody),
     ))]
 async fn stream_events(
     State(app): State<AppState>,
@@ -138,6 +158,16 @@ async fn stream_events(
                 )
             })?;
     }
+    // An open feed is a long-poll: it holds a place among them while open.
+    let permit = long_poll_permit(&app, 1)?;
+    // What authenticated this request, to check again while the feed is
+    // open (the middleware has made sure it is one valid header).
+    let credential = app
+        .auth
+        .required()
+        .then(|| headers.get(AUTHORIZATION)?.to_str().ok().map(str::to_owned))
+        .flatten();
+    let now = Instant::now();
     let feed = Feed {
         store: app.store.clone(),
         query,
@@ -145,6 +175,10 @@ async fn stream_events(
         behind_since: None,
         drop_after: app.event_feed_drop_after,
         ended: false,
+        life: Life::new(now, MAX_FEED_LIFE),
+        auth: app.auth.clone(),
+        credential,
+        _permit: permit,
     };
     let events = futures::stream::unfold(feed, |mut feed| async move {
         let event = feed.next().await?;
@@ -165,11 +199,63 @@ struct Feed {
     /// connection and the store's reads forever while it falls behind.
     drop_after: Duration,
     ended: bool,
+    life: Life,
+    auth: Arc<Authenticator>,
+    /// The `Authorization` header that opened the feed; `None` when the
+    /// server takes no tokens.
+    credential: Option<String>,
+    /// Its place among the long-polls, given back when the feed is dropped.
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// When a feed must end, or check its token again.
+#[derive(Debug)]
+struct Life {
+    ends_at: Instant,
+    next_check: Instant,
+}
+
+/// What a feed must do before it sends anything more.
+#[derive(Debug, PartialEq, Eq)]
+enum Due {
+    Nothing,
+    CheckToken,
+    End,
+}
+
+impl Life {
+    fn new(now: Instant, max: Duration) -> Life {
+        Life {
+            ends_at: now + max,
+            next_check: now + RECHECK_EVERY,
+        }
+    }
+
+    /// What is due at `now`; a token check, once answered, is next due
+    /// `RECHECK_EVERY` later.
+    fn due(&mut self, now: Instant) -> Due {
+        if now >= self.ends_at {
+            Due::End
+        } else if now >= self.next_check {
+            self.next_check = now + RECHECK_EVERY;
+            Due::CheckToken
+        } else {
+            Due::Nothing
+        }
+    }
 }
 
 impl Feed {
     async fn next(&mut self) -> Option<Event> {
         loop {
+            if !self.ended {
+                if let Some(last) = self.limits().await {
+                    // Nothing more, not even what was read ahead.
+                    self.ended = true;
+                    self.pending.clear();
+                    return Some(last);
+                }
+            }
             if let Some(e) = self.pending.pop_front() {
                 self.query.after = e.id;
                 let (id, kind) = (e.id, e.event.kind.as_str());
@@ -212,5 +298,58 @@ impl Feed {
     fn last(&self, kind: &str, reason: &str) -> Event {
         let data = serde_json::json!({ "reason": reason, "last_event_id": self.query.after });
         Event::default().event(kind).data(data.to_string())
+    }
+
+    /// The last `end` event, when the feed's life is over or its token no
+    /// longer valid.
+    async fn limits(&mut self) -> Option<Event> {
+        let (reason, message) = match self.life.due(Instant::now()) {
+            Due::Nothing => return None,
+            Due::End => (
+                "max_duration",
+                format!(
+                    "a feed stays open at most {} s: reconnect with Last-Event-ID",
+                    MAX_FEED_LIFE.as_secs()
+                ),
+            ),
+            Due::CheckToken => {
+                let credential = self.credential.as_deref()?;
+                match self.auth.recheck(Some(credential)).await {
+                    // A store that does not answer is not a refusal: the
+                    // feed's own reads end it if the store stays down.
+                    Err(e) if e.status == StatusCode::UNAUTHORIZED => (e.kind, e.message),
+                    _ => return None,
+                }
+            }
+        };
+        let data = serde_json::json!({
+            "reason": reason,
+            "message": message,
+            "last_event_id": self.query.after,
+        });
+        Some(Event::default().event("end").data(data.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_feed_checks_its_token_every_few_seconds_and_ends_at_its_cap() {
+        let start = Instant::now();
+        let mut life = Life::new(start, Duration::from_secs(10));
+        assert_eq!(life.due(start), Due::Nothing);
+        let first = start + RECHECK_EVERY;
+        assert_eq!(life.due(first), Due::CheckToken);
+        // Checked: not again until RECHECK_EVERY later.
+        assert_eq!(life.due(first + Duration::from_millis(10)), Due::Nothing);
+        assert_eq!(life.due(first + RECHECK_EVERY), Due::CheckToken);
+        // At the cap the feed ends, whatever else is due.
+        assert_eq!(life.due(start + Duration::from_secs(10)), Due::End);
+        assert_eq!(life.due(start + Duration::from_secs(99)), Due::End);
+        assert!(RECHECK_EVERY <= Duration::from_secs(5));
+        // Within the request timeout that ends every other request.
+        assert!(MAX_FEED_LIFE < crate::ApiConfig::default().request_timeout);
     }
 }

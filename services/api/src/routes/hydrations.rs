@@ -11,6 +11,7 @@ use crate::hydration_dto::{
 use crate::routes::containers::{not_found, parse_name};
 use crate::routes::leases::{long_poll_permit, wait_seconds};
 use crate::routes::snapshots::refresh_error;
+use crate::routes::views::fed_from;
 use crate::{parse_table, waiting, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -58,6 +59,7 @@ fn parse_id(raw: &str) -> Result<HydrationId, ApiError> {
         (status = 201, description = "Created; its lease granted or waiting", body = HydrationBody),
         (status = 200, description = "The same idempotency key: the hydration it created", body = HydrationBody),
         (status = 400, description = "Malformed request, table or container name", body = ErrorBody),
+        (status = 403, description = "The table, or a view it names, is outside the token's scopes (`out_of_scope`)", body = ErrorBody),
         (status = 404, description = "Unknown table (`table_not_found`) or container (`container_not_found`)", body = ErrorBody),
         (status = 409, description = "The idempotency key names another lease", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
@@ -99,6 +101,19 @@ async fn create(
         .ok_or_else(not_found(&container))?;
     if app.store.table_catalog(&table).await?.is_none() {
         return Err(RuleError::TableNotFound(table).into());
+    }
+    // A view belongs to the scope of the table it is fed from: a hydration
+    // may name views that are free or fed from tables its caller sees.
+    for name in &new.views {
+        if let Some(view) = app.store.view(&container, name).await? {
+            let fed = fed_from(&app, &view).await?;
+            if fed.as_ref() != Some(&table) {
+                caller.require_seen(
+                    fed.as_ref(),
+                    &format!("view `{name}` of container `{container}`"),
+                )?;
+            }
+        }
     }
     let log = log_for(&app, &table, None, caller.actor().as_deref()).await?;
     let lease = AcquireRequest {

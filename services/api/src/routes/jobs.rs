@@ -12,7 +12,7 @@ use crate::job_dto::{
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use sluice_core::scheduling::{RunId, RunState};
+use sluice_core::scheduling::{Job, Run, RunId, RunState};
 use sluice_core::{Millis, Permission};
 use sluice_scheduler::ops::{self, OpError};
 use sluice_store::RunQuery;
@@ -65,6 +65,7 @@ fn parse_run_id(raw: &str) -> Result<RunId, ApiError> {
     responses(
         (status = 201, description = "Defined", body = JobBody),
         (status = 200, description = "Replaced", body = JobBody),
+        (status = 403, description = "Its table (or a job of that name) is outside the token's scopes (`out_of_scope`)", body = ErrorBody),
         (status = 422, description = "Invalid field: a bad cron or zone, an unknown placeholder, a number out of range", body = ErrorBody),
     ))]
 async fn put_job(
@@ -75,8 +76,10 @@ async fn put_job(
 ) -> Result<(StatusCode, axum::Json<JobBody>), ApiError> {
     caller.require(Permission::ManageJobs)?;
     let spec = body.into_spec()?;
-    if let Some(table) = &spec.table {
-        caller.require_table(table)?;
+    caller.require_seen(spec.table.as_ref(), &format!("job `{name}`"))?;
+    // Nor may a scoped caller take over another scope's job by its name.
+    if let Some(existing) = app.store.job(&name).await? {
+        caller.require_seen(existing.spec.table.as_ref(), &format!("job `{name}`"))?;
     }
     let (job, created) =
         ops::define_job(&app.store, &name, spec, caller.actor().as_deref()).await?;
@@ -92,6 +95,7 @@ async fn put_job(
     params(("name" = String, Path, description = "The job's name")),
     responses(
         (status = 200, description = "The definition and its next fire", body = JobBody),
+        (status = 403, description = "Its table is outside the token's scopes (`out_of_scope`)", body = ErrorBody),
         (status = 404, description = "No such job (`job_not_found`)", body = ErrorBody),
     ))]
 async fn get_job(
@@ -100,14 +104,34 @@ async fn get_job(
     Path(name): Path<String>,
 ) -> Result<axum::Json<JobBody>, ApiError> {
     caller.require(Permission::ReadJobs)?;
-    let job = app.store.job(&name).await?.ok_or_else(|| {
+    Ok(axum::Json(found_job(&app, &caller, &name).await?.into()))
+}
+
+/// The job, if it exists and the caller sees its table.
+async fn found_job(app: &AppState, caller: &Caller, name: &str) -> Result<Job, ApiError> {
+    let job = app.store.job(name).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "job_not_found",
             format!("job `{name}` is not defined"),
         )
     })?;
-    Ok(axum::Json(job.into()))
+    caller.require_seen(job.spec.table.as_ref(), &format!("job `{name}`"))?;
+    Ok(job)
+}
+
+/// The run, if it exists and the caller sees its table.
+async fn found_run(app: &AppState, caller: &Caller, raw: &str) -> Result<Run, ApiError> {
+    let id = parse_run_id(raw)?;
+    let run = app.store.run(id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "run_not_found",
+            format!("run {id} does not exist"),
+        )
+    })?;
+    caller.require_seen(run.value.table.as_ref(), &format!("run {id}"))?;
+    Ok(run.value)
 }
 
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
@@ -131,8 +155,14 @@ async fn list_jobs(
     let next_after = (jobs.len() == limit as usize)
         .then(|| jobs.last().map(|j| j.name.clone()))
         .flatten();
+    // A scoped caller sees the jobs of its tables only; a page may then
+    // hold fewer than `limit`, and `next_after` still pages on.
     Ok(axum::Json(JobsPage {
-        jobs: jobs.into_iter().map(Into::into).collect(),
+        jobs: jobs
+            .into_iter()
+            .filter(|j| caller.sees(j.spec.table.as_ref()))
+            .map(Into::into)
+            .collect(),
         next_after,
     }))
 }
@@ -144,6 +174,7 @@ async fn list_jobs(
     request_body = StartRunBody,
     responses(
         (status = 201, description = "Queued", body = RunBody),
+        (status = 403, description = "Its table is outside the token's scopes (`out_of_scope`)", body = ErrorBody),
         (status = 404, description = "No such job (`job_not_found`)", body = ErrorBody),
         (status = 409, description = "A compaction job: request a compaction instead (`compaction_job`)", body = ErrorBody),
     ))]
@@ -154,6 +185,7 @@ async fn start_run(
     Json(body): Json<StartRunBody>,
 ) -> Result<(StatusCode, axum::Json<RunBody>), ApiError> {
     caller.require(Permission::StartRuns)?;
+    found_job(&app, &caller, &name).await?;
     let run = ops::queue_run(&app.store, &name, body.arguments, caller.actor().as_deref()).await?;
     Ok((StatusCode::CREATED, axum::Json(run.into())))
 }
@@ -214,7 +246,11 @@ async fn list_runs(
         .then(|| runs.last().map(|r| r.id.to_string()))
         .flatten();
     Ok(axum::Json(RunsPage {
-        runs: runs.into_iter().map(Into::into).collect(),
+        runs: runs
+            .into_iter()
+            .filter(|r| caller.sees(r.table.as_ref()))
+            .map(Into::into)
+            .collect(),
         next_after,
     }))
 }
@@ -224,6 +260,7 @@ async fn list_runs(
     responses(
         (status = 200, description = "The run", body = RunBody),
         (status = 400, description = "Not a run id (`invalid_run_id`)", body = ErrorBody),
+        (status = 403, description = "Its table is outside the token's scopes (`out_of_scope`)", body = ErrorBody),
         (status = 404, description = "No such run (`run_not_found`)", body = ErrorBody),
     ))]
 async fn get_run(
@@ -232,25 +269,21 @@ async fn get_run(
     Path(id): Path<String>,
 ) -> Result<axum::Json<RunBody>, ApiError> {
     caller.require(Permission::ReadJobs)?;
-    let id = parse_run_id(&id)?;
-    let run = app.store.run(id).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "run_not_found",
-            format!("run {id} does not exist"),
-        )
-    })?;
-    Ok(axum::Json(run.value.into()))
+    Ok(axum::Json(found_run(&app, &caller, &id).await?.into()))
 }
 
 /// Cancel a run. One that holds no Glue run is cancelled at once; for one
 /// starting or running, `cancel_requested` is set and the leader stops its
-/// Glue run (`BatchStopJobRun`), then marks it `cancelled`.
+/// Glue run (`BatchStopJobRun`), then marks it `cancelled`. A `starting`
+/// one is looked for in Glue a last time: adopted and stopped if found,
+/// cancelled unstarted if not (while Glue cannot be reached it stays
+/// `starting`, its `error` saying why; `discard` gives up on it).
 #[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "jobs",
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 200, description = "Cancelled, or its cancel requested", body = RunBody),
         (status = 400, description = "Not a run id (`invalid_run_id`)", body = ErrorBody),
+        (status = 403, description = "Its table is outside the token's scopes (`out_of_scope`)", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "It has ended (`run_state`), or belongs to a compaction", body = ErrorBody),
     ))]
@@ -260,7 +293,8 @@ async fn cancel_run(
     Path(id): Path<String>,
 ) -> Result<axum::Json<RunBody>, ApiError> {
     caller.require(Permission::OperateRuns)?;
-    let run = ops::cancel_run(&app.store, parse_run_id(&id)?, caller.actor().as_deref()).await?;
+    let id = found_run(&app, &caller, &id).await?.id;
+    let run = ops::cancel_run(&app.store, id, caller.actor().as_deref()).await?;
     Ok(axum::Json(run.into()))
 }
 
@@ -270,6 +304,7 @@ async fn cancel_run(
     responses(
         (status = 200, description = "Queued again", body = RunBody),
         (status = 400, description = "Not a run id (`invalid_run_id`)", body = ErrorBody),
+        (status = 403, description = "Its table is outside the token's scopes (`out_of_scope`)", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "Not dead-lettered (`run_state`)", body = ErrorBody),
     ))]
@@ -279,18 +314,21 @@ async fn retry_run(
     Path(id): Path<String>,
 ) -> Result<axum::Json<RunBody>, ApiError> {
     caller.require(Permission::OperateRuns)?;
-    let run = ops::retry_run(&app.store, parse_run_id(&id)?, caller.actor().as_deref()).await?;
+    let id = found_run(&app, &caller, &id).await?.id;
+    let run = ops::retry_run(&app.store, id, caller.actor().as_deref()).await?;
     Ok(axum::Json(run.into()))
 }
 
-/// Give up on a dead-lettered run: it becomes `failed`.
+/// Give up on a dead-lettered run, or on one stuck `starting` (Glue
+/// unreachable): it becomes `failed` and sluice never starts it again.
 #[utoipa::path(post, path = "/v1/runs/{id}/discard", tag = "jobs",
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 200, description = "Discarded", body = RunBody),
         (status = 400, description = "Not a run id (`invalid_run_id`)", body = ErrorBody),
+        (status = 403, description = "Its table is outside the token's scopes (`out_of_scope`)", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 409, description = "Not dead-lettered (`run_state`)", body = ErrorBody),
+        (status = 409, description = "Neither dead-lettered nor starting (`run_state`)", body = ErrorBody),
     ))]
 async fn discard_run(
     State(app): State<AppState>,
@@ -298,6 +336,7 @@ async fn discard_run(
     Path(id): Path<String>,
 ) -> Result<axum::Json<RunBody>, ApiError> {
     caller.require(Permission::OperateRuns)?;
-    let run = ops::discard_run(&app.store, parse_run_id(&id)?, caller.actor().as_deref()).await?;
+    let id = found_run(&app, &caller, &id).await?.id;
+    let run = ops::discard_run(&app.store, id, caller.actor().as_deref()).await?;
     Ok(axum::Json(run.into()))
 }

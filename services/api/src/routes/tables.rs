@@ -47,7 +47,8 @@ async fn put_table(
             StatusCode::CONFLICT,
             "table_name_conflict",
             format!(
-                "table `{table}` differs only in case from the registered `{existing}`,                  which the Glue catalog treats as the same table; use `{existing}`"
+                "table `{table}` differs only in case from the registered `{existing}`, \
+                 which the Glue catalog treats as the same table; use `{existing}`"
             ),
         ));
     }

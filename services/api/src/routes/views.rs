@@ -14,8 +14,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use sluice_core::containers::{Container, ContainerName};
 use sluice_core::hydrations::rules::check_object_name;
-use sluice_core::views::{RemapKind, ViewError, ViewRequest};
-use sluice_core::Permission;
+use sluice_core::hydrations::HydrationId;
+use sluice_core::views::{RemapKind, View, ViewError, ViewRequest};
+use sluice_core::{Permission, TableName};
 use sluice_store::{RemapError, RemapOrder};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -54,6 +55,7 @@ fn view_not_found(container: &ContainerName, view: &str) -> ApiError {
 
 async fn answer(
     app: &AppState,
+    caller: &Caller,
     container: &ContainerName,
     view: &str,
 ) -> Result<ViewBody, ApiError> {
@@ -62,8 +64,46 @@ async fn answer(
         .view(container, view)
         .await?
         .ok_or_else(|| view_not_found(container, view))?;
+    require_view(app, caller, &found).await?;
     let history = app.store.view_history(container, view, HISTORY).await?;
     Ok(ViewBody::new(found, Some(history)))
+}
+
+/// The Iceberg table a view is fed from: the table of the hydration that
+/// mapped it last (through a hand remap or a rollback, the last one in its
+/// history). A view no hydration ever mapped is fed from no table.
+pub(crate) async fn fed_from(app: &AppState, view: &View) -> Result<Option<TableName>, ApiError> {
+    let mut ids: Vec<HydrationId> = view.hydration_id.into_iter().collect();
+    if ids.is_empty() {
+        let history = app
+            .store
+            .view_history(&view.container, &view.name, HISTORY)
+            .await?;
+        ids.extend(history.iter().filter_map(|r| r.hydration_id));
+    }
+    for id in ids {
+        if let Some(h) = app.store.hydration(id).await? {
+            return Ok(Some(h.table));
+        }
+    }
+    Ok(None)
+}
+
+/// A view belongs to the scope of the table it is fed from: 403
+/// `out_of_scope` for a caller that does not see it.
+pub(crate) async fn require_view(
+    app: &AppState,
+    caller: &Caller,
+    view: &View,
+) -> Result<(), ApiError> {
+    if !caller.scoped() {
+        return Ok(());
+    }
+    let table = fed_from(app, view).await?;
+    caller.require_seen(
+        table.as_ref(),
+        &format!("view `{}` of container `{}`", view.name, view.container),
+    )
 }
 
 fn remap_error(e: RemapError) -> ApiError {
@@ -107,8 +147,16 @@ async fn list_views(
     let next_after = (views.len() == limit as usize)
         .then(|| views.last().map(|v| format!("{}/{}", v.container, v.name)))
         .flatten();
+    // A scoped caller sees the views fed from its tables only (a page may
+    // then hold fewer than `limit`; `next_after` still pages on).
+    let mut seen = Vec::with_capacity(views.len());
+    for view in views {
+        if require_view(&app, &caller, &view).await.is_ok() {
+            seen.push(ViewBody::new(view, None));
+        }
+    }
     Ok(axum::Json(ViewsPage {
-        views: views.into_iter().map(|v| ViewBody::new(v, None)).collect(),
+        views: seen,
         next_after,
     }))
 }
@@ -119,6 +167,7 @@ async fn list_views(
     responses(
         (status = 200, description = "The view and its history", body = ViewBody),
         (status = 400, description = "Malformed name", body = ErrorBody),
+        (status = 403, description = "The view is fed from a table outside the token\'s scopes (`out_of_scope`)", body = ErrorBody),
         (status = 404, description = "Unknown container or view", body = ErrorBody),
     ))]
 async fn get_view(
@@ -129,7 +178,7 @@ async fn get_view(
     caller.require(Permission::ReadContainers)?;
     let container = container_name(&app, &container).await?;
     let view = view_name(&view)?;
-    Ok(axum::Json(answer(&app, &container, &view).await?))
+    Ok(axum::Json(answer(&app, &caller, &container, &view).await?))
 }
 
 async fn container_name(app: &AppState, raw: &str) -> Result<ContainerName, ApiError> {
@@ -143,6 +192,7 @@ async fn container_name(app: &AppState, raw: &str) -> Result<ContainerName, ApiE
     responses(
         (status = 200, description = "Changed", body = ViewBody),
         (status = 400, description = "Malformed request or name", body = ErrorBody),
+        (status = 403, description = "The view is fed from a table outside the token\'s scopes (`out_of_scope`)", body = ErrorBody),
         (status = 404, description = "Unknown container or view", body = ErrorBody),
     ))]
 async fn put_view(
@@ -154,6 +204,9 @@ async fn put_view(
     caller.require(Permission::ManageViews)?;
     let container = container_name(&app, &container).await?;
     let view = view_name(&view)?;
+    if let Some(found) = app.store.view(&container, &view).await? {
+        require_view(&app, &caller, &found).await?;
+    }
     if !app
         .store
         .set_auto_remap(&container, &view, body.auto_remap)
@@ -161,7 +214,7 @@ async fn put_view(
     {
         return Err(view_not_found(&container, &view));
     }
-    Ok(axum::Json(answer(&app, &container, &view).await?))
+    Ok(axum::Json(answer(&app, &caller, &container, &view).await?))
 }
 
 /// Point a view at another table by hand, checked like an automatic remap:
@@ -172,6 +225,7 @@ async fn put_view(
     responses(
         (status = 200, description = "Switched", body = ViewBody),
         (status = 400, description = "Malformed request or name", body = ErrorBody),
+        (status = 403, description = "The view is fed from a table outside the token\'s scopes (`out_of_scope`)", body = ErrorBody),
         (status = 404, description = "Unknown container", body = ErrorBody),
         (status = 409, description = "Refused, nothing changed: the target or a column is missing (`remap_refused`)", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
@@ -193,6 +247,13 @@ async fn remap(
         }
     }
     let reason = dto::reason(body.reason)?;
+    // By hand, a scoped caller may map only a view of its own scope; a new
+    // view it maps by hand is fed from no table, so only an unscoped
+    // caller may create one.
+    match app.store.view(&container.name, &view).await? {
+        Some(found) => require_view(&app, &caller, &found).await?,
+        None => caller.require_seen(None, &format!("view `{view}`"))?,
+    }
     let request = ViewRequest {
         view: view.clone(),
         target: body.target,
@@ -207,7 +268,7 @@ async fn remap(
         &reason,
     )
     .await?;
-    Ok(axum::Json(answer(&app, &container.name, &view).await?))
+    Ok(axum::Json(answer(&app, &caller, &container.name, &view).await?))
 }
 
 /// Restore the mapping before the view's last change, the same way.
@@ -217,6 +278,7 @@ async fn remap(
     responses(
         (status = 200, description = "Rolled back", body = ViewBody),
         (status = 400, description = "Malformed request or name", body = ErrorBody),
+        (status = 403, description = "The view is fed from a table outside the token\'s scopes (`out_of_scope`)", body = ErrorBody),
         (status = 404, description = "Unknown container or view", body = ErrorBody),
         (status = 409, description = "Nothing to roll back to (`nothing_to_roll_back`), or refused (`remap_refused`)", body = ErrorBody),
         (status = 503, description = "The container could not be reached", body = ErrorBody),
@@ -231,9 +293,12 @@ async fn rollback(
     let container = find_container(&app, &container).await?;
     let view = view_name(&view)?;
     let reason = dto::reason(body.reason)?;
-    if app.store.view(&container.name, &view).await?.is_none() {
-        return Err(view_not_found(&container.name, &view));
-    }
+    let found = app
+        .store
+        .view(&container.name, &view)
+        .await?
+        .ok_or_else(|| view_not_found(&container.name, &view))?;
+    require_view(&app, &caller, &found).await?;
     let request = app
         .store
         .rollback_request(&container.name, &view)
@@ -254,7 +319,7 @@ async fn rollback(
         &reason,
     )
     .await?;
-    Ok(axum::Json(answer(&app, &container.name, &view).await?))
+    Ok(axum::Json(answer(&app, &caller, &container.name, &view).await?))
 }
 
 async fn run(
@@ -290,6 +355,7 @@ async fn run(
     responses(
         (status = 200, description = "The orphaned tables", body = OrphansBody),
         (status = 400, description = "Malformed name", body = ErrorBody),
+        (status = 403, description = "The view is fed from a table outside the token\'s scopes (`out_of_scope`)", body = ErrorBody),
         (status = 404, description = "Unknown container", body = ErrorBody),
     ))]
 async fn orphans(
@@ -298,6 +364,9 @@ async fn orphans(
     Path(name): Path<String>,
 ) -> Result<axum::Json<OrphansBody>, ApiError> {
     caller.require(Permission::ReadContainers)?;
+    // Orphans belong to no table any more: a cleanup list is for callers
+    // that see every table.
+    caller.require_seen(None, "a container's orphaned tables")?;
     let container = container_name(&app, &name).await?;
     let found = app.store.orphans(&container).await?;
     Ok(axum::Json(OrphansBody {

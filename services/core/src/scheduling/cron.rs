@@ -188,11 +188,24 @@ fn to_millis(ts: Timestamp) -> Millis {
     Millis(ts.as_millisecond())
 }
 
+/// A named IANA zone. The zone database's files that name no zone of
+/// their own (`localtime`, the host's zone; `posixrules`; `Factory`) are
+/// refused: a schedule must fire at the same instants on every replica.
+pub fn zone(name: &str) -> Result<TimeZone, String> {
+    let not_a_zone = matches!(
+        name.to_ascii_lowercase().as_str(),
+        "localtime" | "posixrules" | "factory"
+    ) || name.starts_with('/')
+        || name.split('/').any(|p| p.is_empty() || p == "." || p == "..");
+    let found = (!not_a_zone).then(|| TimeZone::get(name).ok()).flatten();
+    found.ok_or_else(|| {
+        format!("time zone `{name}` is not a known IANA zone (e.g. `UTC`, `Europe/Paris`)")
+    })
+}
+
 impl Schedule {
     pub fn parse(cron: &str, zone: &str) -> Result<Schedule, String> {
-        let zone = TimeZone::get(zone).map_err(|_| {
-            format!("time zone `{zone}` is not a known IANA zone (e.g. `UTC`, `Europe/Paris`)")
-        })?;
+        let zone = self::zone(zone)?;
         Ok(Schedule {
             cron: Cron::parse(cron)?,
             zone,

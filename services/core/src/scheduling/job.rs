@@ -76,8 +76,6 @@ pub struct Job {
     pub updated_at: Millis,
 }
 
-/// Arguments sluice sets on every run; a definition may not set them.
-pub const RESERVED_PREFIX: &str = "--sluice-";
 const PLACEHOLDERS: [&str; 6] = ["table", "stream", "job", "run_id", "lease_id", "token"];
 
 /// A job name: what `PUT /v1/jobs/{name}` may use.
@@ -118,29 +116,55 @@ pub fn check(spec: &JobSpec) -> Result<Option<Schedule>, String> {
         return Err("timeout_seconds must be between 1 and 604800 (7 days)".into());
     }
     for (key, value) in &spec.arguments {
-        if !key.starts_with("--") || key.len() < 3 {
-            return Err(format!("argument `{key}` must start with `--`"));
-        }
-        if key.starts_with(RESERVED_PREFIX) {
-            return Err(format!(
-                "argument `{key}`: `--sluice-` arguments are set by sluice itself"
-            ));
-        }
+        check_argument(key, value)?;
         check_template(value).map_err(|e| format!("argument `{key}`: {e}"))?;
     }
     match &spec.schedule {
         Some(cron) => Schedule::parse(cron, &spec.timezone).map(Some),
         None => {
             // The zone is still checked: a typo should not wait for a schedule.
-            jiff::tz::TimeZone::get(&spec.timezone).map_err(|_| {
-                format!(
-                    "time zone `{}` is not a known IANA zone (e.g. `UTC`, `Europe/Paris`)",
-                    spec.timezone
-                )
-            })?;
+            super::cron::zone(&spec.timezone)?;
             Ok(None)
         }
     }
+}
+
+/// One job argument as a caller gives it (a definition's default or a
+/// run's own). Glue hands a job its arguments as `--key value` pairs on a
+/// command line, where the job's parser cannot tell a value that reads as
+/// an option from one: so no key may be one of sluice's own `--sluice*`
+/// (in any case), and no value may start with `--`. Otherwise a caller
+/// could hand the run another `--sluice-url` and have the job log in to
+/// it with its own identity.
+pub fn check_argument(key: &str, value: &str) -> Result<(), String> {
+    let name = key.strip_prefix("--").unwrap_or_default();
+    let name_ok = (1..=128).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !name.starts_with('-');
+    if !key.starts_with("--") || !name_ok {
+        return Err(format!(
+            "argument `{}` must be `--` then 1-128 letters, digits, `_`, `-` or `.`",
+            key.escape_debug()
+        ));
+    }
+    if name.to_ascii_lowercase().starts_with("sluice") {
+        return Err(format!(
+            "argument `{key}`: `--sluice*` arguments are set by sluice itself"
+        ));
+    }
+    if value.starts_with("--") {
+        return Err(format!(
+            "argument `{key}`: a value may not start with `--` (the job would read it as an option)"
+        ));
+    }
+    if value.len() > 4096 || value.chars().any(char::is_control) {
+        return Err(format!(
+            "argument `{key}`: a value is at most 4096 characters, without control characters"
+        ));
+    }
+    Ok(())
 }
 
 /// Every `{name}` in `value` is a known placeholder (`{{` and `}}` are
@@ -219,12 +243,10 @@ pub fn resolve_arguments(
     };
     let mut out = BTreeMap::new();
     for (key, value) in defaults.iter().chain(overrides) {
-        if key.starts_with(RESERVED_PREFIX) || !key.starts_with("--") {
-            return Err(format!(
-                "argument `{key}` must start with `--` and not with `--sluice-`"
-            ));
-        }
+        check_argument(key, value)?;
         let filled = fill(value, &lookup).map_err(|e| format!("argument `{key}`: {e}"))?;
+        // What a placeholder brought in is checked too.
+        check_argument(key, &filled)?;
         out.insert(key.clone(), filled);
     }
     Ok(out)

@@ -383,12 +383,53 @@ impl Run {
         Ok(self.set(RunState::Queued, now))
     }
 
-    /// An operator gives up on a dead letter.
+    /// An operator gives up on a dead letter, or on a run stuck `starting`
+    /// (Glue unreachable): it ends `failed` and sluice never starts it
+    /// again. A Glue run that did start meanwhile is left to Glue: its id
+    /// was never answered, so sluice cannot follow it.
     pub fn discard(&mut self, now: Millis) -> Result<Transition, RunStateError> {
-        if self.state != RunState::DeadLetter {
-            return Err(self.refuse("discard (only a dead-lettered run can be discarded)"));
+        match self.state {
+            RunState::DeadLetter => {}
+            RunState::Starting => {
+                let why = self.error.take().unwrap_or_default();
+                self.error = Some(
+                    format!("discarded while starting; never started again by sluice. {why}")
+                        .trim_end()
+                        .to_owned(),
+                );
+                self.ended_at = Some(now);
+            }
+            _ => {
+                return Err(self.refuse(
+                    "discard (only a dead-lettered run, or one stuck starting, can be discarded)",
+                ))
+            }
         }
         Ok(self.set(RunState::Failed, now))
+    }
+
+    /// A run whose cancel was asked while `starting`, once a last look in
+    /// Glue found no run carrying its stamp: cancelled, never started.
+    pub fn cancel_unstarted(&mut self, now: Millis) -> Result<Transition, RunStateError> {
+        if self.state != RunState::Starting || !self.cancel_requested {
+            return Err(self.refuse("cancel before it started"));
+        }
+        self.ended_at = Some(now);
+        Ok(self.set(RunState::Cancelled, now))
+    }
+
+    /// Glue could not be reached to start the attempt or to look for it:
+    /// it stays `starting` (it may have started), says why on the run, and
+    /// is looked at again after a back-off from 1 s doubling to a minute.
+    /// Answers whether the reason is new (worth an event).
+    pub fn glue_unreachable(&mut self, error: &str, now: Millis) -> bool {
+        let error: String = error.chars().filter(|c| !c.is_control()).take(500).collect();
+        let error = format!("Glue unreachable: {error}");
+        let new = self.error.as_deref() != Some(error.as_str());
+        self.error = Some(error);
+        self.quiet_polls = self.quiet_polls.saturating_add(1);
+        self.due_at = Millis(now.0 + (1000i64 << self.quiet_polls.min(6)).min(60_000));
+        new
     }
 }
 
