@@ -635,3 +635,80 @@ async fn views_remap_show_rollback_and_runs_retry_discard_cancel() {
     assert_eq!(cancelled["cancel_requested"], true, "{cancelled}");
     run_until(&url, &running, |r| r["state"] == "cancelled").await;
 }
+
+/// Stored text is printed for people without its control characters: a
+/// Glue run's failure message and a compaction's `requested_by` and
+/// `reason` carrying terminal escapes (recolour, retitle the window) show
+/// them escaped (`\e[31m`) in `compact`, `runs ls` and `runs show`, on
+/// stdout and stderr; `--json` still gives the API's text as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn human_output_prints_no_terminal_escapes_from_stored_text() {
+    let lake = glue_lake().await;
+    let url = lake.server.url.clone();
+    // The compaction job fails with a message that recolours and retitles.
+    let fail = "printf '\\033[31mboom\\033]0;pwned\\007' >&2; exit 1";
+    lake.double
+        .script(json!({ "commands": { "compact-orders": ["sh", "-c", fail, "sh"] } }))
+        .await;
+    let clean = |ran: &Ran| {
+        for (name, text) in [("stdout", &ran.stdout), ("stderr", &ran.stderr)] {
+            assert!(
+                !text.contains(['\x1b', '\x07', '\u{9b}']),
+                "{name} carries control characters: {text:?}"
+            );
+        }
+    };
+    let compact = sluice(
+        &url,
+        None,
+        &[
+            "compact",
+            TABLE,
+            "--requested-by",
+            "\x1b[31mops",
+            "--reason",
+            "\x1b]0;title\x07why",
+            "--wait",
+        ],
+    )
+    .await;
+    assert_eq!(compact.code, 7, "{}\n{}", compact.stdout, compact.stderr);
+    clean(&compact);
+    assert!(
+        compact
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("requested_by") && l.ends_with("\\e[31mops")),
+        "{}",
+        compact.stdout
+    );
+    assert!(
+        compact.stdout.contains("\\e]0;title\\u{7}why"),
+        "{}",
+        compact.stdout
+    );
+
+    let runs = sluice(&url, None, &["runs", "ls", "--json"]).await.json();
+    let run = &runs["runs"][0];
+    assert_eq!(run["error"], "\x1b[31mboom\x1b]0;pwned\x07", "{runs}");
+    let id = run["id"].as_str().unwrap();
+    let listed = sluice(&url, None, &["runs", "ls"]).await;
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    clean(&listed);
+    assert!(
+        listed.stdout.contains("\\e[31mboom\\e]0;pwned\\u{7}"),
+        "{}",
+        listed.stdout
+    );
+    let shown = sluice(&url, None, &["runs", "show", id]).await;
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    clean(&shown);
+    assert!(
+        shown
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("error") && l.ends_with("\\e[31mboom\\e]0;pwned\\u{7}")),
+        "{}",
+        shown.stdout
+    );
+}

@@ -33,6 +33,19 @@ async fn containers_are_registered_replaced_and_listed_without_their_secrets(ser
         created.body["url"],
         "postgres://hydrator:***@aurora.internal:5432/analytics?sslmode=require&password=***"
     );
+    // sqlx decodes a parameter's key: `pass%77ord` is its password.
+    let encoded = put(
+        &server,
+        "aurora-encoded",
+        json!({ "kind": "postgres",
+                "url": format!("postgres://aurora.internal/analytics?user=u&pass%77ord={secret}&sslpassword={secret}") }),
+    )
+    .await;
+    assert_eq!(encoded.status, 201, "{}", encoded.body);
+    assert_eq!(
+        encoded.body["url"],
+        "postgres://aurora.internal/analytics?user=u&pass%77ord=***&sslpassword=***"
+    );
     let by_env = put(
         &server,
         "aurora-env",
@@ -88,7 +101,10 @@ async fn containers_are_registered_replaced_and_listed_without_their_secrets(ser
             None => break,
         }
     }
-    assert_eq!(names, ["athena", "aurora-analytics", "aurora-env"]);
+    assert_eq!(
+        names,
+        ["athena", "aurora-analytics", "aurora-encoded", "aurora-env"]
+    );
     // The password is in no answer and no log line.
     let listed = server
         .client
@@ -203,4 +219,43 @@ async fn only_admins_register_containers() {
         .await
         .unwrap();
     assert_eq!(read.status, 200, "{}", read.body);
+}
+
+/// A container whose `env:VAR` is not set in sluice's environment cannot
+/// be reached until someone sets it: a remap there is refused (409, not
+/// a 503 that clients retry), naming the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remap_in_a_container_whose_variable_is_unset_is_refused_naming_it() {
+    let server = Server::sqlite().await;
+    let var = "SLUICE_IT_NEVER_SET_URL";
+    let created = put(
+        &server,
+        "aurora-unset",
+        json!({ "kind": "postgres", "url": format!("env:{var}") }),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let refused = server
+        .client
+        .send(
+            Method::POST,
+            "/v1/views/aurora-unset/orders/remap",
+            Some(&json!({ "target": "orders_v1", "reason": "first" })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (refused.status, refused.error_type()),
+        (409, Some("remap_refused")),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(var),
+        "{}",
+        refused.body
+    );
 }

@@ -620,6 +620,15 @@ async fn invalid_table_settings_are_refused_with_422_and_register_nothing(s: Ser
         ),
         ("empty catalog", json!({ "catalog": "" })),
         (
+            "catalog with U+202E",
+            json!({ "catalog": "lake\u{202e}ekal" }),
+        ),
+        ("catalog with a newline", json!({ "catalog": "la\nke" })),
+        (
+            "compaction job with U+202E",
+            json!({ "compaction_job": "c\u{202e}x" }),
+        ),
+        (
             "compaction job of 300 chars",
             json!({ "compaction_job": "j".repeat(300) }),
         ),

@@ -121,6 +121,21 @@ async fn progress_lag_and_staleness_follow_the_table(backend: Backend) {
     let token = h["lease"]["token"].as_i64().unwrap();
     assert_eq!(h["lag"]["snapshots"], 2, "{h}");
     let _ = s1;
+    // A pin the table does not have is refused, as progress refuses it.
+    let unpinnable = send(
+        &server,
+        Method::POST,
+        "/v1/hydrations",
+        Some(json!({ "table": TABLE, "container": "analytics", "target": "public.orders_x",
+                     "pin_snapshot_id": 999 })),
+    )
+    .await;
+    assert_eq!(
+        (unpinnable.status, unpinnable.error_type()),
+        (422, Some("snapshot_not_found")),
+        "{}",
+        unpinnable.body
+    );
 
     // The snapshot phase copied s2.
     let copied = report(
@@ -245,6 +260,30 @@ async fn progress_lag_and_staleness_follow_the_table(backend: Backend) {
         "{}",
         refused.body
     );
+    // Its read lease ended with it: it pins nothing and holds no writer off.
+    let lease = send(&server, Method::GET, &format!("/v1/leases/{id}"), None).await;
+    assert_eq!(lease.body["state"], "revoked", "{}", lease.body);
+    let retention = send(
+        &server,
+        Method::GET,
+        &format!("/v1/tables/{TABLE}/retention"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (&retention.body["readers"], &retention.body["oldest_needed_snapshot_id"]),
+        (&json!(0), &Value::Null),
+        "an expired snapshot is still held: {}",
+        retention.body
+    );
+    let writer = send(
+        &server,
+        Method::POST,
+        &format!("/v1/tables/{TABLE}/leases"),
+        Some(json!({ "mode": "write", "holder": "compactor", "ttl_seconds": 30 })),
+    )
+    .await;
+    assert_eq!(writer.body["state"], "granted", "{}", writer.body);
 
     // Listed with its state and lag; filters by state, table, container.
     let page = send(&server, Method::GET, "/v1/hydrations?state=stale", None).await;

@@ -870,7 +870,12 @@ async fn a_run_glue_cannot_reach_says_why_backs_off_and_can_be_given_up() {
     let server = Backend::Sqlite
         .server_with(&["--config", &config, "--run-poll-max-seconds", "1"])
         .await;
-    define(&server, "nightly", json!({ "glue_job_name": "g", "kind": "ingestion" })).await;
+    define(
+        &server,
+        "nightly",
+        json!({ "glue_job_name": "g", "kind": "ingestion" }),
+    )
+    .await;
     let stuck = start(&server, "nightly").await;
     let seen = until(&server, &stuck, Duration::from_secs(20), |r| {
         r["state"] == "starting" && r["error"].as_str().is_some_and(|e| e.contains("Glue"))
@@ -932,11 +937,16 @@ async fn a_run_cancelled_while_starting_is_looked_for_adopted_and_stopped_never_
     // StartJobRun's answer is lost (Glue started it): the run stays
     // starting until it is looked for by its stamp.
     double
-        .script(json!({ "drop_start_answers": { "g": 1 } }))
+        .script(json!({ "drop_start_answers": { "g": 1 }, "outcomes": { "g": ["RUNNING"] } }))
         .await;
     let dir = tempfile::tempdir().unwrap();
     let server = scheduled(&double, dir.path(), &[]).await;
-    define(&server, "nightly", json!({ "glue_job_name": "g", "kind": "ingestion" })).await;
+    define(
+        &server,
+        "nightly",
+        json!({ "glue_job_name": "g", "kind": "ingestion" }),
+    )
+    .await;
     let id = start(&server, "nightly").await;
     until(&server, &id, Duration::from_secs(20), state_is("starting")).await;
     let cancel = server
@@ -944,9 +954,16 @@ async fn a_run_cancelled_while_starting_is_looked_for_adopted_and_stopped_never_
         .await;
     assert_eq!(cancel.status, 200, "{}", cancel.body);
     let ended = until(&server, &id, Duration::from_secs(60), |r| {
-        matches!(r["state"].as_str(), Some("cancelled" | "succeeded" | "failed" | "dead_letter"))
+        matches!(
+            r["state"].as_str(),
+            Some("cancelled" | "succeeded" | "failed" | "dead_letter")
+        )
     })
     .await;
     assert_eq!(ended["state"], "cancelled", "{ended}");
-    assert_eq!(double.runs("g").await.len(), 1, "one Glue run, never a second");
+    assert_eq!(
+        double.runs("g").await.len(),
+        1,
+        "one Glue run, never a second"
+    );
 }

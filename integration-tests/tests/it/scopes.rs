@@ -75,8 +75,10 @@ async fn a_scoped_job_token_cannot_take_over_another_teams_view() {
         &finance,
         Method::POST,
         &format!("/v1/hydrations/{id}/progress"),
-        Some(json!({ "token": created.body["lease"]["token"], "phase": "catching_up",
-                     "snapshot_id": snapshot })),
+        Some(
+            json!({ "token": created.body["lease"]["token"], "phase": "catching_up",
+                     "snapshot_id": snapshot }),
+        ),
     )
     .await;
     assert_eq!(live.body["state"], "live", "{live:?}");
@@ -104,7 +106,10 @@ async fn a_scoped_job_token_cannot_take_over_another_teams_view() {
     .await;
     refused(&taken, 403, "out_of_scope", "another scope's view");
     let finance_hydration = send(&admin, Method::GET, &format!("/v1/hydrations/{id}"), None).await;
-    assert_eq!(finance_hydration.body["state"], "live", "{finance_hydration:?}");
+    assert_eq!(
+        finance_hydration.body["state"], "live",
+        "{finance_hydration:?}"
+    );
     let reads: (i32,) = sqlx::query_as("SELECT amount FROM fin_report")
         .fetch_one(&mut conn)
         .await
@@ -133,9 +138,15 @@ async fn a_scoped_job_token_cannot_take_over_another_teams_view() {
             .map(|v| v["view"].as_str().unwrap_or_default().to_owned())
             .collect::<Vec<_>>()
     };
-    assert!(!listed(sales.clone()).await.contains(&"fin_report".to_owned()));
-    assert!(listed(finance.clone()).await.contains(&"fin_report".to_owned()));
-    assert!(listed(admin.clone()).await.contains(&"fin_report".to_owned()));
+    assert!(!listed(sales.clone())
+        .await
+        .contains(&"fin_report".to_owned()));
+    assert!(listed(finance.clone())
+        .await
+        .contains(&"fin_report".to_owned()));
+    assert!(listed(admin.clone())
+        .await
+        .contains(&"fin_report".to_owned()));
     let read = send(&sales, Method::GET, "/v1/views/analytics/fin_report", None).await;
     refused(&read, 403, "out_of_scope", "another scope's view");
     // A container is shared; where it is (its URL) is not shown to a scope.
@@ -145,8 +156,17 @@ async fn a_scoped_job_token_cannot_take_over_another_teams_view() {
     let page = send(&sales, Method::GET, "/v1/containers", None).await;
     assert!(page.body["containers"][0]["url"].is_null(), "{page:?}");
     let full = send(&admin, Method::GET, "/v1/containers/analytics", None).await;
-    assert!(full.body["url"].as_str().unwrap().starts_with("postgres://"));
-    let orphans = send(&sales, Method::GET, "/v1/containers/analytics/orphans", None).await;
+    assert!(full.body["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("postgres://"));
+    let orphans = send(
+        &sales,
+        Method::GET,
+        "/v1/containers/analytics/orphans",
+        None,
+    )
+    .await;
     refused(&orphans, 403, "out_of_scope", "orphans to a scoped token");
 
     // Targets and views stay out of the container's system schemas.
@@ -191,21 +211,43 @@ async fn scopes_hold_on_jobs_and_runs_as_on_compactions() {
     define(&admin, "ledger", Some("finance.ledger")).await;
     define(&admin, "orders", Some("sales.orders")).await;
     define(&admin, "housekeeping", None).await;
-    let run = send(&admin, Method::POST, "/v1/jobs/ledger/runs", Some(json!({}))).await;
+    let run = send(
+        &admin,
+        Method::POST,
+        "/v1/jobs/ledger/runs",
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(run.status, 201, "{run:?}");
     let finance_run = run.body["id"].as_str().unwrap().to_owned();
 
     for role in ["scheduler", "operator"] {
-        let sales =
-            server.client_with(&server.create_token(&format!("sales-{role}"), role, &["sales."], &[]));
+        let sales = server.client_with(&server.create_token(
+            &format!("sales-{role}"),
+            role,
+            &["sales."],
+            &[],
+        ));
         let out_of_scope = [
-            (Method::POST, "/v1/jobs/ledger/runs".to_owned(), Some(json!({}))),
-            (Method::POST, "/v1/jobs/housekeeping/runs".to_owned(), Some(json!({}))),
+            (
+                Method::POST,
+                "/v1/jobs/ledger/runs".to_owned(),
+                Some(json!({})),
+            ),
+            (
+                Method::POST,
+                "/v1/jobs/housekeeping/runs".to_owned(),
+                Some(json!({})),
+            ),
             (Method::GET, "/v1/jobs/ledger".to_owned(), None),
             (Method::GET, format!("/v1/runs/{finance_run}"), None),
             (Method::POST, format!("/v1/runs/{finance_run}/cancel"), None),
             (Method::POST, format!("/v1/runs/{finance_run}/retry"), None),
-            (Method::POST, format!("/v1/runs/{finance_run}/discard"), None),
+            (
+                Method::POST,
+                format!("/v1/runs/{finance_run}/discard"),
+                None,
+            ),
         ];
         for (method, path, body) in out_of_scope {
             let answer = send(&sales, method.clone(), &path, body).await;
@@ -213,7 +255,12 @@ async fn scopes_hold_on_jobs_and_runs_as_on_compactions() {
             // either way the scope is never passed.
             assert_eq!(answer.status, 403, "{role} {method} {path}: {answer:?}");
             if answer.error_type() != Some("forbidden") {
-                refused(&answer, 403, "out_of_scope", &format!("{role} {method} {path}"));
+                refused(
+                    &answer,
+                    403,
+                    "out_of_scope",
+                    &format!("{role} {method} {path}"),
+                );
             }
         }
         // Lists hold only its own scope's jobs and runs (and their arguments).
@@ -233,18 +280,33 @@ async fn scopes_hold_on_jobs_and_runs_as_on_compactions() {
         );
     }
     // The run was never cancelled by them.
-    let still = send(&admin, Method::GET, &format!("/v1/runs/{finance_run}"), None).await;
+    let still = send(
+        &admin,
+        Method::GET,
+        &format!("/v1/runs/{finance_run}"),
+        None,
+    )
+    .await;
     assert_ne!(still.body["state"], "cancelled", "{still:?}");
 
     // A scoped scheduler starts its own scope's runs, and cannot define a
     // job of no table or take over another scope's job by its name.
     let sales = server.client_with(&server.create_token("sales-admin", "admin", &["sales."], &[]));
-    let own = send(&sales, Method::POST, "/v1/jobs/orders/runs", Some(json!({}))).await;
+    let own = send(
+        &sales,
+        Method::POST,
+        "/v1/jobs/orders/runs",
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(own.status, 201, "{own:?}");
     let mine = send(&sales, Method::GET, "/v1/runs", None).await;
     assert_eq!(mine.body["runs"].as_array().unwrap().len(), 1, "{mine:?}");
     for (name, body) in [
-        ("tableless", json!({ "glue_job_name": "g", "kind": "ingestion" })),
+        (
+            "tableless",
+            json!({ "glue_job_name": "g", "kind": "ingestion" }),
+        ),
         (
             "ledger",
             json!({ "glue_job_name": "g", "kind": "ingestion", "table": "sales.orders" }),
@@ -259,14 +321,24 @@ async fn scopes_hold_on_jobs_and_runs_as_on_compactions() {
 async fn a_run_argument_cannot_hand_the_job_another_sluice() {
     let server = Server::sqlite_with(&["--auth", "on"]).await;
     let admin = server.client_with(&server.create_token("root", "admin", &[], &[]));
-    assert_eq!(admin.put_table("sales.orders", json!({})).await.unwrap().status, 201);
+    assert_eq!(
+        admin
+            .put_table("sales.orders", json!({}))
+            .await
+            .unwrap()
+            .status,
+        201
+    );
     define(&admin, "orders", Some("sales.orders")).await;
     let scheduler = server.client_with(&server.create_token("cron", "scheduler", &[], &[]));
     for (arguments, says) in [
         // A value that reads as an option: Glue hands the job
         // `--zz --sluice-url=http://attacker`.
         (json!({ "--zz": "--sluice-url=http://attacker" }), "--"),
-        (json!({ "--zz": "--sluice-aws-sts-endpoint=http://attacker" }), "--"),
+        (
+            json!({ "--zz": "--sluice-aws-sts-endpoint=http://attacker" }),
+            "--",
+        ),
         (json!({ "--zz": "--sluice-run-id=x/1" }), "--"),
         // sluice's own keys, in any case or spelling.
         (json!({ "--sluice-url": "http://attacker" }), "sluice"),
@@ -294,8 +366,10 @@ async fn a_run_argument_cannot_hand_the_job_another_sluice() {
             &admin,
             Method::PUT,
             "/v1/jobs/orders",
-            Some(json!({ "glue_job_name": "g", "kind": "ingestion", "table": "sales.orders",
-                         "arguments": arguments })),
+            Some(
+                json!({ "glue_job_name": "g", "kind": "ingestion", "table": "sales.orders",
+                         "arguments": arguments }),
+            ),
         )
         .await;
         refused(&defined, 422, "invalid_request", &arguments.to_string());

@@ -103,8 +103,18 @@ async fn hydrate_live(
     target: &str,
     columns: Option<&[&str]>,
 ) -> String {
+    hydrate_live_in(server, snapshot, "analytics", target, columns).await
+}
+
+async fn hydrate_live_in(
+    server: &Server,
+    snapshot: &str,
+    container: &str,
+    target: &str,
+    columns: Option<&[&str]>,
+) -> String {
     let mut body = json!({
-        "table": TABLE, "container": "analytics", "target": target,
+        "table": TABLE, "container": container, "target": target,
         "views": ["orders", "orders_eu"],
     });
     if let Some(columns) = columns {
@@ -568,4 +578,354 @@ async fn athena_views_in_a_glue_container_follow_remaps_on(backend: Backend) {
     .await;
     assert_eq!(back.status, 200, "{}", back.body);
     reads("orders_v1").await;
+}
+
+/// A remap by hand, answered within `within` (a test fails rather than
+/// hangs), and how long it took.
+async fn remap_within(
+    server: &Server,
+    container: &str,
+    view: &str,
+    body: Value,
+    within: Duration,
+) -> (crate::raw::Answer, Duration) {
+    let started = Instant::now();
+    let answer = tokio::time::timeout(
+        within,
+        send(
+            server,
+            Method::POST,
+            &format!("/v1/views/{container}/{view}/remap"),
+            Some(body),
+        ),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!("the remap of {container}/{view} was not answered within {within:?}")
+    });
+    (answer, started.elapsed())
+}
+
+/// A PostgreSQL "server" that accepts connections and never answers.
+async fn silent_server() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    port
+}
+
+/// A container whose server accepts connections and never answers: its
+/// remaps fail within seconds (503, retried by the outbox later) and
+/// hold back no other container's, automatic or by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_that_never_answers_holds_back_no_other() {
+    let url = container_database().await;
+    let (server, snapshot) = setup_on(Backend::Sqlite, &[], &url).await;
+    let port = silent_server().await;
+    let secret = "hush-s3cret";
+    let put = send(
+        &server,
+        Method::PUT,
+        "/v1/containers/silent",
+        Some(json!({ "kind": "postgres", "url": format!("postgres://u:{secret}@127.0.0.1:{port}/db") })),
+    )
+    .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    // Its live hydration's remap is under way (and failing) in the outbox
+    // while the healthy container's hydration goes live.
+    hydrate_live_in(&server, &snapshot, "silent", "orders_v1", None).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let started = Instant::now();
+    hydrate_live(&server, &snapshot, "orders_v1", None).await;
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    wait_for(&mut conn, "v1").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the healthy container's views switched only after {:?}",
+        started.elapsed()
+    );
+
+    // By hand: the silent container answers 503 within seconds, and a
+    // remap in the healthy one meanwhile is not delayed.
+    let silent = {
+        let server_url = server.url.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let answer = reqwest::Client::new()
+                .post(format!("{server_url}/v1/views/silent/orders/remap"))
+                .json(&json!({ "target": "orders_v2", "reason": "try" }))
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await
+                .expect("answered within 30 s");
+            let status = answer.status().as_u16();
+            (
+                status,
+                answer.json::<Value>().await.unwrap(),
+                started.elapsed(),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (healthy, took) = remap_within(
+        &server,
+        "analytics",
+        "orders_eu",
+        json!({ "target": "orders_v2", "columns": ["id", "name", "email", "src"], "reason": "v2" }),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(healthy.status, 200, "{}", healthy.body);
+    assert!(
+        took < Duration::from_secs(3),
+        "the healthy remap took {took:?}"
+    );
+    let (status, body, took) = silent.await.unwrap();
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (503, Some("container_unavailable")),
+        "{body}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the silent remap took {took:?}"
+    );
+    // Neither the answer, the events nor the log show its password; the
+    // outbox says it will retry.
+    assert!(!body.to_string().contains(secret), "{body}");
+    let events = send(&server, Method::GET, "/v1/events", None).await;
+    assert!(!events.body.to_string().contains(secret));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.log_text().contains("will retry") {
+        assert!(Instant::now() < deadline, "{}", server.log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!server.log_text().contains(secret));
+}
+
+/// A consumer's transaction that read a view holds its lock: a remap of
+/// it gives up within seconds (503, worth retrying) instead of waiting,
+/// so new readers of the view queue behind it only that long; once the
+/// consumer is done, the remap goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_holding_a_view_makes_its_remap_fail_fast_not_stall_readers() {
+    let url = container_database().await;
+    let (server, snapshot) = setup_on(Backend::Sqlite, &[], &url).await;
+    hydrate_live(&server, &snapshot, "orders_v1", None).await;
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    wait_for(&mut conn, "v1").await;
+    history_of(&server, "orders", 1).await;
+
+    let mut consumer = PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut consumer).await.unwrap();
+    sqlx::query("SELECT count(*) FROM orders")
+        .execute(&mut consumer)
+        .await
+        .unwrap();
+    let to_v2 =
+        json!({ "target": "orders_v2", "columns": ["id", "name", "email", "src"], "reason": "v2" });
+    let remap = {
+        let (server_url, body) = (server.url.clone(), to_v2.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let answer = reqwest::Client::new()
+                .post(format!("{server_url}/v1/views/analytics/orders/remap"))
+                .json(&body)
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await
+                .expect("answered within 30 s");
+            let status = answer.status().as_u16();
+            (
+                status,
+                answer.json::<Value>().await.unwrap(),
+                started.elapsed(),
+            )
+        })
+    };
+    // A new reader arrives while the remap waits for the lock.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let mut reader = PgConnection::connect(&url).await.unwrap();
+    let read = tokio::time::timeout(
+        Duration::from_secs(20),
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM orders").fetch_one(&mut reader),
+    )
+    .await
+    .expect("the reader is not held for long")
+    .unwrap();
+    assert_eq!(read, 100);
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "the reader waited {:?}",
+        started.elapsed()
+    );
+    let (status, body, took) = remap.await.unwrap();
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (503, Some("container_unavailable")),
+        "{body}"
+    );
+    assert!(took < Duration::from_secs(8), "the remap took {took:?}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("lock"),
+        "{body}"
+    );
+    assert_eq!(history(&server, "orders").await.len(), 1);
+
+    // The consumer is done: the remap goes through.
+    sqlx::query("COMMIT").execute(&mut consumer).await.unwrap();
+    let (done, _) = remap_within(
+        &server,
+        "analytics",
+        "orders",
+        to_v2,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let src: String = sqlx::query_scalar("SELECT max(src) FROM orders")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(src, "v2");
+}
+
+/// What PostgreSQL refuses for the change itself answers 409
+/// `remap_refused` (not 503, which clients retry) and changes nothing: a
+/// column whose type would change, a "view" that is a table, a view in a
+/// schema that does not exist; so do a view remapped onto itself and a
+/// target in a system schema. A live hydration's remap PostgreSQL refuses
+/// ends with a `view_remap_refused` event naming why, and the container's
+/// password is in no answer and no event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remaps_the_container_refuses_answer_409_and_change_nothing() {
+    let url = container_database().await;
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE orders_text AS SELECT id::text AS id, name, legacy, 'text' AS src FROM orders_v1",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // The server trusts local connections: the password is never checked,
+    // but is in the URL sluice holds.
+    let secret = "pw-s3cret-9";
+    let with_password = url.replacen("postgres@", &format!("postgres:{secret}@"), 1);
+    assert_ne!(with_password, url, "{url}");
+    let (server, snapshot) = setup_on(Backend::Sqlite, &[], &with_password).await;
+    hydrate_live(&server, &snapshot, "orders_v1", None).await;
+    wait_for(&mut conn, "v1").await;
+    history_of(&server, "orders", 1).await;
+    history_of(&server, "orders_eu", 1).await;
+
+    let refused = |view: &'static str, body: Value, why: &'static str| {
+        let server = &server;
+        async move {
+            let (answer, _) =
+                remap_within(server, "analytics", view, body, Duration::from_secs(30)).await;
+            assert_eq!(
+                (answer.status, answer.error_type()),
+                (409, Some("remap_refused")),
+                "{why}: {}",
+                answer.body
+            );
+            assert!(!answer.body.to_string().contains(secret), "{}", answer.body);
+            answer.body["error"]["message"].as_str().unwrap().to_owned()
+        }
+    };
+    let m = refused(
+        "orders",
+        json!({ "target": "orders_text", "reason": "id as text" }),
+        "a column type change",
+    )
+    .await;
+    assert!(m.contains("cannot change data type"), "{m}");
+    let m = refused(
+        "orders_v2",
+        json!({ "target": "orders_v1", "columns": ["id", "name", "src"], "reason": "a table" }),
+        "a view that is a table",
+    )
+    .await;
+    assert!(m.contains("not a view"), "{m}");
+    let m = refused(
+        "nowhere.orders",
+        json!({ "target": "orders_v1", "reason": "no schema" }),
+        "a missing schema",
+    )
+    .await;
+    assert!(m.contains("nowhere"), "{m}");
+    for target in ["orders", "public.orders"] {
+        let m = refused(
+            "orders",
+            json!({ "target": target, "reason": "itself" }),
+            "a view onto itself",
+        )
+        .await;
+        assert!(m.contains("its own target"), "{m}");
+    }
+    let (system, _) = remap_within(
+        &server,
+        "analytics",
+        "orders",
+        json!({ "target": "pg_catalog.pg_authid", "columns": ["rolname", "rolpassword"], "reason": "hashes" }),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        (400..500).contains(&system.status) && system.error_type().is_some(),
+        "{}",
+        system.body
+    );
+    // Nothing changed.
+    assert_eq!(both(&mut conn).await.unwrap(), ("v1".into(), "v1".into()));
+    assert_eq!(
+        columns(&mut conn, "orders").await,
+        ["id", "name", "legacy", "src"]
+    );
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('public.orders_v2') IS NOT NULL")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(exists);
+    assert_eq!(history(&server, "orders").await.len(), 1);
+
+    // Automatically: refused once, with an event that says why.
+    let id = hydrate_live(&server, &snapshot, "orders_text", None).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let event = loop {
+        let events = send(
+            &server,
+            Method::GET,
+            "/v1/events?kind=view_remap_refused",
+            None,
+        )
+        .await;
+        let found = events.body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["lease_id"] == id.as_str())
+            .cloned();
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no refusal event: {}",
+            events.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let error = event["data"]["error"].as_str().unwrap();
+    assert!(error.contains("cannot change data type"), "{event}");
+    assert_eq!(both(&mut conn).await.unwrap(), ("v1".into(), "v1".into()));
+    let events = send(&server, Method::GET, "/v1/events", None).await;
+    assert!(!events.body.to_string().contains(secret));
+    assert!(!server.log_text().contains(secret));
 }

@@ -310,7 +310,11 @@ impl Caller {
             Some(table) => format!("{what} is on table `{table}`, outside this token's scopes"),
             None => format!("{what} names no table: only a token without scopes may act on it"),
         };
-        Err(ApiError::new(StatusCode::FORBIDDEN, "out_of_scope", message))
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "out_of_scope",
+            message,
+        ))
     }
 
     /// Both checks at once.

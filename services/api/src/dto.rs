@@ -211,10 +211,31 @@ impl PutTableBody {
                 MAX_DEFERRAL_SECONDS,
             )?,
         };
+        let catalog = optional_text("catalog", self.catalog, MAX_SHORT_TEXT)?;
+        // A catalog is named in the configuration (`[catalogs.NAME]`), a job
+        // by `PUT /v1/jobs/{name}`: both by the same plain characters, so
+        // that nothing invisible or reordering (U+202E) reaches a listing.
+        if let Some(name) = &catalog {
+            sluice_core::scheduling::job::check_name(name).map_err(|_| {
+                ApiError::invalid(format!(
+                    "catalog `{}` must be 1-255 letters, digits, `_`, `-` or `.`",
+                    name.escape_debug()
+                ))
+            })?;
+        }
+        let compaction_job = optional_text("compaction_job", self.compaction_job, MAX_SHORT_TEXT)?;
+        if let Some(name) = &compaction_job {
+            sluice_core::scheduling::job::check_name(name).map_err(|_| {
+                ApiError::invalid(format!(
+                    "compaction_job `{}` must be 1-255 letters, digits, `_`, `-` or `.`",
+                    name.escape_debug()
+                ))
+            })?;
+        }
         Ok(TableSettings {
             max_compaction_deferral_seconds: deferral,
-            catalog: optional_text("catalog", self.catalog, MAX_SHORT_TEXT)?,
-            compaction_job: optional_text("compaction_job", self.compaction_job, MAX_SHORT_TEXT)?,
+            catalog,
+            compaction_job,
         })
     }
 }

@@ -289,9 +289,81 @@ fn api() -> OpenApiRouter<AppState> {
 /// The routes and their OpenAPI document.
 fn parts() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut spec) = api().split_for_parts();
-    // After the routes are in: the modifier walks every path.
+    // After the routes are in: the modifiers walk every path.
     utoipa::Modify::modify(&Security, &mut spec);
+    utoipa::Modify::modify(&PathParameters, &mut spec);
     (router, spec)
+}
+
+/// What each path parameter accepts, as the handlers parse it, so that
+/// requests generated from the spec (schemathesis, a client's validation)
+/// are names and ids, not strings refused before any rule runs. A pattern
+/// may be looser than its parser (the reserved `sluice_system.` tables,
+/// views in system schemas are refused later), never stricter: a value the
+/// spec calls invalid must be refused, which the fuzz checks.
+struct PathParameters;
+
+impl PathParameters {
+    fn schema(path: &str, name: &str) -> Option<utoipa::openapi::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
+        let text = |pattern: &str, max: usize| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(pattern))
+                .min_length(Some(1))
+                .max_length(Some(max))
+        };
+        // `TableName::parse`: two or more dot-separated parts.
+        let part = "[A-Za-z0-9_-]+";
+        let built = match name {
+            "table" => text(&format!("^{part}(\\.{part})+$"), sluice_core::names::MAX_NAME_LEN),
+            // `StreamName::parse`: one part or more.
+            "stream" => text(&format!("^{part}(\\.{part})*$"), sluice_core::names::MAX_NAME_LEN),
+            // `ContainerName::parse`.
+            "container" => text(&format!("^{part}$"), 128),
+            "name" if path.starts_with("/v1/containers/") => text(&format!("^{part}$"), 128),
+            // `scheduling::job::check_name`.
+            "name" if path.starts_with("/v1/jobs/") => text("^[A-Za-z0-9_.-]+$", 255),
+            // `check_object_name`: `name` or `schema.name`, each 1 to 63.
+            "view" => text(
+                "^[A-Za-z_][A-Za-z0-9_]{0,62}(\\.[A-Za-z_][A-Za-z0-9_]{0,62})?$",
+                127,
+            ),
+            // Leases, hydrations, runs, compactions, batches: UUIDs.
+            "lease_id" | "batch_id" | "id" => ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::Custom("uuid".into()))),
+            _ => return None,
+        };
+        Some(built.into())
+    }
+}
+
+impl utoipa::Modify for PathParameters {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for param in op.parameters.iter_mut().flatten() {
+                    if param.parameter_in != ParameterIn::Path {
+                        continue;
+                    }
+                    if let Some(schema) = Self::schema(path, &param.name) {
+                        param.schema = Some(schema.into());
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

@@ -318,7 +318,13 @@ mod tests {
             let method = Method::from_bytes(format!("PROBE{i}").as_bytes()).unwrap();
             metrics.record(method_label(&method), UNMATCHED_ROUTE, 405, 0.001, None);
         }
-        metrics.record(method_label(&Method::GET), UNMATCHED_ROUTE, 404, 0.001, None);
+        metrics.record(
+            method_label(&Method::GET),
+            UNMATCHED_ROUTE,
+            404,
+            0.001,
+            None,
+        );
         let text = metrics.render();
         assert!(!text.contains("PROBE"), "{text}");
         let requests: Vec<&str> = text

@@ -813,7 +813,8 @@ fn cell(v: &Value) -> String {
 /// `\e`, newline as `\n`, tab as `\t`, any other as `\u{..}`. Every
 /// human output path goes through here; `--json` prints the API's JSON.
 fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    let unsafe_char = |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     if !text.chars().any(unsafe_char) {
         return std::borrow::Cow::Borrowed(text);
     }

@@ -10,7 +10,8 @@ use crate::writer::{Group, Pending, Slot};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use sluice_core::hydrations::{
-    self, Hydration, HydrationId, LogView, NewHydration, ProgressReport, LEASE_PURPOSE,
+    self, Hydration, HydrationId, HydrationState, LogView, NewHydration, ProgressReport,
+    LEASE_PURPOSE,
 };
 use sluice_core::leases::AcquireRequest;
 use sluice_core::outbox::Intent;
@@ -373,9 +374,17 @@ pub(crate) fn apply(mut loaded: Loaded, jobs: &mut [Job], now: Millis) -> Change
         }));
     }
     // A hydration whose read lease ended in this batch (expired, revoked,
-    // released) fails with it.
+    // released) fails with it; one that went stale ends its lease, which
+    // pinned a snapshot nobody can use any more and held writers off.
     for h in loaded.hydrations.values_mut() {
-        if let Some(lease) = loaded.tables.get(&h.table).and_then(|t| t.find(h.id)) {
+        let Some(state) = loaded.tables.get_mut(&h.table) else {
+            continue;
+        };
+        if h.state == HydrationState::Stale {
+            let reason = h.reason.clone().unwrap_or_default();
+            rules::end(state, h.id, &format!("hydration stale: {reason}"), now, &mut events);
+        }
+        if let Some(lease) = state.find(h.id) {
             hydrations::rules::follow_lease(h, lease, now, &mut events);
         }
     }

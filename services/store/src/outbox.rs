@@ -209,8 +209,7 @@ impl Store {
     /// answer) is left for a later round: it delays no other container.
     async fn start_due(&self, ports: &Arc<dyn ViewPort>, busy: &Busy) -> Result<(), StoreError> {
         let due = self.backend.due_intents(system_now(), 16).await?;
-        let mut groups: Vec<(Option<ContainerName>, Vec<(DueIntent, Option<Hydration>)>)> =
-            Vec::new();
+        let mut groups: Vec<(Option<ContainerName>, Group)> = Vec::new();
         for intent in due {
             let Intent::RemapViews { hydration_id } = intent.intent;
             let h = self.backend.hydration(hydration_id).await?;
@@ -265,11 +264,7 @@ impl Store {
     /// reason worth retrying, those after it wait with it: they would most
     /// likely fail the same way (each after its own timeout), and must not
     /// switch the views before it.
-    async fn run_group(
-        &self,
-        ports: &dyn ViewPort,
-        group: Vec<(DueIntent, Option<Hydration>)>,
-    ) -> Result<(), StoreError> {
+    async fn run_group(&self, ports: &dyn ViewPort, group: Group) -> Result<(), StoreError> {
         let mut group = group.into_iter();
         while let Some((due, h)) = group.next() {
             let id = due.id;
@@ -436,6 +431,10 @@ impl Store {
         self.backend.orphans(container).await
     }
 }
+
+/// One container's due intents, oldest first, with their hydrations
+/// (`None`: it does not exist).
+type Group = Vec<(DueIntent, Option<Hydration>)>;
 
 /// The containers whose intents a task is carrying out.
 type Busy = Arc<Mutex<HashSet<ContainerName>>>;

@@ -62,8 +62,9 @@ fn parse_id(raw: &str) -> Result<HydrationId, ApiError> {
         (status = 403, description = "The table, or a view it names, is outside the token's scopes (`out_of_scope`)", body = ErrorBody),
         (status = 404, description = "Unknown table (`table_not_found`) or container (`container_not_found`)", body = ErrorBody),
         (status = 409, description = "The idempotency key names another lease", body = ErrorBody),
-        (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 422, description = "Invalid field, or a `pin_snapshot_id` the table does not have (`snapshot_not_found`)", body = ErrorBody),
         (status = 429, description = "The table's queue is full, or too many long-polls are open", body = ErrorBody),
+        (status = 503, description = "The catalog could not be read for a pin it may have (`catalog_unavailable`)", body = ErrorBody),
     ))]
 async fn create(
     State(app): State<AppState>,
@@ -115,7 +116,14 @@ async fn create(
             }
         }
     }
-    let log = log_for(&app, &table, None, caller.actor().as_deref()).await?;
+    let log = log_for(
+        &app,
+        &table,
+        body.pin_snapshot_id,
+        caller.actor().as_deref(),
+    )
+    .await?;
+    rules::check_pin(&log, &table, body.pin_snapshot_id)?;
     let lease = AcquireRequest {
         lease_id: id,
         mode: Mode::Read,

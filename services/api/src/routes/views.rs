@@ -268,7 +268,9 @@ async fn remap(
         &reason,
     )
     .await?;
-    Ok(axum::Json(answer(&app, &caller, &container.name, &view).await?))
+    Ok(axum::Json(
+        answer(&app, &caller, &container.name, &view).await?,
+    ))
 }
 
 /// Restore the mapping before the view's last change, the same way.
@@ -319,7 +321,9 @@ async fn rollback(
         &reason,
     )
     .await?;
-    Ok(axum::Json(answer(&app, &caller, &container.name, &view).await?))
+    Ok(axum::Json(
+        answer(&app, &caller, &container.name, &view).await?,
+    ))
 }
 
 async fn run(

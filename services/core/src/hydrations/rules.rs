@@ -25,7 +25,7 @@ impl LogView {
         lag(&self.snapshots, self.current, applied, now)
     }
 
-    fn get(&self, id: SnapshotId) -> Option<&Snapshot> {
+    pub fn get(&self, id: SnapshotId) -> Option<&Snapshot> {
         self.snapshots.iter().find(|s| s.id == id)
     }
 }
@@ -112,6 +112,22 @@ pub fn check_new(new: &NewHydration) -> Result<(), RuleError> {
         }
     }
     Ok(())
+}
+
+/// The snapshot a new hydration pins must be one the table has (as a
+/// progress report's must): a pin of nothing would keep nothing.
+pub fn check_pin(
+    log: &LogView,
+    table: &TableName,
+    pin: Option<SnapshotId>,
+) -> Result<(), RuleError> {
+    match pin {
+        Some(id) if log.get(id).is_none() => Err(RuleError::SnapshotNotFound {
+            table: table.clone(),
+            snapshot_id: id,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// A new hydration, `pending`, its lag counted over the whole ancestry.

@@ -196,7 +196,9 @@ pub fn zone(name: &str) -> Result<TimeZone, String> {
         name.to_ascii_lowercase().as_str(),
         "localtime" | "posixrules" | "factory"
     ) || name.starts_with('/')
-        || name.split('/').any(|p| p.is_empty() || p == "." || p == "..");
+        || name
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..");
     let found = (!not_a_zone).then(|| TimeZone::get(name).ok()).flatten();
     found.ok_or_else(|| {
         format!("time zone `{name}` is not a known IANA zone (e.g. `UTC`, `Europe/Paris`)")

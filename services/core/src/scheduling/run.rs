@@ -423,7 +423,11 @@ impl Run {
     /// is looked at again after a back-off from 1 s doubling to a minute.
     /// Answers whether the reason is new (worth an event).
     pub fn glue_unreachable(&mut self, error: &str, now: Millis) -> bool {
-        let error: String = error.chars().filter(|c| !c.is_control()).take(500).collect();
+        let error: String = error
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(500)
+            .collect();
         let error = format!("Glue unreachable: {error}");
         let new = self.error.as_deref() != Some(error.as_str());
         self.error = Some(error);
