@@ -126,8 +126,10 @@ async fn progress_lag_and_staleness_follow_the_table(backend: Backend) {
         &server,
         Method::POST,
         "/v1/hydrations",
-        Some(json!({ "table": TABLE, "container": "analytics", "target": "public.orders_x",
-                     "pin_snapshot_id": 999 })),
+        Some(
+            json!({ "table": TABLE, "container": "analytics", "target": "public.orders_x",
+                     "pin_snapshot_id": 999 }),
+        ),
     )
     .await;
     assert_eq!(
@@ -271,7 +273,10 @@ async fn progress_lag_and_staleness_follow_the_table(backend: Backend) {
     )
     .await;
     assert_eq!(
-        (&retention.body["readers"], &retention.body["oldest_needed_snapshot_id"]),
+        (
+            &retention.body["readers"],
+            &retention.body["oldest_needed_snapshot_id"]
+        ),
         (&json!(0), &Value::Null),
         "an expired snapshot is still held: {}",
         retention.body

@@ -168,6 +168,24 @@ async fn a_scoped_job_token_cannot_take_over_another_teams_view() {
     )
     .await;
     refused(&orphans, 403, "out_of_scope", "orphans to a scoped token");
+    // An operator moves fin_report off fin_v1 by hand: finance's live
+    // hydration still fills fin_v1, so it is no orphan to clean up.
+    let moved = send(
+        &admin,
+        Method::POST,
+        "/v1/views/analytics/fin_report/remap",
+        Some(json!({ "target": "sales_v1", "reason": "audit" })),
+    )
+    .await;
+    assert_eq!(moved.status, 200, "{moved:?}");
+    let orphans = send(
+        &admin,
+        Method::GET,
+        "/v1/containers/analytics/orphans",
+        None,
+    )
+    .await;
+    assert_eq!(orphans.body["orphans"], json!([]), "{orphans:?}");
 
     // Targets and views stay out of the container's system schemas.
     for (target, views) in [

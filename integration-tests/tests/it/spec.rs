@@ -92,10 +92,7 @@ fn every_ref_in_the_spec_resolves() {
 #[test]
 fn the_spec_description_names_every_part_of_the_api() {
     let spec = generated();
-    let description = spec["info"]["description"]
-        .as_str()
-        .unwrap()
-        .to_lowercase();
+    let description = spec["info"]["description"].as_str().unwrap().to_lowercase();
     for part in [
         "leases",
         "streams",

@@ -316,9 +316,15 @@ impl PathParameters {
         // `TableName::parse`: two or more dot-separated parts.
         let part = "[A-Za-z0-9_-]+";
         let built = match name {
-            "table" => text(&format!("^{part}(\\.{part})+$"), sluice_core::names::MAX_NAME_LEN),
+            "table" => text(
+                &format!("^{part}(\\.{part})+$"),
+                sluice_core::names::MAX_NAME_LEN,
+            ),
             // `StreamName::parse`: one part or more.
-            "stream" => text(&format!("^{part}(\\.{part})*$"), sluice_core::names::MAX_NAME_LEN),
+            "stream" => text(
+                &format!("^{part}(\\.{part})*$"),
+                sluice_core::names::MAX_NAME_LEN,
+            ),
             // `ContainerName::parse`.
             "container" => text(&format!("^{part}$"), 128),
             "name" if path.starts_with("/v1/containers/") => text(&format!("^{part}$"), 128),

@@ -382,7 +382,13 @@ pub(crate) fn apply(mut loaded: Loaded, jobs: &mut [Job], now: Millis) -> Change
         };
         if h.state == HydrationState::Stale {
             let reason = h.reason.clone().unwrap_or_default();
-            rules::end(state, h.id, &format!("hydration stale: {reason}"), now, &mut events);
+            rules::end(
+                state,
+                h.id,
+                &format!("hydration stale: {reason}"),
+                now,
+                &mut events,
+            );
         }
         if let Some(lease) = state.find(h.id) {
             hydrations::rules::follow_lease(h, lease, now, &mut events);

@@ -215,8 +215,8 @@ impl Store {
             let h = self.backend.hydration(hydration_id).await?;
             let container = h.as_ref().map(|h| h.container.clone());
             match groups.iter_mut().find(|(c, _)| *c == container) {
-                Some((_, group)) => group.push((intent, h)),
-                None => groups.push((container, vec![(intent, h)])),
+                Some((_, group)) => group.push(intent),
+                None => groups.push((container, vec![intent])),
             }
         }
         let mut claimed = Vec::new();
@@ -245,7 +245,7 @@ impl Store {
             .map(|d| d.id)
             .collect();
         for (claim, mut group) in claimed {
-            group.retain(|(d, _)| still.contains(&d.id));
+            group.retain(|d| still.contains(&d.id));
             if group.is_empty() {
                 continue;
             }
@@ -266,11 +266,11 @@ impl Store {
     /// switch the views before it.
     async fn run_group(&self, ports: &dyn ViewPort, group: Group) -> Result<(), StoreError> {
         let mut group = group.into_iter();
-        while let Some((due, h)) = group.next() {
+        while let Some(due) = group.next() {
             let id = due.id;
-            if let Some((error, next)) = self.run_intent(ports, due, h).await? {
+            if let Some((error, next)) = self.run_intent(ports, due).await? {
                 let error = format!("waits for intent {id}, which failed: {error}");
-                for (rest, _) in group {
+                for rest in group {
                     self.backend.retry_intent(rest.id, &error, next).await?;
                 }
                 break;
@@ -285,10 +285,12 @@ impl Store {
         &self,
         ports: &dyn ViewPort,
         due: DueIntent,
-        h: Option<Hydration>,
     ) -> Result<Option<(String, sluice_core::Millis)>, StoreError> {
+        let Intent::RemapViews { hydration_id } = due.intent;
         let now = system_now();
-        let Some(h) = h else {
+        // Read now, not when the round started: an intent before it in
+        // the group may have changed it.
+        let Some(h) = self.backend.hydration(hydration_id).await? else {
             self.backend
                 .finish_intent(due.id, Some("the hydration does not exist"), now)
                 .await?;
@@ -432,9 +434,9 @@ impl Store {
     }
 }
 
-/// One container's due intents, oldest first, with their hydrations
-/// (`None`: it does not exist).
-type Group = Vec<(DueIntent, Option<Hydration>)>;
+/// One container's due intents, oldest first (or those whose hydration
+/// does not exist).
+type Group = Vec<DueIntent>;
 
 /// The containers whose intents a task is carrying out.
 type Busy = Arc<Mutex<HashSet<ContainerName>>>;

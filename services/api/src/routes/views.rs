@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use sluice_core::containers::{Container, ContainerName};
 use sluice_core::hydrations::rules::check_object_name;
-use sluice_core::hydrations::HydrationId;
+use sluice_core::hydrations::{HydrationId, HydrationState};
 use sluice_core::views::{RemapKind, View, ViewError, ViewRequest};
 use sluice_core::{Permission, TableName};
 use sluice_store::{RemapError, RemapOrder};
@@ -372,7 +372,14 @@ async fn orphans(
     // that see every table.
     caller.require_seen(None, "a container's orphaned tables")?;
     let container = container_name(&app, &name).await?;
-    let found = app.store.orphans(&container).await?;
+    let filled = filled_tables(&app, &container).await?;
+    let found: Vec<_> = app
+        .store
+        .orphans(&container)
+        .await?
+        .into_iter()
+        .filter(|(table, _)| !filled.contains(&qualified(table)))
+        .collect();
     Ok(axum::Json(OrphansBody {
         container: container.to_string(),
         orphans: found
@@ -380,4 +387,46 @@ async fn orphans(
             .map(|(t, at)| Orphan::new(t, at))
             .collect(),
     }))
+}
+
+/// The tables of `container` a hydration still fills or keeps as its copy
+/// (any not ended, and completed ones), as `schema.name`: no view maps to
+/// them now, but dropping one would drop a copy in use.
+async fn filled_tables(
+    app: &AppState,
+    container: &ContainerName,
+) -> Result<std::collections::HashSet<String>, ApiError> {
+    let mut filled = std::collections::HashSet::new();
+    let mut after = None;
+    loop {
+        let page = app
+            .store
+            .hydrations(&sluice_store::HydrationQuery {
+                after,
+                state: None,
+                table: None,
+                container: Some(container.clone()),
+                limit: 1000,
+                scopes: Vec::new(),
+            })
+            .await?;
+        for h in &page {
+            if !h.state.is_final() || h.state == HydrationState::Completed {
+                filled.insert(qualified(&h.target));
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == 1000 => after = Some(last.id),
+            _ => return Ok(filled),
+        }
+    }
+}
+
+/// `name` in schema `public` is `public.name`, as the container reads it.
+fn qualified(name: &str) -> String {
+    if name.contains('.') {
+        name.to_owned()
+    } else {
+        format!("public.{name}")
+    }
 }
