@@ -72,6 +72,11 @@ impl Client {
     }
 
     /// The same client, sending `Authorization: Bearer <token>`.
+    /// The bearer token it sends, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     pub fn with_token(mut self, token: Option<String>) -> Client {
         self.token = token;
         self

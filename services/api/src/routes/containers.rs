@@ -22,13 +22,14 @@ pub(crate) fn parse_name(raw: &str) -> Result<ContainerName, ApiError> {
     ContainerName::parse(raw).map_err(|e| ApiError::bad_request("invalid_container_name", e.0))
 }
 
-/// Register a container or replace it.
+/// Register a container or replace it (a token without scopes only).
 #[utoipa::path(put, path = "/v1/containers/{name}", tag = "containers",
     params(("name" = String, Path, description = "1 to 128 letters, digits, `_` or `-`")),
     request_body = PutContainerBody,
     responses(
         (status = 201, description = "Registered", body = ContainerBody),
         (status = 200, description = "Replaced", body = ContainerBody),
+        (status = 403, description = "The role may not, or the token has scopes (`out_of_scope`)", body = ErrorBody),
         (status = 400, description = "Malformed request or name", body = ErrorBody),
         (status = 422, description = "A field is missing or invalid for the kind", body = ErrorBody),
     ))]
@@ -40,6 +41,9 @@ async fn put_container(
 ) -> Result<(StatusCode, axum::Json<ContainerBody>), ApiError> {
     let name = parse_name(&name)?;
     caller.require(Permission::ManageContainers)?;
+    // A container serves every scope that hydrates into it: where it is,
+    // and so what every scope's views read, is not one scope's to change.
+    caller.require_seen(None, &format!("container `{name}`"))?;
     let kind = body.kind()?;
     let now = sluice_store::system_now();
     let created = app

@@ -62,14 +62,7 @@ pub fn check_object_name(what: &str, name: &str) -> Result<(), RuleError> {
     let parts: Vec<&str> = name.split('.').collect();
     // A view runs with its owner's rights: one over the container's own
     // catalogs (`pg_catalog.pg_authid`) would show what its login sees.
-    if let [schema, _] = parts[..] {
-        let schema = schema.to_ascii_lowercase();
-        if schema.starts_with("pg_") || schema == "information_schema" {
-            return Err(RuleError::Invalid(format!(
-                "{what} `{name}` is in a system schema: sluice maps only the container's own schemas"
-            )));
-        }
-    }
+    crate::views::check_schema(name).map_err(|e| RuleError::Invalid(format!("{what} {e}")))?;
     if parts.len() <= 2 && parts.iter().all(|p| part_ok(p)) {
         Ok(())
     } else {

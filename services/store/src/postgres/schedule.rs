@@ -15,7 +15,7 @@ use sqlx::{Postgres, Transaction};
 impl SchedulePort for PgBackend {
     fn put_job<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<bool, StoreError>> {
         async move {
-            let existed: Option<i64> = sqlx::query_scalar("SELECT 1 FROM jobs WHERE name = $1")
+            let existed: Option<i32> = sqlx::query_scalar("SELECT 1 FROM jobs WHERE name = $1")
                 .bind(&job.name)
                 .fetch_optional(&self.pool)
                 .await?;
