@@ -247,6 +247,19 @@ async fn a_group_commit_past_the_transaction_limit_is_committed_in_parts() {
         .filter(|e| e.kind == "table_settings_changed")
         .count();
     assert_eq!(created, 150);
+    // And parts there were: the writer counted its splits.
+    let metrics = reqwest::get(format!("{}/metrics", s.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let splits: u64 = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("sluice_group_commit_splits_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(splits > 0, "no group commit was split:\n{metrics}");
 }
 
 #[tokio::test]

@@ -693,6 +693,30 @@ async fn two_racing_runs_record_every_file_exactly_once(s: Server) {
     };
     a.assert_success();
     b.assert_success();
+    // Both ran: each got a batch in turn (committed files, or found nothing
+    // left and said so), and while one held the stream the other's open
+    // was refused (409 `batch_open`) and it waited.
+    for (run, out) in [("race-a", &a), ("race-b", &b)] {
+        assert!(
+            !committed_files(&out.stdout).is_empty() || out.stdout.contains("idle at version"),
+            "{run} never got a batch: {out:?}"
+        );
+    }
+    let metrics = reqwest::get(format!("{}/metrics", s.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_refusals_total{type=\"batch_open\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        refused > 0,
+        "no open was refused while the other run held the stream"
+    );
 
     // Between them the two runs committed every file once.
     let mut committed: Vec<String> = committed_files(&a.stdout)

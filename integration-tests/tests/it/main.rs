@@ -22,6 +22,7 @@ mod lake;
 mod leases;
 mod limits;
 mod metrics;
+mod nemeses;
 mod pg_restart;
 mod replicas;
 mod scheduler;

@@ -216,16 +216,7 @@ impl utoipa::Modify for Security {
             }
             // The IAM login takes no token: its signed request is the credential.
             let public = path == routes::aws_auth::PATH;
-            for op in [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ]
-            .into_iter()
-            .flatten()
-            {
+            for op in operations(item) {
                 let mut statuses = Vec::new();
                 if !public {
                     op.security = Some(vec![SecurityRequirement::new(
@@ -345,20 +336,26 @@ impl PathParameters {
     }
 }
 
+/// Every operation of a path.
+fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.patch,
+    ]
+    .into_iter()
+    .flatten()
+}
+
 impl utoipa::Modify for PathParameters {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::path::ParameterIn;
         for (path, item) in openapi.paths.paths.iter_mut() {
-            for op in [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ]
-            .into_iter()
-            .flatten()
-            {
+            for op in operations(item) {
                 for param in op.parameters.iter_mut().flatten() {
                     if param.parameter_in != ParameterIn::Path {
                         continue;

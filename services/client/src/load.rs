@@ -63,6 +63,8 @@ pub struct Summary {
     pub grant_p99_ms: f64,
     /// Calls answered with an unexpected status.
     pub errors: u64,
+    /// The first few of them, said.
+    pub error_samples: Vec<String>,
     /// Calls retried after a failed connection.
     pub retries: u64,
 }
@@ -94,6 +96,18 @@ struct Counters {
     ops: AtomicU64,
     errors: AtomicU64,
     retries: AtomicU64,
+    samples: std::sync::Mutex<Vec<String>>,
+}
+
+impl Counters {
+    /// An unexpected answer: counted, and the first few kept to say why.
+    fn error(&self, what: impl FnOnce() -> String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut samples = self.samples.lock().expect("samples lock");
+        if samples.len() < 5 {
+            samples.push(what());
+        }
+    }
 }
 
 pub async fn run(config: LoadConfig) -> anyhow::Result<LoadResult> {
@@ -133,6 +147,7 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<LoadResult> {
         grant_p50_ms: percentile(&latencies, 0.50),
         grant_p99_ms: percentile(&latencies, 0.99),
         errors: counters.errors.load(Ordering::Relaxed),
+        error_samples: counters.samples.lock().expect("samples lock").clone(),
         retries: counters.retries.load(Ordering::Relaxed),
     };
     Ok(LoadResult { holds, summary })
@@ -184,11 +199,16 @@ async fn client_loop(
         counters.ops.fetch_add(1, Ordering::Relaxed);
         let mut lease = match answer {
             Ok(lease) => lease,
-            Err(_) => {
-                counters.errors.fetch_add(1, Ordering::Relaxed);
+            // It waited past its TTL without a heartbeat reaching sluice (a
+            // server paused, a link cut) and left the queue: the server's
+            // call, as when a waiter expires between polls below.
+            Err(e) if e.kind() == Some("lease_expired") => continue,
+            Err(e) => {
+                counters.error(|| format!("acquire {table}: {e}"));
                 continue;
             }
         };
+        let mut poll_error = None;
         while matches!(lease.state, LeaseStateBody::Waiting) {
             let Some(next) = retrying(&counters, give_up, || {
                 client.lease(&lease.lease_id, config.wait_seconds)
@@ -199,14 +219,23 @@ async fn client_loop(
             };
             match next {
                 Ok(next) => lease = next,
-                Err(_) => break,
+                Err(e) => {
+                    poll_error = Some(e.to_string());
+                    break;
+                }
             }
         }
         match lease.state {
             LeaseStateBody::Granted => {}
             // Gave up waiting, or the poll failed.
             LeaseStateBody::Waiting => {
-                counters.errors.fetch_add(1, Ordering::Relaxed);
+                counters.error(|| {
+                    format!(
+                        "waiting for {} on {table}: {}",
+                        lease.lease_id,
+                        poll_error.unwrap_or_else(|| "gave up".into())
+                    )
+                });
                 continue;
             }
             // Expired or revoked while it waited: the server's call.
@@ -230,7 +259,7 @@ async fn client_loop(
         // 409: it ended on its own (expired, revoked) before the release.
         if let Some(Err(e)) = &released {
             if e.status() != Some(409) {
-                counters.errors.fetch_add(1, Ordering::Relaxed);
+                counters.error(|| format!("release {}: {e}", lease.lease_id));
             }
         }
         holds.push(Hold {

@@ -234,15 +234,16 @@ pub enum RunCmd {
     Show {
         id: String,
     },
-    /// Queue a dead-lettered or failed run again.
+    /// Queue a dead-lettered run again, with a fresh budget of attempts.
     Retry {
         id: String,
     },
-    /// Give up on a dead-lettered run.
+    /// Give up on a dead-lettered run, or on one stuck starting (Glue
+    /// unreachable): it ends failed and is never started again.
     Discard {
         id: String,
     },
-    /// Stop a run (in Glue too).
+    /// Stop a run (in Glue too; a starting one after a last look in Glue).
     Cancel {
         id: String,
     },

@@ -86,6 +86,9 @@ struct Inner {
     commits: BTreeMap<&'static str, Commits>,
     /// By lease mode.
     leases: BTreeMap<&'static str, LeaseCounts>,
+    /// By group: batches past the database's limit on one transaction,
+    /// committed in halves.
+    splits: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Default)]
@@ -101,6 +104,18 @@ impl StoreStats {
         });
         c.size.observe(size as f64);
         c.seconds.observe(seconds);
+    }
+
+    /// A batch of `group` was too large for one transaction and is being
+    /// committed in halves.
+    pub(crate) fn split(&self, group: &'static str) {
+        *self
+            .0
+            .lock()
+            .expect("stats lock")
+            .splits
+            .entry(group)
+            .or_default() += 1;
     }
 
     /// The lease transitions a committed batch made: its events, with the
@@ -154,6 +169,14 @@ impl StoreStats {
                 out,
                 "sluice_group_commit_seconds",
                 &format!("group=\"{group}\""),
+            );
+        }
+        out.push_str("# HELP sluice_group_commit_splits_total Group commits past the database's limit on one transaction (DynamoDB: 100 items), committed in halves.\n");
+        out.push_str("# TYPE sluice_group_commit_splits_total counter\n");
+        for (group, n) in &inner.splits {
+            let _ = writeln!(
+                out,
+                "sluice_group_commit_splits_total{{group=\"{group}\"}} {n}"
             );
         }
         let modes = &inner.leases;

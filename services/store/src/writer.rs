@@ -116,6 +116,7 @@ async fn run<G: Group>(group: &G, mut batch: Vec<G::Job>, stats: &StoreStats) {
             // items): commit each half as its own transaction, each
             // answered after its own commit; a command is never split.
             tracing::debug!(%why, commands = batch.len(), "batch too large; committing it in halves");
+            stats.split(G::NAME);
             let second = batch.split_off(batch.len() / 2);
             Box::pin(run(group, batch, stats)).await;
             Box::pin(run(group, second, stats)).await;

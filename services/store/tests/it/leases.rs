@@ -80,12 +80,14 @@ async fn on_dynamodb_a_lease_expires_only_once_its_ttl_and_the_skew_margin_ran()
 }
 
 #[tokio::test]
-async fn a_lease_past_its_ttl_reads_as_stale_by_the_stores_clock_until_swept() {
+async fn a_lease_past_its_ttl_never_reads_as_live_stale_until_swept_then_expired() {
     for b in every().await {
         let store = &b.store;
         put_table(store, "sales.stale").await;
         let lease = acquire(store, "sales.stale", Mode::Read, 1).await;
-        // The sweeper expires it soon after; read before and after.
+        // The sweeper expires it right after its TTL, so a read then finds
+        // it stale (not swept yet) or expired (swept), never live: which
+        // one is a race with the sweeper, and either keeps the promise.
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let read = store.lease(lease.id).await.unwrap().unwrap();
         assert!(
