@@ -20,8 +20,9 @@ cargo build --workspace --all-targets --quiet
 # The ingestion tests run a Python job (pyiceberg) against moto's Glue and
 # S3; the DynamoDB backend's tests run on moto's DynamoDB from the same venv.
 scripts/ensure-venv.sh .venv-ingest integration-tests/ingest/requirements.txt
-# The dashboard test drives a real headless browser.
-scripts/ensure-chromium.sh
+# The dashboard test drives a real headless browser; the DynamoDB skew test
+# runs a replica under libfaketime.
+scripts/ensure-debian.sh chromium chromium-driver faketime
 cargo test --workspace
 # deploy/: rendered, schema-checked, linted, and run as written (drift.py).
 scripts/check-deploy.sh

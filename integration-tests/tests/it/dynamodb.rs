@@ -1,7 +1,8 @@
 //! What only the DynamoDB backend has: replicas on one table hearing each
 //! other by the event counter, optimistic commits racing across replicas,
-//! group commits split at the 100-item transaction limit, and the table
-//! created by `sluice migrate`. (Every scenario of the black-box suite runs
+//! group commits split at the 100-item transaction limit, clocks skewed
+//! within and past `skew_margin_ms`, and the table created by `sluice
+//! migrate`. (Every scenario of the black-box suite runs
 //! on it too, through `on_every_backend!`.)
 
 use crate::harness::{binary, DynamoDb, Server, AWS_ENV};
@@ -297,4 +298,69 @@ async fn serve_before_migrate_says_to_run_it_and_migrate_twice_is_fine() {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
+}
+
+/// What `skew_margin_ms` promises (200 ms in these tests): a replica whose
+/// clock runs ahead by less never takes a lease from its holder before the
+/// holder's `expires_at`; one ahead by more does, early by the difference.
+/// Replica A (the machine's clock) grants a 3 s write lease; replica B,
+/// skewed, is asked for the next write lease at once and answers when it
+/// judges the first expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_skew_within_the_margin_is_safe_and_past_it_takes_leases_early() {
+    let table = DynamoDb::start().await;
+    let a = table.replica().await;
+    assert_eq!(
+        a.client
+            .put_table("skew.t", serde_json::json!({}))
+            .await
+            .unwrap()
+            .status,
+        201
+    );
+    for (offset, within_margin) in [("+0.1", true), ("+2.5", false)] {
+        let b = table.replica_skewed(offset).await;
+        let held = a
+            .expect(
+                reqwest::Method::POST,
+                "/v1/tables/skew.t/leases",
+                serde_json::json!({ "mode": "write", "holder": "first", "ttl_seconds": 3 }),
+                201,
+            )
+            .await;
+        let expires_ms = sluice_core::Millis::parse_rfc3339(held["expires_at"].as_str().unwrap())
+            .unwrap()
+            .0;
+        let next = b
+            .expect(
+                reqwest::Method::POST,
+                "/v1/tables/skew.t/leases",
+                serde_json::json!({ "mode": "write", "holder": "next", "ttl_seconds": 60,
+                                    "wait_seconds": 20 }),
+                201,
+            )
+            .await;
+        let granted_ms = load::wall_ms();
+        let early = expires_ms - granted_ms;
+        eprintln!("clock {offset} s: the next writer granted {early} ms before the first's expiry");
+        if within_margin {
+            assert!(
+                early <= 0,
+                "{offset} s is within the margin, yet the lease went {early} ms early: {next}"
+            );
+        } else {
+            // Past the margin, by 2.3 s: the holder loses its lease while it
+            // still believes it holds it (what the margin is for).
+            assert!(
+                early > 1000,
+                "{offset} s past the margin: {early} ms: {next}"
+            );
+        }
+        let release = format!(
+            "/v1/leases/{}?token={}",
+            next["lease_id"].as_str().unwrap(),
+            next["token"]
+        );
+        b.expect(reqwest::Method::DELETE, &release, None, 200).await;
+    }
 }

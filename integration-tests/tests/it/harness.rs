@@ -21,6 +21,8 @@ pub struct Server {
     /// The DynamoDB this server's table lives in, kept running while any
     /// replica on it is.
     dynamodb: Option<Arc<Lake>>,
+    /// More environment for the process (a skewed clock, say).
+    env: Vec<(String, String)>,
 }
 
 /// Credentials for moto (it checks none) and no instance-metadata lookups,
@@ -65,6 +67,30 @@ impl DynamoDb {
 
     pub async fn replica_with(&self, extra: &[&str]) -> Server {
         let mut server = Server::on_database_with(&self.url, extra).await;
+        server.dynamodb = Some(self.moto.clone());
+        server
+    }
+
+    /// A replica whose clock reads `offset` from the machine's (Debian's
+    /// libfaketime, e.g. `+1.5`: seconds ahead), authentication off.
+    pub async fn replica_skewed(&self, offset: &str) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let args = ["--database-url", &self.url, "--auth", "off"]
+            .map(str::to_owned)
+            .to_vec();
+        let env = [
+            (
+                "LD_PRELOAD",
+                "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+            ),
+            ("FAKETIME", offset),
+            // Timers (tokio's) keep the machine's pace; only the time of
+            // day, which judges expiry, is off.
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec();
+        let mut server = Server::start_with_env(args, dir, env).await;
         server.dynamodb = Some(self.moto.clone());
         server
     }
@@ -315,6 +341,14 @@ impl Server {
     }
 
     async fn start(flags: Vec<String>, dir: tempfile::TempDir) -> Server {
+        Server::start_with_env(flags, dir, Vec::new()).await
+    }
+
+    async fn start_with_env(
+        flags: Vec<String>,
+        dir: tempfile::TempDir,
+        env: Vec<(String, String)>,
+    ) -> Server {
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
         let storage = flags[..2].to_vec();
@@ -329,6 +363,7 @@ impl Server {
             log: dir.path().join("sluice.log"),
             dir,
             dynamodb: None,
+            env,
         };
         server.spawn().await;
         server
@@ -344,6 +379,7 @@ impl Server {
             .args(&self.args)
             .env("RUST_LOG", "warn")
             .envs(AWS_ENV)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
