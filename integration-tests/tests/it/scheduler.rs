@@ -909,6 +909,10 @@ async fn a_run_glue_cannot_reach_says_why_backs_off_and_can_be_given_up() {
         .await;
     assert_eq!(cancel.status, 200, "{}", cancel.body);
     assert_eq!(cancel.body["cancel_requested"], true, "{}", cancel.body);
+    // The job cannot be deleted under a run not finished.
+    let busy = server.call(Method::DELETE, "/v1/jobs/nightly", None).await;
+    assert_eq!(busy.status, 409, "{}", busy.body);
+    assert_eq!(busy.body["error"]["type"], "job_busy", "{}", busy.body);
     let discarded = server
         .call(Method::POST, &format!("/v1/runs/{stuck}/discard"), None)
         .await;
@@ -928,6 +932,18 @@ async fn a_run_glue_cannot_reach_says_why_backs_off_and_can_be_given_up() {
         .await;
     assert_eq!(queued.status, 409, "{}", queued.body);
     assert_eq!(queued.body["error"]["type"], "run_state", "{}", queued.body);
+    // Now it can go; its run stays, as history.
+    let deleted = server.call(Method::DELETE, "/v1/jobs/nightly", None).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    let gone = server.call(Method::GET, "/v1/jobs/nightly", None).await;
+    assert_eq!(gone.status, 404, "{}", gone.body);
+    assert_eq!(run(&server, &stuck).await["state"], "failed");
+    let again = server.call(Method::DELETE, "/v1/jobs/nightly", None).await;
+    assert_eq!(
+        again.body["error"]["type"], "job_not_found",
+        "{}",
+        again.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,6 +38,8 @@ pub enum EventKind {
     ViewRemapRefused,
     /// A job definition was created or changed.
     JobDefined,
+    /// A job definition was deleted (its finished runs stay).
+    JobDeleted,
     /// A run was queued (by its schedule, by hand, for a compaction).
     RunQueued,
     /// A run moved between states (started, adopted, polled to its end,
@@ -48,7 +50,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 25] = [
+    pub const ALL: [EventKind; 26] = [
         EventKind::LeaseRequested,
         EventKind::LeaseGranted,
         EventKind::LeaseReleased,
@@ -70,6 +72,7 @@ impl EventKind {
         EventKind::ViewRemapped,
         EventKind::ViewRemapRefused,
         EventKind::JobDefined,
+        EventKind::JobDeleted,
         EventKind::RunQueued,
         EventKind::RunStateChanged,
         EventKind::CompactionRequested,
@@ -99,6 +102,7 @@ impl EventKind {
             EventKind::ViewRemapped => "view_remapped",
             EventKind::ViewRemapRefused => "view_remap_refused",
             EventKind::JobDefined => "job_defined",
+            EventKind::JobDeleted => "job_deleted",
             EventKind::RunQueued => "run_queued",
             EventKind::RunStateChanged => "run_state_changed",
             EventKind::CompactionRequested => "compaction_requested",

@@ -79,6 +79,65 @@ pub async fn define_job(
     Ok((job, created))
 }
 
+/// Delete a job definition. Refused while it has runs that are queued,
+/// retrying, starting or running (cancel them first: each would still
+/// start or be followed); its finished runs stay, as history.
+pub async fn delete_job(store: &Store, name: &str, actor: Option<&str>) -> Result<Job, OpError> {
+    let job = store.job(name).await?.ok_or_else(|| OpError::NotFound {
+        kind: "job_not_found",
+        message: format!("job `{name}` is not defined"),
+    })?;
+    for state in [
+        RunState::Queued,
+        RunState::Retrying,
+        RunState::Starting,
+        RunState::Running,
+    ] {
+        let active = store
+            .runs(&sluice_store::RunQuery {
+                after: None,
+                job: Some(name.to_owned()),
+                state: Some(state),
+                since: None,
+                limit: 1,
+                newest_first: false,
+            })
+            .await?;
+        if let Some(run) = active.first() {
+            return Err(OpError::Conflict {
+                kind: "job_busy",
+                message: format!(
+                    "job `{name}` has run {} {}: cancel its runs first",
+                    run.id,
+                    state.as_str()
+                ),
+            });
+        }
+    }
+    if !store.delete_job(name).await? {
+        return Err(OpError::NotFound {
+            kind: "job_not_found",
+            message: format!("job `{name}` is not defined"),
+        });
+    }
+    let event = sluice_core::NewEvent {
+        at: now(),
+        kind: sluice_core::EventKind::JobDeleted,
+        table: job.spec.table.clone(),
+        lease_id: None,
+        stream: None,
+        data: serde_json::json!({ "job": job.name }),
+        actor: actor.map(str::to_owned),
+    };
+    store
+        .write_schedule(&ScheduleWrite {
+            events: vec![event],
+            ..Default::default()
+        })
+        .await?;
+    Ok(job)
+}
+
 /// A placeholder needs a value every run will have.
 fn check_placeholders(spec: &JobSpec) -> Result<(), String> {
     let values = TemplateValues {

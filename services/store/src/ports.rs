@@ -359,6 +359,8 @@ pub trait SchedulePort: Send + Sync + 'static {
     /// when it is new.
     fn put_job<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<bool, StoreError>>;
     fn job<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Job>, StoreError>>;
+    /// Delete a definition; `false` when there was none.
+    fn delete_job<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
     /// Definitions by name after `after`.
     fn jobs<'a>(
         &'a self,

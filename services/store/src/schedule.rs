@@ -18,6 +18,11 @@ impl Store {
         self.backend.job(name).await
     }
 
+    /// Delete a definition; `false` when there was none.
+    pub async fn delete_job(&self, name: &str) -> Result<bool, StoreError> {
+        self.backend.delete_job(name).await
+    }
+
     pub async fn jobs(&self, after: &str, limit: u32) -> Result<Vec<Job>, StoreError> {
         self.backend.jobs(after, limit).await
     }

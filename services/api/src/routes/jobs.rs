@@ -20,7 +20,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(put_job, get_job))
+        .routes(routes!(put_job, get_job, delete_job))
         .routes(routes!(list_jobs))
         .routes(routes!(start_run))
         .routes(routes!(list_runs))
@@ -105,6 +105,27 @@ async fn get_job(
 ) -> Result<axum::Json<JobBody>, ApiError> {
     caller.require(Permission::ReadJobs)?;
     Ok(axum::Json(found_job(&app, &caller, &name).await?.into()))
+}
+
+/// Delete a job definition; its finished runs stay. Refused while it has
+/// runs queued, retrying, starting or running: cancel them first.
+#[utoipa::path(delete, path = "/v1/jobs/{name}", tag = "jobs",
+    params(("name" = String, Path, description = "The job's name")),
+    responses(
+        (status = 200, description = "Deleted: the definition it had", body = JobBody),
+        (status = 403, description = "Its table is outside the token's scopes (`out_of_scope`)", body = ErrorBody),
+        (status = 404, description = "No such job (`job_not_found`)", body = ErrorBody),
+        (status = 409, description = "It has runs not finished (`job_busy`)", body = ErrorBody),
+    ))]
+async fn delete_job(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<axum::Json<JobBody>, ApiError> {
+    caller.require(Permission::ManageJobs)?;
+    found_job(&app, &caller, &name).await?;
+    let job = ops::delete_job(&app.store, &name, caller.actor().as_deref()).await?;
+    Ok(axum::Json(job.into()))
 }
 
 /// The job, if it exists and the caller sees its table.

@@ -339,6 +339,25 @@ impl SchedulePort for DynamoBackend {
         .boxed()
     }
 
+    fn delete_job<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        async move {
+            for _ in 0..TRANSACT_RETRIES {
+                let Some(found) = self.get(JOBS, name).await? else {
+                    return Ok(false);
+                };
+                let mut write = Write::default();
+                write.delete(JOBS, name, Expect::Version(version(&found)));
+                if let Committed::Done { .. } = self.commit(&write).await? {
+                    return Ok(true);
+                }
+            }
+            Err(StoreError::Unavailable(format!(
+                "job {name} kept changing while it was deleted"
+            )))
+        }
+        .boxed()
+    }
+
     fn job<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Job>, StoreError>> {
         async move {
             if name.is_empty() {

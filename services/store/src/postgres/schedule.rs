@@ -36,6 +36,18 @@ impl SchedulePort for PgBackend {
         .boxed()
     }
 
+    fn delete_job<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        async move {
+            let deleted = sqlx::query("DELETE FROM jobs WHERE name = $1")
+                .bind(name)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            Ok(deleted == 1)
+        }
+        .boxed()
+    }
+
     fn job<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Job>, StoreError>> {
         async move {
             let row: Option<JobRow> =

@@ -34,6 +34,18 @@ impl SchedulePort for SqliteBackend {
         .boxed()
     }
 
+    fn delete_job<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        async move {
+            let deleted = sqlx::query("DELETE FROM jobs WHERE name = ?1")
+                .bind(name)
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
+            Ok(deleted == 1)
+        }
+        .boxed()
+    }
+
     fn job<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Job>, StoreError>> {
         async move {
             let row: Option<JobRow> =
