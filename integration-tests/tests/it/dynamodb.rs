@@ -249,18 +249,8 @@ async fn a_group_commit_past_the_transaction_limit_is_committed_in_parts() {
         .count();
     assert_eq!(created, 150);
     // And parts there were: the writer counted its splits.
-    let metrics = reqwest::get(format!("{}/metrics", s.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let splits: u64 = metrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("sluice_group_commit_splits_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
-    assert!(splits > 0, "no group commit was split:\n{metrics}");
+    let splits = s.metric("sluice_group_commit_splits_total{").await;
+    assert!(splits > 0, "no group commit was split");
 }
 
 #[tokio::test]

@@ -420,6 +420,21 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The sum of every series of a counter in `/metrics` whose line
+    /// starts with `series` (a name, or a name and its first labels).
+    pub async fn metric(&self, series: &str) -> u64 {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("its text");
+        text.lines()
+            .filter(|l| l.starts_with(series))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// A request through the untyped client; panics if it cannot be sent.
     pub async fn call(
         &self,

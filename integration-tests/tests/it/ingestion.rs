@@ -702,17 +702,7 @@ async fn two_racing_runs_record_every_file_exactly_once(s: Server) {
             "{run} never got a batch: {out:?}"
         );
     }
-    let metrics = reqwest::get(format!("{}/metrics", s.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let refused: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("sluice_refusals_total{type=\"batch_open\"} "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0);
+    let refused = s.metric("sluice_refusals_total{type=\"batch_open\"}").await;
     assert!(
         refused > 0,
         "no open was refused while the other run held the stream"

@@ -9,7 +9,7 @@ use crate::own_postgres::PgServer;
 use crate::raw::Client;
 use reqwest::Method;
 use serde_json::{json, Value};
-use sluice_client::history::{self, Report};
+use sluice_client::history;
 use sluice_client::load::{self, LoadConfig, LoadResult};
 use std::time::Duration;
 
@@ -37,9 +37,7 @@ async fn send(
 /// The checker over what the clients saw and the server's event log.
 async fn checked(result: &LoadResult, via: &Server) {
     let events = via.client.typed().all_events(0, None).await.unwrap();
-    let mut report = Report::default();
-    history::check_holds(&result.holds, &mut report);
-    history::check_events(&result.holds, &events, &mut report);
+    let report = history::check(&result.holds, &events);
     assert!(report.ok(), "{:#?}", report.violations);
     eprintln!(
         "checked {} holds on {} tables against {} events",

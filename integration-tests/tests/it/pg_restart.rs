@@ -9,7 +9,7 @@ use crate::harness::Server;
 use crate::own_postgres::PgServer;
 use crate::raw::Acquire;
 use serde_json::{json, Value};
-use sluice_client::history::{self, Report};
+use sluice_client::history;
 use sluice_client::load::{self, LoadConfig};
 use sluice_client::wake;
 use std::time::{Duration, Instant};
@@ -153,9 +153,7 @@ async fn a_postgres_restart_under_load_answers_503_then_recovers_and_stays_safe(
     );
 
     let events = a.client.typed().all_events(0, None).await.unwrap();
-    let mut report = Report::default();
-    history::check_holds(&result.holds, &mut report);
-    history::check_events(&result.holds, &events, &mut report);
+    let report = history::check(&result.holds, &events);
     assert!(report.ok(), "{:#?}", report.violations);
     eprintln!(
         "checked {} holds on {} tables against {} events",

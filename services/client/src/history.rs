@@ -41,6 +41,14 @@ impl Report {
     }
 }
 
+/// Both checks: the holds against themselves and against the event log.
+pub fn check(holds: &[Hold], events: &[EventBody]) -> Report {
+    let mut report = Report::default();
+    check_holds(holds, &mut report);
+    check_events(holds, events, &mut report);
+    report
+}
+
 /// Check the holds alone: tokens unique per table, and no write lease's
 /// belief interval overlapping any other lease's on its table.
 pub fn check_holds(holds: &[Hold], report: &mut Report) {

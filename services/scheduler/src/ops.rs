@@ -58,16 +58,29 @@ pub async fn define_job(
         spec,
     };
     let created = store.put_job(&job).await?;
+    let data = serde_json::json!({
+        "job": job.name, "created": created, "spec": job.spec,
+        "next_fire_at": job.next_fire_at.map(Millis::to_rfc3339),
+    });
+    job_event(store, &job, sluice_core::EventKind::JobDefined, data, actor).await?;
+    Ok((job, created))
+}
+
+/// Record what happened to a job definition in the event log.
+async fn job_event(
+    store: &Store,
+    job: &Job,
+    kind: sluice_core::EventKind,
+    data: serde_json::Value,
+    actor: Option<&str>,
+) -> Result<(), OpError> {
     let event = sluice_core::NewEvent {
-        at: now,
-        kind: sluice_core::EventKind::JobDefined,
+        at: now(),
+        kind,
         table: job.spec.table.clone(),
         lease_id: None,
         stream: None,
-        data: serde_json::json!({
-            "job": job.name, "created": created, "spec": job.spec,
-            "next_fire_at": job.next_fire_at.map(Millis::to_rfc3339),
-        }),
+        data,
         actor: actor.map(str::to_owned),
     };
     store
@@ -76,7 +89,7 @@ pub async fn define_job(
             ..Default::default()
         })
         .await?;
-    Ok((job, created))
+    Ok(())
 }
 
 /// Delete a job definition. Refused while it has runs that are queued,
@@ -120,21 +133,8 @@ pub async fn delete_job(store: &Store, name: &str, actor: Option<&str>) -> Resul
             message: format!("job `{name}` is not defined"),
         });
     }
-    let event = sluice_core::NewEvent {
-        at: now(),
-        kind: sluice_core::EventKind::JobDeleted,
-        table: job.spec.table.clone(),
-        lease_id: None,
-        stream: None,
-        data: serde_json::json!({ "job": job.name }),
-        actor: actor.map(str::to_owned),
-    };
-    store
-        .write_schedule(&ScheduleWrite {
-            events: vec![event],
-            ..Default::default()
-        })
-        .await?;
+    let data = serde_json::json!({ "job": job.name });
+    job_event(store, &job, sluice_core::EventKind::JobDeleted, data, actor).await?;
     Ok(job)
 }
 
