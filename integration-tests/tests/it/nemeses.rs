@@ -130,7 +130,7 @@ async fn a_holder_whose_replica_is_paused_past_its_ttl_wakes_up_fenced_out() {
         &b.client,
         Method::POST,
         "/v1/tables/nemesis.t/leases",
-        Some(json!({ "mode": "write", "holder": "next", "ttl_seconds": 60, "wait_seconds": 20 })),
+        Some(json!({ "mode": "write", "holder": "next", "ttl_seconds": 60, "wait_seconds": 60 })),
     )
     .await;
     assert_eq!(next.body["state"], "granted", "{next:?}");
