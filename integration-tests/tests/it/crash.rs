@@ -2,7 +2,7 @@
 
 use crate::harness::Server;
 use crate::on_every_backend;
-use sluice_client::history::{self, Report};
+use sluice_client::history;
 use sluice_client::load::{self, LoadConfig};
 use std::time::Duration;
 
@@ -37,9 +37,7 @@ async fn kill_9_during_load_loses_no_acknowledged_grant_or_release(mut s: Server
     assert!(result.holds.len() > 20, "{:?}", result.summary);
 
     let events = s.client.typed().all_events(0, None).await.unwrap();
-    let mut report = Report::default();
-    history::check_holds(&result.holds, &mut report);
-    history::check_events(&result.holds, &events, &mut report);
+    let report = history::check(&result.holds, &events);
     assert!(report.ok(), "{:#?}", report.violations);
 }
 

@@ -8,7 +8,7 @@
 use crate::harness::{binary, DynamoDb, Server, AWS_ENV};
 use crate::lake::Lake;
 use aws_sdk_dynamodb::types::AttributeValue;
-use sluice_client::history::{self, Report};
+use sluice_client::history;
 use sluice_client::load::{self, LoadConfig};
 use sluice_client::wake;
 use std::process::Command;
@@ -207,9 +207,7 @@ async fn two_replicas_killed_under_load_grant_nothing_twice_and_lose_nothing_ack
         ids.windows(2).all(|w| w[0] < w[1]),
         "event ids strictly increase in commit order across replicas"
     );
-    let mut report = Report::default();
-    history::check_holds(&result.holds, &mut report);
-    history::check_events(&result.holds, &events, &mut report);
+    let report = history::check(&result.holds, &events);
     assert!(report.ok(), "{:#?}", report.violations);
 }
 

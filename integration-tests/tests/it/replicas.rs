@@ -1,7 +1,7 @@
 //! Several sluice replicas sharing one PostgreSQL database.
 
 use crate::harness::{fresh_database, Server};
-use sluice_client::history::{self, Report};
+use sluice_client::history;
 use sluice_client::load::{self, LoadConfig};
 use sluice_client::wake;
 use std::time::Duration;
@@ -57,9 +57,7 @@ async fn a_short_load_across_two_replicas_passes_the_checker() {
     assert!(writes > 5, "writers must get through: {writes}");
 
     let events = a.client.typed().all_events(0, None).await.unwrap();
-    let mut report = Report::default();
-    history::check_holds(&result.holds, &mut report);
-    history::check_events(&result.holds, &events, &mut report);
+    let report = history::check(&result.holds, &events);
     assert!(report.ok(), "{:#?}", report.violations);
 }
 

@@ -3,6 +3,7 @@
 //! live in, jobs and their runs; and a run's arguments cannot hand its Glue
 //! job another sluice to log in to.
 
+use crate::errors::assert_error;
 use crate::harness::{fresh_database, until, Server};
 use crate::raw::{Answer, Client};
 use crate::snapshots::{py, sql_catalog};
@@ -13,18 +14,6 @@ use std::time::Duration;
 
 async fn send(client: &Client, method: Method, path: &str, body: Option<Value>) -> Answer {
     client.send(method, path, body.as_ref()).await.unwrap()
-}
-
-fn refused(answer: &Answer, status: u16, kind: &str, what: &str) {
-    assert_eq!(
-        (answer.status, answer.error_type()),
-        (status, Some(kind)),
-        "{what}: {answer:?}"
-    );
-    assert!(
-        answer.body["error"]["message"].as_str().is_some(),
-        "{what}: the JSON error body names why: {answer:?}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,7 +93,7 @@ async fn a_scoped_job_token_cannot_take_over_another_teams_view() {
                      "target": "sales_v1", "views": ["fin_report"] })),
     )
     .await;
-    refused(&taken, 403, "out_of_scope", "another scope's view");
+    assert_error("another scope's view", &taken, 403, "out_of_scope");
     let finance_hydration = send(&admin, Method::GET, &format!("/v1/hydrations/{id}"), None).await;
     assert_eq!(
         finance_hydration.body["state"], "live",
@@ -148,7 +137,7 @@ async fn a_scoped_job_token_cannot_take_over_another_teams_view() {
         .await
         .contains(&"fin_report".to_owned()));
     let read = send(&sales, Method::GET, "/v1/views/analytics/fin_report", None).await;
-    refused(&read, 403, "out_of_scope", "another scope's view");
+    assert_error("another scope's view", &read, 403, "out_of_scope");
     // A container is shared; where it is (its URL) is not shown to a scope.
     let shown = send(&sales, Method::GET, "/v1/containers/analytics", None).await;
     assert_eq!(shown.status, 200, "{shown:?}");
@@ -167,7 +156,7 @@ async fn a_scoped_job_token_cannot_take_over_another_teams_view() {
         None,
     )
     .await;
-    refused(&orphans, 403, "out_of_scope", "orphans to a scoped token");
+    assert_error("orphans to a scoped token", &orphans, 403, "out_of_scope");
     // An operator moves fin_report off fin_v1 by hand: finance's live
     // hydration still fills fin_v1, so it is no orphan to clean up.
     let moved = send(
@@ -273,11 +262,11 @@ async fn scopes_hold_on_jobs_and_runs_as_on_compactions() {
             // either way the scope is never passed.
             assert_eq!(answer.status, 403, "{role} {method} {path}: {answer:?}");
             if answer.error_type() != Some("forbidden") {
-                refused(
+                assert_error(
+                    &format!("{role} {method} {path}"),
                     &answer,
                     403,
                     "out_of_scope",
-                    &format!("{role} {method} {path}"),
                 );
             }
         }
@@ -331,7 +320,7 @@ async fn scopes_hold_on_jobs_and_runs_as_on_compactions() {
         ),
     ] {
         let answer = send(&sales, Method::PUT, &format!("/v1/jobs/{name}"), Some(body)).await;
-        refused(&answer, 403, "out_of_scope", name);
+        assert_error(name, &answer, 403, "out_of_scope");
     }
 }
 
@@ -376,7 +365,7 @@ async fn a_run_argument_cannot_hand_the_job_another_sluice() {
             Some(json!({ "arguments": arguments })),
         )
         .await;
-        refused(&run, 422, "invalid_request", &arguments.to_string());
+        assert_error(&arguments.to_string(), &run, 422, "invalid_request");
         let message = run.body["error"]["message"].as_str().unwrap();
         assert!(message.contains(says), "{arguments}: {message}");
         // Nor as a definition's defaults.
@@ -390,7 +379,7 @@ async fn a_run_argument_cannot_hand_the_job_another_sluice() {
             ),
         )
         .await;
-        refused(&defined, 422, "invalid_request", &arguments.to_string());
+        assert_error(&arguments.to_string(), &defined, 422, "invalid_request");
     }
     let runs = send(&admin, Method::GET, "/v1/runs", None).await;
     assert!(runs.body["runs"].as_array().unwrap().is_empty(), "{runs:?}");

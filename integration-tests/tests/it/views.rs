@@ -137,6 +137,32 @@ async fn hydrate_live_in(
     id
 }
 
+/// A remap by hand of `view` (`container/view`), sent now and answered
+/// later: its status, body and how long it took (at most 30 s).
+fn remap_in_background(
+    server: &Server,
+    view: &str,
+    body: Value,
+) -> tokio::task::JoinHandle<(u16, Value, Duration)> {
+    let url = format!("{}/v1/views/{view}/remap", server.url);
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let answer = reqwest::Client::new()
+            .post(url)
+            .json(&body)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .expect("answered within 30 s");
+        let status = answer.status().as_u16();
+        (
+            status,
+            answer.json::<Value>().await.unwrap(),
+            started.elapsed(),
+        )
+    })
+}
+
 /// What both views read, in one statement.
 async fn both(conn: &mut PgConnection) -> Result<(String, String), sqlx::Error> {
     sqlx::query_as("SELECT (SELECT max(src) FROM orders), (SELECT max(src) FROM orders_eu)")
@@ -652,25 +678,11 @@ async fn a_container_that_never_answers_holds_back_no_other() {
 
     // By hand: the silent container answers 503 within seconds, and a
     // remap in the healthy one meanwhile is not delayed.
-    let silent = {
-        let server_url = server.url.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let answer = reqwest::Client::new()
-                .post(format!("{server_url}/v1/views/silent/orders/remap"))
-                .json(&json!({ "target": "orders_v2", "reason": "try" }))
-                .timeout(Duration::from_secs(30))
-                .send()
-                .await
-                .expect("answered within 30 s");
-            let status = answer.status().as_u16();
-            (
-                status,
-                answer.json::<Value>().await.unwrap(),
-                started.elapsed(),
-            )
-        })
-    };
+    let silent = remap_in_background(
+        &server,
+        "silent/orders",
+        json!({ "target": "orders_v2", "reason": "try" }),
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (healthy, took) = remap_within(
         &server,
@@ -729,25 +741,7 @@ async fn a_consumer_holding_a_view_makes_its_remap_fail_fast_not_stall_readers()
         .unwrap();
     let to_v2 =
         json!({ "target": "orders_v2", "columns": ["id", "name", "email", "src"], "reason": "v2" });
-    let remap = {
-        let (server_url, body) = (server.url.clone(), to_v2.clone());
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let answer = reqwest::Client::new()
-                .post(format!("{server_url}/v1/views/analytics/orders/remap"))
-                .json(&body)
-                .timeout(Duration::from_secs(30))
-                .send()
-                .await
-                .expect("answered within 30 s");
-            let status = answer.status().as_u16();
-            (
-                status,
-                answer.json::<Value>().await.unwrap(),
-                started.elapsed(),
-            )
-        })
-    };
+    let remap = remap_in_background(&server, "analytics/orders", to_v2.clone());
     // A new reader arrives while the remap waits for the lock.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();

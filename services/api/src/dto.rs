@@ -211,33 +211,29 @@ impl PutTableBody {
                 MAX_DEFERRAL_SECONDS,
             )?,
         };
-        let catalog = optional_text("catalog", self.catalog, MAX_SHORT_TEXT)?;
-        // A catalog is named in the configuration (`[catalogs.NAME]`), a job
-        // by `PUT /v1/jobs/{name}`: both by the same plain characters, so
-        // that nothing invisible or reordering (U+202E) reaches a listing.
-        if let Some(name) = &catalog {
-            sluice_core::scheduling::job::check_name(name).map_err(|_| {
-                ApiError::invalid(format!(
-                    "catalog `{}` must be 1-255 letters, digits, `_`, `-` or `.`",
-                    name.escape_debug()
-                ))
-            })?;
-        }
-        let compaction_job = optional_text("compaction_job", self.compaction_job, MAX_SHORT_TEXT)?;
-        if let Some(name) = &compaction_job {
-            sluice_core::scheduling::job::check_name(name).map_err(|_| {
-                ApiError::invalid(format!(
-                    "compaction_job `{}` must be 1-255 letters, digits, `_`, `-` or `.`",
-                    name.escape_debug()
-                ))
-            })?;
-        }
         Ok(TableSettings {
             max_compaction_deferral_seconds: deferral,
-            catalog,
-            compaction_job,
+            catalog: plain_name("catalog", self.catalog)?,
+            compaction_job: plain_name("compaction_job", self.compaction_job)?,
         })
     }
+}
+
+/// A name another setting refers to: a catalog is named in the
+/// configuration (`[catalogs.NAME]`), a job by `PUT /v1/jobs/{name}`, both
+/// by the same plain characters, so that nothing invisible or reordering
+/// (U+202E) reaches a listing.
+fn plain_name(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    let value = optional_text(field, value, MAX_SHORT_TEXT)?;
+    if let Some(name) = &value {
+        sluice_core::scheduling::job::check_name(name).map_err(|_| {
+            ApiError::invalid(format!(
+                "{field} `{}` must be 1-255 letters, digits, `_`, `-` or `.`",
+                name.escape_debug()
+            ))
+        })?;
+    }
+    Ok(value)
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

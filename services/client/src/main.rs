@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use sluice_client::client::Client;
-use sluice_client::history::{self, Report};
+use sluice_client::history;
 use sluice_client::load::{self, LoadConfig};
 use sluice_client::stream_load::{self, StreamLoadConfig};
 use std::path::PathBuf;
@@ -219,9 +219,7 @@ async fn main() -> anyhow::Result<()> {
                 .with_token(token)
                 .all_events(0, None)
                 .await?;
-            let mut report = Report::default();
-            history::check_holds(&holds, &mut report);
-            history::check_events(&holds, &events, &mut report);
+            let report = history::check(&holds, &events);
             for v in &report.violations {
                 eprintln!("violation: {v}");
             }

@@ -4,6 +4,7 @@
 //! tables: the views of one remap are switched one after the other, and
 //! when one fails those already switched are put back as they were.
 
+use aws_sdk_glue::error::ProvideErrorMetadata;
 use aws_sdk_glue::types::{Column, StorageDescriptor, TableInput};
 use aws_sdk_glue::Client;
 use sluice_core::views::{check_request, plan, Plan, ViewError, ViewRequest};
@@ -59,8 +60,6 @@ pub async fn remap(
     let mut done: Vec<(String, Option<TableInput>)> = Vec::new();
     for (input, before) in work {
         let name = input.name().to_owned();
-        // Glue refuses for good what is invalid, or a database that does
-        // not exist; the rest (throttling, timeouts...) is worth retrying.
         let result = if before.is_some() {
             client
                 .update_table()
@@ -69,12 +68,7 @@ pub async fn remap(
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| {
-                    let e = e.into_service_error();
-                    let refused =
-                        e.is_invalid_input_exception() || e.is_entity_not_found_exception();
-                    (refused, e.to_string())
-                })
+                .map_err(|e| refusal(e.into_service_error()))
         } else {
             client
                 .create_table()
@@ -83,12 +77,7 @@ pub async fn remap(
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| {
-                    let e = e.into_service_error();
-                    let refused =
-                        e.is_invalid_input_exception() || e.is_entity_not_found_exception();
-                    (refused, e.to_string())
-                })
+                .map_err(|e| refusal(e.into_service_error()))
         };
         if let Err((refused, e)) = result {
             undo(client, database, done).await;
@@ -228,6 +217,17 @@ fn view_input(database: &str, plan: &Plan, types: &[(String, String)]) -> TableI
         )
         .build()
         .expect("a view input has a name")
+}
+
+/// Whether Glue refused the call for good (invalid input, or a database
+/// that does not exist), and what it said; anything else (throttling,
+/// timeouts...) is worth retrying.
+fn refusal<E: ProvideErrorMetadata + std::fmt::Display>(e: E) -> (bool, String) {
+    let refused = matches!(
+        e.code(),
+        Some("InvalidInputException" | "EntityNotFoundException")
+    );
+    (refused, e.to_string())
 }
 
 /// The view's query: `plan.columns` from `plan.target`. Every name is

@@ -184,6 +184,15 @@ pub enum ContainerKind {
 }
 
 impl ContainerKind {
+    /// Where the container puts an unqualified table or view name:
+    /// PostgreSQL's `public`, a Glue container's own database.
+    pub fn default_schema(&self) -> &str {
+        match self {
+            ContainerKind::Postgres { .. } => "public",
+            ContainerKind::Glue { database } => database,
+        }
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             ContainerKind::Postgres { .. } => "postgres",

@@ -57,6 +57,16 @@ pub fn check_schema(name: &str) -> Result<(), String> {
     }
 }
 
+/// `name` as `schema.name`, an unqualified name being in `schema` (the
+/// container's [`default_schema`](crate::containers::ContainerKind::default_schema)).
+pub fn qualified(name: &str, schema: &str) -> String {
+    if name.contains('.') {
+        name.to_owned()
+    } else {
+        format!("{schema}.{name}")
+    }
+}
+
 /// The checks a remap passes before the container is asked anything:
 /// neither name in a system schema, and the view not its own target.
 /// `schema` is where unqualified names are (PostgreSQL: `public`; Glue:
@@ -64,11 +74,7 @@ pub fn check_schema(name: &str) -> Result<(), String> {
 pub fn check_request(view: &str, target: &str, schema: &str) -> Result<(), ViewError> {
     check_schema(view).map_err(ViewError::SystemSchema)?;
     check_schema(target).map_err(ViewError::SystemSchema)?;
-    let qualified = |name: &str| match name.split_once('.') {
-        Some((s, n)) => (s.to_owned(), n.to_owned()),
-        None => (schema.to_owned(), name.to_owned()),
-    };
-    if qualified(view) == qualified(target) {
+    if qualified(view, schema) == qualified(target, schema) {
         return Err(ViewError::SelfTarget {
             view: view.to_owned(),
         });

@@ -22,6 +22,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// How far back a view's history is read for the hydration that fed it.
+const VIEW_HISTORY: u32 = 100;
+
 /// Why a remap did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum RemapError {
@@ -147,7 +150,41 @@ impl Store {
         &self,
         views: &[Option<View>],
     ) -> Result<Option<sluice_core::TableName>, StoreError> {
-        for id in views.iter().flatten().filter_map(|v| v.hydration_id) {
+        self.table_of(
+            views
+                .iter()
+                .flatten()
+                .filter_map(|v| v.hydration_id)
+                .collect(),
+        )
+        .await
+    }
+
+    /// The Iceberg table a view is fed from, which gives it its scope: the
+    /// table of the hydration that mapped it last (after a hand remap or a
+    /// rollback, the last one in its history). A view no hydration ever
+    /// mapped is fed from no table.
+    pub async fn view_table(
+        &self,
+        view: &View,
+    ) -> Result<Option<sluice_core::TableName>, StoreError> {
+        if view.hydration_id.is_some() {
+            return self.table_of(view.hydration_id.into_iter().collect()).await;
+        }
+        let history = self
+            .backend
+            .view_history(&view.container, &view.name, VIEW_HISTORY)
+            .await?;
+        self.table_of(history.iter().filter_map(|r| r.hydration_id).collect())
+            .await
+    }
+
+    /// The table of the first of `hydrations` that exists.
+    async fn table_of(
+        &self,
+        hydrations: Vec<HydrationId>,
+    ) -> Result<Option<sluice_core::TableName>, StoreError> {
+        for id in hydrations {
             if let Some(h) = self.backend.hydration(id).await? {
                 return Ok(Some(h.table));
             }

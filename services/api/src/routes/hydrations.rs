@@ -11,7 +11,6 @@ use crate::hydration_dto::{
 use crate::routes::containers::{not_found, parse_name};
 use crate::routes::leases::{long_poll_permit, wait_seconds};
 use crate::routes::snapshots::refresh_error;
-use crate::routes::views::fed_from;
 use crate::{parse_table, waiting, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -107,7 +106,7 @@ async fn create(
     // may name views that are free or fed from tables its caller sees.
     for name in &new.views {
         if let Some(view) = app.store.view(&container, name).await? {
-            let fed = fed_from(&app, &view).await?;
+            let fed = app.store.view_table(&view).await?;
             if fed.as_ref() != Some(&table) {
                 caller.require_seen(
                     fed.as_ref(),

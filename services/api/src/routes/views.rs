@@ -14,9 +14,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use sluice_core::containers::{Container, ContainerName};
 use sluice_core::hydrations::rules::check_object_name;
-use sluice_core::hydrations::{HydrationId, HydrationState};
-use sluice_core::views::{RemapKind, View, ViewError, ViewRequest};
-use sluice_core::{Permission, TableName};
+use sluice_core::hydrations::HydrationState;
+use sluice_core::views::{qualified, RemapKind, View, ViewError, ViewRequest};
+use sluice_core::Permission;
 use sluice_store::{RemapError, RemapOrder};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -69,26 +69,6 @@ async fn answer(
     Ok(ViewBody::new(found, Some(history)))
 }
 
-/// The Iceberg table a view is fed from: the table of the hydration that
-/// mapped it last (through a hand remap or a rollback, the last one in its
-/// history). A view no hydration ever mapped is fed from no table.
-pub(crate) async fn fed_from(app: &AppState, view: &View) -> Result<Option<TableName>, ApiError> {
-    let mut ids: Vec<HydrationId> = view.hydration_id.into_iter().collect();
-    if ids.is_empty() {
-        let history = app
-            .store
-            .view_history(&view.container, &view.name, HISTORY)
-            .await?;
-        ids.extend(history.iter().filter_map(|r| r.hydration_id));
-    }
-    for id in ids {
-        if let Some(h) = app.store.hydration(id).await? {
-            return Ok(Some(h.table));
-        }
-    }
-    Ok(None)
-}
-
 /// A view belongs to the scope of the table it is fed from: 403
 /// `out_of_scope` for a caller that does not see it.
 pub(crate) async fn require_view(
@@ -99,7 +79,7 @@ pub(crate) async fn require_view(
     if !caller.scoped() {
         return Ok(());
     }
-    let table = fed_from(app, view).await?;
+    let table = app.store.view_table(view).await?;
     caller.require_seen(
         table.as_ref(),
         &format!("view `{}` of container `{}`", view.name, view.container),
@@ -359,7 +339,7 @@ async fn run(
     responses(
         (status = 200, description = "The orphaned tables", body = OrphansBody),
         (status = 400, description = "Malformed name", body = ErrorBody),
-        (status = 403, description = "The view is fed from a table outside the token\'s scopes (`out_of_scope`)", body = ErrorBody),
+        (status = 403, description = "The token has scopes: orphans belong to no table any more (`out_of_scope`)", body = ErrorBody),
         (status = 404, description = "Unknown container", body = ErrorBody),
     ))]
 async fn orphans(
@@ -371,17 +351,18 @@ async fn orphans(
     // Orphans belong to no table any more: a cleanup list is for callers
     // that see every table.
     caller.require_seen(None, "a container's orphaned tables")?;
-    let container = container_name(&app, &name).await?;
-    let filled = filled_tables(&app, &container).await?;
+    let container = find_container(&app, &name).await?;
+    let schema = container.kind.default_schema();
+    let filled = filled_tables(&app, &container.name, schema).await?;
     let found: Vec<_> = app
         .store
-        .orphans(&container)
+        .orphans(&container.name)
         .await?
         .into_iter()
-        .filter(|(table, _)| !filled.contains(&qualified(table)))
+        .filter(|(table, _)| !filled.contains(&qualified(table, schema)))
         .collect();
     Ok(axum::Json(OrphansBody {
-        container: container.to_string(),
+        container: container.name.to_string(),
         orphans: found
             .into_iter()
             .map(|(t, at)| Orphan::new(t, at))
@@ -391,11 +372,14 @@ async fn orphans(
 
 /// The tables of `container` a hydration still fills or keeps as its copy
 /// (any not ended, and completed ones), as `schema.name`: no view maps to
-/// them now, but dropping one would drop a copy in use.
+/// them now, but dropping one would drop a copy in use. Unqualified names
+/// are put in `schema`.
 async fn filled_tables(
     app: &AppState,
     container: &ContainerName,
+    schema: &str,
 ) -> Result<std::collections::HashSet<String>, ApiError> {
+    const PAGE: u32 = 1000;
     let mut filled = std::collections::HashSet::new();
     let mut after = None;
     loop {
@@ -406,27 +390,18 @@ async fn filled_tables(
                 state: None,
                 table: None,
                 container: Some(container.clone()),
-                limit: 1000,
+                limit: PAGE,
                 scopes: Vec::new(),
             })
             .await?;
         for h in &page {
             if !h.state.is_final() || h.state == HydrationState::Completed {
-                filled.insert(qualified(&h.target));
+                filled.insert(qualified(&h.target, schema));
             }
         }
         match page.last() {
-            Some(last) if page.len() == 1000 => after = Some(last.id),
+            Some(last) if page.len() == PAGE as usize => after = Some(last.id),
             _ => return Ok(filled),
         }
-    }
-}
-
-/// `name` in schema `public` is `public.name`, as the container reads it.
-fn qualified(name: &str) -> String {
-    if name.contains('.') {
-        name.to_owned()
-    } else {
-        format!("public.{name}")
     }
 }
