@@ -209,6 +209,110 @@ async fn a_scoped_token_follows_only_its_tables_and_bad_resumes_are_refused() {
     assert_eq!(unauthenticated.status(), 401);
 }
 
+/// 4000 leases on `table`, 16 at a time: 12,000 events (requested,
+/// granted, released) of about 500 bytes (a long holder), more than the
+/// socket buffers on the way hold (the kernel grows a send buffer to 4 MiB).
+async fn many_events(server: &Server, table: &'static str) {
+    let mut makers = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let client = server.client.clone();
+        makers.spawn(async move {
+            for _ in 0..4000 / 16 {
+                let holder = "feed-test-".repeat(25);
+                let ask = json!({ "mode": "read", "ttl_seconds": 60, "holder": holder });
+                let lease = client
+                    .send(
+                        Method::POST,
+                        &format!("/v1/tables/{table}/leases"),
+                        Some(&ask),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(lease.status, 201, "{}", lease.body);
+                let id = lease.body["lease_id"].as_str().unwrap();
+                let released = client
+                    .release(id, lease.body["token"].as_i64())
+                    .await
+                    .unwrap();
+                assert_eq!(released.status, 200);
+            }
+        });
+    }
+    while let Some(done) = makers.join_next().await {
+        done.unwrap();
+    }
+}
+
+/// A client that opens a feed and never reads it: once the socket is full
+/// nothing polls the feed (not its drop, its cap or its token check), so
+/// the connection itself is closed after `--write-stall-timeout-seconds`
+/// without progress, and its long-poll place comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_whose_client_reads_nothing_is_closed_and_gives_its_place_back() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::sqlite_with(&[
+        "--max-long-polls",
+        "1",
+        "--write-stall-timeout-seconds",
+        "2",
+        "--event-feed-drop-after-seconds",
+        "3600",
+    ])
+    .await;
+    let put = server
+        .client
+        .put_table("feed.stall", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(put.status, 201, "{put:?}");
+    many_events(&server, "feed.stall").await;
+    let address: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(address).await.unwrap();
+    stream
+        .write_all(
+            b"GET /v1/events/stream?table=feed.stall HTTP/1.1\r\nHost: sluice\r\n\
+              Accept: text/event-stream\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let url = format!("{}/v1/events/stream", server.url);
+    let http = reqwest::Client::new();
+    // The stalled feed holds the only place...
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refused = http.get(&url).send().await.unwrap();
+    assert_eq!(
+        refused.status(),
+        429,
+        "the stalled feed did not take the place"
+    );
+    // ...until the server gives up on its client.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = http.get(&url).send().await.unwrap();
+        if answer.status() == 200 {
+            break;
+        }
+        assert_eq!(answer.status(), 429);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a feed nobody reads kept its place for 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // What is left in the socket ends, cut short: the server closed it.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the stalled connection is still open");
+    let all_events_bytes = 12_000 * 400;
+    assert!(
+        rest.len() < all_events_bytes,
+        "{} bytes: the feed was not cut",
+        rest.len()
+    );
+}
+
 /// A consumer that reads slower than the log grows, staying a page or more
 /// behind for longer than `--event-feed-drop-after-seconds`, is sent a last
 /// `dropped` event naming where to resume, and the stream ends; resuming
@@ -228,33 +332,7 @@ async fn a_slow_consumer_is_dropped_with_a_clear_close_and_resumes_where_it_was(
             .status,
         201
     );
-    // 4000 leases, 16 at a time: 12,000 events (requested, granted,
-    // released) of about 500 bytes (a long holder), more than the socket
-    // buffers on the way hold (the kernel grows a send buffer to 4 MiB).
-    let mut makers = tokio::task::JoinSet::new();
-    for _ in 0..16 {
-        let client = server.client.clone();
-        makers.spawn(async move {
-            for _ in 0..4000 / 16 {
-                let holder = "feed-test-".repeat(25);
-                let ask = json!({ "mode": "read", "ttl_seconds": 60, "holder": holder });
-                let lease = client
-                    .send(Method::POST, "/v1/tables/feed.slow/leases", Some(&ask))
-                    .await
-                    .unwrap();
-                assert_eq!(lease.status, 201, "{}", lease.body);
-                let id = lease.body["lease_id"].as_str().unwrap();
-                let released = client
-                    .release(id, lease.body["token"].as_i64())
-                    .await
-                    .unwrap();
-                assert_eq!(released.status, 200);
-            }
-        });
-    }
-    while let Some(done) = makers.join_next().await {
-        done.unwrap();
-    }
+    many_events(&server, "feed.slow").await;
     let all = ids(&server
         .client
         .all_events(0, Some("feed.slow"))

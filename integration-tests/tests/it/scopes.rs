@@ -196,6 +196,81 @@ async fn a_scoped_job_token_cannot_take_over_another_teams_view() {
         let message = answer.body["error"]["message"].as_str().unwrap();
         assert!(message.contains("system schema"), "{message}");
     }
+
+    // A view promised to sales by its unfinished hydration is not free.
+    let promised = send(
+        &finance,
+        Method::POST,
+        "/v1/hydrations",
+        Some(json!({ "table": "finance.ledger", "container": "analytics",
+                     "target": "fin_v1", "views": ["sales_report"] })),
+    )
+    .await;
+    assert_error("a view promised to sales", &promised, 403, "out_of_scope");
+
+    // Two hydrations named `shared` while it was free (one by an unscoped
+    // caller, who may): the first to go live takes it, and the other's
+    // reports are refused from then on; the view keeps reading finance.
+    let sales_snapshot: i64 = py(&catalog, &["append", "sales.orders", "2"])
+        .await
+        .parse()
+        .unwrap();
+    let first = send(
+        &sales,
+        Method::POST,
+        "/v1/hydrations",
+        Some(json!({ "table": "sales.orders", "container": "analytics",
+                     "target": "sales_v1", "views": ["shared"] })),
+    )
+    .await;
+    assert_eq!(first.status, 201, "{first:?}");
+    let second = send(
+        &admin,
+        Method::POST,
+        "/v1/hydrations",
+        Some(json!({ "table": "finance.ledger", "container": "analytics",
+                     "target": "fin_v1", "views": ["shared"] })),
+    )
+    .await;
+    assert_eq!(second.status, 201, "{second:?}");
+    let second_id = second.body["id"].as_str().unwrap();
+    let live = send(
+        &admin,
+        Method::POST,
+        &format!("/v1/hydrations/{second_id}/progress"),
+        Some(
+            json!({ "token": second.body["lease"]["token"], "phase": "catching_up",
+                     "snapshot_id": snapshot }),
+        ),
+    )
+    .await;
+    assert_eq!(live.body["state"], "live", "{live:?}");
+    until(
+        "shared mapped to fin_v1",
+        Duration::from_secs(30),
+        || async {
+            send(&admin, Method::GET, "/v1/views/analytics/shared", None)
+                .await
+                .body
+        },
+        |v| v["target"] == "fin_v1",
+        || server.log_text(),
+    )
+    .await;
+    let first_id = first.body["id"].as_str().unwrap();
+    let late = send(
+        &sales,
+        Method::POST,
+        &format!("/v1/hydrations/{first_id}/progress"),
+        Some(
+            json!({ "token": first.body["lease"]["token"], "phase": "catching_up",
+                     "snapshot_id": sales_snapshot }),
+        ),
+    )
+    .await;
+    assert_error("going live onto finance's view", &late, 403, "out_of_scope");
+    let shared = send(&admin, Method::GET, "/v1/views/analytics/shared", None).await;
+    assert_eq!(shared.body["target"], "fin_v1", "{shared:?}");
 }
 
 /// A job on `table` (none: a job of no table).

@@ -919,7 +919,157 @@ async fn remaps_the_container_refuses_answer_409_and_change_nothing() {
     let error = event["data"]["error"].as_str().unwrap();
     assert!(error.contains("cannot change data type"), "{event}");
     assert_eq!(both(&mut conn).await.unwrap(), ("v1".into(), "v1".into()));
+    // The refusal shows on the hydration and on its views, not only in
+    // the event log.
+    let h = send(&server, Method::GET, &format!("/v1/hydrations/{id}"), None).await;
+    assert_eq!(h.body["remap"]["state"], "failed", "{}", h.body);
+    let why = h.body["remap"]["error"].as_str().unwrap();
+    assert!(why.contains("cannot change data type"), "{}", h.body);
+    assert!(h.body["remap"]["next_attempt_at"].is_null(), "{}", h.body);
+    let view = send(&server, Method::GET, "/v1/views/analytics/orders", None).await;
+    assert_eq!(
+        view.body["pending_remap"]["state"], "failed",
+        "{}",
+        view.body
+    );
+    assert_eq!(view.body["pending_remap"]["hydration_id"], id.as_str());
     let events = send(&server, Method::GET, "/v1/events", None).await;
     assert!(!events.body.to_string().contains(secret));
     assert!(!server.log_text().contains(secret));
+}
+
+/// A container confines its targets and views to the schemas it lists:
+/// a hydration naming another is refused at creation (422
+/// `schema_not_allowed`), and one created before the list narrowed has its
+/// remap refused, which shows on the hydration and the view. A remap the
+/// container cannot make now (its server unreachable) shows as pending,
+/// with its attempts, last error and next try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_keeps_views_in_its_schemas_and_shows_how_remaps_go() {
+    let url = container_database().await;
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    let (server, snapshot) = setup_on(Backend::Sqlite, &[], &url).await;
+    let put = |schemas: Value, url: &str| {
+        send(
+            &server,
+            Method::PUT,
+            "/v1/containers/analytics",
+            Some(json!({ "kind": "postgres", "url": url, "schemas": schemas })),
+        )
+    };
+    for bad in [
+        json!(["pg_catalog"]),
+        json!(["a b"]),
+        json!(["x", "x"]),
+        json!([""]),
+    ] {
+        let answer = put(bad.clone(), &url).await;
+        crate::errors::assert_error(&format!("schemas {bad}"), &answer, 422, "invalid_request");
+    }
+    let answer = put(json!(["analytics"]), &url).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["schemas"], json!(["analytics"]));
+    let create = |target: &str, views: Value| {
+        send(
+            &server,
+            Method::POST,
+            "/v1/hydrations",
+            Some(json!({ "table": TABLE, "container": "analytics",
+                         "target": target, "views": views })),
+        )
+    };
+    for (target, views) in [
+        ("orders_v1", json!(["analytics.orders"])),
+        ("analytics.orders_v1", json!(["orders"])),
+        ("analytics.orders_v1", json!(["finance.orders"])),
+    ] {
+        let answer = create(target, views.clone()).await;
+        crate::errors::assert_error(
+            &format!("{target} {views}"),
+            &answer,
+            422,
+            "schema_not_allowed",
+        );
+        let message = answer.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("`analytics`"), "{message}");
+    }
+
+    // Allowed when created; the list narrows before it goes live.
+    let answer = put(json!(["public"]), &url).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let created = create("public.orders_v1", json!(["public.orders"])).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(put(json!(["analytics"]), &url).await.status, 200);
+    let live = send(
+        &server,
+        Method::POST,
+        &format!("/v1/hydrations/{id}/progress"),
+        Some(
+            json!({ "token": created.body["lease"]["token"], "phase": "catching_up",
+                     "snapshot_id": snapshot.parse::<i64>().unwrap() }),
+        ),
+    )
+    .await;
+    assert_eq!(live.body["state"], "live", "{}", live.body);
+    let refused = crate::harness::until(
+        "the remap refused",
+        Duration::from_secs(30),
+        || async {
+            send(&server, Method::GET, &format!("/v1/hydrations/{id}"), None)
+                .await
+                .body
+        },
+        |h| h["remap"]["state"] == "failed",
+        || server.log_text(),
+    )
+    .await;
+    let why = refused["remap"]["error"].as_str().unwrap();
+    assert!(why.contains("does not allow"), "{refused}");
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('public.orders') IS NOT NULL")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        !exists,
+        "a view was made in a schema the container no longer allows"
+    );
+
+    // Its server unreachable: pending, retried, and saying why.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let unreachable = format!("postgres://postgres@127.0.0.1:{closed}/nowhere");
+    assert_eq!(put(json!([]), &unreachable).await.status, 200);
+    let id = hydrate_live(&server, &snapshot, "orders_v1", None).await;
+    let pending = crate::harness::until(
+        "the remap retried",
+        Duration::from_secs(30),
+        || async {
+            send(&server, Method::GET, &format!("/v1/hydrations/{id}"), None)
+                .await
+                .body
+        },
+        |h| h["remap"]["attempts"].as_u64().unwrap_or(0) >= 1,
+        || server.log_text(),
+    )
+    .await;
+    assert_eq!(pending["remap"]["state"], "pending", "{pending}");
+    assert!(
+        pending["remap"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{pending}"
+    );
+    assert!(pending["remap"]["next_attempt_at"].is_string(), "{pending}");
+    let listed = send(&server, Method::GET, "/v1/hydrations?state=live", None).await;
+    let shown = listed.body["hydrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["id"] == id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(shown["remap"]["state"], "pending", "{shown}");
 }

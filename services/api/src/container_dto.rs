@@ -2,7 +2,7 @@
 
 use crate::error::ApiError;
 use serde::{Deserialize, Serialize};
-use sluice_core::containers::{Connection, Container, ContainerKind};
+use sluice_core::containers::{check_schemas, Connection, Container, ContainerKind};
 use utoipa::ToSchema;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
@@ -26,9 +26,22 @@ pub struct PutContainerBody {
     /// `glue`: the Glue database the views live in.
     #[serde(default)]
     pub database: Option<String>,
+    /// The schemas (a Glue container: databases) hydrations' targets and
+    /// views may be in, at most 64; left out or empty: any but the system
+    /// schemas (`pg_catalog`, `information_schema`, `pg_*`), which no
+    /// container allows. A narrower list applies to remaps from then on.
+    #[serde(default)]
+    pub schemas: Option<Vec<String>>,
 }
 
 impl PutContainerBody {
+    /// The allowed schemas, checked.
+    pub fn schemas(&self) -> Result<Vec<String>, ApiError> {
+        let schemas = self.schemas.clone().unwrap_or_default();
+        check_schemas(&schemas).map_err(|e| ApiError::invalid(e.0))?;
+        Ok(schemas)
+    }
+
     pub fn kind(self) -> Result<ContainerKind, ApiError> {
         match (self.kind, self.url, self.database) {
             (ContainerKindBody::Postgres, Some(url), None) => Ok(ContainerKind::Postgres {
@@ -57,6 +70,9 @@ pub struct ContainerBody {
     pub url: Option<String>,
     /// `glue`: the Glue database.
     pub database: Option<String>,
+    /// The schemas its targets and views may be in; empty: any but the
+    /// system schemas.
+    pub schemas: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -76,6 +92,7 @@ impl From<Container> for ContainerBody {
             kind,
             url,
             database,
+            schemas: c.schemas,
             created_at: c.created_at.to_rfc3339(),
             updated_at: c.updated_at.to_rfc3339(),
         }

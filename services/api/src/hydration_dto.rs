@@ -3,6 +3,7 @@
 use crate::dto::LeaseBody;
 use serde::{Deserialize, Serialize};
 use sluice_core::hydrations::{Hydration, HydrationPhase, HydrationState};
+use sluice_core::outbox::{IntentState, IntentStatus};
 use sluice_core::Millis;
 use utoipa::{IntoParams, ToSchema};
 
@@ -169,9 +170,63 @@ pub struct HydrationBody {
     pub created_at: String,
     pub updated_at: String,
     pub ended_at: Option<String>,
+    /// How switching its views went, once it was live and has views:
+    /// pending (attempts, last error, next try), done, or failed (why).
+    #[serde(default)]
+    pub remap: Option<RemapStatusBody>,
+}
+
+/// How a remap of views, carried out after the change that asked for it,
+/// is going.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RemapStatusBody {
+    /// The hydration whose target the views are switched to.
+    pub hydration_id: String,
+    pub state: RemapStateBody,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The last attempt's error (pending: it will be retried; failed:
+    /// the container refused, and nothing is retried).
+    pub error: Option<String>,
+    /// Pending: when the next attempt is.
+    pub next_attempt_at: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RemapStateBody {
+    Pending,
+    Done,
+    Failed,
+}
+
+impl From<IntentStatus> for RemapStatusBody {
+    fn from(s: IntentStatus) -> RemapStatusBody {
+        let pending = s.state == IntentState::Pending;
+        RemapStatusBody {
+            hydration_id: s.intent.hydration_id().to_string(),
+            state: match s.state {
+                IntentState::Pending => RemapStateBody::Pending,
+                IntentState::Done => RemapStateBody::Done,
+                IntentState::Failed => RemapStateBody::Failed,
+            },
+            attempts: s.attempts,
+            error: s.error,
+            next_attempt_at: pending.then(|| s.next_attempt_at.to_rfc3339()),
+            created_at: s.created_at.to_rfc3339(),
+            finished_at: s.finished_at.map(Millis::to_rfc3339),
+        }
+    }
 }
 
 impl HydrationBody {
+    pub fn with_remap(mut self, status: Option<IntentStatus>) -> HydrationBody {
+        self.remap = status.map(RemapStatusBody::from);
+        self
+    }
+
     pub fn new(h: Hydration, lease: Option<LeaseBody>, now: Millis) -> HydrationBody {
         let percent = match (h.progress.rows_copied, h.progress.rows_total) {
             (Some(c), Some(t)) if t > 0 => Some((c as f64 * 100.0 / t as f64).min(100.0)),
@@ -208,6 +263,7 @@ impl HydrationBody {
             created_at: h.created_at.to_rfc3339(),
             updated_at: h.updated_at.to_rfc3339(),
             ended_at: h.ended_at.map(Millis::to_rfc3339),
+            remap: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Bodies of the view routes.
 
+use crate::hydration_dto::RemapStatusBody;
 use serde::{Deserialize, Serialize};
 use sluice_core::views::{Remap, RemapKind, View};
 use sluice_core::Millis;
@@ -81,6 +82,11 @@ pub struct ViewBody {
     /// Its remaps, newest first (on a single view's answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<RemapEntry>>,
+    /// On a single view's answer: a switch a live hydration asked for and
+    /// that has not happened, still pending (attempts, last error, next
+    /// try) or failed (why); absent when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_remap: Option<RemapStatusBody>,
 }
 
 impl ViewBody {
@@ -94,6 +100,7 @@ impl ViewBody {
             hydration_id: v.hydration_id.map(|h| h.to_string()),
             updated_at: v.updated_at.to_rfc3339(),
             history: history.map(|h| h.into_iter().map(RemapEntry::from).collect()),
+            pending_remap: None,
         }
     }
 }

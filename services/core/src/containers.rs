@@ -223,13 +223,128 @@ impl ContainerKind {
 pub struct Container {
     pub name: ContainerName,
     pub kind: ContainerKind,
+    /// The schemas (a Glue container: databases) its hydrations' targets
+    /// and its views may be in; empty: any but the system schemas, which
+    /// no container allows.
+    pub schemas: Vec<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
 
+/// At most this many allowed schemas per container.
+pub const MAX_SCHEMAS: usize = 64;
+
+/// Check a container's allowed schemas: each 1 to 63 letters, digits or
+/// `_`, not starting with a digit, never a system schema, none twice.
+pub fn check_schemas(schemas: &[String]) -> Result<(), ContainerError> {
+    if schemas.len() > MAX_SCHEMAS {
+        return Err(ContainerError(format!(
+            "schemas lists {} schemas; at most {MAX_SCHEMAS}",
+            schemas.len()
+        )));
+    }
+    for (i, schema) in schemas.iter().enumerate() {
+        let ok = (1..=63).contains(&schema.len())
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !schema.starts_with(|c: char| c.is_ascii_digit());
+        if !ok {
+            return Err(ContainerError(format!(
+                "schema `{schema}` must be 1 to 63 letters, digits or `_`, not starting with a digit"
+            )));
+        }
+        crate::views::check_schema(&format!("{schema}.x")).map_err(ContainerError)?;
+        if schemas[..i].contains(schema) {
+            return Err(ContainerError(format!("schema `{schema}` is listed twice")));
+        }
+    }
+    Ok(())
+}
+
+impl Container {
+    /// Whether `name` (`schema.name`, or `name` in the container's default
+    /// schema), a target or a view, may be in this container: never in a
+    /// system schema, and in one of [`Container::schemas`] when it lists any.
+    pub fn check_place(&self, what: &str, name: &str) -> Result<(), ContainerError> {
+        crate::views::check_schema(name).map_err(|e| ContainerError(format!("{what} {e}")))?;
+        if self.schemas.is_empty() {
+            return Ok(());
+        }
+        let qualified = crate::views::qualified(name, self.kind.default_schema());
+        let schema = qualified.split_once('.').map_or("", |(s, _)| s);
+        if self.schemas.iter().any(|s| s == schema) {
+            Ok(())
+        } else {
+            Err(ContainerError(format!(
+                "{what} `{name}` is in schema `{schema}`, which container `{}` does not allow (it allows {})",
+                self.name,
+                self.schemas
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Connection;
+    use super::{check_schemas, Connection, Container, ContainerKind, ContainerName};
+    use crate::time::Millis;
+
+    fn container(kind: ContainerKind, schemas: &[&str]) -> Container {
+        Container {
+            name: ContainerName::parse("c").expect("valid"),
+            kind,
+            schemas: schemas.iter().map(|s| s.to_string()).collect(),
+            created_at: Millis(0),
+            updated_at: Millis(0),
+        }
+    }
+
+    #[test]
+    fn a_container_confines_names_to_the_schemas_it_allows() {
+        let pg = ContainerKind::Postgres {
+            connection: Connection::parse("env:URL").expect("valid"),
+        };
+        let any = container(pg.clone(), &[]);
+        assert!(any.check_place("target", "sales.orders").is_ok());
+        assert!(any.check_place("target", "pg_catalog.pg_authid").is_err());
+        let two = container(pg, &["analytics", "public"]);
+        assert!(two.check_place("view", "analytics.orders").is_ok());
+        // Unqualified: in `public`, PostgreSQL's default.
+        assert!(two.check_place("view", "orders").is_ok());
+        let refused = two.check_place("target", "finance.ledger").unwrap_err();
+        assert!(refused.0.contains("`finance`"), "{refused}");
+        // Compared as quoted identifiers are: exactly.
+        assert!(two.check_place("view", "Analytics.orders").is_err());
+        let glue = container(ContainerKind::glue("lake").expect("valid"), &["lake"]);
+        assert!(glue.check_place("view", "orders").is_ok());
+        assert!(glue.check_place("view", "other.orders").is_err());
+    }
+
+    #[test]
+    fn allowed_schemas_are_names_and_never_system_schemas() {
+        let list = |l: &[&str]| check_schemas(&l.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(list(&[]).is_ok());
+        assert!(list(&["public", "analytics_2"]).is_ok());
+        for bad in [
+            &["pg_catalog"][..],
+            &["information_schema"],
+            &["PG_TOAST"],
+            &[""],
+            &["1abc"],
+            &["a.b"],
+            &["a b"],
+            &["x", "x"],
+        ] {
+            assert!(list(bad).is_err(), "{bad:?}");
+        }
+        let many: Vec<String> = (0..65).map(|i| format!("s{i}")).collect();
+        assert!(check_schemas(&many).is_err());
+    }
 
     fn shown(url: &str) -> String {
         Connection::parse(url).expect("valid").redacted()

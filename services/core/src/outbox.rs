@@ -3,6 +3,7 @@
 //! (again after a crash) until done.
 
 use crate::hydrations::HydrationId;
+use crate::time::Millis;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +19,53 @@ impl Intent {
             Intent::RemapViews { .. } => "remap_views",
         }
     }
+
+    /// The hydration it is carried out for.
+    pub fn hydration_id(&self) -> HydrationId {
+        match self {
+            Intent::RemapViews { hydration_id } => *hydration_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntentState {
+    /// Not carried out yet: due at `next_attempt_at`.
+    Pending,
+    Done,
+    /// Given up: refused by the container, or nothing left to do it for.
+    Failed,
+}
+
+impl IntentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntentState::Pending => "pending",
+            IntentState::Done => "done",
+            IntentState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<IntentState> {
+        [IntentState::Pending, IntentState::Done, IntentState::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
+}
+
+/// How an intent is going, as an operator reads it: attempts made, the
+/// last error, and when the next attempt is (while pending).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntentStatus {
+    pub id: i64,
+    pub intent: Intent,
+    pub state: IntentState,
+    pub attempts: u32,
+    pub error: Option<String>,
+    pub created_at: Millis,
+    pub next_attempt_at: Millis,
+    pub finished_at: Option<Millis>,
 }
 
 /// How long before retrying an intent that failed `attempts` times: from

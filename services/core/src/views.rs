@@ -35,6 +35,9 @@ pub enum ViewError {
     /// A view or target in a system schema.
     #[error("{0}")]
     SystemSchema(String),
+    /// A view or target in a schema its container does not allow.
+    #[error("{0}")]
+    NotAllowed(String),
 }
 
 /// Refuse a view or target name (`schema.name` or `name`) in a system

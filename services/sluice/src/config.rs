@@ -193,6 +193,7 @@ pub struct ServerSection {
     pub max_waiters_per_table: Option<u32>,
     pub max_long_polls: Option<usize>,
     pub header_read_timeout_seconds: Option<u64>,
+    pub write_stall_timeout_seconds: Option<u64>,
     pub max_open_connections: Option<u64>,
     pub tls_cert: Option<std::path::PathBuf>,
     pub tls_key: Option<std::path::PathBuf>,

@@ -24,6 +24,7 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// hyper's own default; long enough that kept-alive client pools rarely
 /// find their connection closed under them.
 const DEFAULT_HEADER_READ_TIMEOUT_SECONDS: u64 = 30;
+const DEFAULT_WRITE_STALL_TIMEOUT_SECONDS: u64 = 30;
 
 #[derive(Parser)]
 #[command(
@@ -74,6 +75,10 @@ enum Cmd {
         /// long an idle kept-alive connection stays open; default 30).
         #[arg(long, env = "SLUICE__SERVER__HEADER_READ_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         header_read_timeout_seconds: Option<u64>,
+        /// Close a connection whose client has taken none of an answer for
+        /// this many seconds (an event feed nobody reads; default 30).
+        #[arg(long, env = "SLUICE__SERVER__WRITE_STALL_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+        write_stall_timeout_seconds: Option<u64>,
         /// Most client connections open at once; more are answered 503 and
         /// closed (default: the open-file limit minus 256).
         #[arg(long, env = "SLUICE__SERVER__MAX_OPEN_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
@@ -239,6 +244,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             max_waiters_per_table,
             max_long_polls,
             header_read_timeout_seconds,
+            write_stall_timeout_seconds,
             max_open_connections,
             event_feed_drop_after_seconds,
             tls_cert,
@@ -291,6 +297,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     header_read_timeout_seconds
                         .or(file.server.header_read_timeout_seconds)
                         .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT_SECONDS),
+                ),
+                write_stall_timeout: Duration::from_secs(
+                    write_stall_timeout_seconds
+                        .or(file.server.write_stall_timeout_seconds)
+                        .unwrap_or(DEFAULT_WRITE_STALL_TIMEOUT_SECONDS),
                 ),
                 max_connections: max_open_connections
                     .or(file.server.max_open_connections)

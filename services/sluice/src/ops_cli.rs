@@ -445,6 +445,7 @@ async fn hydrations(c: &Client, out: &Out, cmd: HydrationCmd) -> Outcome {
                     ("PROGRESS %", "/progress/percent"),
                     ("LAG SNAPSHOTS", "/lag/snapshots"),
                     ("LAG SECONDS", "/lag/seconds"),
+                    ("REMAP", "/remap/state"),
                 ],
             );
         }

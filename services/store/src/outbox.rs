@@ -14,8 +14,8 @@ use crate::ports::DueIntent;
 use crate::writer::Slot;
 use crate::{submit, system_now, Store};
 use sluice_core::containers::{Container, ContainerName};
-use sluice_core::hydrations::{Hydration, HydrationId};
-use sluice_core::outbox::{backoff_ms, Intent};
+use sluice_core::hydrations::{Hydration, HydrationId, HydrationState};
+use sluice_core::outbox::{backoff_ms, Intent, IntentStatus};
 use sluice_core::views::{self, Remap, RemapKind, View, ViewError, ViewPort, ViewRequest};
 use sluice_core::{EventKind, NewEvent};
 use std::collections::HashSet;
@@ -24,6 +24,11 @@ use std::time::Duration;
 
 /// How far back a view's history is read for the hydration that fed it.
 const VIEW_HISTORY: u32 = 100;
+
+/// Due intents are read this many at a time, at most `DUE_PAGES` times a
+/// round.
+const DUE_PAGE: u32 = 64;
+const DUE_PAGES: usize = 4;
 
 /// Why a remap did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +80,17 @@ impl Store {
             Some(h) => Some(h.table.clone()),
             None => self.table_of_views(&current).await?,
         };
-        let plans = match ports.remap(container, requests).await {
+        // The container's allowed schemas, as they are now: they may have
+        // narrowed since the hydration was created.
+        let allowed = requests.iter().try_for_each(|r| {
+            container.check_place("view", &r.view)?;
+            container.check_place("target", &r.target)
+        });
+        let planned = match allowed {
+            Ok(()) => ports.remap(container, requests).await,
+            Err(e) => Err(ViewError::NotAllowed(e.0)),
+        };
+        let plans = match planned {
             Ok(plans) => plans,
             Err(e) => {
                 if let (Some(table), false) = (&table, matches!(e, ViewError::Unavailable(_))) {
@@ -179,6 +194,85 @@ impl Store {
             .await
     }
 
+    /// A view's switch not carried out: the newest remap that live
+    /// hydrations naming it asked for, when it is still pending or failed.
+    pub async fn view_remap_status(
+        &self,
+        container: &ContainerName,
+        view: &str,
+    ) -> Result<Option<IntentStatus>, StoreError> {
+        let mut newest: Option<HydrationId> = None;
+        let mut after = None;
+        loop {
+            let page = self
+                .backend
+                .hydrations(&crate::HydrationQuery {
+                    after,
+                    state: Some(HydrationState::Live),
+                    container: Some(container.clone()),
+                    limit: 1000,
+                    ..Default::default()
+                })
+                .await?;
+            // Ids are time-ordered: the last one naming the view is the newest.
+            if let Some(h) = page
+                .iter()
+                .rev()
+                .find(|h| h.views.iter().any(|v| v == view))
+            {
+                newest = Some(h.id);
+            }
+            match page.last() {
+                Some(last) if page.len() == 1000 => after = Some(last.id),
+                _ => break,
+            }
+        }
+        let Some(id) = newest else { return Ok(None) };
+        let status = self.backend.latest_intent_of(id).await?;
+        Ok(status.filter(|s| s.state != sluice_core::outbox::IntentState::Done))
+    }
+
+    /// The tables a view is fed from or promised to: that of the hydration
+    /// that mapped it last, and those of its container's hydrations in
+    /// one of `states` that name it (one of them may go live before its
+    /// remap is carried out).
+    pub async fn view_claims(
+        &self,
+        container: &ContainerName,
+        view: &str,
+        states: &[HydrationState],
+    ) -> Result<Vec<sluice_core::TableName>, StoreError> {
+        let mut tables = Vec::new();
+        if let Some(found) = self.backend.view(container, view).await? {
+            tables.extend(self.view_table(&found).await?);
+        }
+        for state in states {
+            let mut after = None;
+            loop {
+                let page = self
+                    .backend
+                    .hydrations(&crate::HydrationQuery {
+                        after,
+                        state: Some(*state),
+                        container: Some(container.clone()),
+                        limit: 1000,
+                        ..Default::default()
+                    })
+                    .await?;
+                for h in &page {
+                    if h.views.iter().any(|v| v == view) && !tables.contains(&h.table) {
+                        tables.push(h.table.clone());
+                    }
+                }
+                match page.last() {
+                    Some(last) if page.len() == 1000 => after = Some(last.id),
+                    _ => break,
+                }
+            }
+        }
+        Ok(tables)
+    }
+
     /// The table of the first of `hydrations` that exists.
     async fn table_of(
         &self,
@@ -243,14 +337,16 @@ impl Store {
     /// Start what is due in the outbox: the intents of one container in
     /// order, in a task of their own, beside other containers' tasks. A
     /// container whose task is still running (say its server does not
-    /// answer) is left for a later round: it delays no other container.
+    /// answer) is left for a later round: it delays no other container,
+    /// however many of its intents wait before theirs.
     async fn start_due(&self, ports: &Arc<dyn ViewPort>, busy: &Busy) -> Result<(), StoreError> {
-        let due = self.backend.due_intents(system_now(), 16).await?;
         let mut groups: Vec<(Option<ContainerName>, Group)> = Vec::new();
-        for intent in due {
-            let Intent::RemapViews { hydration_id } = intent.intent;
-            let h = self.backend.hydration(hydration_id).await?;
+        for intent in self.due().await? {
+            let h = self.backend.hydration(intent.intent.hydration_id()).await?;
             let container = h.as_ref().map(|h| h.container.clone());
+            if container.as_ref().is_some_and(|c| Claim::is_taken(busy, c)) {
+                continue;
+            }
             match groups.iter_mut().find(|(c, _)| *c == container) {
                 Some((_, group)) => group.push(intent),
                 None => groups.push((container, vec![intent])),
@@ -274,13 +370,7 @@ impl Store {
         // claim has carried out some of these already: only what is still
         // due now runs (again, it could switch views back behind a newer
         // remap).
-        let still: HashSet<i64> = self
-            .backend
-            .due_intents(system_now(), 16)
-            .await?
-            .iter()
-            .map(|d| d.id)
-            .collect();
+        let still: HashSet<i64> = self.due().await?.iter().map(|d| d.id).collect();
         for (claim, mut group) in claimed {
             group.retain(|d| still.contains(&d.id));
             if group.is_empty() {
@@ -295,6 +385,33 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// The intents due now, oldest first: up to `DUE_PAGES` pages, so that
+    /// a busy container's waiting intents do not hide the others'.
+    async fn due(&self) -> Result<Vec<DueIntent>, StoreError> {
+        let now = system_now();
+        let mut due = Vec::new();
+        let mut after = 0;
+        for _ in 0..DUE_PAGES {
+            let page = self.backend.due_intents(now, after, DUE_PAGE).await?;
+            let full = page.len() == DUE_PAGE as usize;
+            after = page.last().map_or(after, |d| d.id);
+            due.extend(page);
+            if !full {
+                break;
+            }
+        }
+        Ok(due)
+    }
+
+    /// How the newest remap of `hydration`'s views is going (`None`: it
+    /// never went live, so none was asked for).
+    pub async fn remap_status(
+        &self,
+        hydration: HydrationId,
+    ) -> Result<Option<IntentStatus>, StoreError> {
+        self.backend.latest_intent_of(hydration).await
     }
 
     /// One container's due intents, oldest first. When one fails for a
@@ -486,6 +603,11 @@ struct Claim {
 }
 
 impl Claim {
+    fn is_taken(busy: &Busy, container: &ContainerName) -> bool {
+        let set = busy.lock().unwrap_or_else(|e| e.into_inner());
+        set.contains(container)
+    }
+
     /// `None` when another task has it.
     fn take(busy: &Busy, container: ContainerName) -> Option<Claim> {
         let mut set = busy.lock().unwrap_or_else(|e| e.into_inner());

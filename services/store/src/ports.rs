@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use sluice_core::aws_identity::ArnRule;
 use sluice_core::containers::{Container, ContainerName};
 use sluice_core::hydrations::{Hydration, HydrationId, HydrationState};
-use sluice_core::outbox::Intent;
+use sluice_core::outbox::{Intent, IntentStatus};
 use sluice_core::scheduling::{Compaction, Job, Run, RunId, RunState};
 use sluice_core::snapshots::{Refresh, Snapshot, SnapshotId};
 use sluice_core::views::{Remap, View};
@@ -278,12 +278,18 @@ pub struct HydrationQuery {
 /// The outbox and the consumer views it keeps in step. Plain statements:
 /// remaps are rare and off the hot paths.
 pub trait ViewStorePort: Send + Sync + 'static {
-    /// Pending intents due at `now`, oldest first.
+    /// Pending intents due at `now` with ids above `after`, oldest first.
     fn due_intents(
         &self,
         now: Millis,
+        after: i64,
         limit: u32,
     ) -> BoxFuture<'_, Result<Vec<DueIntent>, StoreError>>;
+    /// The newest intent carried out for `hydration`, however it went.
+    fn latest_intent_of(
+        &self,
+        hydration: HydrationId,
+    ) -> BoxFuture<'_, Result<Option<IntentStatus>, StoreError>>;
     /// An attempt failed in a way worth retrying at `next_attempt_at`.
     fn retry_intent<'a>(
         &'a self,

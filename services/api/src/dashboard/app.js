@@ -44,6 +44,18 @@ function span(seconds) {
   return Math.floor(s / 86400) + " d";
 }
 // An element whose text is the time since (or until) an instant, kept fresh.
+// How switching a live hydration's views is going, when it has not simply
+// happened: pending (attempts, next try, last error) or failed (why).
+function remapNote(remap) {
+  if (!remap || remap.state === "done") return null;
+  const head = remap.state === "pending"
+    ? [`views not switched yet: ${remap.attempts} attempts`, remap.next_attempt_at ? ", next " : "",
+      remap.next_attempt_at ? until(remap.next_attempt_at) : null]
+    : ["views not switched: refused"];
+  return h("div", { class: "error", "data-remap": remap.state }, ...head,
+    remap.error ? h("div", { class: "muted" }, remap.error) : null);
+}
+
 function since(iso) {
   return h("span", { "data-since": iso }, ago(iso));
 }
@@ -143,7 +155,7 @@ const views = {
           h("div", { class: "muted" }, p.rows_total ? `${p.rows_copied ?? 0} of ${p.rows_total} rows` : "")),
         h("td", {}, x.lag ? `${x.lag.snapshots} snapshots, ${span(x.lag.seconds)}` : "",
           x.lag && x.lag.diverged ? h("div", { class: "error" }, "diverged") : null),
-        h("td", {}, (x.views || []).join(", ")),
+        h("td", {}, (x.views || []).join(", "), remapNote(x.remap)),
         h("td", { class: "muted" }, x.lease_id),
         h("td", {}, p.reported_at ? since(p.reported_at) : h("span", { class: "muted" }, "never")),
       );

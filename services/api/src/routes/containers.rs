@@ -31,7 +31,7 @@ pub(crate) fn parse_name(raw: &str) -> Result<ContainerName, ApiError> {
         (status = 200, description = "Replaced", body = ContainerBody),
         (status = 403, description = "The role may not, or the token has scopes (`out_of_scope`)", body = ErrorBody),
         (status = 400, description = "Malformed request or name", body = ErrorBody),
-        (status = 422, description = "A field is missing or invalid for the kind", body = ErrorBody),
+        (status = 422, description = "A field is missing or invalid for the kind, or a schema is invalid or a system schema", body = ErrorBody),
     ))]
 async fn put_container(
     State(app): State<AppState>,
@@ -44,6 +44,7 @@ async fn put_container(
     // A container serves every scope that hydrates into it: where it is,
     // and so what every scope's views read, is not one scope's to change.
     caller.require_seen(None, &format!("container `{name}`"))?;
+    let schemas = body.schemas()?;
     let kind = body.kind()?;
     let now = sluice_store::system_now();
     let created = app
@@ -51,6 +52,7 @@ async fn put_container(
         .put_container(&Container {
             name: name.clone(),
             kind,
+            schemas,
             created_at: now,
             updated_at: now,
         })

@@ -14,6 +14,7 @@ use crate::routes::snapshots::refresh_error;
 use crate::{parse_table, waiting, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
+use sluice_core::containers::ContainerName;
 use sluice_core::hydrations::{
     rules, Hydration, HydrationId, HydrationState, LogView, NewHydration, ProgressReport,
     LEASE_PURPOSE,
@@ -95,26 +96,25 @@ async fn create(
     let holder = dto::holder(body.holder.unwrap_or_else(|| LEASE_PURPOSE.to_owned()))?;
     let idempotency_key = dto::idempotency_key(body.idempotency_key)?;
     let wait = wait_seconds(body.wait_seconds)?;
-    app.store
+    let found = app
+        .store
         .container(&container)
         .await?
         .ok_or_else(not_found(&container))?;
+    for (what, name) in
+        std::iter::once(("target", &new.target)).chain(new.views.iter().map(|v| ("view", v)))
+    {
+        found.check_place(what, name).map_err(|e| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "schema_not_allowed", e.0)
+        })?;
+    }
     if app.store.table_catalog(&table).await?.is_none() {
         return Err(RuleError::TableNotFound(table).into());
     }
     // A view belongs to the scope of the table it is fed from: a hydration
-    // may name views that are free or fed from tables its caller sees.
-    for name in &new.views {
-        if let Some(view) = app.store.view(&container, name).await? {
-            let fed = app.store.view_table(&view).await?;
-            if fed.as_ref() != Some(&table) {
-                caller.require_seen(
-                    fed.as_ref(),
-                    &format!("view `{name}` of container `{container}`"),
-                )?;
-            }
-        }
-    }
+    // may name views that are free, or fed from (or promised to, by a
+    // hydration not yet finished) tables its caller sees.
+    require_views(&app, &caller, &new.views, &container, &table, UNFINISHED).await?;
     let log = log_for(
         &app,
         &table,
@@ -216,6 +216,20 @@ async fn progress(
         rows_total: rows("rows_total", body.rows_total)?,
     };
     let h = found(&app, &caller, id).await?;
+    if !h.state.is_mappable() {
+        // Two hydrations created while a view was free: the first to go
+        // live takes it, and the other may then map it only if its caller
+        // sees the table the view is fed from.
+        require_views(
+            &app,
+            &caller,
+            &h.views,
+            &h.container,
+            &h.table,
+            &[HydrationState::Live],
+        )
+        .await?;
+    }
     let log = log_for(
         &app,
         &h.table,
@@ -293,15 +307,27 @@ async fn get_hydration(
     let id = parse_id(&id)?;
     caller.require(Permission::ReadHydrations)?;
     let h = found(&app, &caller, id).await?;
-    Ok(axum::Json(HydrationBody::new(
-        h,
-        None,
-        sluice_store::system_now(),
-    )))
+    let remap = remap_status(&app, &h).await?;
+    Ok(axum::Json(
+        HydrationBody::new(h, None, sluice_store::system_now()).with_remap(remap),
+    ))
+}
+
+/// How switching a hydration's views went; only one that went live with
+/// views asked for it.
+async fn remap_status(
+    app: &AppState,
+    h: &Hydration,
+) -> Result<Option<sluice_core::outbox::IntentStatus>, ApiError> {
+    if h.views.is_empty() || !h.state.is_mappable() {
+        return Ok(None);
+    }
+    Ok(app.store.remap_status(h.id).await?)
 }
 
 /// Hydrations by id (creation order), filtered, a page at a time, with
-/// their lag: one query per page, no catalog call.
+/// their lag and, for those that went live with views, how switching the
+/// views went: no catalog call.
 #[utoipa::path(get, path = "/v1/hydrations", tag = "hydrations",
     params(HydrationParams),
     responses(
@@ -347,16 +373,52 @@ async fn list(
         .then(|| found.last().map(|h| h.id.to_string()))
         .flatten();
     let now = sluice_store::system_now();
+    let mut hydrations = Vec::with_capacity(found.len());
+    for h in found {
+        let remap = remap_status(&app, &h).await?;
+        hydrations.push(HydrationBody::new(h, None, now).with_remap(remap));
+    }
     Ok(axum::Json(HydrationsPage {
-        hydrations: found
-            .into_iter()
-            .map(|h| HydrationBody::new(h, None, now))
-            .collect(),
+        hydrations,
         next_after,
     }))
 }
 
 /// The hydration, if it exists and its table is in the caller's scopes.
+/// The hydration states that promise a view to their table.
+const UNFINISHED: &[HydrationState] = &[
+    HydrationState::Pending,
+    HydrationState::Snapshot,
+    HydrationState::CatchingUp,
+    HydrationState::Live,
+];
+
+/// Refuse (403 `out_of_scope`) views fed from, or promised by hydrations
+/// in `states` to, a table other than `table` that `caller` does not see.
+async fn require_views(
+    app: &AppState,
+    caller: &Caller,
+    views: &[String],
+    container: &ContainerName,
+    table: &TableName,
+    states: &[HydrationState],
+) -> Result<(), ApiError> {
+    if !caller.scoped() {
+        return Ok(());
+    }
+    for name in views {
+        for claimed in app.store.view_claims(container, name, states).await? {
+            if &claimed != table {
+                caller.require_seen(
+                    Some(&claimed),
+                    &format!("view `{name}` of container `{container}`"),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn found(app: &AppState, caller: &Caller, id: HydrationId) -> Result<Hydration, ApiError> {
     let h = app
         .store

@@ -5,6 +5,7 @@ use crate::auth::Caller;
 use crate::dto;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
+use crate::hydration_dto::RemapStatusBody;
 use crate::routes::containers::{not_found, parse_name};
 use crate::view_dto::{
     Orphan, OrphansBody, PutViewBody, RemapBody, RollbackBody, ViewBody, ViewParams, ViewsPage,
@@ -66,7 +67,13 @@ async fn answer(
         .ok_or_else(|| view_not_found(container, view))?;
     require_view(app, caller, &found).await?;
     let history = app.store.view_history(container, view, HISTORY).await?;
-    Ok(ViewBody::new(found, Some(history)))
+    let mut body = ViewBody::new(found, Some(history));
+    body.pending_remap = app
+        .store
+        .view_remap_status(container, view)
+        .await?
+        .map(RemapStatusBody::from);
+    Ok(body)
 }
 
 /// A view belongs to the scope of the table it is fed from: 403

@@ -14,7 +14,7 @@ use super::write::{Committed, Expect, Write};
 use super::{DynamoBackend, TRANSACT_RETRIES};
 use crate::error::StoreError;
 use crate::ports::ContainerPort;
-use crate::rows::containers::{kind_columns, ContainerRow};
+use crate::rows::containers::{kind_columns, schemas_column, ContainerRow};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,9 @@ struct Stored {
     kind: String,
     connection: Option<String>,
     glue_database: Option<String>,
+    /// Written by later versions only: absent, the container allows any.
+    #[serde(default)]
+    schemas: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -40,6 +43,7 @@ impl Stored {
             kind: self.kind,
             connection: self.connection,
             glue_database: self.glue_database,
+            schemas: self.schemas,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -67,6 +71,7 @@ impl ContainerPort for DynamoBackend {
                     kind: kind.to_owned(),
                     connection,
                     glue_database,
+                    schemas: schemas_column(c),
                     created_at,
                     updated_at: c.updated_at.0,
                 };

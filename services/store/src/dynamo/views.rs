@@ -30,7 +30,8 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use sluice_core::containers::ContainerName;
-use sluice_core::outbox::Intent;
+use sluice_core::hydrations::HydrationId;
+use sluice_core::outbox::{Intent, IntentState, IntentStatus};
 use sluice_core::views::{Remap, View};
 use sluice_core::{Millis, NewEvent};
 use std::collections::{BTreeMap, HashSet};
@@ -39,6 +40,14 @@ use std::sync::OnceLock;
 
 const VIEWS: &str = "view";
 const INTENTS: &str = "intent";
+/// `intent-of` / HYDRATION_ID: the id of the newest intent carried out
+/// for a hydration (what SQL's `outbox_by_hydration` index finds).
+const INTENT_OF: &str = "intent-of";
+
+#[derive(Serialize, Deserialize)]
+struct IntentOf {
+    id: i64,
+}
 
 fn view_sk(container: &str, name: &str) -> String {
     format!("{container}#{name}")
@@ -60,24 +69,6 @@ fn put_view(write: &mut Write, view: &View, expect: Expect, remaps: i64) {
         view,
         [number_attr("remaps", remaps)],
     );
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum IntentState {
-    Pending,
-    Done,
-    Failed,
-}
-
-impl IntentState {
-    fn as_str(self) -> &'static str {
-        match self {
-            IntentState::Pending => "pending",
-            IntentState::Done => "done",
-            IntentState::Failed => "failed",
-        }
-    }
 }
 
 /// An outbox row as the SQL backends hold it.
@@ -137,6 +128,24 @@ pub(super) fn put_intents(write: &mut Write, intents: &[Intent], at: Millis) {
             error: None,
         };
         put_intent(write, &stored, Expect::Absent);
+        let of = IntentOf { id: stored.id };
+        let hydration = intent.hydration_id().to_string();
+        write.put(INTENT_OF, &hydration, Expect::Any, &of, []);
+    }
+}
+
+impl From<StoredIntent> for IntentStatus {
+    fn from(s: StoredIntent) -> IntentStatus {
+        IntentStatus {
+            id: s.id,
+            intent: s.intent,
+            state: s.state,
+            attempts: s.attempts,
+            error: s.error,
+            created_at: s.created_at,
+            next_attempt_at: s.next_attempt_at,
+            finished_at: s.finished_at,
+        }
     }
 }
 
@@ -194,13 +203,15 @@ impl ViewStorePort for DynamoBackend {
     fn due_intents(
         &self,
         now: Millis,
+        after: i64,
         limit: u32,
     ) -> BoxFuture<'_, Result<Vec<DueIntent>, StoreError>> {
         async move {
             // Oldest first by id; reads on past finished intents until
             // `limit` due ones are found.
+            let range = Range::After(padded(after));
             let items = self
-                .query(INTENTS, Range::All, true, limit as usize, |item| {
+                .query(INTENTS, range, true, limit as usize, |item| {
                     matches!(text(item, "state"), Ok("pending"))
                         && number(item, "next").is_some_and(|next| next <= now.0)
                 })
@@ -216,6 +227,25 @@ impl ViewStorePort for DynamoBackend {
                     })
                 })
                 .collect()
+        }
+        .boxed()
+    }
+
+    fn latest_intent_of(
+        &self,
+        hydration: HydrationId,
+    ) -> BoxFuture<'_, Result<Option<IntentStatus>, StoreError>> {
+        async move {
+            let Some(of) = self
+                .get_doc::<IntentOf>(INTENT_OF, &hydration.to_string())
+                .await?
+            else {
+                return Ok(None);
+            };
+            let Some(item) = self.get(INTENTS, &padded(of.id)).await? else {
+                return Ok(None);
+            };
+            Ok(Some(doc::<StoredIntent>(&item)?.into()))
         }
         .boxed()
     }

@@ -12,6 +12,8 @@ pub struct ContainerRow {
     pub kind: String,
     pub connection: Option<String>,
     pub glue_database: Option<String>,
+    /// The allowed schemas, a JSON array; `NULL`: any but the system ones.
+    pub schemas: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -28,9 +30,16 @@ impl TryFrom<ContainerRow> for Container {
             ("glue", _, Some(db)) => ContainerKind::Glue { database: db },
             (kind, _, _) => return Err(corrupt("containers.kind", kind)),
         };
+        let schemas = match &r.schemas {
+            Some(list) => {
+                serde_json::from_str(list).map_err(|_| corrupt("containers.schemas", list))?
+            }
+            None => Vec::new(),
+        };
         Ok(Container {
             name: ContainerName::parse(&r.name).map_err(|_| corrupt("containers.name", &r.name))?,
             kind,
+            schemas,
             created_at: Millis(r.created_at),
             updated_at: Millis(r.updated_at),
         })
@@ -45,16 +54,23 @@ pub fn kind_columns(kind: &ContainerKind) -> (&'static str, Option<String>, Opti
     }
 }
 
+/// The stored `schemas` column: `NULL` when the container allows any.
+pub fn schemas_column(c: &Container) -> Option<String> {
+    (!c.schemas.is_empty()).then(|| super::json_list(&c.schemas))
+}
+
 pub const CONTAINER_EXISTS: &str = "SELECT 1 FROM containers WHERE name = $1";
 
 /// Insert or replace; `created_at` stays what it was.
-pub const UPSERT_CONTAINER: &str = "INSERT INTO containers (name, kind, connection, glue_database, \
-     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (name) DO UPDATE SET \
-     kind = excluded.kind, connection = excluded.connection, glue_database = excluded.glue_database, \
+pub const UPSERT_CONTAINER: &str =
+    "INSERT INTO containers (name, kind, connection, glue_database, \
+     schemas, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (name) DO \
+     UPDATE SET kind = excluded.kind, connection = excluded.connection, \
+     glue_database = excluded.glue_database, schemas = excluded.schemas, \
      updated_at = excluded.updated_at";
 
-pub const CONTAINER_BY_NAME: &str = "SELECT name, kind, connection, glue_database, created_at, \
-     updated_at FROM containers WHERE name = $1";
+pub const CONTAINER_BY_NAME: &str = "SELECT name, kind, connection, glue_database, schemas, \
+     created_at, updated_at FROM containers WHERE name = $1";
 
-pub const CONTAINER_PAGE: &str = "SELECT name, kind, connection, glue_database, created_at, \
-     updated_at FROM containers WHERE name > $1 ORDER BY name LIMIT $2";
+pub const CONTAINER_PAGE: &str = "SELECT name, kind, connection, glue_database, schemas, \
+     created_at, updated_at FROM containers WHERE name > $1 ORDER BY name LIMIT $2";

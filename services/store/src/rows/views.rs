@@ -3,7 +3,7 @@
 use crate::error::StoreError;
 use crate::rows::corrupt;
 use sluice_core::containers::ContainerName;
-use sluice_core::outbox::Intent;
+use sluice_core::outbox::{Intent, IntentState, IntentStatus};
 use sluice_core::views::{Remap, View};
 use sluice_core::Millis;
 
@@ -64,4 +64,44 @@ pub struct IntentRow {
     pub id: i64,
     pub payload: String,
     pub attempts: i32,
+}
+
+/// An intent with how it is going.
+#[derive(sqlx::FromRow)]
+pub struct IntentStatusRow {
+    pub id: i64,
+    pub payload: String,
+    pub state: String,
+    pub attempts: i32,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub next_attempt_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// The newest intent carried out for hydration `$1`.
+pub const LATEST_INTENT_OF: &str = "SELECT id, payload, state, attempts, error, created_at, \
+     next_attempt_at, finished_at FROM outbox WHERE hydration_id = $1 ORDER BY id DESC LIMIT 1";
+
+/// Pending intents due at `$1` with ids above `$2`, oldest first.
+pub const DUE_INTENTS: &str = "SELECT id, payload, attempts FROM outbox WHERE state = 'pending' \
+     AND next_attempt_at <= $1 AND id > $2 ORDER BY id LIMIT $3";
+
+pub const INSERT_INTENT: &str = "INSERT INTO outbox (kind, payload, hydration_id, state, \
+     created_at, next_attempt_at) VALUES ($1, $2, $3, 'pending', $4, $4)";
+
+impl TryFrom<IntentStatusRow> for IntentStatus {
+    type Error = StoreError;
+    fn try_from(r: IntentStatusRow) -> Result<IntentStatus, StoreError> {
+        Ok(IntentStatus {
+            id: r.id,
+            intent: decode_intent(&r.payload)?,
+            state: IntentState::parse(&r.state).ok_or_else(|| corrupt("outbox.state", &r.state))?,
+            attempts: r.attempts.max(0) as u32,
+            error: r.error,
+            created_at: Millis(r.created_at),
+            next_attempt_at: Millis(r.next_attempt_at),
+            finished_at: r.finished_at.map(Millis),
+        })
+    }
 }

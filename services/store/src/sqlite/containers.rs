@@ -22,6 +22,7 @@ impl ContainerPort for SqliteBackend {
                 .bind(kind)
                 .bind(connection)
                 .bind(database)
+                .bind(schemas_column(c))
                 .bind(c.updated_at.0)
                 .execute(&mut *tx)
                 .await?;

@@ -8,7 +8,8 @@ use crate::rows::views::*;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use sluice_core::containers::ContainerName;
-use sluice_core::outbox::Intent;
+use sluice_core::hydrations::HydrationId;
+use sluice_core::outbox::{Intent, IntentStatus};
 use sluice_core::views::{Remap, View};
 use sluice_core::{Millis, NewEvent};
 use sqlx::{Sqlite, Transaction};
@@ -20,15 +21,13 @@ pub(super) async fn write_intents(
     now: Millis,
 ) -> Result<(), StoreError> {
     for intent in intents {
-        sqlx::query(
-            "INSERT INTO outbox (kind, payload, state, created_at, next_attempt_at) \
-             VALUES (?1, ?2, 'pending', ?3, ?3)",
-        )
-        .bind(intent.kind())
-        .bind(intent_payload(intent))
-        .bind(now.0)
-        .execute(&mut **tx)
-        .await?;
+        sqlx::query(INSERT_INTENT)
+            .bind(intent.kind())
+            .bind(intent_payload(intent))
+            .bind(intent.hydration_id().to_string())
+            .bind(now.0)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
@@ -37,17 +36,16 @@ impl ViewStorePort for SqliteBackend {
     fn due_intents(
         &self,
         now: Millis,
+        after: i64,
         limit: u32,
     ) -> BoxFuture<'_, Result<Vec<DueIntent>, StoreError>> {
         async move {
-            let rows: Vec<IntentRow> = sqlx::query_as(
-                "SELECT id, payload, attempts FROM outbox WHERE state = 'pending' \
-                 AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2",
-            )
-            .bind(now.0)
-            .bind(i64::from(limit))
-            .fetch_all(&self.readers)
-            .await?;
+            let rows: Vec<IntentRow> = sqlx::query_as(DUE_INTENTS)
+                .bind(now.0)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.readers)
+                .await?;
             rows.into_iter()
                 .map(|r| {
                     Ok(DueIntent {
@@ -57,6 +55,20 @@ impl ViewStorePort for SqliteBackend {
                     })
                 })
                 .collect()
+        }
+        .boxed()
+    }
+
+    fn latest_intent_of(
+        &self,
+        hydration: HydrationId,
+    ) -> BoxFuture<'_, Result<Option<IntentStatus>, StoreError>> {
+        async move {
+            let row: Option<IntentStatusRow> = sqlx::query_as(LATEST_INTENT_OF)
+                .bind(hydration.to_string())
+                .fetch_optional(&self.readers)
+                .await?;
+            row.map(IntentStatus::try_from).transpose()
         }
         .boxed()
     }
