@@ -946,9 +946,23 @@ async fn remaps_the_container_refuses_answer_409_and_change_nothing() {
 /// with its attempts, last error and next try.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_keeps_views_in_its_schemas_and_shows_how_remaps_go() {
+    a_container_keeps_views_in_its_schemas_and_shows_how_remaps_go_on(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_keeps_views_in_its_schemas_and_shows_how_remaps_go_postgres() {
+    a_container_keeps_views_in_its_schemas_and_shows_how_remaps_go_on(Backend::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_keeps_views_in_its_schemas_and_shows_how_remaps_go_dynamodb() {
+    a_container_keeps_views_in_its_schemas_and_shows_how_remaps_go_on(Backend::Dynamodb).await
+}
+
+async fn a_container_keeps_views_in_its_schemas_and_shows_how_remaps_go_on(backend: Backend) {
     let url = container_database().await;
     let mut conn = PgConnection::connect(&url).await.unwrap();
-    let (server, snapshot) = setup_on(Backend::Sqlite, &[], &url).await;
+    let (server, snapshot) = setup_on(backend, &[], &url).await;
     let put = |schemas: Value, url: &str| {
         send(
             &server,
