@@ -1,7 +1,7 @@
 """A compaction job as sluice starts it through Glue: it reads its lease,
 token, table and base snapshot from the job arguments, rewrites the
-table's data files as one `overwrite` snapshot whose summary carries the
-token (`sluice.lease-token`, the fence carried into Iceberg), and exits.
+table's data files as one `replace` snapshot (same rows, other files:
+what Iceberg calls a compaction) whose summary carries the token (`sluice.lease-token`, the fence carried into Iceberg), and exits.
 It reads sluice's arguments with the client's `from_glue_args`.
 
     compact.py --catalog CATALOG_JSON --mode rewrite|noop|foreign-token
@@ -22,11 +22,25 @@ import uuid
 
 from pyiceberg.catalog import load_catalog
 from pyiceberg.io.pyarrow import _dataframe_to_data_files
+from pyiceberg.table.refs import MAIN_BRANCH
+from pyiceberg.table.snapshots import Operation, Summary
+from pyiceberg.table.update.snapshot import _OverwriteFiles
 
 # The job's one dependency on sluice: its client (as Glue's
 # --additional-python-modules would install it).
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "clients", "python", "src"))
 from sluice_client import TOKEN_PROPERTY, from_glue_args  # noqa: E402
+
+
+class _Rewrite(_OverwriteFiles):
+    """Files swapped without changing a row, committed as Iceberg names that
+    (`replace`, as Spark's rewrite_data_files does). pyiceberg writes
+    summaries for append, overwrite and delete only: the totals are counted
+    as an overwrite's, and the snapshot is named `replace`."""
+
+    def _summary(self, snapshot_properties=None):
+        counted = super()._summary(snapshot_properties or {})
+        return Summary(operation=Operation.REPLACE, **counted.additional_properties)
 
 
 def main(argv):
@@ -51,6 +65,12 @@ def main(argv):
     fence = glue.snapshot_properties()
     if mode == "foreign-token":
         fence[TOKEN_PROPERTY] = str(glue.token + 1000)
+    rewrite(table, fence)
+
+
+def rewrite(table, properties):
+    """Rewrite every data file of `table` into new ones: one `replace`
+    snapshot with `properties` in its summary."""
     old = [task.file for task in table.scan().plan_files()]
     df = table.scan().to_arrow()
     with table.transaction() as tx:
@@ -59,7 +79,9 @@ def main(argv):
                 table_metadata=tx.table_metadata, df=df, io=tx._table.io, write_uuid=uuid.uuid4()
             )
         )
-        with tx.update_snapshot(snapshot_properties=fence).overwrite() as ow:
+        swap = _Rewrite(operation=Operation.OVERWRITE, transaction=tx, io=tx._table.io,
+                        branch=MAIN_BRANCH, snapshot_properties=properties)
+        with swap as ow:
             for f in old:
                 ow.delete_data_file(f)
             for f in new:

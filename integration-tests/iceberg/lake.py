@@ -98,6 +98,12 @@ def main(argv):
         )
         t.append(df)
         print(t.current_snapshot().snapshot_id)
+    elif command == "compact":
+        from compact import rewrite  # the compaction job's own rewrite
+
+        t = cat.load_table(table)
+        rewrite(t, {})
+        print(cat.load_table(table).current_snapshot().snapshot_id)
     elif command == "expire":
         t = cat.load_table(table)
         t.maintenance.expire_snapshots().by_id(int(argv[4])).commit()

@@ -120,6 +120,12 @@ def later_snapshots(table, applied):
     return list(reversed(chain))
 
 
+def is_replace(table, snapshot_id):
+    """A `replace` snapshot (compaction) rewrites files without changing a row."""
+    summary = table.snapshot_by_id(snapshot_id).summary
+    return summary is not None and str(getattr(summary.operation, "value", summary.operation)) == "replace"
+
+
 def report(client, hydration, table_name, **progress):
     """Report progress; a snapshot sluice has not read from the catalog yet
     is found by asking it to refresh the table once."""
@@ -165,6 +171,14 @@ def run(args):
             table.refresh()
             for snapshot_id in later_snapshots(table, applied):
                 hydration.check()
+                if is_replace(table, snapshot_id):
+                    # A compaction: the same rows in other files, nothing to apply.
+                    applied = snapshot_id
+                    body = report(client, hydration, args.table, phase="catching_up",
+                                  snapshot_id=applied)
+                    print(json.dumps({"state": body["state"], "snapshot_id": applied,
+                                      "stepped_over": "replace"}), flush=True)
+                    continue
                 want = snapshot_rows(table, snapshot_id, target.columns)
                 have = target.rows()
                 upserts = [row for key, row in want.items() if have.get(key) != row]

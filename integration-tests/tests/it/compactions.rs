@@ -194,7 +194,7 @@ async fn a_compaction_waits_for_readers_then_rewrites_under_its_token_and_is_che
     assert_eq!(done["state"], "succeeded", "{done}");
     let token = done["token"].as_i64().unwrap();
 
-    // Iceberg holds the rewrite: an overwrite descending from the base,
+    // Iceberg holds the rewrite: a `replace` descending from the base,
     // the current snapshot, with the lease's token in its summary.
     let table = snapshots(&catalog).await;
     let current = table["current_snapshot_id"].as_i64().unwrap();
@@ -210,7 +210,7 @@ async fn a_compaction_waits_for_readers_then_rewrites_under_its_token_and_is_che
         .find(|s| s["snapshot_id"].as_i64() == Some(current))
         .unwrap()
         .clone();
-    assert_eq!(rewrite["operation"], "overwrite");
+    assert_eq!(rewrite["operation"], "replace");
     assert_eq!(rewrite["parent_id"], done["base_snapshot_id"]);
     let log = server
         .call(

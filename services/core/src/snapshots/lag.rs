@@ -7,12 +7,15 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lag {
     /// Snapshots in the current snapshot's ancestry after the applied one
-    /// (the whole ancestry when nothing is applied yet).
+    /// (the whole ancestry when nothing is applied yet) that carry a change
+    /// to apply: a `replace` snapshot (compaction, a rewrite of files) has
+    /// the same rows as its parent and is not counted.
     pub snapshots_behind: u64,
-    /// `now` minus the commit time of the oldest unapplied snapshot, in
-    /// whole seconds; 0 when caught up.
+    /// `now` minus the commit time of the oldest unapplied snapshot that
+    /// carries a change, in whole seconds; 0 when caught up.
     pub seconds_behind: i64,
-    /// The commit time of the oldest unapplied snapshot (`None`: caught up).
+    /// The commit time of the oldest unapplied snapshot with a change
+    /// (`None`: caught up).
     pub oldest_unapplied_at: Option<Millis>,
     /// The applied snapshot is no longer in the table: what came after it
     /// cannot be read incrementally any more.
@@ -25,7 +28,9 @@ pub struct Lag {
 
 /// The lag of `applied` behind `current`, walking parent links through the
 /// log (expired snapshots included: the log keeps them, so an expiry does
-/// not cut the chain).
+/// not cut the chain). Compaction is not lag: `replace` snapshots are
+/// stepped over, so a follower's lag after a compaction is what it was
+/// before it.
 pub fn lag(
     log: &[Snapshot],
     current: Option<SnapshotId>,
@@ -50,8 +55,10 @@ pub fn lag(
         let Some(snapshot) = by_id.get(&id) else {
             break;
         };
-        behind += 1;
-        oldest_unapplied = Some(snapshot.timestamp);
+        if carries_change(snapshot) {
+            behind += 1;
+            oldest_unapplied = Some(snapshot.timestamp);
+        }
         steps += 1;
         if steps > log.len() {
             break;
@@ -66,4 +73,11 @@ pub fn lag(
         applied_expired: applied_expired && applied != current,
         diverged: !found,
     }
+}
+
+/// Whether a follower has anything to apply for `snapshot`: all but
+/// `replace`, which rewrites files without changing a row (Iceberg's
+/// `DataOperations.REPLACE`: compaction, sorting, rewriting manifests).
+pub fn carries_change(snapshot: &Snapshot) -> bool {
+    snapshot.operation != "replace"
 }

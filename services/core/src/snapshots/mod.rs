@@ -12,6 +12,6 @@ mod log;
 mod retention;
 
 pub use catalog::{CatalogError, CatalogFuture, CatalogPort, TableMetadata};
-pub use lag::{lag, Lag};
+pub use lag::{carries_change, lag, Lag};
 pub use log::{refresh, Refresh, Snapshot, SnapshotId};
 pub use retention::{readers, retention, Reader, Retention, CLOCK_SKEW_MS};

@@ -73,6 +73,44 @@ proptest! {
         prop_assert_eq!(got.applied_expired, applied < expire_below.min(n - 1));
     }
 
+    /// Compaction is not lag: `replace` snapshots anywhere in the chain are
+    /// never counted, and the lag after one is what it was before it.
+    #[test]
+    fn lag_never_counts_replace_snapshots(
+        ops in proptest::collection::vec(prop_oneof![
+            Just("append"), Just("overwrite"), Just("delete"), Just("replace")
+        ], 1..40),
+        applied in proptest::option::of(0usize..40),
+        step in 1i64..100_000,
+    ) {
+        let n = ops.len();
+        let mut log = chain(n, 1_000_000, step);
+        for (s, op) in log.iter_mut().zip(&ops) {
+            s.operation = (*op).into();
+        }
+        let applied = applied.map(|a| a % n);
+        let now = Millis(1_000_000 + n as i64 * step + 5_000);
+        let got = lag(&log, Some(log[n - 1].id), applied.map(|a| log[a].id), now);
+        let after = applied.map_or(0, |a| a + 1);
+        let unapplied: Vec<&Snapshot> = log[after..].iter().filter(|s| s.operation != "replace").collect();
+        prop_assert_eq!(got.snapshots_behind, unapplied.len() as u64);
+        prop_assert_eq!(got.oldest_unapplied_at, unapplied.first().map(|s| s.timestamp));
+        prop_assert_eq!(got.seconds_behind, unapplied.first().map_or(0, |s| (now.0 - s.timestamp.0) / 1000));
+        // A compaction committed now changes nothing of it.
+        let mut compacted = log.clone();
+        let mut replace = log[n - 1].clone();
+        replace.id = 7;
+        replace.parent_id = Some(log[n - 1].id);
+        replace.sequence_number += 1;
+        replace.timestamp = Millis(now.0 - 1);
+        replace.operation = "replace".into();
+        compacted.push(replace);
+        let after_compaction = lag(&compacted, Some(7), applied.map(|a| log[a].id), now);
+        prop_assert_eq!(after_compaction.snapshots_behind, got.snapshots_behind);
+        prop_assert_eq!(after_compaction.seconds_behind, got.seconds_behind);
+        prop_assert!(!after_compaction.diverged);
+    }
+
     #[test]
     fn a_refresh_adds_each_unknown_snapshot_once_and_expires_each_missing_one(
         n in 0usize..30, known_upto in 0usize..30, listed_from in 0usize..30,
