@@ -140,10 +140,10 @@ async fn dashboard_in_a_browser() {
         "{seen}"
     );
     // The first of 10,000 tables' pages renders: 50 rows, in name order,
-    // well within the 3 s a request may take (how fast is a printed figure,
-    // not a pass mark); the next page goes on from there.
+    // within the 3 s a request may take (how fast is not checked here:
+    // scripts/latency-bench.sh measures the page's request); the next page
+    // goes on from there.
     assert_eq!(seen["first_page_rows"], 50, "{seen}");
-    println!("first page of 10,000 tables: {} ms", seen["first_page_ms"]);
     assert!(seen["first_page_ms"].as_f64().unwrap() < 3000.0, "{seen}");
     assert_eq!(seen["second_page_first"], "lake.t00050", "{seen}");
     // Live: the lease within a second of its grant, without a reload.
@@ -236,5 +236,5 @@ async fn pages_are_public_and_locked_down() {
         .send(Method::GET, "/ui/nothing.js", None)
         .await
         .unwrap();
-    assert_eq!(unknown.status, 404);
+    crate::errors::assert_error("/ui/nothing.js", &unknown, 404, "not_found");
 }

@@ -45,7 +45,12 @@ async fn raw(
     if let Some(content_type) = content_type {
         request = request.header(reqwest::header::CONTENT_TYPE, content_type);
     }
-    let response = request.send().await?;
+    answer_of(request.send().await?).await
+}
+
+/// A response as its status and JSON body (or the body's text as a JSON
+/// string), for a request not sent through `raw::Client`.
+pub(crate) async fn answer_of(response: reqwest::Response) -> reqwest::Result<Answer> {
     let status = response.status().as_u16();
     let bytes = response.bytes().await?;
     let body = serde_json::from_slice(&bytes)

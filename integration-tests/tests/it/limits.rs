@@ -68,7 +68,12 @@ async fn more_long_polls_than_allowed_are_refused_with_429() {
         )
         .await
         .unwrap();
-    assert_eq!(queued.status, 429, "refused before it queues: {queued:?}");
+    crate::errors::assert_error(
+        "an acquire that would wait, refused before it queues",
+        &queued,
+        429,
+        "too_many_long_polls",
+    );
     assert_eq!(
         c.lease(&waiting.lease_id, 0).await.unwrap().status,
         200,
@@ -86,9 +91,8 @@ async fn oversized_headers_are_refused_with_the_json_error_body() {
         .send()
         .await
         .unwrap();
-    assert_eq!(answer.status().as_u16(), 431);
-    let body: serde_json::Value = answer.json().await.unwrap();
-    assert_eq!(body["error"]["type"], "headers_too_large");
+    let answer = crate::errors::answer_of(answer).await.unwrap();
+    crate::errors::assert_error("20 KiB of headers", &answer, 431, "headers_too_large");
 }
 
 /// Where the server listens, for raw sockets.
@@ -159,21 +163,14 @@ async fn connections_that_never_finish_their_headers_are_closed_while_health_che
         "closed between {:?} and {last:?}",
         closed_after[0]
     );
-    latencies.sort();
-    let worst = *latencies.last().unwrap();
-    println!(
-        "healthz under 500 slow-header clients: {} checks, median {:?}, worst {worst:?}",
-        latencies.len(),
-        latencies[latencies.len() / 2]
-    );
     // The behaviour: slow-header clients never hold a health check up to
-    // their own deadline (3 s). How fast it stays is a figure, not a
-    // pass mark: printed here, measured on a quiet machine by a benchmark.
-    let p95 = latencies[latencies.len() * 95 / 100];
-    println!("healthz p95 under 500 slow-header clients: {p95:?}");
+    // their own deadline (3 s). How fast it stays is not checked here:
+    // scripts/latency-bench.sh measures it (BENCHMARKS.md).
+    let worst = *latencies.iter().max().unwrap();
     assert!(
         worst < Duration::from_millis(1500),
-        "a health check waited {worst:?}, near the 3 s header deadline"
+        "a health check waited {worst:?} of {} checks, near the 3 s header deadline",
+        latencies.len()
     );
 }
 

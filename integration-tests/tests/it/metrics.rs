@@ -2,6 +2,7 @@
 //! authentication, and its counters move as requests are answered and
 //! refused; routes are labelled by their template, never by raw ids.
 
+use crate::errors::{answer_of, assert_error};
 use crate::harness::Server;
 use crate::lake::venv;
 use reqwest::Method;
@@ -87,17 +88,24 @@ async fn metrics_parse_and_move_with_requests_and_refusals() {
     // A fencing refusal, twice; an unknown table; no token at all.
     for _ in 0..2 {
         let stale = admin.heartbeat(&id, Some(token + 1)).await.unwrap();
-        assert_eq!(stale.status, 409, "{}", stale.body);
+        assert_error(
+            "a heartbeat with a future token",
+            &stale,
+            409,
+            "stale_token",
+        );
     }
     let missing = admin
         .send(Method::GET, "/v1/tables/sales.nope", None)
         .await
         .unwrap();
-    assert_eq!(missing.status, 404);
-    let anonymous = reqwest::get(format!("{}/v1/tables", server.url))
+    assert_error("an unknown table", &missing, 404, "table_not_found");
+    let anonymous = server
+        .client
+        .send(Method::GET, "/v1/tables", None)
         .await
         .unwrap();
-    assert_eq!(anonymous.status(), 401);
+    assert_error("no token", &anonymous, 401, "missing_token");
 
     let after = scrape(&server).await;
     let moved = |name: &str, labels: &[(&str, &str)]| {
@@ -188,7 +196,7 @@ async fn store_gauges_and_lease_counters_move() {
 
     // A refusal, for the refusal counter.
     let unknown = server.call(Method::GET, "/v1/tables/no.such", None).await;
-    assert_eq!(unknown.status, 404);
+    assert_error("an unknown table", &unknown, 404, "table_not_found");
     // A reader that holds, a hydration pinned to the first snapshot (one
     // more reader), a compaction that waits behind them, a reader that
     // lets its TTL pass.
@@ -393,11 +401,19 @@ async fn made_up_methods_and_paths_leave_the_series_bounded() {
             for i in 0..n {
                 for (method, path) in odd(round, i) {
                     let answer = http
-                        .request(method, format!("{url}{path}"))
+                        .request(method.clone(), format!("{url}{path}"))
                         .send()
                         .await
                         .unwrap();
-                    assert!(answer.status().is_client_error(), "{path}: {answer:?}");
+                    let answer = answer_of(answer).await.unwrap();
+                    // /healthz is public and takes only GET; the rest ask
+                    // for a token before any route is looked for.
+                    let (status, kind) = if path == "/healthz" {
+                        (405, "method_not_allowed")
+                    } else {
+                        (401, "missing_token")
+                    };
+                    assert_error(&format!("{method} {path}"), &answer, status, kind);
                 }
             }
         }
@@ -414,7 +430,8 @@ async fn made_up_methods_and_paths_leave_the_series_bounded() {
         .send()
         .await
         .unwrap();
-    assert!(answer.status().is_client_error(), "{answer:?}");
+    let answer = answer_of(answer).await.unwrap();
+    assert_error("a 15,000-letter method", &answer, 405, "method_not_allowed");
     let after = scrape(&server).await;
 
     let series = |samples: &[Value]| {

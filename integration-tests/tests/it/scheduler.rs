@@ -4,6 +4,7 @@
 //! operator actions, an every-minute schedule on the real clock, and every
 //! input error a caller can make.
 
+use crate::errors::assert_error;
 use crate::glue_double::GlueDouble;
 use crate::harness::{Backend, Server};
 use reqwest::Method;
@@ -221,8 +222,7 @@ async fn a_failing_run_is_retried_with_back_off_dead_lettered_and_an_operator_re
     let again = server
         .call(Method::POST, &format!("/v1/runs/{id}/retry"), None)
         .await;
-    assert_eq!(again.status, 409, "{}", again.body);
-    assert_eq!(again.body["error"]["type"], "run_state");
+    assert_error("retry of a succeeded run", &again, 409, "run_state");
     let listed = server
         .call(Method::GET, "/v1/runs?job=flaky&state=succeeded", None)
         .await;
@@ -428,7 +428,7 @@ async fn an_operator_cancel_stops_the_glue_run_on(backend: Backend) {
     let again = server
         .call(Method::POST, &format!("/v1/runs/{queued}/cancel"), None)
         .await;
-    assert_eq!(again.status, 409, "{}", again.body);
+    assert_error("cancel of a cancelled run", &again, 409, "run_state");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -536,12 +536,14 @@ async fn every_input_error_is_a_4xx_with_the_json_error_body_on(backend: Backend
         (json!({ "timezone": "../etc/passwd" }), "IANA"),
     ] {
         let answer = put("j", patch.clone()).await;
-        assert_eq!(answer.status, 422, "{patch}: {}", answer.body);
+        assert_error(&patch.to_string(), &answer, 422, "invalid_request");
         let message = answer.body["error"]["message"].as_str().unwrap();
         assert!(message.contains(says), "{patch}: {message}");
     }
     let bad_name = put("a b", json!({})).await;
-    assert_eq!(bad_name.status, 422, "{}", bad_name.body);
+    assert_error("job name `a b`", &bad_name, 422, "invalid_request");
+    let message = bad_name.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("job name `a b`"), "{message}");
     let bad_json = reqwest::Client::new()
         .put(format!("{}/v1/jobs/j", server.url))
         .header("Content-Type", "application/json")
@@ -549,15 +551,12 @@ async fn every_input_error_is_a_4xx_with_the_json_error_body_on(backend: Backend
         .send()
         .await
         .unwrap();
-    assert_eq!(bad_json.status(), 400);
-    let body: Value = bad_json.json().await.unwrap();
-    assert_eq!(body["error"]["type"], "malformed_json", "{body}");
+    let bad_json = crate::errors::answer_of(bad_json).await.unwrap();
+    assert_error("a truncated body", &bad_json, 400, "malformed_json");
     let unknown_field = put("j", json!({ "retries": 3 })).await;
-    assert!(
-        matches!(unknown_field.status, 400 | 422),
-        "{}",
-        unknown_field.body
-    );
+    assert_error("an unknown field", &unknown_field, 422, "invalid_request");
+    let message = unknown_field.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("unknown field `retries`"), "{message}");
 
     for (method, path, status, kind) in [
         (Method::GET, "/v1/jobs/missing", 404, "job_not_found"),
@@ -596,8 +595,7 @@ async fn every_input_error_is_a_4xx_with_the_json_error_body_on(backend: Backend
     ] {
         let body = (method == Method::POST).then(|| json!({}));
         let answer = server.call(method.clone(), path, body).await;
-        assert_eq!(answer.status, status, "{method} {path}: {}", answer.body);
-        assert_eq!(answer.body["error"]["type"], kind, "{path}");
+        assert_error(&format!("{method} {path}"), &answer, status, kind);
     }
 
     // Compactions: an unknown table, a table naming no job, a job not
@@ -647,9 +645,13 @@ async fn every_input_error_is_a_4xx_with_the_json_error_body_on(backend: Backend
         json!({ "requested_by": "cron", "not_before": "soon" }),
     )
     .await;
-    assert_eq!(answer.status, 422, "{}", answer.body);
+    assert_error("not_before `soon`", &answer, 422, "invalid_request");
+    let message = answer.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("not_before"), "{message}");
     let answer = compact("sales.orders", json!({ "requested_by": "" })).await;
-    assert_eq!(answer.status, 422, "{}", answer.body);
+    assert_error("an empty requested_by", &answer, 422, "invalid_request");
+    let message = answer.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("requested_by"), "{message}");
     // A compaction job is not started by hand.
     define(
         &server,
@@ -851,7 +853,9 @@ async fn runs_list_newest_first_page_by_page_on_every_backend() {
         let bad = server
             .call(Method::GET, "/v1/runs?order=sideways", None)
             .await;
-        assert_eq!(bad.status, 400, "{}", bad.body);
+        assert_error("order=sideways", &bad, 400, "invalid_query");
+        let message = bad.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("sideways"), "{message}");
     }
 }
 
@@ -936,7 +940,7 @@ async fn a_run_glue_cannot_reach_says_why_backs_off_and_can_be_given_up() {
     let deleted = server.call(Method::DELETE, "/v1/jobs/nightly", None).await;
     assert_eq!(deleted.status, 200, "{}", deleted.body);
     let gone = server.call(Method::GET, "/v1/jobs/nightly", None).await;
-    assert_eq!(gone.status, 404, "{}", gone.body);
+    assert_error("the deleted job", &gone, 404, "job_not_found");
     assert_eq!(run(&server, &stuck).await["state"], "failed");
     let again = server.call(Method::DELETE, "/v1/jobs/nightly", None).await;
     assert_eq!(

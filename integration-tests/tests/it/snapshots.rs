@@ -3,6 +3,7 @@
 //! through the `iceberg` crate's Glue catalog; and the embedded SQL
 //! catalog that the SQLite default gets with no configuration.
 
+use crate::errors::assert_error;
 use crate::harness::{Backend, Server};
 use crate::lake::{venv, Lake};
 use reqwest::Method;
@@ -572,14 +573,20 @@ async fn refresh_and_page_refusals() {
             )
             .await
             .unwrap();
-        assert_eq!(bad.status, 422, "{query}: {}", bad.body);
-        assert!(bad.error_type().is_some());
+        assert_error(query, &bad, 422, "invalid_request");
+        let message = bad.body["error"]["message"].as_str().unwrap();
+        let field = if query.contains("after") {
+            "after"
+        } else {
+            "limit"
+        };
+        assert!(message.contains(field), "{query}: {message}");
     }
     let bad_name = c
         .send(Method::POST, "/v1/tables/no-dot/refresh", None)
         .await
         .unwrap();
-    assert_eq!(bad_name.status, 400, "{}", bad_name.body);
+    assert_error("table `no-dot`", &bad_name, 400, "invalid_table_name");
 }
 
 /// Refreshing is open to every role on its own tables, never outside its scopes.
@@ -610,11 +617,11 @@ async fn refresh_follows_roles_and_scopes() {
         .send(Method::POST, "/v1/tables/hr.t/refresh", None)
         .await
         .unwrap();
-    assert_eq!(other.status, 403, "{}", other.body);
+    assert_error("hr.t with a sales. token", &other, 403, "out_of_scope");
     let anonymous = server
         .client
         .send(Method::POST, "/v1/tables/sales.t/refresh", None)
         .await
         .unwrap();
-    assert_eq!(anonymous.status, 401);
+    assert_error("no token", &anonymous, 401, "missing_token");
 }

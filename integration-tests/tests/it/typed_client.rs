@@ -178,7 +178,11 @@ async fn a_stream_runs_open_commit_fail_and_reset_through_typed_bodies() {
         )
         .await
         .unwrap_err();
-    assert_eq!(late.status(), Some(409), "{late}");
+    assert_eq!(
+        (late.status(), late.kind()),
+        (Some(409), Some("batch_finished")),
+        "{late}"
+    );
 
     let reset = c
         .reset(
