@@ -16,9 +16,13 @@ hydration is `completed`, and compaction waiting for readers may start.
 
 The target table gets the columns of the table's current schema (a schema
 change is a new hydration into a new target, and a view remap). Each
-later snapshot is applied by key (`id`): rows of that snapshot that differ
-from the target are upserted, rows gone from it deleted; a snapshot that
-only rewrote files (a compaction) changes nothing.
+later snapshot is applied by key (`id`) from what that snapshot itself
+changed, read from its manifests' entries (not by comparing the whole
+table): the rows of the data files it added are upserted, and the keys of
+the files it removed that no added file holds again are deleted (what a
+copy-on-write writer does; a snapshot with delete files is applied by
+comparing it with the target instead). A `replace` snapshot (a
+compaction) changes no row and is stepped over.
 
 Prints a JSON line with the hydration's id, lease and token once granted,
 then one per progress report: {"state", "snapshot_id", ...}.
@@ -33,6 +37,10 @@ import urllib.parse
 
 import pg8000.native
 from pyiceberg.catalog import load_catalog
+from pyiceberg.expressions import AlwaysTrue
+from pyiceberg.io.pyarrow import ArrowScan
+from pyiceberg.manifest import DataFileContent, ManifestEntryStatus
+from pyiceberg.table import FileScanTask
 from pyiceberg.types import BooleanType, DoubleType, IntegerType, LongType
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "clients", "python", "src"))
@@ -102,12 +110,46 @@ class Target:
 def snapshot_rows(table, snapshot_id, columns):
     """The table's rows as of the snapshot, by key, in the target's columns
     (a column the snapshot's schema lacks reads as null)."""
-    arrow = table.scan(snapshot_id=snapshot_id).to_arrow()
+    return as_rows(table.scan(snapshot_id=snapshot_id).to_arrow(), columns)
+
+
+def as_rows(arrow, columns):
+    """Arrow rows by key, in the target's columns (a column the data's
+    schema lacks reads as null)."""
     present = set(arrow.column_names)
-    out = {}
-    for r in arrow.to_pylist():
-        out[r[KEY]] = tuple(r.get(c) if c in present else None for c in columns)
-    return out
+    return {r[KEY]: tuple(r.get(c) if c in present else None for c in columns)
+            for r in arrow.to_pylist()}
+
+
+def snapshot_changes(table, snapshot_id, columns):
+    """What one snapshot changed, from its own manifest entries: (upserts,
+    deletes), or None when it wrote delete files (then only a comparison
+    of the whole snapshot tells)."""
+    snapshot = table.snapshot_by_id(snapshot_id)
+    added, removed = [], []
+    for manifest in snapshot.manifests(table.io):
+        if manifest.added_snapshot_id != snapshot_id:
+            continue  # carried over from an earlier snapshot
+        # In a manifest this snapshot wrote, an added entry of this snapshot
+        # is a file it added, and a deleted entry (whatever snapshot it
+        # names: pyiceberg keeps the file's own) a file it removed.
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False):
+            if entry.data_file.content != DataFileContent.DATA:
+                return None
+            if entry.status == ManifestEntryStatus.ADDED and entry.snapshot_id == snapshot_id:
+                added.append(entry.data_file)
+            elif entry.status == ManifestEntryStatus.DELETED:
+                removed.append(entry.data_file)
+    scan = ArrowScan(table.metadata, table.io, table.schema(), row_filter=AlwaysTrue())
+
+    def read(files):
+        if not files:
+            return {}
+        return as_rows(scan.to_table([FileScanTask(f) for f in files]), columns)
+
+    upserts = read(added)
+    deletes = [key for key in read(removed) if key not in upserts]
+    return list(upserts.values()), deletes
 
 
 def later_snapshots(table, applied):
@@ -179,14 +221,17 @@ def run(args):
                     print(json.dumps({"state": body["state"], "snapshot_id": applied,
                                       "stepped_over": "replace"}), flush=True)
                     continue
-                want = snapshot_rows(table, snapshot_id, target.columns)
-                have = target.rows()
-                upserts = [row for key, row in want.items() if have.get(key) != row]
-                deletes = [key for key in have if key not in want]
+                changes = snapshot_changes(table, snapshot_id, target.columns)
+                if changes is None:
+                    want = snapshot_rows(table, snapshot_id, target.columns)
+                    have = target.rows()
+                    changes = ([row for key, row in want.items() if have.get(key) != row],
+                               [key for key in have if key not in want])
+                upserts, deletes = changes
                 target.apply(upserts, deletes)
                 applied = snapshot_id
                 body = report(client, hydration, args.table, phase="catching_up",
-                              snapshot_id=applied, rows_copied=len(want), rows_total=len(want))
+                              snapshot_id=applied, rows_copied=len(upserts) + len(deletes))
                 print(json.dumps({"state": body["state"], "snapshot_id": applied,
                                   "upserts": len(upserts), "deletes": len(deletes)}), flush=True)
             if hydration.state != "live":
