@@ -87,16 +87,26 @@ def main(argv):
             pass
         cat.create_table(table, schema=SCHEMA)
     elif command == "append":
-        t = cat.load_table(table)
+        from pyiceberg.exceptions import CommitFailedException
+
         rows = int(argv[4])
-        start = len(t.metadata.snapshots) * 1000
-        df = pa.table(
-            {
-                "id": pa.array(range(start, start + rows), pa.int64()),
-                "name": pa.array([f"row-{i}" for i in range(rows)], pa.string()),
-            }
-        )
-        t.append(df)
+        # As Iceberg's writers do, a commit that lost a race (another
+        # writer, or sluice's tag) is made again on the new metadata.
+        for attempt in range(10):
+            t = cat.load_table(table)
+            start = len(t.metadata.snapshots) * 1000
+            df = pa.table(
+                {
+                    "id": pa.array(range(start, start + rows), pa.int64()),
+                    "name": pa.array([f"row-{i}" for i in range(rows)], pa.string()),
+                }
+            )
+            try:
+                t.append(df)
+                break
+            except CommitFailedException:
+                if attempt == 9:
+                    raise
         print(t.current_snapshot().snapshot_id)
     elif command == "compact":
         from compact import rewrite  # the compaction job's own rewrite
@@ -112,6 +122,11 @@ def main(argv):
 
         t = cat.load_table(table)
         t.maintenance.expire_snapshots().older_than(datetime.fromisoformat(argv[4])).commit()
+    elif command == "refs":
+        t = cat.load_table(table)
+        print(json.dumps({name: {"snapshot_id": r.snapshot_id, "type": r.snapshot_ref_type.value,
+                                 "max_ref_age_ms": r.max_ref_age_ms}
+                          for name, r in t.metadata.refs.items()}))
     elif command == "add-column":
         with cat.load_table(table).update_schema() as update:
             update.add_column(argv[4], StringType())

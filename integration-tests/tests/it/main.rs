@@ -24,6 +24,7 @@ mod limits;
 mod metrics;
 mod nemeses;
 mod pg_restart;
+mod pin_tags;
 mod replicas;
 mod scheduler;
 mod scopes;

@@ -6,8 +6,10 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod tags;
 
 pub use config::{CatalogConfig, CatalogKind};
+pub use tags::{TagError, TagTarget};
 
 use iceberg::{Catalog, CatalogBuilder, ErrorKind, NamespaceIdent, TableIdent};
 use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
@@ -20,6 +22,8 @@ use std::sync::Arc;
 pub struct Catalogs {
     default: Option<String>,
     catalogs: HashMap<String, Arc<dyn Catalog>>,
+    /// How each was configured: tags are committed the way its kind commits.
+    configs: HashMap<String, CatalogConfig>,
 }
 
 impl Catalogs {
@@ -36,6 +40,10 @@ impl Catalogs {
                 .map_err(|e| anyhow::anyhow!("catalog `{}`: {e}", config.name))?;
             catalogs.insert(config.name.clone(), catalog);
         }
+        let configs = configs
+            .iter()
+            .map(|c| (c.name.clone(), c.clone()))
+            .collect();
         if let Some(default) = default {
             anyhow::ensure!(
                 catalogs.contains_key(default),
@@ -45,6 +53,7 @@ impl Catalogs {
         Ok(Catalogs {
             default: default.map(str::to_owned),
             catalogs,
+            configs,
         })
     }
 

@@ -1,0 +1,193 @@
+//! Pins mirrored as Iceberg tags: a tag on a snapshot keeps it through
+//! every engine's snapshot expiry (Glue's optimizer, Spark's and
+//! pyiceberg's `expire_snapshots`), which never ask sluice first.
+//!
+//! The `iceberg` crate has no public action that sets a ref, so a tag is
+//! written as a commit of its own: the table's metadata with the ref set
+//! or removed (`TableMetadataBuilder`), written to the next metadata file
+//! with the table's `FileIO`, and committed as the catalog commits, with
+//! its optimistic check. A commit that lost a race with a writer is made
+//! again on the new metadata, never forced. Today the embedded SQL catalog
+//! (a compare-and-set of the metadata location); Glue and REST answer
+//! `Unsupported`.
+
+use crate::{table_ident, CatalogKind, Catalogs};
+use iceberg::spec::{FormatVersion, SnapshotReference, SnapshotRetention, TableMetadata};
+use iceberg::{MetadataLocation, TableIdent};
+use sluice_core::snapshots::SnapshotId;
+use sluice_core::TableName;
+use sqlx::Connection;
+use std::str::FromStr;
+
+/// How many times a commit that lost a race is made again.
+const ATTEMPTS: usize = 5;
+
+/// What a tag should be: on `snapshot_id`, kept at most `max_ref_age_ms`
+/// after that snapshot was committed (Iceberg ages a ref from its
+/// snapshot's time, so a forgotten tag does not pin for ever).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagTarget {
+    pub snapshot_id: SnapshotId,
+    pub max_ref_age_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TagError {
+    #[error("catalog `{0}` is not configured")]
+    UnknownCatalog(String),
+    /// The catalog's kind has no tag writer yet.
+    #[error("writing tags to a {0} catalog is not supported yet")]
+    Unsupported(&'static str),
+    /// The table cannot hold this tag: retrying changes nothing.
+    #[error("{0}")]
+    Refused(String),
+    /// The catalog or its storage failed, or every attempt lost a race.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+fn unavailable(e: impl std::fmt::Display) -> TagError {
+    TagError::Unavailable(e.to_string())
+}
+
+impl Catalogs {
+    /// Make tag `name` of `table` what `target` says (`None`: no tag).
+    /// `true` when a commit was made, `false` when the table already was so.
+    pub async fn set_tag(
+        &self,
+        catalog: &str,
+        table: &TableName,
+        name: &str,
+        target: Option<TagTarget>,
+    ) -> Result<bool, TagError> {
+        let (Some(client), Some(config)) = (self.catalogs.get(catalog), self.configs.get(catalog))
+        else {
+            return Err(TagError::UnknownCatalog(catalog.to_owned()));
+        };
+        let uri = match config.kind {
+            CatalogKind::Sql => config.uri.clone().unwrap_or_default(),
+            CatalogKind::Glue => return Err(TagError::Unsupported("Glue")),
+            CatalogKind::Rest => return Err(TagError::Unsupported("REST")),
+        };
+        let ident = table_ident(table);
+        for _ in 0..ATTEMPTS {
+            let loaded = client.load_table(&ident).await.map_err(unavailable)?;
+            let old = loaded
+                .metadata_location_result()
+                .map_err(unavailable)?
+                .to_owned();
+            let Some(next) = with_tag(loaded.metadata(), &old, name, target)? else {
+                return Ok(false);
+            };
+            let location = MetadataLocation::from_str(&old)
+                .map_err(unavailable)?
+                .with_next_version()
+                .with_new_metadata(&next);
+            next.write_to(loaded.file_io(), &location)
+                .await
+                .map_err(unavailable)?;
+            let new = location.to_string();
+            if compare_and_set(&uri, catalog, &ident, &old, &new).await? {
+                return Ok(true);
+            }
+            // Lost to another commit: this file is nobody's; try again on
+            // the metadata that won.
+            if let Err(error) = loaded.file_io().delete(&new).await {
+                tracing::debug!(%error, file = new, "an unused metadata file stays");
+            }
+        }
+        Err(TagError::Unavailable(format!(
+            "table `{table}` kept changing while tag `{name}` was written"
+        )))
+    }
+}
+
+/// The metadata with tag `name` set to `target` (or removed), or `None`
+/// when it already is so.
+fn with_tag(
+    metadata: &TableMetadata,
+    location: &str,
+    name: &str,
+    target: Option<TagTarget>,
+) -> Result<Option<TableMetadata>, TagError> {
+    // Version 1 metadata keeps no refs but `main`: the tag would be lost.
+    if metadata.format_version() == FormatVersion::V1 {
+        return Err(TagError::Refused(
+            "the table's metadata is format version 1, which keeps no tags".into(),
+        ));
+    }
+    let refs = serde_json::to_value(metadata).map_err(unavailable)?;
+    if refs["refs"][name]["type"] == "branch" {
+        return Err(TagError::Refused(format!(
+            "`{name}` is a branch of the table, not sluice's tag"
+        )));
+    }
+    let builder = metadata.clone().into_builder(Some(location.to_owned()));
+    let built = match target {
+        Some(t) => {
+            if metadata.snapshot_by_id(t.snapshot_id).is_none() {
+                return Err(TagError::Refused(format!(
+                    "the table has no snapshot {}",
+                    t.snapshot_id
+                )));
+            }
+            let tag = SnapshotReference::new(
+                t.snapshot_id,
+                SnapshotRetention::Tag {
+                    max_ref_age_ms: Some(t.max_ref_age_ms.max(1)),
+                },
+            );
+            builder.set_ref(name, tag).map_err(unavailable)?.build()
+        }
+        None => builder.remove_ref(name).build(),
+    }
+    .map_err(unavailable)?;
+    Ok((!built.changes.is_empty()).then_some(built.metadata))
+}
+
+/// The SQL catalog's commit: the metadata location moves from `old` to
+/// `new` only if it still is `old`. `false`: another commit came first.
+async fn compare_and_set(
+    uri: &str,
+    catalog: &str,
+    ident: &TableIdent,
+    old: &str,
+    new: &str,
+) -> Result<bool, TagError> {
+    // As the catalog crate writes it: namespace parts joined with `.`.
+    const CAS: &str = "UPDATE iceberg_tables SET metadata_location = $1, \
+         previous_metadata_location = $2 WHERE catalog_name = $3 AND table_name = $4 \
+         AND table_namespace = $5 AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) \
+         AND metadata_location = $2";
+    let namespace = ident.namespace().join(".");
+    let rows = if uri.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(uri)
+            .await
+            .map_err(unavailable)?;
+        let done = sqlx::query(CAS)
+            .bind(new)
+            .bind(old)
+            .bind(catalog)
+            .bind(ident.name())
+            .bind(&namespace)
+            .execute(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        done.rows_affected()
+    } else {
+        let mut conn = sqlx::PgConnection::connect(uri)
+            .await
+            .map_err(unavailable)?;
+        let done = sqlx::query(CAS)
+            .bind(new)
+            .bind(old)
+            .bind(catalog)
+            .bind(ident.name())
+            .bind(&namespace)
+            .execute(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        done.rows_affected()
+    };
+    Ok(rows == 1)
+}
