@@ -133,6 +133,21 @@ done
 
 # --- The run. ---
 CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection
+# What the command line cannot say about those checks: invalid input refused
+# as too large (413) is refused with a 4xx, as this script requires (a
+# commit's `files_done` past its maxItems makes a body past the 2 MiB limit);
+# and a view remap or rollback that gets as far as its container is answered
+# 503 `container_unavailable`, as the spec says: the containers the run
+# registers (Glue databases, PostgreSQL URLs) cannot be reached from here.
+CONFIG=$WORK/schemathesis.toml
+cat >"$CONFIG" <<'TOML'
+[checks.negative_data_rejection]
+expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
+
+[[operations]]
+include-operation-id = ["remap", "rollback"]
+checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "503"]
+TOML
 REPORT=()
 if [ -n "${FUZZ_REPORT_DIR:-}" ]; then
   report_dir=$(cd "$CALLER_PWD" && mkdir -p "$FUZZ_REPORT_DIR" && cd "$FUZZ_REPORT_DIR" && pwd)
@@ -143,7 +158,7 @@ fi
 # integration-tests (event_feed.rs).
 EXCLUDE=(--exclude-path /v1/events/stream)
 cmd=(
-  "$VENV/bin/schemathesis" run "$SPEC"
+  "$VENV/bin/schemathesis" --config-file "$CONFIG" run "$SPEC"
   --url "$BASE"
   --checks "$CHECKS"
   --max-examples "$MAX_EXAMPLES"
@@ -177,7 +192,7 @@ if [ "$rc" -eq 0 ]; then
   SCOPED=$(env -u SLUICE__DATABASE__URL -u SLUICE_CONFIG \
     "$BIN" token create --name fuzz-scoped --role job --scope fuzz.a --data-dir "$WORK/data" 2>/dev/null)
   scoped=(
-    "$VENV/bin/schemathesis" run "$SPEC"
+    "$VENV/bin/schemathesis" --config-file "$CONFIG" run "$SPEC"
     --url "$BASE"
     --checks "$CHECKS"
     --max-examples $(( (MAX_EXAMPLES + 3) / 4 ))

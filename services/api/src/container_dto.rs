@@ -22,15 +22,24 @@ pub struct PutContainerBody {
     /// variable of the sluice process that holds one (the secret then
     /// stays outside sluice). Never shown back with its password.
     #[serde(default)]
+    #[schema(
+        max_length = 2048,
+        pattern = r"^(env:[A-Za-z_][A-Za-z0-9_]{0,255}|postgres(ql)?://[^\u0000-\u001F\u007F-\u009F]*)$"
+    )]
     pub url: Option<String>,
     /// `glue`: the Glue database the views live in.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[a-z0-9_]+$")]
     pub database: Option<String>,
     /// The schemas (a Glue container: databases) hydrations' targets and
     /// views may be in, at most 64; left out or empty: any but the system
     /// schemas (`pg_catalog`, `information_schema`, `pg_*`), which no
     /// container allows. A narrower list applies to remaps from then on.
     #[serde(default)]
+    #[schema(
+        max_items = 64,
+        pattern = r"^(?![Pp][Gg]_)(?![Ii][Nn][Ff][Oo][Rr][Mm][Aa][Tt][Ii][Oo][Nn]_[Ss][Cc][Hh][Ee][Mm][Aa]$)[A-Za-z_][A-Za-z0-9_]{0,62}$"
+    )]
     pub schemas: Option<Vec<String>>,
 }
 

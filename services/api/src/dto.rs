@@ -68,7 +68,11 @@ impl From<LeaseState> for LeaseStateBody {
 pub struct AcquireBody {
     pub mode: LeaseMode,
     /// Who asks, e.g. the Glue job run id.
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*[^\u0000-\u0020\u007F-\u00A0\u061C\u1680\u2000-\u200A\u200E\u200F\u2028-\u202F\u205F\u2066-\u2069\u3000][^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub holder: String,
     /// 1 to 86400.
     #[schema(minimum = 1, maximum = 86400)]
@@ -79,10 +83,18 @@ pub struct AcquireBody {
     pub wait_seconds: Option<i64>,
     /// A retried acquire with the same key returns the same lease.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub idempotency_key: Option<String>,
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 1024)]
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub purpose: Option<String>,
     /// The Iceberg snapshot a reader still needs (read leases only).
     #[serde(default)]
@@ -104,7 +116,11 @@ pub struct HeartbeatBody {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeBody {
-    #[schema(min_length = 1, max_length = 1024)]
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub reason: String,
 }
 
@@ -194,9 +210,11 @@ pub struct PutTableBody {
     pub max_compaction_deferral_seconds: Option<i64>,
     /// The catalog the table lives in.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[A-Za-z0-9_.-]+$")]
     pub catalog: Option<String>,
     /// The Glue job that compacts the table.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[A-Za-z0-9_.-]+$")]
     pub compaction_job: Option<String>,
 }
 
@@ -278,6 +296,10 @@ pub struct TablesPage {
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Return names after this one.
+    #[param(
+        max_length = 1024,
+        pattern = r"^([^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*)?$"
+    )]
     pub after: Option<String>,
     /// 1 to 1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
@@ -288,8 +310,16 @@ pub struct PageParams {
 #[into_params(parameter_in = Query)]
 pub struct TablesParams {
     /// Return names after this one.
+    #[param(
+        max_length = 1024,
+        pattern = r"^([^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*)?$"
+    )]
     pub after: Option<String>,
     /// Only tables whose names start with this (e.g. `sales.`).
+    #[param(
+        max_length = 1024,
+        pattern = r"^([^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*)?$"
+    )]
     pub prefix: Option<String>,
     /// 1 to 1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
@@ -303,10 +333,13 @@ pub struct EventParams {
     #[param(minimum = 0)]
     pub after: Option<i64>,
     /// Only this table's events (a stream's events name the table it feeds).
+    #[param(max_length = 255, pattern = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")]
     pub table: Option<String>,
     /// Only this stream's events.
+    #[param(max_length = 255, pattern = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")]
     pub stream: Option<String>,
     /// Only this kind, e.g. `lease_granted`.
+    #[param(value_type = Option<EventKindName>, inline)]
     pub kind: Option<String>,
     /// Without `after` (or `Last-Event-ID`): start this many event ids
     /// before the newest, to see only the latest events and what follows.
@@ -368,6 +401,24 @@ pub fn in_range(field: &str, value: i64, min: u32, max: u32) -> Result<u32, ApiE
     }
     Ok(value as u32)
 }
+
+// What the spec says of the text these checks take, as `pattern`s in the
+// DTOs' `#[schema]`/`#[param]` attributes (utoipa takes only literals there,
+// so each is spelled out where it is used), so that generated requests
+// (schemathesis, a client's validation) get past them:
+// - `text`: `^[^C]*[^CW][^C]*$`, C the control characters
+//   (`char::is_control`: U+0000-U+001F, U+007F-U+009F) and W the rest of
+//   what `trim` removes (U+0020, U+00A0, U+1680, U+2000-U+200A, U+2028,
+//   U+2029, U+202F, U+205F, U+3000); optional text in a query adds `(...)?`
+//   (an empty `after` is no `after`);
+// - `identity_text`: the same with the bidirectional controls of
+//   `is_bidi_control` added to C;
+// - text only checked non-blank (`glue_job_name`, `requested_by`):
+//   `^[\s\S]*[^W'][\s\S]*$`, W' all of `trim`'s whitespace.
+// Like the path parameters' patterns (`PathParameters` in lib.rs) they may
+// be looser than their check, never stricter: a value the spec calls
+// invalid must be refused (the fuzz checks it). Looser here: lengths, which
+// the spec counts in characters and these checks in bytes.
 
 /// Non-empty text of bounded length, without control characters (which
 /// PostgreSQL cannot store, in the case of NUL, and no name needs).
@@ -459,3 +510,40 @@ pub fn reason(value: String) -> Result<String, ApiError> {
 pub fn limit(value: Option<i64>) -> Result<u32, ApiError> {
     value.map_or(Ok(100), |v| in_range("limit", v, 1, 1000))
 }
+
+/// A string field that takes one of a fixed set of names, as the spec
+/// says it: an enum of the server's own list, so that it cannot drift.
+pub(crate) fn name_enum<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(names))
+        .into()
+}
+
+/// The schema of an event kind filter (`kind=lease_granted`).
+pub struct EventKindName;
+
+impl utoipa::PartialSchema for EventKindName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        name_enum(sluice_core::EventKind::ALL.iter().map(|k| k.as_str()))
+    }
+}
+
+impl ToSchema for EventKindName {}
+
+/// The schema of a hydration state filter (`state=live`).
+pub struct HydrationStateName;
+
+impl utoipa::PartialSchema for HydrationStateName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        name_enum(
+            sluice_core::hydrations::HydrationState::ALL
+                .iter()
+                .map(|s| s.as_str()),
+        )
+    }
+}
+
+impl ToSchema for HydrationStateName {}

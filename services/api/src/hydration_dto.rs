@@ -11,18 +11,27 @@ use utoipa::{IntoParams, ToSchema};
 #[serde(deny_unknown_fields)]
 pub struct CreateHydrationBody {
     /// The Iceberg table to copy (registered with `PUT /v1/tables/{table}`).
+    #[schema(max_length = 255, pattern = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")]
     pub table: String,
     /// The container to copy it into (`PUT /v1/containers/{name}`).
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_-]+$")]
     pub container: String,
     /// The physical table it fills there: `name` or `schema.name`.
+    #[schema(
+        pattern = r"^(?![Pp][Gg]_[A-Za-z0-9_]*\.)(?![Ii][Nn][Ff][Oo][Rr][Mm][Aa][Tt][Ii][Oo][Nn]_[Ss][Cc][Hh][Ee][Mm][Aa]\.)[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$"
+    )]
     pub target: String,
     /// Consumer views to point at `target` once it is live.
     #[serde(default)]
+    #[schema(
+        pattern = r"^(?![Pp][Gg]_[A-Za-z0-9_]*\.)(?![Ii][Nn][Ff][Oo][Rr][Mm][Aa][Tt][Ii][Oo][Nn]_[Ss][Cc][Hh][Ee][Mm][Aa]\.)[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$"
+    )]
     pub views: Vec<String>,
     /// The columns the views will expose from `target`, when a schema
     /// change adds or drops some on purpose; absent: the ones they expose
     /// today.
     #[serde(default)]
+    #[schema(min_items = 1, pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
     pub columns: Option<Vec<String>>,
     /// `live` once at most this many snapshots behind (default 0).
     #[serde(default)]
@@ -43,11 +52,19 @@ pub struct CreateHydrationBody {
     pub wait_seconds: Option<i64>,
     /// Who runs it, e.g. the Glue job run id (default `hydration`).
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*[^\u0000-\u0020\u007F-\u00A0\u061C\u1680\u2000-\u200A\u200E\u200F\u2028-\u202F\u205F\u2066-\u2069\u3000][^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub holder: Option<String>,
     /// A retried create with the same key answers the same hydration.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub idempotency_key: Option<String>,
 }
 
@@ -88,7 +105,11 @@ pub struct ProgressBody {
 #[serde(deny_unknown_fields)]
 pub struct CancelBody {
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 1024)]
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub reason: Option<String>,
 }
 
@@ -272,10 +293,16 @@ impl HydrationBody {
 #[into_params(parameter_in = Query)]
 pub struct HydrationParams {
     /// Only hydrations in this state.
+    #[param(value_type = Option<crate::dto::HydrationStateName>, inline)]
     pub state: Option<String>,
+    #[param(max_length = 255, pattern = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")]
     pub table: Option<String>,
+    #[param(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_-]+$")]
     pub container: Option<String>,
     /// Return hydrations after this id (the previous page's `next_after`).
+    #[param(
+        pattern = r"^(|[0-9A-Fa-f]{32}|[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}|\{[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\}|[Uu][Rr][Nn]:[Uu][Uu][Ii][Dd]:[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12})$"
+    )]
     pub after: Option<String>,
     /// 1 to 1000, default 100.
     #[param(minimum = 1, maximum = 1000)]

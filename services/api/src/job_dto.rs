@@ -24,24 +24,33 @@ fn kind_name(kind: JobKind) -> &'static str {
 #[serde(deny_unknown_fields)]
 pub struct PutJobBody {
     /// The Glue job sluice starts.
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[\s\S]*[^\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][\s\S]*$"
+    )]
     pub glue_job_name: String,
     /// `ingestion`, `hydration`, `compaction`, `export` or `other`.
+    #[schema(value_type = JobKindName, inline)]
     pub kind: String,
     /// Default job arguments, `--key` to value. Values may name `{table}`,
     /// `{stream}`, `{job}`, `{run_id}`, and for compaction jobs
     /// `{lease_id}` and `{token}`. `--sluice-*` are sluice's own.
     #[serde(default)]
+    #[schema(schema_with = default_arguments_schema)]
     pub arguments: BTreeMap<String, String>,
     /// The table its runs are about (`{table}`; events are filed under it).
     #[serde(default)]
+    #[schema(max_length = 255, pattern = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")]
     pub table: Option<String>,
     /// The stream its runs feed (`{stream}`).
     #[serde(default)]
+    #[schema(max_length = 255, pattern = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")]
     pub stream: Option<String>,
     /// A five-field cron (`*/5 * * * *`, `0 2 * * mon-fri`, `@daily`);
     /// absent: on demand only.
     #[serde(default)]
+    #[schema(schema_with = schedule_schema)]
     pub schedule: Option<String>,
     /// The IANA zone the schedule is read in (default `UTC`).
     #[serde(default)]
@@ -49,6 +58,7 @@ pub struct PutJobBody {
     /// Fires missed while sluice was down: `once` (default: one run for
     /// them all) or `skip`.
     #[serde(default)]
+    #[schema(value_type = Option<CatchUpName>, inline)]
     pub catch_up: Option<String>,
     /// Default 1 (what Glue job bookmarks require).
     #[serde(default)]
@@ -226,6 +236,7 @@ pub struct PageParams {
 pub struct StartRunBody {
     /// Arguments for this run, over the job's defaults.
     #[serde(default)]
+    #[schema(schema_with = run_arguments_schema)]
     pub arguments: BTreeMap<String, String>,
 }
 
@@ -306,10 +317,17 @@ pub struct RunParams {
     /// Only runs of this job.
     pub job: Option<String>,
     /// Only runs in this state.
+    #[param(value_type = Option<RunStateName>, inline)]
     pub state: Option<String>,
     /// Only runs created at or after this instant (RFC 3339).
+    #[param(
+        pattern = r"^[0-9]{4}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|[12][0-9]))[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]|[+-][0-9]):([0-5][0-9]|[+-][0-9]))$"
+    )]
     pub since: Option<String>,
     /// Continue after this run id: the previous page's `next_after`.
+    #[param(
+        pattern = r"^(|[0-9A-Fa-f]{32}|[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}|\{[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\}|[Uu][Rr][Nn]:[Uu][Uu][Ii][Dd]:[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12})$"
+    )]
     pub after: Option<String>,
     /// 1 to 1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
@@ -331,12 +349,19 @@ pub enum RunOrder {
 #[serde(deny_unknown_fields)]
 pub struct RequestCompactionBody {
     /// Who asks (a scheduler's name), recorded with the request.
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[\s\S]*[^\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][\s\S]*$"
+    )]
     pub requested_by: String,
     #[serde(default)]
     pub reason: Option<String>,
     /// Do not ask for the write lease before this instant (RFC 3339).
     #[serde(default)]
+    #[schema(
+        pattern = r"^[0-9]{4}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|[12][0-9]))[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]|[+-][0-9]):([0-5][0-9]|[+-][0-9]))$"
+    )]
     pub not_before: Option<String>,
 }
 
@@ -416,8 +441,136 @@ pub struct CompactionQueueBody {
 #[into_params(parameter_in = Query)]
 pub struct CompactionParams {
     /// Only compactions older than this id.
+    #[param(
+        pattern = r"^(|[0-9A-Fa-f]{32}|[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}|\{[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\}|[Uu][Rr][Nn]:[Uu][Uu][Ii][Dd]:[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12})$"
+    )]
     pub before: Option<String>,
     /// 1 to 1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+}
+
+/// The schema of a job's `kind`: one of [`KINDS`].
+pub struct JobKindName;
+
+impl utoipa::PartialSchema for JobKindName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::dto::name_enum(KINDS.iter().map(|k| k.0))
+    }
+}
+
+impl ToSchema for JobKindName {}
+
+/// The schema of a job's `catch_up`.
+pub struct CatchUpName;
+
+impl utoipa::PartialSchema for CatchUpName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::dto::name_enum(["once", "skip"])
+    }
+}
+
+impl ToSchema for CatchUpName {}
+
+/// The schema of a run state filter (`state=dead_letter`).
+pub struct RunStateName;
+
+impl utoipa::PartialSchema for RunStateName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::dto::name_enum(RunState::ALL.iter().map(|s| s.as_str()))
+    }
+}
+
+impl ToSchema for RunStateName {}
+
+/// Job arguments as `sluice_core::scheduling::job::check_argument` and its
+/// placeholder check take them: a key is `--` then 1 to 128 letters,
+/// digits, `_`, `-` or `.` (not `-` first, not `sluice...` in any case);
+/// a value does not start with `--`, has no control characters, and names
+/// only known placeholders (`{{` and `}}` are literal braces). Not said:
+/// which placeholders a job may use (its `table`, `stream`, its kind), and
+/// that a value is at most 4096 bytes (a `maxLength` beside this pattern
+/// stalls schemathesis's coverage phase, which builds a value that long).
+fn arguments_schema(description: &str) -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(description))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(
+                    r"^--(?![Ss][Ll][Uu][Ii][Cc][Ee])[A-Za-z0-9_.][A-Za-z0-9_.-]{0,127}$",
+                )),
+        ))
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(
+                    r"^(?!--)(\{\{|\}\}|\{(table|stream|job|run_id|lease_id|token)\}|[^{}\u0000-\u001F\u007F-\u009F])*$",
+                )),
+        ))
+        .build()
+}
+
+fn default_arguments_schema() -> utoipa::openapi::schema::Object {
+    arguments_schema(
+        "Default job arguments, `--key` to value. Values may name `{table}`,\n\
+         `{stream}`, `{job}`, `{run_id}`, and for compaction jobs\n\
+         `{lease_id}` and `{token}`. `--sluice-*` are sluice's own.",
+    )
+}
+
+fn run_arguments_schema() -> utoipa::openapi::schema::Object {
+    arguments_schema("Arguments for this run, over the job's defaults.")
+}
+
+/// A schedule as `sluice_core::scheduling::cron::Cron::parse` reads it:
+/// one of its `@` names, or five whitespace-separated fields of comma
+/// lists of `*`, `N` or `A-B`, each with an optional `/STEP`, numbers in
+/// the field's range (as `u32` reads them: `+` and leading zeros allowed),
+/// months and weekdays also by name in any case. Not said: that a range
+/// runs forwards, and that the days named exist in some month.
+fn schedule_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    // `char::is_whitespace`, which trims the expression and splits its fields.
+    const WS: &str = r"[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]";
+    fn field(number: &str, step: &str, names: &[&str]) -> String {
+        let mut value = format!(r"\+?0*({number})");
+        if !names.is_empty() {
+            let names: Vec<String> = names
+                .iter()
+                .map(|n| {
+                    n.chars()
+                        .map(|c| format!("[{}{}]", c.to_ascii_uppercase(), c))
+                        .collect()
+                })
+                .collect();
+            value = format!("({value}|{})", names.join("|"));
+        }
+        let part = format!(r"(\*|{value}(-{value})?)(/\+?0*({step}))?");
+        format!("{part}(,{part})*")
+    }
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+    let fields = [
+        field("[1-5]?[0-9]", "[1-5][0-9]|[1-9]", &[]),
+        field("1?[0-9]|2[0-3]", "1[0-9]|2[0-3]|[1-9]", &[]),
+        field("[12][0-9]|3[01]|[1-9]", "[12][0-9]|3[01]|[1-9]", &[]),
+        field("1[0-2]|[1-9]", "1[0-2]|[1-9]", &MONTHS),
+        field("[0-7]", "[1-7]", &DAYS),
+    ];
+    let pattern = format!(
+        "^{WS}*(@(hourly|daily|midnight|weekly|monthly|yearly|annually)|{}){WS}*$",
+        fields.join(&format!("{WS}+"))
+    );
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .description(Some(
+            "A five-field cron (`*/5 * * * *`, `0 2 * * mon-fri`, `@daily`);\nabsent: on demand only.",
+        ))
+        .pattern(Some(pattern))
+        .build()
 }

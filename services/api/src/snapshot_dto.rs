@@ -93,6 +93,7 @@ impl RefreshBody {
 #[into_params(parameter_in = Query)]
 pub struct SnapshotParams {
     /// The `next_after` of the previous page.
+    #[param(pattern = r"^(|[+-]?[0-9]+:[+-]?[0-9]+)$")]
     pub after: Option<String>,
     /// 1 to 1000, default 100.
     #[param(minimum = 1, maximum = 1000)]

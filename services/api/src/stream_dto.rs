@@ -25,6 +25,7 @@ const MAX_SOURCE_BYTES: usize = 16 * 1024;
 #[serde(deny_unknown_fields)]
 pub struct PutStreamBody {
     /// The Iceberg table the stream feeds, `namespace.table`.
+    #[schema(max_length = 255, pattern = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")]
     pub table: String,
     /// What the source is (free JSON object, e.g. the DMS task and S3 prefix).
     #[serde(default)]
@@ -32,7 +33,11 @@ pub struct PutStreamBody {
     pub source: Option<serde_json::Value>,
     /// Commits must report this schema hash, when set.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub expected_schema_hash: Option<String>,
 }
 
@@ -67,15 +72,27 @@ impl PutStreamBody {
 pub struct PositionBody {
     /// The last change-data file done (DMS: `20260101-120000123.csv`).
     #[serde(default)]
-    #[schema(max_length = 1024)]
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub file: Option<String>,
     /// The commit timestamp reached.
     #[serde(default)]
-    #[schema(max_length = 1024)]
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub commit_timestamp: Option<String>,
     /// An opaque source position (log sequence number, offset...).
     #[serde(default)]
-    #[schema(max_length = 1024)]
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub position: Option<String>,
 }
 
@@ -107,10 +124,20 @@ impl From<Position> for PositionBody {
 pub struct LoadBody {
     /// The full-load files done (DMS: `LOAD00000001.csv`...), each once.
     #[serde(default)]
+    #[schema(
+        max_items = 20000,
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub files_done: Vec<String>,
     /// For sources that load in order: the last file done.
     #[serde(default)]
-    #[schema(max_length = 1024)]
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub high_water: Option<String>,
     /// Where change data starts once the load is complete, captured when
     /// the load began (changes made during the load are replayed by CDC).
@@ -351,7 +378,11 @@ pub struct StreamsPage {
 pub struct OpenBatchBody {
     /// Who opens: the Glue job run id. The same run opening again while its
     /// batch is open gets that batch back.
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*[^\u0000-\u0020\u007F-\u00A0\u061C\u1680\u2000-\u200A\u200E\u200F\u2028-\u202F\u205F\u2066-\u2069\u3000][^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub run_id: String,
     /// Heartbeat TTL, 1 to 86400 (default 300).
     #[serde(default)]
@@ -415,7 +446,11 @@ pub struct CommitBody {
     /// The schema hash the batch saw; must equal the stream's expected hash
     /// when it has one.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub schema_hash: Option<String>,
 }
 
@@ -452,7 +487,11 @@ pub struct CommitResultBody {
 pub struct FailBatchBody {
     pub token: i64,
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 1024)]
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub reason: Option<String>,
 }
 
@@ -591,14 +630,25 @@ pub struct RewindBody {
     pub to_version: Option<i64>,
     /// ...or the last version written at or before this instant (RFC 3339).
     #[serde(default)]
+    #[schema(
+        pattern = r"^[0-9]{4}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|[12][0-9]))[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]|[+-][0-9]):([0-5][0-9]|[+-][0-9]))$"
+    )]
     pub to_time: Option<String>,
-    #[schema(min_length = 1, max_length = 1024)]
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub reason: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetBody {
-    #[schema(min_length = 1, max_length = 1024)]
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub reason: String,
 }

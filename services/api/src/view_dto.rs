@@ -10,19 +10,33 @@ use utoipa::{IntoParams, ToSchema};
 #[serde(deny_unknown_fields)]
 pub struct RemapBody {
     /// The physical table the view is to read (`name` or `schema.name`).
+    #[schema(
+        pattern = r"^(?![Pp][Gg]_[A-Za-z0-9_]*\.)(?![Ii][Nn][Ff][Oo][Rr][Mm][Aa][Tt][Ii][Oo][Nn]_[Ss][Cc][Hh][Ee][Mm][Aa]\.)[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$"
+    )]
     pub target: String,
     /// The columns it is to expose, when they change on purpose; absent:
     /// the ones it exposes today.
     #[serde(default)]
+    #[schema(
+        pattern = r"^(?![Pp][Gg]_[A-Za-z0-9_]*\.)(?![Ii][Nn][Ff][Oo][Rr][Mm][Aa][Tt][Ii][Oo][Nn]_[Ss][Cc][Hh][Ee][Mm][Aa]\.)[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$"
+    )]
     pub columns: Option<Vec<String>>,
-    #[schema(min_length = 1, max_length = 1024)]
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub reason: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackBody {
-    #[schema(min_length = 1, max_length = 1024)]
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub reason: String,
 }
 
@@ -108,8 +122,10 @@ impl ViewBody {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ViewParams {
+    #[param(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_-]+$")]
     pub container: Option<String>,
     /// `container/view` of the previous page's last view.
+    #[param(pattern = r"^(|[\s\S]*/[\s\S]*)$")]
     pub after: Option<String>,
     /// 1 to 1000, default 100.
     #[param(minimum = 1, maximum = 1000)]

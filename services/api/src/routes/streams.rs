@@ -246,7 +246,7 @@ async fn version(
 /// rewritten). Refused while a batch is open.
 #[utoipa::path(post, path = "/v1/streams/{stream}/bookmark/rewind", tag = "streams",
     params(("stream" = String, Path, description = "Stream name"),
-        ("If-Match" = Option<String>, Header, description = "Act only if the bookmark is at this version")),
+        ("If-Match" = Option<String>, Header, description = "Act only if the bookmark is at this version", nullable = false, pattern = r#"^[\t ]*(\*|(W/)?("[+-]?[0-9]+"|[+-]?[0-9]+))[\t ]*$"#)),
     request_body = RewindBody,
     responses(
         (status = 200, description = "The new version", body = BookmarkBody),
@@ -296,7 +296,7 @@ async fn rewind(
 /// a new version. Refused while a batch is open.
 #[utoipa::path(post, path = "/v1/streams/{stream}/bookmark/reset", tag = "streams",
     params(("stream" = String, Path, description = "Stream name"),
-        ("If-Match" = Option<String>, Header, description = "Act only if the bookmark is at this version")),
+        ("If-Match" = Option<String>, Header, description = "Act only if the bookmark is at this version", nullable = false, pattern = r#"^[\t ]*(\*|(W/)?("[+-]?[0-9]+"|[+-]?[0-9]+))[\t ]*$"#)),
     request_body = ResetBody,
     responses(
         (status = 200, description = "The new version", body = BookmarkBody),
@@ -330,7 +330,7 @@ async fn reset(
 /// TTL ran out is failed by this call.
 #[utoipa::path(post, path = "/v1/streams/{stream}/batches", tag = "streams",
     params(("stream" = String, Path, description = "Stream name"),
-        ("If-Match" = Option<String>, Header, description = "Open only if the bookmark is at this version")),
+        ("If-Match" = Option<String>, Header, description = "Open only if the bookmark is at this version", nullable = false, pattern = r#"^[\t ]*(\*|(W/)?("[+-]?[0-9]+"|[+-]?[0-9]+))[\t ]*$"#)),
     request_body = OpenBatchBody,
     responses(
         (status = 201, description = "Opened", body = BatchBody),
@@ -425,7 +425,7 @@ async fn heartbeat_batch(
 #[utoipa::path(post, path = "/v1/streams/{stream}/batches/{batch_id}/commit", tag = "streams",
     params(("stream" = String, Path, description = "Stream name"),
         ("batch_id" = String, Path, description = "The batch's id"),
-        ("If-Match" = Option<String>, Header, description = "Commit only if the bookmark is at this version")),
+        ("If-Match" = Option<String>, Header, description = "Commit only if the bookmark is at this version", nullable = false, pattern = r#"^[\t ]*(\*|(W/)?("[+-]?[0-9]+"|[+-]?[0-9]+))[\t ]*$"#)),
     request_body = CommitBody,
     responses(
         (status = 200, description = "Committed: the batch and the new bookmark version", body = CommitResultBody),
