@@ -15,6 +15,7 @@ or {"name": "local", "type": "sql", "uri": "sqlite:///...", ...}).
 
 import json
 import sys
+import time
 
 import pyarrow as pa
 from pyiceberg.catalog import load_catalog
@@ -92,7 +93,7 @@ def main(argv):
         rows = int(argv[4])
         # As Iceberg's writers do, a commit that lost a race (another
         # writer, or sluice's tag) is made again on the new metadata.
-        for attempt in range(10):
+        for attempt in range(30):
             t = cat.load_table(table)
             start = len(t.metadata.snapshots) * 1000
             df = pa.table(
@@ -105,8 +106,9 @@ def main(argv):
                 t.append(df)
                 break
             except CommitFailedException:
-                if attempt == 9:
+                if attempt == 29:
                     raise
+                time.sleep(0.05 * (attempt + 1))
         print(t.current_snapshot().snapshot_id)
     elif command == "compact":
         from compact import rewrite  # the compaction job's own rewrite

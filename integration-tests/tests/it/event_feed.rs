@@ -288,19 +288,7 @@ async fn a_feed_whose_client_reads_nothing_is_closed_and_gives_its_place_back() 
         "the stalled feed did not take the place"
     );
     // ...until the server gives up on its client.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let answer = http.get(&url).send().await.unwrap();
-        if answer.status() == 200 {
-            break;
-        }
-        assert_eq!(answer.status(), 429);
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "a feed nobody reads kept its place for 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    place_comes_back(&http, &url, Duration::from_secs(30), "a feed nobody reads").await;
     // What is left in the socket ends, cut short: the server closed it.
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
@@ -489,16 +477,21 @@ async fn open_feeds_count_against_the_long_poll_limit() {
     assert_eq!(acquire.status, 429, "{}", acquire.body);
 
     drop(open);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    place_comes_back(&http, &url, Duration::from_secs(10), "the closed feed").await;
+}
+
+/// A new feed at `url` is refused (429) until a place comes back `within`.
+async fn place_comes_back(http: &reqwest::Client, url: &str, within: Duration, holder: &str) {
+    let deadline = tokio::time::Instant::now() + within;
     loop {
-        let answer = http.get(&url).send().await.unwrap();
+        let answer = http.get(url).send().await.unwrap();
         if answer.status() == 200 {
-            break;
+            return;
         }
         assert_eq!(answer.status(), 429);
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the closed feed's place never came back"
+            "{holder} kept its place for {within:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -160,34 +160,26 @@ async fn compare_and_set(
          AND table_namespace = $5 AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) \
          AND metadata_location = $2";
     let namespace = ident.namespace().join(".");
+    // One statement, bound the same way, on either kind of connection.
+    macro_rules! run {
+        ($connection:ty) => {{
+            let mut conn = <$connection>::connect(uri).await.map_err(unavailable)?;
+            sqlx::query(CAS)
+                .bind(new)
+                .bind(old)
+                .bind(catalog)
+                .bind(ident.name())
+                .bind(&namespace)
+                .execute(&mut conn)
+                .await
+                .map_err(unavailable)?
+                .rows_affected()
+        }};
+    }
     let rows = if uri.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(uri)
-            .await
-            .map_err(unavailable)?;
-        let done = sqlx::query(CAS)
-            .bind(new)
-            .bind(old)
-            .bind(catalog)
-            .bind(ident.name())
-            .bind(&namespace)
-            .execute(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        done.rows_affected()
+        run!(sqlx::SqliteConnection)
     } else {
-        let mut conn = sqlx::PgConnection::connect(uri)
-            .await
-            .map_err(unavailable)?;
-        let done = sqlx::query(CAS)
-            .bind(new)
-            .bind(old)
-            .bind(catalog)
-            .bind(ident.name())
-            .bind(&namespace)
-            .execute(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        done.rows_affected()
+        run!(sqlx::PgConnection)
     };
     Ok(rows == 1)
 }

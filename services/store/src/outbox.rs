@@ -201,32 +201,14 @@ impl Store {
         container: &ContainerName,
         view: &str,
     ) -> Result<Option<IntentStatus>, StoreError> {
-        let mut newest: Option<HydrationId> = None;
-        let mut after = None;
-        loop {
-            let page = self
-                .backend
-                .hydrations(&crate::HydrationQuery {
-                    after,
-                    state: Some(HydrationState::Live),
-                    container: Some(container.clone()),
-                    limit: 1000,
-                    ..Default::default()
-                })
-                .await?;
-            // Ids are time-ordered: the last one naming the view is the newest.
-            if let Some(h) = page
-                .iter()
-                .rev()
-                .find(|h| h.views.iter().any(|v| v == view))
-            {
-                newest = Some(h.id);
-            }
-            match page.last() {
-                Some(last) if page.len() == 1000 => after = Some(last.id),
-                _ => break,
-            }
-        }
+        // Ids are time-ordered: the last one naming the view is the newest.
+        let newest = self
+            .container_hydrations(container, Some(HydrationState::Live))
+            .await?
+            .into_iter()
+            .rev()
+            .find(|h| h.views.iter().any(|v| v == view))
+            .map(|h| h.id);
         let Some(id) = newest else { return Ok(None) };
         let status = self.backend.latest_intent_of(id).await?;
         Ok(status.filter(|s| s.state != sluice_core::outbox::IntentState::Done))
@@ -247,30 +229,41 @@ impl Store {
             tables.extend(self.view_table(&found).await?);
         }
         for state in states {
-            let mut after = None;
-            loop {
-                let page = self
-                    .backend
-                    .hydrations(&crate::HydrationQuery {
-                        after,
-                        state: Some(*state),
-                        container: Some(container.clone()),
-                        limit: 1000,
-                        ..Default::default()
-                    })
-                    .await?;
-                for h in &page {
-                    if h.views.iter().any(|v| v == view) && !tables.contains(&h.table) {
-                        tables.push(h.table.clone());
-                    }
-                }
-                match page.last() {
-                    Some(last) if page.len() == 1000 => after = Some(last.id),
-                    _ => break,
+            for h in self.container_hydrations(container, Some(*state)).await? {
+                if h.views.iter().any(|v| v == view) && !tables.contains(&h.table) {
+                    tables.push(h.table);
                 }
             }
         }
         Ok(tables)
+    }
+
+    /// Every hydration of `container` (in `state`, when given), oldest first.
+    async fn container_hydrations(
+        &self,
+        container: &ContainerName,
+        state: Option<HydrationState>,
+    ) -> Result<Vec<Hydration>, StoreError> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .backend
+                .hydrations(&crate::HydrationQuery {
+                    after,
+                    state,
+                    container: Some(container.clone()),
+                    limit: 1000,
+                    ..Default::default()
+                })
+                .await?;
+            let full = page.len() == 1000;
+            after = page.last().map(|h| h.id);
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
     }
 
     /// The table of the first of `hydrations` that exists.
@@ -302,29 +295,14 @@ impl Store {
         if left.is_empty() {
             return Ok(());
         }
-        let mut ids = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .backend
-                .hydrations(&crate::HydrationQuery {
-                    after,
-                    container: Some(container.clone()),
-                    limit: 1000,
-                    ..Default::default()
-                })
-                .await?;
-            ids.extend(
-                page.iter()
-                    .filter(|h| h.id != by && h.state.can_be_superseded())
-                    .filter(|h| left.contains(&h.target.as_str()))
-                    .map(|h| h.id),
-            );
-            match page.last() {
-                Some(last) if page.len() == 1000 => after = Some(last.id),
-                _ => break,
-            }
-        }
+        let ids: Vec<HydrationId> = self
+            .container_hydrations(container, None)
+            .await?
+            .into_iter()
+            .filter(|h| h.id != by && h.state.can_be_superseded())
+            .filter(|h| left.contains(&h.target.as_str()))
+            .map(|h| h.id)
+            .collect();
         if ids.is_empty() {
             return Ok(());
         }
