@@ -243,13 +243,28 @@ async fn many_events(server: &Server, table: &'static str) {
     }
 }
 
+/// A feed asked for on a raw socket with a small receive buffer, whose
+/// answer is left for the caller to read (or not).
+async fn raw_feed(server: &Server, query: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let address: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(address).await.unwrap();
+    let request = format!(
+        "GET /v1/events/stream{query} HTTP/1.1\r\nHost: sluice\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
 /// A client that opens a feed and never reads it: once the socket is full
 /// nothing polls the feed (not its drop, its cap or its token check), so
 /// the connection itself is closed after `--write-stall-timeout-seconds`
 /// without progress, and its long-poll place comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_feed_whose_client_reads_nothing_is_closed_and_gives_its_place_back() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let server = Server::sqlite_with(&[
         "--max-long-polls",
         "1",
@@ -266,17 +281,7 @@ async fn a_feed_whose_client_reads_nothing_is_closed_and_gives_its_place_back() 
         .unwrap();
     assert_eq!(put.status, 201, "{put:?}");
     many_events(&server, "feed.stall").await;
-    let address: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stream = socket.connect(address).await.unwrap();
-    stream
-        .write_all(
-            b"GET /v1/events/stream?table=feed.stall HTTP/1.1\r\nHost: sluice\r\n\
-              Accept: text/event-stream\r\n\r\n",
-        )
-        .await
-        .unwrap();
+    let mut stream = raw_feed(&server, "?table=feed.stall").await;
     let url = format!("{}/v1/events/stream", server.url);
     let http = reqwest::Client::new();
     // The stalled feed holds the only place...
@@ -308,7 +313,7 @@ async fn a_feed_whose_client_reads_nothing_is_closed_and_gives_its_place_back() 
 /// a raw socket with a small receive buffer that pauses before it reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_dropped_with_a_clear_close_and_resumes_where_it_was() {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
     let server = Server::sqlite_with(&["--event-feed-drop-after-seconds", "1"]).await;
     let table = json!({});
     assert_eq!(
@@ -327,17 +332,7 @@ async fn a_slow_consumer_is_dropped_with_a_clear_close_and_resumes_where_it_was(
         .await
         .unwrap());
 
-    let address: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stream = socket.connect(address).await.unwrap();
-    stream
-        .write_all(
-            b"GET /v1/events/stream?table=feed.slow&limit=1 HTTP/1.1\r\nHost: sluice\r\n\
-              Accept: text/event-stream\r\n\r\n",
-        )
-        .await
-        .unwrap();
+    let stream = raw_feed(&server, "?table=feed.slow&limit=1").await;
     let mut reader = BufReader::with_capacity(256, stream);
     let mut line = String::new();
     // The head, to its blank line.
