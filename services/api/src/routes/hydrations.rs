@@ -114,7 +114,12 @@ async fn create(
     // A view belongs to the scope of the table it is fed from: a hydration
     // may name views that are free, or fed from (or promised to, by a
     // hydration not yet finished) tables its caller sees.
-    require_views(&app, &caller, &new.views, &container, &table, UNFINISHED).await?;
+    // Every state but the final ones promises the views to the table.
+    let unfinished: Vec<HydrationState> = HydrationState::ALL
+        .into_iter()
+        .filter(|s| !s.is_final())
+        .collect();
+    require_views(&app, &caller, &new.views, &container, &table, &unfinished).await?;
     let log = log_for(
         &app,
         &table,
@@ -384,15 +389,6 @@ async fn list(
     }))
 }
 
-/// The hydration, if it exists and its table is in the caller's scopes.
-/// The hydration states that promise a view to their table.
-const UNFINISHED: &[HydrationState] = &[
-    HydrationState::Pending,
-    HydrationState::Snapshot,
-    HydrationState::CatchingUp,
-    HydrationState::Live,
-];
-
 /// Refuse (403 `out_of_scope`) views fed from, or promised by hydrations
 /// in `states` to, a table other than `table` that `caller` does not see.
 async fn require_views(
@@ -419,6 +415,7 @@ async fn require_views(
     Ok(())
 }
 
+/// The hydration, if it exists and its table is in the caller's scopes.
 async fn found(app: &AppState, caller: &Caller, id: HydrationId) -> Result<Hydration, ApiError> {
     let h = app
         .store
