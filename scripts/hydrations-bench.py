@@ -72,10 +72,10 @@ def main(argv):
         t = names[i % tables]
         h = call(base, "POST", "/v1/hydrations", {
             "table": t, "container": "bench", "target": f"h{i:05d}", "views": [f"v{i:05d}"],
-            "lease_ttl_seconds": 3600})
+            "lease_ttl_seconds": 3600, "run_id": f"bench-{i}"})
         applied = snapshots[t][i % SNAPSHOTS]
         call(base, "POST", f"/v1/hydrations/{h['id']}/progress", {
-            "token": h["lease"]["token"], "phase": "catching_up", "snapshot_id": applied,
+            "token": h["session"]["token"], "phase": "catching_up", "snapshot_id": applied,
             "rows_copied": i, "rows_total": n})
         return h["id"]
 

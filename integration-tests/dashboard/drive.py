@@ -3,8 +3,8 @@ looks, and print what was measured as one JSON line.
 
 The server must hold many tables (the first page is timed), one of them
 `--table`, a view `analytics.orders` remapped twice, a run `--run`, and a
-hydration of it in the snapshot phase (`--hydration`,
-whose lease token is `--hydration-token`, copying `--snapshot-id`). Screenshots of every view go
+hydration of it in the snapshot phase (`--hydration`, run `run-1` attached
+with session token `--hydration-token`, copying `--snapshot-id`). Screenshots of every view go
 to `--screenshots`. Any check that fails raises, and the exit is non-zero.
 """
 
@@ -135,6 +135,8 @@ def main():
         driver.get(url + "/#hydrations")
         bar = f'tr[data-hydration="{args.hydration}"] .bar'
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, bar))
+        session = f'tr[data-hydration="{args.hydration}"] [data-session]'
+        assert attrs(session, "data-session") == ["run-1"], attrs(session, "data-session")
         percents = attrs(bar, "data-percent")
         for copied in (25, 70):
             call(url, admin, "POST", f"/v1/hydrations/{args.hydration}/progress",

@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
-"""A hydration job: copy an Iceberg table into a PostgreSQL consumer
-container under a sluice read lease, then apply the snapshots committed
-after it, reporting progress, until told to stop once live.
+"""A hydration job: one run of it copies an Iceberg table into a
+PostgreSQL consumer container, or resumes the copy an earlier run left,
+then applies the snapshots committed after what the copy holds, reporting
+progress, until told to stop once live.
 
     hydrate.py --url URL --catalog CATALOG_JSON --table NS.NAME
                --container NAME --dsn postgres://USER@HOST:PORT/DB
-               --target TABLE --view VIEW [--stop-file PATH] [--ttl S]
+               --target TABLE --view VIEW [--run-id ID] [--stop-file PATH]
 
-The job speaks to sluice only through its client (`client.hydration`):
-the hydration's read lease pins the snapshot it copies first, so neither
-compaction nor expiry removes what it still reads; every progress report
-carries the lease's token, and a lost lease stops the job before it
-writes more. Leaving the block once live releases the lease: the
-hydration is `completed`, and compaction waiting for readers may start.
+The job speaks to sluice only through its client (`client.hydration`): the
+hydration is the copy, and this run attaches to it as a session. In its
+first hydration the copy's read lease pins the snapshot it copies first,
+so neither compaction nor expiry removes what it still reads; once live,
+sluice releases that lease and keeps a pin of its own at what the copy
+applied. Every progress report carries the session's token, and a session
+that is over stops the job before it writes more. Leaving the block
+detaches the run; the next run resumes from the snapshot applied last.
 
 The target table gets the columns of the table's current schema (a schema
 change is a new hydration into a new target, and a view remap). Each
@@ -24,8 +27,9 @@ copy-on-write writer does; a snapshot with delete files is applied by
 comparing it with the target instead). A `replace` snapshot (a
 compaction) changes no row and is stepped over.
 
-Prints a JSON line with the hydration's id, lease and token once granted,
-then one per progress report: {"state", "snapshot_id", ...}.
+Prints a JSON line with the hydration's id, whether it was resumed, the
+session's token and where it starts, then one per progress report:
+{"state", "snapshot_id", ...}.
 """
 
 import argparse
@@ -71,16 +75,18 @@ def ident(name):
 class Target:
     """The physical table in the container, keyed by `id`."""
 
-    def __init__(self, conn, name, fields):
+    def __init__(self, conn, name, fields, fresh):
         self.conn, self.name = conn, ident(name)
         self.columns = [f.name for f in fields]
         if KEY not in self.columns:
             raise ValueError(f"the table has no `{KEY}` column to apply changes by")
         columns = ", ".join(f"{pg8000.native.identifier(f.name)} {sql_type(f.field_type)}"
                             for f in fields)
-        # A rerun of the job starts its copy again from nothing.
-        conn.run(f"DROP TABLE IF EXISTS {self.name}")
-        conn.run(f"CREATE TABLE {self.name} ({columns}, PRIMARY KEY ({KEY}))")
+        if fresh:
+            # A snapshot copy starts again from nothing (a run that died
+            # mid-copy left part of it).
+            conn.run(f"DROP TABLE IF EXISTS {self.name}")
+        conn.run(f"CREATE TABLE IF NOT EXISTS {self.name} ({columns}, PRIMARY KEY ({KEY}))")
 
     def rows(self):
         names = ", ".join(pg8000.native.identifier(c) for c in self.columns)
@@ -180,6 +186,21 @@ def report(client, hydration, table_name, **progress):
         return hydration.progress(**progress)
 
 
+def copy(client, hydration, table, table_name, target, pinned):
+    """The snapshot phase: the pinned snapshot's rows, a quarter at a time."""
+    rows = snapshot_rows(table, pinned, target.columns)
+    total = len(rows)
+    chunk = max(1, total // 4)
+    batch = list(rows.values())
+    for start in range(0, max(total, 1), chunk):
+        hydration.check()
+        target.apply(batch[start:start + chunk], [])
+        body = report(client, hydration, table_name, phase="snapshot", snapshot_id=pinned,
+                      rows_copied=min(start + chunk, total), rows_total=total)
+        print(json.dumps({"state": body["state"], "snapshot_id": pinned,
+                          "rows_copied": min(start + chunk, total)}), flush=True)
+
+
 def run(args):
     client = Client(args.url, token=args.token)
     props = json.loads(args.catalog)
@@ -189,26 +210,22 @@ def run(args):
     # The view exposes every column of the schema the copy is made in.
     with client.hydration(args.table, args.container, args.target, views=[args.view],
                           columns=[f.name for f in fields], lease_ttl=args.ttl,
-                          wait=args.wait, lag_threshold_snapshots=0) as hydration:
+                          session_ttl=args.ttl, wait=args.wait, lag_threshold_snapshots=0,
+                          run_id=args.run_id) as hydration:
         table.refresh()
-        pinned = hydration.pin_snapshot_id
-        if pinned is None:
+        # Copied whole already (catching up, or live): go on from what it
+        # applied; otherwise copy the pinned snapshot (again).
+        copied = hydration.state not in ("pending", "snapshot")
+        start = hydration.applied_snapshot_id if copied else hydration.pin_snapshot_id
+        if start is None:
             raise ValueError(f"{args.table} has no snapshot to copy")
-        print(json.dumps({"hydration_id": hydration.id, "lease_id": hydration.lease.lease_id,
-                          "token": hydration.lease.token, "pin_snapshot_id": pinned}), flush=True)
-        target = Target(conn, args.target, fields)
-        rows = snapshot_rows(table, pinned, target.columns)
-        total = len(rows)
-        chunk = max(1, total // 4)
-        batch = list(rows.values())
-        for start in range(0, max(total, 1), chunk):
-            hydration.check()
-            target.apply(batch[start:start + chunk], [])
-            body = report(client, hydration, args.table, phase="snapshot", snapshot_id=pinned,
-                          rows_copied=min(start + chunk, total), rows_total=total)
-            print(json.dumps({"state": body["state"], "snapshot_id": pinned,
-                              "rows_copied": min(start + chunk, total)}), flush=True)
-        applied = pinned
+        print(json.dumps({"hydration_id": hydration.id, "resumed": hydration.resumed,
+                          "token": hydration.token, "state": hydration.state,
+                          "start_snapshot_id": start}), flush=True)
+        target = Target(conn, args.target, fields, fresh=not copied)
+        if not copied:
+            copy(client, hydration, table, args.table, target, start)
+        applied = start
         while True:
             table.refresh()
             for snapshot_id in later_snapshots(table, applied):
@@ -237,6 +254,7 @@ def run(args):
             if hydration.state != "live":
                 # Caught up: tell sluice (this is what makes it live).
                 report(client, hydration, args.table, phase="catching_up", snapshot_id=applied)
+                print(json.dumps({"state": hydration.state, "snapshot_id": applied}), flush=True)
             if hydration.state == "live" and args.stop_file and os.path.exists(args.stop_file):
                 break
             time.sleep(args.every)
@@ -254,8 +272,10 @@ def main(argv=None):
     parser.add_argument("--dsn", required=True, help="the container's PostgreSQL URL")
     parser.add_argument("--target", required=True)
     parser.add_argument("--view", required=True)
+    parser.add_argument("--run-id", help="this run's id (default: a new one)")
     parser.add_argument("--stop-file", help="once live, stop when this file exists")
-    parser.add_argument("--ttl", type=int, default=30, help="read lease TTL in seconds")
+    parser.add_argument("--ttl", type=int, default=30,
+                        help="the session's and the read lease's TTL in seconds")
     parser.add_argument("--wait", type=float, default=300, help="seconds to wait for the lease")
     parser.add_argument("--every", type=float, default=0.5, help="seconds between looks")
     args = parser.parse_args(argv)

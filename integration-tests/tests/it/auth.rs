@@ -106,7 +106,7 @@ async fn world(server: Server) -> World {
     let hydration = call(
         M::POST,
         "/v1/hydrations".into(),
-        json!({"table": "sales.orders", "container": "analytics", "target": "t1"}),
+        json!({"table": "sales.orders", "container": "analytics", "target": "t1", "run_id": "run-1"}),
     )
     .await;
     ok(&hydration);
@@ -124,7 +124,7 @@ async fn world(server: Server) -> World {
         batch_token: batch.body["token"].as_i64().unwrap(),
         run: run.body["id"].as_str().unwrap().to_owned(),
         hydration: hydration.body["id"].as_str().unwrap().to_owned(),
-        hydration_token: hydration.body["lease"]["token"].as_i64().unwrap(),
+        hydration_token: hydration.body["session"]["token"].as_i64().unwrap(),
         container_url,
         server: s.server,
     }

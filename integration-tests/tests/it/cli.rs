@@ -375,7 +375,7 @@ async fn compact_wait_and_hydration_follow() {
             201,
         )
         .await;
-    let body = json!({ "table": TABLE, "container": "analytics", "target": "orders_cli" });
+    let body = json!({ "table": TABLE, "container": "analytics", "target": "orders_cli", "run_id": "cli-run" });
     let created = server
         .expect(Method::POST, "/v1/hydrations", body, 201)
         .await;
@@ -388,7 +388,7 @@ async fn compact_wait_and_hydration_follow() {
     };
     tokio::time::sleep(Duration::from_millis(800)).await;
     let progress = |phase: &str, copied: i64| {
-        json!({ "token": created["lease"]["token"], "phase": phase, "rows_copied": copied,
+        json!({ "token": created["session"]["token"], "phase": phase, "rows_copied": copied,
                 "rows_total": 3, "snapshot_id": snapshot.trim().parse::<i64>().unwrap() })
     };
     let path = format!("/v1/hydrations/{id}/progress");

@@ -93,7 +93,7 @@ async fn dashboard_in_a_browser() {
         .expect(Method::POST, "/v1/jobs/export/runs", json!({}), 201)
         .await;
     let hydration = json!({ "table": TABLE, "container": "analytics", "target": "orders_v1",
-                            "views": ["orders"], "lease_ttl_seconds": 600 });
+                            "views": ["orders"], "lease_ttl_seconds": 600, "run_id": "run-1" });
     let hydration = server
         .expect(Method::POST, "/v1/hydrations", hydration, 201)
         .await;
@@ -112,7 +112,7 @@ async fn dashboard_in_a_browser() {
         .args(["--hydration", hydration["id"].as_str().unwrap()])
         .args([
             "--hydration-token",
-            &hydration["lease"]["token"].to_string(),
+            &hydration["session"]["token"].to_string(),
         ])
         .args(["--snapshot-id", snapshot.trim()])
         .arg("--screenshots")

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 /// What pyiceberg says the lag of `applied` is: snapshots in the current
 /// snapshot's ancestry after it, and the commit time (ms) of the oldest;
 /// compactions (`replace`: the same rows in other files) left out.
-fn expected_lag(pyiceberg: &Value, applied: &str) -> (u64, Option<i64>) {
+pub(crate) fn expected_lag(pyiceberg: &Value, applied: &str) -> (u64, Option<i64>) {
     let snapshots = pyiceberg["snapshots"].as_array().unwrap();
     let by_id = |id: &Value| snapshots.iter().find(|s| &s["snapshot_id"] == id);
     let mut at = by_id(&pyiceberg["current_snapshot_id"]);
@@ -110,6 +110,7 @@ async fn progress_lag_and_staleness_follow_the_table(backend: Backend) {
         Some(json!({
             "table": TABLE, "container": "analytics", "target": "public.orders_v1",
             "views": ["orders"], "lease_ttl_seconds": 120, "holder": "glue-run-1",
+            "run_id": "glue-run-1",
         })),
     )
     .await;
@@ -121,7 +122,8 @@ async fn progress_lag_and_staleness_follow_the_table(backend: Backend) {
     assert_eq!(h["lease"]["state"], "granted");
     assert_eq!(h["lease"]["mode"], "read");
     assert_eq!(h["lease"]["pin_snapshot_id"].to_string(), s2);
-    let token = h["lease"]["token"].as_i64().unwrap();
+    assert_eq!(h["session"]["run_id"], "glue-run-1", "{h}");
+    let token = h["session"]["token"].as_i64().unwrap();
     assert_eq!(h["lag"]["snapshots"], 2, "{h}");
     let _ = s1;
     // A pin the table does not have is refused, as progress refuses it.
@@ -216,11 +218,19 @@ async fn progress_lag_and_staleness_follow_the_table(backend: Backend) {
         server.log_text()
     );
     assert_eq!(caught_up.body["state"], "live", "{}", caught_up.body);
+    // Live: sluice gave the read lease up in the same transaction, and the
+    // copy keeps a pin of its own at what it applied.
+    assert_eq!(
+        caught_up.body["lease"]["state"], "released",
+        "{}",
+        caught_up.body
+    );
+    assert_eq!(caught_up.body["pin_snapshot_id"].to_string(), s5);
     assert_lag(&server, &catalog, &id, &s5).await;
     let _ = s4;
 
-    // Refusals: a stale token, a phase going back, a snapshot the table
-    // never had, an older snapshot.
+    // Refusals: a token no attached session has, a phase going back, a
+    // snapshot the table never had, an older snapshot.
     let stale = report(
         &server,
         &id,
@@ -229,7 +239,7 @@ async fn progress_lag_and_staleness_follow_the_table(backend: Backend) {
     .await;
     assert_eq!(
         (stale.status, stale.error_type()),
-        (409, Some("stale_token")),
+        (409, Some("session_stale")),
         "{}",
         stale.body
     );
@@ -282,9 +292,11 @@ async fn progress_lag_and_staleness_follow_the_table(backend: Backend) {
         "{}",
         refused.body
     );
-    // Its read lease ended with it: it pins nothing and holds no writer off.
+    // Its read lease ended at its first live, and a stale copy pins
+    // nothing: it holds no writer off.
     let lease = send(&server, Method::GET, &format!("/v1/leases/{id}"), None).await;
-    assert_eq!(lease.body["state"], "revoked", "{}", lease.body);
+    assert_eq!(lease.body["state"], "released", "{}", lease.body);
+    assert!(gone["pin_snapshot_id"].is_null(), "{gone}");
     let retention = send(
         &server,
         Method::GET,
@@ -599,4 +611,415 @@ async fn the_read_lease_carries_the_hydration_on(backend: Backend) {
         listed.body
     );
     assert!(listed.body["next_after"].is_string());
+}
+
+/// `call` on `client`, expecting `status`; the body.
+async fn expect(
+    client: &crate::raw::Client,
+    method: Method,
+    path: &str,
+    body: Value,
+    status: u16,
+) -> Value {
+    let answer = client.send(method, path, Some(&body)).await.unwrap();
+    assert_eq!(answer.status, status, "{path} {body}: {}", answer.body);
+    answer.body
+}
+
+/// A refusal: `status`, the JSON error body with `kind`.
+async fn refused(client: &crate::raw::Client, path: &str, body: Value, status: u16, kind: &str) {
+    let answer = client.send(Method::POST, path, Some(&body)).await.unwrap();
+    assert_eq!(
+        (answer.status, answer.error_type()),
+        (status, Some(kind)),
+        "{path} {body}: {}",
+        answer.body
+    );
+}
+
+/// A copy outlives the runs of its job: each run attaches as a session
+/// (one at a time, fenced by its token, held by its principal); between
+/// runs the copy stays live, falls `lagging` as the table moves on, and
+/// holds no lease, so a compaction runs at once and adds no lag; a second
+/// copy in its first hydration is the only one a compaction waits for.
+async fn a_copy_outlives_its_runs_and_never_blocks_compaction(backend: Backend) {
+    let (server, lake, _dir) = crate::snapshots::on_lake(
+        backend,
+        &["--refresh-interval-seconds", "3600", "--auth", "on"],
+    )
+    .await;
+    let catalog = glue_catalog(&lake);
+    let admin = server.client_with(&server.create_token("admin", "admin", &[], &[]));
+    let job = server.client_with(&server.create_token("job", "job", &[], &[]));
+    let other = server.client_with(&server.create_token("job2", "job", &[], &[]));
+    py(&catalog, &["create", TABLE]).await;
+    let registered = admin
+        .put_table(TABLE, json!({ "catalog": "lake" }))
+        .await
+        .unwrap();
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    let container = json!({ "kind": "glue", "database": "analytics" });
+    expect(
+        &admin,
+        Method::PUT,
+        "/v1/containers/analytics",
+        container,
+        201,
+    )
+    .await;
+    let s1: i64 = py(&catalog, &["append", TABLE, "3"]).await.parse().unwrap();
+    let refresh = format!("/v1/tables/{TABLE}/refresh");
+
+    // Run 1 creates the copy and is attached in the same call.
+    let created = expect(
+        &job,
+        Method::POST,
+        "/v1/hydrations",
+        json!({ "table": TABLE, "container": "analytics", "target": "orders_a",
+                "run_id": "run-1", "session_ttl_seconds": 60 }),
+        201,
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let at = |what: &str| format!("/v1/hydrations/{id}/{what}");
+    assert_eq!(created["session"]["run_id"], "run-1", "{created}");
+    assert_eq!(created["lease"]["state"], "granted", "{created}");
+    let t1 = created["session"]["token"].as_i64().unwrap();
+
+    // One run at a time: another is refused, naming the one attached; the
+    // same run attaching again (a retried call) gets its session back.
+    let held = job
+        .send(
+            Method::POST,
+            &at("attach"),
+            Some(&json!({ "run_id": "run-2" })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (held.status, held.error_type()),
+        (409, Some("session_held")),
+        "{}",
+        held.body
+    );
+    assert!(
+        held.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("run-1"),
+        "{}",
+        held.body
+    );
+    let again = expect(
+        &job,
+        Method::POST,
+        &at("attach"),
+        json!({ "run_id": "run-1" }),
+        200,
+    )
+    .await;
+    assert_eq!(again["session"]["token"], t1, "{again}");
+
+    // Reports are fenced by the session's token and held by its principal;
+    // every user error is a 4xx with the JSON body.
+    let report = |token: i64, phase: &str, snapshot: i64| json!({ "token": token, "phase": phase, "snapshot_id": snapshot });
+    refused(
+        &other,
+        &at("progress"),
+        report(t1, "snapshot", s1),
+        403,
+        "not_owner",
+    )
+    .await;
+    refused(
+        &job,
+        &at("progress"),
+        report(t1 + 7, "snapshot", s1),
+        409,
+        "session_stale",
+    )
+    .await;
+    refused(
+        &job,
+        &at("heartbeat"),
+        json!({ "token": t1 + 7 }),
+        409,
+        "session_stale",
+    )
+    .await;
+    refused(
+        &job,
+        &at("detach"),
+        json!({ "token": t1 + 7 }),
+        409,
+        "session_stale",
+    )
+    .await;
+    refused(
+        &job,
+        &at("heartbeat"),
+        json!({ "token": 0 }),
+        422,
+        "invalid_request",
+    )
+    .await;
+    refused(
+        &job,
+        &at("attach"),
+        json!({ "run_id": "" }),
+        422,
+        "invalid_request",
+    )
+    .await;
+    refused(
+        &job,
+        &at("attach"),
+        json!({ "run_id": "r", "ttl_seconds": 0 }),
+        422,
+        "invalid_request",
+    )
+    .await;
+    let missing = "/v1/hydrations/0190a0a0-0000-7000-8000-000000000000/attach";
+    refused(
+        &job,
+        missing,
+        json!({ "run_id": "r" }),
+        404,
+        "hydration_not_found",
+    )
+    .await;
+    expect(
+        &job,
+        Method::POST,
+        &at("heartbeat"),
+        json!({ "token": t1 }),
+        200,
+    )
+    .await;
+
+    // Run 1 copies s1 and goes live: sluice gives the read lease up in the
+    // same transaction, and the copy keeps a pin that retention keeps.
+    expect(
+        &job,
+        Method::POST,
+        &at("progress"),
+        report(t1, "snapshot", s1),
+        200,
+    )
+    .await;
+    let live = expect(
+        &job,
+        Method::POST,
+        &at("progress"),
+        report(t1, "catching_up", s1),
+        200,
+    )
+    .await;
+    assert_eq!(live["state"], "live", "{live}");
+    assert_eq!(live["lease"]["state"], "released", "{live}");
+    assert_eq!(live["pin_snapshot_id"], s1, "{live}");
+    let retention = expect(
+        &admin,
+        Method::GET,
+        &format!("/v1/tables/{TABLE}/retention"),
+        json!(null),
+        200,
+    )
+    .await;
+    assert_eq!(retention["pinned"], json!([s1]), "{retention}");
+
+    // Run 1 detaches (twice: a retry answers the same); the copy stays
+    // live with no session.
+    expect(
+        &job,
+        Method::POST,
+        &at("detach"),
+        json!({ "token": t1 }),
+        200,
+    )
+    .await;
+    let detached = expect(
+        &job,
+        Method::POST,
+        &at("detach"),
+        json!({ "token": t1 }),
+        200,
+    )
+    .await;
+    assert!(detached["session"].is_null(), "{detached}");
+    assert_eq!(detached["state"], "live", "{detached}");
+
+    // Between runs the table moves on: the copy falls behind, and says so.
+    py(&catalog, &["append", TABLE, "2"]).await;
+    py(&catalog, &["append", TABLE, "1"]).await;
+    expect(&admin, Method::POST, &refresh, json!(null), 200).await;
+    let behind = expect(
+        &admin,
+        Method::GET,
+        &format!("/v1/hydrations/{id}"),
+        json!(null),
+        200,
+    )
+    .await;
+    assert_eq!(
+        (&behind["state"], &behind["lag"]["snapshots"]),
+        (&json!("lagging"), &json!(2)),
+        "{behind}"
+    );
+
+    // A compaction now runs at once (no run attached, no read lease), and
+    // its `replace` snapshot adds no lag.
+    let lease = |holder: &str| json!({ "mode": "write", "holder": holder, "ttl_seconds": 60 });
+    let leases = format!("/v1/tables/{TABLE}/leases");
+    let compaction = expect(&admin, Method::POST, &leases, lease("compaction-1"), 201).await;
+    assert_eq!(compaction["state"], "granted", "{compaction}");
+    let compacted: i64 = py(&catalog, &["compact", TABLE]).await.parse().unwrap();
+    expect(&admin, Method::POST, &refresh, json!(null), 200).await;
+    assert_eq!(
+        expect(
+            &admin,
+            Method::GET,
+            &format!("/v1/hydrations/{id}"),
+            json!(null),
+            200
+        )
+        .await["lag"]["snapshots"],
+        2
+    );
+    let done = format!(
+        "/v1/leases/{}?token={}",
+        compaction["lease_id"].as_str().unwrap(),
+        compaction["token"]
+    );
+    let released = admin.send(Method::DELETE, &done, None).await.unwrap();
+    assert!(released.status < 300, "{}", released.body);
+
+    // A second copy in its first hydration: a compaction waits for it, and
+    // only for it, and runs as soon as it is live.
+    let second = expect(
+        &job,
+        Method::POST,
+        "/v1/hydrations",
+        json!({ "table": TABLE, "container": "analytics", "target": "orders_b", "run_id": "run-b" }),
+        201,
+    )
+    .await;
+    let second_id = second["id"].as_str().unwrap();
+    let tb = second["session"]["token"].as_i64().unwrap();
+    let waiting = expect(&admin, Method::POST, &leases, lease("compaction-2"), 201).await;
+    assert_eq!(waiting["state"], "waiting", "{waiting}");
+    let progress_b = format!("/v1/hydrations/{second_id}/progress");
+    expect(
+        &job,
+        Method::POST,
+        &progress_b,
+        report(tb, "snapshot", compacted),
+        200,
+    )
+    .await;
+    let waited = format!("/v1/leases/{}", waiting["lease_id"].as_str().unwrap());
+    let still = admin.send(Method::GET, &waited, None).await.unwrap();
+    assert_eq!(still.body["state"], "waiting", "{}", still.body);
+    let b_live = expect(
+        &job,
+        Method::POST,
+        &progress_b,
+        report(tb, "catching_up", compacted),
+        200,
+    )
+    .await;
+    assert_eq!(b_live["state"], "live", "{b_live}");
+    let granted = admin.send(Method::GET, &waited, None).await.unwrap();
+    assert_eq!(granted.body["state"], "granted", "{}", granted.body);
+
+    // Run 2 attaches at once (run 1 detached), steps over the compaction,
+    // and the copy is live again; its session runs out if it stops, and
+    // the next run is let in with a higher token.
+    let run2 = expect(
+        &job,
+        Method::POST,
+        &at("attach"),
+        json!({ "run_id": "run-2", "ttl_seconds": 3 }),
+        200,
+    )
+    .await;
+    let t2 = run2["session"]["token"].as_i64().unwrap();
+    assert!(t2 > t1, "{run2}");
+    let caught_up = expect(
+        &job,
+        Method::POST,
+        &at("progress"),
+        report(t2, "catching_up", compacted),
+        200,
+    )
+    .await;
+    assert_eq!(
+        (&caught_up["state"], &caught_up["lag"]["snapshots"]),
+        (&json!("live"), &json!(0)),
+        "{caught_up}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(4_000)).await;
+    refused(
+        &job,
+        &at("progress"),
+        report(t2, "catching_up", compacted),
+        409,
+        "session_stale",
+    )
+    .await;
+    let run3 = expect(
+        &job,
+        Method::POST,
+        &at("attach"),
+        json!({ "run_id": "run-3" }),
+        200,
+    )
+    .await;
+    assert_eq!(
+        (run3["sessions"].as_i64(), run3["session"]["token"].as_i64()),
+        (Some(3), Some(t2 + 1)),
+        "{run3}"
+    );
+
+    // Cancelled, the copy keeps nothing.
+    let cancelled = expect(&job, Method::POST, &at("cancel"), json!({}), 200).await;
+    assert!(cancelled["pin_snapshot_id"].is_null(), "{cancelled}");
+    let retention = expect(
+        &admin,
+        Method::GET,
+        &format!("/v1/tables/{TABLE}/retention"),
+        json!(null),
+        200,
+    )
+    .await;
+    assert_eq!(
+        retention["pinned"],
+        json!([compacted]),
+        "only the second copy's pin: {retention}"
+    );
+    let events = admin
+        .send(Method::GET, "/v1/events?kind=hydration_attached", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        events.body["events"].as_array().unwrap().len(),
+        4,
+        "{}",
+        events.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_outlives_its_runs_and_never_blocks_compaction_sqlite() {
+    a_copy_outlives_its_runs_and_never_blocks_compaction(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_outlives_its_runs_and_never_blocks_compaction_postgres() {
+    a_copy_outlives_its_runs_and_never_blocks_compaction(Backend::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_outlives_its_runs_and_never_blocks_compaction_dynamodb() {
+    a_copy_outlives_its_runs_and_never_blocks_compaction(Backend::Dynamodb).await
 }

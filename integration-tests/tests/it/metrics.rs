@@ -256,6 +256,8 @@ async fn store_gauges_and_lease_counters_move() {
         "{waiting:?}"
     );
     assert!(value(&waiting, "sluice_hydration_lag_seconds", &lag) >= 0.0);
+    // Created without a run: none is attached.
+    assert_eq!(value(&waiting, "sluice_hydration_run_attached", &lag), 0.0);
     let moved = |name: &str, labels: &[(&str, &str)]| {
         value(&waiting, name, labels) - value(&before, name, labels)
     };

@@ -55,7 +55,7 @@ async fn a_scoped_job_token_cannot_take_over_another_teams_view() {
         Method::POST,
         "/v1/hydrations",
         Some(json!({ "table": "finance.ledger", "container": "analytics",
-                     "target": "fin_v1", "views": ["fin_report"] })),
+                     "target": "fin_v1", "views": ["fin_report"], "run_id": "fin-run" })),
     )
     .await;
     assert_eq!(created.status, 201, "{created:?}");
@@ -65,7 +65,7 @@ async fn a_scoped_job_token_cannot_take_over_another_teams_view() {
         Method::POST,
         &format!("/v1/hydrations/{id}/progress"),
         Some(
-            json!({ "token": created.body["lease"]["token"], "phase": "catching_up",
+            json!({ "token": created.body["session"]["token"], "phase": "catching_up",
                      "snapshot_id": snapshot }),
         ),
     )
@@ -220,7 +220,7 @@ async fn a_scoped_job_token_cannot_take_over_another_teams_view() {
         Method::POST,
         "/v1/hydrations",
         Some(json!({ "table": "sales.orders", "container": "analytics",
-                     "target": "sales_v1", "views": ["shared"] })),
+                     "target": "sales_v1", "views": ["shared"], "run_id": "sales-run" })),
     )
     .await;
     assert_eq!(first.status, 201, "{first:?}");
@@ -229,7 +229,7 @@ async fn a_scoped_job_token_cannot_take_over_another_teams_view() {
         Method::POST,
         "/v1/hydrations",
         Some(json!({ "table": "finance.ledger", "container": "analytics",
-                     "target": "fin_v1", "views": ["shared"] })),
+                     "target": "fin_v1", "views": ["shared"], "run_id": "admin-run" })),
     )
     .await;
     assert_eq!(second.status, 201, "{second:?}");
@@ -239,7 +239,7 @@ async fn a_scoped_job_token_cannot_take_over_another_teams_view() {
         Method::POST,
         &format!("/v1/hydrations/{second_id}/progress"),
         Some(
-            json!({ "token": second.body["lease"]["token"], "phase": "catching_up",
+            json!({ "token": second.body["session"]["token"], "phase": "catching_up",
                      "snapshot_id": snapshot }),
         ),
     )
@@ -263,7 +263,7 @@ async fn a_scoped_job_token_cannot_take_over_another_teams_view() {
         Method::POST,
         &format!("/v1/hydrations/{first_id}/progress"),
         Some(
-            json!({ "token": first.body["lease"]["token"], "phase": "catching_up",
+            json!({ "token": first.body["session"]["token"], "phase": "catching_up",
                      "snapshot_id": sales_snapshot }),
         ),
     )

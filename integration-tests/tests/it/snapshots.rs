@@ -94,7 +94,7 @@ aws_secret_access_key = "env:LAKE_SECRET"
     path
 }
 
-async fn on_lake(backend: Backend, extra: &[&str]) -> (Server, Lake, tempfile::TempDir) {
+pub(crate) async fn on_lake(backend: Backend, extra: &[&str]) -> (Server, Lake, tempfile::TempDir) {
     let lake = Lake::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let config = glue_config(dir.path(), &lake).display().to_string();

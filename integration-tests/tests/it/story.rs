@@ -7,14 +7,19 @@
 //! 2. the ingestion job merges them into the Iceberg table batch by batch,
 //!    resuming from the bookmark (killed once mid-batch);
 //! 3. a hydration job copies the table into a PostgreSQL container under a
-//!    read lease and applies the later snapshots;
-//! 4. compaction, asked for meanwhile, waits for that read lease (sluice is
-//!    killed -9 and restarted while it waits), then sluice starts the
-//!    compaction job through Glue, which rewrites the table under the write
-//!    lease with the token in the snapshot summary;
-//! 5. a schema change: a second hydration fills table v2 and the consumer
+//!    read lease, goes live (sluice gives the lease up then) and applies the
+//!    later snapshots; its run ends, and the copy outlives it;
+//! 4. new snapshots arrive between runs: the copy shows `lagging`, by the
+//!    right lag; compaction, asked for meanwhile, runs at once (no run is
+//!    attached, no read lease held; sluice is killed -9 and restarted while
+//!    it runs, and the Glue run is adopted, not started twice), rewrites the
+//!    table under the write lease with the token in the snapshot summary,
+//!    and adds no lag;
+//! 5. the job's second and third runs resume the same copy: they step over
+//!    the compaction, apply the appends, and the view is exact each time;
+//! 6. a schema change: a second hydration fills table v2 and the consumer
 //!    view is remapped to it when it is live;
-//! 6. the view holds exactly the source's rows, the fences held, and the
+//! 7. the view holds exactly the source's rows, the fences held, and the
 //!    event log tells it in order.
 
 use crate::glue_double::GlueDouble;
@@ -103,14 +108,21 @@ async fn hydration(server: &Server, target: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// The hydration job into `target`, stopping once live when `stop` exists.
-fn hydrate(server: &Server, catalog: &Value, dsn: &str, target: &str, stop: &Path) -> Running {
+/// Run `run_id` of the hydration job into `target`, stopping once live
+/// when `stop` exists.
+fn hydrate(
+    server: &Server,
+    catalog: &Value,
+    dsn: &str,
+    (target, run_id): (&str, &str),
+    stop: &Path,
+) -> Running {
     let mut command = Command::new(venv().join("bin/python"));
     command
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("story/hydrate.py"))
         .args(["--url", &server.url, "--catalog", &catalog.to_string()])
         .args(["--table", TABLE, "--container", CONTAINER, "--dsn", dsn])
-        .args(["--target", target, "--view", VIEW])
+        .args(["--target", target, "--view", VIEW, "--run-id", run_id])
         .arg("--stop-file")
         .arg(stop)
         .env("AWS_ACCESS_KEY_ID", "testing")
@@ -120,6 +132,19 @@ fn hydrate(server: &Server, catalog: &Value, dsn: &str, target: &str, stop: &Pat
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     Running::start(command)
+}
+
+/// The view holds exactly `expected` (count and md5), within two minutes.
+async fn exact(dsn: &str, expected: &Value, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (have, want) = checksum(dsn, VIEW, expected).await;
+        if have == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {have:?} != {want:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The rows a relation of the container holds: count, and an md5 over
@@ -266,12 +291,20 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
     let dumped = job.clone();
     assert_eq!(blocking(move || dumped.dump()).await, dms.expected());
 
-    // 3. Hydration v1 into the container; it reaches live.
+    // 3. Hydration v1 into the container, by the job's first run; it
+    // reaches live, and sluice gives its read lease up.
     let stops = tempfile::tempdir().unwrap();
     let stop_v1 = stops.path().join("v1");
-    let mut v1_job = hydrate(&server, &catalog, &container_dsn, "orders_v1", &stop_v1);
-    let (granted, v1_job) = blocking(move || (v1_job.line(), v1_job)).await;
-    let granted: Value = serde_json::from_str(&granted).expect("the job's first line");
+    let mut v1_job = hydrate(
+        &server,
+        &catalog,
+        &container_dsn,
+        ("orders_v1", "hydrate-1"),
+        &stop_v1,
+    );
+    let (started, v1_job) = blocking(move || (v1_job.line(), v1_job)).await;
+    let started: Value = serde_json::from_str(&started).expect("the job's first line");
+    assert_eq!(started["resumed"], false, "{started}");
     let v1 = until(
         "hydration v1 live",
         || hydration(&server, "orders_v1"),
@@ -279,7 +312,9 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
     )
     .await;
     let v1_id = v1["id"].as_str().unwrap().to_owned();
-    assert_eq!(granted["hydration_id"], v1_id.as_str());
+    assert_eq!(started["hydration_id"], v1_id.as_str());
+    let lease = get(&server, &format!("/v1/leases/{v1_id}")).await;
+    assert_eq!(lease["state"], "released", "{lease}");
     let view_path = format!("/v1/views/{CONTAINER}/{VIEW}");
     let view = until(
         "the view mapped to v1",
@@ -300,51 +335,58 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
     publish(&lake.url, &dms, &mut published).await;
     let more = job.command("glue-run-3", 2);
     blocking(move || run(more)).await.assert_success();
-    let expected = dms.expected();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (have, want) = checksum(&container_dsn, VIEW, &expected).await;
-        if have == want {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "v1 never applied the later snapshots: {have:?} != {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    exact(
+        &container_dsn,
+        &dms.expected(),
+        "v1 applies the later snapshots",
+    )
+    .await;
+    // The run ends; the copy stays live with no run attached.
+    std::fs::write(&stop_v1, "").unwrap();
+    blocking(move || v1_job.finish("")).await.assert_success();
+    let between = hydration(&server, "orders_v1").await;
+    assert_eq!(
+        (&between["state"], &between["session"]),
+        (&json!("live"), &Value::Null),
+        "{between}"
+    );
 
-    // 4. The scheduler asks for compaction: it waits for the hydration's
-    // read lease; nothing starts in Glue meanwhile.
+    // 4. Changes land between runs: the copy falls behind, and says by how
+    // much (pyiceberg's count of the snapshots it has not applied).
+    dms.cdc(
+        "20240501-000350000",
+        &[("U", 201, "between", 2), ("I", 902, "y", 3)],
+    );
+    publish(&lake.url, &dms, &mut published).await;
+    let between_runs = job.command("glue-run-4", 2);
+    blocking(move || run(between_runs)).await.assert_success();
+    let lagging = until(
+        "v1 lagging",
+        || hydration(&server, "orders_v1"),
+        |h| h["state"] == "lagging",
+    )
+    .await;
+    let applied = lagging["progress"]["applied_snapshot_id"].to_string();
+    let theirs: Value = serde_json::from_str(&py(&catalog, &["snapshots", TABLE]).await).unwrap();
+    let (behind, _) = crate::hydrations::expected_lag(&theirs, &applied);
+    assert!(behind >= 1, "{theirs}");
+    assert_eq!(lagging["lag"]["snapshots"], behind, "{lagging}");
+
+    // The scheduler asks for compaction: with no copy in its first
+    // hydration nothing holds the table, and it runs at once.
     let request = json!({ "requested_by": "nightly-scheduler", "reason": "small files" });
     let compactions = format!("/v1/tables/{TABLE}/compactions");
     let asked = server
         .expect(Method::POST, &compactions, Some(request), 201)
         .await;
+    assert_ne!(asked["state"], "waiting", "{asked}");
     let compaction_id = asked["id"].as_str().unwrap().to_owned();
     let compaction_path = format!("/v1/tables/{TABLE}/compactions/{compaction_id}");
-    until(
-        "the compaction waits",
-        || get(&server, &compaction_path),
-        |c| c["state"] == "waiting",
-    )
-    .await;
-    // sluice dies while the compaction waits, and comes back on the same
-    // database: the hydration's job rides it out on its heartbeat retries.
+    // sluice dies while it runs, and comes back on the same database: the
+    // Glue run is adopted, never started twice.
     server.kill9();
     tokio::time::sleep(Duration::from_secs(1)).await;
     server.restart().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(get(&server, &compaction_path).await["state"], "waiting");
-    assert_eq!(hydration(&server, "orders_v1").await["state"], "live");
-    assert_eq!(double.calls("StartJobRun:compact-orders").await, 0);
-
-    // The hydration's run ends once live: it releases its lease, the
-    // hydration is completed, and the compaction goes ahead.
-    std::fs::write(&stop_v1, "").unwrap();
-    let v1_done = blocking(move || v1_job.finish("")).await;
-    v1_done.assert_success();
-    assert_eq!(hydration(&server, "orders_v1").await["state"], "completed");
     let compacted = until(
         "the compaction ends",
         || get(&server, &compaction_path),
@@ -357,6 +399,7 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
     )
     .await;
     assert_eq!(compacted["state"], "succeeded", "{compacted}");
+    assert_eq!(double.calls("StartJobRun:compact-orders").await, 1);
     let compaction_token = compacted["token"].as_i64().unwrap();
     let table = serde_json::from_str::<Value>(&py(&catalog, &["snapshots", TABLE]).await).unwrap();
     assert_eq!(
@@ -364,21 +407,89 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
         compacted["result_snapshot_id"].as_i64(),
         "{table}"
     );
+    // Compaction is not lag: the copy is as far behind as before.
+    let after = until(
+        "v1 relagged past the compaction",
+        || hydration(&server, "orders_v1"),
+        |h| h["lag"]["current_snapshot_id"] == compacted["result_snapshot_id"],
+    )
+    .await;
+    assert_eq!(
+        (&after["state"], &after["lag"]["snapshots"]),
+        (&json!("lagging"), &json!(behind)),
+        "{after}"
+    );
 
-    // 5. A schema change: the table gains a column; a new hydration fills
+    // 5. The job's second run resumes the copy: it steps over the
+    // compaction, applies the appends, and the view is exact; a third run
+    // does the same after more changes.
+    for (n, cdc) in [(2, "20240501-000360000"), (3, "20240501-000370000")] {
+        if n == 3 {
+            dms.cdc(cdc, &[("U", 202, "third", 5)]);
+            publish(&lake.url, &dms, &mut published).await;
+            let more = job.command(&format!("glue-run-{}", 3 + n), 2);
+            blocking(move || run(more)).await.assert_success();
+        }
+        let run_id = format!("hydrate-{n}");
+        let resumed = hydrate(
+            &server,
+            &catalog,
+            &container_dsn,
+            ("orders_v1", &run_id),
+            &stop_v1,
+        );
+        let finished = blocking(move || resumed.finish("")).await;
+        finished.assert_success();
+        let lines: Vec<Value> = finished
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        assert_eq!(
+            (&lines[0]["resumed"], &lines[0]["hydration_id"]),
+            (&json!(true), &json!(v1_id)),
+            "{lines:?}"
+        );
+        if n == 2 {
+            assert!(
+                lines.iter().any(|l| l["stepped_over"] == "replace"
+                    && l["snapshot_id"] == compacted["result_snapshot_id"]),
+                "run 2 steps over the compaction: {lines:?}"
+            );
+        }
+        let caught_up = hydration(&server, "orders_v1").await;
+        assert_eq!(
+            (
+                &caught_up["state"],
+                &caught_up["lag"]["snapshots"],
+                &caught_up["sessions"]
+            ),
+            (&json!("live"), &json!(0), &json!(n)),
+            "{caught_up}"
+        );
+        exact(&container_dsn, &dms.expected(), &format!("run {n} of v1")).await;
+    }
+
+    // 6. A schema change: the table gains a column; a new hydration fills
     // table v2 with it, and the view is remapped when v2 is live.
     py(&catalog, &["add-column", TABLE, "channel"]).await;
     dms.cdc("20240501-000400000", &[("U", 301, "after-change", 4)]);
     publish(&lake.url, &dms, &mut published).await;
-    let last = job.command("glue-run-4", 2);
+    let last = job.command("glue-run-7", 2);
     blocking(move || run(last)).await.assert_success();
     let stop_v2 = stops.path().join("v2");
     std::fs::write(&stop_v2, "").unwrap();
-    let v2_job = hydrate(&server, &catalog, &container_dsn, "orders_v2", &stop_v2);
+    let v2_job = hydrate(
+        &server,
+        &catalog,
+        &container_dsn,
+        ("orders_v2", "hydrate-v2"),
+        &stop_v2,
+    );
     let v2_done = blocking(move || v2_job.finish("")).await;
     v2_done.assert_success();
     let v2 = hydration(&server, "orders_v2").await;
-    assert_eq!(v2["state"], "completed", "{v2}");
+    assert_eq!(v2["state"], "live", "{v2}");
     let view = until(
         "the view remapped to v2",
         || read(&server, &view_path),
@@ -405,7 +516,7 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
         Some(true)
     );
 
-    // 6. The consumer view holds exactly the source's rows...
+    // 7. The consumer view holds exactly the source's rows...
     let expected = dms.expected();
     let dumped = job.clone();
     assert_eq!(blocking(move || dumped.dump()).await, expected);
@@ -466,7 +577,7 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
         .call(
             Method::POST,
             &format!("/v1/hydrations/{v1_id}/progress"),
-            Some(json!({ "token": granted["token"], "phase": "catching_up",
+            Some(json!({ "token": 3, "phase": "catching_up",
                          "snapshot_id": compacted["result_snapshot_id"] })),
         )
         .await;
@@ -512,17 +623,21 @@ async fn ingestion_hydration_compaction_and_a_schema_change_keep_the_consumer_vi
         "v1 live",
         "view -> orders_v1",
         "batch committed",
+        "v1 lagging",
         "compaction requested",
-        "compaction waiting",
-        "v1 completed",
         "compaction running",
         "compaction succeeded",
+        "v1 live",
         "batch committed",
         "v2 created",
         "v2 live",
         "view -> orders_v2",
         "v1 superseded",
     ];
+    assert!(
+        !story.iter().any(|s| s == "compaction waiting"),
+        "no compaction waited for a live copy: {story:?}"
+    );
     let mut at = 0;
     for step in &story {
         if at < wanted.len() && step == wanted[at] {

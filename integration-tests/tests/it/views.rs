@@ -115,7 +115,7 @@ async fn hydrate_live_in(
 ) -> String {
     let mut body = json!({
         "table": TABLE, "container": container, "target": target,
-        "views": ["orders", "orders_eu"],
+        "views": ["orders", "orders_eu"], "run_id": "run-1",
     });
     if let Some(columns) = columns {
         body["columns"] = json!(columns);
@@ -128,7 +128,7 @@ async fn hydrate_live_in(
         Method::POST,
         &format!("/v1/hydrations/{id}/progress"),
         Some(
-            json!({ "token": created.body["lease"]["token"], "phase": "catching_up",
+            json!({ "token": created.body["session"]["token"], "phase": "catching_up",
                      "snapshot_id": snapshot.parse::<i64>().unwrap() }),
         ),
     )
@@ -520,7 +520,7 @@ async fn athena_views_in_a_glue_container_follow_remaps_on(backend: Backend) {
                 server,
                 Method::POST,
                 "/v1/hydrations",
-                Some(json!({ "table": TABLE, "container": "athena", "target": target, "views": ["orders"] })),
+                Some(json!({ "table": TABLE, "container": "athena", "target": target, "views": ["orders"], "run_id": "run-1" })),
             )
             .await;
             assert_eq!(created.status, 201, "{}", created.body);
@@ -530,7 +530,7 @@ async fn athena_views_in_a_glue_container_follow_remaps_on(backend: Backend) {
                 Method::POST,
                 &format!("/v1/hydrations/{id}/progress"),
                 Some(
-                    json!({ "token": created.body["lease"]["token"], "phase": "catching_up",
+                    json!({ "token": created.body["session"]["token"], "phase": "catching_up",
                              "snapshot_id": snapshot.parse::<i64>().unwrap() }),
                 ),
             )
@@ -989,7 +989,7 @@ async fn a_container_keeps_views_in_its_schemas_and_shows_how_remaps_go_on(backe
             Method::POST,
             "/v1/hydrations",
             Some(json!({ "table": TABLE, "container": "analytics",
-                         "target": target, "views": views })),
+                         "target": target, "views": views, "run_id": "run-1" })),
         )
     };
     for (target, views) in [
@@ -1020,7 +1020,7 @@ async fn a_container_keeps_views_in_its_schemas_and_shows_how_remaps_go_on(backe
         Method::POST,
         &format!("/v1/hydrations/{id}/progress"),
         Some(
-            json!({ "token": created.body["lease"]["token"], "phase": "catching_up",
+            json!({ "token": created.body["session"]["token"], "phase": "catching_up",
                      "snapshot_id": snapshot.parse::<i64>().unwrap() }),
         ),
     )

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 pub const MAX_TTL_SECONDS: u32 = 24 * 3600;
 pub const MAX_WAIT_SECONDS: u32 = 300;
 pub const MAX_DEFERRAL_SECONDS: u32 = 30 * 24 * 3600;
-const MAX_SHORT_TEXT: usize = 256;
+pub const MAX_SHORT_TEXT: usize = 256;
 const MAX_LONG_TEXT: usize = 1024;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]

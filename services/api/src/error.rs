@@ -96,7 +96,9 @@ impl From<RuleError> for ApiError {
             | RuleError::SchemaMismatch { .. }
             | RuleError::PhaseMismatch { .. }
             | RuleError::BookmarkRegression(_)
-            | RuleError::HydrationEnded { .. } => StatusCode::CONFLICT,
+            | RuleError::HydrationEnded { .. }
+            | RuleError::SessionHeld { .. }
+            | RuleError::SessionStale { .. } => StatusCode::CONFLICT,
             RuleError::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
             RuleError::TokenRequired(_) => StatusCode::BAD_REQUEST,
             RuleError::Invalid(_) | RuleError::SnapshotNotFound { .. } => {

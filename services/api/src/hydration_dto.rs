@@ -2,7 +2,7 @@
 
 use crate::dto::LeaseBody;
 use serde::{Deserialize, Serialize};
-use sluice_core::hydrations::{Hydration, HydrationPhase, HydrationState};
+use sluice_core::hydrations::{Hydration, HydrationPhase, HydrationState, Session};
 use sluice_core::outbox::{IntentState, IntentStatus};
 use sluice_core::Millis;
 use utoipa::{IntoParams, ToSchema};
@@ -41,11 +41,27 @@ pub struct CreateHydrationBody {
     /// Pinned by its read lease until progress moves the pin.
     #[serde(default)]
     pub pin_snapshot_id: Option<i64>,
-    /// The read lease's TTL (default 600, at most 86400); the job
-    /// heartbeats it through `POST /v1/leases/{lease_id}/heartbeat`.
+    /// The read lease's TTL (default 600, at most 86400). The lease is
+    /// held through the first hydration only: an attached run's heartbeats
+    /// and reports renew it, and it expires (the hydration fails) when no
+    /// run is attached for this long.
     #[serde(default)]
     #[schema(minimum = 1, maximum = 86400)]
     pub lease_ttl_seconds: Option<i64>,
+    /// The run creating it (e.g. the Glue job run id), attached in the same
+    /// call: the answer's `session` carries the token its progress reports
+    /// need. Absent: attach with `POST /v1/hydrations/{id}/attach`.
+    #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*[^\u0000-\u0020\u007F-\u00A0\u061C\u1680\u2000-\u200A\u200E\u200F\u2028-\u202F\u205F\u2066-\u2069\u3000][^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
+    )]
+    pub run_id: Option<String>,
+    /// The session's TTL (default 600, at most 86400).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 86400)]
+    pub session_ttl_seconds: Option<i64>,
     /// Long-poll up to this many seconds for the lease (default 0, at most 300).
     #[serde(default)]
     #[schema(minimum = 0, maximum = 300)]
@@ -86,12 +102,40 @@ impl From<HydrationPhaseBody> for HydrationPhase {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct AttachBody {
+    /// The run attaching (e.g. the Glue job run id). The same run again
+    /// answers its session while it is attached.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*[^\u0000-\u0020\u007F-\u00A0\u061C\u1680\u2000-\u200A\u200E\u200F\u2028-\u202F\u205F\u2066-\u2069\u3000][^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
+    )]
+    pub run_id: String,
+    /// The session's TTL (default 600, at most 86400): heartbeat or report
+    /// progress within it.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 86400)]
+    pub ttl_seconds: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionTokenBody {
+    /// The attached session's token.
+    #[schema(minimum = 1)]
+    pub token: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ProgressBody {
-    /// The read lease's fencing token.
+    /// The attached session's token.
+    #[schema(minimum = 1)]
     pub token: i64,
     pub phase: HydrationPhaseBody,
     /// The last snapshot whose data is in the container (it becomes the
-    /// lease's pin).
+    /// pin: the read lease's in the first hydration, the hydration's own
+    /// after it).
     pub snapshot_id: i64,
     #[serde(default)]
     #[schema(minimum = 0)]
@@ -120,7 +164,7 @@ pub enum HydrationStateBody {
     Snapshot,
     CatchingUp,
     Live,
-    Completed,
+    Lagging,
     Failed,
     Cancelled,
     Superseded,
@@ -134,7 +178,7 @@ impl From<HydrationState> for HydrationStateBody {
             HydrationState::Snapshot => HydrationStateBody::Snapshot,
             HydrationState::CatchingUp => HydrationStateBody::CatchingUp,
             HydrationState::Live => HydrationStateBody::Live,
-            HydrationState::Completed => HydrationStateBody::Completed,
+            HydrationState::Lagging => HydrationStateBody::Lagging,
             HydrationState::Failed => HydrationStateBody::Failed,
             HydrationState::Cancelled => HydrationStateBody::Cancelled,
             HydrationState::Superseded => HydrationStateBody::Superseded,
@@ -180,10 +224,20 @@ pub struct HydrationBody {
     pub lag_threshold_snapshots: u32,
     pub progress: ProgressView,
     pub lag: LagView,
-    /// Why it completed, failed, went stale, was cancelled or superseded.
+    /// Why it failed, went stale, was cancelled or superseded.
     pub reason: Option<String>,
-    /// Its read lease (same id as the hydration).
+    /// Its read lease (same id as the hydration), held through its first
+    /// hydration and released by sluice when it first goes live.
     pub lease_id: String,
+    /// The snapshot it keeps from expiry itself once past its first
+    /// hydration (the one it applied last); retention and compactions'
+    /// expiry keep it.
+    pub pin_snapshot_id: Option<i64>,
+    /// The run attached now (absent: none is; a live copy stays mapped and
+    /// its lag keeps moving).
+    pub session: Option<SessionBody>,
+    /// Sessions attached over its life.
+    pub sessions: u64,
     /// The read lease as this call left it (create, progress, cancel).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseBody>,
@@ -195,6 +249,33 @@ pub struct HydrationBody {
     /// pending (attempts, last error, next try), done, or failed (why).
     #[serde(default)]
     pub remap: Option<RemapStatusBody>,
+}
+
+/// A run attached to a hydration.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SessionBody {
+    pub run_id: String,
+    /// The fencing token its heartbeats, reports and detach send.
+    pub token: u64,
+    pub principal: Option<String>,
+    pub ttl_seconds: u32,
+    pub attached_at: String,
+    pub heartbeat_at: String,
+    pub expires_at: String,
+}
+
+impl From<Session> for SessionBody {
+    fn from(s: Session) -> SessionBody {
+        SessionBody {
+            run_id: s.run_id,
+            token: s.token,
+            principal: s.principal,
+            ttl_seconds: s.ttl_seconds,
+            attached_at: s.attached_at.to_rfc3339(),
+            heartbeat_at: s.heartbeat_at.to_rfc3339(),
+            expires_at: s.expires_at.to_rfc3339(),
+        }
+    }
 }
 
 /// How a remap of views, carried out after the change that asked for it,
@@ -254,9 +335,13 @@ impl HydrationBody {
             (Some(_), Some(_)) => Some(100.0),
             _ => None,
         };
+        let session = h.attached(now).cloned().map(SessionBody::from);
         HydrationBody {
             id: h.id.to_string(),
             lease_id: h.id.to_string(),
+            pin_snapshot_id: h.pin(),
+            session,
+            sessions: h.sessions,
             table: h.table.to_string(),
             container: h.container.to_string(),
             target: h.target,

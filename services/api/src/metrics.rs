@@ -262,6 +262,7 @@ async fn gauges(app: &AppState, out: &mut String) -> Result<(), StoreError> {
     out.push_str("# HELP sluice_hydration_lag_snapshots Snapshots an active hydration has not applied yet.\n");
     out.push_str("# TYPE sluice_hydration_lag_snapshots gauge\n");
     let mut seconds = String::new();
+    let mut attached = String::new();
     for state in ACTIVE {
         let query = HydrationQuery {
             after: None,
@@ -291,20 +292,29 @@ async fn gauges(app: &AppState, out: &mut String) -> Result<(), StoreError> {
                 "sluice_hydration_lag_seconds{{{labels}}} {}",
                 body.lag.seconds
             );
+            let _ = writeln!(
+                attached,
+                "sluice_hydration_run_attached{{{labels}}} {}",
+                u8::from(body.session.is_some())
+            );
         }
     }
     out.push_str("# HELP sluice_hydration_lag_seconds Age of the oldest snapshot an active hydration has not applied (0: caught up).\n");
     out.push_str("# TYPE sluice_hydration_lag_seconds gauge\n");
     out.push_str(&seconds);
+    out.push_str("# HELP sluice_hydration_run_attached 1 while a run of the hydration's job is attached (a copy with none stays live, or falls lagging).\n");
+    out.push_str("# TYPE sluice_hydration_run_attached gauge\n");
+    out.push_str(&attached);
     Ok(())
 }
 
 /// The hydrations whose lag is exported (at most 1000 in each state).
-const ACTIVE: [HydrationState; 4] = [
+const ACTIVE: [HydrationState; 5] = [
     HydrationState::Pending,
     HydrationState::Snapshot,
     HydrationState::CatchingUp,
     HydrationState::Live,
+    HydrationState::Lagging,
 ];
 
 #[cfg(test)]

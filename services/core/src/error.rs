@@ -82,6 +82,14 @@ pub enum RuleError {
     },
     #[error("snapshot {snapshot_id} is not in table `{table}`'s snapshot log, even after a refresh from its catalog")]
     SnapshotNotFound { table: TableName, snapshot_id: i64 },
+    #[error("hydration {id} has run `{run_id}` attached until {}: attach once it detaches or its TTL has run out", expires_at.to_rfc3339())]
+    SessionHeld {
+        id: HydrationId,
+        run_id: String,
+        expires_at: Millis,
+    },
+    #[error("session {presented} of hydration {id} is not attached (it detached, its TTL ran out, or another run attached since): attach again")]
+    SessionStale { id: HydrationId, presented: u64 },
 }
 
 impl RuleError {
@@ -121,6 +129,8 @@ impl RuleError {
                 _ => "hydration_ended",
             },
             RuleError::SnapshotNotFound { .. } => "snapshot_not_found",
+            RuleError::SessionHeld { .. } => "session_held",
+            RuleError::SessionStale { .. } => "session_stale",
         }
     }
 }

@@ -32,6 +32,10 @@ pub enum EventKind {
     HydrationCreated,
     /// A hydration moved between states (progress, lag, its lease ending).
     HydrationStateChanged,
+    /// A run of the hydration job attached to it.
+    HydrationAttached,
+    /// The attached run detached.
+    HydrationDetached,
     /// A consumer view now maps to another table (a remap or a rollback).
     ViewRemapped,
     /// A remap was refused (a missing column or table): nothing changed.
@@ -50,7 +54,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 26] = [
+    pub const ALL: [EventKind; 28] = [
         EventKind::LeaseRequested,
         EventKind::LeaseGranted,
         EventKind::LeaseReleased,
@@ -69,6 +73,8 @@ impl EventKind {
         EventKind::TableSnapshotsChanged,
         EventKind::HydrationCreated,
         EventKind::HydrationStateChanged,
+        EventKind::HydrationAttached,
+        EventKind::HydrationDetached,
         EventKind::ViewRemapped,
         EventKind::ViewRemapRefused,
         EventKind::JobDefined,
@@ -99,6 +105,8 @@ impl EventKind {
             EventKind::TableSnapshotsChanged => "table_snapshots_changed",
             EventKind::HydrationCreated => "hydration_created",
             EventKind::HydrationStateChanged => "hydration_state_changed",
+            EventKind::HydrationAttached => "hydration_attached",
+            EventKind::HydrationDetached => "hydration_detached",
             EventKind::ViewRemapped => "view_remapped",
             EventKind::ViewRemapRefused => "view_remap_refused",
             EventKind::JobDefined => "job_defined",

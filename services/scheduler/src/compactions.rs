@@ -247,8 +247,10 @@ async fn granted(
         Err(_) => Vec::new(),
     };
     let log = cx.store.snapshot_log(&c.table).await?;
-    let horizon =
-        snapshots::retention(&log, current, &snapshots::readers(&live), now).safe_older_than;
+    // Live copies keep what they applied last: the job's expiry keeps it.
+    let mut readers = snapshots::readers(&live);
+    readers.extend(cx.store.follower_readers(&c.table).await?);
+    let horizon = snapshots::retention(&log, current, &readers, now).safe_older_than;
     let Some(job) = cx.store.job(&c.job).await? else {
         c.state = CompactionState::Failed;
         c.failure = Some(CompactionFailure::RunFailed);

@@ -445,6 +445,8 @@ async fn hydrations(c: &Client, out: &Out, cmd: HydrationCmd) -> Outcome {
                     ("PROGRESS %", "/progress/percent"),
                     ("LAG SNAPSHOTS", "/lag/snapshots"),
                     ("LAG SECONDS", "/lag/seconds"),
+                    ("RUN ATTACHED", "/session/run_id"),
+                    ("PIN", "/pin_snapshot_id"),
                     ("REMAP", "/remap/state"),
                 ],
             );

@@ -10,12 +10,11 @@ use crate::writer::{Group, Pending, Slot};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use sluice_core::hydrations::{
-    self, Hydration, HydrationId, HydrationState, LogView, NewHydration, ProgressReport,
-    LEASE_PURPOSE,
+    self, Attach, Hydration, HydrationId, HydrationState, LogView, NewHydration, ProgressReport,
+    Session, LEASE_PURPOSE,
 };
 use sluice_core::leases::AcquireRequest;
 use sluice_core::outbox::Intent;
-use sluice_core::Token;
 use sluice_core::{
     leases::rules, leases::Target, Lease, LeaseCommand, LeaseId, LeaseReply, Millis, NewEvent,
     RuleError, TableCommand, TableName, TableReply, TableState,
@@ -58,32 +57,73 @@ pub(crate) enum Job {
     },
 }
 
-/// Commands on a hydration: each runs the lease rules on its read lease
-/// and the hydration rules on it, in one batch.
+/// Why sluice released a hydration's read lease.
+const LIVE_RELEASE: &str = "its hydration is live: it keeps a pin of its own";
+
+/// Commands on a hydration: each runs the hydration rules on it and the
+/// lease rules on its read lease (held through its first hydration), in
+/// one batch. Commands on an existing hydration name its table, read by
+/// the caller: its lease, and with it the table, may be long gone.
 #[derive(Debug, Clone)]
 pub enum HydrationCommand {
     Create {
         new: NewHydration,
         lease: AcquireRequest,
         log: Arc<LogView>,
+        /// The creating run, attached in the same batch.
+        attach: Option<Attach>,
+    },
+    Attach {
+        id: HydrationId,
+        table: TableName,
+        run: Attach,
+    },
+    Heartbeat {
+        id: HydrationId,
+        table: TableName,
+        token: u64,
+    },
+    Detach {
+        id: HydrationId,
+        table: TableName,
+        token: u64,
     },
     Progress {
         id: HydrationId,
-        token: Token,
+        table: TableName,
         report: ProgressReport,
         log: Arc<LogView>,
     },
     Cancel {
         id: HydrationId,
+        table: TableName,
         reason: String,
     },
+}
+
+impl HydrationCommand {
+    /// The table and hydration it acts on.
+    fn names(&self) -> (&TableName, HydrationId) {
+        match self {
+            HydrationCommand::Create { new, .. } => (&new.table, new.id),
+            HydrationCommand::Attach { id, table, .. }
+            | HydrationCommand::Heartbeat { id, table, .. }
+            | HydrationCommand::Detach { id, table, .. }
+            | HydrationCommand::Progress { id, table, .. }
+            | HydrationCommand::Cancel { id, table, .. } => (table, *id),
+        }
+    }
 }
 
 /// A hydration and its read lease, as a command left them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HydrationReply {
     pub hydration: Hydration,
-    pub lease: LeaseReply,
+    /// Its read lease, while it is still on record (finished leases are
+    /// pruned after the history's retention; a copy lives longer).
+    pub lease: Option<LeaseReply>,
+    /// The session this command attached or renewed.
+    pub session: Option<Session>,
     /// True when this command made it `live`.
     pub became_live: bool,
     /// True when a create was answered from its idempotency key.
@@ -240,7 +280,12 @@ pub(crate) fn targets(jobs: &[Job]) -> Targets {
                         idempotency_keys.push((new.table.clone(), key.clone()));
                     }
                 }
-                HydrationCommand::Progress { id, .. } | HydrationCommand::Cancel { id, .. } => {
+                HydrationCommand::Attach { id, table, .. }
+                | HydrationCommand::Heartbeat { id, table, .. }
+                | HydrationCommand::Detach { id, table, .. }
+                | HydrationCommand::Progress { id, table, .. }
+                | HydrationCommand::Cancel { id, table, .. } => {
+                    tables.insert(table.clone());
                     leases.insert(*id);
                     hydrations.push(*id);
                 }
@@ -373,13 +418,18 @@ pub(crate) fn apply(mut loaded: Loaded, jobs: &mut [Job], now: Millis) -> Change
             e
         }));
     }
-    // A hydration whose read lease ended in this batch (expired, revoked,
-    // released) fails with it; one that went stale ends its lease, which
-    // pinned a snapshot nobody can use any more and held writers off.
+    // A hydration whose read lease ended in this batch during its first
+    // hydration (expired, revoked) fails with it; one that went stale ends
+    // its lease, which pinned a snapshot nobody can use any more and held
+    // writers off; one past its first hydration (just now, or before
+    // hydrations outlived their runs) needs it no more: its pin is its own.
     for h in loaded.hydrations.values_mut() {
         let Some(state) = loaded.tables.get_mut(&h.table) else {
             continue;
         };
+        if !h.state.holds_lease() && !h.state.is_final() {
+            rules::release_held(state, h.id, LIVE_RELEASE, now, &mut events);
+        }
         if h.state == HydrationState::Stale {
             let reason = h.reason.clone().unwrap_or_default();
             rules::end(
@@ -413,7 +463,27 @@ fn apply_hydration(
     intents: &mut Vec<Intent>,
 ) -> Vec<NewEvent> {
     let mut events = Vec::new();
+    // All or nothing: a command refused halfway (a lease that cannot be
+    // held after the report was taken) leaves its table and hydration as
+    // they were.
+    let (table, id) = command.names();
+    let before = (
+        loaded.tables.get(table).cloned(),
+        loaded.hydrations.get(&id).cloned(),
+    );
     let result = hydration_command(loaded, command, actor, now, &mut events);
+    if result.is_err() {
+        events.clear();
+        let (state, hydration) = before;
+        match state {
+            Some(state) => loaded.tables.insert(table.clone(), state),
+            None => loaded.tables.remove(table),
+        };
+        match hydration {
+            Some(h) => loaded.hydrations.insert(id, h),
+            None => loaded.hydrations.remove(&id),
+        };
+    }
     if let Ok(reply) = &result {
         // Its views switch once it is live: recorded with the change that
         // made it live, carried out by the outbox's executor.
@@ -434,8 +504,13 @@ fn hydration_command(
     now: Millis,
     events: &mut Vec<NewEvent>,
 ) -> Result<HydrationReply, RuleError> {
-    match command {
-        HydrationCommand::Create { new, lease, log } => {
+    let (id, session) = match command {
+        HydrationCommand::Create {
+            new,
+            lease,
+            log,
+            attach,
+        } => {
             let state = loaded
                 .tables
                 .get_mut(&new.table)
@@ -455,7 +530,8 @@ fn hydration_command(
             if let Some(existing) = loaded.hydrations.get(&reply.lease.id) {
                 return Ok(HydrationReply {
                     hydration: existing.clone(),
-                    lease: reply,
+                    session: existing.attached(now).cloned(),
+                    lease: Some(reply),
                     became_live: false,
                     replayed: true,
                 });
@@ -465,40 +541,51 @@ fn hydration_command(
                     key: lease.idempotency_key.clone().unwrap_or_default(),
                 });
             }
-            let (hydration, event) = hydrations::rules::create(new.clone(), log, actor, now);
+            let (mut hydration, event) = hydrations::rules::create(new.clone(), log, actor, now);
             events.push(event);
-            loaded.hydrations.insert(hydration.id, hydration.clone());
-            Ok(HydrationReply {
-                hydration,
-                lease: reply,
-                became_live: false,
-                replayed: false,
-            })
+            let session = attach
+                .as_ref()
+                .map(|run| hydrations::rules::attach(&mut hydration, run, actor, now, events))
+                .transpose()?;
+            loaded.hydrations.insert(hydration.id, hydration);
+            (new.id, session)
+        }
+        HydrationCommand::Attach { id, run, .. } => {
+            let (state, h) = hydration_and_table(loaded, *id)?;
+            let session = hydrations::rules::attach(h, run, actor, now, events)?;
+            keep_lease(state, h, None, now, events)?;
+            (*id, Some(session))
+        }
+        HydrationCommand::Heartbeat { id, token, .. } => {
+            let (state, h) = hydration_and_table(loaded, *id)?;
+            hydrations::rules::heartbeat(h, *token, actor, now)?;
+            keep_lease(state, h, None, now, events)?;
+            (*id, h.session.clone())
+        }
+        HydrationCommand::Detach { id, token, .. } => {
+            let (_, h) = hydration_and_table(loaded, *id)?;
+            hydrations::rules::detach(h, *token, actor, now, events)?;
+            (*id, None)
         }
         HydrationCommand::Progress {
-            id,
-            token,
-            report,
-            log,
+            id, report, log, ..
         } => {
             let (state, h) = hydration_and_table(loaded, *id)?;
-            if h.state.is_final() {
-                return Err(RuleError::HydrationEnded {
-                    id: h.id,
-                    state: h.state,
-                    reason: h.reason.clone(),
-                });
+            keep_lease(state, h, Some(report.snapshot_id), now, events)?;
+            let became_live = hydrations::rules::progress(h, report, actor, log, now, events)?;
+            if became_live {
+                rules::release_held(state, h.id, LIVE_RELEASE, now, events);
             }
-            rules::pin_snapshot(state, *id, *token, actor, report.snapshot_id, now, events)?;
-            let became_live = hydrations::rules::progress(h, report, log, now, events)?;
-            Ok(HydrationReply {
+            let session = h.session.clone();
+            return Ok(HydrationReply {
+                lease: lease_of(state, *id),
                 hydration: h.clone(),
-                lease: lease_of(state, *id)?,
+                session,
                 became_live,
                 replayed: false,
-            })
+            });
         }
-        HydrationCommand::Cancel { id, reason } => {
+        HydrationCommand::Cancel { id, reason, .. } => {
             let (state, h) = hydration_and_table(loaded, *id)?;
             hydrations::rules::cancel(h, reason, now, events)?;
             rules::end(
@@ -508,14 +595,32 @@ fn hydration_command(
                 now,
                 events,
             );
-            Ok(HydrationReply {
-                hydration: h.clone(),
-                lease: lease_of(state, *id)?,
-                became_live: false,
-                replayed: false,
-            })
+            (*id, None)
         }
+    };
+    let (state, h) = hydration_and_table(loaded, id)?;
+    Ok(HydrationReply {
+        lease: lease_of(state, id),
+        hydration: h.clone(),
+        session,
+        became_live: false,
+        replayed: false,
+    })
+}
+
+/// In its first hydration, a hydration's run renews its read lease (and
+/// moves its pin with progress); after it there is no lease to keep.
+fn keep_lease(
+    state: &mut TableState,
+    h: &Hydration,
+    pin: Option<i64>,
+    now: Millis,
+    events: &mut Vec<NewEvent>,
+) -> Result<(), RuleError> {
+    if h.state.holds_lease() {
+        rules::hold(state, h.id, pin, now, events)?;
     }
+    Ok(())
 }
 
 fn hydration_and_table(
@@ -533,12 +638,8 @@ fn hydration_and_table(
     Ok((state, h))
 }
 
-fn lease_of(state: &TableState, id: LeaseId) -> Result<LeaseReply, RuleError> {
-    let lease = state
-        .find(id)
-        .cloned()
-        .ok_or(RuleError::LeaseNotFound(id))?;
-    Ok(LeaseReply {
+fn lease_of(state: &TableState, id: LeaseId) -> Option<LeaseReply> {
+    state.find(id).cloned().map(|lease| LeaseReply {
         lease,
         position: None,
         replayed: false,

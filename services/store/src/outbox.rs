@@ -54,6 +54,9 @@ pub struct RemapOrder<'a> {
     pub intent: Option<i64>,
 }
 
+/// The states whose copies views map to.
+pub const MAPPED: [HydrationState; 2] = [HydrationState::Live, HydrationState::Lagging];
+
 impl Store {
     /// Switch views of `container` as `requests` say, in the container (all
     /// or none) and then in sluice's record (history, events, `intent`
@@ -202,9 +205,12 @@ impl Store {
         view: &str,
     ) -> Result<Option<IntentStatus>, StoreError> {
         // Ids are time-ordered: the last one naming the view is the newest.
-        let newest = self
-            .container_hydrations(container, Some(HydrationState::Live))
-            .await?
+        let mut mapped = Vec::new();
+        for state in MAPPED {
+            mapped.extend(self.container_hydrations(container, Some(state)).await?);
+        }
+        mapped.sort_by_key(|h| h.id);
+        let newest = mapped
             .into_iter()
             .rev()
             .find(|h| h.views.iter().any(|v| v == view))
@@ -430,7 +436,7 @@ impl Store {
         };
         if !h.state.is_mappable() {
             // It ended (superseded, cancelled...) before its views switched;
-            // one that completed right after going live still switches.
+            // one that fell behind right after going live still switches.
             self.backend.finish_intent(due.id, None, now).await?;
             return Ok(None);
         }

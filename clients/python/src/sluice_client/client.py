@@ -122,13 +122,14 @@ class Client:
                   views: Sequence[str] = (), columns: Optional[Sequence[str]] = None,
                   lag_threshold_snapshots: Optional[int] = None,
                   pin_snapshot_id: Optional[int] = None, lease_ttl: int = 600,
-                  wait: float = 300, idempotency_key: Optional[str] = None) -> Hydration:
-        """A new hydration of `table` into `container`.`target`, for `with`;
-        its read lease is waited for, pinned and heartbeated."""
+                  session_ttl: int = 600, wait: float = 300,
+                  run_id: Optional[str] = None) -> Hydration:
+        """The copy of `table` in `container`.`target`, for `with`: resumed
+        if it exists, else created; the block is one session of `run_id`."""
         return Hydration(self, table=table, container=container, target=target, views=views,
                          columns=columns, lag_threshold_snapshots=lag_threshold_snapshots,
-                         pin_snapshot_id=pin_snapshot_id, lease_ttl=lease_ttl, wait=wait,
-                         holder=self.holder, idempotency_key=idempotency_key)
+                         pin_snapshot_id=pin_snapshot_id, lease_ttl=lease_ttl,
+                         session_ttl=session_ttl, wait=wait, holder=self.holder, run_id=run_id)
 
     def get_hydration(self, hydration_id: str) -> Dict[str, Any]:
         return dict(self.call("GET", f"/v1/hydrations/{hydration_id}"))

@@ -92,5 +92,10 @@ class LeaseLost(Lost):
     """The lease ended while it was held (expired, revoked, released)."""
 
 
+class SessionLost(Lost):
+    """The run's session of a hydration is over (detached, its TTL ran out,
+    another run attached, or the hydration ended): it must stop writing."""
+
+
 class BatchLost(Lost):
     """The batch is no longer this run's (expired, failed, or taken over)."""

@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from .aws import AwsLogin
 from .client import Client
 from .errors import SluiceError
+from .hydration import Hydration
 from .transport import Retry
 
 # The snapshot summary property sluice checks a compaction's commit by.
@@ -53,6 +54,15 @@ class GlueArgs:
                              sts_endpoint=self.arguments.get("sluice-aws-sts-endpoint"))
             return Client(self.url, timeout=timeout, retry=retry, aws=login)
         return Client(self.url, bearer, timeout=timeout, retry=retry)
+
+    def hydration(self, client: Client, table: str, container: str, target: str,
+                  **options: Any) -> Hydration:
+        """The copy of `table` in `container`.`target` with this run attached
+        (`client.hydration`): its run id is sluice's run, so a retried
+        attempt of the run gets the same session back."""
+        if self.run_id is None:
+            raise SluiceError("this run was not started by sluice (no --sluice-run-id)")
+        return client.hydration(table, container, target, run_id=self.run_id, **options)
 
     def snapshot_properties(self) -> Dict[str, str]:
         """What the job's Iceberg commit must carry in its snapshot summary

@@ -140,12 +140,13 @@ const views = {
   },
 
   async hydrations() {
-    const active = ["pending", "snapshot", "catching_up", "live"];
+    const active = ["pending", "snapshot", "catching_up", "live", "lagging"];
     const pages = await Promise.all(active.map((s) => api("/v1/hydrations", { state: s, limit: 1000 })));
     const all = pages.flatMap((p) => p.hydrations).sort((a, b) => (a.created_at < b.created_at ? -1 : 1));
     const rows = all.map((x) => {
       const p = x.progress || {};
-      const pct = p.percent === null || p.percent === undefined ? (x.state === "live" ? 100 : 0) : p.percent;
+      const whole = x.state === "live" || x.state === "lagging";
+      const pct = p.percent === null || p.percent === undefined ? (whole ? 100 : 0) : p.percent;
       const bar = h("span", {});
       bar.style.width = pct.toFixed(1) + "%";
       return h("tr", { "data-hydration": x.id },
@@ -156,13 +157,19 @@ const views = {
         h("td", {}, x.lag ? `${x.lag.snapshots} snapshots, ${span(x.lag.seconds)}` : "",
           x.lag && x.lag.diverged ? h("div", { class: "error" }, "diverged") : null),
         h("td", {}, (x.views || []).join(", "), remapNote(x.remap)),
-        h("td", { class: "muted" }, x.lease_id),
+        h("td", { "data-session": x.session ? x.session.run_id : "" },
+          x.session ? [x.session.run_id, h("div", { class: "muted" }, "until ", until(x.session.expires_at))]
+            : h("span", { class: "muted" }, "none")),
+        // The read lease holds the table through the first hydration; after
+        // it the copy keeps a pin of its own.
+        h("td", { class: "muted" }, x.pin_snapshot_id !== null && x.pin_snapshot_id !== undefined
+          ? ["pin ", String(x.pin_snapshot_id)] : ["lease ", x.lease_id]),
         h("td", {}, p.reported_at ? since(p.reported_at) : h("span", { class: "muted" }, "never")),
       );
     });
-    return h("div", {}, h("h2", {}, "Hydrations in progress"),
-      table(["Table → target", "State", "Progress", "Lag", "Views", "Lease", "Last report"],
-        rows.length ? rows : [empty(7, "Nothing is hydrating.")]));
+    return h("div", {}, h("h2", {}, "Hydrations"),
+      table(["Table → target", "State", "Progress", "Lag", "Views", "Run attached", "Holds", "Last report"],
+        rows.length ? rows : [empty(8, "No copy is kept.")]));
   },
 
   async views() {

@@ -1,12 +1,14 @@
-//! Hydrations: create (acquiring the read lease, with long-poll), report
-//! progress under the lease's token, read, list, cancel.
+//! Hydrations: create (acquiring the read lease, with long-poll), attach a
+//! run as a session, report progress under its token, detach, read, list,
+//! cancel.
 
 use crate::auth::Caller;
 use crate::dto::{self, LeaseBody};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
 use crate::hydration_dto::{
-    CancelBody, CreateHydrationBody, HydrationBody, HydrationParams, HydrationsPage, ProgressBody,
+    AttachBody, CancelBody, CreateHydrationBody, HydrationBody, HydrationParams, HydrationsPage,
+    ProgressBody, SessionTokenBody,
 };
 use crate::routes::containers::{not_found, parse_name};
 use crate::routes::leases::{long_poll_permit, wait_seconds};
@@ -16,7 +18,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use sluice_core::containers::ContainerName;
 use sluice_core::hydrations::{
-    rules, Hydration, HydrationId, HydrationState, LogView, NewHydration, ProgressReport,
+    rules, Attach, Hydration, HydrationId, HydrationState, LogView, NewHydration, ProgressReport,
     LEASE_PURPOSE,
 };
 use sluice_core::leases::AcquireRequest;
@@ -30,11 +32,35 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create, list))
         .routes(routes!(get_hydration))
+        .routes(routes!(attach))
+        .routes(routes!(heartbeat))
+        .routes(routes!(detach))
         .routes(routes!(progress))
         .routes(routes!(cancel))
 }
 
 const DEFAULT_LEASE_TTL_SECONDS: i64 = 600;
+const DEFAULT_SESSION_TTL_SECONDS: i64 = 600;
+
+/// A run attaching: its id and its session's TTL, checked.
+fn run(run_id: String, ttl_seconds: Option<i64>) -> Result<Attach, ApiError> {
+    Ok(Attach {
+        run_id: dto::identity_text("run_id", run_id, dto::MAX_SHORT_TEXT)?,
+        ttl_seconds: dto::in_range(
+            "ttl_seconds",
+            ttl_seconds.unwrap_or(DEFAULT_SESSION_TTL_SECONDS),
+            1,
+            dto::MAX_TTL_SECONDS,
+        )?,
+    })
+}
+
+fn session_token(token: i64) -> Result<u64, ApiError> {
+    u64::try_from(token)
+        .ok()
+        .filter(|t| *t > 0)
+        .ok_or_else(|| ApiError::invalid("token must be a session's token (1 or more)"))
+}
 
 fn parse_id(raw: &str) -> Result<HydrationId, ApiError> {
     raw.parse().map_err(|_| {
@@ -50,9 +76,12 @@ fn parse_id(raw: &str) -> Result<HydrationId, ApiError> {
 /// Answers 201 with the hydration and its lease, granted or still waiting
 /// (the request long-polls up to `wait_seconds`; follow a waiting lease with
 /// `GET /v1/leases/{lease_id}?wait_seconds=N`). The lease pins
-/// `pin_snapshot_id` (default: the table's current snapshot). The job
-/// heartbeats the lease through the lease API and reports progress with its
-/// token. The same `idempotency_key` answers the same hydration.
+/// `pin_snapshot_id` (default: the table's current snapshot) and is held
+/// through the first hydration: sluice releases it when the copy first goes
+/// live, and the hydration keeps a pin of its own from then on. With
+/// `run_id` the creating run is attached in the same call (`session`);
+/// each later run attaches with `POST /v1/hydrations/{id}/attach`. The
+/// same `idempotency_key` answers the same hydration.
 #[utoipa::path(post, path = "/v1/hydrations", tag = "hydrations",
     request_body = CreateHydrationBody,
     responses(
@@ -94,6 +123,10 @@ async fn create(
         dto::MAX_TTL_SECONDS,
     )?;
     let holder = dto::holder(body.holder.unwrap_or_else(|| LEASE_PURPOSE.to_owned()))?;
+    let attach = body
+        .run_id
+        .map(|r| run(r, body.session_ttl_seconds))
+        .transpose()?;
     let idempotency_key = dto::idempotency_key(body.idempotency_key)?;
     let wait = wait_seconds(body.wait_seconds)?;
     let found = app
@@ -147,6 +180,7 @@ async fn create(
                 new,
                 lease,
                 log: Arc::new(log),
+                attach,
             },
             caller.actor(),
         )
@@ -159,6 +193,7 @@ async fn create(
     let HydrationReply {
         hydration, lease, ..
     } = reply;
+    let lease = lease.ok_or(RuleError::LeaseNotFound(hydration.id))?;
     let mut view = LeaseView {
         lease: lease.lease,
         position: lease.position,
@@ -181,22 +216,26 @@ async fn create(
     ))
 }
 
-/// Report a hydration's progress under its read lease's token.
+/// Report a hydration's progress in the attached session.
 ///
-/// Moves the lease's pin to `snapshot_id` and recomputes the lag from the
-/// table's snapshot log (refreshed from the catalog first when it does not
-/// hold `snapshot_id` yet). In phase `catching_up`, a hydration at most
-/// `lag_threshold_snapshots` behind becomes `live`; one whose applied
-/// snapshot was expired from the table becomes `stale`.
+/// Fenced by the session's token and held by the principal that attached.
+/// Moves the pin to `snapshot_id` and recomputes the lag from the table's
+/// snapshot log (refreshed from the catalog first when it does not hold
+/// `snapshot_id` yet). In phase `catching_up`, a hydration at most
+/// `lag_threshold_snapshots` behind becomes `live` (the first time, sluice
+/// releases its read lease in the same transaction), one further behind
+/// after that `lagging`; one whose applied snapshot was expired from the
+/// table becomes `stale`. A `replace` snapshot (a compaction) may be
+/// reported as applied without copying anything.
 #[utoipa::path(post, path = "/v1/hydrations/{id}/progress", tag = "hydrations",
     params(("id" = String, Path, description = "The hydration id (also its lease's)")),
     request_body = ProgressBody,
     responses(
         (status = 200, description = "Recorded", body = HydrationBody),
         (status = 400, description = "Malformed request or id", body = ErrorBody),
-        (status = 403, description = "Not the principal that created it (`not_owner`)", body = ErrorBody),
+        (status = 403, description = "Not the principal that attached the session (`not_owner`), or a view outside the token's scopes (`out_of_scope`)", body = ErrorBody),
         (status = 404, description = "Unknown hydration", body = ErrorBody),
-        (status = 409, description = "Stale token, lease ended (`lease_expired`, `lease_revoked`...), or the hydration ended (`hydration_ended`, `hydration_stale`)", body = ErrorBody),
+        (status = 409, description = "The session is not attached (`session_stale`), the read lease ended (`lease_expired`, `lease_revoked`...), or the hydration ended (`hydration_ended`, `hydration_stale`)", body = ErrorBody),
         (status = 422, description = "Invalid field, a phase or snapshot going back, or a snapshot the table does not have (`snapshot_not_found`)", body = ErrorBody),
         (status = 503, description = "The catalog could not be read (`catalog_unavailable`)", body = ErrorBody),
     ))]
@@ -215,6 +254,7 @@ async fn progress(
         .transpose()
     };
     let report = ProgressReport {
+        token: session_token(body.token)?,
         phase: body.phase.into(),
         snapshot_id: body.snapshot_id,
         rows_copied: rows("rows_copied", body.rows_copied)?,
@@ -231,7 +271,7 @@ async fn progress(
             &h.views,
             &h.container,
             &h.table,
-            &[HydrationState::Live],
+            &sluice_store::MAPPED,
         )
         .await?;
     }
@@ -247,7 +287,7 @@ async fn progress(
         .hydration_command(
             HydrationCommand::Progress {
                 id,
-                token: body.token,
+                table: h.table.clone(),
                 report,
                 log: Arc::new(log),
             },
@@ -257,7 +297,118 @@ async fn progress(
     Ok(axum::Json(answer(reply)))
 }
 
-/// Cancel a hydration: it ends `cancelled` and its read lease is ended.
+/// Attach a run to a hydration: a session with its own token and TTL.
+///
+/// The same `run_id` again answers its session (renewed) while it is
+/// attached; another run is refused (409 `session_held`, naming the run
+/// attached and until when) until that session detaches or its TTL has
+/// run out. In the first hydration, the session keeps the read lease alive.
+#[utoipa::path(post, path = "/v1/hydrations/{id}/attach", tag = "hydrations", operation_id = "attach_hydration",
+    params(("id" = String, Path, description = "The hydration id")),
+    request_body = AttachBody,
+    responses(
+        (status = 200, description = "Attached: `session` carries the token", body = HydrationBody),
+        (status = 400, description = "Malformed request or id", body = ErrorBody),
+        (status = 403, description = "Its table is outside the token's scopes, or the same run id was attached by another principal (`not_owner`)", body = ErrorBody),
+        (status = 404, description = "Unknown hydration", body = ErrorBody),
+        (status = 409, description = "Another run is attached (`session_held`), the read lease ended, or the hydration ended (`hydration_ended`, `hydration_stale`)", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+    ))]
+async fn attach(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<AttachBody>,
+) -> Result<axum::Json<HydrationBody>, ApiError> {
+    let id = parse_id(&id)?;
+    caller.require(Permission::RunHydrations)?;
+    let run = run(body.run_id, body.ttl_seconds)?;
+    let h = found(&app, &caller, id).await?;
+    let command = HydrationCommand::Attach {
+        id,
+        table: h.table,
+        run,
+    };
+    let reply = app
+        .store
+        .hydration_command(command, caller.actor())
+        .await??;
+    Ok(axum::Json(answer(reply)))
+}
+
+/// Renew the attached session's TTL (and, in the first hydration, the read
+/// lease's).
+#[utoipa::path(post, path = "/v1/hydrations/{id}/heartbeat", tag = "hydrations", operation_id = "heartbeat_hydration",
+    params(("id" = String, Path, description = "The hydration id")),
+    request_body = SessionTokenBody,
+    responses(
+        (status = 200, description = "Renewed", body = HydrationBody),
+        (status = 400, description = "Malformed request or id", body = ErrorBody),
+        (status = 403, description = "Not the principal that attached the session (`not_owner`)", body = ErrorBody),
+        (status = 404, description = "Unknown hydration", body = ErrorBody),
+        (status = 409, description = "The session is not attached (`session_stale`), the read lease ended, or the hydration ended", body = ErrorBody),
+        (status = 422, description = "Invalid token", body = ErrorBody),
+    ))]
+async fn heartbeat(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<SessionTokenBody>,
+) -> Result<axum::Json<HydrationBody>, ApiError> {
+    let id = parse_id(&id)?;
+    caller.require(Permission::RunHydrations)?;
+    let token = session_token(body.token)?;
+    let h = found(&app, &caller, id).await?;
+    let command = HydrationCommand::Heartbeat {
+        id,
+        table: h.table,
+        token,
+    };
+    let reply = app
+        .store
+        .hydration_command(command, caller.actor())
+        .await??;
+    Ok(axum::Json(answer(reply)))
+}
+
+/// Detach the attached run: the next run may attach at once. A live copy
+/// stays mapped and its lag keeps moving. Detaching a session that is gone
+/// already answers the same.
+#[utoipa::path(post, path = "/v1/hydrations/{id}/detach", tag = "hydrations", operation_id = "detach_hydration",
+    params(("id" = String, Path, description = "The hydration id")),
+    request_body = SessionTokenBody,
+    responses(
+        (status = 200, description = "Detached", body = HydrationBody),
+        (status = 400, description = "Malformed request or id", body = ErrorBody),
+        (status = 403, description = "Not the principal that attached the session (`not_owner`)", body = ErrorBody),
+        (status = 404, description = "Unknown hydration", body = ErrorBody),
+        (status = 409, description = "A token no session of it had (`session_stale`)", body = ErrorBody),
+        (status = 422, description = "Invalid token", body = ErrorBody),
+    ))]
+async fn detach(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<SessionTokenBody>,
+) -> Result<axum::Json<HydrationBody>, ApiError> {
+    let id = parse_id(&id)?;
+    caller.require(Permission::RunHydrations)?;
+    let token = session_token(body.token)?;
+    let h = found(&app, &caller, id).await?;
+    let command = HydrationCommand::Detach {
+        id,
+        table: h.table,
+        token,
+    };
+    let reply = app
+        .store
+        .hydration_command(command, caller.actor())
+        .await??;
+    Ok(axum::Json(answer(reply)))
+}
+
+/// Cancel a hydration: it ends `cancelled`, and its read lease, if it still
+/// holds one, is ended.
 ///
 /// Its creator may cancel it; operators and admins cancel anyone's.
 #[utoipa::path(post, path = "/v1/hydrations/{id}/cancel", tag = "hydrations",
@@ -290,7 +441,14 @@ async fn cancel(
         .unwrap_or_else(|| "cancelled by its caller".to_owned());
     let reply = app
         .store
-        .hydration_command(HydrationCommand::Cancel { id, reason }, caller.actor())
+        .hydration_command(
+            HydrationCommand::Cancel {
+                id,
+                table: h.table,
+                reason,
+            },
+            caller.actor(),
+        )
         .await??;
     Ok(axum::Json(answer(reply)))
 }
@@ -458,11 +616,12 @@ async fn log_for(
 }
 
 fn answer(reply: HydrationReply) -> HydrationBody {
-    let lease: LeaseBody = LeaseView {
-        lease: reply.lease.lease,
-        position: reply.lease.position,
-        stale: false,
-    }
-    .into();
-    HydrationBody::new(reply.hydration, Some(lease), sluice_store::system_now())
+    let lease = reply.lease.map(|l| {
+        LeaseBody::from(LeaseView {
+            lease: l.lease,
+            position: l.position,
+            stale: false,
+        })
+    });
+    HydrationBody::new(reply.hydration, lease, sluice_store::system_now())
 }

@@ -85,7 +85,8 @@ async fn snapshots(
 }
 
 /// What snapshot expiry may remove now: the oldest snapshot a live read
-/// lease (held, or waiting with a pin) still needs, and the
+/// lease (held, or waiting with a pin) or a live copy's pin still needs,
+/// and the
 /// `expire_snapshots(older_than=…)` timestamp that keeps it.
 #[utoipa::path(get, path = "/v1/tables/{table}/retention", tag = "tables",
     params(("table" = String, Path, description = "`namespace.table`")),
@@ -111,7 +112,8 @@ async fn retention(
         )
         .await??
         .state;
-    let readers = snapshots::readers(&state.live);
+    let mut readers = snapshots::readers(&state.live);
+    readers.extend(app.store.follower_readers(&table).await?);
     let mut log = app.store.snapshot_log(&table).await?;
     let unknown_pin = readers
         .iter()

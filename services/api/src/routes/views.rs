@@ -15,7 +15,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use sluice_core::containers::{Container, ContainerName};
 use sluice_core::hydrations::rules::check_object_name;
-use sluice_core::hydrations::HydrationState;
 use sluice_core::views::{qualified, RemapKind, View, ViewError, ViewRequest};
 use sluice_core::Permission;
 use sluice_store::{RemapError, RemapOrder};
@@ -378,7 +377,7 @@ async fn orphans(
 }
 
 /// The tables of `container` a hydration still fills or keeps as its copy
-/// (any not ended, and completed ones), as `schema.name`: no view maps to
+/// (any not ended), as `schema.name`: no view maps to
 /// them now, but dropping one would drop a copy in use. Unqualified names
 /// are put in `schema`.
 async fn filled_tables(
@@ -402,7 +401,7 @@ async fn filled_tables(
             })
             .await?;
         for h in &page {
-            if !h.state.is_final() || h.state == HydrationState::Completed {
+            if !h.state.is_final() {
                 filled.insert(qualified(&h.target, schema));
             }
         }

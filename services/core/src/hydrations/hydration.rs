@@ -1,6 +1,8 @@
 //! A hydration: one copy of an Iceberg table into a consumer data
-//! container, first its pinned snapshot, then the snapshots after it, under
-//! one read lease for its whole life.
+//! container, kept up to date for as long as it lives. It holds the
+//! table's read lease through its first hydration (the pinned snapshot and
+//! the first catch-up), then follows the table with a pin at the snapshot
+//! it applied last. Each run of its job attaches to it as a session.
 
 use crate::containers::ContainerName;
 use crate::snapshots::{Lag, SnapshotId};
@@ -23,13 +25,13 @@ pub enum HydrationState {
     Snapshot,
     /// Applying the snapshots committed after it.
     CatchingUp,
-    /// Caught up within its lag threshold: its views may point at it.
+    /// Within its lag threshold: its views point at it.
+    #[serde(alias = "completed")]
     Live,
-    /// Its job released the read lease while live: the target holds the
-    /// table as of the snapshot it applied last, and stays mapped until a
-    /// newer hydration supersedes it.
-    Completed,
-    /// Its lease ended (expired, revoked, or released before live).
+    /// Was live, and the table has moved on past its lag threshold since:
+    /// its views stay mapped, but the copy is behind.
+    Lagging,
+    /// Its read lease ended during its first hydration (expired, revoked).
     Failed,
     Cancelled,
     /// A newer hydration's views replaced it.
@@ -45,7 +47,7 @@ impl HydrationState {
         HydrationState::Snapshot,
         HydrationState::CatchingUp,
         HydrationState::Live,
-        HydrationState::Completed,
+        HydrationState::Lagging,
         HydrationState::Failed,
         HydrationState::Cancelled,
         HydrationState::Superseded,
@@ -58,7 +60,7 @@ impl HydrationState {
             HydrationState::Snapshot => "snapshot",
             HydrationState::CatchingUp => "catching_up",
             HydrationState::Live => "live",
-            HydrationState::Completed => "completed",
+            HydrationState::Lagging => "lagging",
             HydrationState::Failed => "failed",
             HydrationState::Cancelled => "cancelled",
             HydrationState::Superseded => "superseded",
@@ -68,26 +70,37 @@ impl HydrationState {
 
     /// Its target holds a whole copy that views may map to.
     pub fn is_mappable(self) -> bool {
-        matches!(self, HydrationState::Live | HydrationState::Completed)
+        matches!(self, HydrationState::Live | HydrationState::Lagging)
     }
 
-    /// A newer hydration of the same views may take over from it: one still
-    /// running, or a completed copy (the others ended on their own).
+    /// In its first hydration: it holds the table's read lease, so that
+    /// nothing is compacted under the copy before it is whole.
+    pub fn holds_lease(self) -> bool {
+        matches!(
+            self,
+            HydrationState::Pending | HydrationState::Snapshot | HydrationState::CatchingUp
+        )
+    }
+
+    /// A newer hydration of the same views may take over from it.
     pub fn can_be_superseded(self) -> bool {
-        !self.is_final() || self == HydrationState::Completed
+        !self.is_final()
     }
 
+    /// `completed`, the state a live copy whose job ended was left in
+    /// before hydrations outlived their runs, reads as `live`.
     pub fn parse(s: &str) -> Option<HydrationState> {
-        HydrationState::ALL.into_iter().find(|h| h.as_str() == s)
+        match s {
+            "completed" => Some(HydrationState::Live),
+            _ => HydrationState::ALL.into_iter().find(|h| h.as_str() == s),
+        }
     }
 
-    /// Final states never change again (but a completed copy can still be
-    /// superseded).
+    /// Final states never change again.
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            HydrationState::Completed
-                | HydrationState::Failed
+            HydrationState::Failed
                 | HydrationState::Cancelled
                 | HydrationState::Superseded
                 | HydrationState::Stale
@@ -142,6 +155,31 @@ impl StoredLag {
     }
 }
 
+/// A run of the hydration job attached to it: the only caller whose
+/// progress counts until it detaches or its TTL runs out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// The run that attached (a Glue job run id): attaching again with the
+    /// same run id answers the same session.
+    pub run_id: String,
+    /// Its fencing token: higher than every earlier session's.
+    pub token: u64,
+    /// Who attached; only they report progress in it.
+    pub principal: Option<String>,
+    pub ttl_seconds: u32,
+    pub attached_at: Millis,
+    pub heartbeat_at: Millis,
+    pub expires_at: Millis,
+}
+
+impl Session {
+    /// Attached at `now`: neither detached (then it is gone) nor past its
+    /// TTL.
+    pub fn is_attached(&self, now: Millis) -> bool {
+        now < self.expires_at
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hydration {
     pub id: HydrationId,
@@ -159,10 +197,32 @@ pub struct Hydration {
     pub state: HydrationState,
     pub progress: Progress,
     pub lag: StoredLag,
-    /// Why it failed, went stale or was cancelled.
+    /// Why it failed, went stale, was cancelled or superseded.
     pub reason: Option<String>,
     pub principal: Option<String>,
+    /// The run attached now, or the last one if it has not detached (see
+    /// [`Session::is_attached`]).
+    #[serde(default)]
+    pub session: Option<Session>,
+    /// Sessions attached so far: the last one's token.
+    #[serde(default)]
+    pub sessions: u64,
     pub created_at: Millis,
     pub updated_at: Millis,
     pub ended_at: Option<Millis>,
+}
+
+impl Hydration {
+    /// The session attached at `now`, if any.
+    pub fn attached(&self, now: Millis) -> Option<&Session> {
+        self.session.as_ref().filter(|s| s.is_attached(now))
+    }
+
+    /// The snapshot it keeps from expiry without a lease: the one it
+    /// applied last, once past its first hydration.
+    pub fn pin(&self) -> Option<SnapshotId> {
+        (!self.state.holds_lease() && !self.state.is_final())
+            .then_some(self.progress.applied_snapshot_id)
+            .flatten()
+    }
 }

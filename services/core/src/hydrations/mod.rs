@@ -5,6 +5,7 @@ mod hydration;
 pub mod rules;
 
 pub use hydration::{
-    Hydration, HydrationId, HydrationPhase, HydrationState, Progress, StoredLag, LEASE_PURPOSE,
+    Hydration, HydrationId, HydrationPhase, HydrationState, Progress, Session, StoredLag,
+    LEASE_PURPOSE,
 };
-pub use rules::{LogView, NewHydration, ProgressReport};
+pub use rules::{Attach, LogView, NewHydration, ProgressReport};

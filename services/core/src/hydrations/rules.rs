@@ -1,10 +1,11 @@
 //! The hydration rules: pure functions over a hydration, the table's
-//! snapshot log as sluice holds it, and `now`. The lease half (the token
-//! check and the pin) is the lease rules' `pin_snapshot`; the store runs
-//! both on the same batch.
+//! snapshot log as sluice holds it, and `now`. The lease half (keeping the
+//! read lease of a first hydration, moving its pin, releasing it at the
+//! first `live`) is the lease rules' `hold` and `release_held`; the store
+//! runs both on the same batch.
 
 use super::hydration::{
-    Hydration, HydrationId, HydrationPhase, HydrationState, Progress, StoredLag,
+    Hydration, HydrationId, HydrationPhase, HydrationState, Progress, Session, StoredLag,
 };
 use crate::containers::ContainerName;
 use crate::error::RuleError;
@@ -42,8 +43,19 @@ pub struct NewHydration {
     pub lag_threshold_snapshots: u32,
 }
 
+/// A run attaching to a hydration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attach {
+    /// The run (a Glue job run id): attaching again answers the same
+    /// session while it is attached.
+    pub run_id: String,
+    pub ttl_seconds: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProgressReport {
+    /// The attached session's token.
+    pub token: u64,
     pub phase: HydrationPhase,
     pub snapshot_id: SnapshotId,
     pub rows_copied: Option<u64>,
@@ -144,6 +156,8 @@ pub fn create(
         lag: StoredLag::from_lag(&lag, log.current),
         reason: None,
         principal: principal.map(str::to_owned),
+        session: None,
+        sessions: 0,
         created_at: now,
         updated_at: now,
         ended_at: None,
@@ -160,24 +174,113 @@ pub fn create(
     (hydration, event)
 }
 
-/// A job's progress report (its lease token already checked). Answers
-/// whether it just became `live`.
+/// A run attaches: the same run again answers its session (renewed);
+/// another run while one is attached is refused, naming it.
+pub fn attach(
+    h: &mut Hydration,
+    run: &Attach,
+    principal: Option<&str>,
+    now: Millis,
+    events: &mut Vec<NewEvent>,
+) -> Result<Session, RuleError> {
+    still_open(h)?;
+    if let Some(s) = h.session.as_mut().filter(|s| s.is_attached(now)) {
+        if s.run_id != run.run_id {
+            return Err(RuleError::SessionHeld {
+                id: h.id,
+                run_id: s.run_id.clone(),
+                expires_at: s.expires_at,
+            });
+        }
+        owned_by(s, h.id, principal)?;
+        s.ttl_seconds = run.ttl_seconds;
+        s.heartbeat_at = now;
+        s.expires_at = now.plus_seconds(run.ttl_seconds);
+        let session = s.clone();
+        h.updated_at = now;
+        return Ok(session);
+    }
+    h.sessions += 1;
+    let session = Session {
+        run_id: run.run_id.clone(),
+        token: h.sessions,
+        principal: principal.map(str::to_owned),
+        ttl_seconds: run.ttl_seconds,
+        attached_at: now,
+        heartbeat_at: now,
+        expires_at: now.plus_seconds(run.ttl_seconds),
+    };
+    h.session = Some(session.clone());
+    h.updated_at = now;
+    events.push(event(
+        h,
+        now,
+        EventKind::HydrationAttached,
+        json!({
+            "hydration_id": h.id, "run_id": session.run_id, "token": session.token,
+            "expires_at": session.expires_at.to_rfc3339(),
+        }),
+    ));
+    Ok(session)
+}
+
+/// The attached session renews its TTL.
+pub fn heartbeat(
+    h: &mut Hydration,
+    token: u64,
+    principal: Option<&str>,
+    now: Millis,
+) -> Result<(), RuleError> {
+    session_mut(h, token, principal, now)?;
+    h.updated_at = now;
+    Ok(())
+}
+
+/// The attached run ends its session. Detaching a session that has gone
+/// already (a retry, a TTL run out, a hydration ended) answers the same.
+pub fn detach(
+    h: &mut Hydration,
+    token: u64,
+    principal: Option<&str>,
+    now: Millis,
+    events: &mut Vec<NewEvent>,
+) -> Result<(), RuleError> {
+    match h.session.as_ref() {
+        Some(s) if s.token == token => {
+            owned_by(s, h.id, principal)?;
+            let run_id = s.run_id.clone();
+            h.session = None;
+            h.updated_at = now;
+            events.push(event(
+                h,
+                now,
+                EventKind::HydrationDetached,
+                json!({ "hydration_id": h.id, "run_id": run_id, "token": token }),
+            ));
+            Ok(())
+        }
+        _ if token <= h.sessions => Ok(()),
+        _ => Err(RuleError::SessionStale {
+            id: h.id,
+            presented: token,
+        }),
+    }
+}
+
+/// A progress report in the attached session. Answers whether it just
+/// became `live` for the first time (its views switch, and its read lease
+/// is released).
 pub fn progress(
     h: &mut Hydration,
     report: &ProgressReport,
+    principal: Option<&str>,
     log: &LogView,
     now: Millis,
     events: &mut Vec<NewEvent>,
 ) -> Result<bool, RuleError> {
-    if h.state.is_final() {
-        return Err(RuleError::HydrationEnded {
-            id: h.id,
-            state: h.state,
-            reason: h.reason.clone(),
-        });
-    }
+    session_mut(h, report.token, principal, now)?;
     if report.phase == HydrationPhase::Snapshot
-        && matches!(h.state, HydrationState::CatchingUp | HydrationState::Live)
+        && !matches!(h.state, HydrationState::Pending | HydrationState::Snapshot)
     {
         return Err(RuleError::Invalid(
             "the hydration is past its snapshot phase: a phase cannot go back".into(),
@@ -218,24 +321,30 @@ pub fn progress(
     } else {
         match report.phase {
             HydrationPhase::Snapshot => HydrationState::Snapshot,
-            HydrationPhase::CatchingUp
-                if h.state == HydrationState::Live
-                    || (!lag.diverged
-                        && lag.snapshots_behind <= u64::from(h.lag_threshold_snapshots)) =>
-            {
-                HydrationState::Live
-            }
-            HydrationPhase::CatchingUp => HydrationState::CatchingUp,
+            HydrationPhase::CatchingUp => following(h, &lag),
         }
     };
-    let became_live = next == HydrationState::Live && h.state != HydrationState::Live;
+    let became_live = h.state.holds_lease() && next == HydrationState::Live;
     let reason = (next == HydrationState::Stale).then(|| stale_reason(report.snapshot_id));
     move_to(h, next, reason, now, events);
     Ok(became_live)
 }
 
-/// The table's snapshot log changed: recompute the lag; an applied
-/// snapshot that was expired makes the hydration `stale`.
+/// Where a hydration applying snapshots stands by its lag: in its first
+/// hydration, `catching_up` until within its threshold (then `live`);
+/// after it, `live` or `lagging`.
+fn following(h: &Hydration, lag: &crate::snapshots::Lag) -> HydrationState {
+    let within = !lag.diverged && lag.snapshots_behind <= u64::from(h.lag_threshold_snapshots);
+    match (within, h.state.holds_lease()) {
+        (true, _) => HydrationState::Live,
+        (false, true) => HydrationState::CatchingUp,
+        (false, false) => HydrationState::Lagging,
+    }
+}
+
+/// The table's snapshot log changed: recompute the lag; a copy past its
+/// first hydration is `live` or `lagging` by it, attached or not; an
+/// applied snapshot that was expired makes the hydration `stale`.
 pub fn relag(h: &mut Hydration, log: &LogView, now: Millis, events: &mut Vec<NewEvent>) {
     if h.state.is_final() {
         return;
@@ -255,36 +364,73 @@ pub fn relag(h: &mut Hydration, log: &LogView, now: Millis, events: &mut Vec<New
             now,
             events,
         );
+    } else if !h.state.holds_lease() {
+        let next = following(h, &lag);
+        move_to(h, next, None, now, events);
     }
 }
 
-/// Its read lease ended without the hydration ending first. Released by
-/// its job while live, the hydration is `completed` (the job's run is over
-/// and the copy is whole, which lets compaction in); otherwise it failed.
+/// Its read lease ended during its first hydration without the hydration
+/// ending first (expired for want of an attached run, revoked, released by
+/// hand): it failed. After the first `live` the lease is gone on purpose.
 pub fn follow_lease(h: &mut Hydration, lease: &Lease, now: Millis, events: &mut Vec<NewEvent>) {
-    if h.state.is_final() || lease.is_live() {
-        return;
-    }
-    if h.state == HydrationState::Live && lease.state == LeaseState::Released {
-        let reason = format!(
-            "its job released its read lease while live: the target holds snapshot {}",
-            h.progress
-                .applied_snapshot_id
-                .map_or_else(|| "none".to_owned(), |id| id.to_string())
-        );
-        move_to(h, HydrationState::Completed, Some(reason), now, events);
+    if !h.state.holds_lease() || lease.is_live() {
         return;
     }
     let how = match lease.state {
-        LeaseState::Expired => "expired: its job stopped heartbeating".to_owned(),
+        LeaseState::Expired => "expired: no run was attached to renew it within its TTL".to_owned(),
         LeaseState::Revoked => format!(
             "was revoked ({})",
             lease.end_reason.as_deref().unwrap_or("no reason given")
         ),
-        other => format!("was {}", other.as_str()),
+        other => format!("was {} before the copy was live", other.as_str()),
     };
     let reason = format!("its read lease {how}");
     move_to(h, HydrationState::Failed, Some(reason), now, events);
+}
+
+fn still_open(h: &Hydration) -> Result<(), RuleError> {
+    if h.state.is_final() {
+        return Err(RuleError::HydrationEnded {
+            id: h.id,
+            state: h.state,
+            reason: h.reason.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// The attached session `token`, renewed, if `principal` attached it.
+fn session_mut(
+    h: &mut Hydration,
+    token: u64,
+    principal: Option<&str>,
+    now: Millis,
+) -> Result<(), RuleError> {
+    still_open(h)?;
+    let id = h.id;
+    match h.session.as_mut() {
+        Some(s) if s.token == token && s.is_attached(now) => {
+            owned_by(s, id, principal)?;
+            s.heartbeat_at = now;
+            s.expires_at = now.plus_seconds(s.ttl_seconds);
+            Ok(())
+        }
+        _ => Err(RuleError::SessionStale {
+            id,
+            presented: token,
+        }),
+    }
+}
+
+fn owned_by(s: &Session, id: HydrationId, principal: Option<&str>) -> Result<(), RuleError> {
+    match s.principal.as_deref() {
+        Some(owner) if Some(owner) != principal => Err(RuleError::NotOwner {
+            what: format!("hydration {id}'s session {}", s.token),
+            owner: owner.to_owned(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 pub fn cancel(
@@ -293,13 +439,7 @@ pub fn cancel(
     now: Millis,
     events: &mut Vec<NewEvent>,
 ) -> Result<(), RuleError> {
-    if h.state.is_final() {
-        return Err(RuleError::HydrationEnded {
-            id: h.id,
-            state: h.state,
-            reason: h.reason.clone(),
-        });
-    }
+    still_open(h)?;
     move_to(
         h,
         HydrationState::Cancelled,
@@ -310,8 +450,7 @@ pub fn cancel(
     Ok(())
 }
 
-/// A newer hydration's views took over from this one (running or
-/// completed).
+/// A newer hydration's views took over from this one.
 pub fn supersede(h: &mut Hydration, by: HydrationId, now: Millis, events: &mut Vec<NewEvent>) {
     if !h.state.can_be_superseded() {
         return;

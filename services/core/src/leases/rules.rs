@@ -305,29 +305,53 @@ fn acquire(
     Ok((request.lease_id, false))
 }
 
-/// Move a granted read lease's pin to `snapshot_id`, fenced by its token
-/// and held by its owner (a hydration's progress: the snapshot it needs
-/// moves forward as it applies).
-pub fn pin_snapshot(
+/// Keep a hydration's read lease alive for it while a run is attached
+/// and working, and move its pin to `pin` (the snapshot it applied last)
+/// once granted. The hydration holds the lease, not a caller: its session
+/// was checked, so no token is asked here.
+pub fn hold(
     state: &mut TableState,
     id: LeaseId,
-    token: Token,
-    actor: Option<&str>,
-    snapshot_id: i64,
+    pin: Option<i64>,
     now: Millis,
     events: &mut Vec<NewEvent>,
 ) -> Result<(), RuleError> {
     settle(state, now, events);
-    owned(state, id, actor, "progress", now, events)?;
     let lease = live_mut(state, id)?;
-    if lease.state != LeaseState::Granted {
-        return Err(RuleError::Invalid(format!(
-            "lease {id} is still waiting: report progress once it is granted"
-        )));
+    if let Some(pin) = pin {
+        if lease.state != LeaseState::Granted {
+            return Err(RuleError::Invalid(format!(
+                "lease {id} is still waiting: report progress once it is granted"
+            )));
+        }
+        lease.pin_snapshot_id = Some(pin);
     }
-    check_token(lease, Some(token))?;
-    lease.pin_snapshot_id = Some(snapshot_id);
+    lease.expires_at = now.plus_seconds(lease.ttl_seconds);
     Ok(())
+}
+
+/// Release a hydration's read lease for it: its copy is live and keeps a
+/// pin of its own from now on. A waiter (a compaction) is granted in the
+/// same batch. An ended lease stays as it is.
+pub fn release_held(
+    state: &mut TableState,
+    id: LeaseId,
+    reason: &str,
+    now: Millis,
+    events: &mut Vec<NewEvent>,
+) {
+    if state.live.iter().any(|l| l.id == id) {
+        finish(
+            state,
+            id,
+            LeaseState::Released,
+            Some(reason.to_owned()),
+            EventKind::LeaseReleased,
+            now,
+            events,
+        );
+        settle(state, now, events);
+    }
 }
 
 /// End a live lease for good (its hydration was cancelled); an ended one

@@ -80,6 +80,36 @@ pub(super) fn write(write: &mut Write, hydrations: &[Hydration]) {
     }
 }
 
+/// `sluice migrate`: hydrations left `completed` before hydrations outlived
+/// their runs become live copies with no session (as the SQL backends'
+/// migration 0013 says), their open item put back so that refreshes relag
+/// them. Run before serving; a second run finds nothing to do.
+pub(super) async fn upgrade_completed(backend: &DynamoBackend) -> Result<u32, StoreError> {
+    let items = backend
+        .query(HYDRATIONS, Range::All, true, usize::MAX, |item| {
+            text(item, "state").is_ok_and(|s| s == "completed")
+        })
+        .await?;
+    let mut upgraded = 0;
+    for chunk in items.chunks(super::write::MAX_ITEMS / 2) {
+        let mut hydrations = Vec::with_capacity(chunk.len());
+        for item in chunk {
+            // The document's `completed` already reads as live.
+            let mut h = decode_item(item)?;
+            h.ended_at = None;
+            h.reason = None;
+            hydrations.push(h);
+        }
+        let mut w = Write::default();
+        write(&mut w, &hydrations);
+        backend
+            .commit_once(&w, "upgrade completed hydrations")
+            .await?;
+        upgraded += hydrations.len() as u32;
+    }
+    Ok(upgraded)
+}
+
 impl HydrationPort for DynamoBackend {
     fn hydration(&self, id: HydrationId) -> BoxFuture<'_, Result<Option<Hydration>, StoreError>> {
         async move {

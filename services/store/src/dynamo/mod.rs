@@ -174,7 +174,12 @@ impl DynamoBackend {
                 tracing::info!(table = %backend.table, "created the DynamoDB table");
             }
         }
-        backend.check_table().await
+        backend.check_table().await?;
+        let upgraded = hydrations::upgrade_completed(&backend).await?;
+        if upgraded > 0 {
+            tracing::info!(upgraded, "completed hydrations are live copies now");
+        }
+        Ok(())
     }
 
     async fn connect(config: &DynamoConfig) -> Result<DynamoBackend, StoreError> {

@@ -6,7 +6,7 @@ use crate::rows::corrupt;
 use sluice_core::hydrations::Hydration;
 
 /// The states a hydration can still leave, as SQL list items.
-pub const UNFINISHED: &str = "'pending', 'snapshot', 'catching_up', 'live'";
+pub const UNFINISHED: &str = "'pending', 'snapshot', 'catching_up', 'live', 'lagging'";
 
 pub fn encode(h: &Hydration) -> String {
     serde_json::to_string(h).expect("a hydration serializes")

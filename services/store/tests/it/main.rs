@@ -3,6 +3,7 @@
 //! dialect bug shows here, named, rather than as a black-box failure.
 
 mod events;
+mod hydrations;
 mod leases;
 mod retention;
 mod streams;
