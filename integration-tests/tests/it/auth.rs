@@ -411,11 +411,32 @@ fn routes(w: &World) -> Vec<(&'static str, &'static str, Reach, String, Option<V
             None,
         ),
         (
+            "POST /v1/hydrations/{id}/attach",
+            "run_hydrations",
+            Scoped,
+            format!("/v1/hydrations/{h}/attach"),
+            Some(json!({"run_id": "run-1"})),
+        ),
+        (
+            "POST /v1/hydrations/{id}/heartbeat",
+            "run_hydrations",
+            Scoped,
+            format!("/v1/hydrations/{h}/heartbeat"),
+            Some(json!({"token": ht})),
+        ),
+        (
             "POST /v1/hydrations/{id}/progress",
             "run_hydrations",
             Scoped,
             format!("/v1/hydrations/{h}/progress"),
             Some(json!({"token": ht, "phase": "snapshot", "snapshot_id": 1})),
+        ),
+        (
+            "POST /v1/hydrations/{id}/detach",
+            "run_hydrations",
+            Scoped,
+            format!("/v1/hydrations/{h}/detach"),
+            Some(json!({"token": ht})),
         ),
         (
             "POST /v1/hydrations/{id}/cancel",
