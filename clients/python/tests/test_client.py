@@ -16,8 +16,8 @@ from typing import Any, Dict, List
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 from sluice_client import (BatchLost, Client, Conflict, ConnectionFailed, Forbidden,  # noqa: E402
-                           LeaseLost, LeaseTimeout, NotFound, Retry, SluiceError, Unauthorized,
-                           from_glue_args)
+                           LeaseLost, LeaseTimeout, NotFound, Retry, SessionLost, SluiceError,
+                           Unauthorized, from_glue_args)
 from sluice_server import Server  # noqa: E402
 
 LOAD = {"load": {"files_done": ["LOAD00000001.csv"], "cdc_start": None}}
@@ -119,6 +119,56 @@ class Leases(WithServer):
             lease.heartbeat()
             self.assertFalse(lease.lost.is_set())
         self.assertEqual(self.client.lease(lease.lease_id)["state"], "released")
+
+
+class Hydrations(WithServer):
+    """A copy outlives the runs of its job: each `with` block is a session."""
+
+    def setUp(self) -> None:
+        self.table = f"sales.h{time.monotonic_ns()}"
+        self.client.put_table(self.table)
+        self.client.call("PUT", "/v1/containers/analytics",
+                         {"kind": "glue", "database": "analytics"})
+
+    def test_a_second_run_resumes_the_copy_with_a_new_session(self) -> None:
+        with self.client.hydration(self.table, "analytics", "orders_v1", run_id="r1") as first:
+            self.assertFalse(first.resumed)
+            self.assertEqual((first.state, first.token), ("pending", 1))
+            self.assertTrue(first.in_first_hydration)
+            # Another run is refused while r1 is attached, naming it.
+            other = self.client.hydration(self.table, "analytics", "orders_v1", run_id="r2")
+            with self.assertRaises(Conflict) as refused:
+                other.start()
+            self.assertEqual(refused.exception.type, "session_held")
+            self.assertIn("r1", str(refused.exception))
+        self.assertIsNone(self.client.get_hydration(first.id)["session"])
+        with self.client.hydration(self.table, "analytics", "orders_v1", run_id="r2") as second:
+            self.assertTrue(second.resumed)
+            self.assertEqual((second.id, second.token), (first.id, 2))
+            # The same run attaching again (a retried attempt) gets its
+            # session back.
+            again = self.client.call("POST", f"/v1/hydrations/{second.id}/attach",
+                                     {"run_id": "r2"})
+            self.assertEqual(again["session"]["token"], 2)
+        # A run of sluice's resumes the copy under its own run id.
+        args = from_glue_args(["--sluice-run-id", "run-9/2"])
+        with args.hydration(self.client, self.table, "analytics", "orders_v1") as third:
+            self.assertEqual((third.id, third.run_id, third.token), (first.id, "run-9", 3))
+
+    def test_a_session_taken_over_is_lost_and_its_reports_refused(self) -> None:
+        h = self.client.hydration(self.table, "analytics", "orders_v2", run_id="r1",
+                                  session_ttl=1)
+        with self.assertRaises(SessionLost) as lost:
+            with h:
+                h._keeper.stop()  # the run hangs: no more heartbeats
+                time.sleep(1.5)
+                with self.client.hydration(self.table, "analytics", "orders_v2",
+                                           run_id="r2") as taker:
+                    self.assertEqual(taker.token, 2)
+                # Told before sluice reads any catalog for the report.
+                h.progress(phase="snapshot", snapshot_id=1)
+        self.assertEqual(lost.exception.reason, "session_stale")
+        self.assertTrue(h.lost.is_set())
 
 
 class Batches(WithServer):

@@ -354,7 +354,14 @@ async fn progress_lag_and_staleness_follow_the_table(backend: Backend) {
         // Live once it stepped over the compaction (nothing else to
         // apply); lagging when the refresh for s5 found s5 unapplied, live
         // again with its report.
-        ["snapshot", "catching_up", "live", "lagging", "live", "stale"],
+        [
+            "snapshot",
+            "catching_up",
+            "live",
+            "lagging",
+            "live",
+            "stale"
+        ],
         "{}",
         events.body
     );

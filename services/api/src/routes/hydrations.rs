@@ -261,6 +261,9 @@ async fn progress(
         rows_total: rows("rows_total", body.rows_total)?,
     };
     let h = found(&app, &caller, id).await?;
+    // A run whose session is over is told so before any catalog is read
+    // for it (the batch checks again).
+    rules::check_session(&h, report.token, sluice_store::system_now())?;
     if !h.state.is_mappable() {
         // Two hydrations created while a view was free: the first to go
         // live takes it, and the other may then map it only if its caller

@@ -400,6 +400,20 @@ fn still_open(h: &Hydration) -> Result<(), RuleError> {
     Ok(())
 }
 
+/// Whether `token` is the session attached at `now` (the hydration not
+/// ended): what a report is checked against first, before any catalog is
+/// read for it.
+pub fn check_session(h: &Hydration, token: u64, now: Millis) -> Result<(), RuleError> {
+    still_open(h)?;
+    match h.attached(now) {
+        Some(s) if s.token == token => Ok(()),
+        _ => Err(RuleError::SessionStale {
+            id: h.id,
+            presented: token,
+        }),
+    }
+}
+
 /// The attached session `token`, renewed, if `principal` attached it.
 fn session_mut(
     h: &mut Hydration,
@@ -407,20 +421,13 @@ fn session_mut(
     principal: Option<&str>,
     now: Millis,
 ) -> Result<(), RuleError> {
-    still_open(h)?;
+    check_session(h, token, now)?;
     let id = h.id;
-    match h.session.as_mut() {
-        Some(s) if s.token == token && s.is_attached(now) => {
-            owned_by(s, id, principal)?;
-            s.heartbeat_at = now;
-            s.expires_at = now.plus_seconds(s.ttl_seconds);
-            Ok(())
-        }
-        _ => Err(RuleError::SessionStale {
-            id,
-            presented: token,
-        }),
-    }
+    let s = h.session.as_mut().expect("checked: attached");
+    owned_by(s, id, principal)?;
+    s.heartbeat_at = now;
+    s.expires_at = now.plus_seconds(s.ttl_seconds);
+    Ok(())
 }
 
 fn owned_by(s: &Session, id: HydrationId, principal: Option<&str>) -> Result<(), RuleError> {
