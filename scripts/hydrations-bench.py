@@ -1,13 +1,20 @@
-"""Listing hydrations with their lag: sluice answers a page from its store.
+"""Live copies that outlive their runs, at scale: what they cost sluice.
 
     hydrations-bench.py setup CATALOG_JSON TABLES
     hydrations-bench.py run SLUICE_URL CATALOG_JSON HYDRATIONS TABLES
 
 Creates TABLES Iceberg tables (pyiceberg, SQL catalog) with a few
-snapshots each, registers them, creates HYDRATIONS hydrations spread over
-them with progress at different snapshots (so their lags differ), then
-times listing all of them with their lag in pages of 1,000, beside reading
-the same 1,000 one by one (GET /v1/hydrations/{id}) in the same run.
+snapshots each, plus `bench.free`, a table no copy follows; registers them;
+creates HYDRATIONS hydrations spread over the TABLES, each by a run that
+reports progress at a different snapshot (so their lags differ, all within
+their threshold: live), then detaches (live followers, no run attached,
+no lease). Then times, in the same run:
+- listing all of them with their lag in pages of 1,000, beside reading the
+  same 1,000 one by one (GET /v1/hydrations/{id});
+- a refresh of one table after an append (reading its metadata and
+  relagging its followers), beside the same on `bench.free`;
+- a compaction's write lease granted and released, and the retention
+  answer, on a table with followers, beside `bench.free`.
 """
 
 import json
@@ -22,6 +29,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration-tes
 import lake  # noqa: E402
 
 SNAPSHOTS = 5
+FREE = "bench.free"
+ROUNDS = 200
+
+
+def table_names(tables):
+    return [f"bench.h{t:04d}" for t in range(tables)]
+
+
+def median_ms(f, rounds):
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
 
 
 def call(base, method, path, body=None):
@@ -40,19 +62,22 @@ def setup_lake(props, tables):
     except Exception:
         pass
     ids = {}
-    for t in range(tables):
-        name = f"bench.h{t:03d}"
+    for name in table_names(tables) + [FREE]:
         cat.create_table(name, schema=lake.SCHEMA)
         import contextlib, io
         with contextlib.redirect_stdout(io.StringIO()):
             lake.main(["", json.dumps(props), "append", name, "1"])
         table = cat.load_table(name)
         for _ in range(SNAPSHOTS - 1):
-            import pyarrow as pa
-
-            table.append(pa.table({"id": pa.array([1], pa.int64()), "name": pa.array(["x"])}))
+            table.append(lake_row())
         ids[name] = [s.snapshot_id for s in cat.load_table(name).metadata.snapshots]
     return ids
+
+
+def lake_row():
+    import pyarrow as pa
+
+    return pa.table({"id": pa.array([1], pa.int64()), "name": pa.array(["x"])})
 
 
 def main(argv):
@@ -60,11 +85,11 @@ def main(argv):
         setup_lake(json.loads(argv[2]), int(argv[3]))
         return
     base, props, n, tables = argv[2], json.loads(argv[3]), int(argv[4]), int(argv[5])
-    names = [f"bench.h{t:03d}" for t in range(tables)]
+    names = table_names(tables)
     cat = lake.catalog(props)
     snapshots = {t: [s.snapshot_id for s in cat.load_table(t).metadata.snapshots] for t in names}
     call(base, "PUT", "/v1/containers/bench", {"kind": "postgres", "url": "env:BENCH_URL"})
-    for t in names:
+    for t in names + [FREE]:
         call(base, "PUT", f"/v1/tables/{t}", {"catalog": "local"})
         call(base, "POST", f"/v1/tables/{t}/refresh")
 
@@ -72,17 +97,24 @@ def main(argv):
         t = names[i % tables]
         h = call(base, "POST", "/v1/hydrations", {
             "table": t, "container": "bench", "target": f"h{i:05d}", "views": [f"v{i:05d}"],
-            "lease_ttl_seconds": 3600, "run_id": f"bench-{i}"})
-        applied = snapshots[t][i % SNAPSHOTS]
-        call(base, "POST", f"/v1/hydrations/{h['id']}/progress", {
-            "token": h["session"]["token"], "phase": "catching_up", "snapshot_id": applied,
+            "lease_ttl_seconds": 3600, "run_id": f"bench-{i}",
+            "lag_threshold_snapshots": SNAPSHOTS})
+        # Counted from the newest: an earlier run of this script appended
+        # to some tables.
+        applied = snapshots[t][-1 - i % SNAPSHOTS]
+        token = h["session"]["token"]
+        live = call(base, "POST", f"/v1/hydrations/{h['id']}/progress", {
+            "token": token, "phase": "catching_up", "snapshot_id": applied,
             "rows_copied": i, "rows_total": n})
+        assert live["state"] == "live", live
+        call(base, "POST", f"/v1/hydrations/{h['id']}/detach", {"token": token})
         return h["id"]
 
     start = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:
         ids = list(pool.map(one, range(n)))
-    print(f"created {n} hydrations with progress over {tables} tables in {time.perf_counter() - start:.1f} s")
+    print(f"created {n} live followers over {tables} tables (create, report, detach) "
+          f"in {time.perf_counter() - start:.1f} s")
 
     def list_all():
         seen, after, pages = 0, None, 0
@@ -115,6 +147,47 @@ def main(argv):
     print(f"list {n} in {pages} pages of 1000: median {page_ms:.1f} ms per page, "
           f"{page_ms * pages:.0f} ms in all")
     print(f"the same 1000 one by one: median {single_ms:.0f} ms; a page is {single_ms / page_ms:.1f}x faster")
+
+    # One table's refresh relagging its followers, beside a table none follows.
+    followed = names[0]
+    per_table = sum(1 for i in range(n) if i % tables == 0)
+
+    def append_and_refresh(table):
+        def go():
+            cat.load_table(table).append(lake_row())
+            t0 = time.perf_counter()
+            call(base, "POST", f"/v1/tables/{table}/refresh")
+            return time.perf_counter() - t0
+        return statistics.median(go() for _ in range(15)) * 1000
+
+    refresh_followed, refresh_free = append_and_refresh(followed), append_and_refresh(FREE)
+    page = call(base, "GET", f"/v1/hydrations?table={followed}&limit=1000")["hydrations"]
+    assert all(h["state"] == "lagging" for h in page) or SNAPSHOTS > 15, page[0]
+    print(f"refresh after an append, {per_table} followers relagged: median {refresh_followed:.1f} ms; "
+          f"with none: {refresh_free:.1f} ms ({refresh_followed / refresh_free:.2f}x)")
+
+    # A compaction's write lease, granted and released, and the retention
+    # answer it is started with, beside a table none follows.
+    def grant(table):
+        def go():
+            lease = call(base, "POST", f"/v1/tables/{table}/leases",
+                         {"mode": "write", "holder": "compaction", "ttl_seconds": 60})
+            assert lease["state"] == "granted", lease
+            req = urllib.request.Request(
+                f"{base}/v1/leases/{lease['lease_id']}?token={lease['token']}", method="DELETE")
+            urllib.request.urlopen(req, timeout=60).read()
+        return median_ms(go, ROUNDS)
+
+    def retention(table):
+        return median_ms(lambda: call(base, "GET", f"/v1/tables/{table}/retention"), ROUNDS)
+
+    grant_followed, grant_free = grant(followed), grant(FREE)
+    keep_followed, keep_free = retention(followed), retention(FREE)
+    pinned = call(base, "GET", f"/v1/tables/{followed}/retention")["pinned"]
+    print(f"write lease grant + release with {per_table} live followers: median {grant_followed:.2f} ms; "
+          f"with none: {grant_free:.2f} ms ({grant_followed / grant_free:.2f}x)")
+    print(f"retention with {per_table} followers' pins ({len(pinned)} distinct): median "
+          f"{keep_followed:.2f} ms; with none: {keep_free:.2f} ms ({keep_followed / keep_free:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Listing HYDRATIONS (default 10000) hydrations with their lag in pages of
-# 1,000, on SQLite and on PostgreSQL, beside reading 1,000 of them one by
-# one in the same run (scripts/hydrations-bench.py). The tables are real
-# Iceberg tables in a pyiceberg SQL catalog on a local folder.
+# HYDRATIONS (default 10000) live followers over TABLES (default 1000)
+# tables, on SQLite, PostgreSQL and DynamoDB (moto's): listing them with
+# their lag, one table's refresh relagging its followers, a compaction's
+# grant and the retention answer on a followed table, each beside its
+# baseline in the same run (scripts/hydrations-bench.py says what). The
+# tables are real Iceberg tables in a pyiceberg SQL catalog on a local
+# folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HYDRATIONS="${HYDRATIONS:-10000}"
-TABLES="${TABLES:-20}"
+TABLES="${TABLES:-1000}"
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 scripts/ensure-postgres.sh
 scripts/ensure-venv.sh .venv-ingest integration-tests/ingest/requirements.txt
@@ -16,6 +19,7 @@ work=$(mktemp -d)
 pids=()
 db="sluice_hydrations_$$"
 base="${DATABASE_URL%/*}"
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 trap 'kill "${pids[@]}" 2>/dev/null || true; sleep 0.5; psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1; rm -rf "$work"' EXIT
 trap 'tail -5 "$work"/sluice-*.log >&2' ERR
 mkdir -p "$work/warehouse"
@@ -45,3 +49,15 @@ echo "== postgres"
 psql "$DATABASE_URL" -qc "CREATE DATABASE $db"
 serve 7922 --database-url "$base/$db" --auth off
 .venv-ingest/bin/python scripts/hydrations-bench.py run http://127.0.0.1:7922 "$catalog" "$HYDRATIONS" "$TABLES"
+# moto answers one request at a time: a tenth of the copies over a tenth of
+# the tables (the same ten per table) keeps its run within minutes.
+DYNAMO_HYDRATIONS="${DYNAMO_HYDRATIONS:-$((HYDRATIONS / 10))}"
+DYNAMO_TABLES="${DYNAMO_TABLES:-$((TABLES / 10))}"
+echo "== dynamodb (moto's, one request at a time: its speed is not DynamoDB's); $DYNAMO_HYDRATIONS over $DYNAMO_TABLES tables"
+.venv-ingest/bin/python integration-tests/dynamodb/serial_moto.py 127.0.0.1 7925 >"$work/moto.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 200); do curl -sf http://127.0.0.1:7925/moto-api/ >/dev/null && break; sleep 0.1; done
+url="dynamodb://bench?region=us-east-1&endpoint=http://127.0.0.1:7925"
+"$bin/sluice" migrate --database-url "$url" 2>/dev/null
+serve 7923 --database-url "$url" --auth off
+.venv-ingest/bin/python scripts/hydrations-bench.py run http://127.0.0.1:7923 "$catalog" "$DYNAMO_HYDRATIONS" "$DYNAMO_TABLES"

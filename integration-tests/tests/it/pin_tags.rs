@@ -149,3 +149,142 @@ async fn a_writer_committing_while_the_tag_is_written_loses_nothing() {
     assert_eq!(refs[TAG]["snapshot_id"], first, "{refs}");
     assert!(moves > 1, "the tag was never written during the appends");
 }
+
+/// What `py refs` says the tag of hydration `id` is on, once it says
+/// `done` of it (the outbox writes tags after the change that moved them).
+async fn tag_of(catalog: &Value, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let name = format!("sluice-pin-{id}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let tag = refs(catalog)
+            .await
+            .get(&name)
+            .cloned()
+            .unwrap_or(Value::Null);
+        if done(&tag) {
+            return tag;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tag {name} never became what was wanted: {tag}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Through sluice: a hydration's pin is mirrored as a tag in its table's
+/// metadata by the outbox, from its first report on; pyiceberg's
+/// `expire_snapshots` keeps the pinned snapshot, so the copy that has not
+/// caught up since is not stale; the tag moves with progress and goes
+/// when the copy is cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copys_pin_is_a_tag_that_moves_with_it_and_outlives_another_engines_expiry() {
+    use reqwest::Method;
+    use serde_json::json;
+    let server = crate::harness::Server::sqlite_with(&["--refresh-interval-seconds", "3600"]).await;
+    let catalog = sql_catalog(&server.data_dir());
+    py(&catalog, &["create", TABLE]).await;
+    let s1: i64 = py(&catalog, &["append", TABLE, "3"]).await.parse().unwrap();
+    let s2: i64 = py(&catalog, &["append", TABLE, "2"]).await.parse().unwrap();
+    server
+        .expect(
+            Method::PUT,
+            &format!("/v1/tables/{TABLE}"),
+            Some(json!({})),
+            201,
+        )
+        .await;
+    let container = json!({ "kind": "glue", "database": "analytics" });
+    server
+        .expect(
+            Method::PUT,
+            "/v1/containers/analytics",
+            Some(container),
+            201,
+        )
+        .await;
+    let created = server
+        .expect(
+            Method::POST,
+            "/v1/hydrations",
+            Some(
+                json!({ "table": TABLE, "container": "analytics", "target": "orders_v1",
+                         "run_id": "run-1", "pin_snapshot_id": s1 }),
+            ),
+            201,
+        )
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let token = created["session"]["token"].clone();
+    let progress = format!("/v1/hydrations/{id}/progress");
+    let report = |phase: &str, snapshot: i64| {
+        Some(json!({ "token": token, "phase": phase, "snapshot_id": snapshot }))
+    };
+
+    // Copying s1: the tag is on s1, a tag (not a branch), and ages out on
+    // its own a month past its snapshot's commit.
+    server
+        .expect(Method::POST, &progress, report("snapshot", s1), 200)
+        .await;
+    let tag = tag_of(&catalog, &id, |t| t["snapshot_id"] == s1).await;
+    assert_eq!(tag["type"], "tag", "{tag}");
+    assert!(
+        tag["max_ref_age_ms"].as_i64().unwrap() >= 30 * DAY_MS,
+        "{tag}"
+    );
+
+    // Live at s2: the tag moves there.
+    let live = server
+        .expect(Method::POST, &progress, report("catching_up", s2), 200)
+        .await;
+    assert_eq!(live["state"], "live", "{live}");
+    tag_of(&catalog, &id, |t| t["snapshot_id"] == s2).await;
+
+    // The table moves on and another engine expires everything it may:
+    // what the copy applied stays, so it can still catch up.
+    let s3: i64 = py(&catalog, &["append", TABLE, "1"]).await.parse().unwrap();
+    let s4: i64 = py(&catalog, &["append", TABLE, "1"]).await.parse().unwrap();
+    py(
+        &catalog,
+        &["expire-older-than", TABLE, "2100-01-01T00:00:00"],
+    )
+    .await;
+    let kept = snapshot_ids(&catalog).await;
+    assert!(
+        kept.contains(&s2),
+        "the pinned snapshot was expired: {kept:?}"
+    );
+    assert!(!kept.contains(&s1) && !kept.contains(&s3), "{kept:?}");
+    server
+        .expect(
+            Method::POST,
+            &format!("/v1/tables/{TABLE}/refresh"),
+            None,
+            200,
+        )
+        .await;
+    let behind = server
+        .expect(Method::GET, &format!("/v1/hydrations/{id}"), None, 200)
+        .await;
+    assert_eq!(behind["state"], "lagging", "{behind}");
+    let caught_up = server
+        .expect(Method::POST, &progress, report("catching_up", s4), 200)
+        .await;
+    assert_eq!(caught_up["state"], "live", "{caught_up}");
+    tag_of(&catalog, &id, |t| t["snapshot_id"] == s4).await;
+
+    // Cancelled: the copy keeps nothing, and its tag goes.
+    server
+        .expect(
+            Method::POST,
+            &format!("/v1/hydrations/{id}/cancel"),
+            Some(json!({})),
+            200,
+        )
+        .await;
+    tag_of(&catalog, &id, Value::is_null).await;
+    let failed = server
+        .expect(Method::GET, "/v1/events?kind=pin_tag_failed", None, 200)
+        .await;
+    assert_eq!(failed["events"], json!([]), "{failed}");
+}

@@ -36,6 +36,9 @@ pub enum EventKind {
     HydrationAttached,
     /// The attached run detached.
     HydrationDetached,
+    /// A hydration's pin could not be mirrored as a tag in its table's
+    /// metadata (the catalog refused it).
+    PinTagFailed,
     /// A consumer view now maps to another table (a remap or a rollback).
     ViewRemapped,
     /// A remap was refused (a missing column or table): nothing changed.
@@ -54,7 +57,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 28] = [
+    pub const ALL: [EventKind; 29] = [
         EventKind::LeaseRequested,
         EventKind::LeaseGranted,
         EventKind::LeaseReleased,
@@ -75,6 +78,7 @@ impl EventKind {
         EventKind::HydrationStateChanged,
         EventKind::HydrationAttached,
         EventKind::HydrationDetached,
+        EventKind::PinTagFailed,
         EventKind::ViewRemapped,
         EventKind::ViewRemapRefused,
         EventKind::JobDefined,
@@ -107,6 +111,7 @@ impl EventKind {
             EventKind::HydrationStateChanged => "hydration_state_changed",
             EventKind::HydrationAttached => "hydration_attached",
             EventKind::HydrationDetached => "hydration_detached",
+            EventKind::PinTagFailed => "pin_tag_failed",
             EventKind::ViewRemapped => "view_remapped",
             EventKind::ViewRemapRefused => "view_remap_refused",
             EventKind::JobDefined => "job_defined",

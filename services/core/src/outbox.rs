@@ -11,19 +11,28 @@ use serde::{Deserialize, Serialize};
 pub enum Intent {
     /// A hydration became live: point its views at its target.
     RemapViews { hydration_id: HydrationId },
+    /// A hydration's pin moved (or it ended): make its tag in the table's
+    /// metadata say what the pin is now.
+    SyncPinTag { hydration_id: HydrationId },
 }
 
 impl Intent {
+    pub const REMAP_VIEWS: &'static str = "remap_views";
+    pub const SYNC_PIN_TAG: &'static str = "sync_pin_tag";
+
     pub fn kind(&self) -> &'static str {
         match self {
-            Intent::RemapViews { .. } => "remap_views",
+            Intent::RemapViews { .. } => Intent::REMAP_VIEWS,
+            Intent::SyncPinTag { .. } => Intent::SYNC_PIN_TAG,
         }
     }
 
     /// The hydration it is carried out for.
     pub fn hydration_id(&self) -> HydrationId {
         match self {
-            Intent::RemapViews { hydration_id } => *hydration_id,
+            Intent::RemapViews { hydration_id } | Intent::SyncPinTag { hydration_id } => {
+                *hydration_id
+            }
         }
     }
 }

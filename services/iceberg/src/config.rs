@@ -31,6 +31,10 @@ pub struct CatalogConfig {
     pub warehouse: Option<String>,
     /// The AWS region (Glue).
     pub region: Option<String>,
+    /// Mirror hydrations' pins as tags in this catalog's tables, so that
+    /// every engine's snapshot expiry keeps what copies still need. On by
+    /// default where sluice can write tags (the SQL catalog, today).
+    pub pin_tags: Option<bool>,
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
 }
@@ -49,8 +53,14 @@ impl CatalogConfig {
             )),
             warehouse: Some(format!("file://{}", dir.join("warehouse").display())),
             region: None,
+            pin_tags: None,
             properties: BTreeMap::new(),
         }
+    }
+
+    /// Whether pins are mirrored as tags (see `pin_tags`).
+    pub fn pin_tags(&self) -> bool {
+        self.pin_tags.unwrap_or(self.kind == CatalogKind::Sql)
     }
 
     /// The properties the `iceberg` crate's builder of this kind expects.

@@ -9,11 +9,13 @@ mod config;
 mod tags;
 
 pub use config::{CatalogConfig, CatalogKind};
-pub use tags::{TagError, TagTarget};
+pub use sluice_core::snapshots::{TagError, TagTarget};
 
 use iceberg::{Catalog, CatalogBuilder, ErrorKind, NamespaceIdent, TableIdent};
 use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
-use sluice_core::snapshots::{CatalogError, CatalogFuture, CatalogPort, Snapshot, TableMetadata};
+use sluice_core::snapshots::{
+    CatalogError, CatalogFuture, CatalogPort, Snapshot, TableMetadata, TagFuture,
+};
 use sluice_core::{Millis, TableName};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -35,6 +37,12 @@ impl Catalogs {
     ) -> anyhow::Result<Catalogs> {
         let mut catalogs: HashMap<String, Arc<dyn Catalog>> = HashMap::new();
         for config in configs {
+            anyhow::ensure!(
+                !(config.pin_tags == Some(true) && config.kind != CatalogKind::Sql),
+                "catalog `{}`: pin_tags is not supported on {:?} catalogs yet (only sql)",
+                config.name,
+                config.kind
+            );
             let catalog = connect(config)
                 .await
                 .map_err(|e| anyhow::anyhow!("catalog `{}`: {e}", config.name))?;
@@ -102,6 +110,22 @@ pub fn table_ident(table: &TableName) -> TableIdent {
 impl CatalogPort for Catalogs {
     fn default_catalog(&self) -> Option<&str> {
         self.default.as_deref()
+    }
+
+    fn pin_tags(&self, catalog: &str) -> bool {
+        self.configs
+            .get(catalog)
+            .is_some_and(CatalogConfig::pin_tags)
+    }
+
+    fn set_tag<'a>(
+        &'a self,
+        catalog: &'a str,
+        table: &'a TableName,
+        name: &'a str,
+        target: Option<TagTarget>,
+    ) -> TagFuture<'a> {
+        Box::pin(Catalogs::set_tag(self, catalog, table, name, target))
     }
 
     fn table_metadata<'a>(&'a self, catalog: &'a str, table: &'a TableName) -> CatalogFuture<'a> {

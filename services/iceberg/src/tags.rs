@@ -14,37 +14,13 @@
 use crate::{table_ident, CatalogKind, Catalogs};
 use iceberg::spec::{FormatVersion, SnapshotReference, SnapshotRetention, TableMetadata};
 use iceberg::{MetadataLocation, TableIdent};
-use sluice_core::snapshots::SnapshotId;
+use sluice_core::snapshots::{TagError, TagTarget};
 use sluice_core::TableName;
 use sqlx::Connection;
 use std::str::FromStr;
 
 /// How many times a commit that lost a race is made again.
 const ATTEMPTS: usize = 5;
-
-/// What a tag should be: on `snapshot_id`, kept at most `max_ref_age_ms`
-/// after that snapshot was committed (Iceberg ages a ref from its
-/// snapshot's time, so a forgotten tag does not pin for ever).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TagTarget {
-    pub snapshot_id: SnapshotId,
-    pub max_ref_age_ms: i64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum TagError {
-    #[error("catalog `{0}` is not configured")]
-    UnknownCatalog(String),
-    /// The catalog's kind has no tag writer yet.
-    #[error("writing tags to a {0} catalog is not supported yet")]
-    Unsupported(&'static str),
-    /// The table cannot hold this tag: retrying changes nothing.
-    #[error("{0}")]
-    Refused(String),
-    /// The catalog or its storage failed, or every attempt lost a race.
-    #[error("{0}")]
-    Unavailable(String),
-}
 
 fn unavailable(e: impl std::fmt::Display) -> TagError {
     TagError::Unavailable(e.to_string())

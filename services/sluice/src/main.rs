@@ -441,8 +441,14 @@ async fn serve(
         scheduler,
         stop_scheduler.clone(),
     );
-    let executor =
-        sluice_store::spawn_executor(store.clone(), views.clone(), iceberg.outbox_interval);
+    let executor = sluice_store::spawn_executor(
+        store.clone(),
+        sluice_store::OutboxPorts {
+            views: views.clone(),
+            catalogs: catalogs.clone(),
+        },
+        iceberg.outbox_interval,
+    );
     let listener = server::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;

@@ -68,33 +68,15 @@ impl Store {
     /// retention counts readers: what they applied last must not be
     /// expired, or they could not follow the table from it.
     pub async fn follower_readers(&self, table: &TableName) -> Result<Vec<Reader>, StoreError> {
-        const PAGE: u32 = 1000;
-        let mut readers = Vec::new();
-        for state in crate::MAPPED {
-            let mut after = None;
-            loop {
-                let page = self
-                    .backend
-                    .hydrations(&HydrationQuery {
-                        after,
-                        state: Some(state),
-                        table: Some(table.clone()),
-                        limit: PAGE,
-                        ..Default::default()
-                    })
-                    .await?;
-                readers.extend(page.iter().filter_map(|h| {
-                    h.pin().map(|pin| Reader {
-                        pin: Some(pin),
-                        granted_at: h.created_at,
-                    })
-                }));
-                match page.last() {
-                    Some(last) if page.len() == PAGE as usize => after = Some(last.id),
-                    _ => break,
-                }
-            }
-        }
-        Ok(readers)
+        let open = self.backend.open_hydrations(table).await?;
+        Ok(open
+            .iter()
+            .filter_map(|h| {
+                h.pin().map(|pin| Reader {
+                    pin: Some(pin),
+                    granted_at: h.created_at,
+                })
+            })
+            .collect())
     }
 }

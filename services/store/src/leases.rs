@@ -450,6 +450,14 @@ pub(crate) fn apply(mut loaded: Loaded, jobs: &mut [Job], now: Millis) -> Change
         .into_values()
         .filter(|h| before_hydrations.get(&h.id) != Some(h))
         .collect();
+    // A pin that moved (or ended) is mirrored in the table's metadata by
+    // the outbox, after this commit.
+    for h in &changes.hydrations {
+        let before = before_hydrations.get(&h.id).and_then(Hydration::tag_target);
+        if before != h.tag_target() {
+            intents.push(Intent::SyncPinTag { hydration_id: h.id });
+        }
+    }
     changes.intents = intents;
     changes
 }

@@ -34,7 +34,7 @@ pub use dynamo::{DynamoConfig, DEFAULT_SKEW_MARGIN, WAKE_INTERVAL};
 pub use error::StoreError;
 pub use hub::{Hub, Wake};
 pub use leases::{HydrationCommand, HydrationReply};
-pub use outbox::{spawn_executor, RemapError, RemapOrder, MAPPED};
+pub use outbox::{spawn_executor, OutboxPorts, RemapError, RemapOrder, MAPPED};
 pub use ports::{
     Backend, CatalogState, ContainerPort, Due, EventPort, EventQuery, Fence, HydrationPort,
     HydrationQuery, LeaseCount, LeasePort, LeaseView, RunQuery, SchedulePort, ScheduleWrite,

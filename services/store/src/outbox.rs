@@ -1,12 +1,15 @@
 //! The outbox's executor: carries out the intents the lease group recorded
-//! (today: switching a live hydration's views), records each outcome once,
+//! (switching a live hydration's views; making a hydration's pin tag in
+//! its table's metadata say where the pin is), records each outcome once,
 //! and retries what failed for a reason worth retrying. Switching is
 //! idempotent (a view already on its target is replaced by the same
 //! definition), and an intent is marked done in the transaction that
 //! records its remaps, so a crash between the switch and the record
-//! switches again after restart and records it once. Each container's
-//! intents run in order in a task of their own, beside the others', so a
-//! container that does not answer holds back only its own remaps.
+//! switches again after restart and records it once. Setting a tag is
+//! idempotent too (the tag is made what the hydration says now). Each
+//! container's intents, and each table's tag intents, run in order in a
+//! task of their own, beside the others', so a container or catalog that
+//! does not answer holds back only its own.
 
 use crate::error::StoreError;
 use crate::leases::Job;
@@ -16,6 +19,7 @@ use crate::{submit, system_now, Store};
 use sluice_core::containers::{Container, ContainerName};
 use sluice_core::hydrations::{Hydration, HydrationId, HydrationState};
 use sluice_core::outbox::{backoff_ms, Intent, IntentStatus};
+use sluice_core::snapshots::{CatalogPort, TagError, TagTarget};
 use sluice_core::views::{self, Remap, RemapKind, View, ViewError, ViewPort, ViewRequest};
 use sluice_core::{EventKind, NewEvent};
 use std::collections::HashSet;
@@ -24,6 +28,20 @@ use std::time::Duration;
 
 /// How far back a view's history is read for the hydration that fed it.
 const VIEW_HISTORY: u32 = 100;
+
+/// How long a pin's tag outlives its snapshot's commit, past the age it
+/// had when it was set: Iceberg drops a ref older than its
+/// `max-ref-age-ms`, so a tag sluice forgets (its database lost) stops
+/// pinning a month after it was last set. A copy whose pin has not moved
+/// for that long may lose its snapshot to another engine's expiry.
+pub const PIN_TAG_MARGIN_MS: i64 = 30 * 86_400_000;
+
+/// What the executor carries intents out with.
+#[derive(Clone)]
+pub struct OutboxPorts {
+    pub views: Arc<dyn ViewPort>,
+    pub catalogs: Arc<dyn CatalogPort>,
+}
 
 /// Due intents are read this many at a time, at most `DUE_PAGES` times a
 /// round.
@@ -216,7 +234,10 @@ impl Store {
             .find(|h| h.views.iter().any(|v| v == view))
             .map(|h| h.id);
         let Some(id) = newest else { return Ok(None) };
-        let status = self.backend.latest_intent_of(id).await?;
+        let status = self
+            .backend
+            .latest_intent_of(id, Intent::REMAP_VIEWS)
+            .await?;
         Ok(status.filter(|s| s.state != sluice_core::outbox::IntentState::Done))
     }
 
@@ -323,11 +344,15 @@ impl Store {
     /// container whose task is still running (say its server does not
     /// answer) is left for a later round: it delays no other container,
     /// however many of its intents wait before theirs.
-    async fn start_due(&self, ports: &Arc<dyn ViewPort>, busy: &Busy) -> Result<(), StoreError> {
-        let mut groups: Vec<(Option<ContainerName>, Group)> = Vec::new();
+    async fn start_due(&self, ports: &OutboxPorts, busy: &Busy) -> Result<(), StoreError> {
+        let mut groups: Vec<(Option<String>, Group)> = Vec::new();
         for intent in self.due().await? {
             let h = self.backend.hydration(intent.intent.hydration_id()).await?;
-            let container = h.as_ref().map(|h| h.container.clone());
+            // A remap waits for its container, a tag for its table.
+            let container = h.as_ref().map(|h| match intent.intent {
+                Intent::RemapViews { .. } => format!("container/{}", h.container),
+                Intent::SyncPinTag { .. } => format!("table/{}", h.table),
+            });
             if container.as_ref().is_some_and(|c| Claim::is_taken(busy, c)) {
                 continue;
             }
@@ -362,7 +387,7 @@ impl Store {
             }
             let (store, ports) = (self.clone(), ports.clone());
             tokio::spawn(async move {
-                if let Err(error) = store.run_group(ports.as_ref(), group).await {
+                if let Err(error) = store.run_group(&ports, group).await {
                     tracing::warn!(%error, "outbox run failed");
                 }
                 drop(claim);
@@ -395,18 +420,26 @@ impl Store {
         &self,
         hydration: HydrationId,
     ) -> Result<Option<IntentStatus>, StoreError> {
-        self.backend.latest_intent_of(hydration).await
+        self.backend
+            .latest_intent_of(hydration, Intent::REMAP_VIEWS)
+            .await
     }
 
     /// One container's due intents, oldest first. When one fails for a
     /// reason worth retrying, those after it wait with it: they would most
     /// likely fail the same way (each after its own timeout), and must not
     /// switch the views before it.
-    async fn run_group(&self, ports: &dyn ViewPort, group: Group) -> Result<(), StoreError> {
+    async fn run_group(&self, ports: &OutboxPorts, group: Group) -> Result<(), StoreError> {
         let mut group = group.into_iter();
         while let Some(due) = group.next() {
             let id = due.id;
-            if let Some((error, next)) = self.run_intent(ports, due).await? {
+            let outcome = match due.intent {
+                Intent::RemapViews { .. } => self.run_remap(ports.views.as_ref(), due).await?,
+                Intent::SyncPinTag { .. } => {
+                    self.sync_pin_tag(ports.catalogs.as_ref(), due).await?
+                }
+            };
+            if let Some((error, next)) = outcome {
                 let error = format!("waits for intent {id}, which failed: {error}");
                 for rest in group {
                     self.backend.retry_intent(rest.id, &error, next).await?;
@@ -417,14 +450,96 @@ impl Store {
         Ok(())
     }
 
-    /// Carry out one intent; the error and the time of the next attempt
-    /// when it is to be retried.
-    async fn run_intent(
+    /// Make a hydration's pin tag say what its pin is now (none once it
+    /// ended, or where its catalog keeps no tags); the error and the time
+    /// of the next attempt when it is to be retried.
+    async fn sync_pin_tag(
+        &self,
+        catalogs: &dyn CatalogPort,
+        due: DueIntent,
+    ) -> Result<Option<(String, sluice_core::Millis)>, StoreError> {
+        let now = system_now();
+        let Some(h) = self.backend.hydration(due.intent.hydration_id()).await? else {
+            self.backend.finish_intent(due.id, None, now).await?;
+            return Ok(None);
+        };
+        let catalog = self
+            .backend
+            .table_catalog(&h.table)
+            .await?
+            .flatten()
+            .or_else(|| catalogs.default_catalog().map(str::to_owned));
+        let Some(catalog) = catalog.filter(|c| catalogs.pin_tags(c)) else {
+            self.backend.finish_intent(due.id, None, now).await?;
+            return Ok(None);
+        };
+        let target = match h.tag_target() {
+            Some(snapshot_id) => {
+                // Aged from the snapshot's commit (as Iceberg ages refs).
+                let committed = self
+                    .backend
+                    .snapshot_log(&h.table)
+                    .await?
+                    .iter()
+                    .find(|s| s.id == snapshot_id)
+                    .map_or(now, |s| s.timestamp);
+                Some(TagTarget {
+                    snapshot_id,
+                    max_ref_age_ms: (now.0 - committed.0).max(0) + PIN_TAG_MARGIN_MS,
+                })
+            }
+            None => None,
+        };
+        let name = h.pin_tag_name();
+        match catalogs.set_tag(&catalog, &h.table, &name, target).await {
+            Ok(_) => {
+                self.backend.finish_intent(due.id, None, now).await?;
+                Ok(None)
+            }
+            Err(TagError::Unavailable(e)) => {
+                let next = sluice_core::Millis(now.0 + backoff_ms(due.attempts));
+                tracing::warn!(
+                    hydration = %h.id, table = %h.table, attempts = due.attempts + 1,
+                    error = %e, "pin tag not written; will retry"
+                );
+                self.backend.retry_intent(due.id, &e, next).await?;
+                Ok(Some((e, next)))
+            }
+            Err(refused) => {
+                let error = refused.to_string();
+                tracing::warn!(hydration = %h.id, table = %h.table, %error, "pin tag refused");
+                let event = NewEvent {
+                    at: now,
+                    kind: EventKind::PinTagFailed,
+                    table: Some(h.table.clone()),
+                    lease_id: Some(h.id),
+                    stream: None,
+                    data: serde_json::json!({
+                        "hydration_id": h.id, "tag": name, "catalog": catalog,
+                        "snapshot_id": target.map(|t| t.snapshot_id), "error": error,
+                    }),
+                    actor: None,
+                };
+                // An event alone, in the transaction that records remaps.
+                self.backend
+                    .record_remaps(&h.container, &[], None, &[event])
+                    .await?;
+                self.backend
+                    .finish_intent(due.id, Some(&error), now)
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Carry out one remap intent; the error and the time of the next
+    /// attempt when it is to be retried.
+    async fn run_remap(
         &self,
         ports: &dyn ViewPort,
         due: DueIntent,
     ) -> Result<Option<(String, sluice_core::Millis)>, StoreError> {
-        let Intent::RemapViews { hydration_id } = due.intent;
+        let hydration_id = due.intent.hydration_id();
         let now = system_now();
         // Read now, not when the round started: an intent before it in
         // the group may have changed it.
@@ -576,24 +691,25 @@ impl Store {
 /// does not exist).
 type Group = Vec<DueIntent>;
 
-/// The containers whose intents a task is carrying out.
-type Busy = Arc<Mutex<HashSet<ContainerName>>>;
+/// The containers (`container/NAME`) and tables (`table/NAME`) whose
+/// intents a task is carrying out.
+type Busy = Arc<Mutex<HashSet<String>>>;
 
-/// A container claimed for one task, until it is dropped (also when the
-/// task panics).
+/// A container or table claimed for one task, until it is dropped (also
+/// when the task panics).
 struct Claim {
     busy: Busy,
-    container: ContainerName,
+    container: String,
 }
 
 impl Claim {
-    fn is_taken(busy: &Busy, container: &ContainerName) -> bool {
+    fn is_taken(busy: &Busy, container: &str) -> bool {
         let set = busy.lock().unwrap_or_else(|e| e.into_inner());
         set.contains(container)
     }
 
     /// `None` when another task has it.
-    fn take(busy: &Busy, container: ContainerName) -> Option<Claim> {
+    fn take(busy: &Busy, container: String) -> Option<Claim> {
         let mut set = busy.lock().unwrap_or_else(|e| e.into_inner());
         set.insert(container.clone()).then(|| Claim {
             busy: busy.clone(),
@@ -612,7 +728,7 @@ impl Drop for Claim {
 /// Run the outbox at start (what a crash left pending) and every `interval`.
 pub fn spawn_executor(
     store: Store,
-    ports: Arc<dyn ViewPort>,
+    ports: OutboxPorts,
     interval: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {

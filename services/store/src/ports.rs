@@ -262,6 +262,12 @@ pub trait HydrationPort: Send + Sync + 'static {
         &'a self,
         query: &'a HydrationQuery,
     ) -> BoxFuture<'a, Result<Vec<Hydration>, StoreError>>;
+    /// `table`'s hydrations that have not ended (what a relag or the
+    /// retention reads): one indexed read, whatever other tables hold.
+    fn open_hydrations<'a>(
+        &'a self,
+        table: &'a TableName,
+    ) -> BoxFuture<'a, Result<Vec<Hydration>, StoreError>>;
 }
 
 #[derive(Debug, Clone, Default)]
@@ -286,10 +292,11 @@ pub trait ViewStorePort: Send + Sync + 'static {
         limit: u32,
     ) -> BoxFuture<'_, Result<Vec<DueIntent>, StoreError>>;
     /// The newest intent carried out for `hydration`, however it went.
-    fn latest_intent_of(
-        &self,
+    fn latest_intent_of<'a>(
+        &'a self,
         hydration: HydrationId,
-    ) -> BoxFuture<'_, Result<Option<IntentStatus>, StoreError>>;
+        kind: &'a str,
+    ) -> BoxFuture<'a, Result<Option<IntentStatus>, StoreError>>;
     /// An attempt failed in a way worth retrying at `next_attempt_at`.
     fn retry_intent<'a>(
         &'a self,

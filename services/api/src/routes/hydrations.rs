@@ -323,20 +323,13 @@ async fn attach(
     Path(id): Path<String>,
     Json(body): Json<AttachBody>,
 ) -> Result<axum::Json<HydrationBody>, ApiError> {
-    let id = parse_id(&id)?;
-    caller.require(Permission::RunHydrations)?;
     let run = run(body.run_id, body.ttl_seconds)?;
-    let h = found(&app, &caller, id).await?;
-    let command = HydrationCommand::Attach {
+    session_command(&app, &caller, &id, |id, table| HydrationCommand::Attach {
         id,
-        table: h.table,
+        table,
         run,
-    };
-    let reply = app
-        .store
-        .hydration_command(command, caller.actor())
-        .await??;
-    Ok(axum::Json(answer(reply)))
+    })
+    .await
 }
 
 /// Renew the attached session's TTL (and, in the first hydration, the read
@@ -358,20 +351,11 @@ async fn heartbeat(
     Path(id): Path<String>,
     Json(body): Json<SessionTokenBody>,
 ) -> Result<axum::Json<HydrationBody>, ApiError> {
-    let id = parse_id(&id)?;
-    caller.require(Permission::RunHydrations)?;
     let token = session_token(body.token)?;
-    let h = found(&app, &caller, id).await?;
-    let command = HydrationCommand::Heartbeat {
-        id,
-        table: h.table,
-        token,
-    };
-    let reply = app
-        .store
-        .hydration_command(command, caller.actor())
-        .await??;
-    Ok(axum::Json(answer(reply)))
+    session_command(&app, &caller, &id, |id, table| {
+        HydrationCommand::Heartbeat { id, table, token }
+    })
+    .await
 }
 
 /// Detach the attached run: the next run may attach at once. A live copy
@@ -394,18 +378,29 @@ async fn detach(
     Path(id): Path<String>,
     Json(body): Json<SessionTokenBody>,
 ) -> Result<axum::Json<HydrationBody>, ApiError> {
-    let id = parse_id(&id)?;
-    caller.require(Permission::RunHydrations)?;
     let token = session_token(body.token)?;
-    let h = found(&app, &caller, id).await?;
-    let command = HydrationCommand::Detach {
+    session_command(&app, &caller, &id, |id, table| HydrationCommand::Detach {
         id,
-        table: h.table,
+        table,
         token,
-    };
+    })
+    .await
+}
+
+/// A session command on hydration `raw_id` (attach, heartbeat, detach), for
+/// a caller who runs hydrations and sees its table.
+async fn session_command(
+    app: &AppState,
+    caller: &Caller,
+    raw_id: &str,
+    command: impl FnOnce(HydrationId, TableName) -> HydrationCommand,
+) -> Result<axum::Json<HydrationBody>, ApiError> {
+    let id = parse_id(raw_id)?;
+    caller.require(Permission::RunHydrations)?;
+    let h = found(app, caller, id).await?;
     let reply = app
         .store
-        .hydration_command(command, caller.actor())
+        .hydration_command(command(id, h.table), caller.actor())
         .await??;
     Ok(axum::Json(answer(reply)))
 }

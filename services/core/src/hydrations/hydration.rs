@@ -218,6 +218,21 @@ impl Hydration {
         self.session.as_ref().filter(|s| s.is_attached(now))
     }
 
+    /// The snapshot its tag in the table's metadata keeps from every
+    /// engine's expiry: the one it applied last, while it has not ended
+    /// (in its first hydration too: the snapshot it copies is its first
+    /// report's).
+    pub fn tag_target(&self) -> Option<SnapshotId> {
+        (!self.state.is_final())
+            .then_some(self.progress.applied_snapshot_id)
+            .flatten()
+    }
+
+    /// The name of its tag: says it is sluice's, and whose pin it is.
+    pub fn pin_tag_name(&self) -> String {
+        format!("sluice-pin-{}", self.id)
+    }
+
     /// The snapshot it keeps from expiry without a lease: the one it
     /// applied last, once past its first hydration.
     pub fn pin(&self) -> Option<SnapshotId> {

@@ -1,5 +1,5 @@
-//! The catalog port: what sluice needs from an Iceberg catalog, which is
-//! one thing — a table's current metadata.
+//! The catalog port: what sluice needs from an Iceberg catalog — a table's
+//! current metadata, and a tag set or removed (pins every engine honours).
 
 use super::log::{Snapshot, SnapshotId};
 use crate::names::TableName;
@@ -37,10 +37,47 @@ pub enum CatalogError {
 pub type CatalogFuture<'a> =
     Pin<Box<dyn Future<Output = Result<TableMetadata, CatalogError>> + Send + 'a>>;
 
-/// Reads table metadata from the named catalogs.
+/// What a tag should be: on `snapshot_id`, kept at most `max_ref_age_ms`
+/// after that snapshot was committed (Iceberg ages a ref from its
+/// snapshot's time, so a forgotten tag does not pin for ever).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagTarget {
+    pub snapshot_id: SnapshotId,
+    pub max_ref_age_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TagError {
+    #[error("catalog `{0}` is not configured")]
+    UnknownCatalog(String),
+    /// The catalog's kind has no tag writer yet.
+    #[error("writing tags to a {0} catalog is not supported yet")]
+    Unsupported(&'static str),
+    /// The table cannot hold this tag: retrying changes nothing.
+    #[error("{0}")]
+    Refused(String),
+    /// The catalog or its storage failed, or every attempt lost a race.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// `true` when a commit was made, `false` when the table already was so.
+pub type TagFuture<'a> = Pin<Box<dyn Future<Output = Result<bool, TagError>> + Send + 'a>>;
+
+/// Reads table metadata from the named catalogs, and writes tags to them.
 pub trait CatalogPort: Send + Sync + 'static {
     /// The catalog used for a table that names none, if there is one.
     fn default_catalog(&self) -> Option<&str>;
     /// The current metadata of `table` in `catalog`.
     fn table_metadata<'a>(&'a self, catalog: &'a str, table: &'a TableName) -> CatalogFuture<'a>;
+    /// Whether hydrations' pins are mirrored as tags in `catalog`'s tables.
+    fn pin_tags(&self, catalog: &str) -> bool;
+    /// Make tag `name` of `table` what `target` says (`None`: no tag).
+    fn set_tag<'a>(
+        &'a self,
+        catalog: &'a str,
+        table: &'a TableName,
+        name: &'a str,
+        target: Option<TagTarget>,
+    ) -> TagFuture<'a>;
 }

@@ -11,7 +11,9 @@ mod lag;
 mod log;
 mod retention;
 
-pub use catalog::{CatalogError, CatalogFuture, CatalogPort, TableMetadata};
+pub use catalog::{
+    CatalogError, CatalogFuture, CatalogPort, TableMetadata, TagError, TagFuture, TagTarget,
+};
 pub use lag::{carries_change, lag, Lag};
 pub use log::{refresh, Refresh, Snapshot, SnapshotId};
 pub use retention::{readers, retention, Reader, Retention, CLOCK_SKEW_MS};

@@ -18,6 +18,7 @@ use crate::rows::hydrations::{decode, encode, state};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use sluice_core::hydrations::{Hydration, HydrationId};
+use sluice_core::TableName;
 
 const HYDRATIONS: &str = "hydration";
 
@@ -145,6 +146,26 @@ impl HydrationPort for DynamoBackend {
                 })
                 .await?;
             items.iter().map(decode_item).collect()
+        }
+        .boxed()
+    }
+
+    fn open_hydrations<'a>(
+        &'a self,
+        table: &'a TableName,
+    ) -> BoxFuture<'a, Result<Vec<Hydration>, StoreError>> {
+        async move {
+            let keys: Vec<(String, String)> = self
+                .query_all(&open_pk(table.as_str()))
+                .await?
+                .iter()
+                .map(|item| Ok((HYDRATIONS.to_owned(), text(item, "sk")?.to_owned())))
+                .collect::<Result<_, StoreError>>()?;
+            self.get_many(&keys)
+                .await?
+                .values()
+                .map(decode_item)
+                .collect()
         }
         .boxed()
     }

@@ -114,6 +114,16 @@ fn intent_id(at: Millis) -> i64 {
     (at.0.max(0) << 20) | i64::from(low)
 }
 
+/// The `intent-of` item of a hydration's newest intent of `kind`: a remap's
+/// is keyed by the hydration alone (as before there were other kinds).
+fn intent_of_key(kind: &str, hydration: HydrationId) -> String {
+    if kind == Intent::REMAP_VIEWS {
+        hydration.to_string()
+    } else {
+        format!("{kind}/{hydration}")
+    }
+}
+
 /// Record a batch's intents in its transaction: pending, due at once.
 pub(super) fn put_intents(write: &mut Write, intents: &[Intent], at: Millis) {
     for intent in intents {
@@ -129,8 +139,8 @@ pub(super) fn put_intents(write: &mut Write, intents: &[Intent], at: Millis) {
         };
         put_intent(write, &stored, Expect::Absent);
         let of = IntentOf { id: stored.id };
-        let hydration = intent.hydration_id().to_string();
-        write.put(INTENT_OF, &hydration, Expect::Any, &of, []);
+        let key = intent_of_key(intent.kind(), intent.hydration_id());
+        write.put(INTENT_OF, &key, Expect::Any, &of, []);
     }
 }
 
@@ -231,13 +241,14 @@ impl ViewStorePort for DynamoBackend {
         .boxed()
     }
 
-    fn latest_intent_of(
-        &self,
+    fn latest_intent_of<'a>(
+        &'a self,
         hydration: HydrationId,
-    ) -> BoxFuture<'_, Result<Option<IntentStatus>, StoreError>> {
+        kind: &'a str,
+    ) -> BoxFuture<'a, Result<Option<IntentStatus>, StoreError>> {
         async move {
             let Some(of) = self
-                .get_doc::<IntentOf>(INTENT_OF, &hydration.to_string())
+                .get_doc::<IntentOf>(INTENT_OF, &intent_of_key(kind, hydration))
                 .await?
             else {
                 return Ok(None);

@@ -9,6 +9,7 @@ use crate::rows::hydrations::{decode, decode_all, encode, state, UNFINISHED};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use sluice_core::hydrations::{Hydration, HydrationId};
+use sluice_core::TableName;
 use sqlx::{Postgres, Transaction};
 
 /// Load the hydrations a batch needs (see [`Loaded::hydrations_to_load`]):
@@ -103,6 +104,22 @@ impl HydrationPort for PgBackend {
             .bind(q.container.as_ref().map(|c| c.as_str()))
             .bind(&q.scopes)
             .bind(i64::from(q.limit))
+            .fetch_all(&self.pool)
+            .await?;
+            decode_all(docs)
+        }
+        .boxed()
+    }
+
+    fn open_hydrations<'a>(
+        &'a self,
+        table: &'a TableName,
+    ) -> BoxFuture<'a, Result<Vec<Hydration>, StoreError>> {
+        async move {
+            let docs: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT doc FROM hydrations WHERE table_name = $1 AND state IN ({UNFINISHED})"
+            ))
+            .bind(table.as_str())
             .fetch_all(&self.pool)
             .await?;
             decode_all(docs)

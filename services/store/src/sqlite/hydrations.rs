@@ -10,6 +10,7 @@ use crate::rows::json_list;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use sluice_core::hydrations::{Hydration, HydrationId};
+use sluice_core::TableName;
 use sqlx::{Sqlite, Transaction};
 
 /// Load the hydrations a batch needs (see [`Loaded::hydrations_to_load`]):
@@ -96,6 +97,22 @@ impl HydrationPort for SqliteBackend {
             .bind(q.container.as_ref().map(|c| c.as_str()))
             .bind(json_list(&q.scopes))
             .bind(i64::from(q.limit))
+            .fetch_all(&self.readers)
+            .await?;
+            decode_all(docs)
+        }
+        .boxed()
+    }
+
+    fn open_hydrations<'a>(
+        &'a self,
+        table: &'a TableName,
+    ) -> BoxFuture<'a, Result<Vec<Hydration>, StoreError>> {
+        async move {
+            let docs: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT doc FROM hydrations WHERE table_name = ?1 AND state IN ({UNFINISHED})"
+            ))
+            .bind(table.as_str())
             .fetch_all(&self.readers)
             .await?;
             decode_all(docs)

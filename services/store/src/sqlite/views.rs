@@ -59,13 +59,15 @@ impl ViewStorePort for SqliteBackend {
         .boxed()
     }
 
-    fn latest_intent_of(
-        &self,
+    fn latest_intent_of<'a>(
+        &'a self,
         hydration: HydrationId,
-    ) -> BoxFuture<'_, Result<Option<IntentStatus>, StoreError>> {
+        kind: &'a str,
+    ) -> BoxFuture<'a, Result<Option<IntentStatus>, StoreError>> {
         async move {
             let row: Option<IntentStatusRow> = sqlx::query_as(LATEST_INTENT_OF)
                 .bind(hydration.to_string())
+                .bind(kind)
                 .fetch_optional(&self.readers)
                 .await?;
             row.map(IntentStatus::try_from).transpose()
