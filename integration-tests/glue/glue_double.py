@@ -8,7 +8,8 @@ its control API:
     POST /_double/script  {"outcomes": {"JOB": ["FAILED", "SUCCEEDED", ...]},
                            "drop_start_answers": {"JOB": N},
                            "concurrent_exceeded": {"JOB": N},
-                           "commands": {"JOB": ["python", "script.py", ...]}}
+                           "commands": {"JOB": ["python", "script.py", ...]},
+                           "before_update": {"TABLE": ["python", "writer.py", ...]}}
     GET  /_double/calls   -> {"ACTION": count, "StartJobRun:JOB": count, ...}
     POST /_double/finish  {"job": "JOB"} -> {"finished": N, "at": EPOCH_SECONDS}
                           (every RUNNING-scripted run of JOB now SUCCEEDED)
@@ -26,6 +27,14 @@ its control API:
   the run is RUNNING while it lives, then SUCCEEDED (exit 0) or FAILED.
 - BatchStopJobRun is answered here: the run becomes STOPPED (its command
   is killed).
+- UpdateTable with a VersionId is refused ConcurrentModificationException
+  when the table is at another version, as Glue refuses it (moto ignores
+  VersionId, so two writers racing would overwrite each other's commit);
+  each refusal counts as `UpdateTable:conflict`.
+- before_update: the next versioned UpdateTable of TABLE first runs this
+  command to its end (a writer committing to moto directly), so that the
+  update meets a table that moved after its caller read it: a race, made
+  to happen.
 
     glue_double.py LISTEN_PORT MOTO_URL
 """
@@ -40,11 +49,14 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOCK = threading.Lock()
-SCRIPT = {"outcomes": {}, "drop_start_answers": {}, "concurrent_exceeded": {}, "commands": {}}
+SCRIPT = {"outcomes": {}, "drop_start_answers": {}, "concurrent_exceeded": {}, "commands": {},
+          "before_update": {}}
 CALLS = {}
 # run id -> {"outcome": str|None, "process": Popen|None, "stopped": bool}
 RUNS = {}
 MOTO = ""
+# Held from a versioned UpdateTable's check until moto applied it.
+TABLES = threading.Lock()
 
 
 def count(key):
@@ -143,6 +155,34 @@ class Handler(BaseHTTPRequestHandler):
         except urllib.error.HTTPError as error:
             return error.code, error.read(), error.headers.get("Content-Type", "")
 
+    def glue(self, action, request):
+        """A Glue call of the double's own to moto, signed as the caller's."""
+        call = urllib.request.Request(MOTO + "/", data=json.dumps(request).encode(), method="POST")
+        call.add_header("Content-Type", "application/x-amz-json-1.1")
+        call.add_header("X-Amz-Target", f"AWSGlue.{action}")
+        if self.headers.get("Authorization"):
+            call.add_header("Authorization", self.headers["Authorization"])
+        with urllib.request.urlopen(call, timeout=30) as answer:
+            return json.loads(answer.read() or b"{}")
+
+    def versioned_update(self, request, body):
+        with LOCK:
+            writer = SCRIPT["before_update"].pop(request["TableInput"]["Name"], None)
+        if writer:
+            subprocess.run(writer, check=True, timeout=120,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with TABLES:
+            current = self.glue("GetTable", {"DatabaseName": request["DatabaseName"],
+                                             "Name": request["TableInput"]["Name"]})
+            if current.get("Table", {}).get("VersionId") != request["VersionId"]:
+                with LOCK:
+                    count("UpdateTable:conflict")
+                return self.reply(400, {"__type": "ConcurrentModificationException",
+                                        "message": "the table changed since version "
+                                                   f"{request['VersionId']}"})
+            status, data, kind = self.forward(body)
+            return self.reply(status, data, kind)
+
     def do_GET(self):
         if self.path == "/_double/calls":
             with LOCK:
@@ -175,6 +215,9 @@ class Handler(BaseHTTPRequestHandler):
         job = request.get("JobName", "")
         with LOCK:
             count(action)
+        if action == "UpdateTable" and "VersionId" in request:
+            return self.versioned_update(request, body)
+        with LOCK:
             if action == "StartJobRun":
                 count(f"StartJobRun:{job}")
                 if take("concurrent_exceeded", job):

@@ -288,3 +288,129 @@ async fn a_copys_pin_is_a_tag_that_moves_with_it_and_outlives_another_engines_ex
         .await;
     assert_eq!(failed["events"], json!([]), "{failed}");
 }
+
+/// On Glue, through the Glue double (which checks `VersionId` as Glue
+/// does; moto does not): sluice's tag commits are `UpdateTable`s on the
+/// version they read; a writer committing between that read and the update
+/// makes it fail, and it is made again on the writer's metadata, so both
+/// land; the tag follows the copy's progress, keeps its snapshot through
+/// another engine's expiry, and goes with the copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_glue_tag_commits_and_a_racing_writer_both_land() {
+    use reqwest::Method;
+    use serde_json::json;
+    let double = crate::glue_double::GlueDouble::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::snapshots::glue_config_at(dir.path(), &double.url, &double.lake.url, true);
+    std::env::set_var("LAKE_KEY_ID", "testing");
+    std::env::set_var("LAKE_SECRET", "testing");
+    let server = crate::harness::Server::sqlite_with(&[
+        "--config",
+        &config.display().to_string(),
+        "--refresh-interval-seconds",
+        "3600",
+    ])
+    .await;
+    // pyiceberg through the double too: its commits are checked the same.
+    let mut catalog = crate::snapshots::glue_catalog(&double.lake);
+    catalog["glue.endpoint"] = json!(double.url);
+    py(&catalog, &["create", TABLE]).await;
+    let s1: i64 = py(&catalog, &["append", TABLE, "2"]).await.parse().unwrap();
+    server
+        .expect(
+            Method::PUT,
+            &format!("/v1/tables/{TABLE}"),
+            Some(json!({ "catalog": "lake" })),
+            201,
+        )
+        .await;
+    let container = json!({ "kind": "glue", "database": "analytics" });
+    server
+        .expect(
+            Method::PUT,
+            "/v1/containers/analytics",
+            Some(container),
+            201,
+        )
+        .await;
+    let created = server
+        .expect(
+            Method::POST,
+            "/v1/hydrations",
+            Some(
+                json!({ "table": TABLE, "container": "analytics", "target": "orders_v1",
+                         "run_id": "run-1", "lag_threshold_snapshots": 100 }),
+            ),
+            201,
+        )
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let token = created["session"]["token"].clone();
+    let progress = format!("/v1/hydrations/{id}/progress");
+    let report = |phase: &str, snapshot: i64| {
+        Some(json!({ "token": token, "phase": phase, "snapshot_id": snapshot }))
+    };
+    server
+        .expect(Method::POST, &progress, report("snapshot", s1), 200)
+        .await;
+    tag_of(&catalog, &id, |t| t["snapshot_id"] == s1).await;
+
+    // A writer commits between sluice's read of the table and its
+    // update (the double runs it right then): the update is refused, made
+    // again on the writer's metadata, and both land.
+    let s2: i64 = py(&catalog, &["append", TABLE, "1"]).await.parse().unwrap();
+    let moto = crate::snapshots::glue_catalog(&double.lake);
+    let writer = json!([
+        crate::lake::venv().join("bin/python"),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/iceberg/lake.py"),
+        moto.to_string(),
+        "append",
+        TABLE,
+        "1",
+    ]);
+    double
+        .script(json!({ "before_update": { "orders": writer } }))
+        .await;
+    let refresh = format!("/v1/tables/{TABLE}/refresh");
+    server.expect(Method::POST, &refresh, None, 200).await;
+    server
+        .expect(Method::POST, &progress, report("catching_up", s2), 200)
+        .await;
+    tag_of(&catalog, &id, |t| t["snapshot_id"] == s2).await;
+    assert_eq!(
+        double.calls("UpdateTable:conflict").await,
+        1,
+        "the race happened"
+    );
+    let all: Value = serde_json::from_str(&py(&catalog, &["snapshots", TABLE]).await).unwrap();
+    let current = all["current_snapshot_id"].as_i64().unwrap();
+    assert!(
+        ![s1, s2].contains(&current),
+        "the writer's append is the table's current: {all}"
+    );
+    let newest = s2;
+
+    // Another engine's expiry keeps the tagged snapshot.
+    py(&catalog, &["append", TABLE, "1"]).await;
+    py(
+        &catalog,
+        &["expire-older-than", TABLE, "2100-01-01T00:00:00"],
+    )
+    .await;
+    let kept = snapshot_ids(&catalog).await;
+    assert!(
+        kept.contains(&newest),
+        "the pinned snapshot was expired: {kept:?}"
+    );
+    assert_eq!(kept.len(), 2, "the tag's and main's: {kept:?}");
+
+    server
+        .expect(
+            Method::POST,
+            &format!("/v1/hydrations/{id}/cancel"),
+            Some(json!({})),
+            200,
+        )
+        .await;
+    tag_of(&catalog, &id, Value::is_null).await;
+}

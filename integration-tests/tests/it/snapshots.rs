@@ -70,24 +70,32 @@ pub(crate) fn glue_catalog(lake: &Lake) -> Value {
 }
 
 /// sluice's configuration of the same catalog (secrets from the
-/// environment, as production would keep them).
+/// environment, as production would keep them). Without pin tags: moto
+/// ignores Glue's `VersionId`, so a tag committed beside a writer could
+/// overwrite the writer's commit (`pin_tags::` tests them through the Glue
+/// double, which checks it as Glue does).
 pub(crate) fn glue_config(dir: &Path, lake: &Lake) -> PathBuf {
+    glue_config_at(dir, &lake.url, &lake.url, false)
+}
+
+/// A Glue catalog whose Glue calls go to `glue_url`, its S3 to `s3_url`.
+pub(crate) fn glue_config_at(dir: &Path, glue_url: &str, s3_url: &str, pin_tags: bool) -> PathBuf {
     let path = dir.join("sluice.toml");
     std::fs::write(
         &path,
         format!(
             r#"[catalogs.lake]
 kind = "glue"
-uri = "{url}"
+uri = "{glue_url}"
 warehouse = "s3://lake/"
 region = "us-east-1"
+pin_tags = {pin_tags}
 [catalogs.lake.properties]
 aws_access_key_id = "env:LAKE_KEY_ID"
 aws_secret_access_key = "env:LAKE_SECRET"
-"s3.endpoint" = "{url}"
+"s3.endpoint" = "{s3_url}"
 "s3.path-style-access" = "true"
-"#,
-            url = lake.url
+"#
         ),
     )
     .expect("write config");

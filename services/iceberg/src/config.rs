@@ -33,7 +33,7 @@ pub struct CatalogConfig {
     pub region: Option<String>,
     /// Mirror hydrations' pins as tags in this catalog's tables, so that
     /// every engine's snapshot expiry keeps what copies still need. On by
-    /// default where sluice can write tags (the SQL catalog, today).
+    /// default where sluice can write tags (SQL and Glue catalogs).
     pub pin_tags: Option<bool>,
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
@@ -60,7 +60,7 @@ impl CatalogConfig {
 
     /// Whether pins are mirrored as tags (see `pin_tags`).
     pub fn pin_tags(&self) -> bool {
-        self.pin_tags.unwrap_or(self.kind == CatalogKind::Sql)
+        self.pin_tags.unwrap_or(self.kind != CatalogKind::Rest)
     }
 
     /// The properties the `iceberg` crate's builder of this kind expects.

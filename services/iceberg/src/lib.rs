@@ -26,6 +26,8 @@ pub struct Catalogs {
     catalogs: HashMap<String, Arc<dyn Catalog>>,
     /// How each was configured: tags are committed the way its kind commits.
     configs: HashMap<String, CatalogConfig>,
+    /// A Glue catalog's own client, for the tag writer's `UpdateTable`.
+    glue: HashMap<String, aws_sdk_glue::Client>,
 }
 
 impl Catalogs {
@@ -36,13 +38,16 @@ impl Catalogs {
         default: Option<&str>,
     ) -> anyhow::Result<Catalogs> {
         let mut catalogs: HashMap<String, Arc<dyn Catalog>> = HashMap::new();
+        let mut glue = HashMap::new();
         for config in configs {
             anyhow::ensure!(
-                !(config.pin_tags == Some(true) && config.kind != CatalogKind::Sql),
-                "catalog `{}`: pin_tags is not supported on {:?} catalogs yet (only sql)",
-                config.name,
-                config.kind
+                !(config.pin_tags == Some(true) && config.kind == CatalogKind::Rest),
+                "catalog `{}`: pin_tags is not supported on REST catalogs yet",
+                config.name
             );
+            if config.kind == CatalogKind::Glue {
+                glue.insert(config.name.clone(), glue_client(config).await);
+            }
             let catalog = connect(config)
                 .await
                 .map_err(|e| anyhow::anyhow!("catalog `{}`: {e}", config.name))?;
@@ -62,6 +67,7 @@ impl Catalogs {
             default: default.map(str::to_owned),
             catalogs,
             configs,
+            glue,
         })
     }
 
@@ -69,6 +75,38 @@ impl Catalogs {
     pub fn get(&self, name: &str) -> Option<Arc<dyn Catalog>> {
         self.catalogs.get(name).cloned()
     }
+}
+
+/// A Glue client as the catalog crate makes its own: the configured
+/// endpoint, region and keys (else the default chain), with timeouts.
+async fn glue_client(config: &CatalogConfig) -> aws_sdk_glue::Client {
+    let props = config.properties();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(
+        aws_config::timeout::TimeoutConfig::builder()
+            .operation_attempt_timeout(std::time::Duration::from_secs(10))
+            .operation_timeout(std::time::Duration::from_secs(30))
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .build(),
+    );
+    if let Some(region) = &config.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(uri) = &config.uri {
+        loader = loader.endpoint_url(uri);
+    }
+    if let (Some(key), Some(secret)) = (
+        props.get("aws_access_key_id"),
+        props.get("aws_secret_access_key"),
+    ) {
+        loader = loader.credentials_provider(aws_sdk_glue::config::Credentials::new(
+            key,
+            secret,
+            props.get("aws_session_token").cloned(),
+            None,
+            "sluice-catalog-config",
+        ));
+    }
+    aws_sdk_glue::Client::new(&loader.load().await)
 }
 
 async fn connect(config: &CatalogConfig) -> iceberg::Result<Arc<dyn Catalog>> {

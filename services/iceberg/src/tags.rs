@@ -6,10 +6,11 @@
 //! written as a commit of its own: the table's metadata with the ref set
 //! or removed (`TableMetadataBuilder`), written to the next metadata file
 //! with the table's `FileIO`, and committed as the catalog commits, with
-//! its optimistic check. A commit that lost a race with a writer is made
-//! again on the new metadata, never forced. Today the embedded SQL catalog
-//! (a compare-and-set of the metadata location); Glue and REST answer
-//! `Unsupported`.
+//! its optimistic check: the SQL catalog's compare-and-set of the metadata
+//! location, Glue's `UpdateTable` on the `VersionId` read with it. A
+//! commit that lost a race with a writer is made again on the new
+//! metadata, never forced. A REST catalog answers `Unsupported` (its
+//! commit endpoint is not reachable through the crate yet).
 
 use crate::{table_ident, CatalogKind, Catalogs};
 use iceberg::spec::{FormatVersion, SnapshotReference, SnapshotRetention, TableMetadata};
@@ -40,13 +41,18 @@ impl Catalogs {
         else {
             return Err(TagError::UnknownCatalog(catalog.to_owned()));
         };
-        let uri = match config.kind {
-            CatalogKind::Sql => config.uri.clone().unwrap_or_default(),
-            CatalogKind::Glue => return Err(TagError::Unsupported("Glue")),
-            CatalogKind::Rest => return Err(TagError::Unsupported("REST")),
-        };
         let ident = table_ident(table);
+        let glue = self.glue.get(catalog);
+        if config.kind == CatalogKind::Rest {
+            return Err(TagError::Unsupported("REST"));
+        }
         for _ in 0..ATTEMPTS {
+            // Glue: the version the commit is checked against, read before
+            // the metadata it must still be current for.
+            let glue_table = match glue {
+                Some(glue) => Some(glue_table(glue, &ident).await?),
+                None => None,
+            };
             let loaded = client.load_table(&ident).await.map_err(unavailable)?;
             let old = loaded
                 .metadata_location_result()
@@ -63,7 +69,16 @@ impl Catalogs {
                 .await
                 .map_err(unavailable)?;
             let new = location.to_string();
-            if compare_and_set(&uri, catalog, &ident, &old, &new).await? {
+            let committed = match (glue, glue_table) {
+                (Some(glue), Some(current)) => {
+                    glue_update(glue, &ident, current, &old, &new).await?
+                }
+                _ => {
+                    let uri = config.uri.clone().unwrap_or_default();
+                    compare_and_set(&uri, catalog, &ident, &old, &new).await?
+                }
+            };
+            if committed {
                 return Ok(true);
             }
             // Lost to another commit: this file is nobody's; try again on
@@ -119,6 +134,73 @@ fn with_tag(
     }
     .map_err(unavailable)?;
     Ok((!built.changes.is_empty()).then_some(built.metadata))
+}
+
+/// The Glue table as Glue has it now (its `VersionId` with it).
+async fn glue_table(
+    glue: &aws_sdk_glue::Client,
+    ident: &TableIdent,
+) -> Result<aws_sdk_glue::types::Table, TagError> {
+    let out = glue
+        .get_table()
+        .database_name(ident.namespace().join("."))
+        .name(ident.name())
+        .send()
+        .await
+        .map_err(|e| unavailable(aws_sdk_glue::error::DisplayErrorContext(e)))?;
+    out.table
+        .ok_or_else(|| TagError::Unavailable(format!("Glue has no table {ident}")))
+}
+
+/// Glue's commit: the table's parameters point at `new` (and at `old` as
+/// the previous metadata), on the condition that the table is still at the
+/// version read with `old`. `false`: another commit came first.
+async fn glue_update(
+    glue: &aws_sdk_glue::Client,
+    ident: &TableIdent,
+    current: aws_sdk_glue::types::Table,
+    old: &str,
+    new: &str,
+) -> Result<bool, TagError> {
+    let mut parameters = current.parameters.clone().unwrap_or_default();
+    if parameters.get("metadata_location").map(String::as_str) != Some(old) {
+        // A writer committed between the version read and the metadata
+        // loaded: this attempt is on stale ground.
+        return Ok(false);
+    }
+    parameters.insert("metadata_location".into(), new.to_owned());
+    parameters.insert("previous_metadata_location".into(), old.to_owned());
+    // Everything else as it is: only the pointer moves.
+    let input = aws_sdk_glue::types::TableInput::builder()
+        .name(current.name.clone())
+        .set_description(current.description.clone())
+        .set_owner(current.owner.clone())
+        .retention(current.retention)
+        .set_storage_descriptor(current.storage_descriptor.clone())
+        .set_partition_keys(current.partition_keys.clone())
+        .set_table_type(current.table_type.clone())
+        .set_parameters(Some(parameters))
+        .build()
+        .map_err(unavailable)?;
+    let mut update = glue
+        .update_table()
+        .database_name(ident.namespace().join("."))
+        .table_input(input)
+        // A tag move is no new version of the table worth archiving.
+        .skip_archive(true);
+    if let Some(version) = current.version_id {
+        update = update.version_id(version);
+    }
+    match update.send().await {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_concurrent_modification_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(unavailable(aws_sdk_glue::error::DisplayErrorContext(e))),
+    }
 }
 
 /// The SQL catalog's commit: the metadata location moves from `old` to
