@@ -272,6 +272,17 @@ async fn a_copys_pin_is_a_tag_that_moves_with_it_and_outlives_another_engines_ex
         .await;
     assert_eq!(caught_up["state"], "live", "{caught_up}");
     tag_of(&catalog, &id, |t| t["snapshot_id"] == s4).await;
+    // How it went shows on the hydration, and in the metrics.
+    let shown = server
+        .expect(Method::GET, &format!("/v1/hydrations/{id}"), None, 200)
+        .await;
+    assert_eq!(shown["pin_tag"]["state"], "done", "{shown}");
+    let metrics = server.call(Method::GET, "/metrics", None).await;
+    let text = metrics.body.as_str().map(str::to_owned).unwrap_or_else(|| metrics.body.to_string());
+    assert!(
+        text.contains("sluice_pin_tag_writes_total{outcome=\"written\"}"),
+        "{text}"
+    );
 
     // Cancelled: the copy keeps nothing, and its tag goes.
     server

@@ -248,7 +248,11 @@ pub struct HydrationBody {
     /// How switching its views went, once it was live and has views:
     /// pending (attempts, last error, next try), done, or failed (why).
     #[serde(default)]
-    pub remap: Option<RemapStatusBody>,
+    pub remap: Option<IntentStatusBody>,
+    /// How mirroring its pin as a tag in the table's metadata went, last
+    /// time the pin moved (`GET /v1/hydrations/{id}` only; absent in lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_tag: Option<IntentStatusBody>,
 }
 
 /// A run attached to a hydration.
@@ -278,17 +282,17 @@ impl From<Session> for SessionBody {
     }
 }
 
-/// How a remap of views, carried out after the change that asked for it,
-/// is going.
+/// How a side effect carried out after the change that asked for it (a
+/// remap of views, a pin's tag) is going.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct RemapStatusBody {
-    /// The hydration whose target the views are switched to.
+pub struct IntentStatusBody {
+    /// The hydration it is carried out for.
     pub hydration_id: String,
-    pub state: RemapStateBody,
+    pub state: IntentStateBody,
     /// Attempts made so far.
     pub attempts: u32,
     /// The last attempt's error (pending: it will be retried; failed:
-    /// the container refused, and nothing is retried).
+    /// the container or catalog refused, and nothing is retried).
     pub error: Option<String>,
     /// Pending: when the next attempt is.
     pub next_attempt_at: Option<String>,
@@ -298,21 +302,21 @@ pub struct RemapStatusBody {
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum RemapStateBody {
+pub enum IntentStateBody {
     Pending,
     Done,
     Failed,
 }
 
-impl From<IntentStatus> for RemapStatusBody {
-    fn from(s: IntentStatus) -> RemapStatusBody {
+impl From<IntentStatus> for IntentStatusBody {
+    fn from(s: IntentStatus) -> IntentStatusBody {
         let pending = s.state == IntentState::Pending;
-        RemapStatusBody {
+        IntentStatusBody {
             hydration_id: s.intent.hydration_id().to_string(),
             state: match s.state {
-                IntentState::Pending => RemapStateBody::Pending,
-                IntentState::Done => RemapStateBody::Done,
-                IntentState::Failed => RemapStateBody::Failed,
+                IntentState::Pending => IntentStateBody::Pending,
+                IntentState::Done => IntentStateBody::Done,
+                IntentState::Failed => IntentStateBody::Failed,
             },
             attempts: s.attempts,
             error: s.error,
@@ -325,7 +329,12 @@ impl From<IntentStatus> for RemapStatusBody {
 
 impl HydrationBody {
     pub fn with_remap(mut self, status: Option<IntentStatus>) -> HydrationBody {
-        self.remap = status.map(RemapStatusBody::from);
+        self.remap = status.map(IntentStatusBody::from);
+        self
+    }
+
+    pub fn with_pin_tag(mut self, status: Option<IntentStatus>) -> HydrationBody {
+        self.pin_tag = status.map(IntentStatusBody::from);
         self
     }
 
@@ -370,6 +379,7 @@ impl HydrationBody {
             updated_at: h.updated_at.to_rfc3339(),
             ended_at: h.ended_at.map(Millis::to_rfc3339),
             remap: None,
+            pin_tag: None,
         }
     }
 }

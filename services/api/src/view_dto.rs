@@ -1,6 +1,6 @@
 //! Bodies of the view routes.
 
-use crate::hydration_dto::RemapStatusBody;
+use crate::hydration_dto::IntentStatusBody;
 use serde::{Deserialize, Serialize};
 use sluice_core::views::{Remap, RemapKind, View};
 use sluice_core::Millis;
@@ -100,7 +100,7 @@ pub struct ViewBody {
     /// that has not happened, still pending (attempts, last error, next
     /// try) or failed (why); absent when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_remap: Option<RemapStatusBody>,
+    pub pending_remap: Option<IntentStatusBody>,
 }
 
 impl ViewBody {

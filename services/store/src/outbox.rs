@@ -234,10 +234,7 @@ impl Store {
             .find(|h| h.views.iter().any(|v| v == view))
             .map(|h| h.id);
         let Some(id) = newest else { return Ok(None) };
-        let status = self
-            .backend
-            .latest_intent_of(id, Intent::REMAP_VIEWS)
-            .await?;
+        let status = self.latest_intent(id, Intent::REMAP_VIEWS).await?;
         Ok(status.filter(|s| s.state != sluice_core::outbox::IntentState::Done))
     }
 
@@ -414,15 +411,47 @@ impl Store {
         Ok(due)
     }
 
+    /// How the newest mirroring of `hydration`'s pin as a tag went (`None`:
+    /// its pin never moved).
+    pub async fn pin_tag_status(
+        &self,
+        hydration: HydrationId,
+    ) -> Result<Option<IntentStatus>, StoreError> {
+        self.latest_intent(hydration, Intent::SYNC_PIN_TAG).await
+    }
+
     /// How the newest remap of `hydration`'s views is going (`None`: it
     /// never went live, so none was asked for).
     pub async fn remap_status(
         &self,
         hydration: HydrationId,
     ) -> Result<Option<IntentStatus>, StoreError> {
-        self.backend
-            .latest_intent_of(hydration, Intent::REMAP_VIEWS)
-            .await
+        self.latest_intent(hydration, Intent::REMAP_VIEWS).await
+    }
+
+    /// How the newest remap of each of `hydrations`' views is going, for
+    /// those that asked for one (went live with views): one read.
+    pub async fn remap_statuses(
+        &self,
+        hydrations: &[HydrationId],
+    ) -> Result<std::collections::HashMap<HydrationId, IntentStatus>, StoreError> {
+        let found = self
+            .backend
+            .latest_intents_of(hydrations, Intent::REMAP_VIEWS)
+            .await?;
+        Ok(found
+            .into_iter()
+            .map(|s| (s.intent.hydration_id(), s))
+            .collect())
+    }
+
+    async fn latest_intent(
+        &self,
+        hydration: HydrationId,
+        kind: &str,
+    ) -> Result<Option<IntentStatus>, StoreError> {
+        let found = self.backend.latest_intents_of(&[hydration], kind).await?;
+        Ok(found.into_iter().next())
     }
 
     /// One container's due intents, oldest first. When one fails for a
@@ -492,11 +521,14 @@ impl Store {
         };
         let name = h.pin_tag_name();
         match catalogs.set_tag(&catalog, &h.table, &name, target).await {
-            Ok(_) => {
+            Ok(written) => {
+                self.stats
+                    .pin_tag(if written { "written" } else { "unchanged" });
                 self.backend.finish_intent(due.id, None, now).await?;
                 Ok(None)
             }
             Err(TagError::Unavailable(e)) => {
+                self.stats.pin_tag("retried");
                 let next = sluice_core::Millis(now.0 + backoff_ms(due.attempts));
                 tracing::warn!(
                     hydration = %h.id, table = %h.table, attempts = due.attempts + 1,
@@ -506,6 +538,7 @@ impl Store {
                 Ok(Some((e, next)))
             }
             Err(refused) => {
+                self.stats.pin_tag("refused");
                 let error = refused.to_string();
                 tracing::warn!(hydration = %h.id, table = %h.table, %error, "pin tag refused");
                 let event = NewEvent {

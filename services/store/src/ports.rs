@@ -291,12 +291,13 @@ pub trait ViewStorePort: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> BoxFuture<'_, Result<Vec<DueIntent>, StoreError>>;
-    /// The newest intent carried out for `hydration`, however it went.
-    fn latest_intent_of<'a>(
+    /// The newest intent of `kind` carried out for each of `hydrations`
+    /// that has one, however it went: one read for a page of them.
+    fn latest_intents_of<'a>(
         &'a self,
-        hydration: HydrationId,
+        hydrations: &'a [HydrationId],
         kind: &'a str,
-    ) -> BoxFuture<'a, Result<Option<IntentStatus>, StoreError>>;
+    ) -> BoxFuture<'a, Result<Vec<IntentStatus>, StoreError>>;
     /// An attempt failed in a way worth retrying at `next_attempt_at`.
     fn retry_intent<'a>(
         &'a self,

@@ -89,6 +89,8 @@ struct Inner {
     /// By group: batches past the database's limit on one transaction,
     /// committed in halves.
     splits: BTreeMap<&'static str, u64>,
+    /// Pin tags carried out by this process, by outcome.
+    pin_tags: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Default)]
@@ -115,6 +117,18 @@ impl StoreStats {
             .expect("stats lock")
             .splits
             .entry(group)
+            .or_default() += 1;
+    }
+
+    /// A pin's tag carried out: `written`, `unchanged`, `retried` (the
+    /// catalog was unavailable) or `refused`.
+    pub(crate) fn pin_tag(&self, outcome: &'static str) {
+        *self
+            .0
+            .lock()
+            .expect("stats lock")
+            .pin_tags
+            .entry(outcome)
             .or_default() += 1;
     }
 
@@ -177,6 +191,14 @@ impl StoreStats {
             let _ = writeln!(
                 out,
                 "sluice_group_commit_splits_total{{group=\"{group}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP sluice_pin_tag_writes_total Hydrations' pins mirrored as tags by this process, by outcome (written, unchanged, retried, refused).\n");
+        out.push_str("# TYPE sluice_pin_tag_writes_total counter\n");
+        for (outcome, n) in &inner.pin_tags {
+            let _ = writeln!(
+                out,
+                "sluice_pin_tag_writes_total{{outcome=\"{outcome}\"}} {n}"
             );
         }
         let modes = &inner.leases;

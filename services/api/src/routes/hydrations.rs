@@ -469,8 +469,11 @@ async fn get_hydration(
     caller.require(Permission::ReadHydrations)?;
     let h = found(&app, &caller, id).await?;
     let remap = remap_status(&app, &h).await?;
+    let pin_tag = app.store.pin_tag_status(h.id).await?;
     Ok(axum::Json(
-        HydrationBody::new(h, None, sluice_store::system_now()).with_remap(remap),
+        HydrationBody::new(h, None, sluice_store::system_now())
+            .with_remap(remap)
+            .with_pin_tag(pin_tag),
     ))
 }
 
@@ -488,7 +491,7 @@ async fn remap_status(
 
 /// Hydrations by id (creation order), filtered, a page at a time, with
 /// their lag and, for those that went live with views, how switching the
-/// views went: no catalog call.
+/// views went (one read for the page): no catalog call.
 #[utoipa::path(get, path = "/v1/hydrations", tag = "hydrations",
     params(HydrationParams),
     responses(
@@ -534,11 +537,20 @@ async fn list(
         .then(|| found.last().map(|h| h.id.to_string()))
         .flatten();
     let now = sluice_store::system_now();
-    let mut hydrations = Vec::with_capacity(found.len());
-    for h in found {
-        let remap = remap_status(&app, &h).await?;
-        hydrations.push(HydrationBody::new(h, None, now).with_remap(remap));
-    }
+    // One read for the page's remap statuses, not one per copy.
+    let asked: Vec<HydrationId> = found
+        .iter()
+        .filter(|h| !h.views.is_empty() && h.state.is_mappable())
+        .map(|h| h.id)
+        .collect();
+    let mut remaps = app.store.remap_statuses(&asked).await?;
+    let hydrations = found
+        .into_iter()
+        .map(|h| {
+            let remap = remaps.remove(&h.id);
+            HydrationBody::new(h, None, now).with_remap(remap)
+        })
+        .collect();
     Ok(axum::Json(HydrationsPage {
         hydrations,
         next_after,

@@ -5,7 +5,7 @@ use crate::auth::Caller;
 use crate::dto;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
-use crate::hydration_dto::RemapStatusBody;
+use crate::hydration_dto::IntentStatusBody;
 use crate::routes::containers::{not_found, parse_name};
 use crate::view_dto::{
     Orphan, OrphansBody, PutViewBody, RemapBody, RollbackBody, ViewBody, ViewParams, ViewsPage,
@@ -71,7 +71,7 @@ async fn answer(
         .store
         .view_remap_status(container, view)
         .await?
-        .map(RemapStatusBody::from);
+        .map(IntentStatusBody::from);
     Ok(body)
 }
 

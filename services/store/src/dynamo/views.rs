@@ -241,22 +241,26 @@ impl ViewStorePort for DynamoBackend {
         .boxed()
     }
 
-    fn latest_intent_of<'a>(
+    fn latest_intents_of<'a>(
         &'a self,
-        hydration: HydrationId,
+        hydrations: &'a [HydrationId],
         kind: &'a str,
-    ) -> BoxFuture<'a, Result<Option<IntentStatus>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<IntentStatus>, StoreError>> {
         async move {
-            let Some(of) = self
-                .get_doc::<IntentOf>(INTENT_OF, &intent_of_key(kind, hydration))
+            let pointers: Vec<(String, String)> = hydrations
+                .iter()
+                .map(|h| (INTENT_OF.to_owned(), intent_of_key(kind, *h)))
+                .collect();
+            let mut keys = Vec::new();
+            for item in self.get_many(&pointers).await?.values() {
+                let of: IntentOf = doc(item)?;
+                keys.push((INTENTS.to_owned(), padded(of.id)));
+            }
+            self.get_many(&keys)
                 .await?
-            else {
-                return Ok(None);
-            };
-            let Some(item) = self.get(INTENTS, &padded(of.id)).await? else {
-                return Ok(None);
-            };
-            Ok(Some(doc::<StoredIntent>(&item)?.into()))
+                .values()
+                .map(|item| Ok(doc::<StoredIntent>(item)?.into()))
+                .collect()
         }
         .boxed()
     }

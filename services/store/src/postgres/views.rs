@@ -59,18 +59,23 @@ impl ViewStorePort for PgBackend {
         .boxed()
     }
 
-    fn latest_intent_of<'a>(
+    fn latest_intents_of<'a>(
         &'a self,
-        hydration: HydrationId,
+        hydrations: &'a [HydrationId],
         kind: &'a str,
-    ) -> BoxFuture<'a, Result<Option<IntentStatus>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<IntentStatus>, StoreError>> {
         async move {
-            let row: Option<IntentStatusRow> = sqlx::query_as(LATEST_INTENT_OF)
-                .bind(hydration.to_string())
-                .bind(kind)
-                .fetch_optional(&self.pool)
-                .await?;
-            row.map(IntentStatus::try_from).transpose()
+            if hydrations.is_empty() {
+                return Ok(Vec::new());
+            }
+            let ids: Vec<String> = hydrations.iter().map(|h| h.to_string()).collect();
+            let rows: Vec<IntentStatusRow> =
+                sqlx::query_as(&latest_intents_of("= ANY($1)"))
+                    .bind(&ids)
+                    .bind(kind)
+                    .fetch_all(&self.pool)
+                    .await?;
+            rows.into_iter().map(IntentStatus::try_from).collect()
         }
         .boxed()
     }

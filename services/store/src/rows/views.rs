@@ -79,10 +79,15 @@ pub struct IntentStatusRow {
     pub finished_at: Option<i64>,
 }
 
-/// The newest intent of kind `$2` carried out for hydration `$1`.
-pub const LATEST_INTENT_OF: &str = "SELECT id, payload, state, attempts, error, created_at, \
-     next_attempt_at, finished_at FROM outbox WHERE hydration_id = $1 AND kind = $2 \
-     ORDER BY id DESC LIMIT 1";
+/// The newest intent of kind `$2` carried out for each hydration of the
+/// list `$1` (each dialect's list: `IN_LIST`).
+pub fn latest_intents_of(in_list: &str) -> String {
+    format!(
+        "SELECT id, payload, state, attempts, error, created_at, next_attempt_at, finished_at \
+         FROM outbox WHERE id IN (SELECT max(id) FROM outbox WHERE hydration_id {in_list} \
+         AND kind = $2 GROUP BY hydration_id)"
+    )
+}
 
 /// Pending intents due at `$1` with ids above `$2`, oldest first.
 pub const DUE_INTENTS: &str = "SELECT id, payload, attempts FROM outbox WHERE state = 'pending' \
