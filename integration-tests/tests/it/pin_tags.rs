@@ -278,7 +278,11 @@ async fn a_copys_pin_is_a_tag_that_moves_with_it_and_outlives_another_engines_ex
         .await;
     assert_eq!(shown["pin_tag"]["state"], "done", "{shown}");
     let metrics = server.call(Method::GET, "/metrics", None).await;
-    let text = metrics.body.as_str().map(str::to_owned).unwrap_or_else(|| metrics.body.to_string());
+    let text = metrics
+        .body
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| metrics.body.to_string());
     assert!(
         text.contains("sluice_pin_tag_writes_total{outcome=\"written\"}"),
         "{text}"

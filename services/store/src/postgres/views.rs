@@ -69,12 +69,11 @@ impl ViewStorePort for PgBackend {
                 return Ok(Vec::new());
             }
             let ids: Vec<String> = hydrations.iter().map(|h| h.to_string()).collect();
-            let rows: Vec<IntentStatusRow> =
-                sqlx::query_as(&latest_intents_of("= ANY($1)"))
-                    .bind(&ids)
-                    .bind(kind)
-                    .fetch_all(&self.pool)
-                    .await?;
+            let rows: Vec<IntentStatusRow> = sqlx::query_as(&latest_intents_of("= ANY($1)"))
+                .bind(&ids)
+                .bind(kind)
+                .fetch_all(&self.pool)
+                .await?;
             rows.into_iter().map(IntentStatus::try_from).collect()
         }
         .boxed()
