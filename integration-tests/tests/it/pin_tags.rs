@@ -150,6 +150,35 @@ async fn a_writer_committing_while_the_tag_is_written_loses_nothing() {
     assert!(moves > 1, "the tag was never written during the appends");
 }
 
+/// `TABLE` registered with `settings`, a container, and a hydration of it
+/// created by run `run-1` with `extra` fields: its id and session token.
+async fn follow(server: &crate::harness::Server, settings: Value, extra: Value) -> (String, Value) {
+    use reqwest::Method;
+    let table = format!("/v1/tables/{TABLE}");
+    server
+        .expect(Method::PUT, &table, Some(settings), 201)
+        .await;
+    let container = serde_json::json!({ "kind": "glue", "database": "analytics" });
+    server
+        .expect(
+            Method::PUT,
+            "/v1/containers/analytics",
+            Some(container),
+            201,
+        )
+        .await;
+    let mut body = serde_json::json!({ "table": TABLE, "container": "analytics",
+                                        "target": "orders_v1", "run_id": "run-1" });
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let created = server
+        .expect(Method::POST, "/v1/hydrations", Some(body), 201)
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    (id, created["session"]["token"].clone())
+}
+
 /// What `py refs` says the tag of hydration `id` is on, once it says
 /// `done` of it (the outbox writes tags after the change that moved them).
 async fn tag_of(catalog: &Value, id: &str, done: impl Fn(&Value) -> bool) -> Value {
@@ -186,36 +215,7 @@ async fn a_copys_pin_is_a_tag_that_moves_with_it_and_outlives_another_engines_ex
     py(&catalog, &["create", TABLE]).await;
     let s1: i64 = py(&catalog, &["append", TABLE, "3"]).await.parse().unwrap();
     let s2: i64 = py(&catalog, &["append", TABLE, "2"]).await.parse().unwrap();
-    server
-        .expect(
-            Method::PUT,
-            &format!("/v1/tables/{TABLE}"),
-            Some(json!({})),
-            201,
-        )
-        .await;
-    let container = json!({ "kind": "glue", "database": "analytics" });
-    server
-        .expect(
-            Method::PUT,
-            "/v1/containers/analytics",
-            Some(container),
-            201,
-        )
-        .await;
-    let created = server
-        .expect(
-            Method::POST,
-            "/v1/hydrations",
-            Some(
-                json!({ "table": TABLE, "container": "analytics", "target": "orders_v1",
-                         "run_id": "run-1", "pin_snapshot_id": s1 }),
-            ),
-            201,
-        )
-        .await;
-    let id = created["id"].as_str().unwrap().to_owned();
-    let token = created["session"]["token"].clone();
+    let (id, token) = follow(&server, json!({}), json!({ "pin_snapshot_id": s1 })).await;
     let progress = format!("/v1/hydrations/{id}/progress");
     let report = |phase: &str, snapshot: i64| {
         Some(json!({ "token": token, "phase": phase, "snapshot_id": snapshot }))
@@ -331,36 +331,8 @@ async fn on_glue_tag_commits_and_a_racing_writer_both_land() {
     catalog["glue.endpoint"] = json!(double.url);
     py(&catalog, &["create", TABLE]).await;
     let s1: i64 = py(&catalog, &["append", TABLE, "2"]).await.parse().unwrap();
-    server
-        .expect(
-            Method::PUT,
-            &format!("/v1/tables/{TABLE}"),
-            Some(json!({ "catalog": "lake" })),
-            201,
-        )
-        .await;
-    let container = json!({ "kind": "glue", "database": "analytics" });
-    server
-        .expect(
-            Method::PUT,
-            "/v1/containers/analytics",
-            Some(container),
-            201,
-        )
-        .await;
-    let created = server
-        .expect(
-            Method::POST,
-            "/v1/hydrations",
-            Some(
-                json!({ "table": TABLE, "container": "analytics", "target": "orders_v1",
-                         "run_id": "run-1", "lag_threshold_snapshots": 100 }),
-            ),
-            201,
-        )
-        .await;
-    let id = created["id"].as_str().unwrap().to_owned();
-    let token = created["session"]["token"].clone();
+    let settings = json!({ "catalog": "lake" });
+    let (id, token) = follow(&server, settings, json!({ "lag_threshold_snapshots": 100 })).await;
     let progress = format!("/v1/hydrations/{id}/progress");
     let report = |phase: &str, snapshot: i64| {
         Some(json!({ "token": token, "phase": phase, "snapshot_id": snapshot }))
