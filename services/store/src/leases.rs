@@ -280,14 +280,12 @@ pub(crate) fn targets(jobs: &[Job]) -> Targets {
                         idempotency_keys.push((new.table.clone(), key.clone()));
                     }
                 }
-                HydrationCommand::Attach { id, table, .. }
-                | HydrationCommand::Heartbeat { id, table, .. }
-                | HydrationCommand::Detach { id, table, .. }
-                | HydrationCommand::Progress { id, table, .. }
-                | HydrationCommand::Cancel { id, table, .. } => {
+                // On an existing one: its table, its lease and itself.
+                existing => {
+                    let (table, id) = existing.names();
                     tables.insert(table.clone());
-                    leases.insert(*id);
-                    hydrations.push(*id);
+                    leases.insert(id);
+                    hydrations.push(id);
                 }
             },
             Job::Relag { table, .. } => {

@@ -236,8 +236,6 @@ impl Hydration {
     /// The snapshot it keeps from expiry without a lease: the one it
     /// applied last, once past its first hydration.
     pub fn pin(&self) -> Option<SnapshotId> {
-        (!self.state.holds_lease() && !self.state.is_final())
-            .then_some(self.progress.applied_snapshot_id)
-            .flatten()
+        self.tag_target().filter(|_| !self.state.holds_lease())
     }
 }
