@@ -5,11 +5,12 @@
 # grant and the retention answer on a followed table, each beside its
 # baseline in the same run (scripts/hydrations-bench.py says what). The
 # tables are real Iceberg tables in a pyiceberg SQL catalog on a local
-# folder.
+# folder. BACKENDS (default "sqlite postgres dynamodb") picks the runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HYDRATIONS="${HYDRATIONS:-10000}"
 TABLES="${TABLES:-1000}"
+BACKENDS="${BACKENDS:-sqlite postgres dynamodb}"
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 scripts/ensure-postgres.sh
 scripts/ensure-venv.sh .venv-ingest integration-tests/ingest/requirements.txt
@@ -39,16 +40,21 @@ serve() { # port, flags...
   echo "sluice did not start" >&2; cat "$work/sluice-$port.log" >&2; exit 1
 }
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $HYDRATIONS hydrations over $TABLES tables"
-echo "== sqlite"
 # sluice first: iceberg-rust creates the SQL catalog's schema (pyiceberg's
 # lacks a column it reads), then pyiceberg writes the tables into it.
 serve 7921 --data-dir "$work/sqlite" --auth off
 .venv-ingest/bin/python scripts/hydrations-bench.py setup "$catalog" "$TABLES"
-.venv-ingest/bin/python scripts/hydrations-bench.py run http://127.0.0.1:7921 "$catalog" "$HYDRATIONS" "$TABLES"
-echo "== postgres"
-psql "$DATABASE_URL" -qc "CREATE DATABASE $db"
-serve 7922 --database-url "$base/$db" --auth off
-.venv-ingest/bin/python scripts/hydrations-bench.py run http://127.0.0.1:7922 "$catalog" "$HYDRATIONS" "$TABLES"
+if [[ " $BACKENDS " == *" sqlite "* ]]; then
+  echo "== sqlite"
+  .venv-ingest/bin/python scripts/hydrations-bench.py run http://127.0.0.1:7921 "$catalog" "$HYDRATIONS" "$TABLES"
+fi
+if [[ " $BACKENDS " == *" postgres "* ]]; then
+  echo "== postgres"
+  psql "$DATABASE_URL" -qc "CREATE DATABASE $db"
+  serve 7922 --database-url "$base/$db" --auth off
+  .venv-ingest/bin/python scripts/hydrations-bench.py run http://127.0.0.1:7922 "$catalog" "$HYDRATIONS" "$TABLES"
+fi
+[[ " $BACKENDS " == *" dynamodb "* ]] || exit 0
 # moto answers one request at a time: a tenth of the copies over a tenth of
 # the tables (the same ten per table) keeps its run within minutes.
 DYNAMO_HYDRATIONS="${DYNAMO_HYDRATIONS:-$((HYDRATIONS / 10))}"

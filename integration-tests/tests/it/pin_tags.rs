@@ -304,6 +304,80 @@ async fn a_copys_pin_is_a_tag_that_moves_with_it_and_outlives_another_engines_ex
     assert_eq!(failed["events"], json!([]), "{failed}");
 }
 
+/// Tags are off for one table (`pin_tags: false`): its copies' tags are
+/// taken back, and another engine's expiry then removes the snapshot a
+/// copy applied last, which turns it `stale`. Turned back on (the
+/// catalog's default), the tag is written again without any progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tags_off_for_its_table_another_engines_expiry_makes_a_copy_stale() {
+    use reqwest::Method;
+    use serde_json::json;
+    let server = crate::harness::Server::sqlite_with(&["--refresh-interval-seconds", "3600"]).await;
+    let catalog = sql_catalog(&server.data_dir());
+    py(&catalog, &["create", TABLE]).await;
+    let s1: i64 = py(&catalog, &["append", TABLE, "3"]).await.parse().unwrap();
+    let (id, token) = follow(&server, json!({}), json!({})).await;
+    let progress = format!("/v1/hydrations/{id}/progress");
+    let live = server
+        .expect(
+            Method::POST,
+            &progress,
+            Some(json!({ "token": token, "phase": "catching_up", "snapshot_id": s1 })),
+            200,
+        )
+        .await;
+    assert_eq!(live["state"], "live", "{live}");
+    tag_of(&catalog, &id, |t| t["snapshot_id"] == s1).await;
+
+    let table = format!("/v1/tables/{TABLE}");
+    let setting = |tables: &Value| tables["tables"][0]["pin_tags"].clone();
+    server
+        .expect(Method::PUT, &table, Some(json!({ "pin_tags": false })), 200)
+        .await;
+    tag_of(&catalog, &id, Value::is_null).await;
+    let tables = server.expect(Method::GET, "/v1/tables", None, 200).await;
+    assert_eq!(setting(&tables), json!(false), "{tables}");
+    // Back to the catalog's default (on): written again.
+    server.expect(Method::PUT, &table, Some(json!({})), 200).await;
+    tag_of(&catalog, &id, |t| t["snapshot_id"] == s1).await;
+    let tables = server.expect(Method::GET, "/v1/tables", None, 200).await;
+    assert_eq!(setting(&tables), Value::Null, "{tables}");
+    server
+        .expect(Method::PUT, &table, Some(json!({ "pin_tags": false })), 200)
+        .await;
+    tag_of(&catalog, &id, Value::is_null).await;
+    // Not a boolean: refused, nothing changed.
+    let refused = server
+        .expect(Method::PUT, &table, Some(json!({ "pin_tags": "no" })), 422)
+        .await;
+    assert!(refused["error"]["code"].is_string(), "{refused}");
+
+    // Nothing keeps s1 now: another engine expires it, and the copy,
+    // which can no longer catch up from it, is stale.
+    let s2: i64 = py(&catalog, &["append", TABLE, "1"]).await.parse().unwrap();
+    py(
+        &catalog,
+        &["expire-older-than", TABLE, "2100-01-01T00:00:00"],
+    )
+    .await;
+    assert_eq!(snapshot_ids(&catalog).await, vec![s2]);
+    server
+        .expect(Method::POST, &format!("{table}/refresh"), None, 200)
+        .await;
+    let stale = server
+        .expect(Method::GET, &format!("/v1/hydrations/{id}"), None, 200)
+        .await;
+    assert_eq!(stale["state"], "stale", "{stale}");
+    assert!(
+        stale["reason"].as_str().unwrap().contains(&s1.to_string()),
+        "{stale}"
+    );
+    let failed = server
+        .expect(Method::GET, "/v1/events?kind=pin_tag_failed", None, 200)
+        .await;
+    assert_eq!(failed["events"], json!([]), "{failed}");
+}
+
 /// On Glue, through the Glue double (which checks `VersionId` as Glue
 /// does; moto does not): sluice's tag commits are `UpdateTable`s on the
 /// version they read; a writer committing between that read and the update
@@ -400,4 +474,147 @@ async fn on_glue_tag_commits_and_a_racing_writer_both_land() {
         )
         .await;
     tag_of(&catalog, &id, Value::is_null).await;
+}
+
+/// The Iceberg REST protocol server in front of pyiceberg's SQL catalog
+/// (`integration-tests/iceberg/rest_catalog.py`), stopped when dropped.
+struct RestCatalog {
+    url: String,
+    child: std::process::Child,
+}
+
+impl RestCatalog {
+    async fn start(catalog: &Value) -> RestCatalog {
+        let port = crate::harness::free_port();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/iceberg/rest_catalog.py");
+        let child = std::process::Command::new(crate::lake::venv().join("bin/python"))
+            .args([script, &port.to_string(), &catalog.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the REST catalog");
+        let rest = RestCatalog {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while rest.calls_now().await.is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the REST catalog did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        rest
+    }
+
+    async fn calls_now(&self) -> Option<Value> {
+        let answer = reqwest::get(format!("{}/_double/calls", self.url))
+            .await
+            .ok()?;
+        answer.json().await.ok()
+    }
+
+    async fn calls(&self, key: &str) -> i64 {
+        self.calls_now().await.expect("the REST catalog answers")[key]
+            .as_i64()
+            .unwrap_or(0)
+    }
+
+    async fn script(&self, script: Value) {
+        let answer = reqwest::Client::new()
+            .post(format!("{}/_double/script", self.url))
+            .json(&script)
+            .send()
+            .await
+            .expect("script the REST catalog");
+        assert!(answer.status().is_success());
+    }
+}
+
+impl Drop for RestCatalog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// On a REST catalog: sluice reads the table through it and commits the
+/// tag through its commit endpoint (the catalog writes the metadata); the
+/// tag follows the copy, keeps its snapshot through another engine's
+/// expiry, survives a catalog that failed a commit (retried), and goes
+/// with the copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_rest_catalog_the_tag_is_committed_through_its_commit_endpoint() {
+    use reqwest::Method;
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = sql_catalog(dir.path());
+    py(&catalog, &["create", TABLE]).await;
+    let s1: i64 = py(&catalog, &["append", TABLE, "3"]).await.parse().unwrap();
+    let s2: i64 = py(&catalog, &["append", TABLE, "2"]).await.parse().unwrap();
+    let rest = RestCatalog::start(&catalog).await;
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!("[catalogs.rest]\nkind = \"rest\"\nuri = \"{}\"\n", rest.url),
+    )
+    .unwrap();
+    let server = crate::harness::Server::sqlite_with(&[
+        "--config",
+        &config.display().to_string(),
+        "--refresh-interval-seconds",
+        "3600",
+    ])
+    .await;
+    let (id, token) = follow(&server, json!({ "catalog": "rest" }), json!({})).await;
+    let progress = format!("/v1/hydrations/{id}/progress");
+    let report = |phase: &str, snapshot: i64| {
+        Some(json!({ "token": token, "phase": phase, "snapshot_id": snapshot }))
+    };
+    server
+        .expect(Method::POST, &progress, report("snapshot", s1), 200)
+        .await;
+    let tag = tag_of(&catalog, &id, |t| t["snapshot_id"] == s1).await;
+    assert_eq!(tag["type"], "tag", "{tag}");
+    assert!(rest.calls("commit:ok").await >= 1);
+
+    // The catalog fails the next commit: the outbox tries again.
+    rest.script(json!({ "fail_commits": 1 })).await;
+    let live = server
+        .expect(Method::POST, &progress, report("catching_up", s2), 200)
+        .await;
+    assert_eq!(live["state"], "live", "{live}");
+    tag_of(&catalog, &id, |t| t["snapshot_id"] == s2).await;
+    let metrics = server.expect(Method::GET, "/metrics", None, 200).await;
+    let text = metrics.as_str().unwrap_or_default();
+    assert!(
+        text.contains("sluice_pin_tag_writes_total{outcome=\"retried\"} 1"),
+        "{text}"
+    );
+
+    // Another engine's expiry keeps the tagged snapshot.
+    py(&catalog, &["append", TABLE, "1"]).await;
+    py(
+        &catalog,
+        &["expire-older-than", TABLE, "2100-01-01T00:00:00"],
+    )
+    .await;
+    let kept = snapshot_ids(&catalog).await;
+    assert!(kept.contains(&s2), "the pinned snapshot was expired: {kept:?}");
+    assert!(!kept.contains(&s1), "{kept:?}");
+
+    server
+        .expect(
+            Method::POST,
+            &format!("/v1/hydrations/{id}/cancel"),
+            Some(json!({})),
+            200,
+        )
+        .await;
+    tag_of(&catalog, &id, Value::is_null).await;
+    let failed = server
+        .expect(Method::GET, "/v1/events?kind=pin_tag_failed", None, 200)
+        .await;
+    assert_eq!(failed["events"], json!([]), "{failed}");
 }

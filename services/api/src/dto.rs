@@ -216,6 +216,12 @@ pub struct PutTableBody {
     #[serde(default)]
     #[schema(min_length = 1, max_length = 255, pattern = r"^[A-Za-z0-9_.-]+$")]
     pub compaction_job: Option<String>,
+    /// Mirror hydrations' pins as tags in this table's metadata (`true`),
+    /// or never (`false`: other engines' snapshot expiry may then remove
+    /// what a copy still needs). Absent: as the table's catalog is
+    /// configured. A change writes or takes back its copies' tags.
+    #[serde(default)]
+    pub pin_tags: Option<bool>,
 }
 
 impl PutTableBody {
@@ -233,6 +239,7 @@ impl PutTableBody {
             max_compaction_deferral_seconds: deferral,
             catalog: plain_name("catalog", self.catalog)?,
             compaction_job: plain_name("compaction_job", self.compaction_job)?,
+            pin_tags: self.pin_tags,
         })
     }
 }
@@ -260,6 +267,9 @@ pub struct TableBody {
     pub max_compaction_deferral_seconds: u32,
     pub catalog: Option<String>,
     pub compaction_job: Option<String>,
+    /// Whether its copies' pins are tags in its metadata; absent: as its
+    /// catalog is configured.
+    pub pin_tags: Option<bool>,
     /// The last fencing token issued on the table (0: none yet).
     pub last_token: i64,
     pub holders: u32,
@@ -276,6 +286,7 @@ impl From<TableSummary> for TableBody {
             max_compaction_deferral_seconds: s.settings.max_compaction_deferral_seconds,
             catalog: s.settings.catalog,
             compaction_job: s.settings.compaction_job,
+            pin_tags: s.settings.pin_tags,
             last_token: s.last_token,
             holders: summary.holders,
             waiters: summary.waiters,

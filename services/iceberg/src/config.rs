@@ -33,7 +33,8 @@ pub struct CatalogConfig {
     pub region: Option<String>,
     /// Mirror hydrations' pins as tags in this catalog's tables, so that
     /// every engine's snapshot expiry keeps what copies still need. On by
-    /// default where sluice can write tags (SQL and Glue catalogs).
+    /// default, except on a REST catalog that signs in with an OAuth
+    /// `credential`: sluice's own commits of tags send a bearer `token`.
     pub pin_tags: Option<bool>,
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
@@ -60,7 +61,30 @@ impl CatalogConfig {
 
     /// Whether pins are mirrored as tags (see `pin_tags`).
     pub fn pin_tags(&self) -> bool {
-        self.pin_tags.unwrap_or(self.kind != CatalogKind::Rest)
+        self.pin_tags.unwrap_or(!self.oauth_only())
+    }
+
+    /// A REST catalog reached with an OAuth client credential and no token.
+    fn oauth_only(&self) -> bool {
+        self.kind == CatalogKind::Rest
+            && self.properties.contains_key("credential")
+            && !self.properties.contains_key("token")
+    }
+
+    /// What the catalog crates cannot tell at start.
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !(self.pin_tags == Some(true) && self.oauth_only()),
+            "catalog `{}`: pin_tags needs a bearer `token` property on a REST catalog \
+             (tag commits do not sign in with an OAuth `credential`)",
+            self.name
+        );
+        anyhow::ensure!(
+            self.kind != CatalogKind::Rest || self.uri.is_some(),
+            "catalog `{}`: a REST catalog needs `uri`",
+            self.name
+        );
+        Ok(())
     }
 
     /// The properties the `iceberg` crate's builder of this kind expects.

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod rest_commit;
 mod tags;
 
 pub use config::{CatalogConfig, CatalogKind};
@@ -28,6 +29,8 @@ pub struct Catalogs {
     configs: HashMap<String, CatalogConfig>,
     /// A Glue catalog's own client, for the tag writer's `UpdateTable`.
     glue: HashMap<String, aws_sdk_glue::Client>,
+    /// A REST catalog's commit endpoint, for the tag writer.
+    rest: HashMap<String, rest_commit::RestCommits>,
 }
 
 impl Catalogs {
@@ -39,14 +42,19 @@ impl Catalogs {
     ) -> anyhow::Result<Catalogs> {
         let mut catalogs: HashMap<String, Arc<dyn Catalog>> = HashMap::new();
         let mut glue = HashMap::new();
+        let mut rest = HashMap::new();
         for config in configs {
-            anyhow::ensure!(
-                !(config.pin_tags == Some(true) && config.kind == CatalogKind::Rest),
-                "catalog `{}`: pin_tags is not supported on REST catalogs yet",
-                config.name
-            );
-            if config.kind == CatalogKind::Glue {
-                glue.insert(config.name.clone(), glue_client(config).await);
+            config.check()?;
+            match config.kind {
+                CatalogKind::Glue => {
+                    glue.insert(config.name.clone(), glue_client(config).await);
+                }
+                CatalogKind::Rest => {
+                    let commits = rest_commit::RestCommits::new(config)
+                        .map_err(|e| anyhow::anyhow!("catalog `{}`: {e}", config.name))?;
+                    rest.insert(config.name.clone(), commits);
+                }
+                CatalogKind::Sql => {}
             }
             let catalog = connect(config)
                 .await
@@ -68,6 +76,7 @@ impl Catalogs {
             catalogs,
             configs,
             glue,
+            rest,
         })
     }
 

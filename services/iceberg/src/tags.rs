@@ -8,11 +8,12 @@
 //! with the table's `FileIO`, and committed as the catalog commits, with
 //! its optimistic check: the SQL catalog's compare-and-set of the metadata
 //! location, Glue's `UpdateTable` on the `VersionId` read with it. A
-//! commit that lost a race with a writer is made again on the new
-//! metadata, never forced. A REST catalog answers `Unsupported` (its
-//! commit endpoint is not reachable through the crate yet).
+//! REST catalog writes the metadata itself: it gets the ref's change with
+//! its requirements (`rest_commit.rs`). A commit that lost a race with a
+//! writer is made again on the new metadata, never forced.
 
-use crate::{table_ident, CatalogKind, Catalogs};
+use crate::rest_commit::Committed;
+use crate::{table_ident, Catalogs};
 use iceberg::spec::{FormatVersion, SnapshotReference, SnapshotRetention, TableMetadata};
 use iceberg::{MetadataLocation, TableIdent};
 use sluice_core::snapshots::{TagError, TagTarget};
@@ -43,9 +44,7 @@ impl Catalogs {
         };
         let ident = table_ident(table);
         let glue = self.glue.get(catalog);
-        if config.kind == CatalogKind::Rest {
-            return Err(TagError::Unsupported("REST"));
-        }
+        let rest = self.rest.get(catalog);
         for _ in 0..ATTEMPTS {
             // Glue: the version the commit is checked against, read before
             // the metadata it must still be current for.
@@ -61,6 +60,12 @@ impl Catalogs {
             let Some(next) = with_tag(loaded.metadata(), &old, name, target)? else {
                 return Ok(false);
             };
+            if let Some(rest) = rest {
+                match rest.commit(&ident, loaded.metadata(), name, target).await? {
+                    Committed::Yes => return Ok(true),
+                    Committed::LostRace => continue,
+                }
+            }
             let location = MetadataLocation::from_str(&old)
                 .map_err(unavailable)?
                 .with_next_version()

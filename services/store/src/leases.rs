@@ -300,6 +300,11 @@ pub(crate) fn targets(jobs: &[Job]) -> Targets {
             }
             Job::Table { command, .. } => {
                 tables.insert(command.table().clone());
+                // A put may turn the table's pin tags on or off: its
+                // copies' tags follow (registering is rare; sweeps are not).
+                if let TableCommand::Put { table, .. } = command {
+                    hydration_tables.push(table.clone());
+                }
             }
             Job::Lease { command, .. } => {
                 if let LeaseCommand::Acquire { table, request } = command {
@@ -401,7 +406,10 @@ pub(crate) fn apply(mut loaded: Loaded, jobs: &mut [Job], now: Millis) -> Change
                 command,
                 actor,
                 slot,
-            } => (apply_table(&mut loaded, command, now, slot), actor.clone()),
+            } => (
+                apply_table(&mut loaded, command, now, slot, &mut intents),
+                actor.clone(),
+            ),
             Job::Lease {
                 command,
                 actor,
@@ -657,11 +665,23 @@ fn apply_table(
     command: &TableCommand,
     now: Millis,
     slot: &mut Slot<TableReply>,
+    intents: &mut Vec<Intent>,
 ) -> Vec<NewEvent> {
     let outcome = match command {
         TableCommand::Put { table, settings } => {
             let existing = loaded.tables.remove(table);
+            let tags_before = existing.as_ref().map(|t| t.settings.pin_tags);
             let (state, outcome) = rules::put_table(existing, table.clone(), settings.clone(), now);
+            if tags_before.is_some_and(|before| before != state.settings.pin_tags) {
+                // Each copy's tag is written or taken back as it now says.
+                intents.extend(
+                    loaded
+                        .hydrations
+                        .values()
+                        .filter(|h| &h.table == table && !h.state.is_final())
+                        .map(|h| Intent::SyncPinTag { hydration_id: h.id }),
+                );
+            }
             loaded.tables.insert(table.clone(), state);
             outcome
         }

@@ -397,7 +397,7 @@ impl Store {
         &self,
         table: &TableName,
     ) -> Result<Option<Option<String>>, StoreError> {
-        self.backend.table_catalog(table).await
+        Ok(self.backend.table_settings(table).await?.map(|s| s.catalog))
     }
 
     /// What the last refresh of `table` read, or why it failed.

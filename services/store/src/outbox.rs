@@ -492,17 +492,25 @@ impl Store {
             self.backend.finish_intent(due.id, None, now).await?;
             return Ok(None);
         };
-        let catalog = self
-            .backend
-            .table_catalog(&h.table)
-            .await?
-            .flatten()
+        let settings = self.backend.table_settings(&h.table).await?;
+        let catalog = settings
+            .as_ref()
+            .and_then(|s| s.catalog.clone())
             .or_else(|| catalogs.default_catalog().map(str::to_owned));
-        let Some(catalog) = catalog.filter(|c| catalogs.pin_tags(c)) else {
+        let Some(catalog) = catalog else {
             self.backend.finish_intent(due.id, None, now).await?;
             return Ok(None);
         };
-        let target = match h.tag_target() {
+        // The table's own setting first. Where neither the table nor its
+        // catalog asks for tags, none was written: nothing to take back.
+        let own = settings.and_then(|s| s.pin_tags);
+        let wanted = own.unwrap_or_else(|| catalogs.pin_tags(&catalog));
+        if own.is_none() && !wanted {
+            self.backend.finish_intent(due.id, None, now).await?;
+            return Ok(None);
+        }
+        // Turned off on the table: the tag written before goes.
+        let target = match h.tag_target().filter(|_| wanted) {
             Some(snapshot_id) => {
                 // Aged from the snapshot's commit (as Iceberg ages refs).
                 let committed = self

@@ -20,7 +20,7 @@ use sluice_core::snapshots::{Refresh, Snapshot, SnapshotId};
 use sluice_core::views::{Remap, View};
 use sluice_core::{
     Batch, BatchId, BookmarkVersion, Event, EventKind, Lease, LeaseId, Millis, NewEvent, Role,
-    StreamName, StreamState, TableName, TableState,
+    StreamName, StreamState, TableName, TableSettings, TableState,
 };
 
 /// Computes a transaction's changes from the state it loaded, at the
@@ -163,12 +163,11 @@ pub trait EventPort: Send + Sync + 'static {
 /// The table snapshot log. Refreshes are rare and off the hot paths, so
 /// they are plain transactions, not group-committed commands.
 pub trait SnapshotPort: Send + Sync + 'static {
-    /// The catalog a registered table names (`Some(None)`: none, the
-    /// default); `None` when the table is not registered.
-    fn table_catalog<'a>(
+    /// A registered table's settings; `None` when it is not registered.
+    fn table_settings<'a>(
         &'a self,
         table: &'a TableName,
-    ) -> BoxFuture<'a, Result<Option<Option<String>>, StoreError>>;
+    ) -> BoxFuture<'a, Result<Option<TableSettings>, StoreError>>;
     /// Record a refresh in one transaction with the table's catalog-state
     /// row locked, so that replicas refreshing one table at once agree on
     /// what was new: `apply` gets the ids the log holds (each with whether

@@ -48,10 +48,11 @@ impl Store {
     ) -> Result<Refreshed, RefreshError> {
         let named = self
             .backend
-            .table_catalog(table)
+            .table_settings(table)
             .await?
             .ok_or_else(|| RefreshError::NotRegistered(table.clone()))?;
         let catalog = named
+            .catalog
             .or_else(|| catalogs.default_catalog().map(str::to_owned))
             .ok_or(CatalogError::NoDefaultCatalog)?;
         let metadata = match catalogs.table_metadata(&catalog, table).await {

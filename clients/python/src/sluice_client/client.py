@@ -80,7 +80,7 @@ class Client:
 
     def put_table(self, table: str, **settings: Any) -> Dict[str, Any]:
         """Register a table or change its settings (`catalog`,
-        `compaction_job`, `max_compaction_deferral_seconds`)."""
+        `compaction_job`, `max_compaction_deferral_seconds`, `pin_tags`)."""
         return dict(self.call("PUT", f"/v1/tables/{table}", settings))
 
     def table(self, table: str) -> Dict[str, Any]:

@@ -12,6 +12,10 @@ pub struct TableSettings {
     pub max_compaction_deferral_seconds: u32,
     pub catalog: Option<String>,
     pub compaction_job: Option<String>,
+    /// Whether hydrations' pins on this table are mirrored as tags in its
+    /// metadata; `None`: as its catalog says.
+    #[serde(default)]
+    pub pin_tags: Option<bool>,
 }
 
 impl Default for TableSettings {
@@ -20,6 +24,7 @@ impl Default for TableSettings {
             max_compaction_deferral_seconds: DEFAULT_MAX_COMPACTION_DEFERRAL_SECONDS,
             catalog: None,
             compaction_job: None,
+            pin_tags: None,
         }
     }
 }

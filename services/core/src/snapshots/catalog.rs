@@ -50,9 +50,6 @@ pub struct TagTarget {
 pub enum TagError {
     #[error("catalog `{0}` is not configured")]
     UnknownCatalog(String),
-    /// The catalog's kind has no tag writer yet.
-    #[error("writing tags to a {0} catalog is not supported yet")]
-    Unsupported(&'static str),
     /// The table cannot hold this tag: retrying changes nothing.
     #[error("{0}")]
     Refused(String),

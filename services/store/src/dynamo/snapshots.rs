@@ -13,7 +13,7 @@
 //!   whether it is expired: refreshes read the ids the log holds from
 //!   these, and `has_snapshot` reads one.
 //! - `table` / TABLE belongs to the leases (`leases.rs`); only the catalog
-//!   its settings name is read here.
+//!   its settings are read here.
 //!
 //! A refresh is one transaction conditioned on the root's version, when it
 //! fits: the root, the snapshots it adds or marks expired (two items each)
@@ -43,7 +43,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use sluice_core::snapshots::{Snapshot, SnapshotId};
-use sluice_core::{Millis, NewEvent, TableName};
+use sluice_core::{Millis, NewEvent, TableName, TableSettings};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -122,15 +122,10 @@ struct IdEntry {
     expired: bool,
 }
 
-/// The table's lease root, read for its catalog only.
+/// The table's lease root, read for its settings only.
 #[derive(Deserialize)]
 struct TableDoc {
-    settings: TableSettingsDoc,
-}
-
-#[derive(Deserialize)]
-struct TableSettingsDoc {
-    catalog: Option<String>,
+    settings: TableSettings,
 }
 
 /// The root as read: its document, and what a write of it must expect.
@@ -171,13 +166,13 @@ fn put_snapshot(write: &mut Write, table: &TableName, snapshot: &Snapshot) {
 }
 
 impl SnapshotPort for DynamoBackend {
-    fn table_catalog<'a>(
+    fn table_settings<'a>(
         &'a self,
         table: &'a TableName,
-    ) -> BoxFuture<'a, Result<Option<Option<String>>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Option<TableSettings>, StoreError>> {
         async move {
             let found: Option<TableDoc> = self.get_doc(TABLES, table.as_str()).await?;
-            Ok(found.map(|t| t.settings.catalog))
+            Ok(found.map(|t| t.settings))
         }
         .boxed()
     }

@@ -302,6 +302,8 @@ impl PgBackend {
             .bind(notify_payloads(&self.replica, &changed))
             .bind(e.iter().map(|e| e.actor.as_deref()).collect::<Vec<_>>())
             .bind(l.iter().map(|l| l.principal.as_deref()).collect::<Vec<_>>())
+            .bind(&created.pin_tags)
+            .bind(&updated.pin_tags)
             .fetch_all(&mut **tx)
             .await?;
         Ok(())
@@ -317,13 +319,15 @@ static WRITE_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH new_tables AS ( \
            INSERT INTO sluice_tables ({TABLE_COLUMNS}) SELECT * FROM UNNEST( \
-             $1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::int8[], $8::int8[])), \
+             $1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], \
+             $41::bool[])), \
          changed_tables AS ( \
            UPDATE sluice_tables AS t SET catalog = u.catalog, compaction_job = u.compaction_job, \
              max_compaction_deferral_seconds = u.deferral, last_token = u.last_token, \
-             last_seq = u.last_seq, updated_at = u.updated_at \
-           FROM UNNEST($9::text[], $10::text[], $11::text[], $12::int8[], $13::int8[], $14::int8[], $15::int8[]) \
-             AS u(name, catalog, compaction_job, deferral, last_token, last_seq, updated_at) \
+             last_seq = u.last_seq, updated_at = u.updated_at, pin_tags = u.pin_tags \
+           FROM UNNEST($9::text[], $10::text[], $11::text[], $12::int8[], $13::int8[], $14::int8[], $15::int8[], \
+             $42::bool[]) \
+             AS u(name, catalog, compaction_job, deferral, last_token, last_seq, updated_at, pin_tags) \
            WHERE t.name = u.name), \
          written_leases AS ( \
            INSERT INTO leases ({LEASE_COLUMNS}) SELECT * FROM UNNEST( \
@@ -369,6 +373,7 @@ struct TableColumns {
     last_seq: Vec<i64>,
     created_at: Vec<i64>,
     updated_at: Vec<i64>,
+    pin_tags: Vec<Option<bool>>,
 }
 
 impl TableColumns {
@@ -388,6 +393,7 @@ impl TableColumns {
             last_seq: tables.iter().map(|t| t.last_seq).collect(),
             created_at: tables.iter().map(|t| t.created_at.0).collect(),
             updated_at: tables.iter().map(|t| t.updated_at.0).collect(),
+            pin_tags: tables.iter().map(|t| t.settings.pin_tags).collect(),
         }
     }
 }

@@ -12,7 +12,7 @@ pub const LEASE_COLUMNS: &str = "id, table_name, seq, mode, holder, purpose, sta
      idempotency_key, pin_snapshot_id, principal";
 
 pub const TABLE_COLUMNS: &str = "name, catalog, compaction_job, max_compaction_deferral_seconds, \
-     last_token, last_seq, created_at, updated_at";
+     last_token, last_seq, created_at, updated_at, pin_tags";
 
 #[derive(sqlx::FromRow)]
 pub struct LeaseRow {
@@ -71,6 +71,7 @@ pub struct TableRow {
     pub last_seq: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    pub pin_tags: Option<bool>,
 }
 
 impl TryFrom<TableRow> for TableState {
@@ -83,6 +84,7 @@ impl TryFrom<TableRow> for TableState {
                     .unwrap_or(u32::MAX),
                 catalog: r.catalog,
                 compaction_job: r.compaction_job,
+                pin_tags: r.pin_tags,
             },
             last_token: r.last_token,
             last_seq: r.last_seq,

@@ -337,7 +337,7 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, applied: &Changes) -> Result<()
         sqlx::query(&format!(
             "INSERT INTO sluice_tables ({TABLE_COLUMNS}) SELECT value ->> 'name', value ->> 'catalog', \
              value ->> 'compaction_job', value ->> 'deferral', value ->> 'last_token', value ->> 'last_seq', \
-             value ->> 'created_at', value ->> 'updated_at' FROM json_each(?1)"
+             value ->> 'created_at', value ->> 'updated_at', value ->> 'pin_tags' FROM json_each(?1)"
         ))
         .bind(tables_json(&applied.created_tables))
         .execute(&mut **tx)
@@ -349,7 +349,7 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, applied: &Changes) -> Result<()
              compaction_job = u.value ->> 'compaction_job', \
              max_compaction_deferral_seconds = u.value ->> 'deferral', \
              last_token = u.value ->> 'last_token', last_seq = u.value ->> 'last_seq', \
-             updated_at = u.value ->> 'updated_at' \
+             updated_at = u.value ->> 'updated_at', pin_tags = u.value ->> 'pin_tags' \
              FROM json_each(?1) AS u WHERE t.name = u.value ->> 'name'",
         )
         .bind(tables_json(&applied.updated_tables))
@@ -402,6 +402,7 @@ fn tables_json(tables: &[TableState]) -> String {
                 "deferral": t.settings.max_compaction_deferral_seconds,
                 "last_token": t.last_token, "last_seq": t.last_seq,
                 "created_at": t.created_at.0, "updated_at": t.updated_at.0,
+                "pin_tags": t.settings.pin_tags,
             })
         })
         .collect();

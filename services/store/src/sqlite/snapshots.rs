@@ -8,20 +8,25 @@ use crate::rows::snapshots::*;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use sluice_core::snapshots::{Snapshot, SnapshotId};
-use sluice_core::{Millis, TableName};
+use crate::rows::leases::{TableRow, TABLE_COLUMNS};
+use sluice_core::{Millis, TableName, TableSettings, TableState};
 
 impl SnapshotPort for SqliteBackend {
-    fn table_catalog<'a>(
+    fn table_settings<'a>(
         &'a self,
         table: &'a TableName,
-    ) -> BoxFuture<'a, Result<Option<Option<String>>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Option<TableSettings>, StoreError>> {
         async move {
-            let row: Option<(Option<String>,)> =
-                sqlx::query_as("SELECT catalog FROM sluice_tables WHERE name = $1")
-                    .bind(table.as_str())
-                    .fetch_optional(&self.readers)
-                    .await?;
-            Ok(row.map(|(catalog,)| catalog))
+            let row: Option<TableRow> = sqlx::query_as(&format!(
+                "SELECT {TABLE_COLUMNS} FROM sluice_tables WHERE name = $1"
+            ))
+            .bind(table.as_str())
+            .fetch_optional(&self.readers)
+            .await?;
+            Ok(match row {
+                Some(row) => Some(TableState::try_from(row)?.settings),
+                None => None,
+            })
         }
         .boxed()
     }

@@ -5,6 +5,7 @@
 mod events;
 mod hydrations;
 mod leases;
+mod migrations;
 mod retention;
 mod streams;
 mod support;

@@ -9,6 +9,8 @@ use sluice_store::{Store, StoreConfig, WriterConfig};
 pub struct Backend {
     pub name: &'static str,
     pub store: Store,
+    /// How it was opened: a test may open or migrate it again.
+    pub config: StoreConfig,
     _dir: Option<tempfile::TempDir>,
     _moto: Option<Moto>,
 }
@@ -33,6 +35,7 @@ pub async fn sqlite() -> Backend {
         store: Store::open(&config, WriterConfig::default())
             .await
             .expect("open SQLite"),
+        config,
         _dir: Some(dir),
         _moto: None,
     }
@@ -60,6 +63,7 @@ pub async fn postgres() -> Backend {
         store: Store::open(&config, WriterConfig::default())
             .await
             .expect("open PostgreSQL"),
+        config,
         _dir: None,
         _moto: None,
     }
@@ -120,6 +124,7 @@ pub async fn dynamodb_with_margin(skew_margin_ms: u64) -> Backend {
         store: Store::open(&config, WriterConfig::default())
             .await
             .expect("open DynamoDB"),
+        config,
         _dir: None,
         _moto: Some(moto),
     }
