@@ -136,7 +136,9 @@ async fn answer(sent: reqwest::Result<reqwest::Response>) -> Result<Option<Value
     if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
         Err(TagError::Unavailable(message))
     } else {
-        Err(TagError::Refused(format!("the REST catalog refused the commit: {message}")))
+        Err(TagError::Refused(format!(
+            "the REST catalog refused the commit: {message}"
+        )))
     }
 }
 

@@ -4,11 +4,11 @@
 use super::{insert_events, now, SqliteBackend};
 use crate::error::StoreError;
 use crate::ports::{Apply, CatalogState, SnapshotChanges, SnapshotPort};
+use crate::rows::leases::{TableRow, TABLE_COLUMNS};
 use crate::rows::snapshots::*;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use sluice_core::snapshots::{Snapshot, SnapshotId};
-use crate::rows::leases::{TableRow, TABLE_COLUMNS};
 use sluice_core::{Millis, TableName, TableSettings, TableState};
 
 impl SnapshotPort for SqliteBackend {

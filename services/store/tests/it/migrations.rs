@@ -65,7 +65,9 @@ const ROWS: [&str; 3] = [
 
 /// The migrations up to `version`, as a release of that time shipped them.
 async fn migrator_until(dialect: &str, version: i64) -> Migrator {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations").join(dialect);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../migrations")
+        .join(dialect);
     let mut migrator = Migrator::new(dir).await.expect("the migrations folder");
     let kept: Vec<_> = migrator
         .migrations
@@ -84,7 +86,10 @@ async fn check_upgraded(store: &Store, id: LeaseId) {
     assert_eq!(h.reason, None);
     assert!(h.session.is_none(), "{h:?}");
     // A live copy with no session: its pin is what retention keeps.
-    let readers = store.follower_readers(&table("sales.orders")).await.unwrap();
+    let readers = store
+        .follower_readers(&table("sales.orders"))
+        .await
+        .unwrap();
     assert_eq!(readers.len(), 1, "{readers:?}");
     assert_eq!(readers[0].pin, Some(APPLIED));
     // Open again: nothing left to do, nothing changed.
@@ -103,7 +108,10 @@ async fn check_upgraded(store: &Store, id: LeaseId) {
 async fn completed_hydrations_become_live_copies_on_sqlite() {
     use sqlx::Connection;
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("sluice.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("sluice.db").display()
+    );
     let id = LeaseId::new_v7();
     {
         let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
