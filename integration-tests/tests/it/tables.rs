@@ -279,7 +279,8 @@ async fn a_settings_change_is_recorded_as_a_table_settings_changed_event(s: Serv
     );
     assert_eq!(
         change["data"]["settings"],
-        json!({ "max_compaction_deferral_seconds": 3600, "catalog": null, "compaction_job": "nightly" }),
+        json!({ "max_compaction_deferral_seconds": 3600, "catalog": null,
+                "compaction_job": "nightly", "pin_tags": null }),
         "{change}"
     );
     assert!(change["lease_id"].is_null(), "{change}");

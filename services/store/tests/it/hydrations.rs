@@ -203,3 +203,47 @@ async fn the_first_live_gives_up_the_read_lease_and_grants_the_waiting_compactio
         assert_eq!(again.hydration.sessions, 2, "{}", b.name);
     }
 }
+
+/// A table's `pin_tags` turned off, back to its catalog's default, or on:
+/// each change asks the outbox, in the same commit, to write or take back
+/// the tag of every copy of the table; a put that leaves it as it was asks
+/// nothing.
+#[tokio::test]
+async fn a_change_of_the_tables_pin_tags_resyncs_its_copies_tags() {
+    use sluice_core::leases::TableSettings;
+    use sluice_core::TableCommand;
+    for b in every().await {
+        let store = &b.store;
+        put_table(store, "sales.orders").await;
+        let (id, token) = create(store).await;
+        report(store, id, token, HydrationPhase::Snapshot, 100).await;
+        let latest = || async {
+            let status = store.pin_tag_status(id).await.unwrap();
+            status.expect("an intent for the pin").id
+        };
+        let put = |pin_tags: Option<bool>| async move {
+            let command = TableCommand::Put {
+                table: table("sales.orders"),
+                settings: TableSettings {
+                    pin_tags,
+                    ..TableSettings::default()
+                },
+            };
+            let reply = store.table(command, None).await.unwrap().unwrap();
+            assert_eq!(reply.state.settings.pin_tags, pin_tags);
+        };
+        let moved = latest().await;
+        put(None).await;
+        assert_eq!(latest().await, moved, "{}: nothing changed", b.name);
+        put(Some(false)).await;
+        let off = latest().await;
+        assert!(off > moved, "{}: off asks for the tag to go", b.name);
+        put(Some(false)).await;
+        assert_eq!(latest().await, off, "{}", b.name);
+        put(None).await;
+        let default = latest().await;
+        assert!(default > off, "{}: the default asks again", b.name);
+        put(Some(true)).await;
+        assert!(latest().await > default, "{}", b.name);
+    }
+}
