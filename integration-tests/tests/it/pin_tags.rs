@@ -201,6 +201,23 @@ async fn tag_of(catalog: &Value, id: &str, done: impl Fn(&Value) -> bool) -> Val
     }
 }
 
+/// Cancel hydration `id`: the copy keeps nothing, and its tag goes.
+async fn cancel_and_see_the_tag_go(server: &crate::harness::Server, catalog: &Value, id: &str) {
+    let cancel = format!("/v1/hydrations/{id}/cancel");
+    let body = serde_json::json!({});
+    server
+        .expect(reqwest::Method::POST, &cancel, Some(body), 200)
+        .await;
+    tag_of(catalog, id, Value::is_null).await;
+}
+
+/// No tag commit was refused (each would be a `pin_tag_failed` event).
+async fn no_tag_failed(server: &crate::harness::Server) {
+    let path = "/v1/events?kind=pin_tag_failed";
+    let failed = server.expect(reqwest::Method::GET, path, None, 200).await;
+    assert_eq!(failed["events"], serde_json::json!([]), "{failed}");
+}
+
 /// Through sluice: a hydration's pin is mirrored as a tag in its table's
 /// metadata by the outbox, from its first report on; pyiceberg's
 /// `expire_snapshots` keeps the pinned snapshot, so the copy that has not
@@ -288,20 +305,8 @@ async fn a_copys_pin_is_a_tag_that_moves_with_it_and_outlives_another_engines_ex
         "{text}"
     );
 
-    // Cancelled: the copy keeps nothing, and its tag goes.
-    server
-        .expect(
-            Method::POST,
-            &format!("/v1/hydrations/{id}/cancel"),
-            Some(json!({})),
-            200,
-        )
-        .await;
-    tag_of(&catalog, &id, Value::is_null).await;
-    let failed = server
-        .expect(Method::GET, "/v1/events?kind=pin_tag_failed", None, 200)
-        .await;
-    assert_eq!(failed["events"], json!([]), "{failed}");
+    cancel_and_see_the_tag_go(&server, &catalog, &id).await;
+    no_tag_failed(&server).await;
 }
 
 /// Tags are off for one table (`pin_tags: false`): its copies' tags are
@@ -374,10 +379,7 @@ async fn with_tags_off_for_its_table_another_engines_expiry_makes_a_copy_stale()
         stale["reason"].as_str().unwrap().contains(&s1.to_string()),
         "{stale}"
     );
-    let failed = server
-        .expect(Method::GET, "/v1/events?kind=pin_tag_failed", None, 200)
-        .await;
-    assert_eq!(failed["events"], json!([]), "{failed}");
+    no_tag_failed(&server).await;
 }
 
 /// On Glue, through the Glue double (which checks `VersionId` as Glue
@@ -467,15 +469,7 @@ async fn on_glue_tag_commits_and_a_racing_writer_both_land() {
     );
     assert_eq!(kept.len(), 2, "the tag's and main's: {kept:?}");
 
-    server
-        .expect(
-            Method::POST,
-            &format!("/v1/hydrations/{id}/cancel"),
-            Some(json!({})),
-            200,
-        )
-        .await;
-    tag_of(&catalog, &id, Value::is_null).await;
+    cancel_and_see_the_tag_go(&server, &catalog, &id).await;
 }
 
 /// The Iceberg REST protocol server in front of pyiceberg's SQL catalog
@@ -609,17 +603,6 @@ async fn on_a_rest_catalog_the_tag_is_committed_through_its_commit_endpoint() {
     );
     assert!(!kept.contains(&s1), "{kept:?}");
 
-    server
-        .expect(
-            Method::POST,
-            &format!("/v1/hydrations/{id}/cancel"),
-            Some(json!({})),
-            200,
-        )
-        .await;
-    tag_of(&catalog, &id, Value::is_null).await;
-    let failed = server
-        .expect(Method::GET, "/v1/events?kind=pin_tag_failed", None, 200)
-        .await;
-    assert_eq!(failed["events"], json!([]), "{failed}");
+    cancel_and_see_the_tag_go(&server, &catalog, &id).await;
+    no_tag_failed(&server).await;
 }

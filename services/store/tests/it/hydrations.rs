@@ -14,7 +14,7 @@ use sluice_core::{LeaseId, LeaseState, Millis, Mode};
 use sluice_store::{HydrationCommand, Store};
 use std::sync::Arc;
 
-fn log() -> LogView {
+pub(crate) fn log() -> LogView {
     let snapshots: Vec<Snapshot> = (0..3)
         .map(|i| Snapshot {
             id: 100 + i,

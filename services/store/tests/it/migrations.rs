@@ -4,33 +4,18 @@
 use crate::support::table;
 use serde_json::json;
 use sluice_core::containers::ContainerName;
-use sluice_core::hydrations::{rules, HydrationState, LogView, NewHydration};
-use sluice_core::snapshots::Snapshot;
+use sluice_core::hydrations::{rules, HydrationState, NewHydration};
 use sluice_core::{LeaseId, Millis};
 use sluice_store::{Store, StoreConfig, WriterConfig};
 use sqlx::migrate::Migrator;
 use std::path::Path;
 
-const APPLIED: i64 = 101;
+/// The snapshot the copy applied last: the log's current one.
+const APPLIED: i64 = 102;
 
 /// A hydration as the code before migration 0013 wrote it: `completed`
 /// (its read lease released when it went live), ended, no sessions.
 fn completed_doc(id: LeaseId) -> String {
-    let snapshots = (0..2)
-        .map(|i| Snapshot {
-            id: 100 + i,
-            parent_id: (i > 0).then(|| 99 + i),
-            sequence_number: i + 1,
-            timestamp: Millis(1_000_000 + i * 60_000),
-            operation: "append".into(),
-            summary: Default::default(),
-            expired_at: None,
-        })
-        .collect();
-    let log = LogView {
-        current: Some(APPLIED),
-        snapshots,
-    };
     let new = NewHydration {
         id,
         table: table("sales.orders"),
@@ -40,6 +25,7 @@ fn completed_doc(id: LeaseId) -> String {
         columns: None,
         lag_threshold_snapshots: 0,
     };
+    let log = crate::hydrations::log();
     let (hydration, _) = rules::create(new, &log, Some("job"), Millis(1_100_000));
     let mut doc = serde_json::to_value(hydration).unwrap();
     let doc_map = doc.as_object_mut().unwrap();
@@ -53,7 +39,8 @@ fn completed_doc(id: LeaseId) -> String {
 }
 
 /// The rows a pre-0013 database holds: a table, a container, and a
-/// completed hydration; each dialect binds `$N` the same way.
+/// completed hydration (bound: its id and document); each dialect binds
+/// `$N` the same way.
 const ROWS: [&str; 3] = [
     "INSERT INTO sluice_tables (name, catalog, compaction_job, max_compaction_deferral_seconds, \
      last_token, last_seq, created_at, updated_at) VALUES ('sales.orders', NULL, NULL, 60, 1, 1, 0, 0)",
@@ -77,6 +64,27 @@ async fn migrator_until(dialect: &str, version: i64) -> Migrator {
         .collect();
     migrator.migrations = kept.into();
     migrator
+}
+
+/// A database at `url` of `$connection`'s kind, as a release before
+/// migration 0013 left it: a completed hydration `$id`.
+macro_rules! written_before_0013 {
+    ($connection:ty, $dialect:literal, $url:expr, $id:expr) => {{
+        use sqlx::Connection;
+        let mut conn = <$connection>::connect($url).await.unwrap();
+        migrator_until($dialect, 12)
+            .await
+            .run(&mut conn)
+            .await
+            .unwrap();
+        for (i, row) in ROWS.iter().enumerate() {
+            let mut q = sqlx::query(row);
+            if i == 2 {
+                q = q.bind($id.to_string()).bind(completed_doc($id));
+            }
+            q.execute(&mut conn).await.unwrap();
+        }
+    }};
 }
 
 async fn check_upgraded(store: &Store, id: LeaseId) {
@@ -106,28 +114,13 @@ async fn check_upgraded(store: &Store, id: LeaseId) {
 
 #[tokio::test]
 async fn completed_hydrations_become_live_copies_on_sqlite() {
-    use sqlx::Connection;
     let dir = tempfile::tempdir().unwrap();
     let url = format!(
         "sqlite://{}?mode=rwc",
         dir.path().join("sluice.db").display()
     );
     let id = LeaseId::new_v7();
-    {
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        migrator_until("sqlite", 12)
-            .await
-            .run(&mut conn)
-            .await
-            .unwrap();
-        for (i, row) in ROWS.iter().enumerate() {
-            let mut q = sqlx::query(row);
-            if i == 2 {
-                q = q.bind(id.to_string()).bind(completed_doc(id));
-            }
-            q.execute(&mut conn).await.unwrap();
-        }
-    }
+    written_before_0013!(sqlx::SqliteConnection, "sqlite", &url, id);
     let config = StoreConfig::Sqlite {
         data_dir: dir.path().to_owned(),
     };
@@ -149,21 +142,7 @@ async fn completed_hydrations_become_live_copies_on_postgres() {
     let (base, _) = admin.rsplit_once('/').unwrap();
     let url = format!("{base}/{name}");
     let id = LeaseId::new_v7();
-    {
-        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-        migrator_until("postgres", 12)
-            .await
-            .run(&mut conn)
-            .await
-            .unwrap();
-        for (i, row) in ROWS.iter().enumerate() {
-            let mut q = sqlx::query(row);
-            if i == 2 {
-                q = q.bind(id.to_string()).bind(completed_doc(id));
-            }
-            q.execute(&mut conn).await.unwrap();
-        }
-    }
+    written_before_0013!(sqlx::PgConnection, "postgres", &url, id);
     let config = StoreConfig::Postgres {
         url,
         max_connections: 2,
