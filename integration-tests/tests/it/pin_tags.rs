@@ -22,6 +22,16 @@ async fn refs(catalog: &Value) -> Value {
     serde_json::from_str(&py(catalog, &["refs", TABLE]).await).unwrap()
 }
 
+/// Another engine (pyiceberg) expires every snapshot it may: what is left.
+async fn expire_all(catalog: &Value) -> Vec<i64> {
+    py(
+        catalog,
+        &["expire-older-than", TABLE, "2100-01-01T00:00:00"],
+    )
+    .await;
+    snapshot_ids(catalog).await
+}
+
 async fn snapshot_ids(catalog: &Value) -> Vec<i64> {
     let all: Value = serde_json::from_str(&py(catalog, &["snapshots", TABLE]).await).unwrap();
     all["snapshots"]
@@ -261,12 +271,7 @@ async fn a_copys_pin_is_a_tag_that_moves_with_it_and_outlives_another_engines_ex
     // what the copy applied stays, so it can still catch up.
     let s3: i64 = py(&catalog, &["append", TABLE, "1"]).await.parse().unwrap();
     let s4: i64 = py(&catalog, &["append", TABLE, "1"]).await.parse().unwrap();
-    py(
-        &catalog,
-        &["expire-older-than", TABLE, "2100-01-01T00:00:00"],
-    )
-    .await;
-    let kept = snapshot_ids(&catalog).await;
+    let kept = expire_all(&catalog).await;
     assert!(
         kept.contains(&s2),
         "the pinned snapshot was expired: {kept:?}"
@@ -362,12 +367,7 @@ async fn with_tags_off_for_its_table_another_engines_expiry_makes_a_copy_stale()
     // Nothing keeps s1 now: another engine expires it, and the copy,
     // which can no longer catch up from it, is stale.
     let s2: i64 = py(&catalog, &["append", TABLE, "1"]).await.parse().unwrap();
-    py(
-        &catalog,
-        &["expire-older-than", TABLE, "2100-01-01T00:00:00"],
-    )
-    .await;
-    assert_eq!(snapshot_ids(&catalog).await, vec![s2]);
+    assert_eq!(expire_all(&catalog).await, vec![s2]);
     server
         .expect(Method::POST, &format!("{table}/refresh"), None, 200)
         .await;
@@ -457,12 +457,7 @@ async fn on_glue_tag_commits_and_a_racing_writer_both_land() {
 
     // Another engine's expiry keeps the tagged snapshot.
     py(&catalog, &["append", TABLE, "1"]).await;
-    py(
-        &catalog,
-        &["expire-older-than", TABLE, "2100-01-01T00:00:00"],
-    )
-    .await;
-    let kept = snapshot_ids(&catalog).await;
+    let kept = expire_all(&catalog).await;
     assert!(
         kept.contains(&newest),
         "the pinned snapshot was expired: {kept:?}"
@@ -591,12 +586,7 @@ async fn on_a_rest_catalog_the_tag_is_committed_through_its_commit_endpoint() {
 
     // Another engine's expiry keeps the tagged snapshot.
     py(&catalog, &["append", TABLE, "1"]).await;
-    py(
-        &catalog,
-        &["expire-older-than", TABLE, "2100-01-01T00:00:00"],
-    )
-    .await;
-    let kept = snapshot_ids(&catalog).await;
+    let kept = expire_all(&catalog).await;
     assert!(
         kept.contains(&s2),
         "the pinned snapshot was expired: {kept:?}"
