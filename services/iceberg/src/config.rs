@@ -79,11 +79,6 @@ impl CatalogConfig {
              (tag commits do not sign in with an OAuth `credential`)",
             self.name
         );
-        anyhow::ensure!(
-            self.kind != CatalogKind::Rest || self.uri.is_some(),
-            "catalog `{}`: a REST catalog needs `uri`",
-            self.name
-        );
         Ok(())
     }
 

@@ -20,6 +20,9 @@ pub(crate) struct RestCommits {
     uri: String,
     warehouse: Option<String>,
     token: Option<String>,
+    /// The path prefix, read from `/v1/config` by the first commit: a
+    /// catalog's configuration does not change under a running server.
+    prefix: tokio::sync::OnceCell<String>,
 }
 
 /// How a commit went: landed, or lost to another commit of the tag.
@@ -44,6 +47,7 @@ impl RestCommits {
             uri: uri.trim_end_matches('/').to_owned(),
             warehouse: config.warehouse.clone(),
             token: props.get("token").cloned(),
+            prefix: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -56,7 +60,14 @@ impl RestCommits {
 
     /// The path prefix the catalog's configuration endpoint gives (e.g. a
     /// warehouse's id), with its trailing `/`; empty when none.
-    async fn prefix(&self) -> Result<String, TagError> {
+    async fn prefix(&self) -> Result<&str, TagError> {
+        self.prefix
+            .get_or_try_init(|| self.read_prefix())
+            .await
+            .map(String::as_str)
+    }
+
+    async fn read_prefix(&self) -> Result<String, TagError> {
         let mut get = self.http.get(format!("{}/v1/config", self.uri));
         if let Some(warehouse) = &self.warehouse {
             get = get.query(&[("warehouse", warehouse)]);
