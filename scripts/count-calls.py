@@ -1,5 +1,7 @@
 """A counting proxy in front of an AWS endpoint (moto): forwards every
-request unchanged and counts them by `X-Amz-Target` (DynamoDB's operation).
+request unchanged and counts them by `X-Amz-Target` (the operation of
+DynamoDB, Glue, SQS), and the rest (S3) by method, `GET:metadata` for a
+read of an Iceberg metadata file.
 `GET /counts` answers the counts so far as JSON; `POST /counts/reset`
 zeroes them. Used by scripts/dynamodb-bench.sh to measure DynamoDB calls
 per lease operation, the figure that sets sluice's cost on AWS.
@@ -63,8 +65,13 @@ class Proxy(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         target = self.headers.get("X-Amz-Target", "")
         if target:
-            with LOCK:
-                COUNTS[target.split(".")[-1]] += 1
+            key = target.split(".")[-1]
+        elif self.path.split("?")[0].endswith(".metadata.json"):
+            key = f"{self.command}:metadata"
+        else:
+            key = self.command
+        with LOCK:
+            COUNTS[key] += 1
         headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
         for attempt in (1, 2):
             try:

@@ -7,6 +7,12 @@
     lake.py CATALOG_JSON snapshots TABLE       -> JSON: pyiceberg's view
     lake.py CATALOG_JSON add-column TABLE NAME -> a new optional string column
     lake.py CATALOG_JSON glue-table DB.NAME    -> JSON: Glue's GetTable (null if none)
+    lake.py CATALOG_JSON wide DB.PREFIX N      -> N Glue tables DB.PREFIX0000...: the
+                                                 first made by pyiceberg with one
+                                                 snapshot, the others registered in
+                                                 Glue on its metadata file (each a
+                                                 real Iceberg table that commits on
+                                                 its own from then on)
 
 CATALOG_JSON is the pyiceberg catalog's properties as a JSON object, with
 a "name" (e.g. {"name": "lake", "type": "glue", ...} for moto's Glue and S3,
@@ -72,10 +78,46 @@ def glue_table(props, name):
     return t
 
 
+def wide(props, prefix, n):
+    import boto3
+
+    cat = catalog(props)
+    make_bucket(props)
+    database = prefix.split(".", 1)[0]
+    try:
+        cat.create_namespace(database)
+    except Exception:  # already there
+        pass
+    first = f"{prefix}{0:04d}"
+    t = cat.create_table(first, schema=SCHEMA)
+    t.append(pa.table({"id": pa.array([0], pa.int64()), "name": pa.array(["row-0"], pa.string())}))
+    t = cat.load_table(first)
+    glue = boto3.client(
+        "glue",
+        endpoint_url=props["glue.endpoint"],
+        region_name=props["glue.region"],
+        aws_access_key_id=props["glue.access-key-id"],
+        aws_secret_access_key=props["glue.secret-access-key"],
+    )
+    for i in range(1, n):
+        glue.create_table(
+            DatabaseName=database,
+            TableInput={
+                "Name": f"{prefix.split('.', 1)[1]}{i:04d}",
+                "TableType": "EXTERNAL_TABLE",
+                "Parameters": {"table_type": "ICEBERG", "metadata_location": t.metadata_location},
+                "StorageDescriptor": {"Location": t.location()},
+            },
+        )
+
+
 def main(argv):
     props, command, table = json.loads(argv[1]), argv[2], argv[3]
     if command == "glue-table":
         print(json.dumps(glue_table(props, table), default=str))
+        return
+    if command == "wide":
+        wide(props, table, int(argv[4]))
         return
     cat = catalog(props)
     namespace = table.rsplit(".", 1)[0]

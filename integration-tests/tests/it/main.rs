@@ -25,6 +25,7 @@ mod metrics;
 mod nemeses;
 mod pg_restart;
 mod pin_tags;
+mod reconcile;
 mod replicas;
 mod scheduler;
 mod scopes;

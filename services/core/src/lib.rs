@@ -15,6 +15,7 @@ pub mod hydrations;
 pub mod leases;
 pub mod names;
 pub mod outbox;
+pub mod rate;
 pub mod scheduling;
 pub mod snapshots;
 pub mod streams;

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod listing;
 mod rest_commit;
 mod tags;
 
@@ -15,7 +16,8 @@ pub use sluice_core::snapshots::{TagError, TagTarget};
 use iceberg::{Catalog, CatalogBuilder, ErrorKind, NamespaceIdent, TableIdent};
 use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 use sluice_core::snapshots::{
-    CatalogError, CatalogFuture, CatalogPort, Snapshot, TableMetadata, TagFuture,
+    CatalogError, CatalogFuture, CatalogPort, ListFuture, Listing, Snapshot, TableMetadata,
+    TagFuture,
 };
 use sluice_core::{Millis, TableName};
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +33,8 @@ pub struct Catalogs {
     glue: HashMap<String, aws_sdk_glue::Client>,
     /// A REST catalog's commit endpoint, for the tag writer.
     rest: HashMap<String, rest_commit::RestCommits>,
+    /// An SQL catalog's database, for its one-query listing.
+    sql: HashMap<String, sqlx::SqlitePool>,
 }
 
 impl Catalogs {
@@ -43,6 +47,7 @@ impl Catalogs {
         let mut catalogs: HashMap<String, Arc<dyn Catalog>> = HashMap::new();
         let mut glue = HashMap::new();
         let mut rest = HashMap::new();
+        let mut sql = HashMap::new();
         for config in configs {
             config.check()?;
             match config.kind {
@@ -54,7 +59,11 @@ impl Catalogs {
                         .map_err(|e| anyhow::anyhow!("catalog `{}`: {e}", config.name))?;
                     rest.insert(config.name.clone(), commits);
                 }
-                CatalogKind::Sql => {}
+                CatalogKind::Sql => {
+                    if let Some(pool) = listing::sql_pool(config.uri.as_deref()).await {
+                        sql.insert(config.name.clone(), pool);
+                    }
+                }
             }
             let catalog = connect(config)
                 .await
@@ -77,6 +86,7 @@ impl Catalogs {
             configs,
             glue,
             rest,
+            sql,
         })
     }
 
@@ -157,6 +167,39 @@ pub fn table_ident(table: &TableName) -> TableIdent {
 impl CatalogPort for Catalogs {
     fn default_catalog(&self) -> Option<&str> {
         self.default.as_deref()
+    }
+
+    fn listing(&self, catalog: &str) -> Listing {
+        if self.glue.contains_key(catalog) {
+            Listing::Namespace {
+                page: listing::GLUE_PAGE,
+            }
+        } else if self.sql.contains_key(catalog) {
+            Listing::Catalog
+        } else {
+            Listing::None
+        }
+    }
+
+    fn list_page<'a>(
+        &'a self,
+        catalog: &'a str,
+        namespace: Option<&'a str>,
+        next: Option<&'a str>,
+    ) -> ListFuture<'a> {
+        Box::pin(async move {
+            if let (Some(glue), Some(namespace)) = (self.glue.get(catalog), namespace) {
+                let id = self
+                    .configs
+                    .get(catalog)
+                    .and_then(|c| c.properties().remove("catalog_id"));
+                return listing::glue_page(glue, id.as_deref(), catalog, namespace, next).await;
+            }
+            match self.sql.get(catalog) {
+                Some(pool) => listing::sql_all(pool, catalog).await,
+                None => Err(CatalogError::UnknownCatalog(catalog.to_owned())),
+            }
+        })
     }
 
     fn pin_tags(&self, catalog: &str) -> bool {

@@ -53,12 +53,20 @@ impl Leader {
     /// The fence while this replica leads with time to spare: a third of
     /// the TTL is kept as margin for a call in flight and clock drift.
     pub fn fence(&self) -> Option<Fence> {
+        self.held_until()
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(fence, _)| fence)
+    }
+
+    /// The fence and the instant it stops being surely valid (the margin
+    /// taken off), for the tasks that follow the leader.
+    pub fn held_until(&self) -> Option<(Fence, Instant)> {
         let held = self.held.as_ref()?;
-        let token = held.token?;
-        (held.beat.elapsed() < self.ttl() * 2 / 3).then_some(Fence {
+        let fence = Fence {
             lease_id: held.lease_id,
-            token,
-        })
+            token: held.token?,
+        };
+        Some((fence, held.beat + self.ttl() * 2 / 3))
     }
 
     /// Whether a side effect may start now and finish within `call`.

@@ -13,7 +13,6 @@ mod fires;
 mod glue;
 pub mod leader;
 pub mod ops;
-mod rate;
 mod runs;
 
 pub use glue::Glue;
@@ -35,6 +34,9 @@ pub struct SchedulerConfig {
     /// Total `GetJobRun` / `GetJobRuns` calls per second, across all runs
     /// (Glue throttles per account).
     pub glue_calls_per_second: f64,
+    /// `StartJobRun` calls per second at most (a burst of cron fires is
+    /// started side by side within it).
+    pub glue_starts_per_second: f64,
     /// Spacing of the polls of one run: from `min_ms`, doubling while
     /// nothing changes, up to `max_ms`.
     pub poll: PollPolicy,
@@ -64,6 +66,7 @@ impl Default for SchedulerConfig {
             tick: Duration::from_millis(250),
             leader_ttl_seconds: 6,
             glue_calls_per_second: 10.0,
+            glue_starts_per_second: 50.0,
             poll: PollPolicy {
                 min_ms: 1_000,
                 max_ms: 30_000,
@@ -98,18 +101,25 @@ impl Context<'_> {
     }
 }
 
-/// Start the loop: every replica runs it; only the leader does work.
+/// Start the loop: every replica runs it; only the leader does work. Its
+/// leadership is published through `publish` for the other background
+/// tasks that follow the leader (the snapshot watcher, the outbox).
 pub fn spawn(
     store: Store,
     glue: Arc<dyn GluePort>,
     catalogs: Arc<dyn CatalogPort>,
     config: SchedulerConfig,
+    publish: sluice_store::Publish,
     stop: tokio_util::sync::CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut leader =
             leader::Leader::new(store.clone(), &config.replica, config.leader_ttl_seconds);
-        let mut bucket = rate::Bucket::new(config.glue_calls_per_second);
+        let began = std::time::Instant::now();
+        let mut budgets = runs::Budgets {
+            polls: sluice_core::rate::Bucket::new(config.glue_calls_per_second, began),
+            starts: sluice_core::rate::Bucket::new(config.glue_starts_per_second, began),
+        };
         let mut compaction_beats = compactions::Beats::default();
         let mut stats = TickStats::default();
         let mut tick = tokio::time::interval(config.tick);
@@ -119,7 +129,9 @@ pub fn spawn(
                 _ = tick.tick() => {}
                 _ = stop.cancelled() => break,
             }
-            let Some(fence) = leader.keep().await else {
+            let fence = leader.keep().await;
+            publish.set(leader.held_until());
+            let Some(fence) = fence else {
                 continue;
             };
             let cx = Context {
@@ -134,7 +146,7 @@ pub fn spawn(
             let outcome = async {
                 fires::fire_due(&cx).await?;
                 compactions::advance(&cx, &mut compaction_beats).await?;
-                runs::advance(&cx, &mut bucket).await
+                runs::advance(&cx, &mut budgets).await
             }
             .await;
             stats.record(began.elapsed());
@@ -142,6 +154,7 @@ pub fn spawn(
                 Ok(()) => {}
                 Err(Failure::Deposed) => {
                     tracing::warn!("the store refused a write as deposed: no longer leading");
+                    publish.set(None);
                     leader = leader::Leader::new(
                         store.clone(),
                         &config.replica,
@@ -151,6 +164,7 @@ pub fn spawn(
                 Err(Failure::Store(error)) => tracing::warn!(%error, "scheduler tick failed"),
             }
         }
+        publish.set(None);
         leader.resign().await;
     })
 }

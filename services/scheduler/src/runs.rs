@@ -4,20 +4,32 @@
 //! cancelled, and put retrying runs back in the queue when their back-off
 //! is over.
 
-use crate::rate::Bucket;
 use crate::{jitter, write, Context, Failure};
+use futures::StreamExt;
+use sluice_core::rate::Bucket;
 use sluice_core::scheduling::glue::{GlueError, GlueRun, GlueState};
 use sluice_core::scheduling::glue::{AWS_SERVER_ID_ARG, AWS_STS_ENDPOINT_ARG, URL_ARG};
 use sluice_core::scheduling::run::{self, start_arguments, Transition};
 
 use sluice_core::scheduling::{Run, RunState};
 use sluice_store::{ScheduleWrite, Versioned};
+use std::collections::HashMap;
+use std::time::Instant;
 
 /// Runs handled per tick at most.
 const PER_TICK: u32 = 500;
+/// `StartJobRun` calls in flight at once.
+const CONCURRENT_STARTS: usize = 16;
 
-pub(crate) async fn advance(cx: &Context<'_>, bucket: &mut Bucket) -> Result<(), Failure> {
+/// The tick's Glue budgets: polls (`GetJobRun`, `GetJobRuns`) and starts.
+pub(crate) struct Budgets {
+    pub polls: Bucket,
+    pub starts: Bucket,
+}
+
+pub(crate) async fn advance(cx: &Context<'_>, budgets: &mut Budgets) -> Result<(), Failure> {
     let now = sluice_store::system_now();
+    let mut queued = Vec::new();
     for Versioned { value, version } in cx.store.active_runs(now, PER_TICK).await? {
         match value.state {
             RunState::Retrying => {
@@ -26,13 +38,53 @@ pub(crate) async fn advance(cx: &Context<'_>, bucket: &mut Bucket) -> Result<(),
                     save(cx, r, version, Some(t)).await?;
                 }
             }
-            RunState::Queued => start(cx, value, version).await?,
-            RunState::Starting => reconcile(cx, value, version, bucket).await?,
-            RunState::Running => follow(cx, value, version, bucket).await?,
+            RunState::Queued => queued.push(Versioned { value, version }),
+            RunState::Starting => reconcile(cx, value, version, &mut budgets.polls).await?,
+            RunState::Running => follow(cx, value, version, &mut budgets.polls).await?,
             _ => {}
         }
     }
-    Ok(())
+    start_queued(cx, queued, &mut budgets.starts).await
+}
+
+/// Start queued runs, oldest first: each job's limit and occupancy read
+/// once a tick however many of its runs wait, then the `StartJobRun` calls
+/// side by side, as many as the start budget allows (the rest wait for the
+/// next tick).
+async fn start_queued(
+    cx: &Context<'_>,
+    queued: Vec<Versioned<Run>>,
+    starts: &mut Bucket,
+) -> Result<(), Failure> {
+    let mut free: HashMap<String, u32> = HashMap::new();
+    let mut chosen = Vec::new();
+    for run in queued {
+        let job = run.value.job.clone();
+        if !free.contains_key(&job) {
+            let max = cx
+                .store
+                .job(&job)
+                .await?
+                .map_or(1, |j| j.spec.max_concurrent_runs);
+            let occupying = cx.store.occupying(&job).await?;
+            free.insert(job.clone(), max.saturating_sub(occupying));
+        }
+        let slots = free.get_mut(&job).expect("inserted above");
+        if *slots == 0 {
+            continue;
+        }
+        if !starts.take(Instant::now()) {
+            break;
+        }
+        *slots -= 1;
+        chosen.push(run);
+    }
+    let outcomes: Vec<Result<(), Failure>> = futures::stream::iter(chosen)
+        .map(|run| start(cx, run.value, run.version))
+        .buffer_unordered(CONCURRENT_STARTS)
+        .collect()
+        .await;
+    outcomes.into_iter().collect()
 }
 
 /// Write a run back (with the event of `t`); `None` if it changed meanwhile.
@@ -55,12 +107,7 @@ async fn save(
 }
 
 async fn start(cx: &Context<'_>, mut r: Run, version: i64) -> Result<(), Failure> {
-    let max = cx
-        .store
-        .job(&r.job)
-        .await?
-        .map_or(1, |j| j.spec.max_concurrent_runs);
-    if cx.store.occupying(&r.job).await? >= max || !cx.may_act() {
+    if !cx.may_act() {
         return Ok(());
     }
     let now = sluice_store::system_now();
@@ -141,7 +188,7 @@ async fn reconcile(
     let now = sluice_store::system_now();
     let waiting = now.0 - r.updated_at.0 < cx.config.adopt_after.as_millis() as i64;
     // `due_at`: the back-off after Glue did not answer.
-    if waiting || now.0 < r.due_at.0 || !bucket.take() {
+    if waiting || now.0 < r.due_at.0 || !bucket.take(Instant::now()) {
         return Ok(());
     }
     let stamp = r.stamp();
@@ -198,7 +245,7 @@ async fn follow(
             Err(error) => tracing::warn!(run = %r.id, %error, "BatchStopJobRun failed"),
         }
     }
-    if !bucket.take() {
+    if !bucket.take(Instant::now()) {
         return Ok(());
     }
     match cx.glue.get_job_run(&r.glue_job_name, &glue_id).await {

@@ -121,6 +121,8 @@ pub fn aws_auth(
 pub struct SchedulerSection {
     /// Total GetJobRun/GetJobRuns calls per second (default 10).
     pub glue_calls_per_second: Option<f64>,
+    /// StartJobRun calls per second at most (default 50).
+    pub glue_starts_per_second: Option<f64>,
     /// Longest wait between two polls of one run (default 30).
     pub run_poll_max_seconds: Option<u64>,
     /// TTL of the leader's lease: a dead leader is replaced after about
@@ -150,11 +152,16 @@ pub struct IcebergSection {
     /// The catalog of tables that name none.
     pub default_catalog: Option<String>,
     pub refresh_interval_seconds: Option<u64>,
+    /// Catalog calls a second for the snapshot watcher (all tables).
+    pub catalog_calls_per_second: Option<f64>,
 }
 
 /// The name of the embedded catalog.
 pub const EMBEDDED_CATALOG: &str = "local";
 pub const DEFAULT_REFRESH_INTERVAL_SECONDS: u64 = 30;
+/// Within Glue's default quotas for `GetTables`/`GetTable` with room to
+/// spare for the jobs' own calls.
+pub const DEFAULT_CATALOG_CALLS_PER_SECOND: f64 = 50.0;
 
 /// The catalogs to connect and the default one. With none configured, the
 /// embedded SQLite store gets the embedded catalog (`local`, a SQLite file

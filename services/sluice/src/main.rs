@@ -97,10 +97,16 @@ enum Cmd {
         /// configured one, or the embedded `local` one on SQLite).
         #[arg(long, env = "SLUICE__ICEBERG__DEFAULT_CATALOG")]
         default_catalog: Option<String>,
-        /// Seconds between two refreshes of every table's snapshot log
-        /// (default 30).
+        /// Shortest time, in seconds, between two reconcile passes of the
+        /// snapshot logs with their catalogs' listings (default 30; with
+        /// many tables the call budget spaces them further).
         #[arg(long, env = "SLUICE__ICEBERG__REFRESH_INTERVAL_SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
         refresh_interval_seconds: Option<u64>,
+        /// Catalog calls a second the snapshot watcher makes, for all
+        /// tables: listing pages, metadata reads, nudged refreshes
+        /// (default 50).
+        #[arg(long, env = "SLUICE__ICEBERG__CATALOG_CALLS_PER_SECOND")]
+        catalog_calls_per_second: Option<f64>,
         /// Seconds between two runs of the outbox (side effects such as a
         /// live hydration's view remap; default 1).
         #[arg(long, env = "SLUICE__OUTBOX__INTERVAL_SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
@@ -109,6 +115,10 @@ enum Cmd {
         /// makes to follow runs (default 10; Glue throttles per account).
         #[arg(long, env = "SLUICE__SCHEDULER__GLUE_CALLS_PER_SECOND")]
         glue_calls_per_second: Option<f64>,
+        /// Glue StartJobRun calls per second at most: a burst of due runs
+        /// is started side by side within it (default 50).
+        #[arg(long, env = "SLUICE__SCHEDULER__GLUE_STARTS_PER_SECOND")]
+        glue_starts_per_second: Option<f64>,
         /// Longest wait between two polls of one run in Glue (default 30).
         #[arg(long, env = "SLUICE__SCHEDULER__RUN_POLL_MAX_SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         run_poll_max_seconds: Option<u64>,
@@ -251,8 +261,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tls_key,
             default_catalog,
             refresh_interval_seconds,
+            catalog_calls_per_second,
             outbox_interval_seconds,
             glue_calls_per_second,
+            glue_starts_per_second,
             run_poll_max_seconds,
             leader_ttl_seconds,
             compaction_lease_ttl_seconds,
@@ -320,6 +332,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .or(file.iceberg.refresh_interval_seconds)
                         .unwrap_or(config::DEFAULT_REFRESH_INTERVAL_SECONDS),
                 ),
+                catalog_calls_per_second: catalog_calls_per_second
+                    .or(file.iceberg.catalog_calls_per_second)
+                    .filter(|r| *r > 0.0)
+                    .unwrap_or(config::DEFAULT_CATALOG_CALLS_PER_SECOND),
                 outbox_interval: Duration::from_secs(outbox_interval_seconds.unwrap_or(1)),
                 aws_region: file.aws.region.clone(),
                 aws_endpoint_url: file.aws.endpoint_url.clone(),
@@ -330,6 +346,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .or(file.scheduler.glue_calls_per_second)
                     .filter(|r| *r > 0.0)
                     .unwrap_or(defaults.glue_calls_per_second),
+                glue_starts_per_second: glue_starts_per_second
+                    .or(file.scheduler.glue_starts_per_second)
+                    .filter(|r| *r > 0.0)
+                    .unwrap_or(defaults.glue_starts_per_second),
                 poll: sluice_core::scheduling::PollPolicy {
                     max_ms: run_poll_max_seconds
                         .or(file.scheduler.run_poll_max_seconds)
@@ -390,6 +410,7 @@ struct Iceberg {
     catalogs: Vec<sluice_iceberg::CatalogConfig>,
     default_catalog: Option<String>,
     refresh_interval: Duration,
+    catalog_calls_per_second: f64,
     /// How often the outbox's executor runs.
     outbox_interval: Duration,
     /// `[aws]`: for sluice's own AWS calls (Glue containers' views).
@@ -414,13 +435,23 @@ async fn serve(
         sluice_iceberg::Catalogs::connect(&iceberg.catalogs, iceberg.default_catalog.as_deref())
             .await?,
     );
+    // The scheduler's leader lease also leads the watcher's reconcile and
+    // the outbox: a follower replica calls no catalog, Glue or container.
+    let (publish, leadership) = sluice_store::leadership();
     // No catalog, nothing to refresh (a PostgreSQL deployment before its
     // catalogs are configured).
     let (nudges, watcher) = if iceberg.catalogs.is_empty() {
         (sluice_store::Nudges::nowhere(), None)
     } else {
-        let (nudges, task) =
-            sluice_store::spawn_watcher(store.clone(), catalogs.clone(), iceberg.refresh_interval);
+        let (nudges, task) = sluice_store::spawn_watcher(
+            store.clone(),
+            catalogs.clone(),
+            sluice_store::WatchConfig {
+                interval: iceberg.refresh_interval,
+                catalog_calls_per_second: iceberg.catalog_calls_per_second,
+            },
+            leadership.clone(),
+        );
         (nudges, Some(task))
     };
     let views: std::sync::Arc<dyn sluice_core::views::ViewPort> =
@@ -439,6 +470,7 @@ async fn serve(
         glue,
         catalogs.clone(),
         scheduler,
+        publish,
         stop_scheduler.clone(),
     );
     let executor = sluice_store::spawn_executor(
@@ -448,6 +480,7 @@ async fn serve(
             catalogs: catalogs.clone(),
         },
         iceberg.outbox_interval,
+        leadership,
     );
     let listener = server::bind(bind)
         .await

@@ -15,6 +15,7 @@ mod dynamo;
 mod error;
 mod hub;
 mod hydrations;
+mod leadership;
 pub mod leases;
 mod live;
 mod outbox;
@@ -33,6 +34,7 @@ mod writer;
 pub use dynamo::{DynamoConfig, DEFAULT_SKEW_MARGIN, WAKE_INTERVAL};
 pub use error::StoreError;
 pub use hub::{Hub, Wake};
+pub use leadership::{leadership, Leadership, Publish};
 pub use leases::{HydrationCommand, HydrationReply};
 pub use outbox::{spawn_executor, OutboxPorts, RemapError, RemapOrder, MAPPED};
 pub use ports::{
@@ -42,7 +44,7 @@ pub use ports::{
     VersionSummary, Versioned, Written,
 };
 pub use pruner::Retention;
-pub use snapshot_log::{spawn_watcher, Nudges, RefreshError, Refreshed};
+pub use snapshot_log::{spawn_watcher, Nudges, RefreshError, Refreshed, WatchConfig};
 pub use writer::Answer;
 
 use sluice_core::{

@@ -12,6 +12,7 @@
 //! does not answer holds back only its own.
 
 use crate::error::StoreError;
+use crate::leadership::Leadership;
 use crate::leases::Job;
 use crate::ports::DueIntent;
 use crate::writer::Slot;
@@ -771,12 +772,16 @@ pub fn spawn_executor(
     store: Store,
     ports: OutboxPorts,
     interval: Duration,
+    mut leadership: Leadership,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let busy = Busy::default();
         let mut tick = tokio::time::interval(interval);
         loop {
             tick.tick().await;
+            // Only the leader carries intents out: a follower reads no
+            // intent and calls no container or catalog.
+            leadership.until_leading().await;
             if let Err(error) = store.start_due(&ports, &busy).await {
                 tracing::warn!(%error, "outbox run failed");
             }

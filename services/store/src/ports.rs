@@ -190,6 +190,13 @@ pub trait SnapshotPort: Send + Sync + 'static {
         &'a self,
         table: &'a TableName,
     ) -> BoxFuture<'a, Result<Option<CatalogState>, StoreError>>;
+    /// What the last refresh of each table after `after` read, by name:
+    /// what a reconcile pass compares a catalog's listing with.
+    fn catalog_states<'a>(
+        &'a self,
+        after: &'a str,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<CatalogState>, StoreError>>;
     /// Snapshots after `(sequence_number, snapshot_id)`, in that order.
     fn snapshots<'a>(
         &'a self,

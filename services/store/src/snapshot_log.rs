@@ -1,18 +1,29 @@
 //! The table snapshot log's database-neutral half. A refresh reads a
 //! table's metadata through the catalog port, compares it with the log by
-//! the core's rule, and records what changed in one transaction; the
-//! watcher refreshes every registered table at an interval, and sooner the
-//! tables it is nudged about (a batch or a progress report named a
-//! snapshot the log does not hold).
+//! the core's rule, and records what changed in one transaction.
+//!
+//! The watcher keeps the logs fresh at a cost that follows changes, not
+//! tables. On the leader only, a reconcile pass lists each catalog's
+//! tables with their metadata locations (Glue: a `GetTables` page per 100
+//! tables of a database; the SQL catalog: one query) and reads metadata
+//! only for the tables whose location moved; a catalog without a listing
+//! (REST) has each table read. Every catalog call, listings, reads and
+//! nudged refreshes alike, is spent from one budget, and the passes are
+//! spaced so that listings take at most half of it. On every replica, a
+//! nudged table (a batch or a progress report named a snapshot the log
+//! does not hold) is refreshed at once.
 
 use crate::error::StoreError;
+use crate::leadership::Leadership;
 use crate::ports::SnapshotChanges;
 use crate::Store;
 use futures::StreamExt;
-use sluice_core::snapshots::{self, CatalogError, CatalogPort};
+use sluice_core::rate::Bucket;
+use sluice_core::snapshots::{self, reconcile, CatalogError, CatalogPort, Known, Listing, Verdict};
 use sluice_core::{EventKind, NewEvent, TableName};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 #[derive(Debug, thiserror::Error)]
@@ -124,61 +135,337 @@ impl Nudges {
     }
 }
 
-/// Refreshes at most this many tables at once.
-const CONCURRENT_REFRESHES: usize = 8;
+/// How the watcher spends catalog calls.
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    /// The shortest time between two reconcile passes.
+    pub interval: Duration,
+    /// Catalog calls a second, for all tables: listing pages, metadata
+    /// reads and nudged refreshes.
+    pub catalog_calls_per_second: f64,
+}
 
-/// Refresh every registered table every `interval`, and a nudged table at
-/// once. Each replica runs one (refreshes are idempotent; the log's rows
-/// are locked while one is recorded).
+/// Reads at most this many tables' metadata at once.
+const CONCURRENT_REFRESHES: usize = 8;
+/// Registered tables and recorded states are read in pages of this many.
+const PAGE: u32 = 1_000;
+
+/// The calls budget, shared by the reconcile and the nudges.
+struct Budget(tokio::sync::Mutex<Bucket>);
+
+impl Budget {
+    /// Wait for one call's token.
+    async fn spend(&self) {
+        loop {
+            let wait = match self.0.lock().await.take_or_wait(Instant::now()) {
+                Ok(()) => return,
+                Err(wait) => wait,
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Start the watcher: the reconcile on the leader, nudges everywhere.
 pub fn spawn_watcher(
     store: Store,
     catalogs: Arc<dyn CatalogPort>,
-    interval: Duration,
+    config: WatchConfig,
+    leadership: Leadership,
 ) -> (Nudges, tokio::task::JoinHandle<()>) {
-    let (tx, mut nudged) = mpsc::channel::<(TableName, i64)>(1024);
+    let (tx, nudged) = mpsc::channel::<(TableName, i64)>(1024);
+    let budget = Arc::new(Budget(tokio::sync::Mutex::new(Bucket::new(
+        config.catalog_calls_per_second,
+        Instant::now(),
+    ))));
+    store
+        .stats
+        .catalog_budget(config.catalog_calls_per_second.max(0.1));
     let task = tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => refresh_all(&store, catalogs.as_ref()).await,
-                Some((table, snapshot)) = nudged.recv() => {
-                    if matches!(store.backend.has_snapshot(&table, snapshot).await, Ok(true)) {
-                        continue;
-                    }
-                    if let Err(e) = store.refresh_snapshots(catalogs.as_ref(), &table, None).await {
-                        tracing::debug!(%table, error = %e, "nudged refresh failed");
-                    }
-                }
-            }
-        }
+        tokio::join!(
+            reconcile_while_leading(&store, catalogs.as_ref(), &config, &budget, leadership),
+            refresh_nudged(&store, catalogs.as_ref(), &budget, nudged),
+        );
     });
     (Nudges(tx), task)
 }
 
-async fn refresh_all(store: &Store, catalogs: &dyn CatalogPort) {
-    let mut after: Option<String> = None;
+async fn refresh_nudged(
+    store: &Store,
+    catalogs: &dyn CatalogPort,
+    budget: &Budget,
+    mut nudged: mpsc::Receiver<(TableName, i64)>,
+) {
+    while let Some((table, snapshot)) = nudged.recv().await {
+        if matches!(store.backend.has_snapshot(&table, snapshot).await, Ok(true)) {
+            continue;
+        }
+        budget.spend().await;
+        store.stats.catalog_call("read");
+        if let Err(e) = store.refresh_snapshots(catalogs, &table, None).await {
+            tracing::debug!(%table, error = %e, "nudged refresh failed");
+        }
+    }
+}
+
+async fn reconcile_while_leading(
+    store: &Store,
+    catalogs: &dyn CatalogPort,
+    config: &WatchConfig,
+    budget: &Budget,
+    mut leadership: Leadership,
+) {
+    let mut said: Option<(usize, Duration)> = None;
     loop {
-        let page = match store.tables(after.as_deref(), 500, &[]).await {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::warn!(error = %e, "listing tables to refresh failed");
-                return;
+        leadership.until_leading().await;
+        let began = Instant::now();
+        let interval = match Pass::plan(store, catalogs).await {
+            Ok(pass) => {
+                let interval = reconcile::interval(
+                    pass.listing_calls(catalogs),
+                    config.catalog_calls_per_second,
+                    config.interval,
+                );
+                if said != Some((pass.tables, interval)) {
+                    tracing::info!(
+                        tables = pass.tables,
+                        listing_calls = pass.listing_calls(catalogs),
+                        calls_per_second = config.catalog_calls_per_second,
+                        "snapshot logs reconciled every {:.1} s",
+                        interval.as_secs_f64()
+                    );
+                    said = Some((pass.tables, interval));
+                }
+                store.stats.reconcile_planned(pass.tables, interval);
+                let moved = pass.run(store, catalogs, budget, &leadership).await;
+                store.stats.reconciled(moved, began.elapsed());
+                interval
+            }
+            Err(error) => {
+                tracing::warn!(%error, "reading the tables to reconcile failed");
+                config.interval
             }
         };
-        let Some(last) = page.last() else { return };
-        after = Some(last.state.name.to_string());
-        let full = page.len() == 500;
-        futures::stream::iter(page)
-            .for_each_concurrent(CONCURRENT_REFRESHES, |summary| async move {
-                let table = summary.state.name;
-                if let Err(e) = store.refresh_snapshots(catalogs, &table, None).await {
+        tokio::time::sleep_until((began + interval).into()).await;
+    }
+}
+
+/// One reconcile pass: the registered tables, by catalog and namespace,
+/// with what the log last read of each.
+struct Pass {
+    tables: usize,
+    /// Catalog -> namespace -> its tables.
+    groups: BTreeMap<String, BTreeMap<String, Vec<TableName>>>,
+    known: HashMap<String, Known>,
+}
+
+impl Pass {
+    async fn plan(store: &Store, catalogs: &dyn CatalogPort) -> Result<Pass, StoreError> {
+        let mut pass = Pass {
+            tables: 0,
+            groups: BTreeMap::new(),
+            known: HashMap::new(),
+        };
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.tables(after.as_deref(), PAGE, &[]).await?;
+            let full = page.len() == PAGE as usize;
+            after = page.last().map(|t| t.state.name.to_string());
+            for summary in page {
+                let state = summary.state;
+                let Some(catalog) = state
+                    .settings
+                    .catalog
+                    .or_else(|| catalogs.default_catalog().map(str::to_owned))
+                else {
+                    continue;
+                };
+                let (namespace, _) = state.name.as_str().rsplit_once('.').unwrap_or(("", ""));
+                pass.groups
+                    .entry(catalog)
+                    .or_default()
+                    .entry(namespace.to_owned())
+                    .or_default()
+                    .push(state.name.clone());
+                pass.tables += 1;
+            }
+            if !full {
+                break;
+            }
+        }
+        let mut after = String::new();
+        loop {
+            let page = store.backend.catalog_states(&after, PAGE).await?;
+            let full = page.len() == PAGE as usize;
+            if let Some(last) = page.last() {
+                after = last.table.to_string();
+            }
+            for state in page {
+                pass.known.insert(
+                    state.table.as_str().to_lowercase(),
+                    Known {
+                        metadata_location: state.metadata_location,
+                        failed: state.error.is_some(),
+                    },
+                );
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(pass)
+    }
+
+    /// What listing every catalog costs, by what each offers.
+    fn listing_calls(&self, catalogs: &dyn CatalogPort) -> u64 {
+        self.groups
+            .iter()
+            .map(|(catalog, namespaces)| match catalogs.listing(catalog) {
+                Listing::Catalog => 1,
+                Listing::Namespace { page } => namespaces
+                    .values()
+                    .map(|t| reconcile::pages(t.len(), page))
+                    .sum(),
+                Listing::None => namespaces.values().map(|t| t.len() as u64).sum(),
+            })
+            .sum()
+    }
+
+    /// List, compare, read what moved. Stops early when leadership is
+    /// lost. Answers how many tables were read.
+    async fn run(
+        &self,
+        store: &Store,
+        catalogs: &dyn CatalogPort,
+        budget: &Budget,
+        leadership: &Leadership,
+    ) -> u64 {
+        let mut reads: Vec<&TableName> = Vec::new();
+        for (catalog, namespaces) in &self.groups {
+            let listing = catalogs.listing(catalog);
+            let mut listed: HashMap<String, Option<String>> = HashMap::new();
+            let mut unlisted: Vec<&str> = Vec::new();
+            match listing {
+                Listing::None => {
+                    reads.extend(namespaces.values().flatten());
+                    continue;
+                }
+                Listing::Catalog => {
+                    if !self
+                        .list(
+                            store,
+                            catalogs,
+                            budget,
+                            leadership,
+                            catalog,
+                            None,
+                            &mut listed,
+                        )
+                        .await
+                    {
+                        continue;
+                    }
+                }
+                Listing::Namespace { .. } => {
+                    for namespace in namespaces.keys() {
+                        let ns = Some(namespace.as_str());
+                        if !self
+                            .list(
+                                store,
+                                catalogs,
+                                budget,
+                                leadership,
+                                catalog,
+                                ns,
+                                &mut listed,
+                            )
+                            .await
+                        {
+                            unlisted.push(namespace);
+                        }
+                    }
+                }
+            }
+            for (namespace, tables) in namespaces {
+                if unlisted.contains(&namespace.as_str()) {
+                    continue;
+                }
+                for table in tables {
+                    let key = table.as_str().to_lowercase();
+                    let entry = listed.get(&key).map(Option::as_deref);
+                    match reconcile::verdict(self.known.get(&key), entry) {
+                        Verdict::Unchanged => {}
+                        Verdict::Read => reads.push(table),
+                        Verdict::Missing => {
+                            let error = CatalogError::NoSuchTable {
+                                catalog: catalog.clone(),
+                                table: table.to_string(),
+                            };
+                            let at = crate::system_now();
+                            let recorded = store
+                                .backend
+                                .record_refresh_error(table, catalog, &error.to_string(), at)
+                                .await;
+                            if let Err(e) = recorded {
+                                tracing::warn!(%table, error = %e, "recording a missing table failed");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let moved = reads.len() as u64;
+        futures::stream::iter(reads)
+            .for_each_concurrent(CONCURRENT_REFRESHES, |table| async move {
+                if !leadership.leading() {
+                    return;
+                }
+                budget.spend().await;
+                store.stats.catalog_call("read");
+                if let Err(e) = store.refresh_snapshots(catalogs, table, None).await {
                     tracing::debug!(%table, error = %e, "refresh failed");
                 }
             })
             .await;
-        if !full {
-            return;
+        moved
+    }
+
+    /// Every page of one listing into `listed`; `false` when it failed
+    /// (its tables wait for the next pass) or leadership was lost.
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        store: &Store,
+        catalogs: &dyn CatalogPort,
+        budget: &Budget,
+        leadership: &Leadership,
+        catalog: &str,
+        namespace: Option<&str>,
+        listed: &mut HashMap<String, Option<String>>,
+    ) -> bool {
+        let mut next: Option<String> = None;
+        loop {
+            budget.spend().await;
+            if !leadership.leading() {
+                return false;
+            }
+            store.stats.catalog_call("listing");
+            match catalogs
+                .list_page(catalog, namespace, next.as_deref())
+                .await
+            {
+                Ok(page) => {
+                    listed.extend(page.tables);
+                    next = page.next;
+                    if next.is_none() {
+                        return true;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(catalog, namespace, %error, "listing a catalog failed");
+                    return false;
+                }
+            }
         }
     }
 }

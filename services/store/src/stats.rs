@@ -91,6 +91,20 @@ struct Inner {
     splits: BTreeMap<&'static str, u64>,
     /// Pin tags carried out by this process, by outcome.
     pin_tags: BTreeMap<&'static str, u64>,
+    /// The snapshot watcher's catalog calls, by kind (`listing`, `read`).
+    catalog_calls: BTreeMap<&'static str, u64>,
+    reconcile: Reconcile,
+}
+
+/// The snapshot watcher's reconcile, as this process runs it.
+#[derive(Default)]
+struct Reconcile {
+    budget: f64,
+    tables: usize,
+    interval: std::time::Duration,
+    passes: u64,
+    moved: u64,
+    last_pass: std::time::Duration,
 }
 
 #[derive(Default)]
@@ -130,6 +144,37 @@ impl StoreStats {
             .pin_tags
             .entry(outcome)
             .or_default() += 1;
+    }
+
+    /// The watcher's budget of catalog calls a second.
+    pub(crate) fn catalog_budget(&self, per_second: f64) {
+        self.0.lock().expect("stats lock").reconcile.budget = per_second;
+    }
+
+    /// One catalog call by the watcher: a `listing` page or a `read`.
+    pub(crate) fn catalog_call(&self, kind: &'static str) {
+        *self
+            .0
+            .lock()
+            .expect("stats lock")
+            .catalog_calls
+            .entry(kind)
+            .or_default() += 1;
+    }
+
+    /// A reconcile pass over `tables`, spaced `interval` from the next.
+    pub(crate) fn reconcile_planned(&self, tables: usize, interval: std::time::Duration) {
+        let r = &mut self.0.lock().expect("stats lock").reconcile;
+        r.tables = tables;
+        r.interval = interval;
+    }
+
+    /// A pass ended, having read `moved` tables, after `took`.
+    pub(crate) fn reconciled(&self, moved: u64, took: std::time::Duration) {
+        let r = &mut self.0.lock().expect("stats lock").reconcile;
+        r.passes += 1;
+        r.moved += moved;
+        r.last_pass = took;
     }
 
     /// The lease transitions a committed batch made: its events, with the
@@ -200,6 +245,52 @@ impl StoreStats {
                 out,
                 "sluice_pin_tag_writes_total{{outcome=\"{outcome}\"}} {n}"
             );
+        }
+        out.push_str("# HELP sluice_catalog_calls_total Catalog calls by this process's snapshot watcher, by kind (listing: a page of a catalog's table listing; read: one table's metadata).\n");
+        out.push_str("# TYPE sluice_catalog_calls_total counter\n");
+        for (kind, n) in &inner.catalog_calls {
+            let _ = writeln!(out, "sluice_catalog_calls_total{{kind=\"{kind}\"}} {n}");
+        }
+        let r = &inner.reconcile;
+        for (name, kind, help, value) in [
+            (
+                "sluice_catalog_calls_per_second",
+                "gauge",
+                "The watcher's budget of catalog calls a second, shared by all tables.",
+                r.budget,
+            ),
+            (
+                "sluice_snapshot_reconcile_interval_seconds",
+                "gauge",
+                "Time between reconcile passes on this replica: set by the budget and the table count (0: not leading yet).",
+                r.interval.as_secs_f64(),
+            ),
+            (
+                "sluice_snapshot_reconcile_tables",
+                "gauge",
+                "Registered tables the last reconcile pass compared with their catalog's listing.",
+                r.tables as f64,
+            ),
+            (
+                "sluice_snapshot_reconcile_last_pass_seconds",
+                "gauge",
+                "How long the last reconcile pass took, listing and reads.",
+                r.last_pass.as_secs_f64(),
+            ),
+            (
+                "sluice_snapshot_reconcile_passes_total",
+                "counter",
+                "Reconcile passes this replica ran (only the leader runs them).",
+                r.passes as f64,
+            ),
+            (
+                "sluice_snapshot_reconcile_moved_total",
+                "counter",
+                "Tables whose metadata a reconcile pass read: moved, new or failing.",
+                r.moved as f64,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         }
         let modes = &inner.leases;
         for (name, help, get) in [

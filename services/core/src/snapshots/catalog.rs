@@ -61,12 +61,47 @@ pub enum TagError {
 /// `true` when a commit was made, `false` when the table already was so.
 pub type TagFuture<'a> = Pin<Box<dyn Future<Output = Result<bool, TagError>> + Send + 'a>>;
 
+/// How a catalog lists its tables' metadata locations, cheaply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// One call lists every table of the catalog (an SQL catalog's query).
+    Catalog,
+    /// Pages per namespace (Glue's `GetTables`), of at most this many.
+    Namespace { page: usize },
+    /// No cheap listing: each table's metadata is loaded.
+    None,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListedPage {
+    /// Each table as `namespace.table`, in lower case (catalogs such as
+    /// Glue fold case), with its metadata location (`None`: the entry is
+    /// not an Iceberg table).
+    pub tables: Vec<(String, Option<String>)>,
+    /// Where the next page starts, if there is one.
+    pub next: Option<String>,
+}
+
+pub type ListFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<ListedPage, CatalogError>> + Send + 'a>>;
+
 /// Reads table metadata from the named catalogs, and writes tags to them.
 pub trait CatalogPort: Send + Sync + 'static {
     /// The catalog used for a table that names none, if there is one.
     fn default_catalog(&self) -> Option<&str>;
     /// The current metadata of `table` in `catalog`.
     fn table_metadata<'a>(&'a self, catalog: &'a str, table: &'a TableName) -> CatalogFuture<'a>;
+    /// How `catalog` lists its tables (what a reconcile pass costs).
+    fn listing(&self, catalog: &str) -> Listing;
+    /// A page of `catalog`'s listing: of `namespace` (for a listing by
+    /// namespace; a missing namespace lists no table), from `next`.
+    fn list_page<'a>(
+        &'a self,
+        catalog: &'a str,
+        namespace: Option<&'a str>,
+        next: Option<&'a str>,
+    ) -> ListFuture<'a>;
     /// Whether hydrations' pins are mirrored as tags in `catalog`'s tables.
     fn pin_tags(&self, catalog: &str) -> bool;
     /// Make tag `name` of `table` what `target` says (`None`: no tag).

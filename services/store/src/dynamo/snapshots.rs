@@ -92,6 +92,20 @@ struct CatalogDoc {
     claim: Option<Claim>,
 }
 
+impl From<CatalogDoc> for CatalogState {
+    fn from(d: CatalogDoc) -> CatalogState {
+        CatalogState {
+            table: d.table,
+            catalog: d.catalog,
+            metadata_location: d.metadata_location,
+            current_snapshot_id: d.current_snapshot_id,
+            refreshed_at: d.refreshed_at,
+            error: d.error,
+            error_at: d.error_at,
+        }
+    }
+}
+
 impl CatalogDoc {
     fn new(table: &TableName, catalog: &str) -> CatalogDoc {
         CatalogDoc {
@@ -273,15 +287,33 @@ impl SnapshotPort for DynamoBackend {
             // A root that only a large first refresh's claim created has
             // recorded nothing yet: SQL backends have no row for it.
             let recorded = found.filter(|d| d.refreshed_at.is_some() || d.error.is_some());
-            Ok(recorded.map(|d| CatalogState {
-                table: d.table,
-                catalog: d.catalog,
-                metadata_location: d.metadata_location,
-                current_snapshot_id: d.current_snapshot_id,
-                refreshed_at: d.refreshed_at,
-                error: d.error,
-                error_at: d.error_at,
-            }))
+            Ok(recorded.map(CatalogState::from))
+        }
+        .boxed()
+    }
+
+    fn catalog_states<'a>(
+        &'a self,
+        after: &'a str,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<CatalogState>, StoreError>> {
+        async move {
+            let range = match after {
+                "" => Range::All,
+                after => Range::After(after.to_owned()),
+            };
+            // A root that only a large first refresh's claim made has
+            // recorded nothing yet: left out, as `catalog_state` does.
+            let recorded = |item: &Attrs| {
+                doc::<CatalogDoc>(item).is_ok_and(|d| d.refreshed_at.is_some() || d.error.is_some())
+            };
+            let items = self
+                .query(ROOT, range, true, limit as usize, recorded)
+                .await?;
+            items
+                .iter()
+                .map(|item| doc::<CatalogDoc>(item).map(CatalogState::from))
+                .collect()
         }
         .boxed()
     }

@@ -100,6 +100,22 @@ impl SnapshotPort for PgBackend {
         .boxed()
     }
 
+    fn catalog_states<'a>(
+        &'a self,
+        after: &'a str,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<CatalogState>, StoreError>> {
+        async move {
+            let rows: Vec<CatalogStateRow> = sqlx::query_as(CATALOG_STATES_AFTER)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+            rows.into_iter().map(CatalogState::try_from).collect()
+        }
+        .boxed()
+    }
+
     fn snapshots<'a>(
         &'a self,
         table: &'a TableName,

@@ -66,6 +66,10 @@ impl TryFrom<CatalogStateRow> for CatalogState {
 
 /// A page of the log: by sequence number, then id (Iceberg v1 tables
 /// number every snapshot 0).
+pub const CATALOG_STATES_AFTER: &str = "SELECT table_name, catalog, metadata_location, \
+    current_snapshot_id, refreshed_at, error, error_at FROM table_catalog_state \
+    WHERE table_name > $1 ORDER BY table_name LIMIT $2";
+
 pub const SNAPSHOT_PAGE: &str = "SELECT snapshot_id, parent_id, sequence_number, committed_at, \
      operation, summary, expired_at FROM table_snapshots \
      WHERE table_name = $1 AND (sequence_number, snapshot_id) > ($2, $3) \

@@ -1,0 +1,112 @@
+//! Change detection: which registered tables a catalog's listing says
+//! moved, so that only those cost a metadata read. A catalog commit writes
+//! a new metadata file, so a table whose listed metadata location is the
+//! one the log last read has nothing new.
+
+/// What the log last read of a table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Known {
+    pub metadata_location: Option<String>,
+    /// The last refresh failed (its error is on the table).
+    pub failed: bool,
+}
+
+/// What to do with one registered table after a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The log is up to date.
+    Unchanged,
+    /// Read its metadata.
+    Read,
+    /// The catalog does not list it: record that, without a call.
+    Missing,
+}
+
+/// `listed`: `None` when the listing does not hold the table, else the
+/// location it gives (`None` when the entry is not an Iceberg table).
+pub fn verdict(known: Option<&Known>, listed: Option<Option<&str>>) -> Verdict {
+    match (known, listed) {
+        (_, None) => Verdict::Missing,
+        // Not an Iceberg table (yet): a read says why, once.
+        (Some(k), Some(None)) if k.failed && k.metadata_location.is_none() => Verdict::Unchanged,
+        (_, Some(None)) => Verdict::Read,
+        (Some(k), Some(Some(at))) if !k.failed && k.metadata_location.as_deref() == Some(at) => {
+            Verdict::Unchanged
+        }
+        (_, Some(Some(_))) => Verdict::Read,
+    }
+}
+
+/// How long a reconcile pass of `listing_calls` calls should take at the
+/// least, within `calls_per_second` and never sooner than `floor`: half the
+/// budget goes to listings, the rest to the reads of what moved and to
+/// nudged refreshes.
+pub fn interval(
+    listing_calls: u64,
+    calls_per_second: f64,
+    floor: std::time::Duration,
+) -> std::time::Duration {
+    let seconds = listing_calls as f64 / (calls_per_second.max(0.1) / 2.0);
+    floor.max(std::time::Duration::from_secs_f64(seconds))
+}
+
+/// Listing calls for `tables` tables in a namespace read by pages of
+/// `page` (at least one, for an empty namespace).
+pub fn pages(tables: usize, page: usize) -> u64 {
+    tables.div_ceil(page.max(1)).max(1) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn known(at: Option<&str>, failed: bool) -> Known {
+        Known {
+            metadata_location: at.map(str::to_owned),
+            failed,
+        }
+    }
+
+    #[test]
+    fn only_a_moved_location_or_a_failure_costs_a_read() {
+        let read = known(Some("s3://t/m/1.json"), false);
+        assert_eq!(
+            verdict(Some(&read), Some(Some("s3://t/m/1.json"))),
+            Verdict::Unchanged
+        );
+        assert_eq!(
+            verdict(Some(&read), Some(Some("s3://t/m/2.json"))),
+            Verdict::Read
+        );
+        // Never read, or last read failed: read.
+        assert_eq!(verdict(None, Some(Some("s3://t/m/1.json"))), Verdict::Read);
+        let failed = known(Some("s3://t/m/1.json"), true);
+        assert_eq!(
+            verdict(Some(&failed), Some(Some("s3://t/m/1.json"))),
+            Verdict::Read
+        );
+        // Gone from the catalog: recorded without a call.
+        assert_eq!(verdict(Some(&read), None), Verdict::Missing);
+        assert_eq!(verdict(None, None), Verdict::Missing);
+        // Listed without a location: read once; its failure then stands.
+        assert_eq!(verdict(None, Some(None)), Verdict::Read);
+        assert_eq!(
+            verdict(Some(&known(None, true)), Some(None)),
+            Verdict::Unchanged
+        );
+    }
+
+    #[test]
+    fn the_interval_follows_the_budget_and_the_table_count() {
+        let floor = Duration::from_secs(30);
+        // 100,000 tables in pages of 100 at 50 calls/s: 1,000 pages, 40 s.
+        let calls: u64 = (0..100).map(|_| pages(1_000, 100)).sum();
+        assert_eq!(calls, 1_000);
+        assert_eq!(interval(calls, 50.0, floor), Duration::from_secs(40));
+        // Few tables: the floor.
+        assert_eq!(interval(3, 50.0, floor), floor);
+        assert_eq!(pages(0, 100), 1);
+        assert_eq!(pages(101, 100), 2);
+    }
+}
