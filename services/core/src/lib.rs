@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod aws_events;
 pub mod aws_identity;
 pub mod containers;
 pub mod error;

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod compactions;
+pub mod events;
 mod fires;
 mod glue;
 pub mod leader;
@@ -110,6 +111,7 @@ pub fn spawn(
     catalogs: Arc<dyn CatalogPort>,
     config: SchedulerConfig,
     publish: sluice_store::Publish,
+    mut runs_changed: Option<tokio::sync::mpsc::Receiver<events::RunChanged>>,
     stop: tokio_util::sync::CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -122,6 +124,8 @@ pub fn spawn(
         };
         let mut compaction_beats = compactions::Beats::default();
         let mut stats = TickStats::default();
+        // Runs an AWS event said changed, waiting for a poll token.
+        let mut changed: Vec<events::RunChanged> = Vec::new();
         let mut tick = tokio::time::interval(config.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -142,8 +146,19 @@ pub fn spawn(
                 fence,
                 leader: &leader,
             };
+            if let Some(rx) = runs_changed.as_mut() {
+                while let Ok(run) = rx.try_recv() {
+                    changed.push(run);
+                }
+            }
             let began = std::time::Instant::now();
             let outcome = async {
+                while let Some(run) = changed.first() {
+                    if !runs::confirm(&cx, run, &mut budgets.polls).await? {
+                        break;
+                    }
+                    changed.remove(0);
+                }
                 fires::fire_due(&cx).await?;
                 compactions::advance(&cx, &mut compaction_beats).await?;
                 runs::advance(&cx, &mut budgets).await

@@ -4,14 +4,15 @@
 //! cancelled, and put retrying runs back in the queue when their back-off
 //! is over.
 
+use crate::events::RunChanged;
 use crate::{jitter, write, Context, Failure};
 use futures::StreamExt;
 use sluice_core::rate::Bucket;
 use sluice_core::scheduling::glue::{GlueError, GlueRun, GlueState};
-use sluice_core::scheduling::glue::{AWS_SERVER_ID_ARG, AWS_STS_ENDPOINT_ARG, URL_ARG};
+use sluice_core::scheduling::glue::{AWS_SERVER_ID_ARG, AWS_STS_ENDPOINT_ARG, RUN_ID_ARG, URL_ARG};
 use sluice_core::scheduling::run::{self, start_arguments, Transition};
 
-use sluice_core::scheduling::{Run, RunState};
+use sluice_core::scheduling::{Run, RunId, RunState};
 use sluice_store::{ScheduleWrite, Versioned};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -215,6 +216,57 @@ async fn reconcile(
     }
 }
 
+/// What Glue says of a run, recorded.
+async fn observed(
+    cx: &Context<'_>,
+    mut r: Run,
+    version: i64,
+    glue: &GlueRun,
+) -> Result<(), Failure> {
+    let t = r.observed(glue, sluice_store::system_now(), cx.config.poll, jitter());
+    save(cx, r, version, t).await.map(|_| ())
+}
+
+/// An AWS event said a Glue run changed state: read it now (one
+/// `GetJobRun`, within the poll budget; `false` when there was no token,
+/// to be tried next tick) and record it if it is a run sluice follows.
+pub(crate) async fn confirm(
+    cx: &Context<'_>,
+    changed: &RunChanged,
+    bucket: &mut Bucket,
+) -> Result<bool, Failure> {
+    if !bucket.take(Instant::now()) {
+        return Ok(false);
+    }
+    let glue = match cx
+        .glue
+        .get_job_run(&changed.job_name, &changed.run_id)
+        .await
+    {
+        Ok(glue) => glue,
+        // Not a run of a job sluice can read (another team's), or Glue
+        // did not answer: the polls carry on as before.
+        Err(error) => {
+            tracing::debug!(glue_run = %changed.run_id, %error, "an AWS event named a run sluice cannot read");
+            return Ok(true);
+        }
+    };
+    let Some(id) = glue
+        .arguments
+        .get(RUN_ID_ARG)
+        .and_then(|id| id.parse::<RunId>().ok())
+    else {
+        return Ok(true);
+    };
+    let Some(Versioned { value, version }) = cx.store.run(id).await? else {
+        return Ok(true);
+    };
+    if value.state == RunState::Running && value.glue_run_id.as_deref() == Some(&changed.run_id) {
+        observed(cx, value, version, &glue).await?;
+    }
+    Ok(true)
+}
+
 async fn follow(
     cx: &Context<'_>,
     mut r: Run,
@@ -249,10 +301,7 @@ async fn follow(
         return Ok(());
     }
     match cx.glue.get_job_run(&r.glue_job_name, &glue_id).await {
-        Ok(glue) => {
-            let t = r.observed(&glue, now, cx.config.poll, jitter());
-            save(cx, r, version, t).await.map(|_| ())
-        }
+        Ok(glue) => observed(cx, r, version, &glue).await,
         Err(error) => {
             tracing::warn!(run = %r.id, %error, "GetJobRun failed; polling later");
             r.quiet_polls += 1;

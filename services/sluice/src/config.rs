@@ -58,6 +58,9 @@ pub struct FileConfig {
     pub aws: AwsSection,
     #[serde(default)]
     pub scheduler: SchedulerSection,
+    /// The AWS events queue (`[events]`).
+    #[serde(default)]
+    pub events: EventsSection,
     #[serde(default)]
     pub aws_auth: AwsAuthSection,
 }
@@ -113,6 +116,15 @@ pub fn aws_auth(
         sts_endpoint,
         token_ttl: Duration::from_secs(ttl),
     }))
+}
+
+/// The SQS queue EventBridge rules feed with Glue's table and job state
+/// changes (`[events]`): read by the leader to refresh a changed table
+/// and read an ended run at once.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSection {
+    pub queue_url: Option<String>,
 }
 
 /// The scheduler's loop (`[scheduler]`); flags override each key.

@@ -115,6 +115,11 @@ enum Cmd {
         /// makes to follow runs (default 10; Glue throttles per account).
         #[arg(long, env = "SLUICE__SCHEDULER__GLUE_CALLS_PER_SECOND")]
         glue_calls_per_second: Option<f64>,
+        /// The SQS queue EventBridge feeds with Glue's table and job state
+        /// changes: the leader reads it to refresh a changed table and read
+        /// an ended run at once (default: none, polls alone).
+        #[arg(long, env = "SLUICE__EVENTS__QUEUE_URL")]
+        events_queue_url: Option<String>,
         /// Glue StartJobRun calls per second at most: a burst of due runs
         /// is started side by side within it (default 50).
         #[arg(long, env = "SLUICE__SCHEDULER__GLUE_STARTS_PER_SECOND")]
@@ -265,6 +270,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             outbox_interval_seconds,
             glue_calls_per_second,
             glue_starts_per_second,
+            events_queue_url,
             run_poll_max_seconds,
             leader_ttl_seconds,
             compaction_lease_ttl_seconds,
@@ -337,6 +343,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .filter(|r| *r > 0.0)
                     .unwrap_or(config::DEFAULT_CATALOG_CALLS_PER_SECOND),
                 outbox_interval: Duration::from_secs(outbox_interval_seconds.unwrap_or(1)),
+                events_queue_url: events_queue_url.or_else(|| file.events.queue_url.clone()),
                 aws_region: file.aws.region.clone(),
                 aws_endpoint_url: file.aws.endpoint_url.clone(),
             };
@@ -411,6 +418,8 @@ struct Iceberg {
     default_catalog: Option<String>,
     refresh_interval: Duration,
     catalog_calls_per_second: f64,
+    /// The AWS events queue, if any.
+    events_queue_url: Option<String>,
     /// How often the outbox's executor runs.
     outbox_interval: Duration,
     /// `[aws]`: for sluice's own AWS calls (Glue containers' views).
@@ -459,6 +468,22 @@ async fn serve(
             iceberg.aws_region.clone(),
             iceberg.aws_endpoint_url.clone(),
         ));
+    let (runs_changed, events) = match &iceberg.events_queue_url {
+        Some(queue_url) => {
+            let (rx, task) = sluice_scheduler::events::spawn_listener(
+                sluice_scheduler::events::EventsConfig {
+                    queue_url: queue_url.clone(),
+                    region: iceberg.aws_region.clone(),
+                    endpoint_url: iceberg.aws_endpoint_url.clone(),
+                },
+                store.clone(),
+                nudges.clone(),
+                leadership.clone(),
+            );
+            (Some(rx), Some(task))
+        }
+        None => (None, None),
+    };
     let glue = std::sync::Arc::new(sluice_scheduler::Glue::new(
         iceberg.aws_region,
         iceberg.aws_endpoint_url,
@@ -471,6 +496,7 @@ async fn serve(
         catalogs.clone(),
         scheduler,
         publish,
+        runs_changed,
         stop_scheduler.clone(),
     );
     let executor = sluice_store::spawn_executor(
@@ -528,6 +554,9 @@ async fn serve(
     stop_scheduler.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), scheduler).await;
     executor.abort();
+    if let Some(events) = events {
+        events.abort();
+    }
     if let Some(watcher) = watcher {
         watcher.abort();
     }

@@ -119,7 +119,7 @@ impl Store {
 
 /// Asks the watcher to refresh a table soon.
 #[derive(Clone)]
-pub struct Nudges(mpsc::Sender<(TableName, i64)>);
+pub struct Nudges(mpsc::Sender<(TableName, Option<i64>)>);
 
 impl Nudges {
     /// Nudges that go nowhere (no catalog is configured, so no watcher).
@@ -131,7 +131,13 @@ impl Nudges {
     /// said so): refresh the table unless the log holds it already. Never
     /// waits: when the watcher is busy, its next round catches up.
     pub fn saw(&self, table: TableName, snapshot_id: i64) {
-        let _ = self.0.try_send((table, snapshot_id));
+        let _ = self.0.try_send((table, Some(snapshot_id)));
+    }
+
+    /// `table` changed in its catalog (an AWS event said so): refresh it.
+    /// Never waits, as `saw`.
+    pub fn changed(&self, table: TableName) {
+        let _ = self.0.try_send((table, None));
     }
 }
 
@@ -173,7 +179,7 @@ pub fn spawn_watcher(
     config: WatchConfig,
     leadership: Leadership,
 ) -> (Nudges, tokio::task::JoinHandle<()>) {
-    let (tx, nudged) = mpsc::channel::<(TableName, i64)>(1024);
+    let (tx, nudged) = mpsc::channel::<(TableName, Option<i64>)>(1024);
     let budget = Arc::new(Budget(tokio::sync::Mutex::new(Bucket::new(
         config.catalog_calls_per_second,
         Instant::now(),
@@ -194,11 +200,13 @@ async fn refresh_nudged(
     store: &Store,
     catalogs: &dyn CatalogPort,
     budget: &Budget,
-    mut nudged: mpsc::Receiver<(TableName, i64)>,
+    mut nudged: mpsc::Receiver<(TableName, Option<i64>)>,
 ) {
     while let Some((table, snapshot)) = nudged.recv().await {
-        if matches!(store.backend.has_snapshot(&table, snapshot).await, Ok(true)) {
-            continue;
+        if let Some(snapshot) = snapshot {
+            if matches!(store.backend.has_snapshot(&table, snapshot).await, Ok(true)) {
+                continue;
+            }
         }
         budget.spend().await;
         store.stats.catalog_call("read");

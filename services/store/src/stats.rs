@@ -94,6 +94,8 @@ struct Inner {
     /// The snapshot watcher's catalog calls, by kind (`listing`, `read`).
     catalog_calls: BTreeMap<&'static str, u64>,
     reconcile: Reconcile,
+    /// Messages read from the AWS events queue, by what they were.
+    aws_events: BTreeMap<&'static str, u64>,
 }
 
 /// The snapshot watcher's reconcile, as this process runs it.
@@ -143,6 +145,18 @@ impl StoreStats {
             .expect("stats lock")
             .pin_tags
             .entry(outcome)
+            .or_default() += 1;
+    }
+
+    /// A message of the AWS events queue handled, by kind (`table`,
+    /// `job_run`, `unknown`, `malformed`).
+    pub fn aws_event(&self, kind: &'static str) {
+        *self
+            .0
+            .lock()
+            .expect("stats lock")
+            .aws_events
+            .entry(kind)
             .or_default() += 1;
     }
 
@@ -250,6 +264,11 @@ impl StoreStats {
         out.push_str("# TYPE sluice_catalog_calls_total counter\n");
         for (kind, n) in &inner.catalog_calls {
             let _ = writeln!(out, "sluice_catalog_calls_total{{kind=\"{kind}\"}} {n}");
+        }
+        out.push_str("# HELP sluice_aws_events_total Messages this process read from the AWS events queue, by kind (table, job_run; unknown and malformed ones are dropped).\n");
+        out.push_str("# TYPE sluice_aws_events_total counter\n");
+        for (kind, n) in &inner.aws_events {
+            let _ = writeln!(out, "sluice_aws_events_total{{kind=\"{kind}\"}} {n}");
         }
         let r = &inner.reconcile;
         for (name, kind, help, value) in [

@@ -6,6 +6,7 @@ mod events;
 mod hydrations;
 mod leases;
 mod migrations;
+mod reconcile;
 mod retention;
 mod streams;
 mod support;
