@@ -70,6 +70,18 @@ impl GlueDouble {
         assert!(answer.status().is_success());
     }
 
+    /// Every RUNNING-scripted run of `job` now SUCCEEDED.
+    pub async fn finish(&self, job: &str) {
+        let answer = self
+            .http
+            .post(format!("{}/_double/finish", self.url))
+            .json(&json!({ "job": job }))
+            .send()
+            .await
+            .expect("finish the runs");
+        assert!(answer.status().is_success());
+    }
+
     /// A Glue API call straight to moto.
     pub async fn glue(&self, action: &str, body: Value) -> Value {
         let answer = self

@@ -377,7 +377,11 @@ impl Server {
             .expect("log file");
         let child = Command::new(binary())
             .args(&self.args)
-            .env("RUST_LOG", "warn")
+            // `SLUICE_TEST_LOG=debug` to see more of a failing test.
+            .env(
+                "RUST_LOG",
+                std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .envs(AWS_ENV)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().expect("log"))

@@ -7,6 +7,7 @@ mod own_postgres;
 mod raw;
 
 mod auth;
+mod aws_events;
 mod cli;
 mod compactions;
 mod config;

@@ -68,6 +68,7 @@ pub fn spawn_listener(
             let mut handled = Vec::new();
             for (i, message) in messages.iter().enumerate() {
                 let event = aws_events::parse(message.body().unwrap_or_default());
+                tracing::debug!(?event, "an AWS event");
                 store.stats().aws_event(event.kind());
                 match event {
                     AwsEvent::TableChanged { table } => {

@@ -251,9 +251,11 @@ pub(crate) async fn confirm(
             return Ok(true);
         }
     };
+    tracing::debug!(glue_run = %changed.run_id, state = ?glue.state, "an AWS event's run read");
     let Some(id) = glue
         .arguments
         .get(RUN_ID_ARG)
+        .and_then(|stamp| sluice_core::scheduling::glue::stamped_run(stamp))
         .and_then(|id| id.parse::<RunId>().ok())
     else {
         return Ok(true);

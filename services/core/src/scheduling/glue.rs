@@ -137,3 +137,22 @@ pub const AWS_STS_ENDPOINT_ARG: &str = "--sluice-aws-sts-endpoint";
 pub fn stamp(run_id: &str, attempt: u32) -> String {
     format!("{run_id}/{attempt}")
 }
+
+/// The run id a stamp names (`None`: not a stamp of sluice's).
+pub fn stamped_run(stamp: &str) -> Option<&str> {
+    let (run_id, attempt) = stamp.rsplit_once('/')?;
+    attempt.parse::<u32>().ok().map(|_| run_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stamp_names_its_run() {
+        let id = "01a25285-1206-72ab-a8c1-152c3a495b5d";
+        assert_eq!(stamped_run(&stamp(id, 3)), Some(id));
+        assert_eq!(stamped_run(id), None);
+        assert_eq!(stamped_run("x/not-a-number"), None);
+    }
+}
