@@ -1,6 +1,7 @@
 # Four roles: the tasks' execution role (pull the image, read the secrets),
-# sluice's own (Glue, the warehouse), the Glue jobs' (call sluice, read and
-# write the lake), and the ones RDS monitoring and EventBridge run as.
+# sluice's own (Glue, the warehouse, the events queue), the Glue jobs' (call
+# sluice, read and write the lake), and the ones RDS monitoring and
+# EventBridge run as.
 
 data "aws_iam_policy_document" "ecs_tasks_trust" {
   statement {
@@ -78,6 +79,30 @@ data "aws_iam_policy_document" "task" {
     sid       = "WarehouseMetadata"
     actions   = ["s3:GetObject", "s3:ListBucket"]
     resources = concat(var.lake_bucket_arns, [for b in var.lake_bucket_arns : "${b}/*"])
+  }
+  # The leader reads the events queue (events.tf) and deletes what it has
+  # handled; the queue is encrypted with the module's key, which SQS uses
+  # on the reader's behalf.
+  dynamic "statement" {
+    for_each = local.events ? [1] : []
+    content {
+      sid       = "EventsQueue"
+      actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+      resources = [aws_sqs_queue.events[0].arn]
+    }
+  }
+  dynamic "statement" {
+    for_each = local.events ? [1] : []
+    content {
+      sid       = "EventsQueueDecrypt"
+      actions   = ["kms:Decrypt"]
+      resources = [aws_kms_key.this.arn]
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["sqs.${local.region}.amazonaws.com"]
+      }
+    }
   }
 }
 

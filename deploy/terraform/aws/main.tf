@@ -1,7 +1,8 @@
 # sluice next to Glue: the service on ECS Fargate behind an internal load
 # balancer, its database (Aurora PostgreSQL, or one of yours), its tokens in
-# Secrets Manager, what Glue jobs need to reach it, and EventBridge rules
-# that ask it to compact tables on a cron.
+# Secrets Manager, what Glue jobs need to reach it, EventBridge rules that
+# ask it to compact tables on a cron, and an SQS queue of Glue's table and
+# job changes that hasten its reconcile and its run polls.
 
 data "aws_region" "current" {}
 data "aws_caller_identity" "current" {}
@@ -23,34 +24,55 @@ locals {
     "arn:${local.partition}:glue:${local.region}:${local.account}:job/${prefix}*"
   ]
   tags = merge(var.tags, { "app.kubernetes.io/name" = "sluice" })
+  # The EventBridge rules that send to a queue the key encrypts.
+  kms_event_rules = concat(
+    local.schedules ? ["arn:${local.partition}:events:${local.region}:${local.account}:rule/${var.name}-compact-*"] : [],
+    local.events_rule_arns,
+  )
 }
 
 # One key for what the module keeps at rest: secrets, logs, the database,
-# the dead letters.
+# the queues.
 resource "aws_kms_key" "this" {
-  description         = "${var.name}: secrets, logs, database"
+  description         = "${var.name}: secrets, logs, database, queues"
   enable_key_rotation = true
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "Account"
-        Effect    = "Allow"
-        Principal = { AWS = "arn:${local.partition}:iam::${local.account}:root" }
-        Action    = "kms:*"
-        Resource  = "*"
-      },
-      {
-        Sid       = "Logs"
-        Effect    = "Allow"
-        Principal = { Service = "logs.${local.region}.amazonaws.com" }
-        Action    = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
-        Resource  = "*"
-        Condition = {
-          ArnLike = { "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:${local.region}:${local.account}:log-group:/${var.name}/*" }
-        }
-      },
-    ]
+    Statement = concat(
+      [
+        {
+          Sid       = "Account"
+          Effect    = "Allow"
+          Principal = { AWS = "arn:${local.partition}:iam::${local.account}:root" }
+          Action    = "kms:*"
+          Resource  = "*"
+        },
+        {
+          Sid       = "Logs"
+          Effect    = "Allow"
+          Principal = { Service = "logs.${local.region}.amazonaws.com" }
+          Action    = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
+          Resource  = "*"
+          Condition = {
+            ArnLike = { "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:${local.region}:${local.account}:log-group:/${var.name}/*" }
+          }
+        },
+      ],
+      # EventBridge encrypts what its rules send to the module's queues: the
+      # events (events.tf) and the compaction dead letters (schedules.tf).
+      length(local.kms_event_rules) == 0 ? [] : [
+        {
+          Sid       = "EventBridge"
+          Effect    = "Allow"
+          Principal = { Service = "events.amazonaws.com" }
+          Action    = ["kms:GenerateDataKey", "kms:Decrypt"]
+          Resource  = "*"
+          Condition = {
+            ArnLike = { "aws:SourceArn" = local.kms_event_rules }
+          }
+        },
+      ],
+    )
   })
   tags = local.tags
 }

@@ -57,3 +57,13 @@ output "compaction_dead_letter_queue_url" {
   description = "Where scheduled compaction requests that sluice kept refusing end up (null without schedules)."
   value       = local.schedules ? aws_sqs_queue.compaction_dead_letters[0].url : null
 }
+
+output "events_queue_url" {
+  description = "The SQS queue EventBridge sends Glue's table and job state changes to, which sluice's leader reads (null with aws_events false)."
+  value       = local.events ? aws_sqs_queue.events[0].url : null
+}
+
+output "events_dead_letter_queue_url" {
+  description = "Where events EventBridge could not deliver, or sluice kept failing on, end up (null with aws_events false)."
+  value       = local.events ? aws_sqs_queue.events_dead_letters[0].url : null
+}

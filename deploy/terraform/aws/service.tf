@@ -39,6 +39,11 @@ locals {
     local.create_database ? [{ name = "SLUICE__DATABASE__URL", value = local.database_url }] : [],
     var.config_toml == "" ? [] : [{ name = "SLUICE_CONFIG_TOML", value = var.config_toml }],
   )
+  # Only serve reads the events queue (events.tf), on the leader.
+  serve_environment = concat(
+    local.environment,
+    local.events ? [{ name = "SLUICE__EVENTS__QUEUE_URL", value = aws_sqs_queue.events[0].url }] : [],
+  )
   database_secrets = local.create_database ? [
     { name = "PGPASSWORD", valueFrom = "${local.database_password_secret}:password::" },
     ] : [
@@ -100,7 +105,7 @@ locals {
       readonlyRootFilesystem = true
       user                   = "65532:65532"
       portMappings           = [{ containerPort = local.port, protocol = "tcp" }]
-      environment            = local.environment
+      environment            = local.serve_environment
       secrets                = local.database_secrets
       logConfiguration       = local.log_configuration
       # sluice drains in-flight requests for 10 s on SIGTERM, then its

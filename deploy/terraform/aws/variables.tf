@@ -92,6 +92,12 @@ variable "glue_job_name_prefixes" {
   description = "sluice may start, follow and stop the Glue jobs whose names start with these."
   type        = list(string)
   default     = ["ingest-", "compact-", "hydrate-"]
+  # sluice's policy and the job events' rule are written with them: neither
+  # can be empty.
+  validation {
+    condition     = length(var.glue_job_name_prefixes) > 0
+    error_message = "glue_job_name_prefixes needs one prefix or more."
+  }
 }
 
 variable "lake_bucket_arns" {
@@ -150,6 +156,12 @@ variable "compaction_token" {
   description = "The key of var.tokens whose token EventBridge sends (a scheduler or admin token)."
   type        = string
   default     = "eventbridge"
+}
+
+variable "aws_events" {
+  description = "EventBridge sends Glue's table and job state changes to an SQS queue sluice's leader reads: a changed table is refreshed, an ended run read, at once rather than at the next listing reconcile or run poll (which keep running: the events are best effort)."
+  type        = bool
+  default     = true
 }
 
 variable "log_retention_days" {
