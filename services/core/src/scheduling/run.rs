@@ -522,3 +522,20 @@ pub fn event(
         actor: actor.map(str::to_owned),
     }
 }
+
+impl Run {
+    /// A fire of this run's schedule while the run still waits in the
+    /// queue (its job is at its concurrency limit): no second run is
+    /// queued. Under `Once` this run stands for the fire too (its trigger
+    /// counts it as missed: `missed` more, plus the fire itself); under
+    /// `Skip` the fire is dropped. `true` when the run changed.
+    pub fn absorb_fire(&mut self, policy: super::CatchUp, missed: u32) -> bool {
+        match (&mut self.trigger, policy) {
+            (Trigger::Schedule { missed: m, .. }, super::CatchUp::Once) => {
+                *m = m.saturating_add(missed.max(1));
+                true
+            }
+            _ => false,
+        }
+    }
+}

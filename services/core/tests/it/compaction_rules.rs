@@ -227,3 +227,30 @@ fn a_run_past_its_timeout_fails_and_only_dead_letters_can_be_retried() {
     run.cancel(Millis(1), false).unwrap();
     assert_eq!(run.state, RunState::Cancelled);
 }
+
+/// A fire while the job's scheduled run still waits queues no second run:
+/// under `Once` the waiting run counts it (and what it stood for) as
+/// missed; under `Skip`, and for a run not started by a schedule, nothing
+/// changes.
+#[test]
+fn a_fire_behind_a_waiting_run_is_absorbed_by_it() {
+    use sluice_core::scheduling::CatchUp;
+    let mut run = new_run(1);
+    run.trigger = Trigger::Schedule {
+        fire_at: Millis(0),
+        missed: 0,
+    };
+    assert!(run.absorb_fire(CatchUp::Once, 0));
+    assert!(run.absorb_fire(CatchUp::Once, 3));
+    assert_eq!(
+        run.trigger,
+        Trigger::Schedule {
+            fire_at: Millis(0),
+            missed: 4
+        }
+    );
+    assert!(!run.absorb_fire(CatchUp::Skip, 1));
+    let mut manual = new_run(1);
+    assert!(!manual.absorb_fire(CatchUp::Once, 1));
+    assert_eq!(manual.trigger, Trigger::Manual);
+}
