@@ -55,18 +55,22 @@ def make_bucket(props):
         s3.create_bucket(Bucket=bucket)
 
 
-def glue_table(props, name):
-    import base64
-
+def glue_client(props):
     import boto3
 
-    glue = boto3.client(
+    return boto3.client(
         "glue",
         endpoint_url=props["glue.endpoint"],
         region_name=props["glue.region"],
         aws_access_key_id=props["glue.access-key-id"],
         aws_secret_access_key=props["glue.secret-access-key"],
     )
+
+
+def glue_table(props, name):
+    import base64
+
+    glue = glue_client(props)
     database, table = name.split(".", 1)
     try:
         t = glue.get_table(DatabaseName=database, Name=table)["Table"]
@@ -79,8 +83,6 @@ def glue_table(props, name):
 
 
 def wide(props, prefix, n):
-    import boto3
-
     cat = catalog(props)
     make_bucket(props)
     database = prefix.split(".", 1)[0]
@@ -92,13 +94,7 @@ def wide(props, prefix, n):
     t = cat.create_table(first, schema=SCHEMA)
     t.append(pa.table({"id": pa.array([0], pa.int64()), "name": pa.array(["row-0"], pa.string())}))
     t = cat.load_table(first)
-    glue = boto3.client(
-        "glue",
-        endpoint_url=props["glue.endpoint"],
-        region_name=props["glue.region"],
-        aws_access_key_id=props["glue.access-key-id"],
-        aws_secret_access_key=props["glue.secret-access-key"],
-    )
+    glue = glue_client(props)
     for i in range(1, n):
         glue.create_table(
             DatabaseName=database,

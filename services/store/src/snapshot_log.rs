@@ -313,7 +313,7 @@ impl Pass {
                     state.table.as_str().to_lowercase(),
                     Known {
                         metadata_location: state.metadata_location,
-                        failed: state.error.is_some(),
+                        error: state.error,
                     },
                 );
             }
@@ -401,18 +401,19 @@ impl Pass {
                 for table in tables {
                     let key = table.as_str().to_lowercase();
                     let entry = listed.get(&key).map(Option::as_deref);
-                    match reconcile::verdict(self.known.get(&key), entry) {
+                    let missing = CatalogError::NoSuchTable {
+                        catalog: catalog.clone(),
+                        table: table.to_string(),
+                    }
+                    .to_string();
+                    match reconcile::verdict(self.known.get(&key), entry, &missing) {
                         Verdict::Unchanged => {}
                         Verdict::Read => reads.push(table),
                         Verdict::Missing => {
-                            let error = CatalogError::NoSuchTable {
-                                catalog: catalog.clone(),
-                                table: table.to_string(),
-                            };
                             let at = crate::system_now();
                             let recorded = store
                                 .backend
-                                .record_refresh_error(table, catalog, &error.to_string(), at)
+                                .record_refresh_error(table, catalog, &missing, at)
                                 .await;
                             if let Err(e) = recorded {
                                 tracing::warn!(%table, error = %e, "recording a missing table failed");

@@ -7,8 +7,8 @@
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Known {
     pub metadata_location: Option<String>,
-    /// The last refresh failed (its error is on the table).
-    pub failed: bool,
+    /// Why the last refresh failed, if it did (it is on the table).
+    pub error: Option<String>,
 }
 
 /// What to do with one registered table after a listing.
@@ -18,19 +18,24 @@ pub enum Verdict {
     Unchanged,
     /// Read its metadata.
     Read,
-    /// The catalog does not list it: record that, without a call.
+    /// The catalog does not list it: record that, without a call (unless
+    /// the table already says so: nothing to write).
     Missing,
 }
 
 /// `listed`: `None` when the listing does not hold the table, else the
 /// location it gives (`None` when the entry is not an Iceberg table).
-pub fn verdict(known: Option<&Known>, listed: Option<Option<&str>>) -> Verdict {
+/// `missing` is the error a missing table records: a table that already
+/// carries it costs nothing more, pass after pass.
+pub fn verdict(known: Option<&Known>, listed: Option<Option<&str>>, missing: &str) -> Verdict {
+    let failed = known.is_some_and(|k| k.error.is_some());
     match (known, listed) {
+        (Some(k), None) if k.error.as_deref() == Some(missing) => Verdict::Unchanged,
         (_, None) => Verdict::Missing,
         // Not an Iceberg table (yet): a read says why, once.
-        (Some(k), Some(None)) if k.failed && k.metadata_location.is_none() => Verdict::Unchanged,
+        (Some(k), Some(None)) if failed && k.metadata_location.is_none() => Verdict::Unchanged,
         (_, Some(None)) => Verdict::Read,
-        (Some(k), Some(Some(at))) if !k.failed && k.metadata_location.as_deref() == Some(at) => {
+        (Some(k), Some(Some(at))) if !failed && k.metadata_location.as_deref() == Some(at) => {
             Verdict::Unchanged
         }
         (_, Some(Some(_))) => Verdict::Read,
@@ -61,11 +66,17 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    const GONE: &str = "catalog `c` has no table `a.t`";
+
     fn known(at: Option<&str>, failed: bool) -> Known {
         Known {
             metadata_location: at.map(str::to_owned),
-            failed,
+            error: failed.then(|| "catalog `c` is unavailable: timeout".to_owned()),
         }
+    }
+
+    fn verdict(known: Option<&Known>, listed: Option<Option<&str>>) -> Verdict {
+        super::verdict(known, listed, GONE)
     }
 
     #[test]
@@ -86,9 +97,15 @@ mod tests {
             verdict(Some(&failed), Some(Some("s3://t/m/1.json"))),
             Verdict::Read
         );
-        // Gone from the catalog: recorded without a call.
+        // Gone from the catalog: recorded without a call, once.
         assert_eq!(verdict(Some(&read), None), Verdict::Missing);
         assert_eq!(verdict(None, None), Verdict::Missing);
+        assert_eq!(verdict(Some(&failed), None), Verdict::Missing);
+        let gone = Known {
+            metadata_location: None,
+            error: Some(GONE.to_owned()),
+        };
+        assert_eq!(verdict(Some(&gone), None), Verdict::Unchanged);
         // Listed without a location: read once; its failure then stands.
         assert_eq!(verdict(None, Some(None)), Verdict::Read);
         assert_eq!(
