@@ -21,7 +21,7 @@ use futures::StreamExt;
 use sluice_core::rate::Bucket;
 use sluice_core::snapshots::{self, reconcile, CatalogError, CatalogPort, Known, Listing, Verdict};
 use sluice_core::{EventKind, NewEvent, TableName};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -153,6 +153,8 @@ pub struct WatchConfig {
 
 /// Reads at most this many tables' metadata at once.
 const CONCURRENT_REFRESHES: usize = 8;
+/// Lists at most this many namespaces at once.
+const CONCURRENT_LISTINGS: usize = 8;
 /// Registered tables and recorded states are read in pages of this many.
 const PAGE: u32 = 1_000;
 
@@ -352,50 +354,42 @@ impl Pass {
         for (catalog, namespaces) in &self.groups {
             let listing = catalogs.listing(catalog);
             let mut listed: HashMap<String, Option<String>> = HashMap::new();
-            let mut unlisted: Vec<&str> = Vec::new();
+            let mut unlisted: HashSet<String> = HashSet::new();
             match listing {
                 Listing::None => {
                     reads.extend(namespaces.values().flatten());
                     continue;
                 }
                 Listing::Catalog => {
-                    if !self
-                        .list(
-                            store,
-                            catalogs,
-                            budget,
-                            leadership,
-                            catalog,
-                            None,
-                            &mut listed,
-                        )
-                        .await
-                    {
-                        continue;
+                    match list(store, catalogs, budget, leadership, catalog, None).await {
+                        Some(tables) => listed.extend(tables),
+                        None => continue,
                     }
                 }
                 Listing::Namespace { .. } => {
-                    for namespace in namespaces.keys() {
-                        let ns = Some(namespace.as_str());
-                        if !self
-                            .list(
-                                store,
-                                catalogs,
-                                budget,
-                                leadership,
-                                catalog,
-                                ns,
-                                &mut listed,
-                            )
-                            .await
-                        {
-                            unlisted.push(namespace);
+                    // Side by side: a listing call's time is mostly waiting.
+                    let names: Vec<String> = namespaces.keys().cloned().collect();
+                    let pages: Vec<_> = futures::stream::iter(names)
+                        .map(|ns| async move {
+                            let tables =
+                                list(store, catalogs, budget, leadership, catalog, Some(&ns)).await;
+                            (ns, tables)
+                        })
+                        .buffer_unordered(CONCURRENT_LISTINGS)
+                        .collect()
+                        .await;
+                    for (namespace, tables) in pages {
+                        match tables {
+                            Some(tables) => listed.extend(tables),
+                            None => {
+                                unlisted.insert(namespace);
+                            }
                         }
                     }
                 }
             }
             for (namespace, tables) in namespaces {
-                if unlisted.contains(&namespace.as_str()) {
+                if unlisted.contains(namespace) {
                     continue;
                 }
                 for table in tables {
@@ -438,42 +432,40 @@ impl Pass {
             .await;
         moved
     }
+}
 
-    /// Every page of one listing into `listed`; `false` when it failed
-    /// (its tables wait for the next pass) or leadership was lost.
-    #[allow(clippy::too_many_arguments)]
-    async fn list(
-        &self,
-        store: &Store,
-        catalogs: &dyn CatalogPort,
-        budget: &Budget,
-        leadership: &Leadership,
-        catalog: &str,
-        namespace: Option<&str>,
-        listed: &mut HashMap<String, Option<String>>,
-    ) -> bool {
-        let mut next: Option<String> = None;
-        loop {
-            budget.spend().await;
-            if !leadership.leading() {
-                return false;
+/// Every page of one listing; `None` when it failed (its tables wait for
+/// the next pass) or leadership was lost.
+async fn list(
+    store: &Store,
+    catalogs: &dyn CatalogPort,
+    budget: &Budget,
+    leadership: &Leadership,
+    catalog: &str,
+    namespace: Option<&str>,
+) -> Option<Vec<(String, Option<String>)>> {
+    let mut listed = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        budget.spend().await;
+        if !leadership.leading() {
+            return None;
+        }
+        store.stats.catalog_call("listing");
+        match catalogs
+            .list_page(catalog, namespace, next.as_deref())
+            .await
+        {
+            Ok(page) => {
+                listed.extend(page.tables);
+                next = page.next;
+                if next.is_none() {
+                    return Some(listed);
+                }
             }
-            store.stats.catalog_call("listing");
-            match catalogs
-                .list_page(catalog, namespace, next.as_deref())
-                .await
-            {
-                Ok(page) => {
-                    listed.extend(page.tables);
-                    next = page.next;
-                    if next.is_none() {
-                        return true;
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(catalog, namespace, %error, "listing a catalog failed");
-                    return false;
-                }
+            Err(error) => {
+                tracing::warn!(catalog, namespace, %error, "listing a catalog failed");
+                return None;
             }
         }
     }
