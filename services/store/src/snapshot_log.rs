@@ -210,11 +210,16 @@ async fn refresh_nudged(
                 continue;
             }
         }
-        budget.spend().await;
-        store.stats.catalog_call("read");
-        if let Err(e) = store.refresh_snapshots(catalogs, &table, None).await {
-            tracing::debug!(%table, error = %e, "nudged refresh failed");
-        }
+        read(store, catalogs, budget, &table).await;
+    }
+}
+
+/// One table's metadata read and recorded, within the budget.
+async fn read(store: &Store, catalogs: &dyn CatalogPort, budget: &Budget, table: &TableName) {
+    budget.spend().await;
+    store.stats.catalog_call("read");
+    if let Err(e) = store.refresh_snapshots(catalogs, table, None).await {
+        tracing::debug!(%table, error = %e, "refresh failed");
     }
 }
 
@@ -231,15 +236,16 @@ async fn reconcile_while_leading(
         let began = Instant::now();
         let interval = match Pass::plan(store, catalogs).await {
             Ok(pass) => {
+                let listing_calls = pass.listing_calls(catalogs);
                 let interval = reconcile::interval(
-                    pass.listing_calls(catalogs),
+                    listing_calls,
                     config.catalog_calls_per_second,
                     config.interval,
                 );
                 if said != Some((pass.tables, interval)) {
                     tracing::info!(
                         tables = pass.tables,
-                        listing_calls = pass.listing_calls(catalogs),
+                        listing_calls,
                         calls_per_second = config.catalog_calls_per_second,
                         "snapshot logs reconciled every {:.1} s",
                         interval.as_secs_f64()
@@ -423,11 +429,7 @@ impl Pass {
                 if !leadership.leading() {
                     return;
                 }
-                budget.spend().await;
-                store.stats.catalog_call("read");
-                if let Err(e) = store.refresh_snapshots(catalogs, table, None).await {
-                    tracing::debug!(%table, error = %e, "refresh failed");
-                }
+                read(store, catalogs, budget, table).await;
             })
             .await;
         moved
