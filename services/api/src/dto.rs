@@ -1,6 +1,7 @@
 //! Request and response bodies of API v1, and their validation.
 
 use crate::error::ApiError;
+use crate::snapshot_dto::LogFreshnessBody;
 use serde::{Deserialize, Serialize};
 use sluice_core::{Event, Lease, LeaseState, Millis, Mode, TableSettings};
 use sluice_store::{LeaseView, TableSummary};
@@ -276,6 +277,10 @@ pub struct TableBody {
     pub waiters: u32,
     pub created_at: String,
     pub updated_at: String,
+    /// How fresh the table's snapshot log is (`GET /v1/tables/{table}`
+    /// only; absent in listings, and before the log was first checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_log: Option<LogFreshnessBody>,
 }
 
 impl From<TableSummary> for TableBody {
@@ -292,6 +297,7 @@ impl From<TableSummary> for TableBody {
             waiters: summary.waiters,
             created_at: s.created_at.to_rfc3339(),
             updated_at: s.updated_at.to_rfc3339(),
+            snapshot_log: None,
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Bodies of the hydration routes.
 
 use crate::dto::LeaseBody;
+use crate::snapshot_dto::LogFreshnessBody;
 use serde::{Deserialize, Serialize};
 use sluice_core::hydrations::{Hydration, HydrationPhase, HydrationState, Session};
 use sluice_core::outbox::{IntentState, IntentStatus};
+use sluice_core::snapshots::Freshness;
 use sluice_core::Millis;
 use utoipa::{IntoParams, ToSchema};
 
@@ -210,6 +212,12 @@ pub struct LagView {
     pub diverged: bool,
     /// The table's current snapshot, as of its last refresh.
     pub current_snapshot_id: Option<i64>,
+    /// How old the snapshot log this lag was computed from is (on
+    /// `GET /v1/hydrations/{id}` and `GET /v1/hydrations`; absent in the
+    /// answers to a hydration's own commands, and before the log was first
+    /// checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogFreshnessBody>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -333,6 +341,11 @@ impl HydrationBody {
         self
     }
 
+    pub fn with_log(mut self, freshness: Option<Freshness>, now: Millis) -> HydrationBody {
+        self.lag.log = freshness.map(|f| LogFreshnessBody::new(f, now));
+        self
+    }
+
     pub fn with_pin_tag(mut self, status: Option<IntentStatus>) -> HydrationBody {
         self.pin_tag = status.map(IntentStatusBody::from);
         self
@@ -371,6 +384,7 @@ impl HydrationBody {
                 oldest_unapplied_at: h.lag.oldest_unapplied_at.map(Millis::to_rfc3339),
                 diverged: h.lag.diverged,
                 current_snapshot_id: h.lag.current_snapshot_id,
+                log: None,
             },
             reason: h.reason,
             lease,

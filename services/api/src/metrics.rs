@@ -197,6 +197,11 @@ pub async fn count(State(metrics): State<Metrics>, req: Request, next: Next) -> 
 pub async fn serve(State(app): State<AppState>) -> Response {
     let mut out = app.metrics.render();
     app.store.stats().render(&mut out);
+    if let Some(items) = app.store.items_read() {
+        out.push_str("# HELP sluice_dynamodb_items_read_total Items this replica read from DynamoDB (what read units are charged for).\n");
+        out.push_str("# TYPE sluice_dynamodb_items_read_total counter\n");
+        let _ = writeln!(out, "sluice_dynamodb_items_read_total {items}");
+    }
     // A database that does not answer still leaves the process's own
     // counters readable, and says so.
     let up = gauges(&app, &mut out).await.is_ok();

@@ -1,7 +1,8 @@
 //! Bodies of the table snapshot log's routes.
 
 use serde::{Deserialize, Serialize};
-use sluice_core::snapshots::Snapshot;
+use sluice_core::snapshots::{Freshness, Snapshot};
+use sluice_core::Millis;
 use sluice_store::{CatalogState, Refreshed};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
@@ -35,6 +36,32 @@ impl From<Snapshot> for SnapshotBody {
     }
 }
 
+/// How fresh a table's snapshot log is: as of when it is known to match
+/// the table's catalog, and what checked it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LogFreshnessBody {
+    /// RFC 3339.
+    pub checked_at: String,
+    /// `listing` (a reconcile pass listed the table unchanged, or read it
+    /// because it moved), `event` (an AWS event), `on_demand` (an API call
+    /// needed it current) or `batch` (a batch or progress report named a
+    /// snapshot the log did not hold).
+    #[schema(example = "listing")]
+    pub checked_by: String,
+    /// Seconds from `checked_at` to this answer.
+    pub age_seconds: i64,
+}
+
+impl LogFreshnessBody {
+    pub fn new(f: Freshness, now: Millis) -> LogFreshnessBody {
+        LogFreshnessBody {
+            checked_at: f.checked_at.to_rfc3339(),
+            checked_by: f.by.as_str().to_owned(),
+            age_seconds: (now.0 - f.checked_at.0).max(0) / 1000,
+        }
+    }
+}
+
 /// What sluice last read from the table's catalog.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CatalogStateBody {
@@ -43,6 +70,8 @@ pub struct CatalogStateBody {
     pub current_snapshot_id: Option<i64>,
     /// The last successful refresh; absent before the first.
     pub refreshed_at: Option<String>,
+    /// What caused it: `listing`, `event`, `on_demand` or `batch`.
+    pub refreshed_by: Option<String>,
     /// Why the last refresh failed, when it did (cleared by a success).
     pub refresh_error: Option<String>,
     /// Since when refreshes have been failing with that error.
@@ -56,6 +85,7 @@ impl From<CatalogState> for CatalogStateBody {
             metadata_location: s.metadata_location,
             current_snapshot_id: s.current_snapshot_id,
             refreshed_at: s.refreshed_at.map(|t| t.to_rfc3339()),
+            refreshed_by: s.refreshed_by.map(|c| c.as_str().to_owned()),
             refresh_error: s.error,
             refresh_error_at: s.error_at.map(|t| t.to_rfc3339()),
         }

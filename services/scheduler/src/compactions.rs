@@ -10,7 +10,7 @@ use sluice_core::leases::command::AcquireRequest;
 use sluice_core::scheduling::compaction::{self, verify, CompactionFailure};
 use sluice_core::scheduling::run;
 use sluice_core::scheduling::{Compaction, CompactionState, RunState, Trigger};
-use sluice_core::snapshots;
+use sluice_core::snapshots::{self, Cause};
 use sluice_core::{LeaseCommand, LeaseId, LeaseState, Millis, Mode, RuleError, TableCommand};
 use sluice_store::{ScheduleWrite, Versioned};
 use std::collections::{BTreeMap, HashMap};
@@ -223,7 +223,7 @@ async fn granted(
     // The base is the table's current snapshot as its catalog says now.
     if let Err(error) = cx
         .store
-        .refresh_snapshots(cx.catalogs, &c.table, Some(PRINCIPAL))
+        .refresh_snapshots(cx.catalogs, &c.table, Some(PRINCIPAL), Cause::OnDemand)
         .await
     {
         tracing::warn!(compaction = %c.id, %error, "snapshot refresh before compaction failed; using the log as it is");
@@ -372,7 +372,7 @@ async fn running(
     if r.state == RunState::Succeeded {
         if let Err(error) = cx
             .store
-            .refresh_snapshots(cx.catalogs, &c.table, Some(PRINCIPAL))
+            .refresh_snapshots(cx.catalogs, &c.table, Some(PRINCIPAL), Cause::OnDemand)
             .await
         {
             // Checking needs the catalog: keep the lease and look again.

@@ -473,6 +473,11 @@ impl Store {
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
     }
+
+    /// Items read since start, on a backend that charges by them.
+    pub fn items_read(&self) -> Option<u64> {
+        self.backend.items_read()
+    }
 }
 
 /// Hand a job to a writer and wait for its answer, given after the commit.

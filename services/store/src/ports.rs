@@ -16,7 +16,7 @@ use sluice_core::containers::{Container, ContainerName};
 use sluice_core::hydrations::{Hydration, HydrationId, HydrationState};
 use sluice_core::outbox::{Intent, IntentStatus};
 use sluice_core::scheduling::{Compaction, Job, Run, RunId, RunState};
-use sluice_core::snapshots::{Refresh, Snapshot, SnapshotId};
+use sluice_core::snapshots::{Cause, Listed, Refresh, Snapshot, SnapshotId};
 use sluice_core::views::{Remap, View};
 use sluice_core::{
     Batch, BatchId, BookmarkVersion, Event, EventKind, Lease, LeaseId, Millis, NewEvent, Role,
@@ -197,6 +197,17 @@ pub trait SnapshotPort: Send + Sync + 'static {
         after: &'a str,
         limit: u32,
     ) -> BoxFuture<'a, Result<Vec<CatalogState>, StoreError>>;
+    /// A catalog's reconcile pass completed: `listed` replaces the last.
+    fn record_listing<'a>(
+        &'a self,
+        catalog: &'a str,
+        listed: &'a Listed,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// The catalog's last completed pass, if any.
+    fn catalog_listing<'a>(
+        &'a self,
+        catalog: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Listed>, StoreError>>;
     /// Snapshots after `(sequence_number, snapshot_id)`, in that order.
     fn snapshots<'a>(
         &'a self,
@@ -224,6 +235,7 @@ pub struct SnapshotChanges {
     pub metadata_location: Option<String>,
     pub current_snapshot_id: Option<SnapshotId>,
     pub refreshed_at: Millis,
+    pub refreshed_by: Cause,
     /// Written when the log changed.
     pub event: Option<NewEvent>,
 }
@@ -236,6 +248,8 @@ pub struct CatalogState {
     pub metadata_location: Option<String>,
     pub current_snapshot_id: Option<SnapshotId>,
     pub refreshed_at: Option<Millis>,
+    /// Why; `None` for a refresh recorded before causes were kept.
+    pub refreshed_by: Option<Cause>,
     pub error: Option<String>,
     pub error_at: Option<Millis>,
 }
@@ -401,6 +415,9 @@ pub trait SchedulePort: Send + Sync + 'static {
         now: Millis,
         limit: u32,
     ) -> BoxFuture<'_, Result<Vec<Versioned<Run>>, StoreError>>;
+    /// Delete up to `limit` of the oldest finished runs created before
+    /// `before` (a Glue run lasts days at most); how many.
+    fn prune_runs(&self, before: Millis, limit: u32) -> BoxFuture<'_, Result<u64, StoreError>>;
     /// How many runs of `job` hold a Glue slot (starting or running).
     fn occupying(&self, job: &str) -> BoxFuture<'_, Result<u32, StoreError>>;
     fn compaction(
@@ -498,6 +515,11 @@ pub trait Backend:
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// How many transactions may run at once.
     fn max_writers(&self) -> usize;
+    /// Items read from the database since start, where that is what it
+    /// charges for (DynamoDB); `None` elsewhere.
+    fn items_read(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A lease as read, with its place in the queue when waiting.

@@ -1,6 +1,6 @@
 //! Keeps history for a while, then lets it go: finished leases, finished
-//! batches, events and the expired tokens of IAM logins older than the
-//! retention are deleted in the background, a few hundred rows per
+//! batches, finished job runs, events and the expired tokens of IAM logins
+//! older than the retention are deleted in the background, a few hundred rows per
 //! statement with a pause between, so
 //! that the group-commit writer is never held up for long and the tables
 //! the hot path reads do not grow without end. Bookmark versions are kept
@@ -60,11 +60,18 @@ pub async fn prune(
     keep_events: i64,
 ) -> Result<u64, crate::StoreError> {
     let mut total = 0;
-    for kind in [Kind::Leases, Kind::Batches, Kind::Events, Kind::Logins] {
+    for kind in [
+        Kind::Leases,
+        Kind::Batches,
+        Kind::Runs,
+        Kind::Events,
+        Kind::Logins,
+    ] {
         loop {
             let rows = match kind {
                 Kind::Leases => backend.prune_leases(before, STEP).await?,
                 Kind::Batches => backend.prune_batches(before, STEP).await?,
+                Kind::Runs => backend.prune_runs(before, STEP).await?,
                 Kind::Events => backend.prune_events(before, keep_events, STEP).await?,
                 Kind::Logins => backend.prune_logins(before, STEP).await?,
             };
@@ -83,6 +90,9 @@ pub async fn prune(
 enum Kind {
     Leases,
     Batches,
+    /// Runs that succeeded, failed or were cancelled (dead letters wait
+    /// for an operator).
+    Runs,
     Events,
     /// Tokens of IAM logins, a day's worth per Glue run at most.
     Logins,

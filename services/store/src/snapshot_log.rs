@@ -16,10 +16,13 @@
 use crate::error::StoreError;
 use crate::leadership::Leadership;
 use crate::ports::SnapshotChanges;
+use crate::stats::PassOutcome;
 use crate::Store;
 use futures::StreamExt;
 use sluice_core::rate::Bucket;
-use sluice_core::snapshots::{self, reconcile, CatalogError, CatalogPort, Known, Listing, Verdict};
+use sluice_core::snapshots::{
+    self, reconcile, CatalogError, CatalogPort, Cause, Freshness, Known, Listed, Listing, Verdict,
+};
 use sluice_core::{EventKind, NewEvent, TableName};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -56,6 +59,7 @@ impl Store {
         catalogs: &dyn CatalogPort,
         table: &TableName,
         actor: Option<&str>,
+        cause: Cause,
     ) -> Result<Refreshed, RefreshError> {
         let named = self
             .backend
@@ -101,6 +105,7 @@ impl Store {
                 metadata_location: metadata.metadata_location.clone(),
                 current_snapshot_id: metadata.current_snapshot_id,
                 refreshed_at: now,
+                refreshed_by: cause,
                 event,
             }
         };
@@ -108,12 +113,34 @@ impl Store {
             .backend
             .record_refresh(table, &catalog, &mut apply)
             .await?;
+        self.stats.refreshed(cause);
         if changes.event.is_some() {
             // New or expired snapshots move the lag of its hydrations (and
             // may make one stale).
             self.relag(table).await?;
         }
         Ok(Refreshed { catalog, changes })
+    }
+
+    /// As of when `table`'s log is known to match its catalog, and why:
+    /// its last refresh, or its catalog's last listing pass if that
+    /// confirmed it later. `None` before either.
+    pub async fn log_freshness(&self, table: &TableName) -> Result<Option<Freshness>, StoreError> {
+        let Some(state) = self.backend.catalog_state(table).await? else {
+            return Ok(None);
+        };
+        let listed = self.backend.catalog_listing(&state.catalog).await?;
+        // A refresh recorded before causes were kept: on demand or a batch
+        // then (the watcher read every table), called on demand here.
+        let refreshed = state
+            .refreshed_at
+            .map(|at| (at, state.refreshed_by.unwrap_or(Cause::OnDemand)));
+        Ok(reconcile::freshness(
+            table.as_str(),
+            refreshed,
+            state.error.is_some(),
+            listed.as_ref(),
+        ))
     }
 }
 
@@ -210,16 +237,31 @@ async fn refresh_nudged(
                 continue;
             }
         }
-        read(store, catalogs, budget, &table).await;
+        // A snapshot named: a batch or a progress report; none: an event.
+        let cause = match snapshot {
+            Some(_) => Cause::Batch,
+            None => Cause::Event,
+        };
+        read(store, catalogs, budget, &table, cause).await;
     }
 }
 
 /// One table's metadata read and recorded, within the budget.
-async fn read(store: &Store, catalogs: &dyn CatalogPort, budget: &Budget, table: &TableName) {
+async fn read(
+    store: &Store,
+    catalogs: &dyn CatalogPort,
+    budget: &Budget,
+    table: &TableName,
+    cause: Cause,
+) -> bool {
     budget.spend().await;
     store.stats.catalog_call("read");
-    if let Err(e) = store.refresh_snapshots(catalogs, table, None).await {
-        tracing::debug!(%table, error = %e, "refresh failed");
+    match store.refresh_snapshots(catalogs, table, None, cause).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::debug!(%table, error = %e, "refresh failed");
+            false
+        }
     }
 }
 
@@ -234,6 +276,7 @@ async fn reconcile_while_leading(
     loop {
         leadership.until_leading().await;
         let began = Instant::now();
+        let began_at = crate::system_now();
         let interval = match Pass::plan(store, catalogs).await {
             Ok(pass) => {
                 let listing_calls = pass.listing_calls(catalogs);
@@ -253,8 +296,8 @@ async fn reconcile_while_leading(
                     said = Some((pass.tables, interval));
                 }
                 store.stats.reconcile_planned(pass.tables, interval);
-                let moved = pass.run(store, catalogs, budget, &leadership).await;
-                store.stats.reconciled(moved, began.elapsed());
+                let outcome = pass.run(store, catalogs, budget, &leadership).await;
+                store.stats.reconciled(&outcome, began_at, began.elapsed());
                 interval
             }
             Err(error) => {
@@ -348,15 +391,19 @@ impl Pass {
     }
 
     /// List, compare, read what moved. Stops early when leadership is
-    /// lost. Answers how many tables were read.
+    /// lost.
     async fn run(
         &self,
         store: &Store,
         catalogs: &dyn CatalogPort,
         budget: &Budget,
         leadership: &Leadership,
-    ) -> u64 {
+    ) -> PassOutcome {
+        let mut outcome = PassOutcome::default();
+        let began = crate::system_now();
         let mut reads: Vec<&TableName> = Vec::new();
+        // Catalogs listed (at least in part), with the namespaces that were not.
+        let mut confirmed: Vec<(String, Vec<String>)> = Vec::new();
         for (catalog, namespaces) in &self.groups {
             let listing = catalogs.listing(catalog);
             let mut listed: HashMap<String, Option<String>> = HashMap::new();
@@ -369,8 +416,12 @@ impl Pass {
                 Listing::Catalog => {
                     match list(store, catalogs, budget, leadership, catalog, None).await {
                         Some(tables) => listed.extend(tables),
-                        None => continue,
+                        None => {
+                            outcome.unconfirmed += namespaces.values().map(Vec::len).sum::<usize>();
+                            continue;
+                        }
                     }
+                    confirmed.push((catalog.clone(), Vec::new()));
                 }
                 Listing::Namespace { .. } => {
                     // Side by side: a listing call's time is mostly waiting.
@@ -392,10 +443,16 @@ impl Pass {
                             }
                         }
                     }
+                    if unlisted.len() < namespaces.len() {
+                        let mut failed: Vec<String> = unlisted.iter().cloned().collect();
+                        failed.sort();
+                        confirmed.push((catalog.clone(), failed));
+                    }
                 }
             }
             for (namespace, tables) in namespaces {
                 if unlisted.contains(namespace) {
+                    outcome.unconfirmed += tables.len();
                     continue;
                 }
                 for table in tables {
@@ -407,9 +464,13 @@ impl Pass {
                     }
                     .to_string();
                     match reconcile::verdict(self.known.get(&key), entry, &missing) {
+                        Verdict::Unchanged if known_failing(self.known.get(&key)) => {
+                            outcome.unconfirmed += 1;
+                        }
                         Verdict::Unchanged => {}
                         Verdict::Read => reads.push(table),
                         Verdict::Missing => {
+                            outcome.unconfirmed += 1;
                             let at = crate::system_now();
                             let recorded = store
                                 .backend
@@ -423,17 +484,46 @@ impl Pass {
                 }
             }
         }
-        let moved = reads.len() as u64;
+        outcome.moved = reads.len() as u64;
+        let failures = std::sync::atomic::AtomicUsize::new(0);
         futures::stream::iter(reads)
-            .for_each_concurrent(CONCURRENT_REFRESHES, |table| async move {
-                if !leadership.leading() {
-                    return;
+            .for_each_concurrent(CONCURRENT_REFRESHES, |table| {
+                let failures = &failures;
+                async move {
+                    let read = leadership.leading()
+                        && read(store, catalogs, budget, table, Cause::Listing).await;
+                    if !read {
+                        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
-                read(store, catalogs, budget, table).await;
             })
             .await;
-        moved
+        let failed = failures.into_inner();
+        outcome.unconfirmed += failed;
+        outcome.confirmed = !confirmed.is_empty() || failed < outcome.moved as usize;
+        // Each listed catalog's tables that did not move are confirmed as
+        // of the pass's start: one write per catalog, none per table. After
+        // the reads, so that a moved table is never shown fresh before it
+        // was read.
+        if leadership.leading() {
+            for (catalog, unlisted) in confirmed {
+                let listed = Listed {
+                    at: began,
+                    unlisted,
+                };
+                if let Err(e) = store.backend.record_listing(&catalog, &listed).await {
+                    tracing::warn!(catalog, error = %e, "recording a listing pass failed");
+                }
+            }
+        }
+        outcome
     }
+}
+
+/// A table whose last refresh failed and that the listing left alone (a
+/// missing table already recorded, a non-Iceberg entry): not confirmed.
+fn known_failing(known: Option<&Known>) -> bool {
+    known.is_some_and(|k| k.error.is_some())
 }
 
 /// Every page of one listing; `None` when it failed (its tables wait for

@@ -3,10 +3,12 @@
 //! committed (grants and how long they waited, expirations, revocations).
 //! Per process: with several replicas, sum across them.
 
-use sluice_core::{EventKind, Lease, NewEvent};
+use sluice_core::snapshots::Cause;
+use sluice_core::{EventKind, Lease, Millis, NewEvent};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// A Prometheus histogram over fixed bucket bounds.
 #[derive(Clone)]
@@ -96,6 +98,19 @@ struct Inner {
     reconcile: Reconcile,
     /// Messages read from the AWS events queue, by what they were.
     aws_events: BTreeMap<&'static str, u64>,
+    /// Snapshot-log refreshes recorded, by cause.
+    refreshes: BTreeMap<&'static str, u64>,
+}
+
+/// What one reconcile pass did.
+#[derive(Debug, Default)]
+pub(crate) struct PassOutcome {
+    /// Tables read (moved, new or failing).
+    pub moved: u64,
+    /// Tables not confirmed: unlisted namespace, missing, failed read.
+    pub unconfirmed: usize,
+    /// Some listing or read succeeded: the pass confirmed tables.
+    pub confirmed: bool,
 }
 
 /// The snapshot watcher's reconcile, as this process runs it.
@@ -107,6 +122,10 @@ struct Reconcile {
     passes: u64,
     moved: u64,
     last_pass: std::time::Duration,
+    /// Tables the last pass could not confirm.
+    unconfirmed: usize,
+    /// When the last pass that confirmed tables began (unix seconds).
+    confirmed_at: f64,
 }
 
 #[derive(Default)]
@@ -183,12 +202,28 @@ impl StoreStats {
         r.interval = interval;
     }
 
-    /// A pass ended, having read `moved` tables, after `took`.
-    pub(crate) fn reconciled(&self, moved: u64, took: std::time::Duration) {
+    /// A pass that began at `began` ended after `took`, having read
+    /// `outcome.moved` tables.
+    pub(crate) fn reconciled(&self, outcome: &PassOutcome, began: Millis, took: Duration) {
         let r = &mut self.0.lock().expect("stats lock").reconcile;
         r.passes += 1;
-        r.moved += moved;
+        r.moved += outcome.moved;
         r.last_pass = took;
+        r.unconfirmed = outcome.unconfirmed;
+        if outcome.confirmed {
+            r.confirmed_at = began.0 as f64 / 1000.0;
+        }
+    }
+
+    /// A refresh of a table's log recorded, for `cause`.
+    pub(crate) fn refreshed(&self, cause: Cause) {
+        *self
+            .0
+            .lock()
+            .expect("stats lock")
+            .refreshes
+            .entry(cause.as_str())
+            .or_default() += 1;
     }
 
     /// The lease transitions a committed batch made: its events, with the
@@ -270,6 +305,14 @@ impl StoreStats {
         for (kind, n) in &inner.aws_events {
             let _ = writeln!(out, "sluice_aws_events_total{{kind=\"{kind}\"}} {n}");
         }
+        out.push_str("# HELP sluice_snapshot_refreshes_total Snapshot-log refreshes this process recorded, by cause (listing, event, on_demand, batch).\n");
+        out.push_str("# TYPE sluice_snapshot_refreshes_total counter\n");
+        for (cause, n) in &inner.refreshes {
+            let _ = writeln!(
+                out,
+                "sluice_snapshot_refreshes_total{{cause=\"{cause}\"}} {n}"
+            );
+        }
         let r = &inner.reconcile;
         for (name, kind, help, value) in [
             (
@@ -307,6 +350,18 @@ impl StoreStats {
                 "counter",
                 "Tables whose metadata a reconcile pass read: moved, new or failing.",
                 r.moved as f64,
+            ),
+            (
+                "sluice_snapshot_reconcile_confirmed_timestamp_seconds",
+                "gauge",
+                "When the last reconcile pass that confirmed tables began (unix time): every table it did not count unconfirmed matched its catalog then (0: none yet on this replica).",
+                r.confirmed_at,
+            ),
+            (
+                "sluice_snapshot_reconcile_unconfirmed_tables",
+                "gauge",
+                "Tables the last reconcile pass could not confirm: their namespace's listing failed, their catalog does not list them, or their read failed.",
+                r.unconfirmed as f64,
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");

@@ -22,8 +22,10 @@ use sluice_core::hydrations::{
     LEASE_PURPOSE,
 };
 use sluice_core::leases::AcquireRequest;
+use sluice_core::snapshots::Cause;
 use sluice_core::{LeaseId, LeaseState, Mode, Permission, RuleError, TableName};
 use sluice_store::{HydrationCommand, HydrationQuery, HydrationReply, LeaseView};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -470,10 +472,13 @@ async fn get_hydration(
     let h = found(&app, &caller, id).await?;
     let remap = remap_status(&app, &h).await?;
     let pin_tag = app.store.pin_tag_status(h.id).await?;
+    let log = app.store.log_freshness(&h.table).await?;
+    let now = sluice_store::system_now();
     Ok(axum::Json(
-        HydrationBody::new(h, None, sluice_store::system_now())
+        HydrationBody::new(h, None, now)
             .with_remap(remap)
-            .with_pin_tag(pin_tag),
+            .with_pin_tag(pin_tag)
+            .with_log(log, now),
     ))
 }
 
@@ -544,11 +549,21 @@ async fn list(
         .map(|h| h.id)
         .collect();
     let mut remaps = app.store.remap_statuses(&asked).await?;
+    // Each table's log freshness once for the page.
+    let mut logs = HashMap::new();
+    for h in &found {
+        if !logs.contains_key(&h.table) {
+            logs.insert(h.table.clone(), app.store.log_freshness(&h.table).await?);
+        }
+    }
     let hydrations = found
         .into_iter()
         .map(|h| {
             let remap = remaps.remove(&h.id);
-            HydrationBody::new(h, None, now).with_remap(remap)
+            let log = logs.get(&h.table).copied().flatten();
+            HydrationBody::new(h, None, now)
+                .with_remap(remap)
+                .with_log(log, now)
         })
         .collect();
     Ok(axum::Json(HydrationsPage {
@@ -611,7 +626,7 @@ async fn log_for(
     }
     match app
         .store
-        .refresh_snapshots(app.catalogs.as_ref(), table, actor)
+        .refresh_snapshots(app.catalogs.as_ref(), table, actor, Cause::OnDemand)
         .await
     {
         Ok(_) => Ok(app.store.log_view(table).await?),

@@ -10,7 +10,7 @@ use crate::snapshot_dto::{
 use crate::{parse_table, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
-use sluice_core::snapshots::{self, CatalogError};
+use sluice_core::snapshots::{self, CatalogError, Cause};
 use sluice_core::{Permission, RuleError, TableCommand};
 use sluice_store::RefreshError;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -42,7 +42,12 @@ async fn refresh(
     caller.require_on(Permission::RefreshTables, &table)?;
     let refreshed = app
         .store
-        .refresh_snapshots(app.catalogs.as_ref(), &table, caller.actor().as_deref())
+        .refresh_snapshots(
+            app.catalogs.as_ref(),
+            &table,
+            caller.actor().as_deref(),
+            Cause::OnDemand,
+        )
         .await
         .map_err(refresh_error)?;
     Ok(axum::Json(RefreshBody::new(table.to_string(), refreshed)))
@@ -124,7 +129,12 @@ async fn retention(
         // answering (a failure leaves the conservative answer below).
         if app
             .store
-            .refresh_snapshots(app.catalogs.as_ref(), &table, caller.actor().as_deref())
+            .refresh_snapshots(
+                app.catalogs.as_ref(),
+                &table,
+                caller.actor().as_deref(),
+                Cause::OnDemand,
+            )
             .await
             .is_ok()
         {

@@ -6,6 +6,7 @@ use crate::dto::{
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
+use crate::snapshot_dto::LogFreshnessBody;
 use crate::{parse_table, parse_user_table, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -78,7 +79,10 @@ async fn get_table(
     Path(table): Path<String>,
 ) -> Result<axum::Json<TableBody>, ApiError> {
     let state = settled(&app, &caller, &table).await?;
-    Ok(axum::Json(summary(state).into()))
+    let log = app.store.log_freshness(&state.name).await?;
+    let mut body = TableBody::from(summary(state));
+    body.snapshot_log = log.map(|f| LogFreshnessBody::new(f, sluice_store::system_now()));
+    Ok(axum::Json(body))
 }
 
 /// The registered tables, by name, a page at a time.

@@ -19,5 +19,5 @@ pub use catalog::{
 };
 pub use lag::{carries_change, lag, Lag};
 pub use log::{refresh, Refresh, Snapshot, SnapshotId};
-pub use reconcile::{Known, Verdict};
+pub use reconcile::{Cause, Freshness, Known, Listed, Verdict};
 pub use retention::{readers, retention, Reader, Retention, CLOCK_SKEW_MS};

@@ -3,6 +3,8 @@
 //! a new metadata file, so a table whose listed metadata location is the
 //! one the log last read has nothing new.
 
+use crate::Millis;
+
 /// What the log last read of a table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Known {
@@ -39,6 +41,80 @@ pub fn verdict(known: Option<&Known>, listed: Option<Option<&str>>, missing: &st
             Verdict::Unchanged
         }
         (_, Some(Some(_))) => Verdict::Read,
+    }
+}
+
+/// Why a table's log was last brought up to date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// A reconcile pass: the catalog's listing showed it unchanged, or its
+    /// location moved and it was read (REST catalogs: read every pass).
+    Listing,
+    /// An AWS event said the table changed.
+    Event,
+    /// An API call needed the log current (a hydration starting, a
+    /// retention question, a compaction's check, a refresh asked for).
+    OnDemand,
+    /// A bookmark batch or a progress report named a snapshot the log did
+    /// not hold.
+    Batch,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Listing => "listing",
+            Cause::Event => "event",
+            Cause::OnDemand => "on_demand",
+            Cause::Batch => "batch",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Cause> {
+        [Cause::Listing, Cause::Event, Cause::OnDemand, Cause::Batch]
+            .into_iter()
+            .find(|c| c.as_str() == text)
+    }
+}
+
+/// A catalog's last completed reconcile pass: when its listing began, and
+/// the namespaces whose listing failed (their tables were not confirmed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub at: Millis,
+    pub unlisted: Vec<String>,
+}
+
+/// As of when a table's log is known to match its catalog, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    pub checked_at: Millis,
+    pub by: Cause,
+}
+
+/// A table's freshness: its last successful refresh, or a later listing
+/// pass that confirmed it (its namespace was listed and the table was not
+/// failing: a failing table is read by every pass, so only a success
+/// confirms it). `None` before the first of either.
+pub fn freshness(
+    table: &str,
+    refreshed: Option<(Millis, Cause)>,
+    failing: bool,
+    listed: Option<&Listed>,
+) -> Option<Freshness> {
+    let namespace = table.rsplit_once('.').map_or("", |(ns, _)| ns);
+    let confirmed = listed
+        .filter(|l| !failing && !l.unlisted.iter().any(|u| u == namespace))
+        .map(|l| Freshness {
+            checked_at: l.at,
+            by: Cause::Listing,
+        });
+    let refreshed = refreshed.map(|(checked_at, by)| Freshness { checked_at, by });
+    match (refreshed, confirmed) {
+        (Some(r), Some(c)) if c.checked_at > r.checked_at => Some(c),
+        (Some(r), _) => Some(r),
+        (None, c) => c,
     }
 }
 
@@ -112,6 +188,42 @@ mod tests {
             verdict(Some(&known(None, true)), Some(None)),
             Verdict::Unchanged
         );
+    }
+
+    #[test]
+    fn a_listing_confirms_a_table_unless_its_namespace_failed_or_the_table_fails() {
+        let listed = Listed {
+            at: Millis(2_000),
+            unlisted: vec!["broken".into()],
+        };
+        let read = Some((Millis(1_000), Cause::Event));
+        let at = |f: Option<Freshness>| f.map(|f| (f.checked_at.0, f.by));
+        assert_eq!(
+            at(freshness("sales.orders", read, false, Some(&listed))),
+            Some((2_000, Cause::Listing))
+        );
+        assert_eq!(
+            at(freshness("broken.orders", read, false, Some(&listed))),
+            Some((1_000, Cause::Event))
+        );
+        assert_eq!(
+            at(freshness("sales.orders", read, true, Some(&listed))),
+            Some((1_000, Cause::Event))
+        );
+        // A refresh after the pass wins; no refresh yet: the pass alone.
+        let later = Some((Millis(3_000), Cause::Batch));
+        assert_eq!(
+            at(freshness("sales.orders", later, false, Some(&listed))),
+            Some((3_000, Cause::Batch))
+        );
+        assert_eq!(
+            at(freshness("sales.orders", None, false, Some(&listed))),
+            Some((2_000, Cause::Listing))
+        );
+        assert_eq!(at(freshness("sales.orders", None, false, None)), None);
+        for c in [Cause::Listing, Cause::Event, Cause::OnDemand, Cause::Batch] {
+            assert_eq!(Cause::parse(c.as_str()), Some(c));
+        }
     }
 
     #[test]

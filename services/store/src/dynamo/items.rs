@@ -110,6 +110,7 @@ impl DynamoBackend {
             .send()
             .await
             .map_err(|e| super::sdk_error("GetItem", e))?;
+        self.count_read(usize::from(out.item.is_some()));
         Ok(out.item)
     }
 
@@ -139,12 +140,13 @@ impl DynamoBackend {
                     .send()
                     .await
                     .map_err(|e| super::sdk_error("BatchGetItem", e))?;
-                for item in out
+                let items = out
                     .responses
                     .unwrap_or_default()
                     .remove(&self.table)
-                    .unwrap_or_default()
-                {
+                    .unwrap_or_default();
+                self.count_read(items.len());
+                for item in items {
                     let pk = text(&item, "pk")?.to_owned();
                     let sk = text(&item, "sk")?.to_owned();
                     found.insert((pk, sk), item);
@@ -209,7 +211,9 @@ impl DynamoBackend {
                 .send()
                 .await
                 .map_err(|e| super::sdk_error("Query", e))?;
-            for item in out.items.unwrap_or_default() {
+            let items = out.items.unwrap_or_default();
+            self.count_read(items.len());
+            for item in items {
                 if keep(&item) {
                     kept.push(item);
                     if kept.len() >= limit {

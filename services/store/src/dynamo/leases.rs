@@ -14,11 +14,16 @@
 //!   that differ only in case are one table (the SQL backends' folded
 //!   unique index).
 //!
+//! - `table-live` / NAME: one per table whose root holds live leases, put
+//!   or deleted in the transaction that makes its root hold some or none
+//!   (the root's version guards it): the sweeper and the leases gauge read
+//!   these roots only, not every registered table.
+//!
 //! A root holds its live leases, so the number of leases live at once on
 //! one table is bounded by DynamoDB's 400 KB item (about a thousand).
 
 use super::items::{doc, number, text, version, Attrs, Range};
-use super::write::{number_attr, text_attr, Committed, Expect, Write};
+use super::write::{number_attr, text_attr, Committed, Expect, Write, Writes};
 use super::{hydrations, in_scopes, DynamoBackend, SYSTEM_PREFIX, TRANSACT_RETRIES};
 use crate::error::StoreError;
 use crate::leases::{Changes, Loaded, Targets};
@@ -31,6 +36,7 @@ use std::collections::{HashMap, HashSet};
 pub(super) const TABLES: &str = "table";
 pub(super) const LEASES: &str = "lease";
 const FOLDED: &str = "table-folded";
+const LIVE_TABLES: &str = "table-live";
 
 fn idem_pk(table: &TableName) -> String {
     format!("idem/{table}")
@@ -49,6 +55,21 @@ fn finished_doc(item: &Attrs) -> Result<Option<Lease>, StoreError> {
     } else {
         Ok(None)
     }
+}
+
+/// `sluice migrate`: the `table-live` items of the roots an older sluice
+/// stored without them.
+pub(super) async fn build_indexes(backend: &DynamoBackend) -> Result<Vec<Write>, StoreError> {
+    let mut writes = Writes::default();
+    for item in backend.query_all(TABLES).await? {
+        let root = backend.decode_root(&item)?;
+        if !root.live.is_empty() {
+            writes
+                .next()
+                .put_attrs(LIVE_TABLES, root.name.as_str(), Expect::Any, []);
+        }
+    }
+    Ok(writes.0)
 }
 
 /// A root as stored: live leases in queue order, nothing finished.
@@ -71,12 +92,18 @@ impl DynamoBackend {
         lease.is_expired_at(Millis(now.0 - self.skew_margin.0))
     }
 
-    /// Every root (listings, the sweeper's look, the metrics).
-    async fn roots(&self) -> Result<Vec<TableState>, StoreError> {
-        self.query_all(TABLES)
+    /// Every root with live leases (the sweeper's look, the metrics).
+    async fn live_roots(&self) -> Result<Vec<TableState>, StoreError> {
+        let keys: Vec<(String, String)> = self
+            .query_all(LIVE_TABLES)
             .await?
             .iter()
-            .map(|i| self.decode_root(i))
+            .map(|item| Ok((TABLES.to_owned(), text(item, "sk")?.to_owned())))
+            .collect::<Result<_, StoreError>>()?;
+        let found = self.get_many(&keys).await?;
+        keys.iter()
+            .filter_map(|key| found.get(key))
+            .map(|item| self.decode_root(item))
             .collect()
     }
 
@@ -267,6 +294,12 @@ fn write_changes(
             }
         };
         write.put(TABLES, root.name.as_str(), expect, &root, []);
+        let was_live = before.get(&root.name).is_some_and(|t| !t.live.is_empty());
+        match (was_live, !root.live.is_empty()) {
+            (false, true) => write.put_attrs(LIVE_TABLES, root.name.as_str(), Expect::Any, []),
+            (true, false) => write.delete(LIVE_TABLES, root.name.as_str(), Expect::Any),
+            _ => {}
+        }
         written.insert(root.name.clone());
     }
     // What the batch decided on without changing it must not have changed
@@ -461,7 +494,7 @@ impl LeasePort for DynamoBackend {
         async move {
             let now = self.now();
             let mut counts: HashMap<(String, String), i64> = HashMap::new();
-            for state in self.roots().await? {
+            for state in self.live_roots().await? {
                 if state.name.as_str().starts_with(SYSTEM_PREFIX) {
                     continue;
                 }
@@ -536,7 +569,7 @@ impl LeasePort for DynamoBackend {
             let now = self.now();
             let mut tables = Vec::new();
             let mut next_expiry: Option<Millis> = None;
-            for state in self.roots().await? {
+            for state in self.live_roots().await? {
                 let mut due = false;
                 for lease in &state.live {
                     if self.expired(lease, now) {

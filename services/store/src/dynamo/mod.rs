@@ -40,6 +40,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use sluice_core::{LeaseId, Millis, TableName};
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -150,6 +151,8 @@ pub struct DynamoBackend {
     /// Event ids this replica appended lately, which its own long-polls
     /// were woken for already (`wake.rs` skips them).
     own_events: Mutex<VecDeque<(i64, i64)>>,
+    /// Items read since start (what DynamoDB charges read units for).
+    items_read: AtomicU64,
 }
 
 /// The most leases whose table is remembered.
@@ -161,7 +164,37 @@ impl DynamoBackend {
     pub async fn open(config: &DynamoConfig) -> Result<DynamoBackend, StoreError> {
         let backend = DynamoBackend::connect(config).await?;
         backend.check_table().await?;
+        if backend.get(META, INDEXED).await?.is_none() {
+            return Err(StoreError::Unavailable(format!(
+                "the DynamoDB table {} was written by an older sluice, without the index items \
+                 this one reads: run `sluice migrate` with the same --database-url first",
+                backend.table
+            )));
+        }
         Ok(backend)
+    }
+
+    /// The index items the hot path reads instead of whole partitions
+    /// (`run-open`, `job-fire`, `intent-pending`, `table-live`), for what
+    /// an older sluice stored without them; once, then a marker says so.
+    async fn build_indexes(&self) -> Result<(), StoreError> {
+        if self.get(META, INDEXED).await?.is_some() {
+            return Ok(());
+        }
+        let mut writes = schedule::build_indexes(self).await?;
+        writes.extend(views::build_indexes(self).await?);
+        writes.extend(leases::build_indexes(self).await?);
+        let items: usize = writes.iter().map(write::Write::len).sum();
+        for w in &writes {
+            self.commit_once(w, "an index item").await?;
+        }
+        let mut marker = write::Write::default();
+        marker.put_attrs(META, INDEXED, write::Expect::Any, []);
+        self.commit_once(&marker, "the index marker").await?;
+        if items > 0 {
+            tracing::info!(items, "built the index items of an older sluice's table");
+        }
+        Ok(())
     }
 
     /// Create the table (on-demand capacity) if it is missing, then check it.
@@ -175,6 +208,7 @@ impl DynamoBackend {
             }
         }
         backend.check_table().await?;
+        backend.build_indexes().await?;
         let upgraded = hydrations::upgrade_completed(&backend).await?;
         if upgraded > 0 {
             tracing::info!(upgraded, "completed hydrations are live copies now");
@@ -211,6 +245,7 @@ impl DynamoBackend {
             newest_event: Mutex::new(None),
             lease_tables: Mutex::new(HashMap::new()),
             own_events: Mutex::new(VecDeque::new()),
+            items_read: AtomicU64::new(0),
         })
     }
 
@@ -339,11 +374,19 @@ impl DynamoBackend {
         known.extend(pairs);
     }
 
+    fn count_read(&self, items: usize) {
+        self.items_read.fetch_add(items as u64, Ordering::Relaxed);
+    }
+
     /// This process's clock: DynamoDB has none.
     fn now(&self) -> Millis {
         crate::system_now()
     }
 }
+
+/// `meta` / `indexes`: present once `sluice migrate` built the index items.
+const META: &str = "meta";
+const INDEXED: &str = "indexes";
 
 /// sluice's own tables (the scheduler's leader lease): never listed.
 const SYSTEM_PREFIX: &str = "sluice_system.";
@@ -422,6 +465,10 @@ impl Backend for DynamoBackend {
         // Writers of one replica race each other as the replicas do; more
         // than a few only lose more races.
         4
+    }
+
+    fn items_read(&self) -> Option<u64> {
+        Some(self.items_read.load(Ordering::Relaxed))
     }
 }
 

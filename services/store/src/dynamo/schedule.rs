@@ -16,20 +16,28 @@
 //!   that makes a compaction pending and deleted in the one that finishes
 //!   it, so a second pending compaction of a table fails its transaction.
 //!
-//! Listings that filter (runs by job, state or age; active runs; due jobs)
-//! read the partition and filter here: DynamoDB has no secondary index in
-//! this table's layout, and the scheduler's partitions are small next to
-//! the leases' and events'. Unfinished compactions are found through their
-//! `pending-compaction` items instead, one per table at most.
+//! - `run-open` / ID: one per run not finished (queued, starting, running,
+//!   retrying, dead-lettered), with its `job`, `state` and `due`; put or
+//!   deleted in the transaction that writes the run. The scheduler's tick
+//!   (active runs, a job's occupied slots, a job's queued run) and the
+//!   runs gauge read this partition, never the finished runs, which grow
+//!   with every day until the pruner takes them.
+//! - `job-fire` / FIRE/NAME: one per job with a planned fire (FIRE zero-
+//!   padded ms, so the partition is in fire order), moved in the
+//!   transaction that moves the fire: due jobs are one query of its head.
+//!
+//! Other listings that filter (runs by job or age) read the runs partition
+//! and filter here, up to their page's limit. Unfinished compactions are
+//! found through their `pending-compaction` items, one per table at most.
 //!
 //! The leader's fence is checked against its lease's table root (`table` /
 //! NAME, written by `leases.rs`), and the root's version is a condition of
 //! the same transaction: a takeover, which must rewrite that root, makes
 //! the write fail instead of landing behind it.
 
-use super::items::{doc, number, text, version, Attrs, Range};
+use super::items::{doc, number, padded, text, version, Attrs, Range};
 use super::leases::{LEASES, TABLES};
-use super::write::{number_attr, text_attr, Committed, Expect, Write};
+use super::write::{number_attr, text_attr, Committed, Expect, Write, Writes};
 use super::{DynamoBackend, TRANSACT_RETRIES};
 use crate::error::StoreError;
 use crate::ports::{Fence, RunQuery, SchedulePort, ScheduleWrite, Versioned, Written};
@@ -45,6 +53,8 @@ const JOBS: &str = "job";
 const RUNS: &str = "run";
 const COMPACTIONS: &str = "compaction";
 const PENDING: &str = "pending-compaction";
+const OPEN_RUNS: &str = "run-open";
+const FIRES: &str = "job-fire";
 
 /// How often `pending_compaction` reads again when the compaction its item
 /// names finished in between.
@@ -80,13 +90,82 @@ fn is_active(state: RunState) -> bool {
     !state.is_final() && state != RunState::DeadLetter
 }
 
-fn put_job(write: &mut Write, job: &Job, expect: Expect) {
+fn fire_sk(at: Millis, name: &str) -> String {
+    format!("{}/{name}", padded(at.0))
+}
+
+/// Write `job`, moving its `job-fire` item from the fire it had (`was`).
+fn put_job(write: &mut Write, job: &Job, was: Option<Millis>, expect: Expect) {
     let fire = job.next_fire_at.map(|at| number_attr("fire", at.0));
     write.put(JOBS, &job.name, expect, job, fire);
+    move_fire(write, &job.name, was, job.next_fire_at);
+}
+
+/// The job's own version guards its index item: no condition of its own.
+fn move_fire(write: &mut Write, name: &str, was: Option<Millis>, now: Option<Millis>) {
+    if was == now {
+        return;
+    }
+    if let Some(at) = was {
+        write.delete(FIRES, &fire_sk(at, name), Expect::Any);
+    }
+    if let Some(at) = now {
+        write.put_attrs(
+            FIRES,
+            &fire_sk(at, name),
+            Expect::Any,
+            [text_attr("job", name)],
+        );
+    }
+}
+
+/// Not finished: in the `run-open` partition.
+fn is_open(state: RunState) -> bool {
+    !state.is_final()
+}
+
+/// The run's `run-open` item as its state says; `stored` when the run was
+/// stored before (a new one had no item to delete).
+fn index_run(write: &mut Write, r: &Run, stored: bool) {
+    let id = r.id.to_string();
+    if is_open(r.state) {
+        write.put_attrs(
+            OPEN_RUNS,
+            &id,
+            Expect::Any,
+            [
+                text_attr("job", r.job.clone()),
+                text_attr("state", r.state.as_str()),
+                number_attr("due", r.due_at.0),
+            ],
+        );
+    } else if stored {
+        write.delete(OPEN_RUNS, &id, Expect::Any);
+    }
+}
+
+/// `sluice migrate`: the `run-open` and `job-fire` items of what an older
+/// sluice stored without them.
+pub(super) async fn build_indexes(backend: &DynamoBackend) -> Result<Vec<Write>, StoreError> {
+    let mut writes = Writes::default();
+    let open = backend
+        .query(RUNS, Range::All, true, usize::MAX, |item| {
+            run_state(item).is_some_and(is_open)
+        })
+        .await?;
+    for item in &open {
+        index_run(writes.next(), &doc(item)?, false);
+    }
+    for item in backend.query_all(JOBS).await? {
+        let job: Job = doc(&item)?;
+        move_fire(writes.next(), &job.name, None, job.next_fire_at);
+    }
+    Ok(writes.0)
 }
 
 fn put_run(write: &mut Write, run: &Versioned<Run>) {
     let r = &run.value;
+    index_run(write, r, run.version != 0);
     write.put(
         RUNS,
         &r.id.to_string(),
@@ -216,7 +295,7 @@ impl DynamoBackend {
                 return Ok(false);
             }
             job.next_fire_at = *next;
-            put_job(write, &job, Expect::Version(version(item)));
+            put_job(write, &job, *expected, Expect::Version(version(item)));
         }
         for run in &w.runs {
             put_run(write, run);
@@ -285,9 +364,59 @@ impl DynamoBackend {
         Ok(true)
     }
 
-    /// Every run item that `keep` accepts, in id order.
-    async fn runs_where(&self, keep: impl FnMut(&Attrs) -> bool) -> Result<Vec<Attrs>, StoreError> {
-        self.query(RUNS, Range::All, true, usize::MAX, keep).await
+    /// The `run-open` items that `keep` accepts, in id order.
+    async fn open_runs_where(
+        &self,
+        keep: impl FnMut(&Attrs) -> bool,
+    ) -> Result<Vec<Attrs>, StoreError> {
+        self.query(OPEN_RUNS, Range::All, true, usize::MAX, keep)
+            .await
+    }
+
+    /// The runs these `run-open` items name, as stored now (one that
+    /// finished since its item was read is still returned: callers filter).
+    async fn runs_of(&self, open: &[Attrs]) -> Result<Vec<Versioned<Run>>, StoreError> {
+        let keys: Vec<(String, String)> = open
+            .iter()
+            .map(|item| Ok((RUNS.to_owned(), text(item, "sk")?.to_owned())))
+            .collect::<Result<_, StoreError>>()?;
+        let found = self.get_many(&keys).await?;
+        let mut runs = Vec::with_capacity(found.len());
+        for key in &keys {
+            if let Some(item) = found.get(key) {
+                runs.push(versioned(item)?);
+            }
+        }
+        Ok(runs)
+    }
+
+    /// `runs` in an unfinished state: through the `run-open` items.
+    async fn open_runs(&self, q: &RunQuery, state: RunState) -> Result<Vec<Run>, StoreError> {
+        let after = q.after.map(|a| a.to_string());
+        let open = self
+            .open_runs_where(|item| {
+                text_is(item, "state", state.as_str())
+                    && q.job.as_deref().is_none_or(|job| text_is(item, "job", job))
+                    && match (&after, text(item, "sk")) {
+                        (None, _) => true,
+                        (Some(after), Ok(id)) if q.newest_first => id < after.as_str(),
+                        (Some(after), Ok(id)) => id > after.as_str(),
+                        (Some(_), Err(_)) => false,
+                    }
+            })
+            .await?;
+        let mut runs: Vec<Run> = self
+            .runs_of(&open)
+            .await?
+            .into_iter()
+            .map(|r| r.value)
+            .filter(|r| r.state == state && q.since.is_none_or(|since| r.created_at >= since))
+            .collect();
+        if q.newest_first {
+            runs.reverse();
+        }
+        runs.truncate(q.limit as usize);
+        Ok(runs)
     }
 
     /// The compaction a `pending-compaction` item names, while unfinished.
@@ -314,19 +443,20 @@ impl SchedulePort for DynamoBackend {
             for _ in 0..TRANSACT_RETRIES {
                 let found = self.get(JOBS, &job.name).await?;
                 let mut stored = job.clone();
-                let expect = match &found {
+                let (was, expect) = match &found {
                     Some(item) => {
-                        stored.created_at = doc::<Job>(item)?.created_at;
-                        Expect::Version(version(item))
+                        let old = doc::<Job>(item)?;
+                        stored.created_at = old.created_at;
+                        (old.next_fire_at, Expect::Version(version(item)))
                     }
                     // As SQL's insert: a new definition is created when updated.
                     None => {
                         stored.created_at = job.updated_at;
-                        Expect::Absent
+                        (None, Expect::Absent)
                     }
                 };
                 let mut write = Write::default();
-                put_job(&mut write, &stored, expect);
+                put_job(&mut write, &stored, was, expect);
                 if let Committed::Done { .. } = self.commit(&write).await? {
                     return Ok(found.is_none());
                 }
@@ -347,6 +477,7 @@ impl SchedulePort for DynamoBackend {
                 };
                 let mut write = Write::default();
                 write.delete(JOBS, name, Expect::Version(version(&found)));
+                move_fire(&mut write, name, doc::<Job>(&found)?.next_fire_at, None);
                 if let Committed::Done { .. } = self.commit(&write).await? {
                     return Ok(true);
                 }
@@ -391,16 +522,31 @@ impl SchedulePort for DynamoBackend {
 
     fn due_jobs(&self, now: Millis, limit: u32) -> BoxFuture<'_, Result<Vec<Job>, StoreError>> {
         async move {
-            // Reads every definition (there are few) to order by the fire.
-            let items = self
-                .query(JOBS, Range::All, true, usize::MAX, |item| {
-                    number(item, "fire").is_some_and(|fire| fire <= now.0)
-                })
+            // The head of the fire-ordered index, then those jobs.
+            let due = self
+                .query(
+                    FIRES,
+                    Range::Before(padded(now.0.saturating_add(1))),
+                    true,
+                    limit as usize,
+                    |_| true,
+                )
                 .await?;
-            let mut jobs: Vec<Job> = items.iter().map(doc).collect::<Result<_, _>>()?;
-            // Stable: equal fires stay in name order.
-            jobs.sort_by_key(|j| j.next_fire_at);
-            jobs.truncate(limit as usize);
+            let keys: Vec<(String, String)> = due
+                .iter()
+                .map(|item| Ok((JOBS.to_owned(), text(item, "job")?.to_owned())))
+                .collect::<Result<_, StoreError>>()?;
+            let found = self.get_many(&keys).await?;
+            let mut jobs = Vec::with_capacity(keys.len());
+            for key in &keys {
+                if let Some(item) = found.get(key) {
+                    let job: Job = doc(item)?;
+                    // Moved or deleted since the index was read: not due.
+                    if job.next_fire_at.is_some_and(|at| at <= now) {
+                        jobs.push(job);
+                    }
+                }
+            }
             Ok(jobs)
         }
         .boxed()
@@ -419,6 +565,9 @@ impl SchedulePort for DynamoBackend {
 
     fn runs<'a>(&'a self, q: &'a RunQuery) -> BoxFuture<'a, Result<Vec<Run>, StoreError>> {
         async move {
+            if let Some(state) = q.state.filter(|s| is_open(*s)) {
+                return self.open_runs(q, state).await;
+            }
             // Ids are UUIDv7: the sort key is the creation order. Newest
             // first continues before `after`, oldest first after it.
             let range = match (q.after, q.newest_first) {
@@ -445,9 +594,9 @@ impl SchedulePort for DynamoBackend {
 
     fn run_counts(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, StoreError>> {
         async move {
-            // Reads the whole partition; ordered by state as SQL's GROUP BY.
+            // Ordered by state, as the SQL backends order theirs.
             let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-            for item in self.runs_where(|_| true).await? {
+            for item in self.open_runs_where(|_| true).await? {
                 *counts.entry(text(&item, "state")?.to_owned()).or_default() += 1;
             }
             Ok(counts.into_iter().collect())
@@ -461,9 +610,8 @@ impl SchedulePort for DynamoBackend {
         limit: u32,
     ) -> BoxFuture<'_, Result<Vec<Versioned<Run>>, StoreError>> {
         async move {
-            // Reads the whole partition to order the active runs by `due`.
-            let items = self
-                .runs_where(|item| match run_state(item) {
+            let open = self
+                .open_runs_where(|item| match run_state(item) {
                     Some(state) if is_active(state) => {
                         state == RunState::Starting
                             || number(item, "due").is_some_and(|due| due <= now.0)
@@ -471,8 +619,9 @@ impl SchedulePort for DynamoBackend {
                     _ => false,
                 })
                 .await?;
-            let mut runs: Vec<Versioned<Run>> =
-                items.iter().map(versioned).collect::<Result<_, _>>()?;
+            let mut runs = self.runs_of(&open).await?;
+            // Finished since the index was read: no longer active.
+            runs.retain(|r| is_active(r.value.state));
             // Stable: equal due times stay in id (creation) order.
             runs.sort_by_key(|r| r.value.due_at);
             runs.truncate(limit as usize);
@@ -481,12 +630,36 @@ impl SchedulePort for DynamoBackend {
         .boxed()
     }
 
+    fn prune_runs(&self, before: Millis, limit: u32) -> BoxFuture<'_, Result<u64, StoreError>> {
+        async move {
+            // The old end of the partition: UUIDv7 ids below `before`'s.
+            let old = self
+                .query(
+                    RUNS,
+                    Range::Before(crate::rows::v7_floor(before)),
+                    true,
+                    limit as usize,
+                    |item| {
+                        run_state(item).is_some_and(RunState::is_final)
+                            && number(item, "created").is_some_and(|at| at < before.0)
+                    },
+                )
+                .await?;
+            let keys = old
+                .iter()
+                .map(|item| Ok((RUNS.to_owned(), text(item, "sk")?.to_owned())))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            self.delete_many(&keys).await
+        }
+        .boxed()
+    }
+
     fn occupying(&self, job: &str) -> BoxFuture<'_, Result<u32, StoreError>> {
         let job = job.to_owned();
         async move {
-            // Reads the whole partition.
+            // The index item carries the state, written with the run.
             let items = self
-                .runs_where(|item| {
+                .open_runs_where(|item| {
                     text_is(item, "job", &job)
                         && run_state(item).is_some_and(RunState::occupies_slot)
                 })

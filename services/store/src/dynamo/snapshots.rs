@@ -12,6 +12,8 @@
 //!   snapshot, written with it in one transaction, saying where it is and
 //!   whether it is expired: refreshes read the ids the log holds from
 //!   these, and `has_snapshot` reads one.
+//! - `catalog-listing` / CATALOG: the catalog's last completed reconcile
+//!   pass ([`Listed`]), replaced by each.
 //! - `table` / TABLE belongs to the leases (`leases.rs`); only the catalog
 //!   its settings are read here.
 //!
@@ -42,12 +44,20 @@ use crate::ports::{Apply, CatalogState, SnapshotChanges, SnapshotPort};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
-use sluice_core::snapshots::{Snapshot, SnapshotId};
+use sluice_core::snapshots::{Cause, Listed, Snapshot, SnapshotId};
 use sluice_core::{Millis, NewEvent, TableName, TableSettings};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 const ROOT: &str = "catalog-state";
+const LISTINGS: &str = "catalog-listing";
+
+/// A `catalog-listing` document.
+#[derive(Serialize, Deserialize)]
+struct ListedDoc {
+    at: Millis,
+    unlisted: Vec<String>,
+}
 
 /// How long a claim holds without being renewed (every part renews it).
 const CLAIM_TTL: Millis = Millis(30_000);
@@ -85,6 +95,9 @@ struct CatalogDoc {
     metadata_location: Option<String>,
     current_snapshot_id: Option<SnapshotId>,
     refreshed_at: Option<Millis>,
+    /// Absent in documents written before causes were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refreshed_by: Option<Cause>,
     error: Option<String>,
     error_at: Option<Millis>,
     /// A large refresh being written: see `record_in_parts`.
@@ -100,6 +113,7 @@ impl From<CatalogDoc> for CatalogState {
             metadata_location: d.metadata_location,
             current_snapshot_id: d.current_snapshot_id,
             refreshed_at: d.refreshed_at,
+            refreshed_by: d.refreshed_by,
             error: d.error,
             error_at: d.error_at,
         }
@@ -114,6 +128,7 @@ impl CatalogDoc {
             metadata_location: None,
             current_snapshot_id: None,
             refreshed_at: None,
+            refreshed_by: None,
             error: None,
             error_at: None,
             claim: None,
@@ -214,6 +229,7 @@ impl SnapshotPort for DynamoBackend {
                     metadata_location: changes.metadata_location.clone(),
                     current_snapshot_id: changes.current_snapshot_id,
                     refreshed_at: Some(changes.refreshed_at),
+                    refreshed_by: Some(changes.refreshed_by),
                     ..CatalogDoc::new(table, catalog)
                 };
                 let committed = if snapshots.len() <= WHOLE {
@@ -314,6 +330,37 @@ impl SnapshotPort for DynamoBackend {
                 .iter()
                 .map(|item| doc::<CatalogDoc>(item).map(CatalogState::from))
                 .collect()
+        }
+        .boxed()
+    }
+
+    fn record_listing<'a>(
+        &'a self,
+        catalog: &'a str,
+        listed: &'a Listed,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            let document = ListedDoc {
+                at: listed.at,
+                unlisted: listed.unlisted.clone(),
+            };
+            let mut write = Write::default();
+            write.put(LISTINGS, catalog, Expect::Any, &document, []);
+            self.commit_once(&write, "a catalog's listing").await
+        }
+        .boxed()
+    }
+
+    fn catalog_listing<'a>(
+        &'a self,
+        catalog: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Listed>, StoreError>> {
+        async move {
+            let found: Option<ListedDoc> = self.get_doc(LISTINGS, catalog).await?;
+            Ok(found.map(|d| Listed {
+                at: d.at,
+                unlisted: d.unlisted,
+            }))
         }
         .boxed()
     }

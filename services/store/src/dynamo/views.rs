@@ -18,11 +18,15 @@
 //!   this process and random across processes (`intent_id`), so ids sort
 //!   by time and the sort key (padded) orders the outbox oldest first.
 //!
-//! `due_intents` and `orphans` read their partitions whole and filter
-//! here; the outbox keeps finished intents as the SQL backends do.
+//! - `intent-pending` / ID: one per pending intent, with its `next` (ms),
+//!   put or deleted in the transaction that writes the intent, so that
+//!   `due_intents` reads the pending ones only, never the finished ones
+//!   the outbox keeps (as the SQL backends keep theirs).
+//!
+//! `orphans` reads its partition whole and filters here.
 
 use super::items::{doc, number, padded, text, version, Attrs, Range};
-use super::write::{number_attr, text_attr, Committed, Expect, Write};
+use super::write::{number_attr, text_attr, Committed, Expect, Write, Writes};
 use super::{DynamoBackend, TRANSACT_RETRIES};
 use crate::error::StoreError;
 use crate::ports::{DueIntent, ViewStorePort};
@@ -40,6 +44,7 @@ use std::sync::OnceLock;
 
 const VIEWS: &str = "view";
 const INTENTS: &str = "intent";
+const PENDING_INTENTS: &str = "intent-pending";
 /// `intent-of` / HYDRATION_ID: the id of the newest intent carried out
 /// for a hydration (what SQL's `outbox_by_hydration` index finds).
 const INTENT_OF: &str = "intent-of";
@@ -85,9 +90,10 @@ struct StoredIntent {
 }
 
 fn put_intent(write: &mut Write, stored: &StoredIntent, expect: Expect) {
+    let id = padded(stored.id);
     write.put(
         INTENTS,
-        &padded(stored.id),
+        &id,
         expect,
         stored,
         [
@@ -95,6 +101,34 @@ fn put_intent(write: &mut Write, stored: &StoredIntent, expect: Expect) {
             number_attr("next", stored.next_attempt_at.0),
         ],
     );
+    // The intent's own condition guards its index item.
+    if stored.state == IntentState::Pending {
+        let next = number_attr("next", stored.next_attempt_at.0);
+        write.put_attrs(PENDING_INTENTS, &id, Expect::Any, [next]);
+    } else if expect == Expect::Absent {
+        // Nothing to take back.
+    } else {
+        write.delete(PENDING_INTENTS, &id, Expect::Any);
+    }
+}
+
+/// `sluice migrate`: the `intent-pending` items of the pending intents an
+/// older sluice stored without them.
+pub(super) async fn build_indexes(backend: &DynamoBackend) -> Result<Vec<Write>, StoreError> {
+    let mut writes = Writes::default();
+    let pending = backend
+        .query(INTENTS, Range::All, true, usize::MAX, |item| {
+            matches!(text(item, "state"), Ok("pending"))
+        })
+        .await?;
+    for item in &pending {
+        let stored: StoredIntent = doc(item)?;
+        let next = number_attr("next", stored.next_attempt_at.0);
+        writes
+            .next()
+            .put_attrs(PENDING_INTENTS, &padded(stored.id), Expect::Any, [next]);
+    }
+    Ok(writes.0)
 }
 
 /// A new intent's id: `at` in ms in the high bits, then 20 bits that this
@@ -217,26 +251,32 @@ impl ViewStorePort for DynamoBackend {
         limit: u32,
     ) -> BoxFuture<'_, Result<Vec<DueIntent>, StoreError>> {
         async move {
-            // Oldest first by id; reads on past finished intents until
-            // `limit` due ones are found.
+            // Oldest first by id, through the pending ones' index.
             let range = Range::After(padded(after));
-            let items = self
-                .query(INTENTS, range, true, limit as usize, |item| {
-                    matches!(text(item, "state"), Ok("pending"))
-                        && number(item, "next").is_some_and(|next| next <= now.0)
+            let due = self
+                .query(PENDING_INTENTS, range, true, limit as usize, |item| {
+                    number(item, "next").is_some_and(|next| next <= now.0)
                 })
                 .await?;
-            items
+            let keys: Vec<(String, String)> = due
                 .iter()
-                .map(|item| {
-                    let stored: StoredIntent = doc(item)?;
-                    Ok(DueIntent {
+                .map(|item| Ok((INTENTS.to_owned(), text(item, "sk")?.to_owned())))
+                .collect::<Result<_, StoreError>>()?;
+            let found = self.get_many(&keys).await?;
+            let mut intents = Vec::with_capacity(keys.len());
+            for key in &keys {
+                let Some(item) = found.get(key) else { continue };
+                let stored: StoredIntent = doc(item)?;
+                // Finished since the index was read: not due.
+                if stored.state == IntentState::Pending {
+                    intents.push(DueIntent {
                         id: stored.id,
                         intent: stored.intent,
                         attempts: stored.attempts,
-                    })
-                })
-                .collect()
+                    });
+                }
+            }
+            Ok(intents)
         }
         .boxed()
     }

@@ -157,6 +157,21 @@ impl Write {
     }
 }
 
+/// Writes that need not commit together (what `sluice migrate` adds),
+/// each within a transaction's limit.
+#[derive(Default)]
+pub(crate) struct Writes(pub Vec<Write>);
+
+impl Writes {
+    /// The write to add the next item or two to.
+    pub fn next(&mut self) -> &mut Write {
+        if self.0.last().is_none_or(|w| w.len() + 2 > MAX_ITEMS) {
+            self.0.push(Write::default());
+        }
+        self.0.last_mut().expect("one was just pushed")
+    }
+}
+
 /// A condition expression and its values for `expect`.
 fn condition(expect: Expect) -> Option<(&'static str, Option<i64>)> {
     match expect {
@@ -290,10 +305,14 @@ impl DynamoBackend {
                 base = Some(from);
                 from + 1
             };
+            // A token per attempt at this exact write: when the SDK sends it
+            // again after a timeout, DynamoDB answers from the first commit
+            // instead of failing its conditions against itself.
             let sent = self
                 .client
                 .transact_write_items()
                 .set_transact_items(Some(items))
+                .client_request_token(uuid::Uuid::new_v4().to_string())
                 .send()
                 .await;
             let error = match sent {

@@ -83,7 +83,7 @@ impl LeasePort for PgBackend {
 
     fn prune_leases(&self, before: Millis, limit: u32) -> BoxFuture<'_, Result<u64, StoreError>> {
         let finished = format!("NOT ({LIVE})");
-        async move { prune_finished(&self.pool, "leases", &finished, before, limit).await }.boxed()
+        async move { prune_finished(&self.pool, "leases", &finished, "ended_at", before, limit).await }.boxed()
     }
 
     fn lease_counts(&self) -> BoxFuture<'_, Result<Vec<LeaseCount>, StoreError>> {

@@ -112,18 +112,20 @@ async fn insert_events(
 }
 
 /// Delete up to `limit` of the oldest rows of `table` that are `finished`
-/// (an SQL condition) and ended before `before`: the walk goes along the
-/// primary key, the UUIDv7 ids below `before`'s, so it stays at the old end.
+/// (an SQL condition) and whose `ended` column is before `before`: the walk
+/// goes along the primary key, the UUIDv7 ids below `before`'s, so it stays
+/// at the old end.
 async fn prune_finished(
     pool: &sqlx::Pool<Postgres>,
     table: &str,
     finished: &str,
+    ended: &str,
     before: sluice_core::Millis,
     limit: u32,
 ) -> Result<u64, StoreError> {
     let done = sqlx::query(&format!(
         "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE id < $1 AND {finished} \
-         ORDER BY id LIMIT $3) AND ended_at < $2"
+         ORDER BY id LIMIT $3) AND {ended} < $2"
     ))
     .bind(crate::rows::v7_floor(before))
     .bind(before.0)

@@ -2,7 +2,7 @@
 //! fence with the lease row locked FOR SHARE, so a takeover (which must
 //! update that row) waits for it or sees it committed.
 
-use super::{insert_events, PgBackend, NOW_MS};
+use super::{insert_events, prune_finished, PgBackend, NOW_MS};
 use crate::error::StoreError;
 use crate::ports::{Fence, RunQuery, SchedulePort, ScheduleWrite, Versioned, Written};
 use crate::rows::schedule::*;
@@ -106,11 +106,12 @@ impl SchedulePort for PgBackend {
 
     fn run_counts(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, StoreError>> {
         async move {
-            Ok(
-                sqlx::query_as("SELECT state, COUNT(*) FROM runs GROUP BY state")
-                    .fetch_all(&self.pool)
-                    .await?,
+            Ok(sqlx::query_as(
+                "SELECT state, COUNT(*) FROM runs \
+                     WHERE state NOT IN ('succeeded', 'failed', 'cancelled') GROUP BY state ORDER BY state",
             )
+            .fetch_all(&self.pool)
+            .await?)
         }
         .boxed()
     }
@@ -155,6 +156,14 @@ impl SchedulePort for PgBackend {
             .fetch_all(&self.pool)
             .await?;
             runs(rows)
+        }
+        .boxed()
+    }
+
+    fn prune_runs(&self, before: Millis, limit: u32) -> BoxFuture<'_, Result<u64, StoreError>> {
+        async move {
+            let finished = "state IN ('succeeded', 'failed', 'cancelled')";
+            prune_finished(&self.pool, "runs", finished, "created_at", before, limit).await
         }
         .boxed()
     }

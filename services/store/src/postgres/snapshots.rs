@@ -8,7 +8,7 @@ use crate::rows::leases::{TableRow, TABLE_COLUMNS};
 use crate::rows::snapshots::*;
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use sluice_core::snapshots::{Snapshot, SnapshotId};
+use sluice_core::snapshots::{Listed, Snapshot, SnapshotId};
 use sluice_core::{Millis, TableName, TableSettings, TableState};
 
 impl SnapshotPort for PgBackend {
@@ -116,6 +116,37 @@ impl SnapshotPort for PgBackend {
         .boxed()
     }
 
+    fn record_listing<'a>(
+        &'a self,
+        catalog: &'a str,
+        listed: &'a Listed,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            sqlx::query(RECORD_LISTING)
+                .bind(catalog)
+                .bind(listed.at.0)
+                .bind(unlisted_json(listed))
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn catalog_listing<'a>(
+        &'a self,
+        catalog: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Listed>, StoreError>> {
+        async move {
+            let row: Option<(i64, String)> = sqlx::query_as(CATALOG_LISTING)
+                .bind(catalog)
+                .fetch_optional(&self.pool)
+                .await?;
+            listed(row)
+        }
+        .boxed()
+    }
+
     fn snapshots<'a>(
         &'a self,
         table: &'a TableName,
@@ -199,6 +230,7 @@ async fn write(
         .bind(changes.metadata_location.as_deref())
         .bind(changes.current_snapshot_id)
         .bind(changes.refreshed_at.0)
+        .bind(changes.refreshed_by.as_str())
         .execute(&mut **tx)
         .await?;
     Ok(())

@@ -141,6 +141,7 @@ impl StreamPort for PgBackend {
                 &self.pool,
                 "stream_batches",
                 "state <> 'open'",
+                "ended_at",
                 before,
                 limit,
             )

@@ -4,7 +4,7 @@
 use super::corrupt;
 use crate::error::StoreError;
 use crate::ports::CatalogState;
-use sluice_core::snapshots::Snapshot;
+use sluice_core::snapshots::{Cause, Listed, Snapshot};
 use sluice_core::{Millis, TableName};
 
 #[derive(sqlx::FromRow)]
@@ -41,12 +41,13 @@ pub struct CatalogStateRow {
     pub metadata_location: Option<String>,
     pub current_snapshot_id: Option<i64>,
     pub refreshed_at: Option<i64>,
+    pub refreshed_by: Option<String>,
     pub error: Option<String>,
     pub error_at: Option<i64>,
 }
 
-pub const CATALOG_STATE_COLUMNS: &str =
-    "table_name, catalog, metadata_location, current_snapshot_id, refreshed_at, error, error_at";
+pub const CATALOG_STATE_COLUMNS: &str = "table_name, catalog, metadata_location, \
+     current_snapshot_id, refreshed_at, refreshed_by, error, error_at";
 
 impl TryFrom<CatalogStateRow> for CatalogState {
     type Error = StoreError;
@@ -58,6 +59,8 @@ impl TryFrom<CatalogStateRow> for CatalogState {
             metadata_location: r.metadata_location,
             current_snapshot_id: r.current_snapshot_id,
             refreshed_at: r.refreshed_at.map(Millis),
+            // Unknown text (a newer sluice's cause) reads as none.
+            refreshed_by: r.refreshed_by.as_deref().and_then(Cause::parse),
             error: r.error,
             error_at: r.error_at.map(Millis),
         })
@@ -67,7 +70,7 @@ impl TryFrom<CatalogStateRow> for CatalogState {
 /// A page of the log: by sequence number, then id (Iceberg v1 tables
 /// number every snapshot 0).
 pub const CATALOG_STATES_AFTER: &str = "SELECT table_name, catalog, metadata_location, \
-    current_snapshot_id, refreshed_at, error, error_at FROM table_catalog_state \
+    current_snapshot_id, refreshed_at, refreshed_by, error, error_at FROM table_catalog_state \
     WHERE table_name > $1 ORDER BY table_name LIMIT $2";
 
 pub const SNAPSHOT_PAGE: &str = "SELECT snapshot_id, parent_id, sequence_number, committed_at, \
@@ -98,8 +101,30 @@ pub const ENSURE_CATALOG_STATE: &str = "INSERT INTO table_catalog_state (table_n
      VALUES ($1, $2) ON CONFLICT (table_name) DO NOTHING";
 
 pub const RECORD_SUCCESS: &str = "UPDATE table_catalog_state SET catalog = $2, \
-     metadata_location = $3, current_snapshot_id = $4, refreshed_at = $5, error = NULL, \
-     error_at = NULL WHERE table_name = $1";
+     metadata_location = $3, current_snapshot_id = $4, refreshed_at = $5, refreshed_by = $6, \
+     error = NULL, error_at = NULL WHERE table_name = $1";
+
+pub const RECORD_LISTING: &str = "INSERT INTO catalog_listings (catalog, listed_at, unlisted) \
+     VALUES ($1, $2, $3) ON CONFLICT (catalog) DO UPDATE SET listed_at = excluded.listed_at, \
+     unlisted = excluded.unlisted";
+
+pub const CATALOG_LISTING: &str =
+    "SELECT listed_at, unlisted FROM catalog_listings WHERE catalog = $1";
+
+pub fn unlisted_json(listed: &Listed) -> String {
+    serde_json::to_string(&listed.unlisted).expect("strings serialize")
+}
+
+pub fn listed(row: Option<(i64, String)>) -> Result<Option<Listed>, StoreError> {
+    row.map(|(at, unlisted)| {
+        Ok(Listed {
+            at: Millis(at),
+            unlisted: serde_json::from_str(&unlisted)
+                .map_err(|_| corrupt("catalog_listings.unlisted", &unlisted))?,
+        })
+    })
+    .transpose()
+}
 
 /// The same failure again writes nothing (the watcher retries every table
 /// every round): `error_at` says since when it has been failing so.

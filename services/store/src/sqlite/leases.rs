@@ -108,7 +108,7 @@ impl LeasePort for SqliteBackend {
 
     fn prune_leases(&self, before: Millis, limit: u32) -> BoxFuture<'_, Result<u64, StoreError>> {
         let finished = format!("NOT ({LIVE})");
-        async move { prune_finished(&self.writer, "leases", &finished, before, limit).await }
+        async move { prune_finished(&self.writer, "leases", &finished, "ended_at", before, limit).await }
             .boxed()
     }
 

@@ -1,6 +1,6 @@
 //! Jobs, runs and compactions on SQLite.
 
-use super::{insert_events, now, SqliteBackend};
+use super::{insert_events, now, prune_finished, SqliteBackend};
 use crate::error::StoreError;
 use crate::ports::{Fence, RunQuery, SchedulePort, ScheduleWrite, Versioned, Written};
 use crate::rows::schedule::*;
@@ -104,11 +104,12 @@ impl SchedulePort for SqliteBackend {
 
     fn run_counts(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, StoreError>> {
         async move {
-            Ok(
-                sqlx::query_as("SELECT state, COUNT(*) FROM runs GROUP BY state")
-                    .fetch_all(&self.readers)
-                    .await?,
+            Ok(sqlx::query_as(
+                "SELECT state, COUNT(*) FROM runs \
+                     WHERE state NOT IN ('succeeded', 'failed', 'cancelled') GROUP BY state ORDER BY state",
             )
+            .fetch_all(&self.readers)
+            .await?)
         }
         .boxed()
     }
@@ -153,6 +154,14 @@ impl SchedulePort for SqliteBackend {
             .fetch_all(&self.readers)
             .await?;
             runs(rows)
+        }
+        .boxed()
+    }
+
+    fn prune_runs(&self, before: Millis, limit: u32) -> BoxFuture<'_, Result<u64, StoreError>> {
+        async move {
+            let finished = "state IN ('succeeded', 'failed', 'cancelled')";
+            prune_finished(&self.writer, "runs", finished, "created_at", before, limit).await
         }
         .boxed()
     }

@@ -140,6 +140,7 @@ impl StreamPort for SqliteBackend {
                 &self.writer,
                 "stream_batches",
                 "state <> 'open'",
+                "ended_at",
                 before,
                 limit,
             )

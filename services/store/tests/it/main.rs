@@ -8,6 +8,7 @@ mod leases;
 mod migrations;
 mod reconcile;
 mod retention;
+mod schedule;
 mod streams;
 mod support;
 mod tokens;
