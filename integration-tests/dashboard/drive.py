@@ -149,6 +149,11 @@ def main():
             measured[f"progress_{copied}_visible_ms"] = round((time.monotonic() - posted) * 1000)
             percents.append(want)
         measured["percents"] = percents
+        # The lag says how old its log is: the test refreshed it on demand.
+        log = f'tr[data-hydration="{args.hydration}"] [data-log]'
+        assert attrs(log, "data-log") == ["on_demand"], attrs(log, "data-log")
+        measured["log_note"] = text_of(log)
+        assert "log checked" in measured["log_note"], measured
         shot("hydrations")
 
         driver.get(url + "/#compactions")

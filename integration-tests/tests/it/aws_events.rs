@@ -144,6 +144,11 @@ async fn a_table_event_refreshes_its_table_at_once_and_other_messages_are_droppe
             200,
         )
         .await;
+    let log = server
+        .expect(Method::GET, &format!("/v1/tables/{TABLE}"), None, 200)
+        .await["snapshot_log"]
+        .clone();
+    assert_eq!(log["checked_by"], "on_demand", "{log}");
     let id = py(&catalog, &["append", TABLE, "2"]).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_ne!(
@@ -164,6 +169,19 @@ async fn a_table_event_refreshes_its_table_at_once_and_other_messages_are_droppe
     )
     .await;
     eprintln!("the commit showed {:?} after its event", sent.elapsed());
+    // The table says how fresh its log is, and why.
+    let log = server
+        .expect(Method::GET, &format!("/v1/tables/{TABLE}"), None, 200)
+        .await["snapshot_log"]
+        .clone();
+    assert_eq!(log["checked_by"], "event", "{log}");
+    assert!(log["age_seconds"].as_i64().unwrap() <= 10, "{log}");
+    assert_eq!(
+        server
+            .metric("sluice_snapshot_refreshes_total{cause=\"event\"}")
+            .await,
+        1
+    );
 
     // What sluice cannot use: counted, dropped, deleted.
     for body in [

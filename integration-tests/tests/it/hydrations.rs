@@ -165,6 +165,10 @@ async fn progress_lag_and_staleness_follow_the_table(backend: Backend) {
     let behind = assert_lag(&server, &catalog, &id, &s2).await;
     assert_eq!(behind["lag"]["snapshots"], 2);
     assert!(behind["lag"]["seconds"].as_i64().unwrap() >= 1, "{behind}");
+    // The lag says how old the log it was computed from is, and why.
+    let log = &behind["lag"]["log"];
+    assert_eq!(log["checked_by"], "on_demand", "{behind}");
+    assert!(log["age_seconds"].as_i64().unwrap() <= 10, "{behind}");
 
     // Catching up one snapshot at a time.
     let one = report(

@@ -56,6 +56,13 @@ function remapNote(remap) {
     remap.error ? h("div", { class: "muted" }, remap.error) : null);
 }
 
+// How old the snapshot log a lag was computed from is, and what checked it.
+function logNote(log) {
+  if (!log) return h("div", { class: "muted", "data-log": "" }, "log never checked");
+  return h("div", { class: "muted", "data-log": log.checked_by },
+    "log checked ", since(log.checked_at), " ago by ", log.checked_by.replace("_", " "));
+}
+
 function since(iso) {
   return h("span", { "data-since": iso }, ago(iso));
 }
@@ -155,7 +162,8 @@ const views = {
         h("td", {}, h("div", { class: "bar", "data-percent": pct.toFixed(1) }, bar), " ", pct.toFixed(1) + "%",
           h("div", { class: "muted" }, p.rows_total ? `${p.rows_copied ?? 0} of ${p.rows_total} rows` : "")),
         h("td", {}, x.lag ? `${x.lag.snapshots} snapshots, ${span(x.lag.seconds)}` : "",
-          x.lag && x.lag.diverged ? h("div", { class: "error" }, "diverged") : null),
+          x.lag && x.lag.diverged ? h("div", { class: "error" }, "diverged") : null,
+          logNote(x.lag && x.lag.log)),
         h("td", {}, (x.views || []).join(", "), remapNote(x.remap)),
         h("td", { "data-session": x.session ? x.session.run_id : "" },
           x.session ? [x.session.run_id, h("div", { class: "muted" }, "until ", until(x.session.expires_at))]

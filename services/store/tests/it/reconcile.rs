@@ -5,7 +5,7 @@
 
 use crate::support::{every, put_table, table};
 use sluice_core::snapshots::{
-    CatalogFuture, CatalogPort, ListFuture, ListedPage, Listing, Snapshot, TableMetadata,
+    CatalogFuture, CatalogPort, Cause, ListFuture, ListedPage, Listing, Snapshot, TableMetadata,
     TagFuture, TagTarget,
 };
 use sluice_core::{LeaseId, Millis, TableName};
@@ -146,7 +146,7 @@ async fn a_reconcile_reads_only_what_moved_and_only_while_leading() {
             interval: Duration::from_millis(20),
             catalog_calls_per_second: 10_000.0,
         };
-        let (_nudges, watcher) =
+        let (nudges, watcher) =
             sluice_store::spawn_watcher(store.clone(), catalog.clone(), config, following);
 
         // The first passes read every table once; the missing one is
@@ -194,7 +194,28 @@ async fn a_reconcile_reads_only_what_moved_and_only_while_leading() {
         let state = store.catalog_state(&table("a.t3")).await.unwrap().unwrap();
         assert_eq!(state.current_snapshot_id, Some(2), "{}", b.name);
         assert_eq!(state.metadata_location, Some(location("a.t3", 2)));
+        assert_eq!(state.refreshed_by, Some(Cause::Listing), "{}", b.name);
 
+        // Freshness: tables the listing left alone are confirmed by each
+        // pass, with no write of theirs; a missing one is not.
+        let quiet = table("a.t0");
+        let before = store.catalog_state(&quiet).await.unwrap().unwrap();
+        let pass_began = sluice_store::system_now();
+        two_passes(store).await;
+        let fresh = store.log_freshness(&quiet).await.unwrap().unwrap();
+        assert_eq!(fresh.by, Cause::Listing, "{}", b.name);
+        assert!(fresh.checked_at >= pass_began, "{}: {fresh:?}", b.name);
+        let after = store.catalog_state(&quiet).await.unwrap().unwrap();
+        assert_eq!(after.refreshed_at, before.refreshed_at, "{}", b.name);
+        let gone = store.log_freshness(&table("c.gone")).await.unwrap();
+        assert_eq!(gone, None, "{}: never read, never confirmed", b.name);
+        let mut text = String::new();
+        store.stats().render(&mut text);
+        assert!(
+            text.contains("sluice_snapshot_reconcile_unconfirmed_tables 1\n"),
+            "{}: {text}",
+            b.name
+        );
         // Not leading: no call at all, whatever moves.
         publish.set(None);
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -213,6 +234,24 @@ async fn a_reconcile_reads_only_what_moved_and_only_while_leading() {
             catalog.reads().len() == 8
         })
         .await;
+
+        // Nudges run on every replica, leading or not: a refresh a batch
+        // asked for says so, and is the newest check of its table.
+        publish.set(None);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        catalog.set("b.x", 2);
+        let nudged_at = sluice_store::system_now();
+        nudges.saw(table("b.x"), 2);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let fresh = loop {
+            let f = store.log_freshness(&table("b.x")).await.unwrap().unwrap();
+            if f.by == Cause::Batch {
+                break f;
+            }
+            assert!(Instant::now() < deadline, "{}: {f:?}", b.name);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(fresh.checked_at >= nudged_at, "{}", b.name);
         watcher.abort();
     }
 }
