@@ -13,6 +13,9 @@ step() {
   printf 'test.sh: %ss  %s\n' "$((SECONDS - start))" "$*" >&2
 }
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+# A from-scratch build (CI's) gains nothing from incremental state; writing
+# it costs time. Set CARGO_INCREMENTAL=1 to keep it between local runs.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 step scripts/ensure-postgres.sh
 # Databases left by earlier runs (each test makes its own).
 if command -v psql >/dev/null; then
@@ -20,15 +23,34 @@ if command -v psql >/dev/null; then
     while read -r db; do psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true; done
 fi
 step cargo fmt --all -- --check
+# The Python venvs and Debian packages the later steps use install while
+# the Rust code compiles (mostly downloads, not CPU). Each step still
+# ensures its own: ensure-venv.sh takes a lock, so one that comes first
+# waits for the install under way.
+prepare() {
+  scripts/ensure-venv.sh .venv-ingest integration-tests/ingest/requirements.txt
+  scripts/ensure-debian.sh chromium chromium-driver faketime
+  scripts/ensure-venv.sh .venv-client clients/python/requirements-dev.txt
+  scripts/ensure-venv.sh .venv-deploy integration-tests/deploy/requirements.txt
+  scripts/ensure-venv.sh .venv-fuzz scripts/requirements-fuzz.txt
+  scripts/ensure-venv.sh .venv-spec scripts/requirements-spec.txt
+}
+mkdir -p target
+prepare >target/prepare.log 2>&1 &
+prepared=$!
 step cargo clippy --workspace --all-targets --quiet -- -D warnings
 # --all-targets: the same features as `cargo test` below, so nothing builds twice.
 step cargo build --workspace --all-targets --quiet
 # The ingestion tests run a Python job (pyiceberg) against moto's Glue and
 # S3; the DynamoDB backend's tests run on moto's DynamoDB from the same venv.
-step scripts/ensure-venv.sh .venv-ingest integration-tests/ingest/requirements.txt
 # The dashboard test drives a real headless browser; the DynamoDB skew test
 # runs a replica under libfaketime.
-step scripts/ensure-debian.sh chromium chromium-driver faketime
+waited=$SECONDS
+if ! wait "$prepared"; then
+  cat target/prepare.log >&2
+  exit 1
+fi
+printf 'test.sh: %ss  waiting for the venvs and packages\n' "$((SECONDS - waited))" >&2
 step cargo test --workspace
 # deploy/: rendered, schema-checked, linted, and run as written (drift.py).
 step scripts/check-deploy.sh

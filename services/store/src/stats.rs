@@ -307,7 +307,10 @@ impl StoreStats {
         }
         out.push_str("# HELP sluice_snapshot_refreshes_total Snapshot-log refreshes this process recorded, by cause (listing, event, on_demand, batch).\n");
         out.push_str("# TYPE sluice_snapshot_refreshes_total counter\n");
-        for (cause, n) in &inner.refreshes {
+        // Every cause, from the start: a fixed set of series.
+        for cause in [Cause::Listing, Cause::Event, Cause::OnDemand, Cause::Batch] {
+            let n = inner.refreshes.get(cause.as_str()).copied().unwrap_or(0);
+            let cause = cause.as_str();
             let _ = writeln!(
                 out,
                 "sluice_snapshot_refreshes_total{{cause=\"{cause}\"}} {n}"
