@@ -30,8 +30,22 @@ pub(crate) struct Budgets {
 
 pub(crate) async fn advance(cx: &Context<'_>, budgets: &mut Budgets) -> Result<(), Failure> {
     let now = sluice_store::system_now();
-    let mut queued = Vec::new();
-    for Versioned { value, version } in cx.store.active_runs(now, PER_TICK).await? {
+    let (queued, others): (Vec<_>, Vec<_>) = cx
+        .store
+        .active_runs(now, PER_TICK)
+        .await?
+        .into_iter()
+        .partition(|r| r.value.state == RunState::Queued);
+    // Starts first: polls one after another can take the rest of the time
+    // the leader lease surely holds (a 1,000-run backlog polled at 50 calls
+    // a second left no tick any of it, and ticks longer than the lease's
+    // TTL lost it).
+    start_queued(cx, queued, &mut budgets.starts).await?;
+    for Versioned { value, version } in others {
+        // The rest wait for the next tick, after the next heartbeat.
+        if !cx.may_act() {
+            break;
+        }
         match value.state {
             RunState::Retrying => {
                 let mut r = value;
@@ -39,13 +53,12 @@ pub(crate) async fn advance(cx: &Context<'_>, budgets: &mut Budgets) -> Result<(
                     save(cx, r, version, Some(t)).await?;
                 }
             }
-            RunState::Queued => queued.push(Versioned { value, version }),
             RunState::Starting => reconcile(cx, value, version, &mut budgets.polls).await?,
             RunState::Running => follow(cx, value, version, &mut budgets.polls).await?,
             _ => {}
         }
     }
-    start_queued(cx, queued, &mut budgets.starts).await
+    Ok(())
 }
 
 /// Start queued runs, oldest first: each job's limit and occupancy read

@@ -520,20 +520,19 @@ impl LeasePort for DynamoBackend {
         name: &'a TableName,
     ) -> BoxFuture<'a, Result<Option<TableName>, StoreError>> {
         async move {
+            // The folded-name item says which spelling is registered: one
+            // read, not a walk through every table.
             let lower = name.as_str().to_lowercase();
-            let found = self
-                .query(TABLES, Range::All, true, 1, |item| {
-                    text(item, "sk").is_ok_and(|n| n != name.as_str() && n.to_lowercase() == lower)
-                })
-                .await?;
-            found
-                .first()
-                .map(|item| {
-                    let n = text(item, "sk")?;
-                    TableName::parse(n)
-                        .map_err(|_| StoreError::Internal(format!("corrupt table name {n}")))
-                })
-                .transpose()
+            let Some(item) = self.get(FOLDED, &lower).await? else {
+                return Ok(None);
+            };
+            let registered = text(&item, "table")?;
+            if registered == name.as_str() {
+                return Ok(None);
+            }
+            TableName::parse(registered)
+                .map(Some)
+                .map_err(|_| StoreError::Internal(format!("corrupt table name {registered}")))
         }
         .boxed()
     }
