@@ -171,6 +171,16 @@ impl DynamoBackend {
         Ok(found)
     }
 
+    /// The items at these keys that exist, in the keys' order (BatchGetItem
+    /// answers in none): what an index item's readers fetch.
+    pub(crate) async fn get_in_order(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<Vec<Attrs>, StoreError> {
+        let mut found = self.get_many(keys).await?;
+        Ok(keys.iter().filter_map(|key| found.remove(key)).collect())
+    }
+
     /// Up to `limit` items of partition `pk` in `range`, in sort-key order
     /// (`forward`) or the reverse, that `keep` accepts; strongly consistent.
     pub(crate) async fn query(

@@ -100,9 +100,9 @@ impl DynamoBackend {
             .iter()
             .map(|item| Ok((TABLES.to_owned(), text(item, "sk")?.to_owned())))
             .collect::<Result<_, StoreError>>()?;
-        let found = self.get_many(&keys).await?;
-        keys.iter()
-            .filter_map(|key| found.get(key))
+        self.get_in_order(&keys)
+            .await?
+            .iter()
             .map(|item| self.decode_root(item))
             .collect()
     }

@@ -380,14 +380,11 @@ impl DynamoBackend {
             .iter()
             .map(|item| Ok((RUNS.to_owned(), text(item, "sk")?.to_owned())))
             .collect::<Result<_, StoreError>>()?;
-        let found = self.get_many(&keys).await?;
-        let mut runs = Vec::with_capacity(found.len());
-        for key in &keys {
-            if let Some(item) = found.get(key) {
-                runs.push(versioned(item)?);
-            }
-        }
-        Ok(runs)
+        self.get_in_order(&keys)
+            .await?
+            .iter()
+            .map(versioned)
+            .collect()
     }
 
     /// `runs` in an unfinished state: through the `run-open` items.
@@ -536,15 +533,12 @@ impl SchedulePort for DynamoBackend {
                 .iter()
                 .map(|item| Ok((JOBS.to_owned(), text(item, "job")?.to_owned())))
                 .collect::<Result<_, StoreError>>()?;
-            let found = self.get_many(&keys).await?;
             let mut jobs = Vec::with_capacity(keys.len());
-            for key in &keys {
-                if let Some(item) = found.get(key) {
-                    let job: Job = doc(item)?;
-                    // Moved or deleted since the index was read: not due.
-                    if job.next_fire_at.is_some_and(|at| at <= now) {
-                        jobs.push(job);
-                    }
+            for item in self.get_in_order(&keys).await? {
+                let job: Job = doc(&item)?;
+                // Moved since the index was read (a deleted one is not found): not due.
+                if job.next_fire_at.is_some_and(|at| at <= now) {
+                    jobs.push(job);
                 }
             }
             Ok(jobs)

@@ -262,11 +262,9 @@ impl ViewStorePort for DynamoBackend {
                 .iter()
                 .map(|item| Ok((INTENTS.to_owned(), text(item, "sk")?.to_owned())))
                 .collect::<Result<_, StoreError>>()?;
-            let found = self.get_many(&keys).await?;
             let mut intents = Vec::with_capacity(keys.len());
-            for key in &keys {
-                let Some(item) = found.get(key) else { continue };
-                let stored: StoredIntent = doc(item)?;
+            for item in self.get_in_order(&keys).await? {
+                let stored: StoredIntent = doc(&item)?;
                 // Finished since the index was read: not due.
                 if stored.state == IntentState::Pending {
                     intents.push(DueIntent {
